@@ -1,0 +1,294 @@
+//! The entry service: the proxy's HTTP endpoints.
+//!
+//! [`App`] answers the operational endpoints itself (`/`, `/health`,
+//! `/v1/models`), and for the client API (`POST /v1/chat/completions`,
+//! `/v1/completions`, `/v1/embeddings`, `/openai/chat/completions`) reads
+//! the body once (bounded by `body_limit`), parses it into an
+//! [`LlmRequest`], and calls the configured stack. An error from the stack is
+//! rendered once, here, in the client's format. Every answer carries
+//! `x-request-id` (the client's own, or a new one).
+//!
+//! ```
+//! use std::path::Path;
+//! use http::Request;
+//! use tower::ServiceExt;
+//! use llm_router::{app::App, body::ProxyBody, config::Config};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let config = Config::parse(
+//!     "[[backends]]\nname = \"local\"\nprovider = \"mock\"\n[[models]]\nname = \"echo\"\ntargets = [{ backend = \"local\" }]\n",
+//!     Path::new("config.toml"), &|_| None).unwrap();
+//! let app = App::from_config(&config).unwrap();
+//! let req = Request::post("/v1/chat/completions")
+//!     .body(ProxyBody::full(r#"{"model":"echo","messages":[{"role":"user","content":"hi"}]}"#))
+//!     .unwrap();
+//! let answer = app.oneshot(req).await.unwrap();
+//! assert_eq!(answer.status(), 200);
+//! assert!(answer.headers().contains_key("x-request-id"));
+//! # }
+//! ```
+
+use std::collections::hash_map::RandomState;
+use std::convert::Infallible;
+use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body::Body;
+use serde_json::json;
+use tower::{Service, ServiceExt};
+
+use crate::body::{BoxError, ProxyBody};
+use crate::config::{Config, ConfigError};
+use crate::error::{json_response, ProxyError};
+use crate::request::{read_body, ClientFormat, Endpoint, LlmRequest};
+use crate::routing::RouteTable;
+use crate::stack::{Built, LlmService};
+
+/// The header carrying the request id.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// The client's address, put into every request's extensions by the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// The request id, also in the request's extensions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestId(pub HeaderValue);
+
+struct State {
+    service: LlmService,
+    routes: Arc<RouteTable>,
+    body_limit: u64,
+    created: u64,
+    id_prefix: u64,
+    next_id: AtomicU64,
+}
+
+/// The proxy's HTTP endpoints. See the [module docs](crate::app).
+#[derive(Clone)]
+pub struct App {
+    state: Arc<State>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("body_limit", &self.state.body_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl App {
+    /// An app around an already built stack.
+    pub fn new(built: Built, body_limit: u64) -> Self {
+        let created = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        App {
+            state: Arc::new(State {
+                service: built.service,
+                routes: built.routes,
+                body_limit,
+                created,
+                id_prefix: RandomState::new().build_hasher().finish(),
+                next_id: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Build the stack of `config` and wrap it.
+    pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        Ok(App::new(
+            crate::stack::build(config)?,
+            config.server.body_limit,
+        ))
+    }
+
+    fn request_id(&self, headers: &http::HeaderMap) -> HeaderValue {
+        if let Some(id) = headers.get(REQUEST_ID) {
+            if !id.is_empty() && id.len() <= 200 {
+                return id.clone();
+            }
+        }
+        let n = self.state.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = format!("{:016x}{:016x}", self.state.id_prefix, n);
+        HeaderValue::try_from(id).unwrap_or(HeaderValue::from_static("0"))
+    }
+
+    fn models_list(&self) -> serde_json::Value {
+        let data: Vec<_> = self
+            .state
+            .routes
+            .models()
+            .map(|name| self.model_object(name))
+            .collect();
+        json!({"object": "list", "data": data})
+    }
+
+    fn model_object(&self, name: &str) -> serde_json::Value {
+        let owner = self
+            .state
+            .routes
+            .resolve(name)
+            .and_then(|r| r.targets().first())
+            .map(|t| t.backend().name().to_string())
+            .unwrap_or_else(|| "llm-router".into());
+        json!({"id": name, "object": "model", "created": self.state.created, "owned_by": owner})
+    }
+
+    async fn handle<B>(self, req: Request<B>) -> Response<ProxyBody>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let path = req.uri().path();
+        let path = if path.len() > 1 {
+            path.trim_end_matches('/')
+        } else {
+            path
+        };
+        let format = if path.starts_with("/anthropic") || path.starts_with("/v1/messages") {
+            ClientFormat::Anthropic
+        } else {
+            ClientFormat::OpenAi
+        };
+        let endpoint = match path {
+            "/v1/chat/completions" | "/openai/chat/completions" => Some(Endpoint::ChatCompletions),
+            "/v1/completions" => Some(Endpoint::Completions),
+            "/v1/embeddings" => Some(Endpoint::Embeddings),
+            _ => None,
+        };
+        let method = req.method().clone();
+        let wrong_method = |path: &str| {
+            ProxyError::MethodNotAllowed {
+                method: method.to_string(),
+                path: path.to_string(),
+            }
+            .to_response(format)
+        };
+        if let Some(endpoint) = endpoint {
+            if method != Method::POST {
+                return wrong_method(path);
+            }
+            return self.client_api(endpoint, req).await;
+        }
+        let get = method == Method::GET || method == Method::HEAD;
+        match path {
+            "/" if get => json_response(
+                StatusCode::OK,
+                &json!({
+                    "name": "llm-router",
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "endpoints": {
+                        "client": ["POST /v1/chat/completions", "POST /v1/completions", "POST /v1/embeddings",
+                                   "POST /openai/chat/completions", "GET /v1/models", "GET /v1/models/{id}"],
+                        "operations": ["GET /health", "GET /"],
+                    },
+                }),
+            ),
+            "/health" if get => json_response(
+                StatusCode::OK,
+                &json!({
+                    "status": "healthy",
+                    "service": "llm-router",
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "models": self.state.routes.models().collect::<Vec<_>>(),
+                }),
+            ),
+            "/v1/models" if get => json_response(StatusCode::OK, &self.models_list()),
+            p if get && p.starts_with("/v1/models/") => {
+                let id = &p["/v1/models/".len()..];
+                if self.state.routes.resolve(id).is_some() {
+                    json_response(StatusCode::OK, &self.model_object(id))
+                } else {
+                    ProxyError::ModelNotFound(id.to_string()).to_response(format)
+                }
+            }
+            "/" | "/health" | "/v1/models" => wrong_method(path),
+            p if p.starts_with("/v1/models/") => wrong_method(path),
+            _ => ProxyError::UnknownEndpoint {
+                method: method.to_string(),
+                path: path.to_string(),
+            }
+            .to_response(format),
+        }
+    }
+
+    async fn client_api<B>(self, endpoint: Endpoint, req: Request<B>) -> Response<ProxyBody>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let format = endpoint.client_format();
+        let (mut parts, body) = req.into_parts();
+        let bytes = match read_body(&parts.headers, body, self.state.body_limit).await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                let mut response = e.to_response(format);
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    // The rest of the body is not read: end the connection.
+                    response
+                        .headers_mut()
+                        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                return response;
+            }
+        };
+        let llm = match LlmRequest::parse(endpoint, &bytes) {
+            Ok(llm) => llm,
+            Err(e) => return e.to_response(format),
+        };
+        drop(bytes);
+        let model = llm.model().to_string();
+        parts.extensions.insert(llm);
+        let req = Request::from_parts(parts, ProxyBody::empty());
+        let result = self.state.service.clone().oneshot(req).await;
+        match result {
+            Ok(response) => response,
+            Err(e) => {
+                if e.status().is_server_error() {
+                    tracing::warn!(model = %model, status = e.status().as_u16(), error = %e, "request failed");
+                } else {
+                    tracing::debug!(model = %model, status = e.status().as_u16(), error = %e, "request refused");
+                }
+                e.to_response(format)
+            }
+        }
+    }
+}
+
+impl<B> Service<Request<B>> for App
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let app = self.clone();
+        let id = self.request_id(req.headers());
+        req.headers_mut().insert(REQUEST_ID, id.clone());
+        req.extensions_mut().insert(RequestId(id.clone()));
+        Box::pin(async move {
+            let mut response = app.handle(req).await;
+            response.headers_mut().insert(REQUEST_ID, id);
+            Ok(response)
+        })
+    }
+}

@@ -1,0 +1,151 @@
+//! The one body type that flows out of the stack: [`ProxyBody`].
+//!
+//! Upstream bodies are wrapped, never collected: [`ProxyBody::new`] boxes any
+//! [`http_body::Body`] and forwards `poll_frame`, `is_end_stream` and
+//! `size_hint`, so frames reach the client as they arrive and a known
+//! `Content-Length` survives. Small local answers (errors, the `mock`
+//! provider, `/health`) use the unboxed [`ProxyBody::full`].
+//!
+//! ```
+//! use http_body_util::BodyExt;
+//! use llm_router::body::ProxyBody;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let body = ProxyBody::full("hello");
+//! let bytes = body.collect().await.unwrap().to_bytes();
+//! assert_eq!(&bytes[..], b"hello");
+//! # }
+//! ```
+
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::BodyExt;
+
+/// A type-erased error, used for body errors and boxed causes.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The response (and post-parse request) body used throughout llm-router.
+pub struct ProxyBody(Kind);
+
+enum Kind {
+    Empty,
+    Full(Option<Bytes>),
+    Boxed(UnsyncBoxBody<Bytes, BoxError>),
+}
+
+impl ProxyBody {
+    /// An empty body.
+    pub fn empty() -> Self {
+        ProxyBody(Kind::Empty)
+    }
+
+    /// A body made of one chunk of bytes, sent as a single frame.
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        let bytes = bytes.into();
+        if bytes.is_empty() {
+            Self::empty()
+        } else {
+            ProxyBody(Kind::Full(Some(bytes)))
+        }
+    }
+
+    /// Wrap any body; its frames pass through one by one, as they arrive.
+    pub fn new<B>(body: B) -> Self
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        ProxyBody(Kind::Boxed(body.map_err(Into::into).boxed_unsync()))
+    }
+}
+
+impl Default for ProxyBody {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+impl fmt::Debug for ProxyBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.0 {
+            Kind::Empty => "Empty",
+            Kind::Full(_) => "Full",
+            Kind::Boxed(_) => "Streaming",
+        };
+        f.debug_tuple("ProxyBody").field(&kind).finish()
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match &mut self.get_mut().0 {
+            Kind::Empty => Poll::Ready(None),
+            Kind::Full(data) => Poll::Ready(data.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Boxed(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.0 {
+            Kind::Empty => true,
+            Kind::Full(data) => data.is_none(),
+            Kind::Boxed(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.0 {
+            Kind::Empty => SizeHint::with_exact(0),
+            Kind::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Boxed(body) => body.size_hint(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, StreamBody};
+
+    #[tokio::test]
+    async fn full_body_is_one_frame_with_exact_size() {
+        let body = ProxyBody::full("abc");
+        assert_eq!(body.size_hint().exact(), Some(3));
+        assert!(!body.is_end_stream());
+        let bytes = body.collect().await.unwrap().to_bytes();
+        assert_eq!(&bytes[..], b"abc");
+    }
+
+    #[tokio::test]
+    async fn empty_full_is_end_stream() {
+        assert!(ProxyBody::full("").is_end_stream());
+        assert!(ProxyBody::empty().is_end_stream());
+    }
+
+    #[tokio::test]
+    async fn boxed_body_forwards_frames_one_by_one() {
+        let frames = vec![
+            Ok::<_, std::io::Error>(Frame::data(Bytes::from_static(b"a"))),
+            Ok(Frame::data(Bytes::from_static(b"b"))),
+        ];
+        let stream = futures_util::stream::iter(frames);
+        let mut body = ProxyBody::new(StreamBody::new(stream));
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(&first[..], b"a");
+        let second = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(&second[..], b"b");
+        assert!(body.frame().await.is_none());
+    }
+}

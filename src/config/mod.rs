@@ -1,0 +1,981 @@
+//! `config.toml`: parsing, `${VAR}` substitution, environment overrides and
+//! validation. This is the only module that knows serde; everything it
+//! produces is plain typed values that the layers take as they are.
+//!
+//! Every error is a [`ConfigError`] naming the file, the line and the key:
+//!
+//! ```
+//! use std::path::Path;
+//! use llm_router::config::Config;
+//!
+//! let text = "[server]\nlisten = \"127.0.0.1:9000\"\n\n[[backends]]\nname = \"local\"\nprovider = \"mock\"\n\n[[models]]\nname = \"echo\"\ntargets = [{ backend = \"locl\" }]\n";
+//! let err = Config::parse(text, Path::new("config.toml"), &|_| None).unwrap_err();
+//! assert_eq!(err.to_string(),
+//!     "config.toml:10: models[0].targets[0].backend: backend `locl` is not defined (defined: local)");
+//! ```
+
+mod env;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::stack::LayerName;
+
+/// A configuration error: file, line, key and a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file (or `environment` for a bad override variable).
+    pub file: String,
+    /// 1-based line, when the error has one.
+    pub line: Option<usize>,
+    /// Dotted key path (`backends[1].timeout`), when the error has one.
+    pub key: Option<String>,
+    /// What is wrong and, where possible, how to fix it.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, ": {key}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// `[stack] order`, validated (the default order when absent).
+    pub stack: Vec<LayerName>,
+    /// Whether `[stack]` was written in the file.
+    pub stack_explicit: bool,
+    /// `[[backends]]`.
+    pub backends: Vec<BackendConfig>,
+    /// `[[models]]`.
+    pub models: Vec<ModelConfig>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Host part of `listen` (an IP address or a host name).
+    pub host: String,
+    /// Port part of `listen`.
+    pub port: u16,
+    /// Largest accepted request body, in bytes.
+    pub body_limit: u64,
+    /// Certificate chain (PEM), resolved against the config's directory.
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM), resolved against the config's directory.
+    pub tls_key: Option<PathBuf>,
+    /// How long in-flight requests may run on after SIGINT/SIGTERM.
+    pub shutdown_timeout: Duration,
+}
+
+impl ServerConfig {
+    /// Default `listen`.
+    pub const DEFAULT_LISTEN: &'static str = "127.0.0.1:8080";
+    /// Default `body_limit` (10 MiB).
+    pub const DEFAULT_BODY_LIMIT: u64 = 10 * 1024 * 1024;
+    /// Default `shutdown_timeout`.
+    pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// `host:port`, with brackets around an IPv6 host.
+    pub fn listen(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            body_limit: Self::DEFAULT_BODY_LIMIT,
+            tls_cert: None,
+            tls_key: None,
+            shutdown_timeout: Self::DEFAULT_SHUTDOWN_TIMEOUT,
+        }
+    }
+}
+
+/// A backend's `api_key`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ApiKeySetting {
+    /// A key to send.
+    Key(String),
+    /// `"passthrough"`: forward the client's key.
+    Passthrough,
+}
+
+impl fmt::Debug for ApiKeySetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApiKeySetting::Key(k) => write!(f, "Key({})", crate::secret::mask_key(k)),
+            ApiKeySetting::Passthrough => f.write_str("Passthrough"),
+        }
+    }
+}
+
+/// One `[[backends]]` entry.
+#[derive(Debug, Clone)]
+pub struct BackendConfig {
+    /// Unique name.
+    pub name: String,
+    /// Provider name (`openai`, `mock`, ...).
+    pub provider: String,
+    /// API root; `None` means the provider's default.
+    pub base_url: Option<String>,
+    /// Credential, after `${VAR}` and `LLM_ROUTER_BACKEND_<NAME>_API_KEY`.
+    pub api_key: Option<ApiKeySetting>,
+    /// Until the response head.
+    pub timeout: Duration,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// Until the first content event of a stream.
+    pub first_byte_timeout: Duration,
+    /// Longest gap between streamed events.
+    pub idle_timeout: Duration,
+    /// Verify TLS certificates.
+    pub tls_verify: bool,
+}
+
+/// One `[[models]]` entry.
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    /// The name clients send (`"*"` = any other name).
+    pub name: String,
+    /// Where its requests go.
+    pub targets: Vec<TargetConfig>,
+    /// Model tried after "context length exceeded".
+    pub context_fallback: Option<String>,
+}
+
+/// One target of a model.
+#[derive(Debug, Clone)]
+pub struct TargetConfig {
+    /// Backend name.
+    pub backend: String,
+    /// Model to ask for there (`None` = the client's).
+    pub model: Option<String>,
+    /// Lower first.
+    pub priority: u32,
+    /// Load share among equal priorities.
+    pub weight: u32,
+}
+
+// ---------------------------------------------------------------------------
+// Raw, serde-facing structs. Every table rejects unknown keys.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    server: Option<RawServer>,
+    stack: Option<RawStack>,
+    #[serde(default)]
+    backends: Vec<RawBackend>,
+    #[serde(default)]
+    models: Vec<RawModel>,
+    // Sections of layers this build does not have yet: accepted by the
+    // parser so that the error can say so clearly.
+    retry: Option<toml::Value>,
+    circuit_breaker: Option<toml::Value>,
+    failover: Option<toml::Value>,
+    rate_limit: Option<toml::Value>,
+    auth: Option<toml::Value>,
+    headers: Option<toml::Value>,
+    transforms: Option<toml::Value>,
+    pii: Option<toml::Value>,
+    log: Option<toml::Value>,
+    tools: Option<toml::Value>,
+    cors: Option<toml::Value>,
+    state: Option<toml::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<Spanned<String>>,
+    body_limit: Option<Spanned<i64>>,
+    tls_cert: Option<Spanned<String>>,
+    tls_key: Option<Spanned<String>>,
+    shutdown_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStack {
+    order: Spanned<Vec<Spanned<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackend {
+    name: Spanned<String>,
+    provider: Spanned<String>,
+    base_url: Option<Spanned<String>>,
+    api_key: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    connect_timeout: Option<Spanned<String>>,
+    first_byte_timeout: Option<Spanned<String>>,
+    idle_timeout: Option<Spanned<String>>,
+    tls_verify: Option<bool>,
+    tools: Option<Spanned<String>>,
+    rate_limit: Option<Spanned<toml::Value>>,
+    headers: Option<Spanned<toml::Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    name: Spanned<String>,
+    targets: Spanned<Vec<RawTarget>>,
+    context_fallback: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    backend: Spanned<String>,
+    model: Option<String>,
+    priority: Option<Spanned<i64>>,
+    weight: Option<Spanned<i64>>,
+}
+
+// ---------------------------------------------------------------------------
+
+/// Reads and validates; collects nothing but the first error.
+struct Loader<'a> {
+    file: String,
+    text: &'a str,
+    env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Loader<'_> {
+    fn err(
+        &self,
+        span: Option<Range<usize>>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError {
+            file: self.file.clone(),
+            line: span.map(|s| env::line_of(self.text, s.start)),
+            key: Some(key.into()),
+            message: message.into(),
+        }
+    }
+
+    fn line_of_header(&self, header: &str) -> Option<usize> {
+        self.text
+            .lines()
+            .position(|l| {
+                let l = l.trim_start();
+                l.starts_with(&format!("[{header}]"))
+                    || l.starts_with(&format!("[[{header}]]"))
+                    || l.starts_with(&format!("{header} "))
+                    || l.starts_with(&format!("{header}="))
+            })
+            .map(|n| n + 1)
+    }
+
+    fn duration(
+        &self,
+        value: &Option<Spanned<String>>,
+        key: &str,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        let Some(v) = value else { return Ok(default) };
+        match parse_duration(v.get_ref()) {
+            Ok(d) if d.is_zero() => Err(self.err(Some(v.span()), key, "must be greater than 0")),
+            Ok(d) => Ok(d),
+            Err(m) => Err(self.err(Some(v.span()), key, m)),
+        }
+    }
+
+    fn server(&self, raw: Option<RawServer>, dir: &Path) -> Result<ServerConfig, ConfigError> {
+        let mut server = ServerConfig::default();
+        let Some(raw) = raw else { return Ok(server) };
+        if let Some(listen) = &raw.listen {
+            let (host, port) = parse_listen(listen.get_ref())
+                .map_err(|m| self.err(Some(listen.span()), "server.listen", m))?;
+            server.host = host;
+            server.port = port;
+        }
+        if let Some(limit) = &raw.body_limit {
+            let value = *limit.get_ref();
+            if value <= 0 {
+                return Err(self.err(
+                    Some(limit.span()),
+                    "server.body_limit",
+                    "must be a positive number of bytes",
+                ));
+            }
+            server.body_limit = value as u64;
+        }
+        server.shutdown_timeout = self.duration(
+            &raw.shutdown_timeout,
+            "server.shutdown_timeout",
+            ServerConfig::DEFAULT_SHUTDOWN_TIMEOUT,
+        )?;
+        let resolve = |p: &Spanned<String>| dir.join(p.get_ref());
+        server.tls_cert = raw.tls_cert.as_ref().map(resolve);
+        server.tls_key = raw.tls_key.as_ref().map(resolve);
+        match (&raw.tls_cert, &raw.tls_key) {
+            (Some(c), None) => {
+                return Err(self.err(
+                    Some(c.span()),
+                    "server.tls_cert",
+                    "tls_cert is set but tls_key is not; set both to serve HTTPS",
+                ))
+            }
+            (None, Some(k)) => {
+                return Err(self.err(
+                    Some(k.span()),
+                    "server.tls_key",
+                    "tls_key is set but tls_cert is not; set both to serve HTTPS",
+                ))
+            }
+            _ => {}
+        }
+        for (value, key) in [
+            (&raw.tls_cert, "server.tls_cert"),
+            (&raw.tls_key, "server.tls_key"),
+        ] {
+            if let Some(v) = value {
+                let path = resolve(v);
+                if !path.is_file() {
+                    return Err(self.err(
+                        Some(v.span()),
+                        key,
+                        format!("file `{}` does not exist", path.display()),
+                    ));
+                }
+            }
+        }
+        Ok(server)
+    }
+
+    fn stack(&self, raw: Option<RawStack>) -> Result<(Vec<LayerName>, bool), ConfigError> {
+        let Some(raw) = raw else {
+            // The default order, limited to the layers this build has.
+            let order = LayerName::DEFAULT_ORDER
+                .iter()
+                .copied()
+                .filter(|l| l.is_built())
+                .collect();
+            return Ok((order, false));
+        };
+        let mut order = Vec::new();
+        for (i, entry) in raw.order.get_ref().iter().enumerate() {
+            let key = format!("stack.order[{i}]");
+            let name = entry.get_ref();
+            let Some(layer) = LayerName::parse(name) else {
+                let known: Vec<&str> = LayerName::ALL.iter().map(|l| l.as_str()).collect();
+                return Err(self.err(
+                    Some(entry.span()),
+                    key,
+                    format!("unknown layer `{name}`; known layers: {}", known.join(", ")),
+                ));
+            };
+            if order.contains(&layer) {
+                return Err(self.err(
+                    Some(entry.span()),
+                    key,
+                    format!("layer `{name}` is listed twice"),
+                ));
+            }
+            if !layer.is_built() {
+                return Err(self.err(Some(entry.span()), key, format!(
+                    "layer `{name}` is not available in this version of llm-router yet; remove it from [stack] order"
+                )));
+            }
+            order.push(layer);
+        }
+        Ok((order, true))
+    }
+
+    fn backend(&self, i: usize, raw: &RawBackend) -> Result<BackendConfig, ConfigError> {
+        let key = |k: &str| format!("backends[{i}].{k}");
+        let name = raw.name.get_ref().trim().to_string();
+        if name.is_empty() {
+            return Err(self.err(Some(raw.name.span()), key("name"), "must not be empty"));
+        }
+        let provider = raw.provider.get_ref().as_str();
+        if crate::provider::by_name(provider).is_none() {
+            let message = if crate::provider::KNOWN_PROVIDERS.contains(&provider) {
+                format!("provider `{provider}` is not available in this version of llm-router yet")
+            } else {
+                format!(
+                    "unknown provider `{provider}`; known providers: {} (any OpenAI-compatible API, such as cerebras, deepinfra, openrouter or vllm, is provider = \"openai\" with its base_url)",
+                    crate::provider::KNOWN_PROVIDERS.join(", ")
+                )
+            };
+            return Err(self.err(Some(raw.provider.span()), key("provider"), message));
+        }
+        let base_url = match &raw.base_url {
+            None => None,
+            Some(url) => {
+                let text = url.get_ref().trim();
+                let uri: http::Uri = text.parse().map_err(|e| {
+                    self.err(
+                        Some(url.span()),
+                        key("base_url"),
+                        format!("`{text}` is not a valid URL: {e}"),
+                    )
+                })?;
+                if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+                    return Err(self.err(
+                        Some(url.span()),
+                        key("base_url"),
+                        format!("`{text}` must be an absolute http:// or https:// URL"),
+                    ));
+                }
+                Some(text.to_string())
+            }
+        };
+        let mut api_key = raw.api_key.as_ref().map(|k| k.get_ref().clone());
+        let override_var = format!("LLM_ROUTER_BACKEND_{}_API_KEY", env_name(&name));
+        if let Some(v) = (self.env)(&override_var) {
+            api_key = Some(v);
+        }
+        let api_key = match api_key {
+            None => None,
+            Some(k) if k.is_empty() => None,
+            Some(k) if k == "passthrough" => Some(ApiKeySetting::Passthrough),
+            Some(k) => Some(ApiKeySetting::Key(k)),
+        };
+        if let Some(tools) = &raw.tools {
+            match tools.get_ref().as_str() {
+                "native" => {}
+                "xml" => {
+                    return Err(self.err(Some(tools.span()), key("tools"),
+                        "tools = \"xml\" (XML tool-call emulation) is not available in this version of llm-router yet"))
+                }
+                other => {
+                    return Err(self.err(Some(tools.span()), key("tools"), format!(
+                        "must be \"native\" or \"xml\", not \"{other}\""
+                    )))
+                }
+            }
+        }
+        if let Some(v) = &raw.rate_limit {
+            return Err(self.err(
+                Some(v.span()),
+                key("rate_limit"),
+                "per-backend rate limits are not available in this version of llm-router yet",
+            ));
+        }
+        if let Some(v) = &raw.headers {
+            return Err(self.err(
+                Some(v.span()),
+                key("headers"),
+                "per-backend header rules are not available in this version of llm-router yet",
+            ));
+        }
+        Ok(BackendConfig {
+            name,
+            provider: provider.to_string(),
+            base_url,
+            api_key,
+            timeout: self.duration(
+                &raw.timeout,
+                &key("timeout"),
+                crate::routing::Backend::DEFAULT_TIMEOUT,
+            )?,
+            connect_timeout: self.duration(
+                &raw.connect_timeout,
+                &key("connect_timeout"),
+                crate::routing::Backend::DEFAULT_CONNECT_TIMEOUT,
+            )?,
+            first_byte_timeout: self.duration(
+                &raw.first_byte_timeout,
+                &key("first_byte_timeout"),
+                crate::routing::Backend::DEFAULT_FIRST_BYTE_TIMEOUT,
+            )?,
+            idle_timeout: self.duration(
+                &raw.idle_timeout,
+                &key("idle_timeout"),
+                crate::routing::Backend::DEFAULT_IDLE_TIMEOUT,
+            )?,
+            tls_verify: raw.tls_verify.unwrap_or(true),
+        })
+    }
+
+    fn model(
+        &self,
+        i: usize,
+        raw: &RawModel,
+        backends: &[BackendConfig],
+    ) -> Result<ModelConfig, ConfigError> {
+        let name = raw.name.get_ref().trim().to_string();
+        if name.is_empty() {
+            return Err(self.err(
+                Some(raw.name.span()),
+                format!("models[{i}].name"),
+                "must not be empty",
+            ));
+        }
+        if raw.targets.get_ref().is_empty() {
+            return Err(self.err(
+                Some(raw.targets.span()),
+                format!("models[{i}].targets"),
+                format!("model `{name}` needs at least one target"),
+            ));
+        }
+        let mut targets = Vec::new();
+        for (j, t) in raw.targets.get_ref().iter().enumerate() {
+            let key = |k: &str| format!("models[{i}].targets[{j}].{k}");
+            let backend = t.backend.get_ref();
+            if !backends.iter().any(|b| &b.name == backend) {
+                let defined: Vec<&str> = backends.iter().map(|b| b.name.as_str()).collect();
+                let defined = if defined.is_empty() {
+                    "none".to_string()
+                } else {
+                    defined.join(", ")
+                };
+                return Err(self.err(
+                    Some(t.backend.span()),
+                    key("backend"),
+                    format!("backend `{backend}` is not defined (defined: {defined})"),
+                ));
+            }
+            let priority = match &t.priority {
+                None => 1,
+                Some(p) => u32::try_from(*p.get_ref()).map_err(|_| {
+                    self.err(
+                        Some(p.span()),
+                        key("priority"),
+                        "must be a whole number from 0 upward",
+                    )
+                })?,
+            };
+            let weight = match &t.weight {
+                None => 1,
+                Some(w) => match u32::try_from(*w.get_ref()) {
+                    Ok(w) if w > 0 => w,
+                    _ => {
+                        return Err(self.err(
+                            Some(w.span()),
+                            key("weight"),
+                            "must be a whole number from 1 upward",
+                        ))
+                    }
+                },
+            };
+            targets.push(TargetConfig {
+                backend: backend.clone(),
+                model: t.model.clone().filter(|m| !m.is_empty() && m != "*"),
+                priority,
+                weight,
+            });
+        }
+        Ok(ModelConfig {
+            name,
+            targets,
+            context_fallback: raw.context_fallback.as_ref().map(|c| c.get_ref().clone()),
+        })
+    }
+
+    fn reserved(&self, raw: &RawConfig) -> Result<(), ConfigError> {
+        let sections: [(&str, &Option<toml::Value>, &str); 12] = [
+            ("retry", &raw.retry, "the retry layer"),
+            (
+                "circuit_breaker",
+                &raw.circuit_breaker,
+                "the circuit breaker layer",
+            ),
+            ("failover", &raw.failover, "the failover layer"),
+            ("rate_limit", &raw.rate_limit, "the rate limit layer"),
+            ("auth", &raw.auth, "the auth layer"),
+            ("headers", &raw.headers, "the header rules layer"),
+            ("transforms", &raw.transforms, "the transform layer"),
+            ("pii", &raw.pii, "the PII layer"),
+            ("log", &raw.log, "the log layer"),
+            ("tools", &raw.tools, "XML tool-call emulation"),
+            ("cors", &raw.cors, "the CORS layer"),
+            ("state", &raw.state, "shared state stores"),
+        ];
+        for (name, value, what) in sections {
+            if value.is_some() {
+                return Err(ConfigError {
+                    file: self.file.clone(),
+                    line: self.line_of_header(name),
+                    key: Some(name.to_string()),
+                    message: format!(
+                        "[{name}] configures {what}, which is not available in this version of llm-router yet; remove the section"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Read and validate a config file, with the process environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            line: None,
+            key: None,
+            message: format!("cannot read the config file: {e}"),
+        })?;
+        Config::parse(&text, path, &|name| std::env::var(name).ok())
+    }
+
+    /// Validate config text read from `path`, with `env` as the environment.
+    pub fn parse(
+        text: &str,
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let substituted = env::substitute(text, env).map_err(|e| ConfigError {
+            file: file.clone(),
+            line: Some(e.line),
+            key: e.key,
+            message: e.message,
+        })?;
+        let loader = Loader {
+            file: file.clone(),
+            text,
+            env,
+        };
+        let raw: RawConfig = serde_path_to_error::deserialize(toml::Deserializer::new(
+            &substituted,
+        ))
+        .map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let message = inner.message().trim().to_string();
+            ConfigError {
+                file: file.clone(),
+                line: inner.span().map(|s| env::line_of(&substituted, s.start)),
+                key: (path != "." && !path.is_empty()).then_some(path),
+                message,
+            }
+        })?;
+        loader.reserved(&raw)?;
+
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut server = loader.server(raw.server, &dir)?;
+        apply_server_env(&mut server, env)?;
+        let (stack, stack_explicit) = loader.stack(raw.stack)?;
+
+        let mut backends: Vec<BackendConfig> = Vec::new();
+        for (i, rb) in raw.backends.iter().enumerate() {
+            let b = loader.backend(i, rb)?;
+            if let Some(first) = raw.backends[..i]
+                .iter()
+                .find(|o| o.name.get_ref().trim() == b.name)
+            {
+                return Err(loader.err(
+                    Some(rb.name.span()),
+                    format!("backends[{i}].name"),
+                    format!(
+                        "duplicate backend name `{}` (first defined at line {})",
+                        b.name,
+                        env::line_of(text, first.name.span().start)
+                    ),
+                ));
+            }
+            backends.push(b);
+        }
+        let mut models: Vec<ModelConfig> = Vec::new();
+        for (i, rm) in raw.models.iter().enumerate() {
+            let m = loader.model(i, rm, &backends)?;
+            if let Some(first) = raw.models[..i]
+                .iter()
+                .find(|o| o.name.get_ref().trim() == m.name)
+            {
+                return Err(loader.err(
+                    Some(rm.name.span()),
+                    format!("models[{i}].name"),
+                    format!(
+                        "duplicate model name `{}` (first defined at line {})",
+                        m.name,
+                        env::line_of(text, first.name.span().start)
+                    ),
+                ));
+            }
+            models.push(m);
+        }
+        for (i, rm) in raw.models.iter().enumerate() {
+            if let Some(fallback) = &rm.context_fallback {
+                let name = fallback.get_ref();
+                if name == rm.name.get_ref() {
+                    return Err(loader.err(
+                        Some(fallback.span()),
+                        format!("models[{i}].context_fallback"),
+                        "a model cannot be its own context fallback",
+                    ));
+                }
+                if !models.iter().any(|m| &m.name == name) {
+                    return Err(loader.err(
+                        Some(fallback.span()),
+                        format!("models[{i}].context_fallback"),
+                        format!("model `{name}` is not defined in [[models]]"),
+                    ));
+                }
+            }
+        }
+        if models.is_empty() {
+            return Err(ConfigError {
+                file,
+                line: None,
+                key: Some("models".into()),
+                message:
+                    "no [[models]] are defined, so no request could be routed; add at least one"
+                        .into(),
+            });
+        }
+        Ok(Config {
+            path: path.to_path_buf(),
+            server,
+            stack,
+            stack_explicit,
+            backends,
+            models,
+        })
+    }
+
+    /// Apply `--host` / `--port` (they win over the file and the environment).
+    pub fn override_listen(&mut self, host: Option<String>, port: Option<u16>) {
+        if let Some(host) = host {
+            self.server.host = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string();
+        }
+        if let Some(port) = port {
+            self.server.port = port;
+        }
+    }
+
+    /// Things that are valid but probably not what was meant.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.stack.contains(&LayerName::Failover) {
+            for m in self.models.iter().filter(|m| m.targets.len() > 1) {
+                out.push(format!(
+                    "model `{}` has {} targets but `failover` is not in [stack] order: only the first target by priority is used",
+                    m.name,
+                    m.targets.len()
+                ));
+            }
+        }
+        let used: HashSet<&str> = self
+            .models
+            .iter()
+            .flat_map(|m| m.targets.iter().map(|t| t.backend.as_str()))
+            .collect();
+        for b in self
+            .backends
+            .iter()
+            .filter(|b| !used.contains(b.name.as_str()))
+        {
+            out.push(format!("backend `{}` is not used by any model", b.name));
+        }
+        out
+    }
+}
+
+fn apply_server_env(
+    server: &mut ServerConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
+    let env_err = |key: &str, message: String| ConfigError {
+        file: "environment".into(),
+        line: None,
+        key: Some(key.into()),
+        message,
+    };
+    if let Some(host) = env("LLM_ROUTER_SERVER_HOST").filter(|h| !h.is_empty()) {
+        server.host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+    }
+    if let Some(port) = env("LLM_ROUTER_SERVER_PORT").filter(|p| !p.is_empty()) {
+        server.port = port.trim().parse().map_err(|_| {
+            env_err(
+                "LLM_ROUTER_SERVER_PORT",
+                format!("`{port}` is not a port number (0-65535)"),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// `LLM_ROUTER_BACKEND_<NAME>_API_KEY`'s NAME: upper-cased, non-alphanumerics as `_`.
+pub fn env_name(backend: &str) -> String {
+    backend
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Split `host:port` (`[v6]:port` for IPv6).
+fn parse_listen(listen: &str) -> Result<(String, u16), String> {
+    let hint = "must be host:port, like \"127.0.0.1:8080\" or \"[::1]:8080\"";
+    let (host, port) = listen
+        .trim()
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{listen}` has no port; {hint}"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(format!("`{listen}` has no host; {hint}"));
+    }
+    let valid_host = host.parse::<std::net::IpAddr>().is_ok()
+        || host.split('.').all(|label| {
+            !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if !valid_host {
+        return Err(format!(
+            "`{host}` is not an IP address or host name; {hint}"
+        ));
+    }
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| format!("`{port}` is not a port number (0-65535); {hint}"))?;
+    Ok((host.to_string(), port))
+}
+
+/// Parse a duration string: a number and a unit, `ms`, `s`, `m` or `h`
+/// (`"250ms"`, `"1.5s"`, `"2m"`).
+///
+/// ```
+/// use std::time::Duration;
+/// use llm_router::config::parse_duration;
+/// assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+/// assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+/// assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+/// assert!(parse_duration("10").is_err());
+/// ```
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let hint = "durations are a number and a unit: \"250ms\", \"1s\", \"2m\", \"1h\"";
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration; {hint}"))?;
+    let millis = match unit.trim() {
+        "ms" => value,
+        "s" => value * 1e3,
+        "m" => value * 60e3,
+        "h" => value * 3600e3,
+        "" => return Err(format!("`{text}` has no unit; {hint}")),
+        other => return Err(format!("unknown unit `{other}` in `{text}`; {hint}")),
+    };
+    if !millis.is_finite() || millis > 1e13 {
+        return Err(format!("`{text}` is too long"));
+    }
+    Ok(Duration::from_micros((millis * 1e3).round() as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("c.toml"), &|_| None)
+    }
+
+    const MIN: &str = "[[backends]]\nname = \"m\"\nprovider = \"mock\"\n\n[[models]]\nname = \"echo\"\ntargets = [{ backend = \"m\" }]\n";
+
+    #[test]
+    fn minimal_defaults() {
+        let c = parse(MIN).unwrap();
+        assert_eq!(c.server.listen(), "127.0.0.1:8080");
+        assert_eq!(c.server.body_limit, 10 * 1024 * 1024);
+        assert!(!c.stack_explicit);
+        assert_eq!(c.models[0].targets[0].priority, 1);
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_path() {
+        let e = parse(&format!(
+            "[server]\nlisten = \"127.0.0.1:1\"\nlisne = 3\n{MIN}"
+        ))
+        .unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+        assert_eq!(e.key.as_deref(), Some("server.lisne"), "{e}");
+        assert!(e.message.contains("unknown field `lisne`"), "{e}");
+    }
+
+    #[test]
+    fn spanned_durations() {
+        let text = MIN.replace(
+            "provider = \"mock\"",
+            "provider = \"mock\"\ntimeout = \"5x\"",
+        );
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.line, Some(4));
+        assert_eq!(e.key.as_deref(), Some("backends[0].timeout"));
+    }
+
+    #[test]
+    fn listen_forms() {
+        assert_eq!(parse_listen("[::1]:80").unwrap(), ("::1".into(), 80));
+        assert_eq!(
+            parse_listen("localhost:0").unwrap(),
+            ("localhost".into(), 0)
+        );
+        assert!(parse_listen("127.0.0.1").is_err());
+        assert!(parse_listen("127.0.0.1:99999").is_err());
+        assert!(parse_listen(":80").is_err());
+        assert!(parse_listen("bad host:80").is_err());
+    }
+
+    #[test]
+    fn env_name_rule() {
+        assert_eq!(env_name("open-ai.eu"), "OPEN_AI_EU");
+    }
+
+    #[test]
+    fn env_overrides() {
+        let env = |n: &str| match n {
+            "LLM_ROUTER_SERVER_PORT" => Some("9999".to_string()),
+            "LLM_ROUTER_SERVER_HOST" => Some("0.0.0.0".to_string()),
+            "LLM_ROUTER_BACKEND_M_API_KEY" => Some("sk-override".to_string()),
+            _ => None,
+        };
+        let c = Config::parse(MIN, Path::new("c.toml"), &env).unwrap();
+        assert_eq!(c.server.listen(), "0.0.0.0:9999");
+        assert_eq!(
+            c.backends[0].api_key,
+            Some(ApiKeySetting::Key("sk-override".into()))
+        );
+    }
+}

@@ -1,0 +1,300 @@
+//! Typed errors and the one table that turns them into HTTP answers.
+//!
+//! Every layer and the upstream service fail with a [`ProxyError`]. The error
+//! knows its status code, and [`ProxyError::to_response`] renders it in the
+//! client's own format: `{"error":{"message","type","code"}}` for OpenAI
+//! clients, `{"type":"error","error":{"type","message"}}` for Anthropic ones.
+//!
+//! ```
+//! use http::StatusCode;
+//! use llm_router::error::ProxyError;
+//! use llm_router::request::ClientFormat;
+//!
+//! let err = ProxyError::ModelNotFound("gpt-5".into());
+//! assert_eq!(err.status(), StatusCode::NOT_FOUND);
+//! let response = err.to_response(ClientFormat::OpenAi);
+//! assert_eq!(response.status(), StatusCode::NOT_FOUND);
+//! ```
+
+use std::time::Duration;
+
+use http::{header, HeaderValue, Response, StatusCode};
+use serde_json::json;
+
+use crate::body::{BoxError, ProxyBody};
+use crate::request::ClientFormat;
+
+/// Everything that can go wrong between a client and an upstream.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProxyError {
+    /// The request is malformed (bad JSON, missing `model`, ...): 400.
+    #[error("{message}")]
+    BadRequest {
+        /// Human-readable reason.
+        message: String,
+        /// Machine-readable code (`invalid_json`, `missing_model`, ...).
+        code: &'static str,
+    },
+    /// No `[[models]]` entry matches the requested model: 404.
+    #[error("The model `{0}` does not exist or is not served by this proxy")]
+    ModelNotFound(String),
+    /// No endpoint at this path: 404.
+    #[error("Unknown endpoint: {method} {path}")]
+    UnknownEndpoint {
+        /// Request method.
+        method: String,
+        /// Request path.
+        path: String,
+    },
+    /// The endpoint exists but not for this method: 405.
+    #[error("Method {method} is not allowed on {path}")]
+    MethodNotAllowed {
+        /// Request method.
+        method: String,
+        /// Request path.
+        path: String,
+    },
+    /// The request body is larger than `body_limit`: 413.
+    #[error("Request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// The configured limit in bytes.
+        limit: u64,
+    },
+    /// The upstream could not be reached, or the connection broke before the
+    /// response head: 502.
+    #[error("Upstream `{backend}` connection error: {source}")]
+    UpstreamConnect {
+        /// Backend name.
+        backend: String,
+        /// The underlying cause.
+        #[source]
+        source: BoxError,
+    },
+    /// No response head (or no connection) within the backend's timeout: 504.
+    #[error("Upstream `{backend}` did not answer within {}", humanize(*after))]
+    UpstreamTimeout {
+        /// Backend name.
+        backend: String,
+        /// The timeout that elapsed.
+        after: Duration,
+    },
+    /// Every target is unavailable (circuit open, cooling down, limit exhausted): 503.
+    #[error("No target of model `{model}` is available right now")]
+    Unavailable {
+        /// The requested model.
+        model: String,
+        /// When the earliest target is expected back.
+        retry_after: Option<Duration>,
+    },
+    /// A bug or an impossible state; never expected: 500.
+    #[error("Internal proxy error: {0}")]
+    Internal(String),
+}
+
+impl ProxyError {
+    /// A 400 with the given code and message.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        ProxyError::BadRequest {
+            message: message.into(),
+            code,
+        }
+    }
+
+    /// The HTTP status code the client receives.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ProxyError::ModelNotFound(_) | ProxyError::UnknownEndpoint { .. } => {
+                StatusCode::NOT_FOUND
+            }
+            ProxyError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::UpstreamConnect { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The OpenAI-style `code` field.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProxyError::BadRequest { code, .. } => code,
+            ProxyError::ModelNotFound(_) => "model_not_found",
+            ProxyError::UnknownEndpoint { .. } => "unknown_url",
+            ProxyError::MethodNotAllowed { .. } => "method_not_allowed",
+            ProxyError::PayloadTooLarge { .. } => "request_too_large",
+            ProxyError::UpstreamConnect { .. } => "upstream_connection_error",
+            ProxyError::UpstreamTimeout { .. } => "upstream_timeout",
+            ProxyError::Unavailable { .. } => "no_target_available",
+            ProxyError::Internal(_) => "internal_error",
+        }
+    }
+
+    /// The `Retry-After` the answer should carry, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ProxyError::Unavailable { retry_after, .. } => {
+                Some(retry_after.unwrap_or(Duration::from_secs(1)))
+            }
+            _ => None,
+        }
+    }
+
+    /// Render this error as a complete HTTP answer in the client's format.
+    pub fn to_response(&self, format: ClientFormat) -> Response<ProxyBody> {
+        let status = self.status();
+        let mut response = error_response(status, format, self.code(), &self.to_string());
+        if let Some(after) = self.retry_after() {
+            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        response
+    }
+}
+
+/// The OpenAI error `type` for a status code.
+pub fn openai_error_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "invalid_request_error",
+        429 => "rate_limit_error",
+        400..=499 => "invalid_request_error",
+        _ => "server_error",
+    }
+}
+
+/// The Anthropic error `type` for a status code.
+pub fn anthropic_error_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        400..=499 => "invalid_request_error",
+        503 | 529 => "overloaded_error",
+        504 => "timeout_error",
+        _ => "api_error",
+    }
+}
+
+/// Build an error answer in the client's format.
+///
+/// ```
+/// use http::StatusCode;
+/// use llm_router::error::error_response;
+/// use llm_router::request::ClientFormat;
+///
+/// let r = error_response(StatusCode::BAD_REQUEST, ClientFormat::Anthropic, "invalid_json", "bad");
+/// assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+/// ```
+pub fn error_response(
+    status: StatusCode,
+    format: ClientFormat,
+    code: &str,
+    message: &str,
+) -> Response<ProxyBody> {
+    let body = match format {
+        ClientFormat::OpenAi => json!({
+            "error": {
+                "message": message,
+                "type": openai_error_type(status),
+                "param": null,
+                "code": code,
+            }
+        }),
+        ClientFormat::Anthropic => json!({
+            "type": "error",
+            "error": {
+                "type": anthropic_error_type(status),
+                "message": message,
+            }
+        }),
+    };
+    json_response(status, &body)
+}
+
+/// A JSON answer with the given status.
+pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<ProxyBody> {
+    let bytes = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    let mut response = Response::new(ProxyBody::full(bytes));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// "1.5s", "250ms", "2m" — the same form the config uses.
+pub(crate) fn humanize(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 60_000 == 0 && ms > 0 {
+        format!("{}m", ms / 60_000)
+    } else if ms % 1000 == 0 && ms > 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn body_json(r: Response<ProxyBody>) -> serde_json::Value {
+        let bytes = r.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn openai_shape() {
+        let r = ProxyError::ModelNotFound("x".into()).to_response(ClientFormat::OpenAi);
+        assert_eq!(r.status(), 404);
+        let v = body_json(r).await;
+        assert_eq!(v["error"]["code"], "model_not_found");
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert!(v["error"]["message"].as_str().unwrap().contains("`x`"));
+    }
+
+    #[tokio::test]
+    async fn anthropic_shape() {
+        let r = ProxyError::PayloadTooLarge { limit: 10 }.to_response(ClientFormat::Anthropic);
+        assert_eq!(r.status(), 413);
+        let v = body_json(r).await;
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["error"]["type"], "request_too_large");
+    }
+
+    #[test]
+    fn unavailable_sets_retry_after_rounded_up() {
+        let e = ProxyError::Unavailable {
+            model: "m".into(),
+            retry_after: Some(Duration::from_millis(1500)),
+        };
+        let r = e.to_response(ClientFormat::OpenAi);
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "2");
+    }
+
+    #[test]
+    fn statuses() {
+        let timeout = ProxyError::UpstreamTimeout {
+            backend: "b".into(),
+            after: Duration::from_secs(2),
+        };
+        assert_eq!(timeout.status(), 504);
+        assert!(timeout.to_string().contains("2s"));
+        let connect = ProxyError::UpstreamConnect {
+            backend: "b".into(),
+            source: "refused".into(),
+        };
+        assert_eq!(connect.status(), 502);
+    }
+}

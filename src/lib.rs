@@ -1,0 +1,53 @@
+//! # llm-router
+//!
+//! One endpoint in front of many LLM providers. Clients speak the OpenAI API;
+//! llm-router routes each request by model name to configured upstreams —
+//! OpenAI and every OpenAI-compatible API, plus a built-in `mock` — and
+//! streams the answers back frame by frame.
+//!
+//! It is a tower middleware stack on hyper:
+//!
+//! ```text
+//! App (endpoints, body read + parsed once)
+//!  └─ layers before `failover`          (whole request)
+//!      └─ split point: RouteLayer / failover   (picks a Target)
+//!          └─ layers after `failover`    (each attempt on one target)
+//!              └─ Upstream               (provider adapter + pooled hyper client)
+//! ```
+//!
+//! - [`request::LlmRequest`] is the parsed body, carried in the request's
+//!   extensions; layers edit it there and the upstream serializes it once.
+//! - [`routing`] holds backends, targets, the route table and [`routing::RouteLayer`].
+//! - [`provider`] adapts requests and answers per provider.
+//! - [`upstream::Upstream`] is the innermost service.
+//! - [`config`] and [`stack`] turn `config.toml` into a running stack;
+//!   [`server`] serves it.
+//!
+//! The user-facing contract (config keys, CLI, endpoints, errors) is described
+//! in the README; the stack and every layer in `middleware.md`.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+
+pub mod app;
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod future;
+pub mod provider;
+pub mod request;
+pub mod routing;
+pub mod secret;
+pub mod server;
+pub mod stack;
+pub mod upstream;
+
+pub use app::App;
+pub use body::{BoxError, ProxyBody};
+pub use config::{Config, ConfigError};
+pub use error::ProxyError;
+pub use request::LlmRequest;
+pub use server::Server;
+
+/// The example config that ships as `config.toml` and that `llm-router init` writes.
+pub const EXAMPLE_CONFIG: &str = include_str!("../config.toml");

@@ -1,0 +1,219 @@
+//! Provider adapters: how a request for a [`Target`] becomes an upstream
+//! call, and how the upstream's answer becomes the client's answer.
+//!
+//! A [`Provider`] has two steps. [`Provider::prepare`] turns the parsed
+//! [`LlmRequest`] into an [`Outbound`]: an HTTP request for the upstream, or —
+//! for providers that answer locally, like [`mock`] — the answer itself.
+//! [`Provider::respond`] turns the upstream's response into the client's
+//! format; it wraps the body, never collects it.
+//!
+//! Providers are looked up by their config name with [`by_name`]. Adding a
+//! provider means one new module here and one line in [`by_name`].
+//!
+//! ```
+//! let openai = llm_router::provider::by_name("openai").unwrap();
+//! assert_eq!(openai.default_base_url(), Some("https://api.openai.com/v1"));
+//! assert!(llm_router::provider::by_name("nope").is_none());
+//! ```
+
+pub mod mock;
+pub mod openai;
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderName};
+use http::{HeaderMap, HeaderValue, Request, Response};
+use http_body_util::Full;
+
+use crate::body::ProxyBody;
+use crate::error::ProxyError;
+use crate::request::LlmRequest;
+use crate::routing::Target;
+
+/// Everything a provider sees of one attempt.
+#[derive(Clone, Copy, Debug)]
+pub struct Call<'a> {
+    /// The parsed client request (after every request layer).
+    pub request: &'a LlmRequest,
+    /// The target chosen for this attempt.
+    pub target: &'a Target,
+    /// The client's request headers (after header rules).
+    pub headers: &'a HeaderMap,
+}
+
+/// What a provider wants done with a request.
+#[derive(Debug)]
+pub enum Outbound {
+    /// Send this request upstream.
+    Http(Request<Full<Bytes>>),
+    /// Answer with this response; nothing goes upstream.
+    Local(Response<ProxyBody>),
+}
+
+/// A provider adapter. See the [module docs](crate::provider).
+pub trait Provider: fmt::Debug + Send + Sync + 'static {
+    /// The name used in config (`provider = "openai"`).
+    fn name(&self) -> &'static str;
+
+    /// The API root used when a backend sets no `base_url`.
+    fn default_base_url(&self) -> Option<&'static str>;
+
+    /// Build the upstream request (or a local answer) for one attempt.
+    fn prepare(&self, call: &Call<'_>) -> Result<Outbound, ProxyError>;
+
+    /// Turn the upstream's answer into the client's format.
+    fn respond(&self, call: &Call<'_>, response: Response<ProxyBody>) -> Response<ProxyBody>;
+}
+
+/// Provider names the config accepts, built or not.
+pub const KNOWN_PROVIDERS: &[&str] = &["openai", "anthropic", "gemini", "ollama", "mock"];
+
+/// The adapter for a config name, if this build has it.
+pub fn by_name(name: &str) -> Option<Arc<dyn Provider>> {
+    match name {
+        "openai" => Some(Arc::new(openai::OpenAi)),
+        "mock" => Some(Arc::new(mock::Mock)),
+        _ => None,
+    }
+}
+
+/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Client credential headers: the client's key never goes upstream as is.
+pub const CREDENTIAL_HEADERS: &[&str] =
+    &["authorization", "x-api-key", "api-key", "x-goog-api-key"];
+
+/// Whether `name` is hop-by-hop, either always or because `Connection` lists it.
+pub fn is_hop_by_hop(name: &HeaderName, headers: &HeaderMap) -> bool {
+    if HOP_BY_HOP.contains(&name.as_str()) {
+        return true;
+    }
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case(name.as_str()))
+}
+
+/// The client headers that go upstream: all but hop-by-hop ones, `host`,
+/// `content-length`, `content-type` and `accept-encoding` (the proxy sets
+/// those itself) and the client's credentials.
+pub fn forward_headers(client: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(client.len() + 3);
+    for (name, value) in client.iter() {
+        let skip = is_hop_by_hop(name, client)
+            || name == header::HOST
+            || name == header::CONTENT_LENGTH
+            || name == header::CONTENT_TYPE
+            || name == header::ACCEPT_ENCODING
+            || CREDENTIAL_HEADERS.contains(&name.as_str());
+        if !skip {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    out
+}
+
+/// Remove hop-by-hop headers from an upstream answer before it goes to the client.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| is_hop_by_hop(name, headers))
+        .cloned()
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+}
+
+/// The key the client presented (`Authorization: Bearer K` or `x-api-key: K`).
+pub fn client_key(headers: &HeaderMap) -> Option<&str> {
+    if let Some(v) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let v = v.trim();
+        let key = v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+            .unwrap_or(v)
+            .trim();
+        if !key.is_empty() {
+            return Some(key);
+        }
+    }
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+}
+
+/// Join a base URL and a path.
+pub(crate) fn join_url(base: &str, path: &str) -> Result<http::Uri, ProxyError> {
+    let url = format!("{base}{path}");
+    url.parse()
+        .map_err(|e| ProxyError::Internal(format!("bad upstream URL `{url}`: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarding_drops_credentials_and_hop_by_hop() {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", "Bearer client".parse().unwrap());
+        h.insert("x-api-key", "client".parse().unwrap());
+        h.insert("connection", "keep-alive, x-secret".parse().unwrap());
+        h.insert("x-secret", "1".parse().unwrap());
+        h.insert("host", "proxy".parse().unwrap());
+        h.insert("content-length", "12".parse().unwrap());
+        h.insert("te", "trailers".parse().unwrap());
+        h.insert("x-team", "a".parse().unwrap());
+        h.insert("openai-organization", "org".parse().unwrap());
+        let out = forward_headers(&h);
+        let names: Vec<_> = out.keys().map(|k| k.as_str()).collect();
+        assert!(names.contains(&"x-team"));
+        assert!(names.contains(&"openai-organization"));
+        for gone in [
+            "authorization",
+            "x-api-key",
+            "connection",
+            "x-secret",
+            "host",
+            "te",
+        ] {
+            assert!(!names.contains(&gone), "{gone} forwarded");
+        }
+        assert_eq!(out["content-type"], "application/json");
+    }
+
+    #[test]
+    fn client_key_forms() {
+        let mut h = HeaderMap::new();
+        assert_eq!(client_key(&h), None);
+        h.insert("x-api-key", "k1".parse().unwrap());
+        assert_eq!(client_key(&h), Some("k1"));
+        h.insert("authorization", "Bearer k2".parse().unwrap());
+        assert_eq!(client_key(&h), Some("k2"));
+    }
+}

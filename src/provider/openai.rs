@@ -1,0 +1,91 @@
+//! The `openai` provider: OpenAI and every OpenAI-compatible API (Cerebras,
+//! DeepInfra, OpenRouter, vLLM, Ollama's `/v1`, ...).
+//!
+//! Requests from OpenAI clients go through unchanged but for the model name
+//! (aliasing) and the credential; answers — streamed or not, errors included —
+//! pass through byte for byte.
+//!
+//! ```
+//! use llm_router::provider::{openai::OpenAi, Provider};
+//! assert_eq!(OpenAi.name(), "openai");
+//! ```
+
+use http::{header, HeaderValue, Method, Request, Response};
+use http_body_util::Full;
+
+use super::{client_key, forward_headers, join_url, strip_hop_by_hop, Call, Outbound, Provider};
+use crate::body::ProxyBody;
+use crate::error::ProxyError;
+use crate::request::{ClientFormat, Endpoint};
+use crate::routing::Credential;
+
+/// The OpenAI(-compatible) provider adapter.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OpenAi;
+
+impl OpenAi {
+    fn path(endpoint: Endpoint) -> Result<&'static str, ProxyError> {
+        match endpoint {
+            Endpoint::ChatCompletions => Ok("/chat/completions"),
+            Endpoint::Completions => Ok("/completions"),
+            Endpoint::Embeddings => Ok("/embeddings"),
+            Endpoint::Messages => Err(ProxyError::bad_request(
+                "unsupported_translation",
+                "Anthropic Messages requests cannot be sent to an `openai` backend by this build",
+            )),
+        }
+    }
+}
+
+impl Provider for OpenAi {
+    fn name(&self) -> &'static str {
+        "openai"
+    }
+
+    fn default_base_url(&self) -> Option<&'static str> {
+        Some("https://api.openai.com/v1")
+    }
+
+    fn prepare(&self, call: &Call<'_>) -> Result<Outbound, ProxyError> {
+        let request = call.request;
+        if request.format() != ClientFormat::OpenAi {
+            return Err(ProxyError::bad_request(
+                "unsupported_translation",
+                "Anthropic Messages requests cannot be sent to an `openai` backend by this build",
+            ));
+        }
+        let backend = call.target.backend();
+        let uri = join_url(backend.base_url(), Self::path(request.endpoint())?)?;
+        let model = call.target.upstream_model(request.model());
+        let body = request.to_bytes(Some(model))?;
+        let mut headers = forward_headers(call.headers);
+        let key = match backend.credential() {
+            Credential::None => None,
+            Credential::Key(secret) => Some(secret.expose()),
+            Credential::Passthrough => client_key(call.headers),
+        };
+        if let Some(key) = key {
+            let mut value = HeaderValue::try_from(format!("Bearer {key}")).map_err(|_| {
+                ProxyError::bad_request(
+                    "invalid_api_key",
+                    "The API key contains invalid characters",
+                )
+            })?;
+            value.set_sensitive(true);
+            headers.insert(header::AUTHORIZATION, value);
+        }
+        let mut builder = Request::builder().method(Method::POST).uri(uri);
+        if let Some(h) = builder.headers_mut() {
+            *h = headers;
+        }
+        builder
+            .body(Full::new(body))
+            .map(Outbound::Http)
+            .map_err(|e| ProxyError::Internal(format!("building the upstream request: {e}")))
+    }
+
+    fn respond(&self, _call: &Call<'_>, mut response: Response<ProxyBody>) -> Response<ProxyBody> {
+        strip_hop_by_hop(response.headers_mut());
+        response
+    }
+}

@@ -1,0 +1,636 @@
+//! Backends, targets, the model route table, and [`RouteLayer`] — the
+//! split point of the stack when `failover` is not in `[stack] order`.
+//!
+//! A [`RouteTable`] maps the model name a client sends to a [`ModelRoute`]:
+//! its [`Target`]s, each a [`Backend`] plus the model name to send there.
+//! [`RouteLayer`] resolves the model of every request (404 when nothing
+//! matches), picks the first target by priority (weighted among equals), puts
+//! it into the request's extensions and calls the per-target stack.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use llm_router::provider::mock::Mock;
+//! use llm_router::routing::{Backend, ModelRoute, RouteTable, Target};
+//!
+//! let mock = Arc::new(Backend::builder("local", Arc::new(Mock)).build().unwrap());
+//! let table = RouteTable::new(vec![
+//!     ModelRoute::new("echo", vec![Target::new(mock.clone(), None)]),
+//!     ModelRoute::new("*", vec![Target::new(mock, Some("echo-any"))]),
+//! ]);
+//! assert_eq!(table.resolve("echo").unwrap().name(), "echo");
+//! assert_eq!(table.resolve("anything").unwrap().name(), "*");
+//! assert_eq!(table.models().collect::<Vec<_>>(), ["echo"]);
+//! ```
+
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{Request, Response};
+use tower::{Layer, Service};
+
+use crate::body::ProxyBody;
+use crate::error::ProxyError;
+use crate::future::MaybeReady;
+use crate::provider::Provider;
+use crate::request::LlmRequest;
+use crate::secret::Secret;
+use crate::upstream::{ClientSettings, HttpClient};
+
+/// How a backend authenticates upstream.
+#[derive(Clone, Debug, Default)]
+pub enum Credential {
+    /// Send no key (local models, the mock provider).
+    #[default]
+    None,
+    /// Send this key, in the provider's way.
+    Key(Secret),
+    /// Forward the client's own key (`api_key = "passthrough"`).
+    Passthrough,
+}
+
+/// One configured upstream: a provider, where it lives, how to reach it.
+pub struct Backend {
+    name: String,
+    provider: Arc<dyn Provider>,
+    base_url: String,
+    credential: Credential,
+    timeout: Duration,
+    first_byte_timeout: Duration,
+    idle_timeout: Duration,
+    client: HttpClient,
+}
+
+impl fmt::Debug for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Backend")
+            .field("name", &self.name)
+            .field("provider", &self.provider.name())
+            .field("base_url", &self.base_url)
+            .field("credential", &self.credential)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Backend {
+    /// Default time allowed until the upstream's response head arrives. A
+    /// non-streamed answer's head arrives only once the whole answer is
+    /// generated, so this is generous (the OpenAI SDKs use the same);
+    /// streamed answers are guarded by `first_byte_timeout` instead.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+    /// Default TCP (and TLS) connect timeout.
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Default time allowed until the first content event of a stream.
+    pub const DEFAULT_FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Default longest gap between streamed events.
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// Start building a backend named `name` served by `provider`.
+    pub fn builder(name: impl Into<String>, provider: Arc<dyn Provider>) -> BackendBuilder {
+        BackendBuilder {
+            name: name.into(),
+            provider,
+            base_url: None,
+            credential: Credential::None,
+            timeout: Self::DEFAULT_TIMEOUT,
+            connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
+            first_byte_timeout: Self::DEFAULT_FIRST_BYTE_TIMEOUT,
+            idle_timeout: Self::DEFAULT_IDLE_TIMEOUT,
+            tls_verify: true,
+            client: None,
+        }
+    }
+
+    /// The backend's configured name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The provider adapter.
+    pub fn provider(&self) -> &Arc<dyn Provider> {
+        &self.provider
+    }
+
+    /// The API root, without a trailing slash (`https://api.openai.com/v1`).
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// How this backend authenticates.
+    pub fn credential(&self) -> &Credential {
+        &self.credential
+    }
+
+    /// Time allowed until the response head arrives.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Time allowed until the first content event of a streamed answer.
+    pub fn first_byte_timeout(&self) -> Duration {
+        self.first_byte_timeout
+    }
+
+    /// Longest gap allowed between streamed events.
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
+    }
+
+    /// The pooled HTTP client used to reach this backend.
+    pub fn client(&self) -> &HttpClient {
+        &self.client
+    }
+}
+
+/// Builder for [`Backend`]; see [`Backend::builder`].
+#[derive(Debug)]
+pub struct BackendBuilder {
+    name: String,
+    provider: Arc<dyn Provider>,
+    base_url: Option<String>,
+    credential: Credential,
+    timeout: Duration,
+    connect_timeout: Duration,
+    first_byte_timeout: Duration,
+    idle_timeout: Duration,
+    tls_verify: bool,
+    client: Option<HttpClient>,
+}
+
+/// A backend that cannot be built (bad base URL, provider needs one).
+#[derive(Debug, thiserror::Error)]
+#[error("backend `{backend}`: {message}")]
+pub struct BuildError {
+    backend: String,
+    message: String,
+}
+
+impl BackendBuilder {
+    /// The API root (defaults to the provider's public endpoint).
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = Some(url.into());
+        self
+    }
+
+    /// How to authenticate upstream.
+    pub fn credential(mut self, credential: Credential) -> Self {
+        self.credential = credential;
+        self
+    }
+
+    /// Send this key upstream.
+    pub fn api_key(self, key: impl Into<Arc<str>>) -> Self {
+        self.credential(Credential::Key(Secret::new(key)))
+    }
+
+    /// Time allowed until the response head arrives.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// TCP and TLS connect timeout (ignored when [`client`](Self::client) is given).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Time allowed until the first content event of a stream.
+    pub fn first_byte_timeout(mut self, timeout: Duration) -> Self {
+        self.first_byte_timeout = timeout;
+        self
+    }
+
+    /// Longest gap allowed between streamed events.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Verify the upstream's TLS certificate (default `true`).
+    pub fn tls_verify(mut self, verify: bool) -> Self {
+        self.tls_verify = verify;
+        self
+    }
+
+    /// Share an existing client (and its connection pool).
+    pub fn client(mut self, client: HttpClient) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    /// Validate and build.
+    pub fn build(self) -> Result<Backend, BuildError> {
+        let err = |message: String| BuildError {
+            backend: self.name.clone(),
+            message,
+        };
+        let base_url = match self
+            .base_url
+            .as_deref()
+            .or(self.provider.default_base_url())
+        {
+            Some(url) => {
+                let uri: http::Uri = url
+                    .parse()
+                    .map_err(|e| err(format!("base_url `{url}` is not a valid URL: {e}")))?;
+                match uri.scheme_str() {
+                    Some("http") | Some("https") => {}
+                    _ => {
+                        return Err(err(format!(
+                            "base_url `{url}` must start with http:// or https://"
+                        )))
+                    }
+                }
+                if uri.host().is_none() {
+                    return Err(err(format!("base_url `{url}` has no host")));
+                }
+                url.trim_end_matches('/').to_string()
+            }
+            None => String::new(),
+        };
+        let client = match self.client {
+            Some(client) => client,
+            None => HttpClient::new(&ClientSettings {
+                connect_timeout: self.connect_timeout,
+                tls_verify: self.tls_verify,
+            })
+            .map_err(|e| err(format!("TLS setup failed: {e}")))?,
+        };
+        Ok(Backend {
+            name: self.name,
+            provider: self.provider,
+            base_url,
+            credential: self.credential,
+            timeout: self.timeout,
+            first_byte_timeout: self.first_byte_timeout,
+            idle_timeout: self.idle_timeout,
+            client,
+        })
+    }
+}
+
+/// One place a model's requests can go: a backend and the model name to ask it for.
+#[derive(Clone, Debug)]
+pub struct Target {
+    backend: Arc<Backend>,
+    model: Option<Arc<str>>,
+    priority: u32,
+    weight: u32,
+}
+
+impl Target {
+    /// A target on `backend`; `model` `None` or `"*"` sends the client's model name unchanged.
+    pub fn new(backend: Arc<Backend>, model: Option<&str>) -> Self {
+        Target {
+            backend,
+            model: model.filter(|m| *m != "*" && !m.is_empty()).map(Arc::from),
+            priority: 1,
+            weight: 1,
+        }
+    }
+
+    /// Priority: lower is tried first (default 1).
+    pub fn priority(mut self, priority: u32) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// Share of the load among targets of equal priority (default 1).
+    pub fn weight(mut self, weight: u32) -> Self {
+        self.weight = weight;
+        self
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Arc<Backend> {
+        &self.backend
+    }
+
+    /// The configured model name, `None` for "the client's".
+    pub fn model(&self) -> Option<&str> {
+        self.model.as_deref()
+    }
+
+    /// The model name to send upstream for a client that asked for `requested`.
+    pub fn upstream_model<'a>(&'a self, requested: &'a str) -> &'a str {
+        self.model.as_deref().unwrap_or(requested)
+    }
+
+    /// The priority.
+    pub fn get_priority(&self) -> u32 {
+        self.priority
+    }
+
+    /// The weight.
+    pub fn get_weight(&self) -> u32 {
+        self.weight
+    }
+
+    /// A stable label, `backend/model` (`backend/*` for pass-through names).
+    pub fn label(&self) -> String {
+        format!(
+            "{}/{}",
+            self.backend.name,
+            self.model.as_deref().unwrap_or("*")
+        )
+    }
+}
+
+/// The targets of one client-facing model name.
+#[derive(Clone, Debug)]
+pub struct ModelRoute {
+    name: String,
+    targets: Vec<Target>,
+    context_fallback: Option<String>,
+}
+
+impl ModelRoute {
+    /// A route for `name` (`"*"` matches any name not listed).
+    pub fn new(name: impl Into<String>, mut targets: Vec<Target>) -> Self {
+        targets.sort_by_key(|t| t.priority);
+        ModelRoute {
+            name: name.into(),
+            targets,
+            context_fallback: None,
+        }
+    }
+
+    /// The model tried when a target answers "context length exceeded".
+    pub fn with_context_fallback(mut self, model: impl Into<String>) -> Self {
+        self.context_fallback = Some(model.into());
+        self
+    }
+
+    /// The client-facing name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The targets, sorted by priority.
+    pub fn targets(&self) -> &[Target] {
+        &self.targets
+    }
+
+    /// The context fallback model, if any.
+    pub fn context_fallback(&self) -> Option<&str> {
+        self.context_fallback.as_deref()
+    }
+
+    /// The targets in the order to try them: by priority, and within one
+    /// priority a weighted random order (so load is shared by weight).
+    pub fn ordered(&self) -> Vec<&Target> {
+        let mut out = Vec::with_capacity(self.targets.len());
+        let mut rest: &[Target] = &self.targets;
+        while let Some(first) = rest.first() {
+            let n = rest
+                .iter()
+                .take_while(|t| t.priority == first.priority)
+                .count();
+            let (group, tail) = rest.split_at(n);
+            let mut group: Vec<&Target> = group.iter().collect();
+            while !group.is_empty() {
+                let i = weighted_index(&group);
+                out.push(group.remove(i));
+            }
+            rest = tail;
+        }
+        out
+    }
+
+    /// The target a single-target dispatch uses: first priority, weighted.
+    pub fn first_choice(&self) -> Option<&Target> {
+        let first = self.targets.first()?;
+        let n = self
+            .targets
+            .iter()
+            .take_while(|t| t.priority == first.priority)
+            .count();
+        let group: Vec<&Target> = self.targets[..n].iter().collect();
+        group.get(weighted_index(&group)).copied()
+    }
+}
+
+fn weighted_index(group: &[&Target]) -> usize {
+    let total: u64 = group.iter().map(|t| u64::from(t.weight.max(1))).sum();
+    if group.len() <= 1 || total == 0 {
+        return 0;
+    }
+    let mut pick = random_u64() % total;
+    for (i, t) in group.iter().enumerate() {
+        let w = u64::from(t.weight.max(1));
+        if pick < w {
+            return i;
+        }
+        pick -= w;
+    }
+    0
+}
+
+/// A fast, non-cryptographic random number (load sharing only).
+fn random_u64() -> u64 {
+    RandomState::new().build_hasher().finish()
+}
+
+/// Model name -> route, with an optional `"*"` catch-all.
+#[derive(Clone, Debug, Default)]
+pub struct RouteTable {
+    routes: HashMap<String, Arc<ModelRoute>>,
+    wildcard: Option<Arc<ModelRoute>>,
+    names: Vec<String>,
+}
+
+impl RouteTable {
+    /// Build from routes; a later route with the same name replaces an earlier one.
+    pub fn new(routes: Vec<ModelRoute>) -> Self {
+        let mut table = RouteTable::default();
+        for route in routes {
+            let route = Arc::new(route);
+            if route.name == "*" {
+                table.wildcard = Some(route);
+            } else {
+                if !table.routes.contains_key(&route.name) {
+                    table.names.push(route.name.clone());
+                }
+                table.routes.insert(route.name.clone(), route);
+            }
+        }
+        table
+    }
+
+    /// The route serving `model`: its own entry, else the `"*"` entry.
+    pub fn resolve(&self, model: &str) -> Option<&Arc<ModelRoute>> {
+        self.routes.get(model).or(self.wildcard.as_ref())
+    }
+
+    /// The listed model names (not `"*"`), in configuration order.
+    pub fn models(&self) -> impl Iterator<Item = &str> {
+        self.names.iter().map(String::as_str)
+    }
+
+    /// Every route, the wildcard last.
+    pub fn routes(&self) -> impl Iterator<Item = &Arc<ModelRoute>> {
+        self.names
+            .iter()
+            .filter_map(|n| self.routes.get(n))
+            .chain(self.wildcard.iter())
+    }
+}
+
+/// Resolve a request's model into its route (404 when nothing matches).
+pub fn resolve_route(
+    table: &RouteTable,
+    request: &LlmRequest,
+) -> Result<Arc<ModelRoute>, ProxyError> {
+    table
+        .resolve(request.model())
+        .cloned()
+        .ok_or_else(|| ProxyError::ModelNotFound(request.model().to_string()))
+}
+
+/// Routes every request to the first target of its model. See the
+/// [module docs](crate::routing).
+#[derive(Clone, Debug)]
+pub struct RouteLayer {
+    table: Arc<RouteTable>,
+}
+
+impl RouteLayer {
+    /// Route with this table.
+    pub fn new(table: Arc<RouteTable>) -> Self {
+        RouteLayer { table }
+    }
+}
+
+impl<S> Layer<S> for RouteLayer {
+    type Service = Route<S>;
+
+    fn layer(&self, inner: S) -> Route<S> {
+        Route {
+            inner,
+            table: self.table.clone(),
+        }
+    }
+}
+
+/// The service made by [`RouteLayer`].
+#[derive(Clone, Debug)]
+pub struct Route<S> {
+    inner: S,
+    table: Arc<RouteTable>,
+}
+
+impl<S, B> Service<Request<B>> for Route<S>
+where
+    S: Service<Request<B>, Response = Response<ProxyBody>, Error = ProxyError>,
+{
+    type Response = Response<ProxyBody>;
+    type Error = ProxyError;
+    type Future = MaybeReady<S::Future, Response<ProxyBody>, ProxyError>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let Some(llm) = req.extensions().get::<LlmRequest>() else {
+            return MaybeReady::ready(Err(ProxyError::Internal(
+                "the request reached routing without a parsed body".into(),
+            )));
+        };
+        let route = match resolve_route(&self.table, llm) {
+            Ok(route) => route,
+            Err(e) => return MaybeReady::ready(Err(e)),
+        };
+        let Some(target) = route.first_choice().cloned() else {
+            return MaybeReady::ready(Err(ProxyError::Unavailable {
+                model: llm.model().to_string(),
+                retry_after: None,
+            }));
+        };
+        req.extensions_mut().insert(target);
+        req.extensions_mut().insert(route);
+        MaybeReady::inner(self.inner.call(req))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::mock::Mock;
+    use crate::request::Endpoint;
+    use tower::ServiceExt;
+
+    fn backend(name: &str) -> Arc<Backend> {
+        Arc::new(Backend::builder(name, Arc::new(Mock)).build().unwrap())
+    }
+
+    #[test]
+    fn priority_then_weight() {
+        let route = ModelRoute::new(
+            "m",
+            vec![
+                Target::new(backend("c"), None).priority(2),
+                Target::new(backend("a"), None).weight(3),
+                Target::new(backend("b"), None).weight(1),
+            ],
+        );
+        let mut a_first = 0;
+        for _ in 0..400 {
+            let order = route.ordered();
+            assert_eq!(order.len(), 3);
+            assert_eq!(order[2].backend().name(), "c");
+            if order[0].backend().name() == "a" {
+                a_first += 1;
+            }
+        }
+        // weight 3 of 4: about 300 of 400.
+        assert!((240..=360).contains(&a_first), "a first {a_first} times");
+    }
+
+    #[test]
+    fn star_target_model_passes_client_name() {
+        let t = Target::new(backend("x"), Some("*"));
+        assert_eq!(t.upstream_model("gpt-4"), "gpt-4");
+        let t = Target::new(backend("x"), Some("gpt-4o"));
+        assert_eq!(t.upstream_model("gpt-4"), "gpt-4o");
+        assert_eq!(t.label(), "x/gpt-4o");
+    }
+
+    #[test]
+    fn bad_base_url() {
+        let e = Backend::builder("x", Arc::new(crate::provider::openai::OpenAi))
+            .base_url("ftp://nope")
+            .build()
+            .unwrap_err();
+        assert!(e.to_string().contains("http://"));
+    }
+
+    #[tokio::test]
+    async fn route_sets_target_or_404s() {
+        let table = Arc::new(RouteTable::new(vec![ModelRoute::new(
+            "echo",
+            vec![Target::new(backend("local"), Some("up"))],
+        )]));
+        let svc = RouteLayer::new(table).layer(tower::service_fn(|req: Request<()>| async move {
+            let t = req.extensions().get::<Target>().unwrap();
+            assert_eq!(t.upstream_model("echo"), "up");
+            Ok::<_, ProxyError>(Response::new(ProxyBody::empty()))
+        }));
+        let mut req = Request::new(());
+        req.extensions_mut()
+            .insert(LlmRequest::parse(Endpoint::ChatCompletions, br#"{"model":"echo"}"#).unwrap());
+        svc.clone().oneshot(req).await.unwrap();
+
+        let mut req = Request::new(());
+        req.extensions_mut()
+            .insert(LlmRequest::parse(Endpoint::ChatCompletions, br#"{"model":"nope"}"#).unwrap());
+        let e = svc.oneshot(req).await.unwrap_err();
+        assert_eq!(e.status(), 404);
+    }
+}

@@ -1,0 +1,304 @@
+//! The HTTP server: accept loop, HTTP/1.1 + HTTP/2 (cleartext or TLS),
+//! graceful shutdown.
+//!
+//! Connections are served by hyper-util's auto builder (HTTP/1.1 with
+//! keep-alive, or HTTP/2 by prior knowledge or ALPN). On shutdown the
+//! listener closes at once, idle keep-alive connections are closed, and
+//! in-flight requests — streams included — may finish within the grace
+//! period (`[server] shutdown_timeout`).
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use llm_router::{config::Config, server::Server};
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Config::load(Path::new("config.toml"))?;
+//! let server = Server::bind(&config).await?;
+//! println!("listening on {}", server.local_addr());
+//! server.run(llm_router::server::shutdown_signal()).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+use crate::app::{App, ClientAddr};
+use crate::config::{Config, ConfigError};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The config could not be turned into a stack, or TLS files are bad.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A bound, ready-to-run server.
+pub struct Server {
+    listener: TcpListener,
+    app: App,
+    tls: Option<TlsAcceptor>,
+    grace: Duration,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.listener.local_addr().ok())
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Build the app from `config` and bind its `listen` address.
+    pub async fn bind(config: &Config) -> Result<Server, ServerError> {
+        let app = App::from_config(config)?;
+        let tls = match (&config.server.tls_cert, &config.server.tls_key) {
+            (Some(cert), Some(key)) => Some(tls_acceptor(cert, key, &config.path)?),
+            _ => None,
+        };
+        let addr = config.server.listen();
+        let listener = TcpListener::bind(&addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        Ok(Server::from_parts(
+            listener,
+            app,
+            tls,
+            config.server.shutdown_timeout,
+        ))
+    }
+
+    /// Serve `app` on an already bound listener.
+    pub fn from_parts(
+        listener: TcpListener,
+        app: App,
+        tls: Option<TlsAcceptor>,
+        grace: Duration,
+    ) -> Server {
+        Server {
+            listener,
+            app,
+            tls,
+            grace,
+        }
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Whether the server speaks TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Serve until `shutdown` resolves, then drain within the grace period.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+        let Server {
+            listener,
+            app,
+            tls,
+            grace,
+        } = self;
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(30))
+            .keep_alive(true);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Some(Duration::from_secs(30)));
+        let graceful = GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(conn) => conn,
+                        Err(e) => {
+                            // Out of file descriptors and the like: back off briefly.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let watcher = graceful.watcher();
+                    let builder = builder.clone();
+                    let app = app.clone();
+                    let tls = tls.clone();
+                    tokio::spawn(async move {
+                        serve_connection(stream, peer, app, tls, builder, watcher).await;
+                    });
+                }
+                () = &mut shutdown => break,
+            }
+        }
+        drop(listener);
+        tracing::info!(grace = ?grace, "shutting down: no new connections, finishing in-flight requests");
+        tokio::select! {
+            () = graceful.shutdown() => tracing::info!("all connections finished"),
+            () = tokio::time::sleep(grace) => tracing::warn!("grace period over, closing remaining connections"),
+        }
+        Ok(())
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    app: App,
+    tls: Option<TlsAcceptor>,
+    builder: auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let service = tower::service_fn(move |mut req: Request<Incoming>| {
+        req.extensions_mut().insert(ClientAddr(peer));
+        app.clone().oneshot(req)
+    });
+    let service = TowerToHyperService::new(service);
+    let result = match tls {
+        None => {
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned();
+            watcher.watch(conn).await
+        }
+        Some(acceptor) => {
+            let handshake =
+                tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await;
+            let stream = match handshake {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned();
+            watcher.watch(conn).await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// Load `tls_cert` / `tls_key` (PEM) into an acceptor offering h2 and http/1.1.
+pub fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    config_path: &std::path::Path,
+) -> Result<TlsAcceptor, ConfigError> {
+    let err = |key_name: &str, message: String| ConfigError {
+        file: config_path.display().to_string(),
+        line: None,
+        key: Some(format!("server.{key_name}")),
+        message,
+    };
+    let cert_pem = std::fs::read(cert)
+        .map_err(|e| err("tls_cert", format!("cannot read `{}`: {e}", cert.display())))?;
+    let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            err(
+                "tls_cert",
+                format!("`{}` is not a PEM certificate: {e}", cert.display()),
+            )
+        })?;
+    if certs.is_empty() {
+        return Err(err(
+            "tls_cert",
+            format!("`{}` holds no PEM certificate", cert.display()),
+        ));
+    }
+    let key_pem = std::fs::read(key)
+        .map_err(|e| err("tls_key", format!("cannot read `{}`: {e}", key.display())))?;
+    let private_key = rustls_pemfile::private_key(&mut key_pem.as_slice())
+        .map_err(|e| {
+            err(
+                "tls_key",
+                format!("`{}` is not a PEM key: {e}", key.display()),
+            )
+        })?
+        .ok_or_else(|| {
+            err(
+                "tls_key",
+                format!("`{}` holds no private key", key.display()),
+            )
+        })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(rustls::DEFAULT_VERSIONS)
+        .map_err(|e| err("tls_cert", e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, private_key)
+        .map_err(|e| {
+            err(
+                "tls_key",
+                format!("the key does not fit the certificate: {e}"),
+            )
+        })?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
+}

@@ -1,0 +1,304 @@
+//! The innermost service: [`Upstream`] sends a request to its chosen target
+//! and streams the answer back, frame by frame.
+//!
+//! `Upstream` reads the [`LlmRequest`] and the [`Target`] from the request's
+//! extensions, lets the target's [`Provider`](crate::provider::Provider) build
+//! the upstream request (serializing the body once), sends it through the
+//! backend's pooled [`HttpClient`] (HTTP/1.1 or HTTP/2 by ALPN, rustls with
+//! webpki roots), waits at most the backend's `timeout` for the response head
+//! and hands the body on without reading it. Dropping the answer (a client
+//! that went away) drops the upstream body, which closes that upstream
+//! connection, so the provider stops generating.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use http::Request;
+//! use http_body_util::BodyExt;
+//! use tower::ServiceExt;
+//! use llm_router::provider::mock::Mock;
+//! use llm_router::request::{Endpoint, LlmRequest};
+//! use llm_router::routing::{Backend, Target};
+//! use llm_router::upstream::Upstream;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let backend = Arc::new(Backend::builder("local", Arc::new(Mock)).build().unwrap());
+//! let mut req = Request::new(());
+//! req.extensions_mut().insert(Target::new(backend, None));
+//! req.extensions_mut().insert(LlmRequest::parse(Endpoint::ChatCompletions,
+//!     br#"{"model":"echo","messages":[{"role":"user","content":"hi"}]}"#).unwrap());
+//! let answer = Upstream::new().oneshot(req).await.unwrap();
+//! let body = answer.into_body().collect().await.unwrap().to_bytes();
+//! let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+//! assert_eq!(json["choices"][0]["message"]["content"], "hi");
+//! # }
+//! ```
+
+use std::error::Error as _;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tower::Service;
+
+use crate::body::ProxyBody;
+use crate::error::ProxyError;
+use crate::provider::{Call, Outbound};
+use crate::request::LlmRequest;
+use crate::routing::Target;
+
+/// Connection settings of an [`HttpClient`].
+#[derive(Clone, Debug)]
+pub struct ClientSettings {
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// Verify the server's certificate (`tls_verify`).
+    pub tls_verify: bool,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        ClientSettings {
+            connect_timeout: Duration::from_secs(10),
+            tls_verify: true,
+        }
+    }
+}
+
+/// A pooled HTTP/1.1 + HTTP/2 (by ALPN) client with rustls. Cheap to clone;
+/// clones share the pool.
+#[derive(Clone)]
+pub struct HttpClient {
+    inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    connect_timeout: Duration,
+}
+
+impl fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpClient")
+            .field("connect_timeout", &self.connect_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpClient {
+    /// Build a client with its own connection pool.
+    pub fn new(settings: &ClientSettings) -> Result<Self, rustls::Error> {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(settings.connect_timeout));
+        http.set_nodelay(true);
+        http.set_keepalive(Some(Duration::from_secs(60)));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config(settings.tls_verify)?)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let inner = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(https);
+        Ok(HttpClient {
+            inner,
+            connect_timeout: settings.connect_timeout,
+        })
+    }
+
+    /// The TCP connect timeout.
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    /// Send a request; resolves at the response head.
+    pub fn request(
+        &self,
+        req: Request<Full<Bytes>>,
+    ) -> impl Future<
+        Output = Result<Response<hyper::body::Incoming>, hyper_util::client::legacy::Error>,
+    > + Send
+           + 'static {
+        self.inner.request(req)
+    }
+}
+
+fn crypto_provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn tls_config(verify: bool) -> Result<rustls::ClientConfig, rustls::Error> {
+    let provider = crypto_provider();
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(rustls::DEFAULT_VERSIONS)?;
+    Ok(if verify {
+        let roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        builder.with_root_certificates(roots).with_no_client_auth()
+    } else {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoCertificateCheck(provider)))
+            .with_no_client_auth()
+    })
+}
+
+/// `tls_verify = false`: accept any certificate, but still check that the
+/// server holds the key of the certificate it sent.
+#[derive(Debug)]
+struct NoCertificateCheck(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for NoCertificateCheck {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The upstream edge of the stack. See the [module docs](crate::upstream).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Upstream {
+    _priv: (),
+}
+
+impl Upstream {
+    /// The upstream service (stateless: each backend owns its client).
+    pub fn new() -> Self {
+        Upstream { _priv: () }
+    }
+}
+
+/// The future returned by [`Upstream`].
+pub type UpstreamFuture =
+    Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send>>;
+
+impl<B> Service<Request<B>> for Upstream {
+    type Response = Response<ProxyBody>;
+    type Error = ProxyError;
+    type Future = UpstreamFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let (parts, _body) = req.into_parts();
+        let (Some(llm), Some(target)) = (
+            parts.extensions.get::<LlmRequest>().cloned(),
+            parts.extensions.get::<Target>().cloned(),
+        ) else {
+            return Box::pin(std::future::ready(Err(ProxyError::Internal(
+                "the request reached the upstream without a parsed body or a target".into(),
+            ))));
+        };
+        let headers = parts.headers;
+        let provider = target.backend().provider().clone();
+        let call = Call {
+            request: &llm,
+            target: &target,
+            headers: &headers,
+        };
+        match provider.prepare(&call) {
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+            Ok(Outbound::Local(response)) => Box::pin(std::future::ready(Ok(response))),
+            Ok(Outbound::Http(upstream_req)) => Box::pin(async move {
+                let backend = target.backend();
+                let timeout = backend.timeout();
+                tracing::debug!(backend = backend.name(), uri = %upstream_req.uri(), "sending upstream");
+                let sent = tokio::time::timeout(timeout, backend.client().request(upstream_req));
+                let response = match sent.await {
+                    Err(_) => {
+                        return Err(ProxyError::UpstreamTimeout {
+                            backend: backend.name().to_string(),
+                            after: timeout,
+                        })
+                    }
+                    Ok(Err(e)) => return Err(classify_client_error(e, &target)),
+                    Ok(Ok(response)) => response,
+                };
+                tracing::debug!(backend = backend.name(), status = %response.status(), "upstream answered");
+                let call = Call {
+                    request: &llm,
+                    target: &target,
+                    headers: &headers,
+                };
+                Ok(provider.respond(&call, response.map(ProxyBody::new)))
+            }),
+        }
+    }
+}
+
+/// A connect timeout is a timeout (504); anything else before the response
+/// head (refused, reset, TLS failure) is a connection error (502).
+fn classify_client_error(err: hyper_util::client::legacy::Error, target: &Target) -> ProxyError {
+    let backend = target.backend();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                return ProxyError::UpstreamTimeout {
+                    backend: backend.name().to_string(),
+                    after: backend.client().connect_timeout(),
+                };
+            }
+        }
+        source = cause.source();
+    }
+    ProxyError::UpstreamConnect {
+        backend: backend.name().to_string(),
+        source: Box::new(err),
+    }
+}
