@@ -1,5 +1,6 @@
 //! The `llm-router` command line.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -96,6 +97,17 @@ fn serve(path: &Path, host: Option<String>, port: Option<u16>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        // Install the SIGINT/SIGTERM handlers (on the future's first poll) before
+        // announcing the address: a supervisor may signal as soon as it sees it, and
+        // a signal before then would kill the process instead of draining it.
+        let mut shutdown = std::pin::pin!(shutdown_signal());
+        let signalled = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(shutdown.as_mut().poll(cx).is_ready())
+        })
+        .await;
+        if signalled {
+            return ExitCode::SUCCESS;
+        }
         let scheme = if server.is_tls() { "https" } else { "http" };
         tracing::info!(
             "llm-router {} listening on {scheme}://{} (config {}, models: {})",
@@ -109,7 +121,7 @@ fn serve(path: &Path, host: Option<String>, port: Option<u16>) -> ExitCode {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        match server.run(shutdown_signal()).await {
+        match server.run(shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");

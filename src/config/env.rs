@@ -132,9 +132,11 @@ fn substitute_in(
             (Some(v), Some(d)) if v.is_empty() => d.to_string(),
             (Some(v), _) => v,
             (None, Some(d)) => d.to_string(),
-            (None, None) => return Err(err(format!(
+            (None, None) => {
+                return Err(err(format!(
                 "environment variable {name} is not set (write ${{{name}:-default}} to allow that)"
-            ))),
+            )))
+            }
         };
         out.push_str(&escape(&value, kind).map_err(|m| err(format!("{name}: {m}")))?);
         let consumed = pos + close + 1;
@@ -196,16 +198,32 @@ fn key_at(text: &str, at: usize) -> Option<String> {
         let key = head[start..].trim_matches('"');
         (!key.is_empty()).then(|| key.to_string())
     });
-    let table = text[..line_start].lines().rev().find_map(|l| {
+    let header = |l: &str| -> Option<(String, bool)> {
         let l = l.trim();
         l.starts_with('[').then(|| {
-            l.trim_start_matches('[')
+            let name = l
+                .trim_start_matches('[')
                 .split(']')
                 .next()
                 .unwrap_or("")
                 .trim()
-                .to_string()
+                .to_string();
+            (name, l.starts_with("[["))
         })
+    };
+    let above = &text[..line_start];
+    let table = above.lines().rev().find_map(header).map(|(name, array)| {
+        if !array {
+            return name;
+        }
+        // `[[backends]]`: which entry, counted like the key paths of other errors.
+        let index = above
+            .lines()
+            .filter_map(header)
+            .filter(|(n, a)| *a && *n == name)
+            .count()
+            - 1;
+        format!("{name}[{index}]")
     });
     match (table, key) {
         (Some(t), Some(k)) => Some(format!("{t}.{k}")),

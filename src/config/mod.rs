@@ -308,7 +308,14 @@ impl Loader<'_> {
     ) -> Result<Duration, ConfigError> {
         let Some(v) = value else { return Ok(default) };
         match parse_duration(v.get_ref()) {
-            Ok(d) if d.is_zero() => Err(self.err(Some(v.span()), key, "must be greater than 0")),
+            Ok(d) if d.is_zero() => Err(self.err(
+                Some(v.span()),
+                key,
+                format!(
+                    "`{}` is zero; a duration must be greater than 0",
+                    v.get_ref()
+                ),
+            )),
             Ok(d) => Ok(d),
             Err(m) => Err(self.err(Some(v.span()), key, m)),
         }
@@ -387,7 +394,8 @@ impl Loader<'_> {
                 .collect();
             return Ok((order, false));
         };
-        let mut order = Vec::new();
+        // Names and duplicates first, then what this build has.
+        let mut order: Vec<LayerName> = Vec::new();
         for (i, entry) in raw.order.get_ref().iter().enumerate() {
             let key = format!("stack.order[{i}]");
             let name = entry.get_ref();
@@ -399,19 +407,32 @@ impl Loader<'_> {
                     format!("unknown layer `{name}`; known layers: {}", known.join(", ")),
                 ));
             };
-            if order.contains(&layer) {
+            if let Some(first) = order.iter().position(|l| *l == layer) {
                 return Err(self.err(
                     Some(entry.span()),
                     key,
-                    format!("layer `{name}` is listed twice"),
+                    format!("layer `{name}` is listed twice (first as stack.order[{first}]); each layer may appear once"),
                 ));
             }
+            order.push(layer);
+        }
+        for (i, (entry, layer)) in raw.order.get_ref().iter().zip(&order).enumerate() {
             if !layer.is_built() {
-                return Err(self.err(Some(entry.span()), key, format!(
-                    "layer `{name}` is not available in this version of llm-router yet; remove it from [stack] order"
+                let built: Vec<&str> = LayerName::ALL
+                    .iter()
+                    .filter(|l| l.is_built())
+                    .map(|l| l.as_str())
+                    .collect();
+                let built = if built.is_empty() {
+                    "none yet, so `order = []`".to_string()
+                } else {
+                    built.join(", ")
+                };
+                return Err(self.err(Some(entry.span()), format!("stack.order[{i}]"), format!(
+                    "layer `{}` is not available in this version of llm-router yet; remove it from [stack] order (available layers: {built})",
+                    layer.as_str()
                 )));
             }
-            order.push(layer);
         }
         Ok((order, true))
     }
@@ -438,26 +459,30 @@ impl Loader<'_> {
             None => None,
             Some(url) => {
                 let text = url.get_ref().trim();
-                let uri: http::Uri = text.parse().map_err(|e| {
+                let bad = |why: String| {
                     self.err(
                         Some(url.span()),
                         key("base_url"),
-                        format!("`{text}` is not a valid URL: {e}"),
+                        format!("`{text}` {why}; base_url must be an absolute http:// or https:// URL, like \"https://api.openai.com/v1\""),
                     )
-                })?;
-                if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-                    return Err(self.err(
-                        Some(url.span()),
-                        key("base_url"),
-                        format!("`{text}` must be an absolute http:// or https:// URL"),
-                    ));
+                };
+                let uri: http::Uri = text
+                    .parse()
+                    .map_err(|e| bad(format!("is not a valid URL ({e})")))?;
+                match uri.scheme_str() {
+                    Some("http" | "https") => {}
+                    Some(other) => return Err(bad(format!("has the scheme `{other}`"))),
+                    None => return Err(bad("has no scheme".into())),
+                }
+                if uri.host().is_none_or(str::is_empty) {
+                    return Err(bad("has no host".into()));
                 }
                 Some(text.to_string())
             }
         };
         let mut api_key = raw.api_key.as_ref().map(|k| k.get_ref().clone());
         let override_var = format!("LLM_ROUTER_BACKEND_{}_API_KEY", env_name(&name));
-        if let Some(v) = (self.env)(&override_var) {
+        if let Some(v) = (self.env)(&override_var).filter(|v| !v.is_empty()) {
             api_key = Some(v);
         }
         let api_key = match api_key {
@@ -640,7 +665,14 @@ impl Config {
             file: path.display().to_string(),
             line: None,
             key: None,
-            message: format!("cannot read the config file: {e}"),
+            message: if e.kind() == std::io::ErrorKind::NotFound {
+                format!(
+                    "config file not found; write an example one with `llm-router init {}`",
+                    path.display()
+                )
+            } else {
+                format!("cannot read the config file: {e}")
+            },
         })?;
         Config::parse(&text, path, &|name| std::env::var(name).ok())
     }
@@ -663,18 +695,26 @@ impl Config {
             text,
             env,
         };
+        // Syntax first, so that a TOML syntax error says so.
+        if let Err(e) = substituted.parse::<toml::Table>() {
+            return Err(ConfigError {
+                file,
+                line: e.span().map(|s| env::line_of(&substituted, s.start)),
+                key: None,
+                message: format!("invalid TOML: {}", one_line(e.message())),
+            });
+        }
         let raw: RawConfig = serde_path_to_error::deserialize(toml::Deserializer::new(
             &substituted,
         ))
         .map_err(|e| {
-            let path = e.path().to_string();
+            let path = clean_path(&e.path().to_string());
             let inner = e.into_inner();
-            let message = inner.message().trim().to_string();
             ConfigError {
                 file: file.clone(),
                 line: inner.span().map(|s| env::line_of(&substituted, s.start)),
+                message: explain_serde_error(&path, inner.message()),
                 key: (path != "." && !path.is_empty()).then_some(path),
-                message,
             }
         })?;
         loader.reserved(&raw)?;
@@ -802,6 +842,85 @@ impl Config {
     }
 }
 
+/// A serde path without the internals of `toml::Spanned`
+/// (`models[0].targets.$__serde_spanned_private_value[0]` -> `models[0].targets[0]`).
+fn clean_path(path: &str) -> String {
+    path.replace(".$__serde_spanned_private_value", "")
+        .replace("$__serde_spanned_private_value", "")
+}
+
+fn one_line(message: &str) -> String {
+    message
+        .trim()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// serde's message, in TOML words and with a hint where a common mistake is likely.
+fn explain_serde_error(path: &str, message: &str) -> String {
+    let message = one_line(message);
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let (name, expected) = rest.split_once('`').unwrap_or((rest, ""));
+        let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+        let what = if path.contains(['.', '[']) {
+            "key"
+        } else {
+            "section or key"
+        };
+        let mut out = format!("unknown {what} `{name}`");
+        if let Some(best) = closest(name, &candidates) {
+            out.push_str(&format!(" (did you mean `{best}`?)"));
+        }
+        if candidates.is_empty() {
+            out.push_str("; this table takes no keys");
+        } else {
+            out.push_str("; expected one of ");
+            out.push_str(
+                &candidates
+                    .iter()
+                    .map(|c| format!("`{c}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
+        }
+        return out;
+    }
+    let last = path.rsplit('.').next().unwrap_or(path);
+    if (path == "backends" || path == "models") && message.contains("expected a sequence") {
+        return format!("{message}; write each entry as [[{path}]] (double brackets)");
+    }
+    if last.ends_with("timeout") && message.contains("expected a string") {
+        return format!("{message}; durations are strings with a unit, like \"30s\" or \"250ms\"");
+    }
+    message
+}
+
+/// The candidate nearest to `name` by edit distance, if it is near enough to be a typo.
+fn closest<'a>(name: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut prev: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut cur = vec![i + 1];
+            for (j, cb) in b.iter().enumerate() {
+                let cost = usize::from(ca != *cb);
+                cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+            }
+            prev = cur;
+        }
+        prev[b.len()]
+    }
+    candidates
+        .iter()
+        .map(|c| (distance(name, c), *c))
+        .filter(|(d, c)| *d <= (c.chars().count() / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
 fn apply_server_env(
     server: &mut ServerConfig,
     env: &dyn Fn(&str) -> Option<String>,
@@ -849,6 +968,7 @@ fn parse_listen(listen: &str) -> Result<(String, u16), String> {
     let (host, port) = listen
         .trim()
         .rsplit_once(':')
+        .filter(|_| !listen.trim().ends_with(']'))
         .ok_or_else(|| format!("`{listen}` has no port; {hint}"))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {
@@ -931,7 +1051,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.line, Some(3), "{e}");
         assert_eq!(e.key.as_deref(), Some("server.lisne"), "{e}");
-        assert!(e.message.contains("unknown field `lisne`"), "{e}");
+        assert!(e.message.contains("unknown key `lisne`"), "{e}");
     }
 
     #[test]
