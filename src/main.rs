@@ -1,6 +1,5 @@
 //! The `llm-router` command line.
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -97,17 +96,9 @@ fn serve(path: &Path, host: Option<String>, port: Option<u16>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        // Install the SIGINT/SIGTERM handlers (on the future's first poll) before
-        // announcing the address: a supervisor may signal as soon as it sees it, and
-        // a signal before then would kill the process instead of draining it.
-        let mut shutdown = std::pin::pin!(shutdown_signal());
-        let signalled = std::future::poll_fn(|cx| {
-            std::task::Poll::Ready(shutdown.as_mut().poll(cx).is_ready())
-        })
-        .await;
-        if signalled {
-            return ExitCode::SUCCESS;
-        }
+        // The signal handlers are installed here, before the address is
+        // announced: a supervisor may signal as soon as it sees it.
+        let shutdown = shutdown_signal();
         let scheme = if server.is_tls() { "https" } else { "http" };
         tracing::info!(
             "llm-router {} listening on {scheme}://{} (config {}, models: {})",
