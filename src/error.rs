@@ -79,6 +79,46 @@ pub enum ProxyError {
         /// The timeout that elapsed.
         after: Duration,
     },
+    /// A client is over its rate limit: 429.
+    #[error("{message}")]
+    RateLimited {
+        /// What limit was hit.
+        message: String,
+        /// When to come back.
+        retry_after: Duration,
+    },
+    /// A target's circuit is open; the call was refused without touching it: 503.
+    #[error("The circuit of `{target}` is open")]
+    CircuitOpen {
+        /// `backend/model`.
+        target: String,
+        /// When a probe may go through.
+        retry_after: Duration,
+    },
+    /// A target is cooling down after a 429: 503.
+    #[error("`{target}` is cooling down after a rate limit")]
+    CoolingDown {
+        /// `backend/model`.
+        target: String,
+        /// When it comes back.
+        retry_after: Duration,
+    },
+    /// A backend's own rate limit is exhausted: 503.
+    #[error("The rate limit of backend `{backend}` is exhausted")]
+    BackendRateLimited {
+        /// Backend name.
+        backend: String,
+        /// When it has room again.
+        retry_after: Duration,
+    },
+    /// A streamed answer failed before its first content event: 502.
+    #[error("Upstream `{backend}` stream failed before any content: {reason}")]
+    StreamFailed {
+        /// Backend name.
+        backend: String,
+        /// What happened.
+        reason: String,
+    },
     /// Every target is unavailable (circuit open, cooling down, limit exhausted): 503.
     #[error("No target of model `{model}` is available right now")]
     Unavailable {
@@ -112,7 +152,12 @@ impl ProxyError {
             ProxyError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::UpstreamConnect { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::StreamFailed { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::Unavailable { .. }
+            | ProxyError::CircuitOpen { .. }
+            | ProxyError::CoolingDown { .. }
+            | ProxyError::BackendRateLimited { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -127,6 +172,11 @@ impl ProxyError {
             ProxyError::PayloadTooLarge { .. } => "request_too_large",
             ProxyError::UpstreamConnect { .. } => "upstream_connection_error",
             ProxyError::UpstreamTimeout { .. } => "upstream_timeout",
+            ProxyError::RateLimited { .. } => "rate_limit_exceeded",
+            ProxyError::StreamFailed { .. } => "upstream_stream_error",
+            ProxyError::CircuitOpen { .. } => "circuit_open",
+            ProxyError::CoolingDown { .. } => "target_cooling_down",
+            ProxyError::BackendRateLimited { .. } => "backend_rate_limited",
             ProxyError::Unavailable { .. } => "no_target_available",
             ProxyError::Internal(_) => "internal_error",
         }
@@ -138,6 +188,10 @@ impl ProxyError {
             ProxyError::Unavailable { retry_after, .. } => {
                 Some(retry_after.unwrap_or(Duration::from_secs(1)))
             }
+            ProxyError::RateLimited { retry_after, .. }
+            | ProxyError::CircuitOpen { retry_after, .. }
+            | ProxyError::CoolingDown { retry_after, .. }
+            | ProxyError::BackendRateLimited { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }

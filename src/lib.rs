@@ -31,16 +31,21 @@
 
 pub mod app;
 pub mod body;
+pub mod classify;
 pub mod config;
 pub mod error;
 pub mod future;
+pub mod guard;
+pub mod layers;
 pub mod provider;
 pub mod request;
 pub mod routing;
 pub mod secret;
 pub mod server;
+pub mod sse;
 pub mod stack;
 pub mod upstream;
+pub mod usage;
 
 pub use app::App;
 pub use body::{BoxError, ProxyBody};

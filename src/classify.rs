@@ -1,0 +1,210 @@
+//! What an attempt's result means — shared by retry, the circuit breaker and
+//! failover, so the three always agree on what counts as a failure.
+//!
+//! ```
+//! use std::time::Duration;
+//! use http::HeaderMap;
+//! use llm_router::classify::retry_after;
+//!
+//! let mut h = HeaderMap::new();
+//! h.insert("retry-after", "7".parse().unwrap());
+//! assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+//! ```
+
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderMap, Response, StatusCode};
+
+use crate::body::ProxyBody;
+use crate::error::ProxyError;
+
+/// One attempt's result, as the resilience layers see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A 2xx (a stream that reached its first content event).
+    Success,
+    /// A 4xx other than 429: the request is at fault; never retried.
+    ClientError,
+    /// A 429 from the upstream.
+    RateLimited,
+    /// A 5xx from the upstream.
+    ServerError,
+    /// The upstream could not be reached, or broke before its first content.
+    ConnectionError,
+    /// No response head, or no first content, in time.
+    Timeout,
+    /// The target was not tried (circuit open, cooling down, backend limit).
+    Skipped,
+    /// Anything else the proxy itself refused (bad request, internal).
+    Refused,
+}
+
+impl Outcome {
+    /// Classify an attempt.
+    pub fn of(result: &Result<Response<ProxyBody>, ProxyError>) -> Outcome {
+        match result {
+            Ok(r) => Outcome::of_status(r.status()),
+            Err(e) => Outcome::of_error(e),
+        }
+    }
+
+    /// Classify a status code.
+    pub fn of_status(status: StatusCode) -> Outcome {
+        match status.as_u16() {
+            429 => Outcome::RateLimited,
+            400..=499 => Outcome::ClientError,
+            500..=599 => Outcome::ServerError,
+            _ => Outcome::Success,
+        }
+    }
+
+    /// Classify an error.
+    pub fn of_error(error: &ProxyError) -> Outcome {
+        match error {
+            ProxyError::UpstreamConnect { .. } | ProxyError::StreamFailed { .. } => {
+                Outcome::ConnectionError
+            }
+            ProxyError::UpstreamTimeout { .. } => Outcome::Timeout,
+            ProxyError::CircuitOpen { .. }
+            | ProxyError::CoolingDown { .. }
+            | ProxyError::BackendRateLimited { .. }
+            | ProxyError::Unavailable { .. } => Outcome::Skipped,
+            _ => Outcome::Refused,
+        }
+    }
+
+    /// Whether the circuit breaker counts it as a failure (5xx, connection
+    /// errors, timeouts; a 429 is not one).
+    pub fn is_breaker_failure(self) -> bool {
+        matches!(
+            self,
+            Outcome::ServerError | Outcome::ConnectionError | Outcome::Timeout
+        )
+    }
+}
+
+/// The upstream's `Retry-After`, in seconds or as an HTTP date.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(secs) = value.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(1e9)));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(
+        when.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// The status an attempt gave, for retry-on / failover-on lists.
+pub fn status_of(result: &Result<Response<ProxyBody>, ProxyError>) -> Option<StatusCode> {
+    result.as_ref().ok().map(Response::status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_forms() {
+        let mut h = HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert("retry-after", "1.5".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(1500)));
+        let future = SystemTime::now() + Duration::from_secs(120);
+        h.insert(
+            "retry-after",
+            httpdate::fmt_http_date(future).parse().unwrap(),
+        );
+        let d = retry_after(&h).unwrap();
+        assert!(
+            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
+        h.insert(
+            "retry-after",
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        h.insert("retry-after", "soon".parse().unwrap());
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(Outcome::of_status(StatusCode::OK), Outcome::Success);
+        assert_eq!(
+            Outcome::of_status(StatusCode::TOO_MANY_REQUESTS),
+            Outcome::RateLimited
+        );
+        assert_eq!(
+            Outcome::of_status(StatusCode::BAD_REQUEST),
+            Outcome::ClientError
+        );
+        assert_eq!(
+            Outcome::of_status(StatusCode::BAD_GATEWAY),
+            Outcome::ServerError
+        );
+        assert!(!Outcome::RateLimited.is_breaker_failure());
+        assert!(Outcome::Timeout.is_breaker_failure());
+    }
+}
+
+/// Put into each attempt's extensions by the split point: whether another
+/// target is left after this one. Retry uses it to leave a timed-out target
+/// to failover instead of waiting on it again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Attempt {
+    /// Another target (or a context fallback) would be tried after this one.
+    pub others_left: bool,
+}
+
+/// A request kept for replay: everything but the body, which is empty after
+/// the parse (the parsed body is in the extensions).
+#[derive(Clone, Debug)]
+pub struct Replay {
+    method: http::Method,
+    uri: http::Uri,
+    version: http::Version,
+    headers: HeaderMap,
+    extensions: http::Extensions,
+}
+
+impl Replay {
+    /// Keep `req` for replay (its body is dropped).
+    pub fn new<B>(req: http::Request<B>) -> Self {
+        let (parts, _body) = req.into_parts();
+        Replay {
+            method: parts.method,
+            uri: parts.uri,
+            version: parts.version,
+            headers: parts.headers,
+            extensions: parts.extensions,
+        }
+    }
+
+    /// The extensions, to edit before the next [`build`](Replay::build).
+    pub fn extensions_mut(&mut self) -> &mut http::Extensions {
+        &mut self.extensions
+    }
+
+    /// The extensions.
+    pub fn extensions(&self) -> &http::Extensions {
+        &self.extensions
+    }
+
+    /// A fresh copy of the request with an empty body.
+    pub fn build<B: Default>(&self) -> http::Request<B> {
+        let mut req = http::Request::new(B::default());
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = self.uri.clone();
+        *req.version_mut() = self.version;
+        *req.headers_mut() = self.headers.clone();
+        *req.extensions_mut() = self.extensions.clone();
+        req
+    }
+}

@@ -1,0 +1,664 @@
+//! [`StreamGuard`]: the body every streamed answer passes through.
+//!
+//! It re-frames the stream into whole SSE events (bounded: one event at most is
+//! buffered) and enforces the streaming contract:
+//!
+//! - **Commit point.** [`StreamGuard::wait_for_first_content`] drives the
+//!   stream until its first content event (text, a tool call, a finish
+//!   reason), holding back role-only or empty preamble events. A stream that
+//!   fails before that — an error event, a cut connection, an end, or no
+//!   content within `first_byte_timeout` — fails as a whole, so the request can
+//!   still go to another target without the client seeing anything.
+//! - **After the commit**, a cut connection, a gap longer than `idle_timeout`,
+//!   or an end without completion (no `[DONE]` and no finish reason) ends the
+//!   stream with an error event in the client's format — never a clean end
+//!   that looks complete. A stream that finished but left out `[DONE]` gets one.
+//! - **Malformed events** (data that is not JSON) are skipped with a warning;
+//!   the stream carries on.
+//!
+//! Dropping the guard drops the upstream body, which closes the upstream
+//! connection.
+//!
+//! ```
+//! use std::time::Duration;
+//! use http_body_util::BodyExt;
+//! use llm_router::guard::{GuardConfig, StreamGuard};
+//! use llm_router::request::ClientFormat;
+//! use llm_router::ProxyBody;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! // An upstream that stops after one token: no finish reason, no [DONE].
+//! let upstream = ProxyBody::full(
+//!     "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}\n\n");
+//! let mut guard = StreamGuard::new(upstream, GuardConfig::new(ClientFormat::OpenAi));
+//! guard.wait_for_first_content(Duration::from_secs(1)).await.unwrap();
+//! let text = guard.collect().await.unwrap().to_bytes();
+//! let text = String::from_utf8_lossy(&text);
+//! assert!(text.starts_with("data: {\"choices\""));
+//! assert!(text.contains("\"error\""));   // the client is told it is incomplete
+//! # }
+//! ```
+
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::time::{Instant, Sleep};
+
+use crate::body::{BoxError, ProxyBody};
+use crate::request::ClientFormat;
+use crate::sse::SseParser;
+
+/// Settings of a [`StreamGuard`].
+#[derive(Clone, Debug)]
+pub struct GuardConfig {
+    /// The format of the stream (and of the error events it may add).
+    pub format: ClientFormat,
+    /// Longest gap between upstream frames once the stream has started.
+    pub idle_timeout: Duration,
+    /// Largest single event accepted.
+    pub max_event: usize,
+    /// Most preamble bytes held back before the first content event.
+    pub max_preamble: usize,
+}
+
+impl GuardConfig {
+    /// Defaults: 30 s idle timeout, 8 MiB events, 1 MiB of preamble.
+    pub fn new(format: ClientFormat) -> Self {
+        GuardConfig {
+            format,
+            idle_timeout: Duration::from_secs(30),
+            max_event: 8 << 20,
+            max_preamble: 1 << 20,
+        }
+    }
+
+    /// Set the idle timeout.
+    pub fn idle_timeout(mut self, idle: Duration) -> Self {
+        self.idle_timeout = idle;
+        self
+    }
+}
+
+/// Why a stream failed before its first content event.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamFailure {
+    /// No content event within `first_byte_timeout`.
+    #[error("no content within {0:?}")]
+    FirstByteTimeout(Duration),
+    /// The upstream connection broke.
+    #[error("the upstream stream broke: {0}")]
+    Broken(#[source] BoxError),
+    /// The upstream ended the stream before sending any content.
+    #[error("the upstream ended the stream before sending any content")]
+    EndedEarly,
+    /// The upstream sent an error event.
+    #[error("the upstream sent an error event: {0}")]
+    ErrorEvent(String),
+    /// An event was larger than the cap.
+    #[error(transparent)]
+    TooLarge(#[from] crate::sse::EventTooLarge),
+}
+
+/// What one event means for the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum EventKind {
+    /// Role-only deltas, empty content, keep-alives: held until the commit.
+    Preamble,
+    /// Text, tool calls, a finish reason or usage.
+    Content { finished: bool },
+    /// The end marker (`[DONE]` / `message_stop`).
+    Done,
+    /// An error event from the upstream.
+    Error(String),
+    /// Not JSON: skipped.
+    Malformed,
+}
+
+#[derive(Deserialize)]
+struct OpenAiChunk<'a> {
+    #[serde(default, borrow)]
+    choices: Vec<OpenAiChoice<'a>>,
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+    #[serde(default)]
+    usage: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct OpenAiChoice<'a> {
+    #[serde(default, borrow)]
+    delta: Option<OpenAiDelta<'a>>,
+    #[serde(default, borrow)]
+    text: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    finish_reason: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct OpenAiDelta<'a> {
+    #[serde(default, borrow)]
+    content: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    refusal: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    reasoning_content: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    tool_calls: Option<IgnoredAny>,
+    #[serde(default)]
+    function_call: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct AnthropicEvent<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+}
+
+fn error_message(error: &serde_json::Value) -> String {
+    error
+        .get("message")
+        .and_then(|m| m.as_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| error.to_string())
+}
+
+fn classify(format: ClientFormat, event: &crate::sse::SseEvent) -> EventKind {
+    if event.data.is_empty() {
+        return EventKind::Preamble;
+    }
+    match format {
+        ClientFormat::OpenAi => {
+            if event.is_done() {
+                return EventKind::Done;
+            }
+            let Ok(chunk) = serde_json::from_slice::<OpenAiChunk<'_>>(&event.data) else {
+                return EventKind::Malformed;
+            };
+            if let Some(error) = chunk.error {
+                return EventKind::Error(error_message(&error));
+            }
+            let mut content = chunk.usage.is_some();
+            let mut finished = false;
+            for choice in &chunk.choices {
+                if choice.finish_reason.is_some() {
+                    finished = true;
+                }
+                if choice.text.as_deref().is_some_and(|t| !t.is_empty()) {
+                    content = true;
+                }
+                if let Some(d) = &choice.delta {
+                    let non_empty = |s: &Option<std::borrow::Cow<'_, str>>| {
+                        s.as_deref().is_some_and(|t| !t.is_empty())
+                    };
+                    if non_empty(&d.content)
+                        || non_empty(&d.refusal)
+                        || non_empty(&d.reasoning_content)
+                        || d.tool_calls.is_some()
+                        || d.function_call.is_some()
+                    {
+                        content = true;
+                    }
+                }
+            }
+            if content || finished {
+                EventKind::Content { finished }
+            } else {
+                EventKind::Preamble
+            }
+        }
+        ClientFormat::Anthropic => {
+            let Ok(e) = serde_json::from_slice::<AnthropicEvent<'_>>(&event.data) else {
+                return EventKind::Malformed;
+            };
+            match e.kind.as_ref() {
+                "error" => {
+                    EventKind::Error(e.error.as_ref().map(error_message).unwrap_or_default())
+                }
+                "message_stop" => EventKind::Done,
+                "content_block_start" | "content_block_delta" => {
+                    EventKind::Content { finished: false }
+                }
+                "message_delta" => EventKind::Content { finished: true },
+                _ => EventKind::Preamble,
+            }
+        }
+    }
+}
+
+/// The error event a guard adds when a committed stream fails.
+pub fn error_event(format: ClientFormat, code: &str, message: &str) -> Bytes {
+    match format {
+        ClientFormat::OpenAi => {
+            let body = json!({"error": {"message": message, "type": "server_error", "param": null, "code": code}});
+            Bytes::from(format!("data: {body}\n\n"))
+        }
+        ClientFormat::Anthropic => {
+            let body = json!({"type": "error", "error": {"type": "api_error", "message": message}});
+            Bytes::from(format!("event: error\ndata: {body}\n\n"))
+        }
+    }
+}
+
+/// The guarded stream body. See the [module docs](crate::guard).
+pub struct StreamGuard<B = ProxyBody> {
+    inner: Option<B>,
+    parser: SseParser,
+    out: VecDeque<Bytes>,
+    config: GuardConfig,
+    idle: Pin<Box<Sleep>>,
+    committed: bool,
+    saw_done: bool,
+    saw_finish: bool,
+    malformed: u64,
+    held: usize,
+}
+
+impl<B> std::fmt::Debug for StreamGuard<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamGuard")
+            .field("committed", &self.committed)
+            .field("saw_done", &self.saw_done)
+            .field("malformed", &self.malformed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B> StreamGuard<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    /// Guard `inner`.
+    pub fn new(inner: B, config: GuardConfig) -> Self {
+        let idle = Box::pin(tokio::time::sleep(config.idle_timeout));
+        StreamGuard {
+            inner: Some(inner),
+            parser: SseParser::new(config.max_event),
+            out: VecDeque::new(),
+            config,
+            idle,
+            committed: false,
+            saw_done: false,
+            saw_finish: false,
+            malformed: 0,
+            held: 0,
+        }
+    }
+
+    /// Drive the stream until its first content event, within `timeout`.
+    /// Preamble events are kept and sent first when the body is read.
+    pub async fn wait_for_first_content(&mut self, timeout: Duration) -> Result<(), StreamFailure> {
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        loop {
+            if self.committed {
+                return Ok(());
+            }
+            let frame = tokio::select! {
+                biased;
+                frame = poll_fn(|cx| self.poll_inner(cx)) => frame,
+                () = &mut deadline => return Err(StreamFailure::FirstByteTimeout(timeout)),
+            };
+            match frame {
+                None => {
+                    self.inner = None;
+                    if let Some(event) = self.parser.finish() {
+                        self.take_event(event)?;
+                        if self.committed {
+                            continue;
+                        }
+                    }
+                    return Err(StreamFailure::EndedEarly);
+                }
+                Some(Err(e)) => {
+                    self.inner = None;
+                    return Err(StreamFailure::Broken(e));
+                }
+                Some(Ok(data)) => {
+                    self.parser.push(&data);
+                    while let Some(event) = self.parser.next_event()? {
+                        self.take_event(event)?;
+                    }
+                    if !self.committed && self.held > self.config.max_preamble {
+                        return Err(StreamFailure::Broken(
+                            "the upstream sent too much preamble without content".into(),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Before the commit: hold or commit on one event.
+    fn take_event(&mut self, event: crate::sse::SseEvent) -> Result<(), StreamFailure> {
+        match classify(self.config.format, &event) {
+            EventKind::Error(message) => return Err(StreamFailure::ErrorEvent(message)),
+            EventKind::Malformed => {
+                self.warn_malformed(&event.data);
+                return Ok(());
+            }
+            EventKind::Preamble => {
+                self.held += event.raw.len();
+            }
+            EventKind::Content { finished } => {
+                self.committed = true;
+                self.saw_finish |= finished;
+            }
+            EventKind::Done => {
+                // Done before any content: an empty but complete answer.
+                self.committed = true;
+                self.saw_done = true;
+            }
+        }
+        self.out.push_back(event.raw);
+        Ok(())
+    }
+
+    fn warn_malformed(&mut self, data: &[u8]) {
+        self.malformed += 1;
+        if self.malformed == 1 {
+            let shown = String::from_utf8_lossy(&data[..data.len().min(200)]).into_owned();
+            tracing::warn!(event = %shown, "skipping a malformed event from the upstream");
+        }
+    }
+
+    /// Poll the upstream for its next data chunk, resetting the idle timer.
+    fn poll_inner(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, BoxError>>> {
+        loop {
+            let Some(inner) = self.inner.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match Pin::new(inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        let deadline = Instant::now() + self.config.idle_timeout;
+                        self.idle.as_mut().reset(deadline);
+                        return Poll::Ready(Some(Ok(data)));
+                    }
+                    // Trailers carry nothing for the client: skip.
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    /// After the commit: one event.
+    fn pass_event(&mut self, event: crate::sse::SseEvent) {
+        match classify(self.config.format, &event) {
+            EventKind::Malformed => {
+                self.warn_malformed(&event.data);
+                return;
+            }
+            EventKind::Done => self.saw_done = true,
+            EventKind::Content { finished } => self.saw_finish |= finished,
+            EventKind::Preamble | EventKind::Error(_) => {}
+        }
+        self.out.push_back(event.raw);
+    }
+
+    fn fail(&mut self, code: &str, message: &str) {
+        tracing::warn!(code, message, "streamed answer cut short");
+        self.inner = None;
+        self.out
+            .push_back(error_event(self.config.format, code, message));
+    }
+
+    fn end_of_upstream(&mut self) {
+        self.inner = None;
+        if let Some(event) = self.parser.finish() {
+            self.pass_event(event);
+        }
+        if self.saw_done {
+            return;
+        }
+        match self.config.format {
+            ClientFormat::OpenAi if self.saw_finish => {
+                self.out.push_back(Bytes::from_static(b"data: [DONE]\n\n"));
+            }
+            _ => self.fail(
+                "upstream_stream_incomplete",
+                "The upstream ended the stream before the answer was complete",
+            ),
+        }
+    }
+}
+
+impl<B> Body for StreamGuard<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(bytes) = this.out.pop_front() {
+                return Poll::Ready(Some(Ok(Frame::data(bytes))));
+            }
+            if this.inner.is_none() {
+                return Poll::Ready(None);
+            }
+            match this.poll_inner(cx) {
+                Poll::Ready(Some(Ok(data))) => {
+                    this.parser.push(&data);
+                    loop {
+                        match this.parser.next_event() {
+                            Ok(Some(event)) => this.pass_event(event),
+                            Ok(None) => break,
+                            Err(e) => {
+                                this.fail("upstream_event_too_large", &e.to_string());
+                                break;
+                            }
+                        }
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    let message = format!("The upstream connection broke mid-answer: {e}");
+                    this.fail("upstream_stream_interrupted", &message);
+                }
+                Poll::Ready(None) => this.end_of_upstream(),
+                Poll::Pending => {
+                    if this.idle.as_mut().poll(cx).is_ready() {
+                        let message = format!(
+                            "The upstream sent nothing for {}",
+                            crate::error::humanize(this.config.idle_timeout)
+                        );
+                        this.fail("upstream_idle_timeout", &message);
+                        continue;
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_none() && self.out.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, StreamBody};
+    use tokio::sync::mpsc;
+
+    type Tx = mpsc::Sender<Result<Frame<Bytes>, BoxError>>;
+
+    fn channel_body() -> (Tx, ProxyBody) {
+        let (tx, rx) = mpsc::channel(16);
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        (tx, ProxyBody::new(StreamBody::new(stream)))
+    }
+
+    fn ev(s: &str) -> Result<Frame<Bytes>, BoxError> {
+        Ok(Frame::data(Bytes::from(format!("data: {s}\n\n"))))
+    }
+
+    const ROLE: &str = r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#;
+    const HI: &str = r#"{"choices":[{"index":0,"delta":{"content":"Hi"}}]}"#;
+    const STOP: &str = r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#;
+
+    async fn drain(guard: StreamGuard) -> String {
+        String::from_utf8(guard.collect().await.unwrap().to_bytes().to_vec()).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn preamble_held_until_content() {
+        let (tx, body) = channel_body();
+        let mut guard = StreamGuard::new(body, GuardConfig::new(ClientFormat::OpenAi));
+        tx.send(ev(ROLE)).await.unwrap();
+        let wait = guard.wait_for_first_content(Duration::from_secs(5));
+        tokio::pin!(wait);
+        // Role-only: not committed yet.
+        assert!(tokio::time::timeout(Duration::from_secs(1), &mut wait)
+            .await
+            .is_err());
+        tx.send(ev(HI)).await.unwrap();
+        wait.await.unwrap();
+        tx.send(ev(STOP)).await.unwrap();
+        tx.send(ev("[DONE]")).await.unwrap();
+        drop(tx);
+        let out = drain(guard).await;
+        assert_eq!(
+            out,
+            format!("data: {ROLE}\n\ndata: {HI}\n\ndata: {STOP}\n\ndata: [DONE]\n\n")
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn first_byte_timeout() {
+        let (tx, body) = channel_body();
+        let mut guard = StreamGuard::new(body, GuardConfig::new(ClientFormat::OpenAi));
+        tx.send(ev(ROLE)).await.unwrap();
+        let e = guard
+            .wait_for_first_content(Duration::from_secs(2))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StreamFailure::FirstByteTimeout(_)));
+    }
+
+    #[tokio::test]
+    async fn error_event_before_commit_fails() {
+        let body = ProxyBody::full(format!(
+            "data: {ROLE}\n\ndata: {{\"error\":{{\"message\":\"overloaded\"}}}}\n\n"
+        ));
+        let mut guard = StreamGuard::new(body, GuardConfig::new(ClientFormat::OpenAi));
+        let e = guard
+            .wait_for_first_content(Duration::from_secs(2))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StreamFailure::ErrorEvent(m) if m == "overloaded"));
+    }
+
+    #[tokio::test]
+    async fn ended_before_content_fails() {
+        let body = ProxyBody::full(format!("data: {ROLE}\n\n"));
+        let mut guard = StreamGuard::new(body, GuardConfig::new(ClientFormat::OpenAi));
+        let e = guard
+            .wait_for_first_content(Duration::from_secs(2))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StreamFailure::EndedEarly));
+    }
+
+    #[tokio::test]
+    async fn cut_after_commit_ends_with_error_event() {
+        let (tx, body) = channel_body();
+        let mut guard = StreamGuard::new(body, GuardConfig::new(ClientFormat::OpenAi));
+        tx.send(ev(HI)).await.unwrap();
+        guard
+            .wait_for_first_content(Duration::from_secs(2))
+            .await
+            .unwrap();
+        tx.send(Err("connection reset".into())).await.unwrap();
+        drop(tx);
+        let out = drain(guard).await;
+        assert!(out.starts_with(&format!("data: {HI}\n\n")));
+        assert!(out.contains("upstream_stream_interrupted"), "{out}");
+        assert!(!out.contains("[DONE]"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_timeout_after_commit() {
+        let (tx, body) = channel_body();
+        let config = GuardConfig::new(ClientFormat::Anthropic).idle_timeout(Duration::from_secs(3));
+        let mut guard = StreamGuard::new(body, config);
+        tx.send(Ok(Frame::data(Bytes::from_static(
+            b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\"}\n\n",
+        ))))
+        .await
+        .unwrap();
+        guard
+            .wait_for_first_content(Duration::from_secs(2))
+            .await
+            .unwrap();
+        let out = drain(guard).await;
+        assert!(out.contains("event: error"), "{out}");
+        assert!(out.contains("sent nothing for 3s"), "{out}");
+        drop(tx);
+    }
+
+    #[tokio::test]
+    async fn missing_done_after_finish_is_added_and_malformed_skipped() {
+        let body = ProxyBody::full(format!("data: {HI}\n\ndata: not json\n\ndata: {STOP}\n\n"));
+        let mut guard = StreamGuard::new(body, GuardConfig::new(ClientFormat::OpenAi));
+        guard
+            .wait_for_first_content(Duration::from_secs(2))
+            .await
+            .unwrap();
+        let out = drain(guard).await;
+        assert_eq!(
+            out,
+            format!("data: {HI}\n\ndata: {STOP}\n\ndata: [DONE]\n\n")
+        );
+    }
+
+    #[tokio::test]
+    async fn events_split_across_frames() {
+        let whole = format!("data: {ROLE}\n\ndata: {HI}\n\ndata: {STOP}\n\ndata: [DONE]\n\n");
+        let (tx, body) = channel_body();
+        let mut guard = StreamGuard::new(body, GuardConfig::new(ClientFormat::OpenAi));
+        let feeder = tokio::spawn(async move {
+            for b in whole.as_bytes().chunks(1) {
+                tx.send(Ok(Frame::data(Bytes::copy_from_slice(b))))
+                    .await
+                    .unwrap();
+            }
+        });
+        guard
+            .wait_for_first_content(Duration::from_secs(2))
+            .await
+            .unwrap();
+        let out = drain(guard).await;
+        feeder.await.unwrap();
+        assert_eq!(
+            out,
+            format!("data: {ROLE}\n\ndata: {HI}\n\ndata: {STOP}\n\ndata: [DONE]\n\n")
+        );
+    }
+}

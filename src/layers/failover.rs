@@ -1,0 +1,400 @@
+//! `failover`: the split point. Tries the targets of the requested model in
+//! order until one answers.
+//!
+//! Targets are tried by priority; within one priority the order is drawn by
+//! weight, so load is shared. A target is skipped without a call while it is
+//! cooling down or its backend's rate limit is exhausted; the inner stack
+//! (circuit breaker, retry, upstream) is called once per attempt with the
+//! target and an [`Attempt`] in the request's extensions. The next target is
+//! tried after a status in `on` (default 429, 500, 502, 503, 504), a
+//! connection error, a timeout, a stream that failed before its first
+//! content event, or an open circuit. A 429 puts its (backend, model) in
+//! cooldown for its `Retry-After`, or `cooldown`.
+//!
+//! A "context length exceeded" answer is never retried: the model's
+//! `context_fallback` is tried instead when it has one. Any other 4xx goes
+//! back to the client as it came. When every target failed, the client gets
+//! the last failure; when none could be tried at all, a 503 with
+//! `Retry-After` set to when the earliest target comes back.
+//!
+//! Streams are safe to fail over because the upstream edge holds a streamed
+//! answer's head until its first content event: a stream that breaks before
+//! it is an error here, invisible to the client.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use llm_router::layers::failover::{Cooldowns, FailoverLayer, FailoverPolicy};
+//! use llm_router::routing::RouteTable;
+//!
+//! let layer = FailoverLayer::new(
+//!     Arc::new(RouteTable::default()),
+//!     FailoverPolicy::default(),
+//!     Arc::new(Cooldowns::default()),
+//! );
+//! # let _ = layer;
+//! ```
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use tokio::time::Instant;
+use tower::{Layer, Service, ServiceExt};
+
+use crate::body::ProxyBody;
+use crate::classify::{retry_after, Attempt, Outcome, Replay};
+use crate::error::ProxyError;
+use crate::layers::rate_limit::BackendLimits;
+use crate::request::LlmRequest;
+use crate::routing::{resolve_route, ModelRoute, RouteTable, Target};
+
+/// Failover settings (`[failover]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FailoverPolicy {
+    /// Statuses that move on to the next target.
+    pub on: Vec<u16>,
+    /// Cooldown after a 429 without `Retry-After`.
+    pub cooldown: Duration,
+}
+
+impl Default for FailoverPolicy {
+    fn default() -> Self {
+        FailoverPolicy {
+            on: vec![429, 500, 502, 503, 504],
+            cooldown: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Targets sitting out after a 429, keyed `backend/model`.
+#[derive(Debug, Default)]
+pub struct Cooldowns {
+    until: Mutex<HashMap<String, Instant>>,
+}
+
+/// One cooldown, as the admin API shows it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct CooldownView {
+    /// `backend/model`.
+    pub target: String,
+    /// Seconds left.
+    pub remaining_secs: f64,
+}
+
+impl Cooldowns {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Instant>> {
+        self.until.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Put `key` in cooldown for `duration` (extending, never shortening).
+    pub fn start(&self, key: &str, duration: Duration) {
+        let until = Instant::now() + duration;
+        let mut map = self.lock();
+        let entry = map.entry(key.to_string()).or_insert(until);
+        if *entry < until {
+            *entry = until;
+        }
+        tracing::info!(
+            target_key = key,
+            secs = duration.as_secs_f64(),
+            "target cooling down after 429"
+        );
+    }
+
+    /// Time left in `key`'s cooldown, if any.
+    pub fn remaining(&self, key: &str) -> Option<Duration> {
+        let now = Instant::now();
+        let mut map = self.lock();
+        match map.get(key) {
+            Some(until) if *until > now => Some(*until - now),
+            Some(_) => {
+                map.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Cooldowns still running.
+    pub fn snapshot(&self) -> Vec<CooldownView> {
+        let now = Instant::now();
+        let mut out: Vec<CooldownView> = self
+            .lock()
+            .iter()
+            .filter(|(_, until)| **until > now)
+            .map(|(k, until)| CooldownView {
+                target: k.clone(),
+                remaining_secs: (*until - now).as_secs_f64(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.target.cmp(&b.target));
+        out
+    }
+}
+
+/// The key under which a target's cooldown and circuit are kept: the backend
+/// and the model actually asked for there.
+pub fn target_key(target: &Target, requested_model: &str) -> String {
+    format!(
+        "{}/{}",
+        target.backend().name(),
+        target.upstream_model(requested_model)
+    )
+}
+
+/// Applies [`Failover`]. See the [module docs](crate::layers::failover).
+#[derive(Clone, Debug)]
+pub struct FailoverLayer {
+    table: Arc<RouteTable>,
+    policy: Arc<FailoverPolicy>,
+    cooldowns: Arc<Cooldowns>,
+    limits: Option<Arc<BackendLimits>>,
+}
+
+impl FailoverLayer {
+    /// Fail over across the routes of `table`.
+    pub fn new(table: Arc<RouteTable>, policy: FailoverPolicy, cooldowns: Arc<Cooldowns>) -> Self {
+        FailoverLayer {
+            table,
+            policy: Arc::new(policy),
+            cooldowns,
+            limits: None,
+        }
+    }
+
+    /// Skip targets whose backend rate limit is exhausted.
+    pub fn with_backend_limits(mut self, limits: Arc<BackendLimits>) -> Self {
+        self.limits = Some(limits);
+        self
+    }
+}
+
+impl<S> Layer<S> for FailoverLayer {
+    type Service = Failover<S>;
+
+    fn layer(&self, inner: S) -> Failover<S> {
+        Failover {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The failover service. See the [module docs](crate::layers::failover).
+#[derive(Clone, Debug)]
+pub struct Failover<S> {
+    inner: S,
+    layer: FailoverLayer,
+}
+
+/// Phrases providers use for "the prompt does not fit the context window".
+const CONTEXT_EXCEEDED: &[&str] = &[
+    "context_length_exceeded",
+    "maximum context length",
+    "context window",
+    "prompt is too long",
+    "exceeds the maximum number of tokens",
+    "input is too long",
+    "too many tokens",
+];
+
+/// Whether an error body says the context length was exceeded.
+pub fn is_context_exceeded(body: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(body).to_lowercase();
+    CONTEXT_EXCEEDED.iter().any(|p| text.contains(p))
+}
+
+/// Read a (small) error answer's body, keeping the answer intact.
+async fn read_error_body(response: Response<ProxyBody>) -> (Response<ProxyBody>, Bytes) {
+    let (parts, body) = response.into_parts();
+    let bytes = match Limited::new(body, 256 * 1024).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => Bytes::new(),
+    };
+    (
+        Response::from_parts(parts, ProxyBody::full(bytes.clone())),
+        bytes,
+    )
+}
+
+impl<S> Service<Request<ProxyBody>> for Failover<S>
+where
+    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ProxyError>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    type Response = Response<ProxyBody>;
+    type Error = ProxyError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ProxyBody>) -> Self::Future {
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let layer = self.layer.clone();
+        Box::pin(run(inner, layer, Replay::new(req)))
+    }
+}
+
+async fn run<S>(
+    mut inner: S,
+    layer: FailoverLayer,
+    mut replay: Replay,
+) -> Result<Response<ProxyBody>, ProxyError>
+where
+    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ProxyError>,
+{
+    let Some(llm) = replay.extensions().get::<LlmRequest>().cloned() else {
+        return Err(ProxyError::Internal(
+            "the request reached failover without a parsed body".into(),
+        ));
+    };
+    let requested = llm.model().to_string();
+    let mut route: Arc<ModelRoute> = resolve_route(&layer.table, &llm)?;
+    let mut fallback_used = false;
+    let mut last: Option<Result<Response<ProxyBody>, ProxyError>> = None;
+    let mut earliest_back: Option<Duration> = None;
+    let mut note_back = |d: Duration| {
+        earliest_back = Some(earliest_back.map_or(d, |e: Duration| e.min(d)));
+    };
+
+    'routes: loop {
+        let targets: Vec<Target> = route.ordered().into_iter().cloned().collect();
+        let count = targets.len();
+        for (i, target) in targets.into_iter().enumerate() {
+            let key = target_key(&target, &requested);
+            if let Some(left) = layer.cooldowns.remaining(&key) {
+                tracing::debug!(target_key = %key, "skipping: cooling down");
+                note_back(left);
+                continue;
+            }
+            if let Some(limits) = &layer.limits {
+                if let Err(wait) = limits.check(target.backend().name()) {
+                    tracing::debug!(target_key = %key, "skipping: backend rate limit exhausted");
+                    note_back(wait);
+                    continue;
+                }
+            }
+            let extensions = replay.extensions_mut();
+            extensions.insert(target.clone());
+            extensions.insert(route.clone());
+            extensions.insert(Attempt {
+                others_left: i + 1 < count,
+            });
+            let result = match inner.ready().await {
+                Ok(svc) => svc.call(replay.build()).await,
+                Err(e) => Err(e),
+            };
+            match Outcome::of(&result) {
+                Outcome::Success => return result,
+                Outcome::ClientError => {
+                    let Ok(response) = result else { return result };
+                    if response.status() != StatusCode::BAD_REQUEST
+                        && response.status() != StatusCode::PAYLOAD_TOO_LARGE
+                    {
+                        return Ok(response);
+                    }
+                    let (response, body) = read_error_body(response).await;
+                    if !is_context_exceeded(&body) {
+                        return Ok(response);
+                    }
+                    match route.context_fallback() {
+                        Some(name) if !fallback_used => match layer.table.resolve(name) {
+                            Some(next) => {
+                                tracing::info!(
+                                    from = route.name(),
+                                    to = name,
+                                    "context length exceeded: trying the context fallback"
+                                );
+                                route = next.clone();
+                                fallback_used = true;
+                                continue 'routes;
+                            }
+                            None => return Ok(response),
+                        },
+                        _ => return Ok(response),
+                    }
+                }
+                Outcome::RateLimited => {
+                    if let Ok(response) = &result {
+                        let wait = retry_after(response.headers()).unwrap_or(layer.policy.cooldown);
+                        layer.cooldowns.start(&key, wait);
+                        if !layer.policy.on.contains(&429) {
+                            return result;
+                        }
+                    }
+                    last = Some(result);
+                }
+                Outcome::ServerError => {
+                    let status = result.as_ref().map(|r| r.status().as_u16()).unwrap_or(500);
+                    if !layer.policy.on.contains(&status) {
+                        return result;
+                    }
+                    tracing::info!(target_key = %key, status, "failing over");
+                    last = Some(result);
+                }
+                Outcome::ConnectionError | Outcome::Timeout => {
+                    if let Err(e) = &result {
+                        tracing::info!(target_key = %key, error = %e, "failing over");
+                    }
+                    last = Some(result);
+                }
+                Outcome::Skipped => {
+                    if let Err(e) = &result {
+                        if let Some(d) = e.retry_after() {
+                            note_back(d);
+                        }
+                    }
+                }
+                Outcome::Refused => return result,
+            }
+        }
+        break;
+    }
+    match last {
+        Some(result) => result,
+        None => Err(ProxyError::Unavailable {
+            model: requested,
+            retry_after: earliest_back,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_phrases() {
+        assert!(is_context_exceeded(
+            br#"{"error":{"code":"context_length_exceeded"}}"#
+        ));
+        assert!(is_context_exceeded(br#"{"type":"error","error":{"message":"prompt is too long: 210000 tokens > 200000 maximum"}}"#));
+        assert!(is_context_exceeded(b"The input token count (1200000) exceeds the maximum number of tokens allowed (1048576)."));
+        assert!(!is_context_exceeded(
+            br#"{"error":{"code":"content_policy_violation"}}"#
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cooldowns_expire() {
+        let c = Cooldowns::default();
+        c.start("a/m", Duration::from_secs(5));
+        c.start("a/m", Duration::from_secs(2));
+        assert_eq!(c.remaining("a/m"), Some(Duration::from_secs(5)));
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(c.remaining("a/m"), None);
+        assert!(c.snapshot().is_empty());
+    }
+}

@@ -1,0 +1,667 @@
+//! `rate_limit`: per-client request, token and concurrency limits, and the
+//! per-backend request limits failover consults.
+//!
+//! Limits count over a sliding window: the count of the current window plus
+//! the previous window's count weighted by how much of it still overlaps, so a
+//! client cannot double its rate at a window boundary. A client is identified
+//! by `key`: its API key (or verified identity, when `auth` runs first), its
+//! IP address, or one global bucket.
+//!
+//! - `requests` per `window`: a request over the limit gets a 429 in the
+//!   client's format with `Retry-After`; every answer carries
+//!   `x-ratelimit-limit`, `x-ratelimit-remaining` and `x-ratelimit-reset`.
+//! - `tokens` per `window`: counted from the upstream's usage once an answer
+//!   ends, streamed answers included (the upstream is asked for stream usage
+//!   even when the client did not ask, and that extra chunk is kept from the
+//!   client); a client over budget gets a 429 on its next request.
+//! - `concurrency`: requests in flight per client, released when the answer
+//!   (stream included) ends or the client goes away.
+//!
+//! Rejections are answered at once; nothing is parked in `poll_ready`.
+//!
+//! The window counters are written here rather than taken from a crate such
+//! as governor because the same counters must also consume tokens after the
+//! fact, be listed by the admin API, and map one-to-one onto the shared
+//! (Redis) store.
+//!
+//! ```
+//! use std::time::Duration;
+//! use llm_router::layers::rate_limit::WindowLimiter;
+//!
+//! let limiter = WindowLimiter::new(2, Duration::from_secs(60));
+//! assert!(limiter.try_acquire("client-a", 1).is_ok());
+//! assert!(limiter.try_acquire("client-a", 1).is_ok());
+//! assert!(limiter.try_acquire("client-a", 1).is_err());
+//! assert!(limiter.try_acquire("client-b", 1).is_ok());
+//! ```
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use serde_json::Value;
+use tokio::time::Instant;
+use tower::{Layer, Service};
+
+use crate::app::ClientAddr;
+use crate::body::{BoxError, ProxyBody};
+use crate::error::ProxyError;
+use crate::request::LlmRequest;
+use crate::usage::{UsageRequestedByProxy, UsageSlot};
+
+#[derive(Clone, Copy, Debug)]
+struct Window {
+    start: Instant,
+    prev: u64,
+    curr: u64,
+}
+
+impl Window {
+    fn roll(&mut self, now: Instant, window: Duration) {
+        let elapsed = now.saturating_duration_since(self.start);
+        if elapsed >= window * 2 {
+            self.prev = 0;
+            self.curr = 0;
+            self.start = now;
+        } else if elapsed >= window {
+            self.prev = self.curr;
+            self.curr = 0;
+            self.start += window;
+        }
+    }
+
+    fn estimate(&self, now: Instant, window: Duration) -> f64 {
+        let frac = now.saturating_duration_since(self.start).as_secs_f64() / window.as_secs_f64();
+        self.prev as f64 * (1.0 - frac.min(1.0)) + self.curr as f64
+    }
+}
+
+/// Where a limit stands for one key.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LimitState {
+    /// The limit.
+    pub limit: u64,
+    /// What is left now.
+    pub remaining: u64,
+    /// Time until the current window ends.
+    pub reset: Duration,
+}
+
+/// One key of a limiter, as the admin API shows it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct LimitView {
+    /// The key (masked when it is an API key).
+    pub key: String,
+    /// The limit per window.
+    pub limit: u64,
+    /// What is left now.
+    pub remaining: u64,
+    /// Seconds until the current window ends.
+    pub reset_secs: f64,
+}
+
+/// Sliding-window counters per key. See the [module docs](crate::layers::rate_limit).
+#[derive(Debug)]
+pub struct WindowLimiter {
+    limit: u64,
+    window: Duration,
+    entries: Mutex<HashMap<String, Window>>,
+    ops: AtomicU64,
+}
+
+impl WindowLimiter {
+    /// `limit` per `window`.
+    pub fn new(limit: u64, window: Duration) -> Self {
+        WindowLimiter {
+            limit,
+            window: window.max(Duration::from_millis(1)),
+            entries: Mutex::new(HashMap::new()),
+            ops: AtomicU64::new(0),
+        }
+    }
+
+    /// The limit per window.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// The window.
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Window>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn with_entry<T>(&self, key: &str, f: impl FnOnce(&mut Window, Instant) -> T) -> T {
+        let now = Instant::now();
+        let mut entries = self.lock();
+        if self.ops.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
+            let idle = self.window * 2;
+            entries.retain(|_, w| now.saturating_duration_since(w.start) < idle);
+        }
+        let entry = entries.entry(key.to_string()).or_insert(Window {
+            start: now,
+            prev: 0,
+            curr: 0,
+        });
+        entry.roll(now, self.window);
+        f(entry, now)
+    }
+
+    fn state(&self, w: &Window, now: Instant) -> LimitState {
+        let used = w.estimate(now, self.window).ceil() as u64;
+        LimitState {
+            limit: self.limit,
+            remaining: self.limit.saturating_sub(used),
+            reset: (w.start + self.window).saturating_duration_since(now),
+        }
+    }
+
+    /// Count `n` for `key` if that stays within the limit; otherwise the
+    /// time to wait.
+    pub fn try_acquire(&self, key: &str, n: u64) -> Result<LimitState, Duration> {
+        self.with_entry(key, |w, now| {
+            if w.estimate(now, self.window) + n as f64 > self.limit as f64 {
+                Err(self.wait(w, now))
+            } else {
+                w.curr += n;
+                Ok(self.state(w, now))
+            }
+        })
+    }
+
+    /// Whether `key` is still under the limit, without counting anything.
+    pub fn check(&self, key: &str) -> Result<LimitState, Duration> {
+        self.with_entry(key, |w, now| {
+            if w.estimate(now, self.window) >= self.limit as f64 {
+                Err(self.wait(w, now))
+            } else {
+                Ok(self.state(w, now))
+            }
+        })
+    }
+
+    /// Count `n` for `key` after the fact (tokens of a finished answer).
+    pub fn add(&self, key: &str, n: u64) {
+        self.with_entry(key, |w, _| w.curr += n);
+    }
+
+    fn wait(&self, w: &Window, now: Instant) -> Duration {
+        (w.start + self.window)
+            .saturating_duration_since(now)
+            .max(Duration::from_millis(1))
+    }
+
+    /// Every key seen recently.
+    pub fn snapshot(&self, show_key: impl Fn(&str) -> String) -> Vec<LimitView> {
+        let now = Instant::now();
+        let mut entries = self.lock();
+        let mut out: Vec<LimitView> = entries
+            .iter_mut()
+            .map(|(k, w)| {
+                w.roll(now, self.window);
+                let s = self.state(w, now);
+                LimitView {
+                    key: show_key(k),
+                    limit: s.limit,
+                    remaining: s.remaining,
+                    reset_secs: s.reset.as_secs_f64(),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
+    }
+}
+
+/// Backend limits (`rate_limit` of a `[[backends]]` entry), by backend name.
+#[derive(Debug, Default)]
+pub struct BackendLimits {
+    limiters: HashMap<String, WindowLimiter>,
+}
+
+impl BackendLimits {
+    /// Add a limit for `backend`.
+    pub fn insert(&mut self, backend: impl Into<String>, limiter: WindowLimiter) {
+        self.limiters.insert(backend.into(), limiter);
+    }
+
+    /// Whether any backend has a limit.
+    pub fn is_empty(&self) -> bool {
+        self.limiters.is_empty()
+    }
+
+    /// Count one request to `backend`, or say how long until it has room.
+    pub fn check(&self, backend: &str) -> Result<(), Duration> {
+        match self.limiters.get(backend) {
+            Some(l) => l.try_acquire("", 1).map(|_| ()),
+            None => Ok(()),
+        }
+    }
+
+    /// Each backend's limit.
+    pub fn snapshot(&self) -> Vec<LimitView> {
+        let mut out: Vec<LimitView> = self
+            .limiters
+            .iter()
+            .flat_map(|(name, l)| {
+                let views = l.snapshot(|_| name.clone());
+                if views.is_empty() {
+                    vec![LimitView {
+                        key: name.clone(),
+                        limit: l.limit(),
+                        remaining: l.limit(),
+                        reset_secs: l.window().as_secs_f64(),
+                    }]
+                } else {
+                    views
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
+    }
+}
+
+/// How clients are told apart.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KeyBy {
+    /// The verified identity from `auth`, else the presented API key, else the IP.
+    #[default]
+    ApiKey,
+    /// The client's IP address.
+    Ip,
+    /// One bucket for everyone.
+    Global,
+}
+
+/// The verified identity of a client, set by `auth` (a key or a JWT `sub`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientIdentity(pub String);
+
+/// Client limits (`[rate_limit]`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RateLimitPolicy {
+    /// Requests per window.
+    pub requests: Option<u64>,
+    /// Tokens per window.
+    pub tokens: Option<u64>,
+    /// Requests in flight.
+    pub concurrency: Option<u64>,
+    /// The window.
+    pub window: Duration,
+    /// How clients are told apart.
+    pub key: KeyBy,
+}
+
+/// The shared state of the client limits.
+#[derive(Debug)]
+pub struct ClientLimits {
+    policy: RateLimitPolicy,
+    requests: Option<WindowLimiter>,
+    tokens: Option<WindowLimiter>,
+    in_flight: Mutex<HashMap<String, u64>>,
+}
+
+impl ClientLimits {
+    /// Limits per `policy`.
+    pub fn new(policy: RateLimitPolicy) -> Self {
+        let window = policy.window;
+        ClientLimits {
+            requests: policy.requests.map(|n| WindowLimiter::new(n, window)),
+            tokens: policy.tokens.map(|n| WindowLimiter::new(n, window)),
+            in_flight: Mutex::new(HashMap::new()),
+            policy,
+        }
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &RateLimitPolicy {
+        &self.policy
+    }
+
+    /// Request and token limits per client, for the admin API.
+    pub fn snapshot(&self) -> serde_json::Value {
+        let mask = |k: &str| {
+            if k.starts_with("ip:") || k == "global" {
+                k.to_string()
+            } else {
+                crate::secret::mask_key(k)
+            }
+        };
+        serde_json::json!({
+            "requests": self.requests.as_ref().map(|l| l.snapshot(mask)),
+            "tokens": self.tokens.as_ref().map(|l| l.snapshot(mask)),
+            "window_secs": self.policy.window.as_secs_f64(),
+        })
+    }
+
+    fn key_of<B>(&self, req: &Request<B>) -> String {
+        let ip = || {
+            req.extensions()
+                .get::<ClientAddr>()
+                .map(|a| format!("ip:{}", a.0.ip()))
+                .unwrap_or_else(|| "ip:unknown".into())
+        };
+        match self.policy.key {
+            KeyBy::Global => "global".into(),
+            KeyBy::Ip => ip(),
+            KeyBy::ApiKey => req
+                .extensions()
+                .get::<ClientIdentity>()
+                .map(|c| c.0.clone())
+                .or_else(|| crate::provider::client_key(req.headers()).map(str::to_string))
+                .unwrap_or_else(ip),
+        }
+    }
+
+    fn enter(self: &Arc<Self>, key: &str) -> Result<InFlight, ()> {
+        let Some(max) = self.policy.concurrency else {
+            return Ok(InFlight {
+                limits: None,
+                key: String::new(),
+            });
+        };
+        let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(key.to_string()).or_insert(0);
+        if *n >= max {
+            return Err(());
+        }
+        *n += 1;
+        Ok(InFlight {
+            limits: Some(self.clone()),
+            key: key.to_string(),
+        })
+    }
+}
+
+/// A held concurrency slot; released on drop.
+#[derive(Debug)]
+struct InFlight {
+    limits: Option<Arc<ClientLimits>>,
+    key: String,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(limits) = &self.limits {
+            let mut map = limits.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = map.get_mut(&self.key) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    map.remove(&self.key);
+                }
+            }
+        }
+    }
+}
+
+/// Applies [`RateLimit`]. See the [module docs](crate::layers::rate_limit).
+#[derive(Clone, Debug)]
+pub struct RateLimitLayer {
+    limits: Arc<ClientLimits>,
+}
+
+impl RateLimitLayer {
+    /// Limit clients with a shared state.
+    pub fn new(limits: Arc<ClientLimits>) -> Self {
+        RateLimitLayer { limits }
+    }
+}
+
+impl<S> Layer<S> for RateLimitLayer {
+    type Service = RateLimit<S>;
+
+    fn layer(&self, inner: S) -> RateLimit<S> {
+        RateLimit {
+            inner,
+            limits: self.limits.clone(),
+        }
+    }
+}
+
+/// The client rate limit service. See the [module docs](crate::layers::rate_limit).
+#[derive(Clone, Debug)]
+pub struct RateLimit<S> {
+    inner: S,
+    limits: Arc<ClientLimits>,
+}
+
+fn set_headers(headers: &mut HeaderMap, state: &LimitState) {
+    headers.insert("x-ratelimit-limit", HeaderValue::from(state.limit));
+    headers.insert("x-ratelimit-remaining", HeaderValue::from(state.remaining));
+    let reset = state.reset.as_secs() + u64::from(state.reset.subsec_nanos() > 0);
+    headers.insert("x-ratelimit-reset", HeaderValue::from(reset));
+}
+
+fn reject<B>(
+    req: &Request<B>,
+    retry_after: Duration,
+    what: &str,
+    state: Option<LimitState>,
+) -> Response<ProxyBody> {
+    let format = req
+        .extensions()
+        .get::<LlmRequest>()
+        .map(LlmRequest::format)
+        .unwrap_or(crate::request::ClientFormat::OpenAi);
+    let error = ProxyError::RateLimited {
+        message: format!("Rate limit exceeded: {what}"),
+        retry_after,
+    };
+    let mut response = error.to_response(format);
+    if let Some(state) = state {
+        set_headers(response.headers_mut(), &state);
+    }
+    response
+}
+
+impl<S> Service<Request<ProxyBody>> for RateLimit<S>
+where
+    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ProxyError>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<ProxyBody>;
+    type Error = ProxyError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ProxyBody>) -> Self::Future {
+        let limits = self.limits.clone();
+        let key = limits.key_of(&req);
+        let ready =
+            |r: Response<ProxyBody>| -> Self::Future { Box::pin(std::future::ready(Ok(r))) };
+
+        if let Some(tokens) = &limits.tokens {
+            if let Err(wait) = tokens.check(&key) {
+                let limit = tokens.limit();
+                return ready(reject(
+                    &req,
+                    wait,
+                    &format!("token budget of {limit} per window used up"),
+                    None,
+                ));
+            }
+        }
+        let mut state = None;
+        if let Some(requests) = &limits.requests {
+            match requests.try_acquire(&key, 1) {
+                Ok(s) => state = Some(s),
+                Err(wait) => {
+                    let s = LimitState {
+                        limit: requests.limit(),
+                        remaining: 0,
+                        reset: wait,
+                    };
+                    let what = format!(
+                        "{} requests per {}",
+                        requests.limit(),
+                        crate::error::humanize(requests.window())
+                    );
+                    return ready(reject(&req, wait, &what, Some(s)));
+                }
+            }
+        }
+        let Ok(in_flight) = limits.enter(&key) else {
+            let max = limits.policy.concurrency.unwrap_or(0);
+            return ready(reject(
+                &req,
+                Duration::from_secs(1),
+                &format!("{max} requests in flight"),
+                state,
+            ));
+        };
+
+        // Token budgets need the usage of streamed answers too.
+        if limits.tokens.is_some() {
+            if let Some(llm) = req.extensions_mut().get_mut::<LlmRequest>() {
+                if llm.is_stream() && !client_asked_for_usage(llm) {
+                    let body = llm.body_mut();
+                    let options = body
+                        .entry("stream_options")
+                        .or_insert_with(|| Value::Object(Default::default()));
+                    if let Value::Object(o) = options {
+                        o.insert("include_usage".into(), Value::Bool(true));
+                    }
+                    req.extensions_mut().insert(UsageRequestedByProxy);
+                }
+            }
+        }
+
+        let future = self.inner.call(req);
+        Box::pin(async move {
+            let mut response = future.await?;
+            if let Some(state) = &state {
+                set_headers(response.headers_mut(), state);
+            }
+            let slot = response.extensions().get::<UsageSlot>().cloned();
+            let account = limits.tokens.is_some().then(|| (limits.clone(), key));
+            if account.is_none() && in_flight.limits.is_none() {
+                return Ok(response);
+            }
+            Ok(response.map(|body| {
+                ProxyBody::new(Accounted {
+                    inner: body,
+                    slot,
+                    account,
+                    _in_flight: in_flight,
+                })
+            }))
+        })
+    }
+}
+
+fn client_asked_for_usage(llm: &LlmRequest) -> bool {
+    llm.body()
+        .get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        == Some(true)
+}
+
+/// Holds the concurrency slot until the answer ends, then counts its tokens.
+struct Accounted {
+    inner: ProxyBody,
+    slot: Option<UsageSlot>,
+    account: Option<(Arc<ClientLimits>, String)>,
+    _in_flight: InFlight,
+}
+
+impl Accounted {
+    fn settle(&mut self) {
+        if let (Some((limits, key)), Some(slot)) = (self.account.take(), &self.slot) {
+            if let (Some(tokens), Some(usage)) = (&limits.tokens, slot.get()) {
+                tokens.add(&key, usage.total());
+            }
+        }
+    }
+}
+
+impl Drop for Accounted {
+    fn drop(&mut self) {
+        self.settle();
+    }
+}
+
+impl Body for Accounted {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(None) = polled {
+            this.settle();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn sliding_window() {
+        let l = WindowLimiter::new(10, Duration::from_secs(10));
+        for _ in 0..10 {
+            l.try_acquire("k", 1).unwrap();
+        }
+        let wait = l.try_acquire("k", 1).unwrap_err();
+        assert_eq!(wait, Duration::from_secs(10));
+        // Half-way into the next window, half of the previous still counts.
+        tokio::time::advance(Duration::from_secs(15)).await;
+        let mut allowed = 0;
+        while l.try_acquire("k", 1).is_ok() {
+            allowed += 1;
+        }
+        assert_eq!(allowed, 5);
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert_eq!(l.try_acquire("k", 1).unwrap().remaining, 9);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tokens_after_the_fact() {
+        let l = WindowLimiter::new(100, Duration::from_secs(60));
+        assert!(l.check("k").is_ok());
+        l.add("k", 150);
+        assert!(l.check("k").is_err());
+        assert!(l.check("other").is_ok());
+    }
+
+    #[test]
+    fn concurrency_slots_release_on_drop() {
+        let limits = Arc::new(ClientLimits::new(RateLimitPolicy {
+            concurrency: Some(1),
+            window: Duration::from_secs(60),
+            ..Default::default()
+        }));
+        let a = limits.enter("k").unwrap();
+        assert!(limits.enter("k").is_err());
+        drop(a);
+        assert!(limits.enter("k").is_ok());
+    }
+}

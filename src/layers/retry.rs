@@ -1,0 +1,429 @@
+//! `retry`: retries one target's attempt on transient failures, with
+//! exponential backoff and respect for `Retry-After`.
+//!
+//! Retried: the `retry_on` statuses (default 429, 500, 502, 503, 504),
+//! connection errors (a reset before any byte included, and a stream that
+//! broke before its first content event), and — only when no other target is
+//! left ([`Attempt::others_left`] is false) — timeouts: a silent upstream is
+//! better left to failover than waited on again. Never retried: any other 4xx.
+//!
+//! The delay before retry *n* (from 0) is `initial_delay × backoff_factor^n`,
+//! capped at `max_delay`; with `jitter` it is drawn from its upper half, so
+//! retries spread out but never hammer. An upstream `Retry-After` within
+//! `max_delay` is waited for instead; a longer one ends the retries at once
+//! (failover cools the target down and moves on). The request is replayed
+//! from the parsed value in its extensions — the client's body is never read
+//! again.
+//!
+//! ```
+//! use std::time::Duration;
+//! use http::{Request, Response, StatusCode};
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//! use llm_router::layers::retry::{RetryLayer, RetryPolicy};
+//! use llm_router::{ProxyBody, ProxyError};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+//! let counter = calls.clone();
+//! let svc = ServiceBuilder::new()
+//!     .layer(RetryLayer::new(RetryPolicy::default().initial_delay(Duration::from_millis(10))))
+//!     .service(service_fn(move |_req: Request<ProxyBody>| {
+//!         let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+//!         async move {
+//!             let status = if n == 0 { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::OK };
+//!             let mut r = Response::new(ProxyBody::empty());
+//!             *r.status_mut() = status;
+//!             Ok::<_, ProxyError>(r)
+//!         }
+//!     }));
+//! let answer = svc.oneshot(Request::new(ProxyBody::empty())).await.unwrap();
+//! assert_eq!(answer.status(), 200);
+//! assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+//! # }
+//! ```
+
+use std::collections::hash_map::RandomState;
+use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{Request, Response};
+use tower::{Layer, Service, ServiceExt};
+
+use crate::body::ProxyBody;
+use crate::classify::{retry_after, Attempt, Outcome, Replay};
+use crate::error::ProxyError;
+use crate::routing::Target;
+
+/// When and how to retry. See the [module docs](crate::layers::retry).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    /// Statuses retried.
+    pub retry_on: Vec<u16>,
+    /// Delay before the first retry.
+    pub initial_delay: Duration,
+    /// Growth of the delay per retry.
+    pub backoff_factor: f64,
+    /// Longest delay, and longest `Retry-After` waited for.
+    pub max_delay: Duration,
+    /// Spread delays randomly over their upper half.
+    pub jitter: bool,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_retries: 3,
+            retry_on: vec![429, 500, 502, 503, 504],
+            initial_delay: Duration::from_secs(1),
+            backoff_factor: 2.0,
+            max_delay: Duration::from_secs(60),
+            jitter: true,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Set `max_retries`.
+    pub fn max_retries(mut self, n: u32) -> Self {
+        self.max_retries = n;
+        self
+    }
+
+    /// Set `initial_delay`.
+    pub fn initial_delay(mut self, d: Duration) -> Self {
+        self.initial_delay = d;
+        self
+    }
+
+    /// Set `max_delay`.
+    pub fn max_delay(mut self, d: Duration) -> Self {
+        self.max_delay = d;
+        self
+    }
+
+    /// Set `backoff_factor`.
+    pub fn backoff_factor(mut self, f: f64) -> Self {
+        self.backoff_factor = f;
+        self
+    }
+
+    /// Set `jitter`.
+    pub fn jitter(mut self, on: bool) -> Self {
+        self.jitter = on;
+        self
+    }
+
+    /// Set `retry_on`.
+    pub fn retry_on(mut self, statuses: Vec<u16>) -> Self {
+        self.retry_on = statuses;
+        self
+    }
+
+    /// The backoff delay before retry `n` (0-based), before jitter.
+    pub fn backoff(&self, n: u32) -> Duration {
+        let factor = self.backoff_factor.max(1.0).powi(n.min(64) as i32);
+        let secs = self.initial_delay.as_secs_f64() * factor;
+        let capped = secs.min(self.max_delay.as_secs_f64());
+        Duration::from_secs_f64(capped.max(0.0))
+    }
+
+    fn jittered(&self, d: Duration) -> Duration {
+        if !self.jitter || d.is_zero() {
+            return d;
+        }
+        let r = RandomState::new().build_hasher().finish();
+        let frac = (r >> 11) as f64 / (1u64 << 53) as f64; // [0, 1)
+        d.mul_f64(0.5 + 0.5 * frac)
+    }
+
+    /// What to do after retry number `n` (0-based) produced `result`: the
+    /// delay before trying again, or `None` to hand the result back.
+    pub fn decide(
+        &self,
+        result: &Result<Response<ProxyBody>, ProxyError>,
+        n: u32,
+        others_left: bool,
+    ) -> Option<Duration> {
+        if n >= self.max_retries {
+            return None;
+        }
+        match result {
+            Ok(response) => {
+                if !self.retry_on.contains(&response.status().as_u16()) {
+                    return None;
+                }
+                match retry_after(response.headers()) {
+                    Some(wait) if wait > self.max_delay => None,
+                    Some(wait) => Some(wait.max(Duration::from_millis(1))),
+                    None => Some(self.jittered(self.backoff(n))),
+                }
+            }
+            Err(e) => match Outcome::of_error(e) {
+                Outcome::ConnectionError => Some(self.jittered(self.backoff(n))),
+                Outcome::Timeout if !others_left => Some(self.jittered(self.backoff(n))),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// Applies [`Retry`]. See the [module docs](crate::layers::retry).
+#[derive(Clone, Debug)]
+pub struct RetryLayer {
+    policy: Arc<RetryPolicy>,
+}
+
+impl RetryLayer {
+    /// Retry with `policy`.
+    pub fn new(policy: RetryPolicy) -> Self {
+        RetryLayer {
+            policy: Arc::new(policy),
+        }
+    }
+}
+
+impl<S> Layer<S> for RetryLayer {
+    type Service = Retry<S>;
+
+    fn layer(&self, inner: S) -> Retry<S> {
+        Retry {
+            inner,
+            policy: self.policy.clone(),
+        }
+    }
+}
+
+/// The retry service. See the [module docs](crate::layers::retry).
+#[derive(Clone, Debug)]
+pub struct Retry<S> {
+    inner: S,
+    policy: Arc<RetryPolicy>,
+}
+
+impl<S> Service<Request<ProxyBody>> for Retry<S>
+where
+    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ProxyError>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    type Response = Response<ProxyBody>;
+    type Error = ProxyError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ProxyBody>) -> Self::Future {
+        // The ready service serves the first attempt; a clone the rest.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let policy = self.policy.clone();
+        let replay = Replay::new(req);
+        Box::pin(async move {
+            let others_left = replay
+                .extensions()
+                .get::<Attempt>()
+                .is_some_and(|a| a.others_left);
+            let target = replay.extensions().get::<Target>().map(Target::label);
+            let mut result = inner.call(replay.build()).await;
+            let mut n = 0;
+            while let Some(delay) = policy.decide(&result, n, others_left) {
+                tracing::debug!(
+                    target = target.as_deref().unwrap_or("-"),
+                    retry = n + 1,
+                    delay_ms = delay.as_millis() as u64,
+                    outcome = ?Outcome::of(&result),
+                    "retrying"
+                );
+                drop(result);
+                tokio::time::sleep(delay).await;
+                n += 1;
+                result = match inner.ready().await {
+                    Ok(svc) => svc.call(replay.build()).await,
+                    Err(e) => Err(e),
+                };
+            }
+            result
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::StatusCode;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Mutex;
+    use tokio::time::Instant;
+
+    fn status(code: u16, retry_after: Option<&str>) -> Result<Response<ProxyBody>, ProxyError> {
+        let mut r = Response::new(ProxyBody::empty());
+        *r.status_mut() = StatusCode::from_u16(code).unwrap();
+        if let Some(v) = retry_after {
+            r.headers_mut().insert("retry-after", v.parse().unwrap());
+        }
+        Ok(r)
+    }
+
+    /// A service answering from a script, recording when each call came.
+    fn scripted(
+        script: Vec<Result<Response<ProxyBody>, ProxyError>>,
+    ) -> (
+        impl Service<
+                Request<ProxyBody>,
+                Response = Response<ProxyBody>,
+                Error = ProxyError,
+                Future = impl Send,
+            > + Clone
+            + Send
+            + 'static,
+        Arc<Mutex<Vec<Instant>>>,
+    ) {
+        let script = Arc::new(Mutex::new(
+            script
+                .into_iter()
+                .collect::<std::collections::VecDeque<_>>(),
+        ));
+        let times = Arc::new(Mutex::new(Vec::new()));
+        let t = times.clone();
+        let svc = tower::service_fn(move |_req: Request<ProxyBody>| {
+            t.lock().unwrap().push(Instant::now());
+            let next = script
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or_else(|| status(200, None));
+            async move { next }
+        });
+        (svc, times)
+    }
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy::default()
+            .initial_delay(Duration::from_secs(1))
+            .max_delay(Duration::from_secs(10))
+            .jitter(false)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn backs_off_exponentially_then_gives_up() {
+        let (svc, times) = scripted(vec![
+            status(503, None),
+            status(503, None),
+            status(503, None),
+            status(503, None),
+        ]);
+        let start = Instant::now();
+        let r = RetryLayer::new(policy())
+            .layer(svc)
+            .oneshot(Request::new(ProxyBody::empty()))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 503);
+        let offsets: Vec<u64> = times
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|t| (*t - start).as_millis() as u64)
+            .collect();
+        assert_eq!(offsets, vec![0, 1000, 3000, 7000]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn honours_retry_after_and_gives_up_past_max_delay() {
+        let (svc, times) = scripted(vec![status(429, Some("3")), status(200, None)]);
+        let start = Instant::now();
+        let r = RetryLayer::new(policy())
+            .layer(svc)
+            .oneshot(Request::new(ProxyBody::empty()))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(times.lock().unwrap()[1] - start, Duration::from_secs(3));
+
+        let (svc, times) = scripted(vec![status(429, Some("60"))]);
+        let r = RetryLayer::new(policy())
+            .layer(svc)
+            .oneshot(Request::new(ProxyBody::empty()))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 429);
+        assert_eq!(times.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn never_retries_other_4xx() {
+        let (svc, times) = scripted(vec![status(400, None)]);
+        let r = RetryLayer::new(policy())
+            .layer(svc)
+            .oneshot(Request::new(ProxyBody::empty()))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        assert_eq!(times.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn timeouts_only_when_no_other_target() {
+        let timeout = || {
+            Err(ProxyError::UpstreamTimeout {
+                backend: "b".into(),
+                after: Duration::from_secs(1),
+            })
+        };
+        let (svc, times) = scripted(vec![timeout(), status(200, None)]);
+        let mut req = Request::new(ProxyBody::empty());
+        req.extensions_mut().insert(Attempt { others_left: true });
+        let r = RetryLayer::new(policy()).layer(svc).oneshot(req).await;
+        assert!(r.is_err());
+        assert_eq!(times.lock().unwrap().len(), 1);
+
+        let (svc, times) = scripted(vec![timeout(), status(200, None)]);
+        let r = RetryLayer::new(policy())
+            .layer(svc)
+            .oneshot(Request::new(ProxyBody::empty()))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(times.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn connection_errors_are_retried() {
+        let refused = || {
+            Err(ProxyError::UpstreamConnect {
+                backend: "b".into(),
+                source: "refused".into(),
+            })
+        };
+        let (svc, _) = scripted(vec![refused(), status(200, None)]);
+        let r = RetryLayer::new(policy())
+            .layer(svc)
+            .oneshot(Request::new(ProxyBody::empty()))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+
+    #[test]
+    fn jitter_stays_in_upper_half() {
+        let p = RetryPolicy::default();
+        for _ in 0..100 {
+            let d = p.jittered(Duration::from_secs(2));
+            assert!(d >= Duration::from_secs(1) && d <= Duration::from_secs(2));
+        }
+        let counter = AtomicU32::new(0);
+        counter.fetch_add(1, Ordering::SeqCst);
+        assert_eq!(p.backoff(10), Duration::from_secs(60));
+    }
+}
