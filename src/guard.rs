@@ -532,14 +532,16 @@ mod tests {
         let (tx, body) = channel_body();
         let mut guard = StreamGuard::new(body, GuardConfig::new(ClientFormat::OpenAi));
         tx.send(ev(ROLE)).await.unwrap();
-        let wait = guard.wait_for_first_content(Duration::from_secs(5));
-        tokio::pin!(wait);
-        // Role-only: not committed yet.
-        assert!(tokio::time::timeout(Duration::from_secs(1), &mut wait)
-            .await
-            .is_err());
-        tx.send(ev(HI)).await.unwrap();
-        wait.await.unwrap();
+        {
+            let wait = guard.wait_for_first_content(Duration::from_secs(5));
+            tokio::pin!(wait);
+            // Role-only: not committed yet.
+            assert!(tokio::time::timeout(Duration::from_secs(1), &mut wait)
+                .await
+                .is_err());
+            tx.send(ev(HI)).await.unwrap();
+            wait.await.unwrap();
+        }
         tx.send(ev(STOP)).await.unwrap();
         tx.send(ev("[DONE]")).await.unwrap();
         drop(tx);

@@ -212,18 +212,19 @@ impl Breakers {
                     };
                 }
             }
-            (_, Phase::Closed) if failure => {
-                if entry.consecutive_failures >= self.policy.failure_threshold.max(1) {
-                    entry.phase = Phase::Open {
-                        until: Instant::now() + self.policy.open_for,
-                    };
-                    tracing::warn!(
-                        target_key = key,
-                        failures = entry.consecutive_failures,
-                        open_for = ?self.policy.open_for,
-                        "circuit opened"
-                    );
-                }
+            (_, Phase::Closed)
+                if failure
+                    && entry.consecutive_failures >= self.policy.failure_threshold.max(1) =>
+            {
+                entry.phase = Phase::Open {
+                    until: Instant::now() + self.policy.open_for,
+                };
+                tracing::warn!(
+                    target_key = key,
+                    failures = entry.consecutive_failures,
+                    open_for = ?self.policy.open_for,
+                    "circuit opened"
+                );
             }
             _ => {}
         }
