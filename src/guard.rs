@@ -130,7 +130,7 @@ struct OpenAiChunk<'a> {
     #[serde(default)]
     error: Option<serde_json::Value>,
     #[serde(default)]
-    usage: Option<IgnoredAny>,
+    usage: Option<crate::usage::Usage>,
 }
 
 #[derive(Deserialize)]
@@ -173,22 +173,40 @@ fn error_message(error: &serde_json::Value) -> String {
         .unwrap_or_else(|| error.to_string())
 }
 
-fn classify(format: ClientFormat, event: &crate::sse::SseEvent) -> EventKind {
+/// An event's meaning, plus the usage it carries.
+struct Classified {
+    kind: EventKind,
+    usage: Option<crate::usage::Usage>,
+    /// A chunk that carries usage and nothing else.
+    usage_only: bool,
+}
+
+impl From<EventKind> for Classified {
+    fn from(kind: EventKind) -> Self {
+        Classified {
+            kind,
+            usage: None,
+            usage_only: false,
+        }
+    }
+}
+
+fn classify(format: ClientFormat, event: &crate::sse::SseEvent) -> Classified {
     if event.data.is_empty() {
-        return EventKind::Preamble;
+        return EventKind::Preamble.into();
     }
     match format {
         ClientFormat::OpenAi => {
             if event.is_done() {
-                return EventKind::Done;
+                return EventKind::Done.into();
             }
             let Ok(chunk) = serde_json::from_slice::<OpenAiChunk<'_>>(&event.data) else {
-                return EventKind::Malformed;
+                return EventKind::Malformed.into();
             };
             if let Some(error) = chunk.error {
-                return EventKind::Error(error_message(&error));
+                return EventKind::Error(error_message(&error)).into();
             }
-            let mut content = chunk.usage.is_some();
+            let mut content = false;
             let mut finished = false;
             for choice in &chunk.choices {
                 if choice.finish_reason.is_some() {
@@ -211,17 +229,22 @@ fn classify(format: ClientFormat, event: &crate::sse::SseEvent) -> EventKind {
                     }
                 }
             }
-            if content || finished {
+            let kind = if content || finished {
                 EventKind::Content { finished }
             } else {
                 EventKind::Preamble
+            };
+            Classified {
+                kind,
+                usage: chunk.usage,
+                usage_only: chunk.usage.is_some() && chunk.choices.is_empty(),
             }
         }
         ClientFormat::Anthropic => {
             let Ok(e) = serde_json::from_slice::<AnthropicEvent<'_>>(&event.data) else {
-                return EventKind::Malformed;
+                return EventKind::Malformed.into();
             };
-            match e.kind.as_ref() {
+            let kind = match e.kind.as_ref() {
                 "error" => {
                     EventKind::Error(e.error.as_ref().map(error_message).unwrap_or_default())
                 }
@@ -231,7 +254,8 @@ fn classify(format: ClientFormat, event: &crate::sse::SseEvent) -> EventKind {
                 }
                 "message_delta" => EventKind::Content { finished: true },
                 _ => EventKind::Preamble,
-            }
+            };
+            kind.into()
         }
     }
 }
@@ -262,6 +286,8 @@ pub struct StreamGuard<B = ProxyBody> {
     saw_finish: bool,
     malformed: u64,
     held: usize,
+    usage: Option<crate::usage::UsageSlot>,
+    strip_usage: bool,
 }
 
 impl<B> std::fmt::Debug for StreamGuard<B> {
@@ -293,7 +319,25 @@ where
             saw_finish: false,
             malformed: 0,
             held: 0,
+            usage: None,
+            strip_usage: false,
         }
+    }
+
+    /// Record the stream's usage chunk into `slot`; with `strip`, keep that
+    /// chunk from the client (it was asked for by the proxy, not the client).
+    pub fn with_usage(mut self, slot: crate::usage::UsageSlot, strip: bool) -> Self {
+        self.usage = Some(slot);
+        self.strip_usage = strip;
+        self
+    }
+
+    /// Note the usage an event carries; whether the event is to be dropped.
+    fn note_usage(&mut self, c: &Classified) -> bool {
+        if let (Some(usage), Some(slot)) = (c.usage, &self.usage) {
+            slot.set(usage);
+        }
+        self.strip_usage && c.usage_only
     }
 
     /// Drive the stream until its first content event, within `timeout`.
@@ -342,7 +386,9 @@ where
 
     /// Before the commit: hold or commit on one event.
     fn take_event(&mut self, event: crate::sse::SseEvent) -> Result<(), StreamFailure> {
-        match classify(self.config.format, &event) {
+        let c = classify(self.config.format, &event);
+        let drop_it = self.note_usage(&c);
+        match c.kind {
             EventKind::Error(message) => return Err(StreamFailure::ErrorEvent(message)),
             EventKind::Malformed => {
                 self.warn_malformed(&event.data);
@@ -361,7 +407,9 @@ where
                 self.saw_done = true;
             }
         }
-        self.out.push_back(event.raw);
+        if !drop_it {
+            self.out.push_back(event.raw);
+        }
         Ok(())
     }
 
@@ -397,7 +445,11 @@ where
 
     /// After the commit: one event.
     fn pass_event(&mut self, event: crate::sse::SseEvent) {
-        match classify(self.config.format, &event) {
+        let c = classify(self.config.format, &event);
+        if self.note_usage(&c) {
+            return;
+        }
+        match c.kind {
             EventKind::Malformed => {
                 self.warn_malformed(&event.data);
                 return;

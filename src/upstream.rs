@@ -57,9 +57,12 @@ use tower::Service;
 
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
+use crate::guard::{GuardConfig, StreamFailure, StreamGuard};
 use crate::provider::{Call, Outbound};
 use crate::request::LlmRequest;
 use crate::routing::Target;
+use crate::usage::{UsageRequestedByProxy, UsageSlot, UsageTap};
+use tokio::time::Instant;
 
 /// Connection settings of an [`HttpClient`].
 #[derive(Clone, Debug)]
@@ -251,35 +254,99 @@ impl<B> Service<Request<B>> for Upstream {
             target: &target,
             headers: &headers,
         };
-        match provider.prepare(&call) {
-            Err(e) => Box::pin(std::future::ready(Err(e))),
-            Ok(Outbound::Local(response)) => Box::pin(std::future::ready(Ok(response))),
-            Ok(Outbound::Http(upstream_req)) => Box::pin(async move {
-                let backend = target.backend();
-                let timeout = backend.timeout();
-                tracing::debug!(backend = backend.name(), uri = %upstream_req.uri(), "sending upstream");
-                let sent = tokio::time::timeout(timeout, backend.client().request(upstream_req));
-                let response = match sent.await {
-                    Err(_) => {
-                        return Err(ProxyError::UpstreamTimeout {
-                            backend: backend.name().to_string(),
-                            after: timeout,
-                        })
-                    }
-                    Ok(Err(e)) => return Err(classify_client_error(e, &target)),
-                    Ok(Ok(response)) => response,
-                };
-                tracing::debug!(backend = backend.name(), status = %response.status(), "upstream answered");
-                let call = Call {
-                    request: &llm,
-                    target: &target,
-                    headers: &headers,
-                };
-                Ok(provider.respond(&call, response.map(ProxyBody::new)))
-            }),
-        }
+        let outbound = provider.prepare(&call);
+        let strip_usage = parts.extensions.get::<UsageRequestedByProxy>().is_some();
+        Box::pin(async move {
+            let backend = target.backend();
+            let started = Instant::now();
+            let first_content_by = started + backend.first_byte_timeout();
+            let response = match outbound? {
+                Outbound::Local(response) => response,
+                Outbound::Http(upstream_req) => {
+                    // A streamed answer with no head by its first-content deadline
+                    // has no first content either.
+                    let head_timeout = if llm.is_stream() {
+                        backend.timeout().min(backend.first_byte_timeout())
+                    } else {
+                        backend.timeout()
+                    };
+                    tracing::debug!(backend = backend.name(), uri = %upstream_req.uri(), "sending upstream");
+                    let sent =
+                        tokio::time::timeout(head_timeout, backend.client().request(upstream_req));
+                    let response = match sent.await {
+                        Err(_) => {
+                            return Err(ProxyError::UpstreamTimeout {
+                                backend: backend.name().to_string(),
+                                after: head_timeout,
+                            })
+                        }
+                        Ok(Err(e)) => return Err(classify_client_error(e, &target)),
+                        Ok(Ok(response)) => response,
+                    };
+                    tracing::debug!(backend = backend.name(), status = %response.status(), "upstream answered");
+                    let call = Call {
+                        request: &llm,
+                        target: &target,
+                        headers: &headers,
+                    };
+                    provider.respond(&call, response.map(ProxyBody::new))
+                }
+            };
+            finish(response, &llm, &target, strip_usage, first_content_by).await
+        })
     }
 }
+
+/// Every answer gets a [`UsageSlot`]. A successful streamed answer is held
+/// until its first content event (the commit point) and guarded after it; a
+/// JSON answer is tapped for its usage.
+async fn finish(
+    response: Response<ProxyBody>,
+    llm: &LlmRequest,
+    target: &Target,
+    strip_usage: bool,
+    first_content_by: Instant,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let backend = target.backend();
+    let slot = UsageSlot::default();
+    let (mut parts, body) = response.into_parts();
+    parts.extensions.insert(slot.clone());
+    if !parts.status.is_success() {
+        return Ok(Response::from_parts(parts, body));
+    }
+    let event_stream = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    if llm.is_stream() && event_stream {
+        parts.headers.remove(http::header::CONTENT_LENGTH);
+        let config = GuardConfig::new(llm.format()).idle_timeout(backend.idle_timeout());
+        let mut guard = StreamGuard::new(body, config).with_usage(slot, strip_usage);
+        let left = first_content_by.saturating_duration_since(Instant::now());
+        guard
+            .wait_for_first_content(left)
+            .await
+            .map_err(|failure| match failure {
+                StreamFailure::FirstByteTimeout(_) => ProxyError::UpstreamTimeout {
+                    backend: backend.name().to_string(),
+                    after: backend.first_byte_timeout(),
+                },
+                other => ProxyError::StreamFailed {
+                    backend: backend.name().to_string(),
+                    reason: other.to_string(),
+                },
+            })?;
+        return Ok(Response::from_parts(parts, ProxyBody::new(guard)));
+    }
+    Ok(Response::from_parts(
+        parts,
+        ProxyBody::new(UsageTap::new(body, slot, USAGE_TAP_CAP)),
+    ))
+}
+
+/// Largest JSON answer kept aside to read its usage.
+const USAGE_TAP_CAP: usize = 4 << 20;
 
 /// A connect timeout is a timeout (504); anything else before the response
 /// head (refused, reset, TLS failure) is a connection error (502).

@@ -15,6 +15,9 @@
 //! ```
 
 mod env;
+mod resilience;
+
+pub use resilience::BackendLimit;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -70,6 +73,14 @@ pub struct Config {
     pub backends: Vec<BackendConfig>,
     /// `[[models]]`.
     pub models: Vec<ModelConfig>,
+    /// `[retry]` (defaults when absent).
+    pub retry: crate::layers::retry::RetryPolicy,
+    /// `[circuit_breaker]` (defaults when absent).
+    pub circuit_breaker: crate::layers::circuit_breaker::BreakerPolicy,
+    /// `[failover]` (defaults when absent).
+    pub failover: crate::layers::failover::FailoverPolicy,
+    /// `[rate_limit]` (the contract's defaults when absent).
+    pub rate_limit: crate::layers::rate_limit::RateLimitPolicy,
 }
 
 /// `[server]`.
@@ -159,6 +170,8 @@ pub struct BackendConfig {
     pub idle_timeout: Duration,
     /// Verify TLS certificates.
     pub tls_verify: bool,
+    /// The backend's own request limit.
+    pub rate_limit: Option<BackendLimit>,
 }
 
 /// One `[[models]]` entry.
@@ -199,10 +212,10 @@ struct RawConfig {
     models: Vec<RawModel>,
     // Sections of layers this build does not have yet: accepted by the
     // parser so that the error can say so clearly.
-    retry: Option<toml::Value>,
-    circuit_breaker: Option<toml::Value>,
-    failover: Option<toml::Value>,
-    rate_limit: Option<toml::Value>,
+    retry: Option<resilience::RawRetry>,
+    circuit_breaker: Option<resilience::RawBreaker>,
+    failover: Option<resilience::RawFailover>,
+    rate_limit: Option<resilience::RawRateLimit>,
     auth: Option<toml::Value>,
     headers: Option<toml::Value>,
     transforms: Option<toml::Value>,
@@ -242,7 +255,7 @@ struct RawBackend {
     idle_timeout: Option<Spanned<String>>,
     tls_verify: Option<bool>,
     tools: Option<Spanned<String>>,
-    rate_limit: Option<Spanned<toml::Value>>,
+    rate_limit: Option<Spanned<resilience::RawBackendLimit>>,
     headers: Option<Spanned<toml::Value>>,
 }
 
@@ -505,13 +518,11 @@ impl Loader<'_> {
                 }
             }
         }
-        if let Some(v) = &raw.rate_limit {
-            return Err(self.err(
-                Some(v.span()),
-                key("rate_limit"),
-                "per-backend rate limits are not available in this version of llm-router yet",
-            ));
-        }
+        let rate_limit = raw
+            .rate_limit
+            .as_ref()
+            .map(|r| self.backend_limit(i, r))
+            .transpose()?;
         if let Some(v) = &raw.headers {
             return Err(self.err(
                 Some(v.span()),
@@ -545,6 +556,7 @@ impl Loader<'_> {
                 crate::routing::Backend::DEFAULT_IDLE_TIMEOUT,
             )?,
             tls_verify: raw.tls_verify.unwrap_or(true),
+            rate_limit,
         })
     }
 
@@ -624,15 +636,7 @@ impl Loader<'_> {
     }
 
     fn reserved(&self, raw: &RawConfig) -> Result<(), ConfigError> {
-        let sections: [(&str, &Option<toml::Value>, &str); 12] = [
-            ("retry", &raw.retry, "the retry layer"),
-            (
-                "circuit_breaker",
-                &raw.circuit_breaker,
-                "the circuit breaker layer",
-            ),
-            ("failover", &raw.failover, "the failover layer"),
-            ("rate_limit", &raw.rate_limit, "the rate limit layer"),
+        let sections: [(&str, &Option<toml::Value>, &str); 8] = [
             ("auth", &raw.auth, "the auth layer"),
             ("headers", &raw.headers, "the header rules layer"),
             ("transforms", &raw.transforms, "the transform layer"),
@@ -690,6 +694,9 @@ impl Config {
             key: e.key,
             message: e.message,
         })?;
+        // Spans below are offsets into the substituted text: count lines there
+        // (substitution never adds a line break, so the lines are the file's).
+        let text: &str = &substituted;
         let loader = Loader {
             file: file.clone(),
             text,
@@ -723,6 +730,10 @@ impl Config {
         let mut server = loader.server(raw.server, &dir)?;
         apply_server_env(&mut server, env)?;
         let (stack, stack_explicit) = loader.stack(raw.stack)?;
+        let retry = loader.retry(raw.retry)?;
+        let circuit_breaker = loader.circuit_breaker(raw.circuit_breaker)?;
+        let failover = loader.failover(raw.failover)?;
+        let rate_limit = loader.rate_limit(raw.rate_limit)?;
 
         let mut backends: Vec<BackendConfig> = Vec::new();
         for (i, rb) in raw.backends.iter().enumerate() {
@@ -798,6 +809,10 @@ impl Config {
             stack_explicit,
             backends,
             models,
+            retry,
+            circuit_breaker,
+            failover,
+            rate_limit,
         })
     }
 
