@@ -37,12 +37,7 @@ async fn main() -> Result<(), llm_router::BoxError> {
         .service(Upstream::new());
 
     let app = App::new(
-        Built {
-            service: BoxCloneSyncService::new(service),
-            routes,
-            outer: Vec::new(),
-            inner: Vec::new(),
-        },
+        Built::new(BoxCloneSyncService::new(service), routes),
         1024 * 1024,
     );
 

@@ -51,7 +51,7 @@ use crate::config::{Config, ConfigError};
 use crate::error::{json_response, ProxyError};
 use crate::request::{read_body, ClientFormat, Endpoint, LlmRequest};
 use crate::routing::RouteTable;
-use crate::stack::{Built, LlmService};
+use crate::stack::{Built, LlmService, RouterState};
 
 /// The header carrying the request id.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -67,6 +67,7 @@ pub struct RequestId(pub HeaderValue);
 struct State {
     service: LlmService,
     routes: Arc<RouteTable>,
+    router: RouterState,
     body_limit: u64,
     created: u64,
     id_prefix: u64,
@@ -98,6 +99,7 @@ impl App {
             state: Arc::new(State {
                 service: built.service,
                 routes: built.routes,
+                router: built.state,
                 body_limit,
                 created,
                 id_prefix: RandomState::new().build_hasher().finish(),
@@ -144,6 +146,46 @@ impl App {
             .map(|t| t.backend().name().to_string())
             .unwrap_or_else(|| "llm-router".into());
         json!({"id": name, "object": "model", "created": self.state.created, "owned_by": owner})
+    }
+
+    /// Each configured target with its circuit and cooldown, plus every
+    /// circuit and cooldown seen (targets with model `*` have one per model).
+    fn router_health(&self) -> serde_json::Value {
+        let router = &self.state.router;
+        let circuits = router.breakers.snapshot();
+        let cooldowns = router.cooldowns.snapshot();
+        let targets: Vec<_> = self
+            .state
+            .routes
+            .routes()
+            .flat_map(|route| {
+                route.targets().iter().map(|t| {
+                    let key = crate::layers::failover::target_key(t, route.name());
+                    let circuit = circuits.iter().find(|c| c.target == key);
+                    let cooldown = cooldowns.iter().find(|c| c.target == key);
+                    json!({
+                        "model": route.name(),
+                        "target": key,
+                        "backend": t.backend().name(),
+                        "priority": t.get_priority(),
+                        "weight": t.get_weight(),
+                        "circuit": circuit.map_or("closed", |c| c.state),
+                        "consecutive_failures": circuit.map_or(0, |c| c.consecutive_failures),
+                        "cooldown_remaining_secs": cooldown.map(|c| c.remaining_secs),
+                    })
+                })
+            })
+            .collect();
+        json!({
+            "targets": targets,
+            "circuits": circuits,
+            "cooldowns": cooldowns,
+            "circuit_breaker": {
+                "failure_threshold": router.breakers.policy().failure_threshold,
+                "open_for_secs": router.breakers.policy().open_for.as_secs_f64(),
+                "half_open_requests": router.breakers.policy().half_open_requests,
+            },
+        })
     }
 
     async fn handle<B>(self, req: Request<B>) -> Response<ProxyBody>
@@ -206,6 +248,14 @@ impl App {
                 }),
             ),
             "/v1/models" if get => json_response(StatusCode::OK, &self.models_list()),
+            "/router/health" if get => json_response(StatusCode::OK, &self.router_health()),
+            "/router/rate-limits" if get => json_response(
+                StatusCode::OK,
+                &json!({
+                    "clients": self.state.router.client_limits.snapshot(),
+                    "backends": self.state.router.backend_limits.snapshot(),
+                }),
+            ),
             p if get && p.starts_with("/v1/models/") => {
                 let id = &p["/v1/models/".len()..];
                 if self.state.routes.resolve(id).is_some() {
@@ -214,7 +264,9 @@ impl App {
                     ProxyError::ModelNotFound(id.to_string()).to_response(format)
                 }
             }
-            "/" | "/health" | "/v1/models" => wrong_method(path),
+            "/" | "/health" | "/v1/models" | "/router/health" | "/router/rate-limits" => {
+                wrong_method(path)
+            }
             p if p.starts_with("/v1/models/") => wrong_method(path),
             _ => ProxyError::UnknownEndpoint {
                 method: method.to_string(),

@@ -498,12 +498,25 @@ pub fn resolve_route(
 #[derive(Clone, Debug)]
 pub struct RouteLayer {
     table: Arc<RouteTable>,
+    limits: Option<Arc<crate::layers::rate_limit::BackendLimits>>,
 }
 
 impl RouteLayer {
     /// Route with this table.
     pub fn new(table: Arc<RouteTable>) -> Self {
-        RouteLayer { table }
+        RouteLayer {
+            table,
+            limits: None,
+        }
+    }
+
+    /// Refuse (503) a request whose target's backend limit is exhausted.
+    pub fn with_backend_limits(
+        mut self,
+        limits: Arc<crate::layers::rate_limit::BackendLimits>,
+    ) -> Self {
+        self.limits = Some(limits);
+        self
     }
 }
 
@@ -514,6 +527,7 @@ impl<S> Layer<S> for RouteLayer {
         Route {
             inner,
             table: self.table.clone(),
+            limits: self.limits.clone(),
         }
     }
 }
@@ -523,6 +537,7 @@ impl<S> Layer<S> for RouteLayer {
 pub struct Route<S> {
     inner: S,
     table: Arc<RouteTable>,
+    limits: Option<Arc<crate::layers::rate_limit::BackendLimits>>,
 }
 
 impl<S, B> Service<Request<B>> for Route<S>
@@ -553,6 +568,14 @@ where
                 retry_after: None,
             }));
         };
+        if let Some(limits) = &self.limits {
+            if let Err(retry_after) = limits.check(target.backend().name()) {
+                return MaybeReady::ready(Err(ProxyError::BackendRateLimited {
+                    backend: target.backend().name().to_string(),
+                    retry_after,
+                }));
+            }
+        }
         req.extensions_mut().insert(target);
         req.extensions_mut().insert(route);
         MaybeReady::inner(self.inner.call(req))

@@ -33,6 +33,10 @@ use tower::Layer;
 use crate::body::ProxyBody;
 use crate::config::{ApiKeySetting, Config, ConfigError};
 use crate::error::ProxyError;
+use crate::layers::circuit_breaker::{Breakers, CircuitBreakerLayer};
+use crate::layers::failover::{Cooldowns, FailoverLayer};
+use crate::layers::rate_limit::{BackendLimits, ClientLimits, RateLimitLayer, WindowLimiter};
+use crate::layers::retry::RetryLayer;
 use crate::routing::{Backend, Credential, ModelRoute, RouteLayer, RouteTable, Target};
 use crate::upstream::Upstream;
 
@@ -120,7 +124,13 @@ impl LayerName {
 
     /// Whether this version of llm-router has the layer.
     pub fn is_built(self) -> bool {
-        false
+        matches!(
+            self,
+            LayerName::RateLimit
+                | LayerName::Failover
+                | LayerName::CircuitBreaker
+                | LayerName::Retry
+        )
     }
 
     /// Whether the layer works on one target's attempts (it belongs under the split).
@@ -135,6 +145,53 @@ impl fmt::Display for LayerName {
     }
 }
 
+/// The state the layers share across requests (and across config reloads):
+/// circuits, cooldowns and limiters.
+#[derive(Clone, Debug)]
+pub struct RouterState {
+    /// Circuit breakers, per target.
+    pub breakers: Arc<Breakers>,
+    /// 429 cooldowns, per target.
+    pub cooldowns: Arc<Cooldowns>,
+    /// Per-client limits.
+    pub client_limits: Arc<ClientLimits>,
+    /// Per-backend limits.
+    pub backend_limits: Arc<BackendLimits>,
+}
+
+impl Default for RouterState {
+    /// Default breaker policy, no limits.
+    fn default() -> Self {
+        RouterState {
+            breakers: Arc::new(Breakers::new(Default::default())),
+            cooldowns: Arc::new(Cooldowns::default()),
+            client_limits: Arc::new(ClientLimits::new(Default::default())),
+            backend_limits: Arc::new(BackendLimits::default()),
+        }
+    }
+}
+
+impl RouterState {
+    /// Fresh state for `config`.
+    pub fn new(config: &Config) -> Self {
+        let mut backend_limits = BackendLimits::default();
+        for b in &config.backends {
+            if let Some(limit) = b.rate_limit {
+                backend_limits.insert(
+                    b.name.clone(),
+                    WindowLimiter::new(limit.requests, limit.window),
+                );
+            }
+        }
+        RouterState {
+            breakers: Arc::new(Breakers::new(config.circuit_breaker.clone())),
+            cooldowns: Arc::new(Cooldowns::default()),
+            client_limits: Arc::new(ClientLimits::new(config.rate_limit.clone())),
+            backend_limits: Arc::new(backend_limits),
+        }
+    }
+}
+
 /// The stack built from a config, and what it was built from.
 #[derive(Clone)]
 pub struct Built {
@@ -146,6 +203,22 @@ pub struct Built {
     pub outer: Vec<LayerName>,
     /// The layers below the split point, outermost first.
     pub inner: Vec<LayerName>,
+    /// The shared state of the layers.
+    pub state: RouterState,
+}
+
+impl Built {
+    /// A stack composed in code: `service` serving the models of `routes`,
+    /// with default (empty) shared state.
+    pub fn new(service: LlmService, routes: Arc<RouteTable>) -> Self {
+        Built {
+            service,
+            routes,
+            outer: Vec::new(),
+            inner: Vec::new(),
+            state: RouterState::default(),
+        }
+    }
 }
 
 impl fmt::Debug for Built {
@@ -216,8 +289,14 @@ pub fn route_table(config: &Config) -> Result<RouteTable, ConfigError> {
     Ok(RouteTable::new(routes))
 }
 
-/// Build the whole stack of a config.
+/// Build the whole stack of a config, with fresh state.
 pub fn build(config: &Config) -> Result<Built, ConfigError> {
+    build_with_state(config, RouterState::new(config))
+}
+
+/// Build the whole stack of a config around existing state (so circuits,
+/// cooldowns and limits carry over a reload).
+pub fn build_with_state(config: &Config, state: RouterState) -> Result<Built, ConfigError> {
     let routes = Arc::new(route_table(config)?);
     let order = &config.stack;
     let split = order
@@ -234,33 +313,62 @@ pub fn build(config: &Config) -> Result<Built, ConfigError> {
 
     let mut service: LlmService = BoxCloneSyncService::new(Upstream::new());
     for layer in inner.iter().rev() {
-        service = apply(*layer, service, config)?;
+        service = apply(*layer, service, config, &state)?;
     }
-    service = BoxCloneSyncService::new(RouteLayer::new(routes.clone()).layer(service));
+    service = if order.contains(&LayerName::Failover) {
+        let failover = FailoverLayer::new(
+            routes.clone(),
+            config.failover.clone(),
+            state.cooldowns.clone(),
+        )
+        .with_backend_limits(state.backend_limits.clone());
+        BoxCloneSyncService::new(failover.layer(service))
+    } else {
+        let route =
+            RouteLayer::new(routes.clone()).with_backend_limits(state.backend_limits.clone());
+        BoxCloneSyncService::new(route.layer(service))
+    };
     for layer in outer.iter().rev() {
-        service = apply(*layer, service, config)?;
+        service = apply(*layer, service, config, &state)?;
     }
     Ok(Built {
         service,
         routes,
         outer,
         inner,
+        state,
     })
 }
 
 /// Wrap `service` in one named layer.
 fn apply(
     layer: LayerName,
-    _service: LlmService,
+    service: LlmService,
     config: &Config,
+    state: &RouterState,
 ) -> Result<LlmService, ConfigError> {
-    // Each layer issue adds its arm here; validation already refuses names
-    // whose layer is not built, so this is only reached through a bug.
-    Err(ConfigError {
-        file: config.path.display().to_string(),
-        line: None,
-        key: Some("stack.order".into()),
-        message: format!("layer `{layer}` is not available in this version of llm-router yet"),
+    Ok(match layer {
+        LayerName::RateLimit => BoxCloneSyncService::new(
+            RateLimitLayer::new(state.client_limits.clone()).layer(service),
+        ),
+        LayerName::CircuitBreaker => BoxCloneSyncService::new(
+            CircuitBreakerLayer::new(state.breakers.clone()).layer(service),
+        ),
+        LayerName::Retry => {
+            BoxCloneSyncService::new(RetryLayer::new(config.retry.clone()).layer(service))
+        }
+        // Validation refuses names whose layer is not built, so this is only
+        // reached through a bug.
+        other => {
+            return Err(ConfigError {
+                file: config.path.display().to_string(),
+                line: None,
+                key: Some("stack.order".into()),
+                message: format!(
+                    "layer `{other}` is not available in this version of llm-router yet"
+                ),
+            })
+        }
     })
 }
 

@@ -243,6 +243,9 @@ fn check_prints_one_line_per_backend_model_and_layer() {
     let text = r#"[server]
 listen = "0.0.0.0:9000"
 
+[stack]
+order = ["rate_limit"]
+
 [[backends]]
 name = "local"
 provider = "mock"
@@ -275,6 +278,7 @@ targets = [
     assert!(
         lines.contains(&"model * -> vllm/* (priority 1, weight 3), local/* (priority 2, weight 1)")
     );
+    assert!(lines.contains(&"layer rate_limit (whole request)"));
     assert!(lines.contains(&"layer route: first target (split point)"));
     // Several targets without failover: `check` warns.
     assert!(
@@ -847,13 +851,9 @@ fn duplicated_layer_in_stack_order() {
 fn layer_not_built_yet() {
     stack_error(
         "layer-later",
-        "[\"retry\"]",
+        "[\"auth\"]",
         "stack.order[0]",
-        &[
-            "layer `retry`",
-            "not available in this version",
-            "remove it",
-        ],
+        &["layer `auth`", "not available in this version", "remove it"],
     );
 }
 
@@ -870,12 +870,12 @@ fn stack_order_of_the_wrong_type() {
 #[test]
 fn section_of_a_later_layer() {
     let m = expect_error(
-        "section-retry",
-        &format!("{MIN}\n[retry]\nmax_retries = 3\n"),
+        "section-auth",
+        &format!("{MIN}\n[auth]\nkeys = [\"k\"]\n"),
         9,
-        "retry",
+        "auth",
         &[
-            "[retry]",
+            "[auth]",
             "not available in this version",
             "remove the section",
         ],
@@ -893,13 +893,13 @@ fn section_of_a_later_layer() {
 #[test]
 fn backend_options_of_later_versions() {
     expect_error(
-        "backend-rate-limit",
+        "backend-headers",
         &MIN.replace(
             "provider = \"mock\"",
-            "provider = \"mock\"\nrate_limit = { requests = 1, window = \"1s\" }",
+            "provider = \"mock\"\nheaders = { force = { \"x-team\" = \"a\" } }",
         ),
         4,
-        "backends[0].rate_limit",
+        "backends[0].headers",
         &["not available in this version"],
     );
     expect_error(

@@ -47,6 +47,8 @@ use tower::{Layer, Service};
 use crate::body::ProxyBody;
 use crate::classify::Outcome;
 use crate::error::ProxyError;
+use crate::layers::failover::target_key;
+use crate::request::LlmRequest;
 use crate::routing::Target;
 
 /// Breaker settings (`[circuit_breaker]`).
@@ -348,8 +350,12 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let Some(key) = req.extensions().get::<Target>().map(Target::label) else {
+        let Some(target) = req.extensions().get::<Target>() else {
             return Box::pin(self.inner.call(req));
+        };
+        let key = match req.extensions().get::<LlmRequest>() {
+            Some(llm) => target_key(target, llm.model()),
+            None => target.label(),
         };
         let admission = match self.breakers.admit(&key) {
             Ok(a) => a,
