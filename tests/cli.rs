@@ -230,9 +230,11 @@ fn check_accepts_the_shipped_config_with_an_empty_environment() {
         text.contains("model echo -> local/* (priority 1, weight 1)\n"),
         "{text}"
     );
-    assert_eq!(count("layer "), 1, "{text}");
+    assert_eq!(count("layer "), 3, "{text}");
     assert!(
-        text.contains("layer route: first target (split point)\n"),
+        text.contains(
+            "layer failover (split point)\nlayer circuit_breaker (per target)\nlayer retry (per target)\n"
+        ),
         "{text}"
     );
     assert_eq!(count("warning"), 0, "{text}");
