@@ -276,6 +276,7 @@ mod tests {
     }
 
     /// A service answering from a script, recording when each call came.
+    #[allow(clippy::type_complexity)]
     fn scripted(
         script: Vec<Result<Response<ProxyBody>, ProxyError>>,
     ) -> (

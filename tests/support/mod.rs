@@ -1,0 +1,647 @@
+//! Shared harness for the end-to-end tests: a scriptable mock upstream (a real
+//! hyper server on 127.0.0.1:0), the real proxy started in-process from a TOML
+//! string, and small client-side helpers (SSE reader, error-shape checks).
+//!
+//! Everything is observable through explicit signals ([`MockUpstream::wait_for`],
+//! [`MockUpstream::release`]) so tests never sleep "for luck"; timeouts are only
+//! safety bounds.
+
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body::Frame;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::task::JoinHandle;
+
+/// The safety bound used when awaiting a signal: generous, never expected to elapse.
+pub const BOUND: Duration = Duration::from_secs(10);
+
+/// Await `fut`, failing the test with `what` if it takes longer than [`BOUND`].
+pub async fn bounded<F: Future>(what: &str, fut: F) -> F::Output {
+    match tokio::time::timeout(BOUND, fut).await {
+        Ok(out) => out,
+        Err(_) => panic!("timed out after {BOUND:?} waiting for {what}"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Mock upstream
+
+/// One request as the mock upstream received it.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    /// Request method.
+    pub method: Method,
+    /// Path and query.
+    pub path: String,
+    /// Headers as received.
+    pub headers: HeaderMap,
+    /// The whole body.
+    pub body: Bytes,
+}
+
+impl Recorded {
+    /// The body parsed as JSON (panics if it is not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "upstream body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// The `model` field of the JSON body, if any.
+    pub fn model(&self) -> String {
+        serde_json::from_slice::<Value>(&self.body)
+            .ok()
+            .and_then(|v| v.get("model").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_default()
+    }
+
+    /// A header as a string.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// What the mock upstream does with one request.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    /// A 200 OpenAI `chat.completion` whose `model` echoes the request's and
+    /// whose content is `"from <upstream name>"`.
+    Chat,
+    /// A fixed status and JSON body.
+    Json(StatusCode, Value),
+    /// A 200 `text/event-stream` of `count` chat chunks (see [`sse_event`]),
+    /// one every `interval` (the first at once), then `data: [DONE]`. With
+    /// `hold_before = Some(k)`, event `k` is not sent until the test calls
+    /// [`MockUpstream::release`]. With `cut_after = Some(k)`, the body fails
+    /// after `k` events (hyper aborts the connection: a cut stream).
+    Sse {
+        /// Number of content events.
+        count: usize,
+        /// Gap between events.
+        interval: Duration,
+        /// Hold event `k` until released.
+        hold_before: Option<usize>,
+        /// Break the connection after this many events.
+        cut_after: Option<usize>,
+    },
+    /// Never answer (the response head never comes).
+    Hang,
+}
+
+/// Counters the mock upstream keeps; observed through a `watch` channel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// TCP connections accepted.
+    pub connections_opened: usize,
+    /// Connections whose serving task ended (closed by the peer or by us).
+    pub connections_closed: usize,
+    /// Requests received (recorded).
+    pub requests: usize,
+    /// SSE events written into response bodies (all streams), `[DONE]` excluded.
+    pub events_sent: usize,
+    /// Streams that sent every event and `[DONE]`.
+    pub streams_completed: usize,
+    /// Streams whose body was dropped by hyper before they finished (the
+    /// connection or stream was closed by the proxy).
+    pub streams_aborted: usize,
+}
+
+type Handler = Arc<dyn Fn(&Recorded) -> Reply + Send + Sync>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+struct Shared {
+    name: String,
+    handler: Handler,
+    requests: Mutex<Vec<Recorded>>,
+    stats: watch::Sender<Stats>,
+    gate: Notify,
+}
+
+/// A scriptable OpenAI-compatible upstream on 127.0.0.1:0.
+#[derive(Clone)]
+pub struct MockUpstream {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for MockUpstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockUpstream")
+            .field("name", &self.shared.name)
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+impl MockUpstream {
+    /// Start an upstream that answers every request with `reply`.
+    pub async fn start(name: &str, reply: Reply) -> MockUpstream {
+        Self::with_handler(name, move |_| reply.clone()).await
+    }
+
+    /// Start an upstream that decides per request (path, headers, body).
+    pub async fn with_handler(
+        name: &str,
+        handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static,
+    ) -> MockUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind mock upstream");
+        let addr = listener.local_addr().expect("mock upstream address");
+        let shared = Arc::new(Shared {
+            name: name.to_string(),
+            handler: Arc::new(handler),
+            requests: Mutex::new(Vec::new()),
+            stats: watch::Sender::new(Stats::default()),
+            gate: Notify::new(),
+        });
+        let accept_shared = shared.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let shared = accept_shared.clone();
+                shared.stats.send_modify(|s| s.connections_opened += 1);
+                tokio::spawn(async move {
+                    let svc_shared = shared.clone();
+                    let service = hyper::service::service_fn(move |req| {
+                        let shared = svc_shared.clone();
+                        async move { Ok::<_, Infallible>(handle(shared, req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                    shared.stats.send_modify(|s| s.connections_closed += 1);
+                });
+            }
+        });
+        MockUpstream { addr, shared }
+    }
+
+    /// `http://127.0.0.1:PORT/v1` — what a backend's `base_url` should be.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.shared.requests.lock().unwrap().clone()
+    }
+
+    /// The only request received so far (panics unless exactly one).
+    pub fn only_request(&self) -> Recorded {
+        let mut all = self.requests();
+        assert_eq!(all.len(), 1, "expected exactly one upstream request");
+        all.remove(0)
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> Stats {
+        *self.shared.stats.borrow()
+    }
+
+    /// Wait (bounded) until the counters satisfy `pred`; returns them.
+    pub async fn wait_for(&self, what: &str, pred: impl FnMut(&Stats) -> bool) -> Stats {
+        let mut rx = self.shared.stats.subscribe();
+        let stats = bounded(what, rx.wait_for(pred))
+            .await
+            .expect("stats channel");
+        *stats
+    }
+
+    /// Let a stream held by `hold_before` go on.
+    pub fn release(&self) {
+        self.shared.gate.notify_one();
+    }
+}
+
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<MockBody> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let recorded = Recorded {
+        method: parts.method,
+        path: parts
+            .uri
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
+        headers: parts.headers,
+        body,
+    };
+    let reply = (shared.handler)(&recorded);
+    let model = recorded.model();
+    shared.requests.lock().unwrap().push(recorded);
+    shared.stats.send_modify(|s| s.requests += 1);
+    match reply {
+        Reply::Chat => json_reply(
+            StatusCode::OK,
+            &json!({
+                "id": "chatcmpl-upstream",
+                "object": "chat.completion",
+                "created": 1,
+                "model": model,
+                "choices": [{
+                    "index": 0,
+                    "message": {"role": "assistant", "content": format!("from {}", shared.name)},
+                    "finish_reason": "stop",
+                }],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3},
+            }),
+        ),
+        Reply::Json(status, value) => json_reply(status, &value),
+        Reply::Hang => std::future::pending::<Response<MockBody>>().await,
+        Reply::Sse {
+            count,
+            interval,
+            hold_before,
+            cut_after,
+        } => {
+            let (tx, rx) = mpsc::channel::<Result<Bytes, BoxError>>(1);
+            tokio::spawn(stream_events(
+                shared.clone(),
+                tx,
+                model,
+                count,
+                interval,
+                hold_before,
+                cut_after,
+            ));
+            Response::builder()
+                .status(StatusCode::OK)
+                .header("content-type", "text/event-stream")
+                .header("cache-control", "no-cache")
+                .body(MockBody::Channel(rx))
+                .unwrap()
+        }
+    }
+}
+
+/// Write the events into the body channel; notice at once when hyper drops
+/// the body (the peer closed the connection).
+async fn stream_events(
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Result<Bytes, BoxError>>,
+    model: String,
+    count: usize,
+    interval: Duration,
+    hold_before: Option<usize>,
+    cut_after: Option<usize>,
+) {
+    let aborted = || shared.stats.send_modify(|s| s.streams_aborted += 1);
+    for i in 0..count {
+        if i > 0 {
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                () = tx.closed() => return aborted(),
+            }
+        }
+        if hold_before == Some(i) {
+            tokio::select! {
+                () = shared.gate.notified() => {}
+                () = tx.closed() => return aborted(),
+            }
+        }
+        if cut_after == Some(i) {
+            let _ = tx.send(Err("mock upstream cuts the stream".into())).await;
+            return aborted();
+        }
+        if tx
+            .send(Ok(Bytes::from(sse_event(&model, i))))
+            .await
+            .is_err()
+        {
+            return aborted();
+        }
+        shared.stats.send_modify(|s| s.events_sent += 1);
+    }
+    if tx
+        .send(Ok(Bytes::from_static(b"data: [DONE]\n\n")))
+        .await
+        .is_err()
+    {
+        return aborted();
+    }
+    // Wait until hyper has taken the last frame, then report completion.
+    let _ = tx.reserve().await;
+    shared.stats.send_modify(|s| s.streams_completed += 1);
+}
+
+/// SSE event `i` of [`Reply::Sse`], exactly as sent (`data: {...}\n\n`).
+pub fn sse_event(model: &str, i: usize) -> String {
+    let chunk = json!({
+        "id": "chatcmpl-stream",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": model,
+        "choices": [{"index": 0, "delta": {"content": format!("tok{i} ")}, "finish_reason": null}],
+    });
+    format!("data: {chunk}\n\n")
+}
+
+/// The whole body of a [`Reply::Sse`] stream of `count` events.
+pub fn sse_body(model: &str, count: usize) -> String {
+    let mut out: String = (0..count).map(|i| sse_event(model, i)).collect();
+    out.push_str("data: [DONE]\n\n");
+    out
+}
+
+fn json_reply(status: StatusCode, value: &Value) -> Response<MockBody> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(MockBody::Full(Some(Bytes::from(value.to_string()))))
+        .unwrap()
+}
+
+/// The mock's response body: one chunk, or whatever the stream task sends.
+pub enum MockBody {
+    /// One chunk.
+    Full(Option<Bytes>),
+    /// Frames from a channel; ends when the sender is dropped.
+    Channel(mpsc::Receiver<Result<Bytes, BoxError>>),
+}
+
+impl http_body::Body for MockBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            MockBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            MockBody::Channel(rx) => rx.poll_recv(cx).map(|o| o.map(|r| r.map(Frame::data))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self, MockBody::Full(None))
+    }
+}
+
+/// An address on 127.0.0.1 where nothing listens (bound, then closed).
+pub async fn closed_port_url() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}/v1")
+}
+
+// ---------------------------------------------------------------------------
+// The proxy
+
+/// The real server, started in-process on 127.0.0.1:0.
+#[derive(Debug)]
+pub struct Proxy {
+    addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Proxy {
+    /// Start from config text. Without a `[server]` section one listening on
+    /// 127.0.0.1:0 is prepended; with one, it must set `listen = "127.0.0.1:0"`.
+    pub async fn start(config: &str) -> Proxy {
+        let text = if config.contains("[server]") {
+            config.to_string()
+        } else {
+            format!("[server]\nlisten = \"127.0.0.1:0\"\n\n{config}")
+        };
+        let config = llm_router::config::Config::parse(&text, Path::new("test.toml"), &|_| None)
+            .unwrap_or_else(|e| panic!("test config is invalid: {e}\n{text}"));
+        let server = llm_router::server::Server::bind(&config)
+            .await
+            .expect("bind the proxy");
+        let addr = server.local_addr();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async move {
+            let _ = rx.await;
+        }));
+        Proxy {
+            addr,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `http://127.0.0.1:PORT{path}`.
+    pub fn at(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Start the graceful shutdown (the server's shutdown future resolves).
+    pub fn trigger_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Wait (bounded) until a TCP connect to the proxy is refused, i.e. the
+    /// listener is closed. Polls: the server gives no other signal for it.
+    pub async fn wait_until_refusing(&self) {
+        bounded("the proxy to refuse new connections", async {
+            loop {
+                match tokio::net::TcpStream::connect(self.addr).await {
+                    Ok(stream) => drop(stream),
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return,
+                    // Queued in the backlog as the listener closed: try again.
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+                    Err(e) => panic!("unexpected connect error: {e}"),
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+    }
+
+    /// Whether the server task (`Server::run`) is still running.
+    pub fn is_running(&self) -> bool {
+        self.task.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Wait (bounded) for the server task to end; returns its result.
+    pub async fn join(&mut self) -> std::io::Result<()> {
+        let task = self.task.take().expect("server task already joined");
+        bounded("the server task to end", task)
+            .await
+            .expect("server task panicked")
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Client helpers
+
+/// A fresh HTTP/1.1 client (own pool, so tests never share connections);
+/// every request, body included, is bounded by [`BOUND`].
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(BOUND)
+        .build()
+        .expect("reqwest client")
+}
+
+/// A fresh HTTP/2 client by prior knowledge (cleartext), bounded like [`client`].
+pub fn h2_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(BOUND)
+        .http2_prior_knowledge()
+        .build()
+        .expect("reqwest client")
+}
+
+/// A backend section for an OpenAI-compatible upstream.
+pub fn openai_backend(name: &str, base_url: &str, extra: &str) -> String {
+    format!(
+        "[[backends]]\nname = \"{name}\"\nprovider = \"openai\"\nbase_url = \"{base_url}\"\n{extra}\n"
+    )
+}
+
+/// A model section with one target.
+pub fn model(name: &str, backend: &str, target_model: Option<&str>) -> String {
+    match target_model {
+        Some(m) => format!(
+            "[[models]]\nname = \"{name}\"\ntargets = [{{ backend = \"{backend}\", model = \"{m}\" }}]\n\n"
+        ),
+        None => format!("[[models]]\nname = \"{name}\"\ntargets = [{{ backend = \"{backend}\" }}]\n\n"),
+    }
+}
+
+/// A minimal chat request body.
+pub fn chat_body(model: &str) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": "hello there"}]})
+}
+
+/// A streamed chat request body.
+pub fn stream_body(model: &str) -> Value {
+    json!({"model": model, "stream": true, "messages": [{"role": "user", "content": "hello there"}]})
+}
+
+/// Assert `v` is an OpenAI error object (`{"error":{"message","type","code"}}`)
+/// and return its `code`.
+pub fn assert_openai_error(v: &Value) -> String {
+    let err = v
+        .get("error")
+        .unwrap_or_else(|| panic!("no `error` object in {v}"));
+    assert!(
+        err["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "error.message missing in {v}"
+    );
+    assert!(err["type"].is_string(), "error.type missing in {v}");
+    assert!(err["code"].is_string(), "error.code missing in {v}");
+    err["code"].as_str().unwrap().to_string()
+}
+
+/// Reads a `text/event-stream` body event by event.
+pub struct SseReader {
+    stream: Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for SseReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SseReader")
+            .field("buffered", &self.buf.len())
+            .finish()
+    }
+}
+
+impl SseReader {
+    /// Wrap a response.
+    pub fn new(response: reqwest::Response) -> Self {
+        SseReader {
+            stream: Box::pin(response.bytes_stream()),
+            buf: Vec::new(),
+        }
+    }
+
+    /// The next event including its trailing blank line, or `None` at the end
+    /// of the body (panics on a body error or a partial event at the end).
+    pub async fn next_event(&mut self) -> Option<String> {
+        match self.try_next_event().await {
+            Ok(event) => event,
+            Err(e) => panic!("stream body error: {e}"),
+        }
+    }
+
+    /// Like [`next_event`](Self::next_event), but a body error is returned.
+    pub async fn try_next_event(&mut self) -> Result<Option<String>, reqwest::Error> {
+        use futures_util::StreamExt;
+        loop {
+            if let Some(pos) = self.buf.windows(2).position(|w| w == b"\n\n") {
+                let event: Vec<u8> = self.buf.drain(..pos + 2).collect();
+                return Ok(Some(String::from_utf8(event).expect("event is UTF-8")));
+            }
+            match bounded("the next SSE chunk", self.stream.next()).await {
+                Some(Ok(chunk)) => self.buf.extend_from_slice(&chunk),
+                Some(Err(e)) => return Err(e),
+                None => {
+                    assert!(
+                        self.buf.is_empty(),
+                        "stream ended inside an event: {:?}",
+                        String::from_utf8_lossy(&self.buf)
+                    );
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    /// Every remaining event, concatenated.
+    pub async fn rest(&mut self) -> String {
+        let mut out = String::new();
+        while let Some(e) = self.next_event().await {
+            out.push_str(&e);
+        }
+        out
+    }
+}
