@@ -157,6 +157,24 @@ struct OpenAiDelta<'a> {
     function_call: Option<IgnoredAny>,
 }
 
+/// After the commit only the end, errors and usage matter: the deltas are
+/// validated but not looked at.
+#[derive(Deserialize)]
+struct OpenAiChunkTail {
+    #[serde(default)]
+    choices: Vec<OpenAiChoiceTail>,
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+    #[serde(default)]
+    usage: Option<crate::usage::Usage>,
+}
+
+#[derive(Deserialize)]
+struct OpenAiChoiceTail {
+    #[serde(default)]
+    finish_reason: Option<IgnoredAny>,
+}
+
 #[derive(Deserialize)]
 struct AnthropicEvent<'a> {
     #[serde(rename = "type", borrow)]
@@ -191,11 +209,28 @@ impl From<EventKind> for Classified {
     }
 }
 
-fn classify(format: ClientFormat, event: &crate::sse::SseEvent) -> Classified {
+fn classify(format: ClientFormat, event: &crate::sse::SseEvent, committed: bool) -> Classified {
     if event.data.is_empty() {
         return EventKind::Preamble.into();
     }
     match format {
+        ClientFormat::OpenAi if committed => {
+            if event.is_done() {
+                return EventKind::Done.into();
+            }
+            let Ok(chunk) = serde_json::from_slice::<OpenAiChunkTail>(&event.data) else {
+                return EventKind::Malformed.into();
+            };
+            if let Some(error) = chunk.error {
+                return EventKind::Error(error_message(&error)).into();
+            }
+            let finished = chunk.choices.iter().any(|c| c.finish_reason.is_some());
+            Classified {
+                kind: EventKind::Content { finished },
+                usage: chunk.usage,
+                usage_only: chunk.usage.is_some() && chunk.choices.is_empty(),
+            }
+        }
         ClientFormat::OpenAi => {
             if event.is_done() {
                 return EventKind::Done.into();
@@ -386,7 +421,7 @@ where
 
     /// Before the commit: hold or commit on one event.
     fn take_event(&mut self, event: crate::sse::SseEvent) -> Result<(), StreamFailure> {
-        let c = classify(self.config.format, &event);
+        let c = classify(self.config.format, &event, false);
         let drop_it = self.note_usage(&c);
         match c.kind {
             EventKind::Error(message) => return Err(StreamFailure::ErrorEvent(message)),
@@ -445,7 +480,7 @@ where
 
     /// After the commit: one event.
     fn pass_event(&mut self, event: crate::sse::SseEvent) {
-        let c = classify(self.config.format, &event);
+        let c = classify(self.config.format, &event, true);
         if self.note_usage(&c) {
             return;
         }

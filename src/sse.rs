@@ -118,6 +118,11 @@ impl SseParser {
 fn find_event_end(buf: &[u8], from: usize) -> Option<usize> {
     let mut i = from;
     while i < buf.len() {
+        // Jump to the next line break (memchr scans a word at a time).
+        let Some(n) = memchr::memchr2(b'\n', b'\r', &buf[i..]) else {
+            return None;
+        };
+        i += n;
         match buf[i] {
             b'\n' => {
                 if buf.get(i + 1) == Some(&b'\n') {
@@ -127,7 +132,7 @@ fn find_event_end(buf: &[u8], from: usize) -> Option<usize> {
                     return Some(i + 3);
                 }
             }
-            b'\r' if buf.get(i + 1) == Some(&b'\r') => return Some(i + 2),
+            _ if buf.get(i + 1) == Some(&b'\r') => return Some(i + 2),
             _ => {}
         }
         i += 1;
