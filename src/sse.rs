@@ -119,10 +119,7 @@ fn find_event_end(buf: &[u8], from: usize) -> Option<usize> {
     let mut i = from;
     while i < buf.len() {
         // Jump to the next line break (memchr scans a word at a time).
-        let Some(n) = memchr::memchr2(b'\n', b'\r', &buf[i..]) else {
-            return None;
-        };
-        i += n;
+        i += memchr::memchr2(b'\n', b'\r', &buf[i..])?;
         match buf[i] {
             b'\n' => {
                 if buf.get(i + 1) == Some(&b'\n') {
