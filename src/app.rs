@@ -52,6 +52,7 @@ use crate::error::{json_response, ProxyError};
 use crate::request::{read_body, ClientFormat, Endpoint, LlmRequest};
 use crate::routing::RouteTable;
 use crate::stack::{Built, LlmService, RouterState};
+use crate::timing::{as_millis_header, Waited, OVERHEAD_HEADER};
 
 /// The header carrying the request id.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -333,13 +334,19 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let started = tokio::time::Instant::now();
         let app = self.clone();
         let id = self.request_id(req.headers());
+        let waited = Waited::default();
         req.headers_mut().insert(REQUEST_ID, id.clone());
         req.extensions_mut().insert(RequestId(id.clone()));
+        req.extensions_mut().insert(waited.clone());
         Box::pin(async move {
             let mut response = app.handle(req).await;
-            response.headers_mut().insert(REQUEST_ID, id);
+            let own = started.elapsed().saturating_sub(waited.get());
+            let headers = response.headers_mut();
+            headers.insert(REQUEST_ID, id);
+            headers.insert(OVERHEAD_HEADER, as_millis_header(own));
             Ok(response)
         })
     }

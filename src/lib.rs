@@ -44,6 +44,7 @@ pub mod secret;
 pub mod server;
 pub mod sse;
 pub mod stack;
+pub mod timing;
 pub mod upstream;
 pub mod usage;
 

@@ -61,6 +61,7 @@ use crate::guard::{GuardConfig, StreamFailure, StreamGuard};
 use crate::provider::{Call, Outbound};
 use crate::request::LlmRequest;
 use crate::routing::Target;
+use crate::timing::Waited;
 use crate::usage::{UsageRequestedByProxy, UsageSlot, UsageTap};
 use tokio::time::Instant;
 
@@ -256,45 +257,63 @@ impl<B> Service<Request<B>> for Upstream {
         };
         let outbound = provider.prepare(&call);
         let strip_usage = parts.extensions.get::<UsageRequestedByProxy>().is_some();
+        let waited = parts.extensions.get::<Waited>().cloned();
         Box::pin(async move {
-            let backend = target.backend();
             let started = Instant::now();
-            let first_content_by = started + backend.first_byte_timeout();
-            let response = match outbound? {
-                Outbound::Local(response) => response,
-                Outbound::Http(upstream_req) => {
-                    // A streamed answer with no head by its first-content deadline
-                    // has no first content either.
-                    let head_timeout = if llm.is_stream() {
-                        backend.timeout().min(backend.first_byte_timeout())
-                    } else {
-                        backend.timeout()
-                    };
-                    tracing::debug!(backend = backend.name(), uri = %upstream_req.uri(), "sending upstream");
-                    let sent =
-                        tokio::time::timeout(head_timeout, backend.client().request(upstream_req));
-                    let response = match sent.await {
-                        Err(_) => {
-                            return Err(ProxyError::UpstreamTimeout {
-                                backend: backend.name().to_string(),
-                                after: head_timeout,
-                            })
-                        }
-                        Ok(Err(e)) => return Err(classify_client_error(e, &target)),
-                        Ok(Ok(response)) => response,
-                    };
-                    tracing::debug!(backend = backend.name(), status = %response.status(), "upstream answered");
-                    let call = Call {
-                        request: &llm,
-                        target: &target,
-                        headers: &headers,
-                    };
-                    provider.respond(&call, response.map(ProxyBody::new))
-                }
-            };
-            finish(response, &llm, &target, strip_usage, first_content_by).await
+            let result = send(outbound, &llm, &target, &provider, &headers, strip_usage).await;
+            if let Some(waited) = waited {
+                waited.add(started.elapsed());
+            }
+            result
         })
     }
+}
+
+/// One attempt: send (or answer locally), then hold a stream until its first
+/// content. All of it is time spent waiting on the upstream.
+async fn send(
+    outbound: Result<Outbound, ProxyError>,
+    llm: &LlmRequest,
+    target: &Target,
+    provider: &Arc<dyn crate::provider::Provider>,
+    headers: &http::HeaderMap,
+    strip_usage: bool,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let backend = target.backend();
+    let started = Instant::now();
+    let first_content_by = started + backend.first_byte_timeout();
+    let response = match outbound? {
+        Outbound::Local(response) => response,
+        Outbound::Http(upstream_req) => {
+            // A streamed answer with no head by its first-content deadline
+            // has no first content either.
+            let head_timeout = if llm.is_stream() {
+                backend.timeout().min(backend.first_byte_timeout())
+            } else {
+                backend.timeout()
+            };
+            tracing::debug!(backend = backend.name(), uri = %upstream_req.uri(), "sending upstream");
+            let sent = tokio::time::timeout(head_timeout, backend.client().request(upstream_req));
+            let response = match sent.await {
+                Err(_) => {
+                    return Err(ProxyError::UpstreamTimeout {
+                        backend: backend.name().to_string(),
+                        after: head_timeout,
+                    })
+                }
+                Ok(Err(e)) => return Err(classify_client_error(e, target)),
+                Ok(Ok(response)) => response,
+            };
+            tracing::debug!(backend = backend.name(), status = %response.status(), "upstream answered");
+            let call = Call {
+                request: llm,
+                target,
+                headers,
+            };
+            provider.respond(&call, response.map(ProxyBody::new))
+        }
+    };
+    finish(response, llm, target, strip_usage, first_content_by).await
 }
 
 /// Every answer gets a [`UsageSlot`]. A successful streamed answer is held

@@ -873,3 +873,71 @@ async fn upstream_cut_mid_stream_is_not_a_clean_end() {
     .unwrap();
     assert_openai_error(&error);
 }
+
+/// Every kind of answer carries `x-request-id` and `x-llm-router-overhead-ms`,
+/// and the overhead leaves out the time spent waiting on the upstream.
+#[tokio::test]
+async fn every_answer_carries_request_id_and_overhead() {
+    let up = MockUpstream::start(
+        "slow",
+        Reply::Sse {
+            count: 2,
+            interval: Duration::from_millis(1),
+            hold_before: Some(0),
+            cut_after: None,
+        },
+    )
+    .await;
+    let config = "[[backends]]\nname = \"local\"\nprovider = \"mock\"\n\n".to_string()
+        + &openai_backend("slow", &up.base_url(), "")
+        + &model("echo", "local", None)
+        + &model("slow", "slow", None);
+    let proxy = Proxy::start(&config).await;
+    let http = client();
+
+    let overhead = |r: &reqwest::Response| -> f64 {
+        assert!(
+            r.headers().contains_key("x-request-id"),
+            "{:?}",
+            r.headers()
+        );
+        r.headers()["x-llm-router-overhead-ms"]
+            .to_str()
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+    };
+    // A local answer, an error, an operational endpoint, an unknown path.
+    let ok = post_json(&http, &proxy.at("/v1/chat/completions"), &chat_body("echo")).await;
+    assert!(overhead(&ok) >= 0.0);
+    let missing = post_json(&http, &proxy.at("/v1/chat/completions"), &chat_body("nope")).await;
+    assert_eq!(missing.status(), 404);
+    assert!(overhead(&missing) >= 0.0);
+    for path in ["/health", "/nope"] {
+        let r = http.get(proxy.at(path)).send().await.unwrap();
+        assert!(overhead(&r) >= 0.0);
+    }
+
+    // The upstream holds its first content event for 400 ms: that wait is
+    // the upstream's, not the proxy's.
+    let started = Instant::now();
+    let url = proxy.at("/v1/chat/completions");
+    let body = stream_body("slow");
+    let pending = post_json(&http, &url, &body);
+    let release = async {
+        up.wait_for("the request upstream", |s| s.requests >= 1)
+            .await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        up.release();
+    };
+    let (response, ()) = tokio::join!(pending, release);
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    assert_eq!(response.status(), 200);
+    let own = overhead(&response);
+    assert!(
+        own < 200.0,
+        "overhead {own} ms includes the upstream's 400 ms"
+    );
+    let mut reader = SseReader::new(response);
+    assert!(reader.rest().await.ends_with("data: [DONE]\n\n"));
+}

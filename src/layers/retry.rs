@@ -58,6 +58,7 @@ use crate::body::ProxyBody;
 use crate::classify::{retry_after, Attempt, Outcome, Replay};
 use crate::error::ProxyError;
 use crate::routing::Target;
+use crate::timing::Waited;
 
 /// When and how to retry. See the [module docs](crate::layers::retry).
 #[derive(Clone, Debug, PartialEq)]
@@ -246,6 +247,9 @@ where
                     "retrying"
                 );
                 drop(result);
+                if let Some(waited) = replay.extensions().get::<Waited>() {
+                    waited.add(delay);
+                }
                 tokio::time::sleep(delay).await;
                 n += 1;
                 result = match inner.ready().await {
