@@ -2,7 +2,8 @@
 //!
 //! [`App`] answers the operational endpoints itself (`/`, `/health`,
 //! `/v1/models`), and for the client API (`POST /v1/chat/completions`,
-//! `/v1/completions`, `/v1/embeddings`, `/openai/chat/completions`) reads
+//! `/v1/completions`, `/v1/embeddings`, `/openai/chat/completions`, and the
+//! Anthropic Messages API at `/v1/messages` = `/anthropic/chat/completions`) reads
 //! the body once (bounded by `body_limit`), parses it into an
 //! [`LlmRequest`], and calls the configured stack. An error from the stack is
 //! rendered once, here, in the client's format. Every answer carries
@@ -44,11 +45,13 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 use serde_json::json;
-use tower::{Service, ServiceExt};
+use tower::{Layer, Service, ServiceExt};
 
 use crate::body::{BoxError, ProxyBody};
 use crate::config::{Config, ConfigError};
 use crate::error::{json_response, ProxyError};
+use crate::layers::auth::{is_admin_path, KeysFileError, ReloadReport};
+use crate::layers::cors::CorsLayer;
 use crate::request::{read_body, ClientFormat, Endpoint, LlmRequest};
 use crate::routing::RouteTable;
 use crate::stack::{Built, LlmService, RouterState};
@@ -69,6 +72,7 @@ struct State {
     service: LlmService,
     routes: Arc<RouteTable>,
     router: RouterState,
+    cors: Option<CorsLayer>,
     body_limit: u64,
     created: u64,
     id_prefix: u64,
@@ -101,6 +105,7 @@ impl App {
                 service: built.service,
                 routes: built.routes,
                 router: built.state,
+                cors: built.cors,
                 body_limit,
                 created,
                 id_prefix: RandomState::new().build_hasher().finish(),
@@ -189,6 +194,20 @@ impl App {
         })
     }
 
+    /// `GET /metrics`: Prometheus text, or the per-backend JSON summary.
+    fn metrics(&self, json: bool) -> Response<ProxyBody> {
+        let metrics = &self.state.router.metrics;
+        if json {
+            return json_response(StatusCode::OK, &metrics.json());
+        }
+        let mut response = Response::new(ProxyBody::full(metrics.encode(Some(&self.state.router))));
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        );
+        response
+    }
+
     async fn handle<B>(self, req: Request<B>) -> Response<ProxyBody>
     where
         B: Body<Data = Bytes> + Send + 'static,
@@ -209,6 +228,7 @@ impl App {
             "/v1/chat/completions" | "/openai/chat/completions" => Some(Endpoint::ChatCompletions),
             "/v1/completions" => Some(Endpoint::Completions),
             "/v1/embeddings" => Some(Endpoint::Embeddings),
+            "/v1/messages" | "/anthropic/chat/completions" => Some(Endpoint::Messages),
             _ => None,
         };
         let method = req.method().clone();
@@ -225,8 +245,33 @@ impl App {
             }
             return self.client_api(endpoint, req).await;
         }
+        // With `auth` on, the admin endpoints need an admin key and the model
+        // list a client key (the client API is checked by the layer itself).
+        let mut authed = None;
+        if let Some(keys) = &self.state.router.auth {
+            let check = if is_admin_path(path) {
+                Some(keys.check_admin(req.headers()))
+            } else if path == "/v1/models" || path.starts_with("/v1/models/") {
+                Some(keys.authenticate(req.headers()))
+            } else {
+                None
+            };
+            match check {
+                Some(Err(e)) => return e.to_response(format),
+                Some(Ok(client)) => {
+                    keys.begin(&client.key);
+                    authed = Some(client.key);
+                }
+                None => {}
+            }
+        }
         let get = method == Method::GET || method == Method::HEAD;
-        match path {
+        let wants_json = req
+            .headers()
+            .get(http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("application/json"));
+        let response = match path {
             "/" if get => json_response(
                 StatusCode::OK,
                 &json!({
@@ -234,11 +279,13 @@ impl App {
                     "version": env!("CARGO_PKG_VERSION"),
                     "endpoints": {
                         "client": ["POST /v1/chat/completions", "POST /v1/completions", "POST /v1/embeddings",
+                                   "POST /v1/messages", "POST /anthropic/chat/completions",
                                    "POST /openai/chat/completions", "GET /v1/models", "GET /v1/models/{id}"],
                         "operations": ["GET /health", "GET /"],
                     },
                 }),
             ),
+            "/metrics" if get => self.metrics(wants_json),
             "/health" if get => json_response(
                 StatusCode::OK,
                 &json!({
@@ -265,16 +312,70 @@ impl App {
                     ProxyError::ModelNotFound(id.to_string()).to_response(format)
                 }
             }
-            "/" | "/health" | "/v1/models" | "/router/health" | "/router/rate-limits" => {
-                wrong_method(path)
-            }
+            "/auth/status" if get => json_response(StatusCode::OK, &self.auth_status()),
+            "/auth/metrics" if get => json_response(
+                StatusCode::OK,
+                &self
+                    .state
+                    .router
+                    .auth
+                    .as_ref()
+                    .map_or_else(|| json!({"enabled": false, "keys": []}), |k| k.metrics()),
+            ),
+            "/auth/reload-keys" if method == Method::POST => match self.reload_keys() {
+                None => ProxyError::bad_request(
+                    "auth_not_enabled",
+                    "`auth` is not in [stack] order: there are no keys to reload",
+                )
+                .to_response(format),
+                Some(Ok(report)) => {
+                    json_response(StatusCode::OK, &json!({"reloaded": true, "keys": report}))
+                }
+                Some(Err(e)) => crate::error::error_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format,
+                    "keys_reload_failed",
+                    &format!("{e}; the keys in force are unchanged"),
+                ),
+            },
+            "/"
+            | "/health"
+            | "/v1/models"
+            | "/router/health"
+            | "/router/rate-limits"
+            | "/auth/status"
+            | "/auth/metrics"
+            | "/auth/reload-keys" => wrong_method(path),
             p if p.starts_with("/v1/models/") => wrong_method(path),
             _ => ProxyError::UnknownEndpoint {
                 method: method.to_string(),
                 path: path.to_string(),
             }
             .to_response(format),
+        };
+        if let (Some(keys), Some(key)) = (&self.state.router.auth, &authed) {
+            keys.finish(key, response.status());
         }
+        response
+    }
+
+    /// `GET /auth/status`.
+    fn auth_status(&self) -> serde_json::Value {
+        match &self.state.router.auth {
+            Some(keys) => keys.status(),
+            None => json!({"enabled": false}),
+        }
+    }
+
+    /// Re-read the keys file of `auth` (`POST /auth/reload-keys`, SIGHUP);
+    /// `None` when `auth` is off.
+    pub fn reload_keys(&self) -> Option<Result<ReloadReport, KeysFileError>> {
+        let keys = self.state.router.auth.as_ref()?;
+        let result = keys.reload();
+        if let Err(e) = &result {
+            tracing::warn!(error = %e, "reloading the auth keys failed; the keys in force are unchanged");
+        }
+        Some(result)
     }
 
     async fn client_api<B>(self, endpoint: Endpoint, req: Request<B>) -> Response<ProxyBody>
@@ -342,12 +443,41 @@ where
         req.extensions_mut().insert(RequestId(id.clone()));
         req.extensions_mut().insert(waited.clone());
         Box::pin(async move {
-            let mut response = app.handle(req).await;
+            let mut response = match app.state.cors.clone() {
+                // CORS wraps the endpoints: a preflight is answered there.
+                Some(cors) => match cors.layer(Endpoints(app)).oneshot(req).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                },
+                None => app.handle(req).await,
+            };
             let own = started.elapsed().saturating_sub(waited.get());
             let headers = response.headers_mut();
             headers.insert(REQUEST_ID, id);
             headers.insert(OVERHEAD_HEADER, as_millis_header(own));
             Ok(response)
         })
+    }
+}
+
+/// The endpoints as a service, for what wraps the whole app (`cors`).
+struct Endpoints(App);
+
+impl<B> Service<Request<B>> for Endpoints
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let app = self.0.clone();
+        Box::pin(async move { Ok(app.handle(req).await) })
     }
 }

@@ -208,3 +208,59 @@ impl Replay {
         req
     }
 }
+
+/// One call to an upstream, as the upstream edge records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttemptRecord {
+    /// Backend name.
+    pub backend: String,
+    /// The model asked for there.
+    pub model: String,
+    /// What came of it.
+    pub outcome: Outcome,
+    /// The upstream's status, when it answered.
+    pub status: Option<u16>,
+    /// `connect`, `timeout`, `stream`, `status_429`, `status_5xx`, or `none`.
+    pub error_kind: &'static str,
+    /// Time until the answer's head (first content, for a stream).
+    pub elapsed: std::time::Duration,
+}
+
+/// Every attempt of one client request, shared through the request's
+/// extensions: retries, failovers and the target that answered can be read
+/// from it by outer layers (metrics, logs) once the answer is back.
+#[derive(Clone, Debug, Default)]
+pub struct AttemptLog(std::sync::Arc<std::sync::Mutex<Vec<AttemptRecord>>>);
+
+impl AttemptLog {
+    /// Record an attempt.
+    pub fn push(&self, record: AttemptRecord) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(record);
+    }
+
+    /// The attempts so far.
+    pub fn records(&self) -> Vec<AttemptRecord> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// The error kind label of an attempt's result.
+pub fn error_kind(result: &Result<Response<ProxyBody>, ProxyError>) -> &'static str {
+    match result {
+        Ok(r) if r.status() == StatusCode::TOO_MANY_REQUESTS => "status_429",
+        Ok(r) if r.status().is_server_error() => "status_5xx",
+        Ok(r) if r.status().is_client_error() => "status_4xx",
+        Ok(_) => "none",
+        Err(ProxyError::UpstreamTimeout { .. }) => "timeout",
+        Err(ProxyError::StreamFailed { .. }) => "stream",
+        Err(ProxyError::UpstreamConnect { .. }) => "connect",
+        Err(_) => "refused",
+    }
+}
+
+/// Marks an answer the proxy itself refused, by the layer that refused it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RejectedBy(pub &'static str);

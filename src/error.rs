@@ -79,6 +79,23 @@ pub enum ProxyError {
         /// The timeout that elapsed.
         after: Duration,
     },
+    /// No key, or a key the proxy does not know: 401.
+    #[error("{message}")]
+    Unauthorized {
+        /// Human-readable reason (never the key itself).
+        message: String,
+        /// `missing_api_key` or `invalid_api_key`.
+        code: &'static str,
+    },
+    /// A valid key without the right to this endpoint (a client key on an
+    /// admin endpoint): 403.
+    #[error("{message}")]
+    Forbidden {
+        /// Human-readable reason (never the key itself).
+        message: String,
+        /// `admin_key_required`, ...
+        code: &'static str,
+    },
     /// A client is over its rate limit: 429.
     #[error("{message}")]
     RateLimited {
@@ -149,6 +166,8 @@ impl ProxyError {
                 StatusCode::NOT_FOUND
             }
             ProxyError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ProxyError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ProxyError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::UpstreamConnect { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -165,7 +184,9 @@ impl ProxyError {
     /// The OpenAI-style `code` field.
     pub fn code(&self) -> &'static str {
         match self {
-            ProxyError::BadRequest { code, .. } => code,
+            ProxyError::BadRequest { code, .. }
+            | ProxyError::Unauthorized { code, .. }
+            | ProxyError::Forbidden { code, .. } => code,
             ProxyError::ModelNotFound(_) => "model_not_found",
             ProxyError::UnknownEndpoint { .. } => "unknown_url",
             ProxyError::MethodNotAllowed { .. } => "method_not_allowed",
@@ -205,6 +226,13 @@ impl ProxyError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        if let ProxyError::Unauthorized { .. } = self {
+            // RFC 9110 §11.6.1: a 401 names the scheme it wants.
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"llm-router\""),
+            );
         }
         response
     }
@@ -324,6 +352,44 @@ mod tests {
         let v = body_json(r).await;
         assert_eq!(v["type"], "error");
         assert_eq!(v["error"]["type"], "request_too_large");
+    }
+
+    #[tokio::test]
+    async fn unauthorized_in_both_formats() {
+        let e = || ProxyError::Unauthorized {
+            message: "Invalid API key".into(),
+            code: "invalid_api_key",
+        };
+        let r = e().to_response(ClientFormat::OpenAi);
+        assert_eq!(r.status(), 401);
+        assert!(r.headers().contains_key(header::WWW_AUTHENTICATE));
+        let v = body_json(r).await;
+        assert_eq!(v["error"]["type"], "authentication_error");
+        assert_eq!(v["error"]["code"], "invalid_api_key");
+        assert_eq!(v["error"]["message"], "Invalid API key");
+
+        let r = e().to_response(ClientFormat::Anthropic);
+        assert_eq!(r.status(), 401);
+        let v = body_json(r).await;
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["error"]["type"], "authentication_error");
+        assert_eq!(v["error"]["message"], "Invalid API key");
+    }
+
+    #[tokio::test]
+    async fn forbidden_in_both_formats() {
+        let e = || ProxyError::Forbidden {
+            message: "admin key required".into(),
+            code: "admin_key_required",
+        };
+        let r = e().to_response(ClientFormat::OpenAi);
+        assert_eq!(r.status(), 403);
+        let v = body_json(r).await;
+        assert_eq!(v["error"]["type"], "permission_error");
+        assert_eq!(v["error"]["code"], "admin_key_required");
+        let v = body_json(e().to_response(ClientFormat::Anthropic)).await;
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["error"]["type"], "permission_error");
     }
 
     #[test]

@@ -15,6 +15,9 @@
 //!   that looks complete. A stream that finished but left out `[DONE]` gets one.
 //! - **Malformed events** (data that is not JSON) are skipped with a warning;
 //!   the stream carries on.
+//! - **Usage** goes into the answer's [`UsageSlot`](crate::usage::UsageSlot):
+//!   OpenAI's usage chunk, or Anthropic's pieces (`message_start`'s input
+//!   tokens, `message_delta`'s output tokens, cache counts included).
 //!
 //! Dropping the guard drops the upstream body, which closes the upstream
 //! connection.
@@ -181,6 +184,18 @@ struct AnthropicEvent<'a> {
     kind: std::borrow::Cow<'a, str>,
     #[serde(default)]
     error: Option<serde_json::Value>,
+    /// `message_start` carries the input tokens here...
+    #[serde(default)]
+    message: Option<AnthropicMessageHead>,
+    /// ... and `message_delta` the output tokens here.
+    #[serde(default)]
+    usage: Option<crate::usage::AnthropicUsage>,
+}
+
+#[derive(Deserialize)]
+struct AnthropicMessageHead {
+    #[serde(default)]
+    usage: Option<crate::usage::AnthropicUsage>,
 }
 
 fn error_message(error: &serde_json::Value) -> String {
@@ -195,6 +210,8 @@ fn error_message(error: &serde_json::Value) -> String {
 struct Classified {
     kind: EventKind,
     usage: Option<crate::usage::Usage>,
+    /// A piece of Anthropic usage (`message_start` / `message_delta`).
+    anthropic_usage: Option<crate::usage::AnthropicUsage>,
     /// A chunk that carries usage and nothing else.
     usage_only: bool,
 }
@@ -204,6 +221,7 @@ impl From<EventKind> for Classified {
         Classified {
             kind,
             usage: None,
+            anthropic_usage: None,
             usage_only: false,
         }
     }
@@ -228,6 +246,7 @@ fn classify(format: ClientFormat, event: &crate::sse::SseEvent, committed: bool)
             Classified {
                 kind: EventKind::Content { finished },
                 usage: chunk.usage,
+                anthropic_usage: None,
                 usage_only: chunk.usage.is_some() && chunk.choices.is_empty(),
             }
         }
@@ -272,6 +291,7 @@ fn classify(format: ClientFormat, event: &crate::sse::SseEvent, committed: bool)
             Classified {
                 kind,
                 usage: chunk.usage,
+                anthropic_usage: None,
                 usage_only: chunk.usage.is_some() && chunk.choices.is_empty(),
             }
         }
@@ -290,7 +310,13 @@ fn classify(format: ClientFormat, event: &crate::sse::SseEvent, committed: bool)
                 "message_delta" => EventKind::Content { finished: true },
                 _ => EventKind::Preamble,
             };
-            kind.into()
+            let anthropic_usage = e.usage.or_else(|| e.message.and_then(|m| m.usage));
+            Classified {
+                kind,
+                usage: None,
+                anthropic_usage,
+                usage_only: false,
+            }
         }
     }
 }
@@ -323,6 +349,8 @@ pub struct StreamGuard<B = ProxyBody> {
     held: usize,
     usage: Option<crate::usage::UsageSlot>,
     strip_usage: bool,
+    /// Anthropic usage seen so far (it comes in pieces).
+    anthropic_usage: crate::usage::AnthropicUsage,
 }
 
 impl<B> std::fmt::Debug for StreamGuard<B> {
@@ -356,6 +384,7 @@ where
             held: 0,
             usage: None,
             strip_usage: false,
+            anthropic_usage: Default::default(),
         }
     }
 
@@ -371,6 +400,10 @@ where
     fn note_usage(&mut self, c: &Classified) -> bool {
         if let (Some(usage), Some(slot)) = (c.usage, &self.usage) {
             slot.set(usage);
+        }
+        if let (Some(piece), Some(slot)) = (&c.anthropic_usage, &self.usage) {
+            self.anthropic_usage.merge(piece);
+            slot.set(self.anthropic_usage.usage());
         }
         self.strip_usage && c.usage_only
     }
@@ -491,7 +524,10 @@ where
             }
             EventKind::Done => self.saw_done = true,
             EventKind::Content { finished } => self.saw_finish |= finished,
-            EventKind::Preamble | EventKind::Error(_) => {}
+            // The upstream's own error event already tells the client the
+            // answer is incomplete: no second one at the end.
+            EventKind::Error(_) => self.saw_done = true,
+            EventKind::Preamble => {}
         }
         self.out.push_back(event.raw);
     }
@@ -725,6 +761,35 @@ mod tests {
             out,
             format!("data: {HI}\n\ndata: {STOP}\n\ndata: [DONE]\n\n")
         );
+    }
+
+    #[tokio::test]
+    async fn anthropic_usage_is_put_together_from_its_pieces() {
+        let body = ProxyBody::full(concat!(
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"usage\":{\"input_tokens\":25,\"output_tokens\":1,\"cache_read_input_tokens\":100}}}\n\n",
+            "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n",
+            "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":15}}\n\n",
+            "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+        ));
+        let slot = crate::usage::UsageSlot::default();
+        let mut guard = StreamGuard::new(body, GuardConfig::new(ClientFormat::Anthropic))
+            .with_usage(slot.clone(), true);
+        guard
+            .wait_for_first_content(Duration::from_secs(2))
+            .await
+            .unwrap();
+        let out = drain(guard).await;
+        assert!(
+            out.ends_with("data: {\"type\":\"message_stop\"}\n\n"),
+            "{out}"
+        );
+        assert!(out.contains("message_delta"), "nothing stripped: {out}");
+        let usage = slot.get().unwrap();
+        assert_eq!(usage.prompt_tokens, 125);
+        assert_eq!(usage.cached_tokens, 100);
+        assert_eq!(usage.completion_tokens, 15);
+        assert_eq!(usage.total(), 140);
     }
 
     #[tokio::test]

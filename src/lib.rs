@@ -45,6 +45,7 @@ pub mod server;
 pub mod sse;
 pub mod stack;
 pub mod timing;
+pub mod translate;
 pub mod upstream;
 pub mod usage;
 

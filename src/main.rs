@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use llm_router::config::Config;
+use llm_router::config::{Config, ConfigError};
 use llm_router::server::{shutdown_signal, Server};
 
 #[derive(Parser)]
@@ -22,9 +22,11 @@ struct Cli {
 enum Command {
     /// Start the proxy.
     Serve {
-        /// Config file.
-        #[arg(long, short, default_value = "config.toml")]
-        config: PathBuf,
+        /// Config file: config.toml, or a LiteLLM config.yaml [default: config.toml; when there is
+        /// none, the config is built from OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY,
+        /// CEREBRAS_API_KEY, DEEPINFRA_TOKEN and OLLAMA_BASE_URL]
+        #[arg(long, short)]
+        config: Option<PathBuf>,
         /// Host to listen on (overrides [server] listen and LLM_ROUTER_SERVER_HOST).
         #[arg(long)]
         host: Option<String>,
@@ -34,9 +36,15 @@ enum Command {
     },
     /// Validate a config file and print what it would build.
     Check {
-        /// Config file.
-        #[arg(long, short, default_value = "config.toml")]
-        config: PathBuf,
+        /// Config file: config.toml, or a LiteLLM config.yaml [default: config.toml; when there is
+        /// none, the config built from the environment is checked]
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Print the config.toml equivalent to a LiteLLM proxy config (warnings go to stderr).
+    ImportLitellm {
+        /// The LiteLLM config (config.yaml).
+        path: PathBuf,
     },
     /// Write an example config file (refuses to overwrite).
     Init {
@@ -50,9 +58,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     match cli.command {
-        Command::Serve { config, host, port } => serve(&config, host, port),
-        Command::Check { config } => check(&config),
+        Command::Serve { config, host, port } => serve(config.as_deref(), host, port),
+        Command::Check { config } => check(config.as_deref()),
         Command::Init { path } => init(&path),
+        Command::ImportLitellm { path } => import_litellm(&path),
     }
 }
 
@@ -66,14 +75,38 @@ fn init_tracing() {
         .init();
 }
 
-fn serve(path: &Path, host: Option<String>, port: Option<u16>) -> ExitCode {
-    let mut config = match Config::load(path) {
+/// The default config file.
+const DEFAULT_CONFIG: &str = "config.toml";
+
+/// The config named by `--config`; else `config.toml`; else, when there is
+/// none, the config built from the environment (with its summary).
+fn load(path: Option<&Path>) -> Result<(Config, Option<Vec<String>>), ConfigError> {
+    let default = Path::new(DEFAULT_CONFIG);
+    match path {
+        Some(path) => Ok((Config::load(path)?, None)),
+        None if default.exists() => Ok((Config::load(default)?, None)),
+        None => {
+            let zero =
+                llm_router::config::zero::from_environment(&|name| std::env::var(name).ok())?;
+            Ok((zero.config, Some(zero.summary)))
+        }
+    }
+}
+
+fn serve(path: Option<&Path>, host: Option<String>, port: Option<u16>) -> ExitCode {
+    let (mut config, from_env) = match load(path) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
+    if let Some(summary) = &from_env {
+        tracing::info!("no {DEFAULT_CONFIG}: the config is built from the environment");
+        for line in summary {
+            tracing::info!("{line}");
+        }
+    }
     config.override_listen(host, port);
     for warning in config.warnings() {
         tracing::warn!("{warning}");
@@ -122,14 +155,20 @@ fn serve(path: &Path, host: Option<String>, port: Option<u16>) -> ExitCode {
     })
 }
 
-fn check(path: &Path) -> ExitCode {
-    let config = match Config::load(path) {
+fn check(path: Option<&Path>) -> ExitCode {
+    let (config, from_env) = match load(path) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
+    if let Some(summary) = &from_env {
+        println!("no {DEFAULT_CONFIG}: the config is built from the environment");
+        for line in summary {
+            println!("environment: {line}");
+        }
+    }
     let built = match llm_router::stack::build(&config) {
         Ok(b) => b,
         Err(e) => {
@@ -164,11 +203,16 @@ fn check(path: &Path) -> ExitCode {
             }
         };
         println!(
-            "backend {}: provider {}{} ({key})",
+            "backend {}: provider {}{} ({key}){}",
             b.name,
             b.provider,
             url.map(|u| format!(" at {u}"))
-                .unwrap_or_else(|| " (local)".into())
+                .unwrap_or_else(|| " (local)".into()),
+            if b.tools == llm_router::config::BackendTools::Xml {
+                ", tools emulated through XML"
+            } else {
+                ""
+            }
         );
     }
     for m in &config.models {
@@ -185,7 +229,16 @@ fn check(path: &Path) -> ExitCode {
                 )
             })
             .collect();
-        println!("model {} -> {}", m.name, targets.join(", "));
+        println!(
+            "model {}{} -> {}",
+            m.name,
+            if m.strip_prefix {
+                " (prefix removed upstream)"
+            } else {
+                ""
+            },
+            targets.join(", ")
+        );
     }
     let names =
         |v: &[llm_router::stack::LayerName]| v.iter().map(|l| l.as_str()).collect::<Vec<_>>();
@@ -209,6 +262,34 @@ fn check(path: &Path) -> ExitCode {
     for w in config.warnings() {
         println!("warning: {w}");
     }
+    ExitCode::SUCCESS
+}
+
+fn import_litellm(path: &Path) -> ExitCode {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {}: cannot read the file: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let imported = match llm_router::config::litellm::import(&text, path) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Validated as the config.toml it is meant to become, next to the YAML.
+    let target = path.with_file_name(DEFAULT_CONFIG);
+    if let Err(e) = imported.validate(&target) {
+        eprintln!("error: the imported config is not valid: {e}");
+        return ExitCode::FAILURE;
+    }
+    for w in &imported.warnings {
+        eprintln!("warning: {w}");
+    }
+    print!("{}", imported.toml);
     ExitCode::SUCCESS
 }
 

@@ -36,9 +36,11 @@ use tower::{Layer, Service};
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
 use crate::future::MaybeReady;
+use crate::layers::headers::HeaderRules;
 use crate::provider::Provider;
 use crate::request::LlmRequest;
 use crate::secret::Secret;
+use crate::translate::xml_tools::ToolMode;
 use crate::upstream::{ClientSettings, HttpClient};
 
 /// How a backend authenticates upstream.
@@ -63,6 +65,8 @@ pub struct Backend {
     first_byte_timeout: Duration,
     idle_timeout: Duration,
     client: HttpClient,
+    header_rules: HeaderRules,
+    tool_mode: ToolMode,
 }
 
 impl fmt::Debug for Backend {
@@ -97,6 +101,8 @@ impl Backend {
             provider,
             base_url: None,
             credential: Credential::None,
+            header_rules: HeaderRules::default(),
+            tool_mode: ToolMode::Native,
             timeout: Self::DEFAULT_TIMEOUT,
             connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
             first_byte_timeout: Self::DEFAULT_FIRST_BYTE_TIMEOUT,
@@ -145,6 +151,16 @@ impl Backend {
     pub fn client(&self) -> &HttpClient {
         &self.client
     }
+
+    /// This backend's header rules, applied after the global ones.
+    pub fn header_rules(&self) -> &HeaderRules {
+        &self.header_rules
+    }
+
+    /// How this backend handles tools (`tools = "native" | "xml"`).
+    pub fn tool_mode(&self) -> &ToolMode {
+        &self.tool_mode
+    }
 }
 
 /// Builder for [`Backend`]; see [`Backend::builder`].
@@ -154,6 +170,8 @@ pub struct BackendBuilder {
     provider: Arc<dyn Provider>,
     base_url: Option<String>,
     credential: Credential,
+    header_rules: HeaderRules,
+    tool_mode: ToolMode,
     timeout: Duration,
     connect_timeout: Duration,
     first_byte_timeout: Duration,
@@ -180,6 +198,20 @@ impl BackendBuilder {
     /// How to authenticate upstream.
     pub fn credential(mut self, credential: Credential) -> Self {
         self.credential = credential;
+        self
+    }
+
+    /// Header rules for this backend's requests, applied after the global
+    /// ones (see [`crate::layers::headers`]).
+    pub fn header_rules(mut self, rules: HeaderRules) -> Self {
+        self.header_rules = rules;
+        self
+    }
+
+    /// How the backend handles tools (default: natively). See
+    /// [`crate::translate::xml_tools`].
+    pub fn tool_mode(mut self, mode: ToolMode) -> Self {
+        self.tool_mode = mode;
         self
     }
 
@@ -267,6 +299,8 @@ impl BackendBuilder {
             provider: self.provider,
             base_url,
             credential: self.credential,
+            header_rules: self.header_rules,
+            tool_mode: self.tool_mode,
             timeout: self.timeout,
             first_byte_timeout: self.first_byte_timeout,
             idle_timeout: self.idle_timeout,
@@ -280,6 +314,9 @@ impl BackendBuilder {
 pub struct Target {
     backend: Arc<Backend>,
     model: Option<Arc<str>>,
+    /// Removed from the front of the client's model name when `model` is
+    /// `None` (set by [`ModelRoute::with_strip_prefix`]).
+    strip: Option<Arc<str>>,
     priority: u32,
     weight: u32,
 }
@@ -290,6 +327,7 @@ impl Target {
         Target {
             backend,
             model: model.filter(|m| *m != "*" && !m.is_empty()).map(Arc::from),
+            strip: None,
             priority: 1,
             weight: 1,
         }
@@ -317,9 +355,18 @@ impl Target {
         self.model.as_deref()
     }
 
-    /// The model name to send upstream for a client that asked for `requested`.
+    /// The model name to send upstream for a client that asked for `requested`:
+    /// the configured one, else the client's (minus the route's prefix when
+    /// the route strips it).
     pub fn upstream_model<'a>(&'a self, requested: &'a str) -> &'a str {
-        self.model.as_deref().unwrap_or(requested)
+        match (&self.model, &self.strip) {
+            (Some(model), _) => model,
+            (None, Some(prefix)) => requested
+                .strip_prefix(&**prefix)
+                .filter(|rest| !rest.is_empty())
+                .unwrap_or(requested),
+            (None, None) => requested,
+        }
     }
 
     /// The priority.
@@ -359,6 +406,19 @@ impl ModelRoute {
             targets,
             context_fallback: None,
         }
+    }
+
+    /// For a prefix pattern (`"cerebras/*"`): the targets that send the
+    /// client's model name send it without the prefix (`cerebras/llama-3.3-70b`
+    /// asks the backend for `llama-3.3-70b`). No effect on other names.
+    pub fn with_strip_prefix(mut self) -> Self {
+        if let Some(prefix) = pattern_prefix(&self.name) {
+            let prefix: Arc<str> = Arc::from(prefix);
+            for t in &mut self.targets {
+                t.strip = Some(prefix.clone());
+            }
+        }
+        self
     }
 
     /// The model tried when a target answers "context length exceeded".
@@ -437,10 +497,29 @@ fn random_u64() -> u64 {
     RandomState::new().build_hasher().finish()
 }
 
-/// Model name -> route, with an optional `"*"` catch-all.
+/// The prefix of a prefix-pattern model name (`"gpt-*"` -> `"gpt-"`): a name
+/// of at least two characters whose only `*` is its last. `None` for exact
+/// names and for the catch-all `"*"`.
+///
+/// ```
+/// use llm_router::routing::pattern_prefix;
+/// assert_eq!(pattern_prefix("gpt-*"), Some("gpt-"));
+/// assert_eq!(pattern_prefix("*"), None);
+/// assert_eq!(pattern_prefix("gpt-4o"), None);
+/// assert_eq!(pattern_prefix("g*t-*"), None);
+/// ```
+pub fn pattern_prefix(name: &str) -> Option<&str> {
+    let prefix = name.strip_suffix('*')?;
+    (!prefix.is_empty() && !prefix.contains('*')).then_some(prefix)
+}
+
+/// Model name -> route: exact names first, then prefix patterns (`"gpt-*"`,
+/// the longest matching prefix wins), then the optional `"*"` catch-all.
 #[derive(Clone, Debug, Default)]
 pub struct RouteTable {
     routes: HashMap<String, Arc<ModelRoute>>,
+    /// Prefix patterns with their prefix, longest prefix first.
+    prefixes: Vec<(String, Arc<ModelRoute>)>,
     wildcard: Option<Arc<ModelRoute>>,
     names: Vec<String>,
 }
@@ -453,6 +532,10 @@ impl RouteTable {
             let route = Arc::new(route);
             if route.name == "*" {
                 table.wildcard = Some(route);
+            } else if let Some(prefix) = pattern_prefix(&route.name) {
+                let prefix = prefix.to_string();
+                table.prefixes.retain(|(p, _)| *p != prefix);
+                table.prefixes.push((prefix, route));
             } else {
                 if !table.routes.contains_key(&route.name) {
                     table.names.push(route.name.clone());
@@ -460,24 +543,38 @@ impl RouteTable {
                 table.routes.insert(route.name.clone(), route);
             }
         }
+        // Longest prefix first; equal lengths keep the configuration order.
+        table
+            .prefixes
+            .sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
         table
     }
 
-    /// The route serving `model`: its own entry, else the `"*"` entry.
+    /// The route serving `model`: its own entry, else the prefix pattern with
+    /// the longest matching prefix, else the `"*"` entry.
     pub fn resolve(&self, model: &str) -> Option<&Arc<ModelRoute>> {
-        self.routes.get(model).or(self.wildcard.as_ref())
+        self.routes
+            .get(model)
+            .or_else(|| {
+                self.prefixes
+                    .iter()
+                    .find(|(prefix, _)| model.starts_with(prefix.as_str()))
+                    .map(|(_, route)| route)
+            })
+            .or(self.wildcard.as_ref())
     }
 
-    /// The listed model names (not `"*"`), in configuration order.
+    /// The listed model names (not the patterns, not `"*"`), in configuration order.
     pub fn models(&self) -> impl Iterator<Item = &str> {
         self.names.iter().map(String::as_str)
     }
 
-    /// Every route, the wildcard last.
+    /// Every route: exact names, prefix patterns (longest first), the wildcard last.
     pub fn routes(&self) -> impl Iterator<Item = &Arc<ModelRoute>> {
         self.names
             .iter()
             .filter_map(|n| self.routes.get(n))
+            .chain(self.prefixes.iter().map(|(_, route)| route))
             .chain(self.wildcard.iter())
     }
 }
@@ -623,6 +720,58 @@ mod tests {
         let t = Target::new(backend("x"), Some("gpt-4o"));
         assert_eq!(t.upstream_model("gpt-4"), "gpt-4o");
         assert_eq!(t.label(), "x/gpt-4o");
+    }
+
+    #[test]
+    fn exact_then_longest_prefix_then_wildcard() {
+        let b = backend("b");
+        let table = RouteTable::new(vec![
+            ModelRoute::new("*", vec![Target::new(b.clone(), None)]),
+            ModelRoute::new("gpt-*", vec![Target::new(b.clone(), None)]),
+            ModelRoute::new("gpt-4*", vec![Target::new(b.clone(), None)]),
+            ModelRoute::new("gpt-4o", vec![Target::new(b.clone(), None)]),
+        ]);
+        let name = |m: &str| table.resolve(m).map(|r| r.name().to_string());
+        assert_eq!(name("gpt-4o").as_deref(), Some("gpt-4o"));
+        assert_eq!(name("gpt-4o-mini").as_deref(), Some("gpt-4*"));
+        assert_eq!(name("gpt-3.5-turbo").as_deref(), Some("gpt-*"));
+        assert_eq!(name("gpt-").as_deref(), Some("gpt-*"));
+        assert_eq!(name("claude-3").as_deref(), Some("*"));
+        // Patterns are not model names: /v1/models lists exact names only.
+        assert_eq!(table.models().collect::<Vec<_>>(), ["gpt-4o"]);
+        let order: Vec<&str> = table.routes().map(|r| r.name()).collect();
+        assert_eq!(order, ["gpt-4o", "gpt-4*", "gpt-*", "*"]);
+
+        let no_wildcard = RouteTable::new(vec![ModelRoute::new(
+            "claude-*",
+            vec![Target::new(b, None)],
+        )]);
+        assert!(no_wildcard.resolve("gpt-4o").is_none());
+        assert!(no_wildcard.resolve("claude-").is_some());
+    }
+
+    #[test]
+    fn strip_prefix_applies_to_pass_through_targets_of_patterns() {
+        let route = ModelRoute::new(
+            "cerebras/*",
+            vec![
+                Target::new(backend("c"), None),
+                Target::new(backend("d"), Some("fixed")),
+            ],
+        )
+        .with_strip_prefix();
+        let t = &route.targets()[0];
+        assert_eq!(t.upstream_model("cerebras/llama-3.3-70b"), "llama-3.3-70b");
+        assert_eq!(
+            t.upstream_model("cerebras/meta-llama/Llama-3"),
+            "meta-llama/Llama-3"
+        );
+        // Nothing after the prefix: the name is sent as it is.
+        assert_eq!(t.upstream_model("cerebras/"), "cerebras/");
+        assert_eq!(route.targets()[1].upstream_model("cerebras/x"), "fixed");
+        // No effect on an exact name.
+        let exact = ModelRoute::new("m", vec![Target::new(backend("e"), None)]).with_strip_prefix();
+        assert_eq!(exact.targets()[0].upstream_model("m"), "m");
     }
 
     #[test]

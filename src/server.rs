@@ -63,6 +63,7 @@ pub struct Server {
     app: App,
     tls: Option<TlsAcceptor>,
     grace: Duration,
+    hangup: Hangup,
 }
 
 impl std::fmt::Debug for Server {
@@ -106,6 +107,7 @@ impl Server {
             app,
             tls,
             grace,
+            hangup: Hangup::install(),
         }
     }
 
@@ -128,6 +130,7 @@ impl Server {
             app,
             tls,
             grace,
+            mut hangup,
         } = self;
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
@@ -162,6 +165,16 @@ impl Server {
                         serve_connection(stream, peer, app, tls, builder, watcher).await;
                     });
                 }
+                () = hangup.recv() => match app.reload_keys() {
+                    None => tracing::info!("SIGHUP received: no auth keys to reload"),
+                    Some(Ok(report)) => tracing::info!(
+                        client_keys = report.client_keys,
+                        admin_keys = report.admin_keys,
+                        "SIGHUP received: auth keys reloaded"
+                    ),
+                    // Already logged with its reason.
+                    Some(Err(_)) => {}
+                },
                 () = &mut shutdown => break,
             }
         }
@@ -172,6 +185,45 @@ impl Server {
             () = tokio::time::sleep(grace) => tracing::warn!("grace period over, closing remaining connections"),
         }
         Ok(())
+    }
+}
+
+/// SIGHUP: re-read the auth keys without a restart. The handler is
+/// installed when the server is built (in a runtime), so a signal sent as
+/// soon as the address is announced is not lost, and never ends the process.
+struct Hangup {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangup {
+    fn install() -> Hangup {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let signal = if tokio::runtime::Handle::try_current().is_ok() {
+                signal(SignalKind::hangup())
+                    .map_err(|e| tracing::warn!(error = %e, "cannot install the SIGHUP handler"))
+                    .ok()
+            } else {
+                None
+            };
+            Hangup { signal }
+        }
+        #[cfg(not(unix))]
+        Hangup {}
+    }
+
+    /// Resolves at each SIGHUP; never without a handler.
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some(signal) = &mut self.signal {
+            if signal.recv().await.is_some() {
+                return;
+            }
+            self.signal = None;
+        }
+        std::future::pending::<()>().await
     }
 }
 

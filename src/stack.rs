@@ -33,8 +33,11 @@ use tower::Layer;
 use crate::body::ProxyBody;
 use crate::config::{ApiKeySetting, Config, ConfigError};
 use crate::error::ProxyError;
+use crate::layers::auth::{AuthLayer, KeyStore};
 use crate::layers::circuit_breaker::{Breakers, CircuitBreakerLayer};
+use crate::layers::cors::CorsLayer;
 use crate::layers::failover::{Cooldowns, FailoverLayer};
+use crate::layers::headers::HeadersLayer;
 use crate::layers::rate_limit::{BackendLimits, ClientLimits, RateLimitLayer, WindowLimiter};
 use crate::layers::retry::RetryLayer;
 use crate::routing::{Backend, Credential, ModelRoute, RouteLayer, RouteTable, Target};
@@ -127,9 +130,15 @@ impl LayerName {
         matches!(
             self,
             LayerName::RateLimit
+                | LayerName::Metrics
                 | LayerName::Failover
                 | LayerName::CircuitBreaker
                 | LayerName::Retry
+                | LayerName::Auth
+                | LayerName::Headers
+                | LayerName::Cors
+                | LayerName::Pii
+                | LayerName::Transform
         )
     }
 
@@ -157,6 +166,11 @@ pub struct RouterState {
     pub client_limits: Arc<ClientLimits>,
     /// Per-backend limits.
     pub backend_limits: Arc<BackendLimits>,
+    /// Client and admin keys, when `auth` is in the order (the admin
+    /// endpoints are open without it).
+    pub auth: Option<Arc<KeyStore>>,
+    /// Prometheus metrics.
+    pub metrics: Arc<crate::layers::metrics::Metrics>,
 }
 
 impl Default for RouterState {
@@ -167,6 +181,8 @@ impl Default for RouterState {
             cooldowns: Arc::new(Cooldowns::default()),
             client_limits: Arc::new(ClientLimits::new(Default::default())),
             backend_limits: Arc::new(BackendLimits::default()),
+            auth: None,
+            metrics: Arc::new(crate::layers::metrics::Metrics::new()),
         }
     }
 }
@@ -188,6 +204,11 @@ impl RouterState {
             cooldowns: Arc::new(Cooldowns::default()),
             client_limits: Arc::new(ClientLimits::new(config.rate_limit.clone())),
             backend_limits: Arc::new(backend_limits),
+            metrics: Arc::new(crate::layers::metrics::Metrics::new()),
+            auth: config
+                .stack
+                .contains(&LayerName::Auth)
+                .then(|| Arc::new(KeyStore::new(config.auth.clone()))),
         }
     }
 }
@@ -205,6 +226,9 @@ pub struct Built {
     pub inner: Vec<LayerName>,
     /// The shared state of the layers.
     pub state: RouterState,
+    /// CORS, when `cors` is in the order: it wraps the whole app (endpoints
+    /// included), not the LLM stack, since preflights never reach the stack.
+    pub cors: Option<CorsLayer>,
 }
 
 impl Built {
@@ -217,6 +241,7 @@ impl Built {
             outer: Vec::new(),
             inner: Vec::new(),
             state: RouterState::default(),
+            cors: None,
         }
     }
 }
@@ -248,6 +273,8 @@ pub fn route_table(config: &Config) -> Result<RouteTable, ConfigError> {
             .first_byte_timeout(b.first_byte_timeout)
             .idle_timeout(b.idle_timeout)
             .tls_verify(b.tls_verify)
+            .header_rules(b.headers.clone())
+            .tool_mode(config.tools.mode(b.tools))
             .credential(match &b.api_key {
                 None => Credential::None,
                 Some(ApiKeySetting::Passthrough) => Credential::Passthrough,
@@ -281,6 +308,9 @@ pub fn route_table(config: &Config) -> Result<RouteTable, ConfigError> {
             );
         }
         let mut route = ModelRoute::new(m.name.clone(), targets);
+        if m.strip_prefix {
+            route = route.with_strip_prefix();
+        }
         if let Some(fallback) = &m.context_fallback {
             route = route.with_context_fallback(fallback.clone());
         }
@@ -296,9 +326,13 @@ pub fn build(config: &Config) -> Result<Built, ConfigError> {
 
 /// Build the whole stack of a config around existing state (so circuits,
 /// cooldowns and limits carry over a reload).
-pub fn build_with_state(config: &Config, state: RouterState) -> Result<Built, ConfigError> {
+pub fn build_with_state(config: &Config, mut state: RouterState) -> Result<Built, ConfigError> {
     let routes = Arc::new(route_table(config)?);
     let order = &config.stack;
+    // The key store is shared by the `auth` layer and the admin endpoints.
+    if order.contains(&LayerName::Auth) && state.auth.is_none() {
+        state.auth = Some(Arc::new(KeyStore::new(config.auth.clone())));
+    }
     let split = order
         .iter()
         .position(|l| *l == LayerName::Failover)
@@ -331,12 +365,24 @@ pub fn build_with_state(config: &Config, state: RouterState) -> Result<Built, Co
     for layer in outer.iter().rev() {
         service = apply(*layer, service, config, &state)?;
     }
+    let cors = if order.contains(&LayerName::Cors) {
+        let policy = config.cors.clone().unwrap_or_default();
+        Some(CorsLayer::new(&policy).map_err(|e| ConfigError {
+            file: config.path.display().to_string(),
+            line: None,
+            key: Some("cors".into()),
+            message: e.to_string(),
+        })?)
+    } else {
+        None
+    };
     Ok(Built {
         service,
         routes,
         outer,
         inner,
         state,
+        cors,
     })
 }
 
@@ -348,6 +394,9 @@ fn apply(
     state: &RouterState,
 ) -> Result<LlmService, ConfigError> {
     Ok(match layer {
+        LayerName::Metrics => BoxCloneSyncService::new(
+            crate::layers::metrics::MetricsLayer::new(state.metrics.clone()).layer(service),
+        ),
         LayerName::RateLimit => BoxCloneSyncService::new(
             RateLimitLayer::new(state.client_limits.clone()).layer(service),
         ),
@@ -357,6 +406,27 @@ fn apply(
         LayerName::Retry => {
             BoxCloneSyncService::new(RetryLayer::new(config.retry.clone()).layer(service))
         }
+        LayerName::Auth => {
+            // `build_with_state` makes sure the state has the keys.
+            let keys = state
+                .auth
+                .clone()
+                .unwrap_or_else(|| Arc::new(KeyStore::new(config.auth.clone())));
+            BoxCloneSyncService::new(AuthLayer::new(keys).layer(service))
+        }
+        LayerName::Headers => {
+            BoxCloneSyncService::new(HeadersLayer::new(config.headers.clone()).layer(service))
+        }
+        // CORS wraps the whole app (see `Built::cors`), not the LLM stack.
+        LayerName::Cors => service,
+        LayerName::Pii => BoxCloneSyncService::new(
+            crate::layers::pii::PiiLayer::new(config.pii.clone().unwrap_or_default())
+                .layer(service),
+        ),
+        LayerName::Transform => BoxCloneSyncService::new(
+            crate::layers::transform::TransformLayer::new(config.transforms.iter().cloned())
+                .layer(service),
+        ),
         // Validation refuses names whose layer is not built, so this is only
         // reached through a bug.
         other => {

@@ -56,9 +56,10 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use tower::Service;
 
 use crate::body::ProxyBody;
+use crate::classify::{error_kind, AttemptLog, AttemptRecord, Outcome};
 use crate::error::ProxyError;
 use crate::guard::{GuardConfig, StreamFailure, StreamGuard};
-use crate::provider::{Call, Outbound};
+use crate::provider::{Call, ClientCredential, Outbound};
 use crate::request::LlmRequest;
 use crate::routing::Target;
 use crate::timing::Waited;
@@ -248,21 +249,50 @@ impl<B> Service<Request<B>> for Upstream {
                 "the request reached the upstream without a parsed body or a target".into(),
             ))));
         };
-        let headers = parts.headers;
+        // The backend's header rules, after the global ones (the `headers` layer).
+        let mut headers = parts.headers;
+        target.backend().header_rules().apply(&mut headers);
+        let credential = parts
+            .extensions
+            .get::<ClientCredential>()
+            .map(|c| c.0.clone());
         let provider = target.backend().provider().clone();
         let call = Call {
             request: &llm,
             target: &target,
             headers: &headers,
+            client_credential: credential.as_ref(),
         };
         let outbound = provider.prepare(&call);
+        let native = provider.answer_format(&call) == llm.format();
         let strip_usage = parts.extensions.get::<UsageRequestedByProxy>().is_some();
         let waited = parts.extensions.get::<Waited>().cloned();
+        let attempts = parts.extensions.get::<AttemptLog>().cloned();
         Box::pin(async move {
             let started = Instant::now();
-            let result = send(outbound, &llm, &target, &provider, &headers, strip_usage).await;
+            let result = send(
+                outbound,
+                &llm,
+                &target,
+                &provider,
+                &headers,
+                strip_usage,
+                native,
+            )
+            .await;
+            let elapsed = started.elapsed();
             if let Some(waited) = waited {
-                waited.add(started.elapsed());
+                waited.add(elapsed);
+            }
+            if let Some(attempts) = attempts {
+                attempts.push(AttemptRecord {
+                    backend: target.backend().name().to_string(),
+                    model: target.upstream_model(llm.model()).to_string(),
+                    outcome: Outcome::of(&result),
+                    status: result.as_ref().ok().map(|r| r.status().as_u16()),
+                    error_kind: error_kind(&result),
+                    elapsed,
+                });
             }
             result
         })
@@ -278,6 +308,7 @@ async fn send(
     provider: &Arc<dyn crate::provider::Provider>,
     headers: &http::HeaderMap,
     strip_usage: bool,
+    native: bool,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let backend = target.backend();
     let started = Instant::now();
@@ -309,9 +340,30 @@ async fn send(
                 request: llm,
                 target,
                 headers,
+                client_credential: None,
             };
             provider.respond(&call, response.map(ProxyBody::new))
         }
+    };
+    // XML tool emulation reads tool calls out of the pivot answer's text.
+    let pivot_call = Call {
+        request: llm,
+        target,
+        headers,
+        client_credential: None,
+    };
+    let response = if backend.tool_mode().is_xml()
+        && provider.answer_format(&pivot_call) == crate::request::ClientFormat::OpenAi
+    {
+        crate::translate::xml_tools::answer(response, llm)
+    } else {
+        response
+    };
+    // Local answers too: the mock answers in the pivot format.
+    let response = if native {
+        response
+    } else {
+        crate::translate::answer_to_client(llm.format(), response)
     };
     finish(response, llm, target, strip_usage, first_content_by).await
 }
@@ -360,7 +412,11 @@ async fn finish(
     }
     Ok(Response::from_parts(
         parts,
-        ProxyBody::new(UsageTap::new(body, slot, USAGE_TAP_CAP)),
+        ProxyBody::new(UsageTap::new(
+            crate::body::IdleTimeout::new(body, backend.idle_timeout()),
+            slot,
+            USAGE_TAP_CAP,
+        )),
     ))
 }
 

@@ -10,8 +10,21 @@
 //! use llm_router::usage::{Usage, UsageSlot};
 //!
 //! let slot = UsageSlot::default();
-//! slot.set(Usage { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 });
+//! slot.set(Usage { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5, cached_tokens: 0 });
 //! assert_eq!(slot.get().unwrap().total_tokens, 5);
+//! ```
+//!
+//! Usage is normalized to OpenAI's terms whatever the dialect: Anthropic's
+//! `input_tokens` exclude cached tokens, so `prompt_tokens` is
+//! `input_tokens + cache_read_input_tokens + cache_creation_input_tokens`,
+//! and `cached_tokens` is OpenAI's `prompt_tokens_details.cached_tokens` or
+//! Anthropic's `cache_read_input_tokens`.
+//!
+//! ```
+//! use llm_router::usage::usage_of_json;
+//!
+//! let u = usage_of_json(br#"{"usage":{"input_tokens":10,"output_tokens":5,"cache_read_input_tokens":90}}"#).unwrap();
+//! assert_eq!((u.prompt_tokens, u.completion_tokens, u.cached_tokens, u.total()), (100, 5, 90, 105));
 //! ```
 
 use std::pin::Pin;
@@ -24,18 +37,126 @@ use serde::Deserialize;
 
 use crate::body::BoxError;
 
-/// Tokens in and out, normalized across providers.
+/// Tokens in and out, normalized across providers (see the [module docs](self)).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(from = "RawUsage")]
 pub struct Usage {
-    /// Tokens of the prompt.
-    #[serde(default, alias = "input_tokens")]
+    /// Tokens of the prompt, cached ones included.
     pub prompt_tokens: u64,
     /// Tokens of the answer.
-    #[serde(default, alias = "output_tokens")]
     pub completion_tokens: u64,
-    /// Their sum.
-    #[serde(default)]
+    /// Their sum (0 when the upstream left it out; see [`Usage::total`]).
     pub total_tokens: u64,
+    /// Prompt tokens read from the provider's prompt cache.
+    #[serde(default)]
+    pub cached_tokens: u64,
+}
+
+/// Every usage field of the dialects, as received.
+#[derive(Deserialize)]
+struct RawUsage {
+    #[serde(default)]
+    prompt_tokens: Option<u64>,
+    #[serde(default)]
+    completion_tokens: Option<u64>,
+    #[serde(default)]
+    total_tokens: Option<u64>,
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+    #[serde(default)]
+    prompt_tokens_details: Option<PromptDetails>,
+    #[serde(flatten)]
+    anthropic: AnthropicUsage,
+}
+
+#[derive(Deserialize)]
+struct PromptDetails {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+}
+
+impl From<RawUsage> for Usage {
+    fn from(raw: RawUsage) -> Usage {
+        let anthropic = raw.anthropic.usage();
+        let cached = raw
+            .prompt_tokens_details
+            .and_then(|d| d.cached_tokens)
+            .or(raw.cached_tokens);
+        Usage {
+            prompt_tokens: raw.prompt_tokens.unwrap_or(anthropic.prompt_tokens),
+            completion_tokens: raw.completion_tokens.unwrap_or(anthropic.completion_tokens),
+            total_tokens: raw.total_tokens.unwrap_or(0),
+            cached_tokens: cached.unwrap_or(anthropic.cached_tokens),
+        }
+    }
+}
+
+/// Anthropic's usage fields. A stream sends them in pieces — the input in
+/// `message_start`, the output (and sometimes the final input) in
+/// `message_delta` — and [`merge`](AnthropicUsage::merge) puts them together.
+///
+/// ```
+/// use llm_router::usage::AnthropicUsage;
+///
+/// let mut u: AnthropicUsage = serde_json::from_str(r#"{"input_tokens":7,"output_tokens":1}"#).unwrap();
+/// u.merge(&serde_json::from_str(r#"{"output_tokens":20}"#).unwrap());
+/// assert_eq!(u.usage().prompt_tokens, 7);
+/// assert_eq!(u.usage().completion_tokens, 20);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct AnthropicUsage {
+    /// Uncached input tokens.
+    #[serde(default)]
+    pub input_tokens: Option<u64>,
+    /// Output tokens (cumulative in a stream).
+    #[serde(default)]
+    pub output_tokens: Option<u64>,
+    /// Input tokens read from the cache.
+    #[serde(default)]
+    pub cache_read_input_tokens: Option<u64>,
+    /// Input tokens written to the cache.
+    #[serde(default)]
+    pub cache_creation_input_tokens: Option<u64>,
+}
+
+impl AnthropicUsage {
+    /// Take the fields a later event carries (a zero never hides a count
+    /// already seen, except for the output, which only grows).
+    pub fn merge(&mut self, later: &AnthropicUsage) {
+        fn take(mine: &mut Option<u64>, later: Option<u64>) {
+            if let Some(n) = later {
+                if n > 0 || mine.is_none() {
+                    *mine = Some(n);
+                }
+            }
+        }
+        take(&mut self.input_tokens, later.input_tokens);
+        take(
+            &mut self.cache_read_input_tokens,
+            later.cache_read_input_tokens,
+        );
+        take(
+            &mut self.cache_creation_input_tokens,
+            later.cache_creation_input_tokens,
+        );
+        if later.output_tokens.is_some() {
+            self.output_tokens = later.output_tokens;
+        }
+    }
+
+    /// In OpenAI's terms.
+    pub fn usage(&self) -> Usage {
+        let cached = self.cache_read_input_tokens.unwrap_or(0);
+        let prompt =
+            self.input_tokens.unwrap_or(0) + cached + self.cache_creation_input_tokens.unwrap_or(0);
+        let completion = self.output_tokens.unwrap_or(0);
+        Usage {
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            total_tokens: prompt + completion,
+            cached_tokens: cached,
+        }
+    }
 }
 
 impl Usage {
@@ -103,6 +224,16 @@ impl<B> UsageTap<B> {
     }
 }
 
+impl<B> UsageTap<B> {
+    fn settle(&mut self) {
+        if let Some(buf) = self.buf.take() {
+            if let Some(usage) = usage_of_json(&buf) {
+                self.slot.set(usage);
+            }
+        }
+    }
+}
+
 impl<B> Body for UsageTap<B>
 where
     B: Body<Data = Bytes> + Unpin,
@@ -125,6 +256,11 @@ where
                         this.buf = None;
                     }
                 }
+                // hyper stops polling once the body says it has ended, so
+                // the last frame is where the usage is read.
+                if this.inner.is_end_stream() {
+                    this.settle();
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
@@ -132,11 +268,7 @@ where
                 Poll::Ready(Some(Err(e.into())))
             }
             Poll::Ready(None) => {
-                if let Some(buf) = this.buf.take() {
-                    if let Some(usage) = usage_of_json(&buf) {
-                        this.slot.set(usage);
-                    }
-                }
+                this.settle();
                 Poll::Ready(None)
             }
             Poll::Pending => Poll::Pending,
@@ -173,5 +305,41 @@ mod tests {
     fn anthropic_names() {
         let u = usage_of_json(br#"{"usage":{"input_tokens":3,"output_tokens":4}}"#).unwrap();
         assert_eq!(u.total(), 7);
+    }
+
+    #[test]
+    fn cached_tokens_both_dialects() {
+        let u = usage_of_json(
+            br#"{"usage":{"prompt_tokens":100,"completion_tokens":5,"total_tokens":105,"prompt_tokens_details":{"cached_tokens":64,"audio_tokens":0}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (u.prompt_tokens, u.cached_tokens, u.total()),
+            (100, 64, 105)
+        );
+        let u = usage_of_json(
+            br#"{"usage":{"input_tokens":10,"output_tokens":5,"cache_creation_input_tokens":20,"cache_read_input_tokens":30}}"#,
+        )
+        .unwrap();
+        assert_eq!((u.prompt_tokens, u.cached_tokens, u.total()), (60, 30, 65));
+        // The serialized form reads back the same.
+        let again: Usage = serde_json::from_value(serde_json::to_value(u).unwrap()).unwrap();
+        assert_eq!(again, u);
+    }
+
+    #[test]
+    fn anthropic_stream_pieces_merge() {
+        let mut u = AnthropicUsage::default();
+        for piece in [
+            r#"{"input_tokens":472,"output_tokens":2,"cache_creation_input_tokens":0,"cache_read_input_tokens":0}"#,
+            r#"{"output_tokens":89,"cache_read_input_tokens":128}"#,
+        ] {
+            u.merge(&serde_json::from_str(piece).unwrap());
+        }
+        let n = u.usage();
+        assert_eq!(
+            (n.prompt_tokens, n.completion_tokens, n.cached_tokens),
+            (600, 89, 128)
+        );
     }
 }

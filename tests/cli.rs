@@ -768,15 +768,15 @@ fn unknown_provider() {
 }
 
 #[test]
-fn provider_reserved_for_later() {
-    let m = expect_error(
+fn provider_anthropic_is_available() {
+    // Every provider the config names is built now; `anthropic` needs no key
+    // to pass `check` (its base URL has a default).
+    let out = expect_valid(
         "provider-anthropic",
         &MIN.replace("\"mock\"", "\"anthropic\""),
-        3,
-        "backends[0].provider",
-        &["provider `anthropic`", "not available"],
+        &[],
     );
-    assert!(!m.contains("unknown"), "{m}");
+    assert!(out.contains("anthropic"), "{out}");
 }
 
 #[test]
@@ -853,9 +853,9 @@ fn duplicated_layer_in_stack_order() {
 fn layer_not_built_yet() {
     stack_error(
         "layer-later",
-        "[\"auth\"]",
+        "[\"log\"]",
         "stack.order[0]",
-        &["layer `auth`", "not available in this version", "remove it"],
+        &["layer `log`", "not available in this version", "remove it"],
     );
 }
 
@@ -872,47 +872,49 @@ fn stack_order_of_the_wrong_type() {
 #[test]
 fn section_of_a_later_layer() {
     let m = expect_error(
-        "section-auth",
-        &format!("{MIN}\n[auth]\nkeys = [\"k\"]\n"),
+        "section-log",
+        &format!("{MIN}\n[log]\ndir = \"logs\"\n"),
         9,
-        "auth",
+        "log",
         &[
-            "[auth]",
+            "[log]",
             "not available in this version",
             "remove the section",
         ],
     );
     assert!(!m.contains("unknown"), "{m}");
     expect_error(
-        "section-transforms",
-        &format!("{MIN}\n[[transforms]]\nname = \"x\"\n"),
+        "section-state",
+        &format!("{MIN}\n[state]\nstore = \"memory\"\n"),
         9,
-        "transforms",
-        &["[transforms]", "not available in this version"],
+        "state",
+        &["[state]", "not available in this version"],
     );
 }
 
 #[test]
-fn backend_options_of_later_versions() {
-    expect_error(
-        "backend-headers",
-        &MIN.replace(
-            "provider = \"mock\"",
-            "provider = \"mock\"\nheaders = { force = { \"x-team\" = \"a\" } }",
+fn backend_tools_setting() {
+    let out = expect_valid(
+        "backend-tools-xml",
+        &format!(
+            "{}\n[tools]\nxml_prompt_template = \"Tools: {{tools}}\"\n",
+            MIN.replace(
+                "provider = \"mock\"",
+                "provider = \"mock\"\ntools = \"xml\"",
+            )
         ),
-        4,
-        "backends[0].headers",
-        &["not available in this version"],
+        &[],
     );
+    assert!(out.contains(", tools emulated through XML"), "{out}");
     expect_error(
         "backend-tools",
         &MIN.replace(
             "provider = \"mock\"",
-            "provider = \"mock\"\ntools = \"xml\"",
+            "provider = \"mock\"\ntools = \"json\"",
         ),
         4,
         "backends[0].tools",
-        &["not available in this version"],
+        &["must be \"native\" or \"xml\"", "\"json\""],
     );
 }
 

@@ -15,9 +15,16 @@
 //! ```
 
 mod env;
+mod generated;
+pub mod litellm;
+mod policy;
 mod resilience;
+mod tools;
+mod transforms;
+pub mod zero;
 
 pub use resilience::BackendLimit;
+pub use tools::{BackendTools, ToolsConfig};
 
 use std::collections::HashSet;
 use std::fmt;
@@ -81,6 +88,23 @@ pub struct Config {
     pub failover: crate::layers::failover::FailoverPolicy,
     /// `[rate_limit]` (the contract's defaults when absent).
     pub rate_limit: crate::layers::rate_limit::RateLimitPolicy,
+    /// `[auth]`: every key found (config, `AUTH_KEY*`, keys file); empty
+    /// when auth is off.
+    pub auth: crate::layers::auth::AuthPolicy,
+    /// `[headers]` (no rules when absent).
+    pub headers: crate::layers::headers::HeaderRules,
+    /// `[cors]` (`None` when absent: the defaults apply when `cors` is in the order).
+    pub cors: Option<crate::layers::cors::CorsPolicy>,
+    /// `[tools]` (the built-in XML prompt when absent).
+    pub tools: ToolsConfig,
+    /// `[[transforms]]`, enabled ones, in order.
+    pub transforms: Vec<crate::layers::transform::TransformRule>,
+    /// `[pii]` (`None` when absent: `PiiPolicy::default()` applies when `pii`
+    /// is in the order).
+    pub pii: Option<crate::layers::pii::PiiPolicy>,
+    /// Warnings from turning another format into this config (a LiteLLM
+    /// `config.yaml`: its keys with no equivalent); part of [`Config::warnings`].
+    pub source_warnings: Vec<String>,
 }
 
 /// `[server]`.
@@ -172,13 +196,21 @@ pub struct BackendConfig {
     pub tls_verify: bool,
     /// The backend's own request limit.
     pub rate_limit: Option<BackendLimit>,
+    /// The backend's own header rules, applied after `[headers]`.
+    pub headers: crate::layers::headers::HeaderRules,
+    /// `tools = "native" | "xml"`.
+    pub tools: BackendTools,
 }
 
 /// One `[[models]]` entry.
 #[derive(Debug, Clone)]
 pub struct ModelConfig {
-    /// The name clients send (`"*"` = any other name).
+    /// The name clients send: exact, a prefix pattern ending in `*`
+    /// (`"gpt-*"`), or `"*"` for any other name.
     pub name: String,
+    /// `strip_prefix = true` (prefix patterns only): targets without a fixed
+    /// model get the client's name minus the pattern's prefix.
+    pub strip_prefix: bool,
     /// Where its requests go.
     pub targets: Vec<TargetConfig>,
     /// Model tried after "context length exceeded".
@@ -216,13 +248,14 @@ struct RawConfig {
     circuit_breaker: Option<resilience::RawBreaker>,
     failover: Option<resilience::RawFailover>,
     rate_limit: Option<resilience::RawRateLimit>,
-    auth: Option<toml::Value>,
-    headers: Option<toml::Value>,
-    transforms: Option<toml::Value>,
-    pii: Option<toml::Value>,
+    auth: Option<policy::RawAuth>,
+    headers: Option<policy::RawHeaders>,
+    #[serde(default)]
+    transforms: Vec<transforms::RawTransform>,
+    pii: Option<transforms::RawPii>,
     log: Option<toml::Value>,
-    tools: Option<toml::Value>,
-    cors: Option<toml::Value>,
+    tools: Option<tools::RawTools>,
+    cors: Option<policy::RawCors>,
     state: Option<toml::Value>,
 }
 
@@ -256,13 +289,14 @@ struct RawBackend {
     tls_verify: Option<bool>,
     tools: Option<Spanned<String>>,
     rate_limit: Option<Spanned<resilience::RawBackendLimit>>,
-    headers: Option<Spanned<toml::Value>>,
+    headers: Option<policy::RawHeaders>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawModel {
     name: Spanned<String>,
+    strip_prefix: Option<Spanned<bool>>,
     targets: Spanned<Vec<RawTarget>>,
     context_fallback: Option<Spanned<String>>,
 }
@@ -504,32 +538,16 @@ impl Loader<'_> {
             Some(k) if k == "passthrough" => Some(ApiKeySetting::Passthrough),
             Some(k) => Some(ApiKeySetting::Key(k)),
         };
-        if let Some(tools) = &raw.tools {
-            match tools.get_ref().as_str() {
-                "native" => {}
-                "xml" => {
-                    return Err(self.err(Some(tools.span()), key("tools"),
-                        "tools = \"xml\" (XML tool-call emulation) is not available in this version of llm-router yet"))
-                }
-                other => {
-                    return Err(self.err(Some(tools.span()), key("tools"), format!(
-                        "must be \"native\" or \"xml\", not \"{other}\""
-                    )))
-                }
-            }
-        }
+        let tools = self.backend_tools(i, &raw.tools)?;
         let rate_limit = raw
             .rate_limit
             .as_ref()
             .map(|r| self.backend_limit(i, r))
             .transpose()?;
-        if let Some(v) = &raw.headers {
-            return Err(self.err(
-                Some(v.span()),
-                key("headers"),
-                "per-backend header rules are not available in this version of llm-router yet",
-            ));
-        }
+        let headers = match &raw.headers {
+            Some(h) => self.header_rules(h, &key("headers"))?,
+            None => Default::default(),
+        };
         Ok(BackendConfig {
             name,
             provider: provider.to_string(),
@@ -557,6 +575,8 @@ impl Loader<'_> {
             )?,
             tls_verify: raw.tls_verify.unwrap_or(true),
             rate_limit,
+            headers,
+            tools,
         })
     }
 
@@ -573,6 +593,23 @@ impl Loader<'_> {
                 format!("models[{i}].name"),
                 "must not be empty",
             ));
+        }
+        if name.contains('*') && name != "*" && crate::routing::pattern_prefix(&name).is_none() {
+            return Err(self.err(
+                Some(raw.name.span()),
+                format!("models[{i}].name"),
+                format!("`{name}`: `*` may only end a name, as a prefix pattern like \"gpt-*\", or be the whole name \"*\""),
+            ));
+        }
+        let strip_prefix = raw.strip_prefix.as_ref().is_some_and(|s| *s.get_ref());
+        if let Some(s) = raw.strip_prefix.as_ref().filter(|s| *s.get_ref()) {
+            if crate::routing::pattern_prefix(&name).is_none() {
+                return Err(self.err(
+                    Some(s.span()),
+                    format!("models[{i}].strip_prefix"),
+                    format!("model `{name}` is not a prefix pattern; strip_prefix needs a name like \"cerebras/*\""),
+                ));
+            }
         }
         if raw.targets.get_ref().is_empty() {
             return Err(self.err(
@@ -630,23 +667,18 @@ impl Loader<'_> {
         }
         Ok(ModelConfig {
             name,
+            strip_prefix,
             targets,
             context_fallback: raw.context_fallback.as_ref().map(|c| c.get_ref().clone()),
         })
     }
 
     fn reserved(&self, raw: &RawConfig) -> Result<(), ConfigError> {
-        let sections: [(&str, &Option<toml::Value>, &str); 8] = [
-            ("auth", &raw.auth, "the auth layer"),
-            ("headers", &raw.headers, "the header rules layer"),
-            ("transforms", &raw.transforms, "the transform layer"),
-            ("pii", &raw.pii, "the PII layer"),
+        let sections: &[(&str, &Option<toml::Value>, &str)] = &[
             ("log", &raw.log, "the log layer"),
-            ("tools", &raw.tools, "XML tool-call emulation"),
-            ("cors", &raw.cors, "the CORS layer"),
             ("state", &raw.state, "shared state stores"),
         ];
-        for (name, value, what) in sections {
+        for &(name, value, what) in sections {
             if value.is_some() {
                 return Err(ConfigError {
                     file: self.file.clone(),
@@ -663,7 +695,9 @@ impl Loader<'_> {
 }
 
 impl Config {
-    /// Read and validate a config file, with the process environment.
+    /// Read and validate a config file, with the process environment. A
+    /// LiteLLM proxy config (`.yaml`/`.yml`, or a file with a top-level
+    /// `model_list:`) is imported first (see [`litellm`]).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: path.display().to_string(),
@@ -678,7 +712,11 @@ impl Config {
                 format!("cannot read the config file: {e}")
             },
         })?;
-        Config::parse(&text, path, &|name| std::env::var(name).ok())
+        let env = |name: &str| std::env::var(name).ok();
+        if litellm::is_litellm(path, &text) {
+            return litellm::load(&text, path, &env);
+        }
+        Config::parse(&text, path, &env)
     }
 
     /// Validate config text read from `path`, with `env` as the environment.
@@ -729,11 +767,20 @@ impl Config {
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let mut server = loader.server(raw.server, &dir)?;
         apply_server_env(&mut server, env)?;
-        let (stack, stack_explicit) = loader.stack(raw.stack)?;
+        let (mut stack, stack_explicit) = loader.stack(raw.stack)?;
         let retry = loader.retry(raw.retry)?;
         let circuit_breaker = loader.circuit_breaker(raw.circuit_breaker)?;
         let failover = loader.failover(raw.failover)?;
         let rate_limit = loader.rate_limit(raw.rate_limit)?;
+        let auth = loader.auth(raw.auth.as_ref(), &dir, &mut stack, stack_explicit)?;
+        let headers = match &raw.headers {
+            Some(h) => loader.header_rules(h, "headers")?,
+            None => Default::default(),
+        };
+        let cors = loader.cors(raw.cors.as_ref())?;
+        let tools = loader.tools(raw.tools.as_ref())?;
+        let transforms = loader.transforms(&raw.transforms, &mut stack, stack_explicit)?;
+        let pii = loader.pii(raw.pii.as_ref(), &mut stack, stack_explicit)?;
 
         let mut backends: Vec<BackendConfig> = Vec::new();
         for (i, rb) in raw.backends.iter().enumerate() {
@@ -813,6 +860,13 @@ impl Config {
             circuit_breaker,
             failover,
             rate_limit,
+            auth,
+            headers,
+            cors,
+            tools,
+            transforms,
+            pii,
+            source_warnings: Vec::new(),
         })
     }
 
@@ -831,13 +885,30 @@ impl Config {
 
     /// Things that are valid but probably not what was meant.
     pub fn warnings(&self) -> Vec<String> {
-        let mut out = Vec::new();
+        let mut out = self.source_warnings.clone();
         if !self.stack.contains(&LayerName::Failover) {
             for m in self.models.iter().filter(|m| m.targets.len() > 1) {
                 out.push(format!(
                     "model `{}` has {} targets but `failover` is not in [stack] order: only the first target by priority is used",
                     m.name,
                     m.targets.len()
+                ));
+            }
+        }
+        for (set, layer, section) in [
+            (!self.auth.is_empty(), LayerName::Auth, "[auth] keys are"),
+            (!self.headers.is_empty(), LayerName::Headers, "[headers] is"),
+            (self.cors.is_some(), LayerName::Cors, "[cors] is"),
+            (
+                !self.transforms.is_empty(),
+                LayerName::Transform,
+                "[[transforms]] is",
+            ),
+            (self.pii.is_some(), LayerName::Pii, "[pii] is"),
+        ] {
+            if set && !self.stack.contains(&layer) {
+                out.push(format!(
+                    "{section} set but `{layer}` is not in [stack] order, so it has no effect"
                 ));
             }
         }
@@ -1091,6 +1162,32 @@ mod tests {
         assert!(parse_listen("127.0.0.1:99999").is_err());
         assert!(parse_listen(":80").is_err());
         assert!(parse_listen("bad host:80").is_err());
+    }
+
+    #[test]
+    fn prefix_patterns_and_strip_prefix() {
+        let model = |block: &str| {
+            format!("[[backends]]\nname = \"m\"\nprovider = \"mock\"\n\n[[models]]\n{block}targets = [{{ backend = \"m\" }}]\n")
+        };
+        let c = parse(&model("name = \"cerebras/*\"\nstrip_prefix = true\n")).unwrap();
+        assert!(c.models[0].strip_prefix);
+        let c = parse(&model("name = \"gpt-*\"\n")).unwrap();
+        assert!(!c.models[0].strip_prefix);
+        let e = parse(&model("name = \"g*t\"\n")).unwrap_err();
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(6), Some("models[0].name")),
+            "{e}"
+        );
+        assert!(e.message.contains("prefix pattern"), "{e}");
+        let e = parse(&model("name = \"gpt-4o\"\nstrip_prefix = true\n")).unwrap_err();
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(7), Some("models[0].strip_prefix")),
+            "{e}"
+        );
+        let e = parse(&model("name = \"*\"\nstrip_prefix = true\n")).unwrap_err();
+        assert!(e.message.contains("not a prefix pattern"), "{e}");
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! tried after a status in `on` (default 429, 500, 502, 503, 504), a
 //! connection error, a timeout, a stream that failed before its first
 //! content event, or an open circuit. A 429 puts its (backend, model) in
-//! cooldown for its `Retry-After`, or `cooldown`.
+//! cooldown for its `Retry-After`, or `cooldown`; a 5xx that carries a
+//! `Retry-After` cools it down for that long too.
 //!
 //! A "context length exceeded" answer is never retried: the model's
 //! `context_fallback` is tried instead when it has one. Any other 4xx goes
@@ -66,7 +67,7 @@ pub struct FailoverPolicy {
 impl Default for FailoverPolicy {
     fn default() -> Self {
         FailoverPolicy {
-            on: vec![429, 500, 502, 503, 504],
+            on: vec![429, 500, 502, 503, 504, 529],
             cooldown: Duration::from_secs(60),
         }
     }
@@ -103,7 +104,7 @@ impl Cooldowns {
         tracing::info!(
             target_key = key,
             secs = duration.as_secs_f64(),
-            "target cooling down after 429"
+            "target cooling down"
         );
     }
 
@@ -223,6 +224,13 @@ async fn read_error_body(response: Response<ProxyBody>) -> (Response<ProxyBody>,
     )
 }
 
+/// Make the replayed request ask for `model` (the context fallback's name).
+fn ask_for_model(replay: &mut Replay, model: &str) {
+    if let Some(llm) = replay.extensions_mut().get_mut::<LlmRequest>() {
+        llm.body_mut().insert("model".into(), model.into());
+    }
+}
+
 impl<S> Service<Request<ProxyBody>> for Failover<S>
 where
     S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ProxyError>
@@ -260,7 +268,7 @@ where
             "the request reached failover without a parsed body".into(),
         ));
     };
-    let requested = llm.model().to_string();
+    let mut requested = llm.model().to_string();
     let mut route: Arc<ModelRoute> = resolve_route(&layer.table, &llm)?;
     let mut fallback_used = false;
     let mut last: Option<Result<Response<ProxyBody>, ProxyError>> = None;
@@ -271,8 +279,7 @@ where
 
     'routes: loop {
         let targets: Vec<Target> = route.ordered().into_iter().cloned().collect();
-        let count = targets.len();
-        for (i, target) in targets.into_iter().enumerate() {
+        for (i, target) in targets.iter().cloned().enumerate() {
             let key = target_key(&target, &requested);
             if let Some(left) = layer.cooldowns.remaining(&key) {
                 tracing::debug!(target_key = %key, "skipping: cooling down");
@@ -289,9 +296,19 @@ where
             let extensions = replay.extensions_mut();
             extensions.insert(target.clone());
             extensions.insert(route.clone());
-            extensions.insert(Attempt {
-                others_left: i + 1 < count,
+            // A target that will be skipped is not "left": with none, a
+            // timeout is retried here rather than ending the request.
+            let others_left = targets[i + 1..].iter().any(|t| {
+                layer
+                    .cooldowns
+                    .remaining(&target_key(t, &requested))
+                    .is_none()
+                    && layer
+                        .limits
+                        .as_ref()
+                        .is_none_or(|l| l.has_room(t.backend().name()))
             });
+            extensions.insert(Attempt { others_left });
             let result = match inner.ready().await {
                 Ok(svc) => svc.call(replay.build()).await,
                 Err(e) => Err(e),
@@ -317,6 +334,10 @@ where
                                     to = name,
                                     "context length exceeded: trying the context fallback"
                                 );
+                                // The fallback is asked for under its own name
+                                // (what its targets without a model send).
+                                requested = name.to_string();
+                                ask_for_model(&mut replay, &requested);
                                 route = next.clone();
                                 fallback_used = true;
                                 continue 'routes;
@@ -337,6 +358,12 @@ where
                     last = Some(result);
                 }
                 Outcome::ServerError => {
+                    // A 5xx that says when to come back (retry gave up on
+                    // it) sits out that long, like a 429.
+                    if let Some(wait) = result.as_ref().ok().and_then(|r| retry_after(r.headers()))
+                    {
+                        layer.cooldowns.start(&key, wait);
+                    }
                     let status = result.as_ref().map(|r| r.status().as_u16()).unwrap_or(500);
                     if !layer.policy.on.contains(&status) {
                         return result;

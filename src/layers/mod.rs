@@ -4,7 +4,14 @@
 //! [`tower::ServiceBuilder`]. `config.toml` places them with `[stack] order`;
 //! see `middleware.md` for the order and why.
 
+pub mod auth;
 pub mod circuit_breaker;
+pub mod cors;
+mod edit;
 pub mod failover;
+pub mod headers;
+pub mod metrics;
+pub mod pii;
 pub mod rate_limit;
 pub mod retry;
+pub mod transform;

@@ -171,7 +171,7 @@ impl WindowLimiter {
     pub fn try_acquire(&self, key: &str, n: u64) -> Result<LimitState, Duration> {
         self.with_entry(key, |w, now| {
             if w.estimate(now, self.window) + n as f64 > self.limit as f64 {
-                Err(self.wait(w, now))
+                Err(self.wait(w, now, n))
             } else {
                 w.curr += n;
                 Ok(self.state(w, now))
@@ -183,7 +183,7 @@ impl WindowLimiter {
     pub fn check(&self, key: &str) -> Result<LimitState, Duration> {
         self.with_entry(key, |w, now| {
             if w.estimate(now, self.window) >= self.limit as f64 {
-                Err(self.wait(w, now))
+                Err(self.wait(w, now, 1))
             } else {
                 Ok(self.state(w, now))
             }
@@ -195,10 +195,30 @@ impl WindowLimiter {
         self.with_entry(key, |w, _| w.curr += n);
     }
 
-    fn wait(&self, w: &Window, now: Instant) -> Duration {
-        (w.start + self.window)
-            .saturating_duration_since(now)
-            .max(Duration::from_millis(1))
+    /// Time until `n` more fit: the previous window's count fades out
+    /// linearly, so the end of the current window is not enough when the
+    /// count carried into the next one still fills it.
+    fn wait(&self, w: &Window, now: Instant, n: u64) -> Duration {
+        let window = self.window.as_secs_f64();
+        let into = now.saturating_duration_since(w.start).as_secs_f64();
+        let (limit, n) = (self.limit as f64, n as f64);
+        // The fraction of a window after which `count` has faded enough to
+        // leave `room`.
+        let faded = |count: u64, room: f64| {
+            if count == 0 {
+                0.0
+            } else {
+                (1.0 - room / count as f64).clamp(0.0, 1.0)
+            }
+        };
+        let secs = if w.curr as f64 + n <= limit {
+            // Later in this window, as the previous one fades.
+            window * faded(w.prev, limit - w.curr as f64 - n) - into
+        } else {
+            // In the next window, as this one fades.
+            window - into + window * faded(w.curr, limit - n)
+        };
+        Duration::from_secs_f64(secs.max(0.001))
     }
 
     /// Every key seen recently.
@@ -248,6 +268,13 @@ impl BackendLimits {
         }
     }
 
+    /// Whether `backend` has room for a request now, without counting one.
+    pub fn has_room(&self, backend: &str) -> bool {
+        self.limiters
+            .get(backend)
+            .is_none_or(|l| l.check("").is_ok())
+    }
+
     /// Each backend's limit.
     pub fn snapshot(&self) -> Vec<LimitView> {
         let mut out: Vec<LimitView> = self
@@ -285,8 +312,15 @@ pub enum KeyBy {
 }
 
 /// The verified identity of a client, set by `auth` (a key or a JWT `sub`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// `Debug` masks it: it may be a key.
+#[derive(Clone, PartialEq, Eq)]
 pub struct ClientIdentity(pub String);
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ClientIdentity({})", crate::secret::mask_key(&self.0))
+    }
+}
 
 /// Client limits (`[rate_limit]`).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -459,6 +493,9 @@ fn reject<B>(
         retry_after,
     };
     let mut response = error.to_response(format);
+    response
+        .extensions_mut()
+        .insert(crate::classify::RejectedBy("rate_limit"));
     if let Some(state) = state {
         set_headers(response.headers_mut(), &state);
     }
@@ -495,6 +532,17 @@ where
                 ));
             }
         }
+        // Concurrency first: a request refused for it is not counted.
+        let Ok(in_flight) = limits.enter(&key) else {
+            let max = limits.policy.concurrency.unwrap_or(0);
+            let state = limits.requests.as_ref().and_then(|r| r.check(&key).ok());
+            return ready(reject(
+                &req,
+                Duration::from_secs(1),
+                &format!("{max} requests in flight"),
+                state,
+            ));
+        };
         let mut state = None;
         if let Some(requests) = &limits.requests {
             match requests.try_acquire(&key, 1) {
@@ -514,15 +562,6 @@ where
                 }
             }
         }
-        let Ok(in_flight) = limits.enter(&key) else {
-            let max = limits.policy.concurrency.unwrap_or(0);
-            return ready(reject(
-                &req,
-                Duration::from_secs(1),
-                &format!("{max} requests in flight"),
-                state,
-            ));
-        };
 
         // Token budgets need the usage of streamed answers too.
         if limits.tokens.is_some() {
@@ -630,15 +669,22 @@ mod tests {
         for _ in 0..10 {
             l.try_acquire("k", 1).unwrap();
         }
+        // Room for one more once the 10 carried into the next window have
+        // faded to 9: a tenth into it.
         let wait = l.try_acquire("k", 1).unwrap_err();
-        assert_eq!(wait, Duration::from_secs(10));
-        // Half-way into the next window, half of the previous still counts.
-        tokio::time::advance(Duration::from_secs(15)).await;
+        assert_eq!(wait, Duration::from_secs(11));
+        tokio::time::advance(wait - Duration::from_millis(1)).await;
+        assert!(l.try_acquire("k", 1).is_err());
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(l.try_acquire("k", 1).is_ok());
+        // Half-way into the next window, half of the previous still counts
+        // (5), plus the one just taken.
+        tokio::time::advance(Duration::from_secs(4)).await;
         let mut allowed = 0;
         while l.try_acquire("k", 1).is_ok() {
             allowed += 1;
         }
-        assert_eq!(allowed, 5);
+        assert_eq!(allowed, 4);
         tokio::time::advance(Duration::from_secs(30)).await;
         assert_eq!(l.try_acquire("k", 1).unwrap().remaining, 9);
     }

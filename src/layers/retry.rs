@@ -81,7 +81,7 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
             max_retries: 3,
-            retry_on: vec![429, 500, 502, 503, 504],
+            retry_on: vec![429, 500, 502, 503, 504, 529],
             initial_delay: Duration::from_secs(1),
             backoff_factor: 2.0,
             max_delay: Duration::from_secs(60),

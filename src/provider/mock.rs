@@ -6,6 +6,8 @@
 //!   streamed word by word when `stream: true` (with a usage chunk when
 //!   `stream_options.include_usage` is set); `max_tokens` /
 //!   `max_completion_tokens` cut the echo and give `finish_reason: "length"`;
+//! - Anthropic Messages requests (`/v1/messages`) are answered the same way
+//!   from the pivot, and translated back by the upstream edge;
 //! - legacy completions echo the prompt;
 //! - embeddings return one deterministic unit vector per input (1536
 //!   dimensions, or `dimensions`), as floats or as base64 (`encoding_format`,
@@ -23,7 +25,7 @@
 //! let request = LlmRequest::parse(Endpoint::ChatCompletions,
 //!     br#"{"model":"echo","messages":[{"role":"user","content":"hello there"}]}"#).unwrap();
 //! let headers = http::HeaderMap::new();
-//! let call = Call { request: &request, target: &target, headers: &headers };
+//! let call = Call { request: &request, target: &target, headers: &headers, client_credential: None };
 //! assert!(matches!(Mock.prepare(&call).unwrap(), Outbound::Local(_)));
 //! ```
 
@@ -67,11 +69,14 @@ impl Provider for Mock {
             Endpoint::ChatCompletions => chat(request, &model),
             Endpoint::Completions => completion(request, &model),
             Endpoint::Embeddings => embeddings(request, &model)?,
+            // Anthropic clients: answered from the pivot, translated back
+            // by the upstream edge.
             Endpoint::Messages => {
-                return Err(ProxyError::bad_request(
-                    "unsupported_translation",
-                    "Anthropic Messages requests cannot be answered by the `mock` backend in this build",
-                ))
+                let pivot = crate::translate::pivot_request(request, call.target)?.into_owned();
+                chat(
+                    &LlmRequest::from_value(Endpoint::ChatCompletions, Value::Object(pivot))?,
+                    &model,
+                )
             }
         };
         Ok(Outbound::Local(response))
@@ -447,6 +452,7 @@ mod tests {
             request: &request,
             target: &target,
             headers: &headers,
+            client_credential: None,
         };
         let Outbound::Local(r) = Mock.prepare(&call).unwrap() else {
             panic!("mock went upstream")

@@ -16,7 +16,10 @@
 //! assert!(llm_router::provider::by_name("nope").is_none());
 //! ```
 
+pub mod anthropic;
+pub mod gemini;
 pub mod mock;
+pub mod ollama;
 pub mod openai;
 
 use std::fmt;
@@ -31,6 +34,7 @@ use crate::body::ProxyBody;
 use crate::error::ProxyError;
 use crate::request::LlmRequest;
 use crate::routing::Target;
+use crate::secret::Secret;
 
 /// Everything a provider sees of one attempt.
 #[derive(Clone, Copy, Debug)]
@@ -41,7 +45,16 @@ pub struct Call<'a> {
     pub target: &'a Target,
     /// The client's request headers (after header rules).
     pub headers: &'a HeaderMap,
+    /// The key the client authenticated with, when `auth` ran (it removes
+    /// the credential headers); `api_key = "passthrough"` forwards it.
+    pub client_credential: Option<&'a Secret>,
 }
+
+/// The key a client authenticated with, kept by `auth` in the request's
+/// extensions after it removed the credential headers. A backend with
+/// `api_key = "passthrough"` forwards it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientCredential(pub Secret);
 
 /// What a provider wants done with a request.
 #[derive(Debug)]
@@ -63,8 +76,17 @@ pub trait Provider: fmt::Debug + Send + Sync + 'static {
     /// Build the upstream request (or a local answer) for one attempt.
     fn prepare(&self, call: &Call<'_>) -> Result<Outbound, ProxyError>;
 
-    /// Turn the upstream's answer into the client's format.
+    /// Turn the upstream's answer into the format [`answer_format`](Provider::answer_format)
+    /// names: the pivot (OpenAI) format, unless the provider speaks the
+    /// client's own format. The body is wrapped, never collected.
     fn respond(&self, call: &Call<'_>, response: Response<ProxyBody>) -> Response<ProxyBody>;
+
+    /// The format [`respond`](Provider::respond) answers in for this call;
+    /// the upstream edge translates it into the client's format when they
+    /// differ. Default: the pivot, OpenAI.
+    fn answer_format(&self, _call: &Call<'_>) -> crate::request::ClientFormat {
+        crate::request::ClientFormat::OpenAi
+    }
 }
 
 /// Provider names the config accepts, built or not.
@@ -74,6 +96,9 @@ pub const KNOWN_PROVIDERS: &[&str] = &["openai", "anthropic", "gemini", "ollama"
 pub fn by_name(name: &str) -> Option<Arc<dyn Provider>> {
     match name {
         "openai" => Some(Arc::new(openai::OpenAi)),
+        "anthropic" => Some(Arc::new(anthropic::Anthropic)),
+        "gemini" => Some(Arc::new(gemini::Gemini)),
+        "ollama" => Some(Arc::new(ollama::Ollama)),
         "mock" => Some(Arc::new(mock::Mock)),
         _ => None,
     }

@@ -3,7 +3,9 @@
 //!
 //! Requests from OpenAI clients go through unchanged but for the model name
 //! (aliasing) and the credential; answers — streamed or not, errors included —
-//! pass through byte for byte.
+//! pass through byte for byte. Anthropic clients reach `/chat/completions`
+//! through the pivot ([`crate::translate::request_as_openai`]); the upstream
+//! edge translates the answer back.
 //!
 //! ```
 //! use llm_router::provider::{openai::OpenAi, Provider};
@@ -16,7 +18,7 @@ use http_body_util::Full;
 use super::{client_key, forward_headers, join_url, strip_hop_by_hop, Call, Outbound, Provider};
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
-use crate::request::{ClientFormat, Endpoint};
+use crate::request::Endpoint;
 use crate::routing::Credential;
 
 /// The OpenAI(-compatible) provider adapter.
@@ -29,10 +31,8 @@ impl OpenAi {
             Endpoint::ChatCompletions => Ok("/chat/completions"),
             Endpoint::Completions => Ok("/completions"),
             Endpoint::Embeddings => Ok("/embeddings"),
-            Endpoint::Messages => Err(ProxyError::bad_request(
-                "unsupported_translation",
-                "Anthropic Messages requests cannot be sent to an `openai` backend by this build",
-            )),
+            // Anthropic clients reach chat completions through the pivot.
+            Endpoint::Messages => Ok("/chat/completions"),
         }
     }
 }
@@ -48,21 +48,20 @@ impl Provider for OpenAi {
 
     fn prepare(&self, call: &Call<'_>) -> Result<Outbound, ProxyError> {
         let request = call.request;
-        if request.format() != ClientFormat::OpenAi {
-            return Err(ProxyError::bad_request(
-                "unsupported_translation",
-                "Anthropic Messages requests cannot be sent to an `openai` backend by this build",
-            ));
-        }
         let backend = call.target.backend();
         let uri = join_url(backend.base_url(), Self::path(request.endpoint())?)?;
-        let model = call.target.upstream_model(request.model());
-        let body = request.to_bytes(Some(model))?;
+        // The pivot, with the target's model name (and XML tool emulation
+        // applied when the backend has `tools = "xml"`).
+        let body = crate::translate::pivot_bytes(request, call.target)?;
         let mut headers = forward_headers(call.headers);
         let key = match backend.credential() {
             Credential::None => None,
             Credential::Key(secret) => Some(secret.expose()),
-            Credential::Passthrough => client_key(call.headers),
+            // The key `auth` took from the headers, else the client's header.
+            Credential::Passthrough => call
+                .client_credential
+                .map(|c| c.expose())
+                .or_else(|| client_key(call.headers)),
         };
         if let Some(key) = key {
             let mut value = HeaderValue::try_from(format!("Bearer {key}")).map_err(|_| {

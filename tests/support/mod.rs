@@ -8,7 +8,6 @@
 
 #![allow(dead_code)]
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -105,6 +104,49 @@ pub enum Reply {
     },
     /// Never answer (the response head never comes).
     Hang,
+    /// A fixed status, extra headers (e.g. `retry-after`) and JSON body.
+    JsonWith(StatusCode, Vec<(&'static str, String)>, Value),
+    /// A 200 `text/event-stream` body played from a script (see [`Step`]);
+    /// the body ends cleanly after the last step. Each [`Step::Send`] counts
+    /// in [`Stats::events_sent`].
+    Script(Vec<Step>),
+    /// Close the connection without any answer (the request was read; no
+    /// response head is ever written).
+    Close,
+}
+
+/// One step of a [`Reply::Script`] stream.
+#[derive(Clone, Debug)]
+pub enum Step {
+    /// Write these bytes as they are (use [`data`] for one `data:` event).
+    Send(String),
+    /// Wait this long before the next step.
+    Wait(Duration),
+    /// Wait until the test calls [`MockUpstream::release`].
+    Hold,
+    /// Break the connection (hyper aborts the body: a cut stream).
+    Cut,
+    /// Send nothing more, ever, but keep the connection open.
+    Stall,
+    /// Wait until the gate is opened (it stays open, for every stream).
+    Gate(Gate),
+}
+
+/// A gate for [`Step::Gate`]: closed until [`Gate::open`], then open for good.
+#[derive(Clone, Debug)]
+pub struct Gate(Arc<watch::Sender<bool>>);
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate(Arc::new(watch::Sender::new(false)))
+    }
+}
+
+impl Gate {
+    /// Let every stream waiting at (or coming to) this gate go on.
+    pub fn open(&self) {
+        self.0.send_replace(true);
+    }
 }
 
 /// Counters the mock upstream keeps; observed through a `watch` channel.
@@ -132,6 +174,7 @@ struct Shared {
     name: String,
     handler: Handler,
     requests: Mutex<Vec<Recorded>>,
+    arrivals: Mutex<Vec<std::time::Instant>>,
     stats: watch::Sender<Stats>,
     gate: Notify,
 }
@@ -171,6 +214,7 @@ impl MockUpstream {
             name: name.to_string(),
             handler: Arc::new(handler),
             requests: Mutex::new(Vec::new()),
+            arrivals: Mutex::new(Vec::new()),
             stats: watch::Sender::new(Stats::default()),
             gate: Notify::new(),
         });
@@ -186,7 +230,7 @@ impl MockUpstream {
                     let svc_shared = shared.clone();
                     let service = hyper::service::service_fn(move |req| {
                         let shared = svc_shared.clone();
-                        async move { Ok::<_, Infallible>(handle(shared, req).await) }
+                        async move { handle(shared, req).await }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
@@ -220,6 +264,11 @@ impl MockUpstream {
         all.remove(0)
     }
 
+    /// When each request arrived (in order), as seen by the mock.
+    pub fn arrivals(&self) -> Vec<std::time::Instant> {
+        self.shared.arrivals.lock().unwrap().clone()
+    }
+
     /// Current counters.
     pub fn stats(&self) -> Stats {
         *self.shared.stats.borrow()
@@ -240,7 +289,10 @@ impl MockUpstream {
     }
 }
 
-async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<MockBody> {
+async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<MockBody>, std::io::Error> {
     let (parts, body) = req.into_parts();
     let body = body
         .collect()
@@ -259,9 +311,14 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<MockBod
     };
     let reply = (shared.handler)(&recorded);
     let model = recorded.model();
+    shared
+        .arrivals
+        .lock()
+        .unwrap()
+        .push(std::time::Instant::now());
     shared.requests.lock().unwrap().push(recorded);
     shared.stats.send_modify(|s| s.requests += 1);
-    match reply {
+    Ok(match reply {
         Reply::Chat => json_reply(
             StatusCode::OK,
             &json!({
@@ -302,7 +359,72 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<MockBod
                 .body(MockBody::Channel(rx))
                 .unwrap()
         }
+        Reply::JsonWith(status, headers, value) => {
+            let mut response = json_reply(status, &value);
+            for (name, v) in headers {
+                response
+                    .headers_mut()
+                    .insert(name, v.parse().expect("header value"));
+            }
+            response
+        }
+        Reply::Script(steps) => {
+            let (tx, rx) = mpsc::channel::<Result<Bytes, BoxError>>(1);
+            tokio::spawn(play_script(shared.clone(), tx, steps));
+            Response::builder()
+                .status(StatusCode::OK)
+                .header("content-type", "text/event-stream")
+                .header("cache-control", "no-cache")
+                .body(MockBody::Channel(rx))
+                .unwrap()
+        }
+        Reply::Close => return Err(std::io::Error::other("mock upstream closes the connection")),
+    })
+}
+
+/// Play a [`Reply::Script`] into the body channel; like [`stream_events`], it
+/// notices at once when hyper drops the body.
+async fn play_script(
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Result<Bytes, BoxError>>,
+    steps: Vec<Step>,
+) {
+    let aborted = || shared.stats.send_modify(|s| s.streams_aborted += 1);
+    for step in steps {
+        match step {
+            Step::Send(text) => {
+                if tx.send(Ok(Bytes::from(text))).await.is_err() {
+                    return aborted();
+                }
+                shared.stats.send_modify(|s| s.events_sent += 1);
+            }
+            Step::Wait(d) => tokio::select! {
+                () = tokio::time::sleep(d) => {}
+                () = tx.closed() => return aborted(),
+            },
+            Step::Hold => tokio::select! {
+                () = shared.gate.notified() => {}
+                () = tx.closed() => return aborted(),
+            },
+            Step::Cut => {
+                let _ = tx.send(Err("mock upstream cuts the stream".into())).await;
+                return aborted();
+            }
+            Step::Stall => {
+                tx.closed().await;
+                return aborted();
+            }
+            Step::Gate(gate) => {
+                let mut rx = gate.0.subscribe();
+                tokio::select! {
+                    _ = rx.wait_for(|open| *open) => {}
+                    () = tx.closed() => return aborted(),
+                }
+            }
+        }
     }
+    let _ = tx.reserve().await;
+    shared.stats.send_modify(|s| s.streams_completed += 1);
 }
 
 /// Write the events into the body channel; notice at once when hyper drops
@@ -508,6 +630,38 @@ impl Proxy {
     }
 }
 
+impl Proxy {
+    /// Like [`Proxy::start`], but the config is read as the file `path`
+    /// (relative paths in it, such as `keys_file`, resolve against its
+    /// directory) with `env` as the environment.
+    pub async fn start_with(
+        config: &str,
+        path: &Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Proxy {
+        let text = if config.contains("[server]") {
+            config.to_string()
+        } else {
+            format!("[server]\nlisten = \"127.0.0.1:0\"\n\n{config}")
+        };
+        let config = llm_router::config::Config::parse(&text, path, &env)
+            .unwrap_or_else(|e| panic!("test config is invalid: {e}\n{text}"));
+        let server = llm_router::server::Server::bind(&config)
+            .await
+            .expect("bind the proxy");
+        let addr = server.local_addr();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async move {
+            let _ = rx.await;
+        }));
+        Proxy {
+            addr,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+}
+
 impl Drop for Proxy {
     fn drop(&mut self) {
         if let Some(task) = &self.task {
@@ -643,5 +797,163 @@ impl SseReader {
             out.push_str(&e);
         }
         out
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Scripted streams and broken upstreams
+
+/// One SSE `data:` event carrying `value` (`data: {json}\n\n`).
+pub fn data(value: &Value) -> String {
+    format!("data: {value}\n\n")
+}
+
+/// An OpenAI chat chunk with `content` and an optional `finish_reason`, as
+/// one SSE event.
+pub fn chunk(model: &str, content: &str, finish_reason: Option<&str>) -> String {
+    let delta = if content.is_empty() {
+        json!({})
+    } else {
+        json!({"content": content})
+    };
+    data(&json!({
+        "id": "chatcmpl-script",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+    }))
+}
+
+/// The role-only first chunk most providers send before any content.
+pub fn role_chunk(model: &str) -> String {
+    data(&json!({
+        "id": "chatcmpl-script",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": model,
+        "choices": [{
+            "index": 0,
+            "delta": {"role": "assistant", "content": ""},
+            "finish_reason": null,
+        }],
+    }))
+}
+
+/// The usage-only chunk OpenAI sends last when `stream_options.include_usage` is set.
+pub fn usage_chunk(model: &str, prompt: u64, completion: u64) -> String {
+    data(&json!({
+        "id": "chatcmpl-script",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": model,
+        "choices": [],
+        "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
+                  "total_tokens": prompt + completion},
+    }))
+}
+
+/// `data: [DONE]\n\n`.
+pub const DONE: &str = "data: [DONE]\n\n";
+
+/// An upstream that accepts TCP connections, reads one request, and resets
+/// the connection (RST) without answering.
+#[derive(Debug)]
+pub struct ResetUpstream {
+    addr: SocketAddr,
+    resets: watch::Sender<usize>,
+}
+
+impl ResetUpstream {
+    /// Start on 127.0.0.1:0.
+    pub async fn start() -> ResetUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind reset upstream");
+        let addr = listener.local_addr().expect("reset upstream address");
+        let resets = watch::Sender::new(0usize);
+        let counter = resets.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let mut stream = stream;
+                    if read_one_request(&mut stream).await {
+                        let _ = stream.set_zero_linger();
+                        drop(stream);
+                        counter.send_modify(|n| *n += 1);
+                    }
+                });
+            }
+        });
+        ResetUpstream { addr, resets }
+    }
+
+    /// `http://127.0.0.1:PORT/v1`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// Requests read and answered with a reset so far.
+    pub fn resets(&self) -> usize {
+        *self.resets.borrow()
+    }
+
+    /// Wait (bounded) until at least `n` requests were reset; returns the count.
+    pub async fn wait_for_resets(&self, n: usize) -> usize {
+        let mut rx = self.resets.subscribe();
+        let count = bounded("the reset upstream's resets", rx.wait_for(|c| *c >= n))
+            .await
+            .expect("resets channel");
+        *count
+    }
+}
+
+/// Read one HTTP/1.1 request (head, then `content-length` bytes of body);
+/// false if the peer went away first.
+async fn read_one_request(stream: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + length {
+                return true;
+            }
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+impl Proxy {
+    /// Start from a config already built (a LiteLLM import, the environment's
+    /// config); it listens on 127.0.0.1:0 whatever its `listen` says.
+    pub async fn start_config(mut config: llm_router::config::Config) -> Proxy {
+        config.override_listen(Some("127.0.0.1".into()), Some(0));
+        let server = llm_router::server::Server::bind(&config)
+            .await
+            .expect("bind the proxy");
+        let addr = server.local_addr();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async move {
+            let _ = rx.await;
+        }));
+        Proxy {
+            addr,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
     }
 }

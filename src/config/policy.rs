@@ -1,0 +1,621 @@
+//! `[auth]`, `[headers]` (and a backend's `headers`) and `[cors]`: raw serde
+//! structs and their conversion into the policy layers' typed values.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use http::{HeaderName, HeaderValue, Method};
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{ConfigError, Loader};
+use crate::layers::auth::{key_problem, read_keys_file, AuthKey, AuthPolicy, KeySource};
+use crate::layers::cors::{CorsPolicy, HeaderList, Origins};
+use crate::layers::headers::{proxy_owned, HeaderMatcher, HeaderRules};
+use crate::secret::Secret;
+use crate::stack::LayerName;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAuth {
+    keys: Option<Vec<Spanned<String>>>,
+    keys_file: Option<Spanned<String>>,
+    admin_keys: Option<Vec<Spanned<String>>>,
+    header: Option<Spanned<String>>,
+    jwt: Option<Spanned<toml::Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHeaders {
+    drop_all: Option<bool>,
+    drop: Option<Vec<Spanned<String>>>,
+    add: Option<BTreeMap<String, Spanned<String>>>,
+    force: Option<BTreeMap<String, Spanned<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCors {
+    allow_origins: Option<Spanned<Vec<Spanned<String>>>>,
+    allow_methods: Option<Vec<Spanned<String>>>,
+    allow_headers: Option<Vec<Spanned<String>>>,
+    expose_headers: Option<Vec<Spanned<String>>>,
+    max_age: Option<Spanned<String>>,
+    allow_credentials: Option<bool>,
+}
+
+/// The environment variables `auth` reads keys from, in order.
+pub(super) fn auth_env_vars() -> impl Iterator<Item = String> {
+    std::iter::once("AUTH_KEY".to_string()).chain((1..=99).map(|n| format!("AUTH_KEY_{n:02}")))
+}
+
+impl Loader<'_> {
+    fn secrets(
+        &self,
+        list: &Option<Vec<Spanned<String>>>,
+        key: &str,
+    ) -> Result<Vec<Secret>, ConfigError> {
+        let mut out: Vec<Secret> = Vec::new();
+        for (i, k) in list.iter().flatten().enumerate() {
+            let text = k.get_ref().trim();
+            // `${KEY:-}` with KEY unset: no key from this entry.
+            if text.is_empty() {
+                continue;
+            }
+            if let Some(problem) = key_problem(text) {
+                return Err(self.err(
+                    Some(k.span()),
+                    format!("{key}[{i}]"),
+                    format!("the key {problem}"),
+                ));
+            }
+            if !out.iter().any(|o| o.expose() == text) {
+                out.push(Secret::new(text));
+            }
+        }
+        Ok(out)
+    }
+
+    /// `[auth]`. `auth` in the order with no key from any source is an
+    /// error; the implicit default order leaves `auth` out when there is no
+    /// `[auth]` section and no `AUTH_KEY*` variable.
+    pub(super) fn auth(
+        &self,
+        raw: Option<&RawAuth>,
+        dir: &Path,
+        stack: &mut Vec<LayerName>,
+        stack_explicit: bool,
+    ) -> Result<AuthPolicy, ConfigError> {
+        let mut policy = AuthPolicy::default();
+        if let Some(raw) = raw {
+            if let Some(jwt) = &raw.jwt {
+                return Err(self.err(
+                    Some(jwt.span()),
+                    "auth.jwt",
+                    "JWT validation is not available in this version of llm-router yet; remove `jwt` and use keys",
+                ));
+            }
+            policy.keys = self
+                .secrets(&raw.keys, "auth.keys")?
+                .into_iter()
+                .map(|key| AuthKey {
+                    key,
+                    source: KeySource::Config,
+                })
+                .collect();
+            policy.admin_keys = self.secrets(&raw.admin_keys, "auth.admin_keys")?;
+            if let Some(h) = &raw.header {
+                let name =
+                    HeaderName::from_bytes(h.get_ref().trim().to_ascii_lowercase().as_bytes())
+                        .map_err(|_| {
+                            self.err(
+                                Some(h.span()),
+                                "auth.header",
+                                format!("`{}` is not a valid header name", h.get_ref()),
+                            )
+                        })?;
+                policy.header = Some(name);
+            }
+        }
+        for var in auth_env_vars() {
+            let Some(value) = (self.env)(&var) else {
+                continue;
+            };
+            let value = value.trim();
+            if value.is_empty() {
+                continue;
+            }
+            if let Some(problem) = key_problem(value) {
+                return Err(ConfigError {
+                    file: "environment".into(),
+                    line: None,
+                    key: Some(var),
+                    message: format!("the key {problem}"),
+                });
+            }
+            if !policy.keys.iter().any(|k| k.key.expose() == value) {
+                policy.keys.push(AuthKey {
+                    key: Secret::new(value),
+                    source: KeySource::Env(var),
+                });
+            }
+        }
+        if let Some(file) = raw.and_then(|r| r.keys_file.as_ref()) {
+            let path = dir.join(file.get_ref());
+            let keys = read_keys_file(&path)
+                .map_err(|e| self.err(Some(file.span()), "auth.keys_file", e.to_string()))?;
+            for key in keys {
+                if !policy.keys.iter().any(|k| k.key == key) {
+                    policy.keys.push(AuthKey {
+                        key,
+                        source: KeySource::File,
+                    });
+                }
+            }
+            policy.keys_file = Some(path);
+        }
+
+        if !stack_explicit && raw.is_none() && policy.is_empty() {
+            stack.retain(|l| *l != LayerName::Auth);
+        }
+        if stack.contains(&LayerName::Auth) && policy.is_empty() {
+            let line = self
+                .line_of_header("auth")
+                .or_else(|| self.line_of_header("stack"));
+            let from_file = if policy.keys_file.is_some() {
+                " (the keys file holds none)"
+            } else {
+                ""
+            };
+            return Err(ConfigError {
+                file: self.file.clone(),
+                line,
+                key: Some("auth".into()),
+                message: format!(
+                    "`auth` is in [stack] order but no key is configured{from_file}; set [auth] keys, keys_file or admin_keys, or the environment variable AUTH_KEY (or AUTH_KEY_01..AUTH_KEY_99)"
+                ),
+            });
+        }
+        Ok(policy)
+    }
+
+    /// Header rules: `[headers]`, or a backend's `headers` (`prefix` is the key path).
+    pub(super) fn header_rules(
+        &self,
+        raw: &RawHeaders,
+        prefix: &str,
+    ) -> Result<HeaderRules, ConfigError> {
+        let mut rules = HeaderRules::new().drop_all(raw.drop_all.unwrap_or(false));
+        for (i, d) in raw.drop.iter().flatten().enumerate() {
+            let matcher = HeaderMatcher::parse(d.get_ref().trim()).map_err(|e| {
+                self.err(Some(d.span()), format!("{prefix}.drop[{i}]"), e.to_string())
+            })?;
+            rules = rules.drop(matcher);
+        }
+        for (table, list) in [("add", &raw.add), ("force", &raw.force)] {
+            let mut seen: Vec<HeaderName> = Vec::new();
+            for (name, value) in list.iter().flatten() {
+                let key = format!("{prefix}.{table}.{name}");
+                let header = HeaderName::from_bytes(name.trim().to_ascii_lowercase().as_bytes())
+                    .map_err(|_| {
+                        self.err(
+                            Some(value.span()),
+                            key.clone(),
+                            format!("`{name}` is not a valid header name"),
+                        )
+                    })?;
+                if let Some(why) = proxy_owned(&header) {
+                    return Err(self.err(
+                        Some(value.span()),
+                        key,
+                        format!("`{header}` cannot be set by header rules: {why}"),
+                    ));
+                }
+                if seen.contains(&header) {
+                    return Err(self.err(
+                        Some(value.span()),
+                        key,
+                        format!(
+                            "`{header}` is listed twice in `{table}` (header names ignore case)"
+                        ),
+                    ));
+                }
+                let value = HeaderValue::from_str(value.get_ref()).map_err(|_| {
+                    self.err(
+                        Some(value.span()),
+                        key.clone(),
+                        "the value contains a line break or another character no header can carry",
+                    )
+                })?;
+                rules = if table == "add" {
+                    rules.add(header.clone(), value)
+                } else {
+                    rules.force(header.clone(), value)
+                };
+                seen.push(header);
+            }
+        }
+        Ok(rules)
+    }
+
+    fn header_list(
+        &self,
+        list: &Option<Vec<Spanned<String>>>,
+        key: &str,
+        default: HeaderList,
+    ) -> Result<HeaderList, ConfigError> {
+        let Some(list) = list else { return Ok(default) };
+        if list.iter().any(|h| h.get_ref().trim() == "*") {
+            return Ok(HeaderList::Any);
+        }
+        list.iter()
+            .enumerate()
+            .map(|(i, h)| {
+                HeaderName::from_bytes(h.get_ref().trim().to_ascii_lowercase().as_bytes()).map_err(
+                    |_| {
+                        self.err(
+                            Some(h.span()),
+                            format!("{key}[{i}]"),
+                            format!("`{}` is not a valid header name", h.get_ref()),
+                        )
+                    },
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(HeaderList::List)
+    }
+
+    /// `[cors]` (`None` when the section is absent).
+    pub(super) fn cors(&self, raw: Option<&RawCors>) -> Result<Option<CorsPolicy>, ConfigError> {
+        let Some(raw) = raw else { return Ok(None) };
+        let d = CorsPolicy::default();
+        let allow_origins = match &raw.allow_origins {
+            None => d.allow_origins.clone(),
+            Some(list) => {
+                let items = list.get_ref();
+                if items.is_empty() {
+                    return Err(self.err(
+                        Some(list.span()),
+                        "cors.allow_origins",
+                        "lists no origin; write [\"*\"] for any, or the origins like \"https://app.example\"",
+                    ));
+                }
+                if items.iter().any(|o| o.get_ref().trim() == "*") {
+                    if items.len() > 1 {
+                        return Err(self.err(
+                            Some(list.span()),
+                            "cors.allow_origins",
+                            "\"*\" allows any origin; it cannot be listed with others",
+                        ));
+                    }
+                    Origins::Any
+                } else {
+                    let mut out = Vec::new();
+                    for (i, o) in items.iter().enumerate() {
+                        out.push(self.origin(o, i)?);
+                    }
+                    Origins::List(out)
+                }
+            }
+        };
+        let allow_methods = match &raw.allow_methods {
+            None => d.allow_methods.clone(),
+            Some(list) if list.iter().any(|m| m.get_ref().trim() == "*") => None,
+            Some(list) => Some(
+                list.iter()
+                    .enumerate()
+                    .map(|(i, m)| {
+                        Method::from_bytes(m.get_ref().trim().to_ascii_uppercase().as_bytes())
+                            .map_err(|_| {
+                                self.err(
+                                    Some(m.span()),
+                                    format!("cors.allow_methods[{i}]"),
+                                    format!("`{}` is not an HTTP method", m.get_ref()),
+                                )
+                            })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        };
+        let policy = CorsPolicy {
+            allow_origins,
+            allow_methods,
+            allow_headers: self.header_list(
+                &raw.allow_headers,
+                "cors.allow_headers",
+                d.allow_headers.clone(),
+            )?,
+            expose_headers: self.header_list(
+                &raw.expose_headers,
+                "cors.expose_headers",
+                d.expose_headers.clone(),
+            )?,
+            max_age: self.duration(&raw.max_age, "cors.max_age", d.max_age)?,
+            allow_credentials: raw.allow_credentials.unwrap_or(d.allow_credentials),
+        };
+        if let Some(problem) = policy.problem() {
+            return Err(ConfigError {
+                file: self.file.clone(),
+                line: self.line_of_header("cors"),
+                key: Some("cors".into()),
+                message: problem.to_string(),
+            });
+        }
+        Ok(Some(policy))
+    }
+
+    /// One `allow_origins` entry: `scheme://host[:port]`, nothing else.
+    fn origin(&self, o: &Spanned<String>, i: usize) -> Result<HeaderValue, ConfigError> {
+        let text = o.get_ref().trim().trim_end_matches('/');
+        let bad = |why: &str| {
+            self.err(
+                Some(o.span()),
+                format!("cors.allow_origins[{i}]"),
+                format!("`{}` {why}; an origin is scheme://host[:port], like \"https://app.example\" or \"http://localhost:3000\"", o.get_ref()),
+            )
+        };
+        let uri: http::Uri = text.parse().map_err(|_| bad("is not a URL"))?;
+        if uri.scheme().is_none() || uri.host().is_none_or(str::is_empty) {
+            return Err(bad("has no scheme or no host"));
+        }
+        if uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
+            return Err(bad("has a path"));
+        }
+        HeaderValue::from_str(text).map_err(|_| bad("is not a valid header value"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{Config, ConfigError};
+    use crate::layers::auth::KeySource;
+    use crate::layers::cors::Origins;
+    use crate::stack::LayerName;
+
+    const MIN: &str = "[[backends]]\nname = \"m\"\nprovider = \"mock\"\n\n[[models]]\nname = \"echo\"\ntargets = [{ backend = \"m\" }]\n";
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("c.toml"), &|_| None)
+    }
+
+    fn parse_env(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::parse(text, Path::new("c.toml"), &move |n| {
+            vars.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn implicit_order_has_auth_only_with_keys() {
+        let c = parse(MIN).unwrap();
+        assert!(!c.stack.contains(&LayerName::Auth));
+        assert!(c.stack.contains(&LayerName::Headers));
+        let c = parse_env(MIN, &[("AUTH_KEY", "sk-env")]).unwrap();
+        assert!(c.stack.contains(&LayerName::Auth));
+        let c = parse(&format!("{MIN}[auth]\nkeys = [\"sk-a\"]\n")).unwrap();
+        assert!(c.stack.contains(&LayerName::Auth));
+    }
+
+    #[test]
+    fn auth_without_any_key_is_an_error() {
+        let e = parse(&format!("[stack]\norder = [\"auth\"]\n\n{MIN}")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("auth"), "{e}");
+        assert_eq!(e.line, Some(1), "{e}");
+        assert!(e.message.contains("no key"), "{e}");
+        assert!(e.message.contains("AUTH_KEY"), "{e}");
+        // An empty section with the implicit order: an error too.
+        let e = parse(&format!("{MIN}\n[auth]\nkeys = [\"${{PROXY_KEY:-}}\"]\n")).unwrap_err();
+        assert_eq!(e.line, Some(9), "{e}");
+    }
+
+    #[test]
+    fn keys_from_every_source() {
+        let dir =
+            std::env::temp_dir().join(format!("llm-router-policy-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("keys.txt"), "# comment\nsk-file\n\nsk-cfg\n").unwrap();
+        let text = format!(
+            "[stack]\norder = [\"auth\"]\n\n[auth]\nkeys = [\"sk-cfg\", \"${{PROXY_KEY}}\"]\nkeys_file = \"keys.txt\"\nadmin_keys = [\"sk-admin\"]\nheader = \"X-Proxy-Key\"\n\n{MIN}"
+        );
+        let env = |n: &str| match n {
+            "PROXY_KEY" => Some("sk-subst".to_string()),
+            "AUTH_KEY" => Some("sk-env0".to_string()),
+            "AUTH_KEY_01" => Some("sk-env1".to_string()),
+            "AUTH_KEY_99" => Some("sk-env99".to_string()),
+            "AUTH_KEY_1" => Some("not-read".to_string()),
+            _ => None,
+        };
+        let c = Config::parse(&text, &dir.join("config.toml"), &env).unwrap();
+        let keys: Vec<(&str, String)> = c
+            .auth
+            .keys
+            .iter()
+            .map(|k| (k.key.expose(), k.source.to_string()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("sk-cfg", "config".to_string()),
+                ("sk-subst", "config".to_string()),
+                ("sk-env0", "env AUTH_KEY".to_string()),
+                ("sk-env1", "env AUTH_KEY_01".to_string()),
+                ("sk-env99", "env AUTH_KEY_99".to_string()),
+                ("sk-file", "keys_file".to_string()),
+            ]
+        );
+        assert_eq!(c.auth.keys[5].source, KeySource::File);
+        assert_eq!(c.auth.admin_keys.len(), 1);
+        assert_eq!(c.auth.header.as_ref().unwrap(), "x-proxy-key");
+        assert_eq!(
+            c.auth.keys_file.as_deref(),
+            Some(dir.join("keys.txt").as_path())
+        );
+        // The keys never show in Debug.
+        let debug = format!("{:?}", c.auth);
+        assert!(
+            !debug.contains("sk-file") && !debug.contains("sk-admin"),
+            "{debug}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn auth_errors_name_line_and_key() {
+        let e = parse(&format!("{MIN}\n[auth]\nkeys_file = \"nope.txt\"\n")).unwrap_err();
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(10), Some("auth.keys_file")),
+            "{e}"
+        );
+        assert!(e.message.contains("nope.txt"), "{e}");
+        let e = parse(&format!("{MIN}\n[auth]\nkeys = [\"ok\", \"two words\"]\n")).unwrap_err();
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(10), Some("auth.keys[1]")),
+            "{e}"
+        );
+        assert!(!e.message.contains("two words"), "the key leaked: {e}");
+        let e = parse(&format!(
+            "{MIN}\n[auth]\nkeys = [\"k\"]\nheader = \"bad header\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("auth.header"), "{e}");
+        let e = parse(&format!("{MIN}\n[auth]\njwt = {{ secret = \"s\" }}\n")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("auth.jwt"), "{e}");
+        assert!(e.message.contains("not available"), "{e}");
+        let e = parse(&format!("{MIN}\n[auth]\nkey = [\"k\"]\n")).unwrap_err();
+        assert!(e.message.contains("did you mean `keys`"), "{e}");
+        let e = parse_env(MIN, &[("AUTH_KEY_02", "bad key")]).unwrap_err();
+        assert_eq!(
+            (e.file.as_str(), e.key.as_deref()),
+            ("environment", Some("AUTH_KEY_02"))
+        );
+    }
+
+    #[test]
+    fn header_rules_parse() {
+        let c = parse(&format!(
+            "{MIN}\n[headers]\ndrop = [\"x-forwarded-for\", \"^x-.*\"]\nadd = {{ \"User-Agent\" = \"llm-router\" }}\nforce = {{ \"x-api-version\" = \"2024-01\" }}\n"
+        ))
+        .unwrap();
+        assert!(!c.headers.is_empty());
+        let mut h = http::HeaderMap::new();
+        h.insert("x-forwarded-for", "1".parse().unwrap());
+        h.insert("x-other", "1".parse().unwrap());
+        h.insert("accept", "1".parse().unwrap());
+        c.headers.apply(&mut h);
+        assert_eq!(h.len(), 3, "{h:?}");
+        assert_eq!(h["user-agent"], "llm-router");
+        assert_eq!(h["x-api-version"], "2024-01");
+    }
+
+    #[test]
+    fn header_rule_errors() {
+        let e = parse(&format!("{MIN}\n[headers]\ndrop = [\"ok\", \"x-(\"]\n")).unwrap_err();
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(10), Some("headers.drop[1]")),
+            "{e}"
+        );
+        assert!(e.message.contains("regex"), "{e}");
+        let e = parse(&format!(
+            "{MIN}\n[headers]\nforce = {{ \"authorization\" = \"Bearer x\" }}\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("headers.force.authorization"), "{e}");
+        assert!(e.message.contains("credential"), "{e}");
+        let e = parse(&format!(
+            "{MIN}\n[headers]\nadd = {{ \"connection\" = \"close\" }}\n"
+        ))
+        .unwrap_err();
+        assert!(e.message.contains("hop-by-hop"), "{e}");
+        let e = parse(&format!(
+            "{MIN}\n[headers]\nadd = {{ \"X-A\" = \"1\", \"x-a\" = \"2\" }}\n"
+        ))
+        .unwrap_err();
+        assert!(e.message.contains("twice"), "{e}");
+        let e = parse(&format!("{MIN}\n[headers]\nadd = {{ \"x-a\" = 1 }}\n")).unwrap_err();
+        assert_eq!(e.line, Some(10), "{e}");
+        let e = parse(&format!("{MIN}\n[headers]\ndrop_al = true\n")).unwrap_err();
+        assert!(e.message.contains("did you mean `drop_all`"), "{e}");
+    }
+
+    #[test]
+    fn backend_header_rules() {
+        let text = MIN.replace(
+            "provider = \"mock\"",
+            "provider = \"mock\"\nheaders = { force = { \"x-team\" = \"a\" }, drop = [\"^x-debug\"] }",
+        );
+        let c = parse(&text).unwrap();
+        assert!(!c.backends[0].headers.is_empty());
+        let text = MIN.replace(
+            "provider = \"mock\"",
+            "provider = \"mock\"\nheaders = { drop = [\"[\"] }",
+        );
+        let e = parse(&text).unwrap_err();
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(4), Some("backends[0].headers.drop[0]")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn cors_section() {
+        let c = parse(MIN).unwrap();
+        assert!(c.cors.is_none());
+        let c = parse(&format!(
+            "{MIN}\n[cors]\nallow_origins = [\"https://app.example/\", \"http://localhost:3000\"]\nallow_methods = [\"get\", \"POST\"]\nallow_headers = [\"authorization\"]\nmax_age = \"1h\"\nallow_credentials = true\n"
+        ))
+        .unwrap();
+        let cors = c.cors.unwrap();
+        assert_eq!(
+            cors.allow_origins,
+            Origins::List(vec![
+                "https://app.example".parse().unwrap(),
+                "http://localhost:3000".parse().unwrap()
+            ])
+        );
+        assert_eq!(cors.max_age.as_secs(), 3600);
+        for (body, key, words) in [
+            (
+                "allow_origins = [\"*\", \"https://a.example\"]",
+                "cors.allow_origins",
+                "cannot be listed",
+            ),
+            ("allow_origins = []", "cors.allow_origins", "no origin"),
+            (
+                "allow_origins = [\"app.example\"]",
+                "cors.allow_origins[0]",
+                "scheme",
+            ),
+            (
+                "allow_origins = [\"https://a.example/path\"]",
+                "cors.allow_origins[0]",
+                "path",
+            ),
+            ("allow_credentials = true", "cors", "allow_credentials"),
+            (
+                "allow_methods = [\"GE T\"]",
+                "cors.allow_methods[0]",
+                "method",
+            ),
+            ("max_age = \"10\"", "cors.max_age", "unit"),
+        ] {
+            let e = parse(&format!("{MIN}\n[cors]\n{body}\n")).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(key), "{body}: {e}");
+            assert!(e.message.contains(words), "{body}: {e}");
+            assert_eq!(
+                e.line,
+                Some(if key == "cors" { 9 } else { 10 }),
+                "{body}: {e}"
+            );
+        }
+    }
+}

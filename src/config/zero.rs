@@ -1,0 +1,355 @@
+//! No config file at all: a config built from well-known environment
+//! variables, routing each model to the provider that serves it by name.
+//!
+//! | variable | backend | models |
+//! | --- | --- | --- |
+//! | `OPENAI_API_KEY` | `openai` (OpenAI) | `gpt-*`, `chatgpt-*`, `o1*`, `o3*`, `o4*`, `text-embedding-*`, `openai/*` |
+//! | `ANTHROPIC_API_KEY` | `anthropic` (Anthropic) | `claude-*`, `anthropic/*` |
+//! | `GEMINI_API_KEY` | `gemini` (Google Gemini) | `gemini-*`, `gemini/*` |
+//! | `CEREBRAS_API_KEY` | `cerebras` (OpenAI-compatible, `https://api.cerebras.ai/v1`) | `cerebras/*` |
+//! | `DEEPINFRA_TOKEN` | `deepinfra` (OpenAI-compatible, `https://api.deepinfra.com/v1/openai`) | `deepinfra/*` |
+//! | `OLLAMA_BASE_URL` | `ollama` (Ollama at that address) | `ollama/*` |
+//!
+//! A `provider/` prefix is removed from the name sent upstream
+//! (`cerebras/llama-3.3-70b` asks Cerebras for `llama-3.3-70b`). Each hosted
+//! provider's address can be changed with `<NAME>_BASE_URL` (`OPENAI_BASE_URL`,
+//! `ANTHROPIC_BASE_URL`, `GEMINI_BASE_URL`, `CEREBRAS_BASE_URL`,
+//! `DEEPINFRA_BASE_URL`). With none of the variables set, the built-in `mock`
+//! backend answers the models `echo` and `*`.
+//!
+//! ```
+//! let env = |name: &str| (name == "ANTHROPIC_API_KEY").then(|| "sk-ant-test".to_string());
+//! let zero = llm_router::config::zero::from_environment(&env).unwrap();
+//! assert_eq!(zero.config.backends[0].provider, "anthropic");
+//! let names: Vec<&str> = zero.config.models.iter().map(|m| m.name.as_str()).collect();
+//! assert_eq!(names, ["claude-*", "anthropic/*"]);
+//! assert!(!zero.mock);
+//! ```
+
+use std::path::Path;
+
+use super::generated::{quote, Origin, Toml};
+use super::{Config, ConfigError};
+
+/// One well-known variable and what it builds.
+#[derive(Debug)]
+struct EnvProvider {
+    /// The variable that turns it on (the key; Ollama's address).
+    var: &'static str,
+    backend: &'static str,
+    provider: &'static str,
+    /// Default address, and the variable that overrides it (`None`: `var` is the address).
+    base_url: Option<(&'static str, &'static str)>,
+    /// Model name patterns it serves as they are.
+    patterns: &'static [&'static str],
+    /// The `provider/` prefix it serves with the prefix removed.
+    prefix: &'static str,
+}
+
+const PROVIDERS: &[EnvProvider] = &[
+    EnvProvider {
+        var: "OPENAI_API_KEY",
+        backend: "openai",
+        provider: "openai",
+        base_url: Some(("https://api.openai.com/v1", "OPENAI_BASE_URL")),
+        patterns: &[
+            "gpt-*",
+            "chatgpt-*",
+            "o1*",
+            "o3*",
+            "o4*",
+            "text-embedding-*",
+        ],
+        prefix: "openai/*",
+    },
+    EnvProvider {
+        var: "ANTHROPIC_API_KEY",
+        backend: "anthropic",
+        provider: "anthropic",
+        base_url: Some(("https://api.anthropic.com", "ANTHROPIC_BASE_URL")),
+        patterns: &["claude-*"],
+        prefix: "anthropic/*",
+    },
+    EnvProvider {
+        var: "GEMINI_API_KEY",
+        backend: "gemini",
+        provider: "gemini",
+        base_url: Some((
+            "https://generativelanguage.googleapis.com",
+            "GEMINI_BASE_URL",
+        )),
+        patterns: &["gemini-*"],
+        prefix: "gemini/*",
+    },
+    EnvProvider {
+        var: "CEREBRAS_API_KEY",
+        backend: "cerebras",
+        provider: "openai",
+        base_url: Some(("https://api.cerebras.ai/v1", "CEREBRAS_BASE_URL")),
+        patterns: &[],
+        prefix: "cerebras/*",
+    },
+    EnvProvider {
+        var: "DEEPINFRA_TOKEN",
+        backend: "deepinfra",
+        provider: "openai",
+        base_url: Some(("https://api.deepinfra.com/v1/openai", "DEEPINFRA_BASE_URL")),
+        patterns: &[],
+        prefix: "deepinfra/*",
+    },
+    EnvProvider {
+        var: "OLLAMA_BASE_URL",
+        backend: "ollama",
+        provider: "ollama",
+        base_url: None,
+        patterns: &[],
+        prefix: "ollama/*",
+    },
+];
+
+/// The variables read, in order.
+pub const VARIABLES: &[&str] = &[
+    "OPENAI_API_KEY",
+    "ANTHROPIC_API_KEY",
+    "GEMINI_API_KEY",
+    "CEREBRAS_API_KEY",
+    "DEEPINFRA_TOKEN",
+    "OLLAMA_BASE_URL",
+];
+
+/// The `path` of a config built from the environment.
+pub const PATH: &str = "<environment>";
+
+/// A config built from the environment, and how.
+#[derive(Debug)]
+pub struct FromEnvironment {
+    /// The config.
+    pub config: Config,
+    /// One line per variable used: `OPENAI_API_KEY -> backend openai: gpt-*, ...`.
+    pub summary: Vec<String>,
+    /// None of the variables was set: the `mock` backend serves `echo` and `*`.
+    pub mock: bool,
+    /// The equivalent config.toml (keys as `${VAR}`).
+    pub toml: String,
+}
+
+fn env_origin(var: &str) -> Option<Origin> {
+    Some(Origin {
+        file: "environment".into(),
+        line: None,
+        key: var.into(),
+    })
+}
+
+/// Build the config from `env` (see the [module docs](self)).
+pub fn from_environment(
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<FromEnvironment, ConfigError> {
+    let set = |var: &str| env(var).is_some_and(|v| !v.trim().is_empty());
+    let mut t = Toml::default();
+    t.comment("Built from the environment: no config file was found.");
+    let mut summary = Vec::new();
+    let used: Vec<&EnvProvider> = PROVIDERS.iter().filter(|p| set(p.var)).collect();
+    for p in &used {
+        t.blank();
+        t.line("[[backends]]");
+        t.line(format!("name = {}", quote(p.backend)));
+        t.line(format!("provider = {}", quote(p.provider)));
+        match p.base_url {
+            Some((default, var)) => {
+                t.item(
+                    format!("base_url = \"${{{var}:-{default}}}\""),
+                    "",
+                    env_origin(var),
+                );
+                t.item(
+                    format!("api_key = \"${{{}}}\"", p.var),
+                    "",
+                    env_origin(p.var),
+                );
+            }
+            None => t.item(
+                format!("base_url = \"${{{}}}\"", p.var),
+                "",
+                env_origin(p.var),
+            ),
+        }
+    }
+    for p in &used {
+        for pattern in p.patterns {
+            t.blank();
+            t.line("[[models]]");
+            t.line(format!("name = {}", quote(pattern)));
+            t.line(format!("targets = [{{ backend = {} }}]", quote(p.backend)));
+        }
+        t.blank();
+        t.line("[[models]]");
+        t.line(format!("name = {}", quote(p.prefix)));
+        t.line("strip_prefix = true");
+        t.line(format!("targets = [{{ backend = {} }}]", quote(p.backend)));
+        let models: Vec<&str> = p.patterns.iter().copied().chain([p.prefix]).collect();
+        summary.push(format!(
+            "{} -> backend {} ({}): {}",
+            p.var,
+            p.backend,
+            p.provider,
+            models.join(", ")
+        ));
+    }
+    let mock = used.is_empty();
+    if mock {
+        t.blank();
+        t.line("[[backends]]");
+        t.line("name = \"mock\"");
+        t.line("provider = \"mock\"");
+        for name in ["echo", "*"] {
+            t.blank();
+            t.line("[[models]]");
+            t.line(format!("name = {}", quote(name)));
+            t.line("targets = [{ backend = \"mock\" }]");
+        }
+        summary.push(format!(
+            "none of {} is set: the mock backend answers the models `echo` and `*` (it echoes the last user message)",
+            VARIABLES.join(", ")
+        ));
+    }
+    let toml = t.text();
+    let config =
+        Config::parse(&toml, Path::new(PATH), env).map_err(|e| t.map_error(e, "environment"))?;
+    Ok(FromEnvironment {
+        config,
+        summary,
+        mock,
+        toml,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::route_table;
+
+    fn with(vars: &[(&str, &str)]) -> Result<FromEnvironment, ConfigError> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        from_environment(&move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+    }
+
+    /// backend and upstream model for a requested name.
+    fn route(zero: &FromEnvironment, model: &str) -> Option<(String, String)> {
+        let table = route_table(&zero.config).unwrap();
+        let route = table.resolve(model)?;
+        let t = &route.targets()[0];
+        Some((
+            t.backend().name().to_string(),
+            t.upstream_model(model).to_string(),
+        ))
+    }
+
+    #[test]
+    fn nothing_set_serves_the_mock() {
+        let zero = with(&[("OPENAI_API_KEY", "  ")]).unwrap();
+        assert!(zero.mock);
+        assert_eq!(zero.config.backends[0].provider, "mock");
+        assert_eq!(route(&zero, "echo").unwrap().0, "mock");
+        assert_eq!(route(&zero, "anything").unwrap().0, "mock");
+        assert!(zero.summary[0].contains("mock"), "{:?}", zero.summary);
+    }
+
+    #[test]
+    fn every_variable_routes_by_name() {
+        let zero = with(&[
+            ("OPENAI_API_KEY", "sk-o"),
+            ("ANTHROPIC_API_KEY", "sk-a"),
+            ("GEMINI_API_KEY", "g"),
+            ("CEREBRAS_API_KEY", "c"),
+            ("DEEPINFRA_TOKEN", "d"),
+            ("OLLAMA_BASE_URL", "http://127.0.0.1:11434"),
+        ])
+        .unwrap();
+        assert!(!zero.mock);
+        let r = |m: &str| route(&zero, m).map(|(b, m)| format!("{b}:{m}"));
+        assert_eq!(r("gpt-4o").as_deref(), Some("openai:gpt-4o"));
+        assert_eq!(r("o1").as_deref(), Some("openai:o1"));
+        assert_eq!(r("o3-mini").as_deref(), Some("openai:o3-mini"));
+        assert_eq!(r("o4-mini").as_deref(), Some("openai:o4-mini"));
+        assert_eq!(
+            r("text-embedding-3-small").as_deref(),
+            Some("openai:text-embedding-3-small")
+        );
+        assert_eq!(r("openai/gpt-4o").as_deref(), Some("openai:gpt-4o"));
+        assert_eq!(
+            r("claude-sonnet-4-0").as_deref(),
+            Some("anthropic:claude-sonnet-4-0")
+        );
+        assert_eq!(
+            r("gemini-2.0-flash").as_deref(),
+            Some("gemini:gemini-2.0-flash")
+        );
+        assert_eq!(
+            r("cerebras/llama-3.3-70b").as_deref(),
+            Some("cerebras:llama-3.3-70b")
+        );
+        assert_eq!(
+            r("deepinfra/meta-llama/Llama-3.3-70B-Instruct").as_deref(),
+            Some("deepinfra:meta-llama/Llama-3.3-70B-Instruct")
+        );
+        assert_eq!(r("ollama/llama3").as_deref(), Some("ollama:llama3"));
+        assert_eq!(r("mistral-large"), None);
+        let b = |name: &str| {
+            zero.config
+                .backends
+                .iter()
+                .find(|b| b.name == name)
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(
+            b("cerebras").base_url.as_deref(),
+            Some("https://api.cerebras.ai/v1")
+        );
+        assert_eq!(b("cerebras").provider, "openai");
+        assert_eq!(
+            b("deepinfra").base_url.as_deref(),
+            Some("https://api.deepinfra.com/v1/openai")
+        );
+        assert_eq!(
+            b("ollama").base_url.as_deref(),
+            Some("http://127.0.0.1:11434")
+        );
+        assert!(b("ollama").api_key.is_none());
+        assert_eq!(
+            b("openai").api_key,
+            Some(crate::config::ApiKeySetting::Key("sk-o".into()))
+        );
+        assert_eq!(zero.summary.len(), 6);
+        // The keys never appear in the text.
+        assert!(!zero.toml.contains("sk-o"));
+    }
+
+    #[test]
+    fn base_urls_can_be_overridden() {
+        let zero = with(&[
+            ("OPENAI_API_KEY", "sk"),
+            ("OPENAI_BASE_URL", "http://127.0.0.1:9/v1"),
+        ])
+        .unwrap();
+        assert_eq!(
+            zero.config.backends[0].base_url.as_deref(),
+            Some("http://127.0.0.1:9/v1")
+        );
+    }
+
+    #[test]
+    fn a_bad_variable_is_named() {
+        let e = with(&[("OLLAMA_BASE_URL", "localhost:11434")]).unwrap_err();
+        assert_eq!(e.file, "environment");
+        assert_eq!(e.key.as_deref(), Some("OLLAMA_BASE_URL"));
+        assert!(
+            e.to_string().starts_with("environment: OLLAMA_BASE_URL: "),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,529 @@
+//! `metrics`: Prometheus metrics of every request, and the per-backend JSON
+//! summary of `GET /metrics` with `Accept: application/json`.
+//!
+//! Recorded per client request: requests by model, backend and status; total
+//! latency (until the answer's last byte), time to first byte (the answer's
+//! head — for a stream, its first content event) and the proxy's own overhead
+//! as histograms; tokens in and out from the upstream's usage (streamed
+//! answers included); rate-limit rejections. Per upstream attempt (from the
+//! [`AttemptLog`] the upstream edge fills): upstream errors by kind, retries
+//! and failovers. At scrape time: each circuit's state. The log layer's dropped
+//! records are counted through [`Metrics::log_records_dropped`].
+//!
+//! ```
+//! use std::sync::Arc;
+//! use llm_router::layers::metrics::{Metrics, MetricsLayer};
+//!
+//! let metrics = Arc::new(Metrics::new());
+//! let _layer = MetricsLayer::new(metrics.clone());
+//! let text = metrics.encode(None);
+//! assert!(text.contains("llm_router_rate_limit_rejections_total 0"));
+//! assert!(text.ends_with("# EOF\n"));
+//! ```
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use serde_json::json;
+use tokio::time::Instant;
+use tower::{Layer, Service};
+
+use crate::body::{BoxError, ProxyBody};
+use crate::classify::{AttemptLog, AttemptRecord, RejectedBy};
+use crate::error::ProxyError;
+use crate::request::LlmRequest;
+use crate::stack::RouterState;
+use crate::timing::Waited;
+use crate::usage::UsageSlot;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    model: String,
+    backend: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    model: String,
+    backend: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    backend: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendLabel {
+    backend: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelLabel {
+    model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TargetLabel {
+    target: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TokenLabels {
+    model: String,
+    backend: String,
+    direction: String,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 1 ms .. ~65 s
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
+fn overhead_histogram() -> Histogram {
+    // 10 µs .. ~80 ms
+    Histogram::new(exponential_buckets(0.000_01, 2.0, 14))
+}
+
+#[derive(Clone, Debug, Default)]
+struct BackendStats {
+    total: u64,
+    success: u64,
+    total_secs: f64,
+    errors: HashMap<&'static str, u64>,
+}
+
+/// The metrics registry. See the [module docs](crate::layers::metrics).
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Histograms<RouteLabels>,
+    ttfb: Histograms<RouteLabels>,
+    overhead: Histogram,
+    upstream_errors: Family<ErrorLabels, Counter>,
+    retries: Family<BackendLabel, Counter>,
+    failovers: Family<ModelLabel, Counter>,
+    circuit_state: Family<TargetLabel, Gauge>,
+    rate_limited: Counter,
+    tokens: Family<TokenLabels, Counter>,
+    log_dropped: Counter,
+    backends: Mutex<HashMap<String, BackendStats>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every llm-router metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("llm_router");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Client requests by model, answering backend and status",
+            requests.clone(),
+        );
+        let latency: Histograms<RouteLabels> = Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "request_duration_seconds",
+            "Time until the answer's last byte",
+            latency.clone(),
+        );
+        let ttfb: Histograms<RouteLabels> = Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "time_to_first_byte_seconds",
+            "Time until the answer's head (a stream's first content)",
+            ttfb.clone(),
+        );
+        let overhead = overhead_histogram();
+        registry.register(
+            "overhead_seconds",
+            "Time spent in the proxy itself, upstream waits excluded",
+            overhead.clone(),
+        );
+        let upstream_errors = Family::<ErrorLabels, Counter>::default();
+        registry.register(
+            "upstream_errors",
+            "Failed upstream attempts by backend and kind",
+            upstream_errors.clone(),
+        );
+        let retries = Family::<BackendLabel, Counter>::default();
+        registry.register(
+            "retries",
+            "Attempts repeated on the same backend",
+            retries.clone(),
+        );
+        let failovers = Family::<ModelLabel, Counter>::default();
+        registry.register(
+            "failovers",
+            "Moves to another target of a model",
+            failovers.clone(),
+        );
+        let circuit_state = Family::<TargetLabel, Gauge>::default();
+        registry.register(
+            "circuit_state",
+            "Circuit per target: 0 closed, 1 half-open, 2 open",
+            circuit_state.clone(),
+        );
+        let rate_limited = Counter::default();
+        registry.register(
+            "rate_limit_rejections",
+            "Requests refused by a client rate limit",
+            rate_limited.clone(),
+        );
+        let tokens = Family::<TokenLabels, Counter>::default();
+        registry.register(
+            "tokens",
+            "Tokens by model, backend and direction (in, out), from upstream usage",
+            tokens.clone(),
+        );
+        let log_dropped = Counter::default();
+        registry.register(
+            "log_records_dropped",
+            "Log records dropped because the writer fell behind",
+            log_dropped.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            ttfb,
+            overhead,
+            upstream_errors,
+            retries,
+            failovers,
+            circuit_state,
+            rate_limited,
+            tokens,
+            log_dropped,
+            backends: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn backends(&self) -> MutexGuard<'_, HashMap<String, BackendStats>> {
+        self.backends.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Count log records dropped by a full log channel.
+    pub fn log_records_dropped(&self, n: u64) {
+        self.log_dropped.inc_by(n);
+    }
+
+    /// The exposition text (OpenMetrics, which Prometheus reads), with the
+    /// circuit states of `state` read at this moment.
+    pub fn encode(&self, state: Option<&RouterState>) -> String {
+        if let Some(state) = state {
+            for view in state.breakers.snapshot() {
+                let value = match view.state {
+                    "open" => 2,
+                    "half_open" => 1,
+                    _ => 0,
+                };
+                self.circuit_state
+                    .get_or_create(&TargetLabel {
+                        target: view.target,
+                    })
+                    .set(value);
+            }
+        }
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out = "# EOF\n".into();
+        }
+        out
+    }
+
+    /// Per backend: `total_requests`, `success_rate`, `avg_response_time`
+    /// (seconds, to the answer's head) and `error_counts` by kind.
+    pub fn json(&self) -> serde_json::Value {
+        let backends = self.backends();
+        let mut names: Vec<&String> = backends.keys().collect();
+        names.sort();
+        let map: serde_json::Map<String, serde_json::Value> = names
+            .into_iter()
+            .map(|name| {
+                let s = &backends[name];
+                let total = s.total.max(1) as f64;
+                (
+                    name.clone(),
+                    json!({
+                        "total_requests": s.total,
+                        "success_rate": if s.total == 0 { 1.0 } else { s.success as f64 / total },
+                        "avg_response_time": if s.total == 0 { 0.0 } else { s.total_secs / total },
+                        "error_counts": s.errors,
+                    }),
+                )
+            })
+            .collect();
+        json!({ "backends": map })
+    }
+
+    /// Record the attempts of one request (errors, retries, failovers, per-backend stats).
+    fn record_attempts(&self, model: &str, attempts: &[AttemptRecord]) {
+        let mut backends = self.backends();
+        let mut previous: Option<(&str, &str)> = None;
+        for a in attempts {
+            let stats = backends.entry(a.backend.clone()).or_default();
+            stats.total += 1;
+            stats.total_secs += a.elapsed.as_secs_f64();
+            if a.error_kind == "none" {
+                stats.success += 1;
+            } else {
+                *stats.errors.entry(a.error_kind).or_insert(0) += 1;
+                self.upstream_errors
+                    .get_or_create(&ErrorLabels {
+                        backend: a.backend.clone(),
+                        kind: a.error_kind.to_string(),
+                    })
+                    .inc();
+            }
+            match previous {
+                Some((b, m)) if b == a.backend && m == a.model => {
+                    self.retries
+                        .get_or_create(&BackendLabel {
+                            backend: a.backend.clone(),
+                        })
+                        .inc();
+                }
+                Some(_) => {
+                    self.failovers
+                        .get_or_create(&ModelLabel {
+                            model: model.to_string(),
+                        })
+                        .inc();
+                }
+                None => {}
+            }
+            previous = Some((&a.backend, &a.model));
+        }
+    }
+}
+
+/// Applies [`MetricsService`]. See the [module docs](crate::layers::metrics).
+#[derive(Clone, Debug)]
+pub struct MetricsLayer {
+    metrics: Arc<Metrics>,
+}
+
+impl MetricsLayer {
+    /// Record into `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        MetricsLayer { metrics }
+    }
+}
+
+impl<S> Layer<S> for MetricsLayer {
+    type Service = MetricsService<S>;
+
+    fn layer(&self, inner: S) -> MetricsService<S> {
+        MetricsService {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// The metrics service. See the [module docs](crate::layers::metrics).
+#[derive(Clone, Debug)]
+pub struct MetricsService<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S> Service<Request<ProxyBody>> for MetricsService<S>
+where
+    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ProxyError>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<ProxyBody>;
+    type Error = ProxyError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ProxyBody>) -> Self::Future {
+        let started = Instant::now();
+        let model = req
+            .extensions()
+            .get::<LlmRequest>()
+            .map(|l| l.model().to_string())
+            .unwrap_or_default();
+        let attempts = match req.extensions().get::<AttemptLog>() {
+            Some(log) => log.clone(),
+            None => {
+                let log = AttemptLog::default();
+                req.extensions_mut().insert(log.clone());
+                log
+            }
+        };
+        let waited = match req.extensions().get::<Waited>() {
+            Some(w) => w.clone(),
+            None => {
+                let w = Waited::default();
+                req.extensions_mut().insert(w.clone());
+                w
+            }
+        };
+        let metrics = self.metrics.clone();
+        let future = self.inner.call(req);
+        Box::pin(async move {
+            let result = future.await;
+            let head = started.elapsed();
+            let records = attempts.records();
+            metrics.record_attempts(&model, &records);
+            let backend = records
+                .last()
+                .map(|a| a.backend.clone())
+                .unwrap_or_else(|| "none".into());
+            let status = match &result {
+                Ok(r) => r.status().as_u16(),
+                Err(e) => e.status().as_u16(),
+            };
+            metrics
+                .overhead
+                .observe(head.saturating_sub(waited.get()).as_secs_f64());
+            let route = RouteLabels {
+                model: model.clone(),
+                backend: backend.clone(),
+            };
+            metrics
+                .ttfb
+                .get_or_create(&route)
+                .observe(head.as_secs_f64());
+            metrics
+                .requests
+                .get_or_create(&RequestLabels {
+                    model: model.clone(),
+                    backend: backend.clone(),
+                    status,
+                })
+                .inc();
+            let response = match result {
+                Ok(r) => r,
+                Err(e) => {
+                    metrics
+                        .latency
+                        .get_or_create(&route)
+                        .observe(head.as_secs_f64());
+                    return Err(e);
+                }
+            };
+            if response.extensions().get::<RejectedBy>() == Some(&RejectedBy("rate_limit")) {
+                metrics.rate_limited.inc();
+            }
+            let slot = response.extensions().get::<UsageSlot>().cloned();
+            let done = Done {
+                metrics,
+                route,
+                started,
+                slot,
+            };
+            Ok(response.map(|body| {
+                ProxyBody::new(Observed {
+                    inner: body,
+                    done: Some(done),
+                })
+            }))
+        })
+    }
+}
+
+/// What to record once the answer's body ends.
+struct Done {
+    metrics: Arc<Metrics>,
+    route: RouteLabels,
+    started: Instant,
+    slot: Option<UsageSlot>,
+}
+
+impl Done {
+    fn record(self) {
+        let m = &self.metrics;
+        m.latency
+            .get_or_create(&self.route)
+            .observe(self.started.elapsed().as_secs_f64());
+        if let Some(usage) = self.slot.and_then(|s| s.get()) {
+            for (direction, n) in [
+                ("in", usage.prompt_tokens),
+                ("out", usage.completion_tokens),
+            ] {
+                m.tokens
+                    .get_or_create(&TokenLabels {
+                        model: self.route.model.clone(),
+                        backend: self.route.backend.clone(),
+                        direction: direction.into(),
+                    })
+                    .inc_by(n);
+            }
+        }
+    }
+}
+
+/// Passes the answer through; records latency and tokens when it ends (or
+/// is dropped: a client that went away).
+struct Observed {
+    inner: ProxyBody,
+    done: Option<Done>,
+}
+
+impl Drop for Observed {
+    fn drop(&mut self) {
+        if let Some(done) = self.done.take() {
+            done.record();
+        }
+    }
+}
+
+impl Body for Observed {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(None) = polled {
+            if let Some(done) = this.done.take() {
+                done.record();
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

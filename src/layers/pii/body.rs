@@ -1,0 +1,147 @@
+//! The PII layer's side of answer editing: restoring placeholders
+//! (`reversible`) and scrubbing answers (`on = "response"`/`"both"`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::scrubber::{partial_placeholder_start, Finding, Scrubber, Vault};
+use crate::layers::edit::{edit_strings, Channel, Editor, Finder, Holdback};
+
+/// Puts the original values back in place of `<EMAIL_1>`-style placeholders.
+///
+/// In a stream, a placeholder may be split across events: a trailing `<…`
+/// that could still become one is held back until the next event of its
+/// channel (at most 20 bytes).
+pub(crate) struct Restorer {
+    vault: Arc<Vault>,
+    pending: HashMap<Channel, String>,
+}
+
+impl Restorer {
+    pub(crate) fn new(vault: Arc<Vault>) -> Self {
+        Restorer {
+            vault,
+            pending: HashMap::new(),
+        }
+    }
+}
+
+impl Editor for Restorer {
+    fn wants(&self, _channel: Channel) -> bool {
+        true
+    }
+
+    fn text(&mut self, channel: Channel, text: &str) -> String {
+        let held = self.pending.remove(&channel);
+        if held.is_none() && !text.contains('<') {
+            return text.to_string();
+        }
+        let mut buf = held.unwrap_or_default();
+        buf.push_str(text);
+        let cut = partial_placeholder_start(&buf).unwrap_or(buf.len());
+        let out = self
+            .vault
+            .restore_with(&buf[..cut], channel.is_json())
+            .into_owned();
+        if cut < buf.len() {
+            self.pending.insert(channel, buf[cut..].to_string());
+        }
+        out
+    }
+
+    fn flush(&mut self, channel: Channel) -> String {
+        self.pending
+            .remove(&channel)
+            .map(|rest| {
+                self.vault
+                    .restore_with(&rest, channel.is_json())
+                    .into_owned()
+            })
+            .unwrap_or_default()
+    }
+
+    fn document(&mut self, doc: &mut Value) -> bool {
+        let vault = &self.vault;
+        edit_strings(doc, &mut |s| match vault.restore(s) {
+            std::borrow::Cow::Owned(o) => Some(o),
+            std::borrow::Cow::Borrowed(_) => None,
+        })
+    }
+}
+
+/// [`Finder`] running the scrubber's detectors.
+struct ScrubFinder {
+    scrubber: Scrubber,
+    findings: Vec<Finding>,
+}
+
+impl Finder for ScrubFinder {
+    fn find(&mut self, hay: &str, from: usize, out: &mut Vec<(usize, usize, String)>) {
+        self.scrubber.find_into(hay, &mut self.findings);
+        for f in self.findings.iter().filter(|f| f.start >= from) {
+            out.push((
+                f.start,
+                f.end,
+                self.scrubber.one_way(f.detector, f.text(hay)),
+            ));
+        }
+    }
+}
+
+/// Scrubs answers (`redact` or `mask`): every string of a JSON answer; the
+/// text and tool-call arguments of a stream, each channel holding back its
+/// last `holdback` bytes so PII split across events is still found.
+pub(crate) struct AnswerScrubber {
+    scrubber: Scrubber,
+    holdback: usize,
+    channels: HashMap<Channel, Holdback<ScrubFinder>>,
+}
+
+impl AnswerScrubber {
+    pub(crate) fn new(scrubber: Scrubber, holdback: usize) -> Self {
+        AnswerScrubber {
+            scrubber,
+            holdback,
+            channels: HashMap::new(),
+        }
+    }
+}
+
+impl Editor for AnswerScrubber {
+    fn wants(&self, _channel: Channel) -> bool {
+        true
+    }
+
+    fn text(&mut self, channel: Channel, text: &str) -> String {
+        let (scrubber, holdback) = (self.scrubber, self.holdback);
+        self.channels
+            .entry(channel)
+            .or_insert_with(|| {
+                Holdback::new(
+                    ScrubFinder {
+                        scrubber,
+                        findings: Vec::new(),
+                    },
+                    holdback,
+                )
+            })
+            .push(text)
+    }
+
+    fn flush(&mut self, channel: Channel) -> String {
+        self.channels
+            .remove(&channel)
+            .map(|mut stage| stage.finish(""))
+            .unwrap_or_default()
+    }
+
+    fn document(&mut self, doc: &mut Value) -> bool {
+        let scrubber = self.scrubber;
+        edit_strings(doc, &mut |s| match scrubber.scrub_text(s) {
+            std::borrow::Cow::Owned(o) => Some(o),
+            std::borrow::Cow::Borrowed(_) => None,
+        })
+    }
+}

@@ -1,0 +1,270 @@
+//! `pii`: finds personal data and secrets and redacts, masks or reversibly
+//! replaces them (`[pii]`).
+//!
+//! The detectors ([`Detector`]: e-mail, phone, credit card, US SSN, IPv4,
+//! IPv6, IBAN, API keys) and the actions live in the pure [`scrubber`]
+//! module; this layer applies them:
+//!
+//! - **`redact`** — `[EMAIL]`, `[PHONE]`, `[CREDIT_CARD]`, `[SSN]`,
+//!   `[IP_ADDRESS]`, `[IBAN]`, `[API_KEY]`.
+//! - **`mask`** — the first two and last two characters are kept, the rest
+//!   starred (`ja************om`).
+//! - **`reversible`** — each distinct value becomes a numbered placeholder
+//!   upstream (`<EMAIL_1>`, `<EMAIL_2>`, `<PHONE_1>`; the same value always
+//!   the same placeholder within a request), and the originals are put back
+//!   in the answer: in every string of a JSON answer, and in the text and
+//!   tool-call arguments of a streamed one, where a placeholder split across
+//!   two events is still restored (a trailing `<…` that could become one is
+//!   held back until the next event, at most 20 bytes).
+//!
+//! `on` chooses the side: `request` (the default) scrubs every string value
+//! of the request (in the client's format, before translation; the top-level
+//! `model` and inline `data:` images excepted), `response` scrubs answers (every
+//! string of a JSON answer; a stream's text deltas and tool-call arguments,
+//! each holding back its last [`PiiPolicy::DEFAULT_HOLDBACK`] bytes per event
+//! so PII split across events is still found), `both` does both.
+//! `reversible` always works on the request and restores the answer.
+//!
+//! [`Scrubber::scrub_text`] is the same detection for one-way uses such as
+//! logs ("logs are always scrubbed when `[pii]` is on"): get it from
+//! [`PiiLayer::scrubber`].
+//!
+//! **Needs:** [`LlmRequest`](crate::request::LlmRequest) (without it,
+//! requests pass unchanged). **Provides:** nothing.
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use http::{Request, Response};
+//! use http_body_util::BodyExt;
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//! use llm_router::layers::pii::{PiiAction, PiiLayer, PiiPolicy};
+//! use llm_router::request::{Endpoint, LlmRequest};
+//! use llm_router::ProxyBody;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! // An "upstream" that answers with the user's message.
+//! let upstream = service_fn(|req: Request<ProxyBody>| async move {
+//!     let llm = req.extensions().get::<LlmRequest>().unwrap();
+//!     let said = llm.body()["messages"][0]["content"].as_str().unwrap().to_string();
+//!     assert_eq!(said, "I am <EMAIL_1>, call <PHONE_1>");
+//!     let answer = serde_json::json!({"choices": [{"message": {"content": said}}]});
+//!     let response = Response::builder().header("content-type", "application/json");
+//!     Ok::<_, Infallible>(response.body(ProxyBody::full(answer.to_string())).unwrap())
+//! });
+//! let policy = PiiPolicy { action: PiiAction::Reversible, ..PiiPolicy::default() };
+//! let service = ServiceBuilder::new().layer(PiiLayer::new(policy)).service(upstream);
+//!
+//! let llm = LlmRequest::parse(Endpoint::ChatCompletions,
+//!     br#"{"model":"m","messages":[{"role":"user","content":"I am jo@example.com, call 202-555-0143"}]}"#)
+//!     .unwrap();
+//! let mut req = Request::new(ProxyBody::empty());
+//! req.extensions_mut().insert(llm);
+//! let answer = service.oneshot(req).await.unwrap();
+//! let body = answer.into_body().collect().await.unwrap().to_bytes();
+//! assert_eq!(&body[..],
+//!     br#"{"choices":[{"message":{"content":"I am jo@example.com, call 202-555-0143"}}]}"#);
+//! # }
+//! ```
+
+mod body;
+pub mod scrubber;
+mod service;
+
+pub use scrubber::{mask, Detector, Finding, PiiAction, Scrubber, Vault};
+pub use service::{Pii, PiiLayer, PiiPolicy, PiiScope, ResponseFuture};
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::{Arc, Mutex};
+
+    use http::{Request, Response};
+    use http_body_util::BodyExt;
+    use tower::{service_fn, Layer, ServiceExt};
+
+    use super::*;
+    use crate::body::ProxyBody;
+    use crate::request::{Endpoint, LlmRequest};
+
+    /// Run one request through the layer over an upstream that records what
+    /// it got and answers `answer` with `content_type`.
+    async fn run(
+        policy: PiiPolicy,
+        endpoint: Endpoint,
+        request: &str,
+        content_type: &'static str,
+        answer: &'static str,
+    ) -> (serde_json::Value, String) {
+        let seen = Arc::new(Mutex::new(None));
+        let seen2 = seen.clone();
+        let upstream = service_fn(move |req: Request<ProxyBody>| {
+            let seen = seen2.clone();
+            async move {
+                let llm = req.extensions().get::<LlmRequest>().unwrap();
+                *seen.lock().unwrap() = Some(serde_json::Value::Object(llm.body().clone()));
+                Ok::<_, Infallible>(
+                    Response::builder()
+                        .header("content-type", content_type)
+                        .body(ProxyBody::full(answer))
+                        .unwrap(),
+                )
+            }
+        });
+        let llm = LlmRequest::parse(endpoint, request.as_bytes()).unwrap();
+        let mut req = Request::new(ProxyBody::empty());
+        req.extensions_mut().insert(llm);
+        let response = PiiLayer::new(policy)
+            .layer(upstream)
+            .oneshot(req)
+            .await
+            .unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let sent = seen.lock().unwrap().take().unwrap();
+        (sent, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    const REQ: &str = r#"{"model":"a@b.io","stream":true,"messages":[{"role":"user","content":"me: jo@example.com, 10.1.2.3, jo@example.com"},{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/png;base64,AKIAIOSFODNN7EXAMPLE"}}]}]}"#;
+    const IMAGE: &str = "data:image/png;base64,AKIAIOSFODNN7EXAMPLE";
+
+    #[tokio::test]
+    async fn redact_request_by_default() {
+        let (sent, _) = run(
+            PiiPolicy::default(),
+            Endpoint::ChatCompletions,
+            REQ,
+            "text/plain",
+            "ok",
+        )
+        .await;
+        assert_eq!(sent["model"], "a@b.io");
+        assert_eq!(sent["messages"][1]["content"][0]["image_url"]["url"], IMAGE);
+        assert_eq!(
+            sent["messages"][0]["content"],
+            "me: [EMAIL], [IP_ADDRESS], [EMAIL]"
+        );
+    }
+
+    #[tokio::test]
+    async fn reversible_restores_streams_with_split_placeholders() {
+        let policy = PiiPolicy {
+            action: PiiAction::Reversible,
+            ..PiiPolicy::default()
+        };
+        let answer = concat!(
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi <EMA\"}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"IL_1> at <IP_ADD\"}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"RESS_1>!\"}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"to\\\":\\\"<EMAIL_\"}}]}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"1>\\\"}\"}}]}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+            "data: [DONE]\n\n",
+        );
+        let (sent, out) = run(
+            policy,
+            Endpoint::ChatCompletions,
+            REQ,
+            "text/event-stream",
+            answer,
+        )
+        .await;
+        assert_eq!(
+            sent["messages"][0]["content"],
+            "me: <EMAIL_1>, <IP_ADDRESS_1>, <EMAIL_1>"
+        );
+        let mut text = String::new();
+        let mut args = String::new();
+        for data in out.split("\n\n").filter_map(|e| e.strip_prefix("data: ")) {
+            if data == "[DONE]" {
+                continue;
+            }
+            let v: serde_json::Value = serde_json::from_str(data).unwrap();
+            let delta = &v["choices"][0]["delta"];
+            text.push_str(delta["content"].as_str().unwrap_or(""));
+            args.push_str(
+                delta["tool_calls"][0]["function"]["arguments"]
+                    .as_str()
+                    .unwrap_or(""),
+            );
+        }
+        assert_eq!(text, "Hi jo@example.com at 10.1.2.3!");
+        assert_eq!(args, r#"{"to":"jo@example.com"}"#);
+    }
+
+    #[tokio::test]
+    async fn mask_both_sides() {
+        let policy = PiiPolicy {
+            action: PiiAction::Mask,
+            on: PiiScope::Both,
+            ..PiiPolicy::default()
+        };
+        let answer = concat!(
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"reach me at bo\"}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"b@example.org today\"}}]}\n\n",
+            "data: [DONE]\n\n",
+        );
+        let (sent, out) = run(
+            policy,
+            Endpoint::ChatCompletions,
+            REQ,
+            "text/event-stream",
+            answer,
+        )
+        .await;
+        assert_eq!(
+            sent["messages"][0]["content"],
+            "me: jo**********om, 10****.3, jo**********om"
+        );
+        assert!(out.contains("bo***********rg"), "{out}");
+        assert!(!out.contains("example.org"), "{out}");
+    }
+
+    #[tokio::test]
+    async fn response_only_leaves_the_request() {
+        let policy = PiiPolicy {
+            on: PiiScope::Response,
+            detect: vec![Detector::Email],
+            ..PiiPolicy::default()
+        };
+        let (sent, out) = run(
+            policy,
+            Endpoint::ChatCompletions,
+            REQ,
+            "application/json",
+            r#"{"choices":[{"message":{"content":"write x@y.io"}}]}"#,
+        )
+        .await;
+        assert!(sent["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .contains("jo@example.com"));
+        assert_eq!(
+            out,
+            r#"{"choices":[{"message":{"content":"write [EMAIL]"}}]}"#
+        );
+    }
+
+    #[tokio::test]
+    async fn anthropic_streams_are_restored() {
+        let policy = PiiPolicy {
+            action: PiiAction::Reversible,
+            ..PiiPolicy::default()
+        };
+        let answer = concat!(
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"to <EMAIL\"}}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"_1>\"}}\n\n",
+            "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+        );
+        let request = r#"{"model":"c","max_tokens":5,"messages":[{"role":"user","content":"jo@example.com"}]}"#;
+        let (_, out) = run(
+            policy,
+            Endpoint::Messages,
+            request,
+            "text/event-stream",
+            answer,
+        )
+        .await;
+        assert!(out.contains("\"text\":\"to \""), "{out}");
+        assert!(out.contains("\"text\":\"jo@example.com\""), "{out}");
+    }
+}

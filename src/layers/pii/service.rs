@@ -1,0 +1,233 @@
+//! [`PiiLayer`], the [`Pii`] service and their policy.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower::{Layer, Service};
+
+use super::body::{AnswerScrubber, Restorer};
+use super::scrubber::{Detector, PiiAction, Scrubber, Vault};
+use crate::body::ProxyBody;
+use crate::layers::edit::{edit_answer, edit_strings};
+use crate::request::{ClientFormat, LlmRequest};
+
+/// Which side of the exchange is scrubbed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum PiiScope {
+    /// The request, before it leaves (the default).
+    #[default]
+    Request,
+    /// The answer.
+    Response,
+    /// Both.
+    Both,
+}
+
+impl PiiScope {
+    /// The config name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PiiScope::Request => "request",
+            PiiScope::Response => "response",
+            PiiScope::Both => "both",
+        }
+    }
+
+    /// Whether requests are scrubbed.
+    pub fn request(self) -> bool {
+        matches!(self, PiiScope::Request | PiiScope::Both)
+    }
+
+    /// Whether answers are scrubbed.
+    pub fn response(self) -> bool {
+        matches!(self, PiiScope::Response | PiiScope::Both)
+    }
+}
+
+/// What the PII layer does (`[pii]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PiiPolicy {
+    /// The detectors that run.
+    pub detect: Vec<Detector>,
+    /// What is done with what they find.
+    pub action: PiiAction,
+    /// The side scrubbed. `reversible` always scrubs the request and restores
+    /// the answer, whatever this says.
+    pub on: PiiScope,
+    /// For scrubbing streamed answers: bytes of text held back per event so
+    /// that PII split across events is still found.
+    pub holdback: usize,
+}
+
+impl PiiPolicy {
+    /// Default [`holdback`](Self::holdback): 64 bytes.
+    pub const DEFAULT_HOLDBACK: usize = 64;
+}
+
+impl Default for PiiPolicy {
+    /// Every detector, `redact`, on the request.
+    fn default() -> Self {
+        PiiPolicy {
+            detect: Detector::ALL.to_vec(),
+            action: PiiAction::Redact,
+            on: PiiScope::Request,
+            holdback: Self::DEFAULT_HOLDBACK,
+        }
+    }
+}
+
+/// Applies [`Pii`]. See the [module docs](crate::layers::pii).
+#[derive(Clone, Debug)]
+pub struct PiiLayer {
+    policy: Arc<PiiPolicy>,
+    scrubber: Scrubber,
+}
+
+impl PiiLayer {
+    /// A layer scrubbing per `policy`.
+    pub fn new(policy: PiiPolicy) -> Self {
+        PiiLayer {
+            scrubber: Scrubber::new(&policy.detect, policy.action),
+            policy: Arc::new(policy),
+        }
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &PiiPolicy {
+        &self.policy
+    }
+
+    /// The scrubber (for logs: [`Scrubber::scrub_text`]).
+    pub fn scrubber(&self) -> Scrubber {
+        self.scrubber
+    }
+}
+
+impl<S> Layer<S> for PiiLayer {
+    type Service = Pii<S>;
+
+    fn layer(&self, inner: S) -> Pii<S> {
+        Pii {
+            inner,
+            policy: self.policy.clone(),
+            scrubber: self.scrubber,
+        }
+    }
+}
+
+/// The PII service. See the [module docs](crate::layers::pii).
+#[derive(Clone, Debug)]
+pub struct Pii<S> {
+    inner: S,
+    policy: Arc<PiiPolicy>,
+    scrubber: Scrubber,
+}
+
+/// Scrub every string value of a parsed request except the top-level
+/// `model` and `data:` URLs (inline images); whether anything changed.
+pub(crate) fn scrub_request(llm: &mut LlmRequest, scrubber: &Scrubber, vault: &mut Vault) -> bool {
+    let mut changed = false;
+    for (key, value) in llm.body_mut().iter_mut() {
+        if key == "model" {
+            continue;
+        }
+        changed |= edit_strings(value, &mut |s| {
+            if s.starts_with("data:") && s.contains(";base64,") {
+                return None;
+            }
+            match scrubber.scrub_with(s, vault) {
+                Cow::Owned(o) => Some(o),
+                Cow::Borrowed(_) => None,
+            }
+        });
+    }
+    changed
+}
+
+/// What happens to the answer.
+enum Plan {
+    Restore(Arc<Vault>),
+    Scrub(Scrubber, usize),
+}
+
+impl<S, B> Service<Request<B>> for Pii<S>
+where
+    S: Service<Request<B>, Response = Response<ProxyBody>>,
+{
+    type Response = Response<ProxyBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let reversible = self.policy.action == PiiAction::Reversible;
+        let mut format = ClientFormat::OpenAi;
+        let mut plan = None;
+        if let Some(llm) = req.extensions_mut().get_mut::<LlmRequest>() {
+            format = llm.format();
+            if reversible || self.policy.on.request() {
+                let mut vault = Vault::default();
+                if scrub_request(llm, &self.scrubber, &mut vault) {
+                    tracing::debug!(values = vault.len(), "PII scrubbed from the request");
+                }
+                if reversible && !vault.is_empty() {
+                    plan = Some(Plan::Restore(Arc::new(vault)));
+                }
+            }
+        }
+        if !reversible && self.policy.on.response() {
+            plan = Some(Plan::Scrub(self.scrubber, self.policy.holdback));
+        }
+        ResponseFuture {
+            inner: self.inner.call(req),
+            plan: plan.map(|p| (format, p)),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The answer of a [`Pii`] service: the inner answer, restored or
+    /// scrubbed as the policy says.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        plan: Option<(ClientFormat, Plan)>,
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("edits", &self.plan.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<ProxyBody>, E>>,
+{
+    type Output = Result<Response<ProxyBody>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = std::task::ready!(this.inner.poll(cx))?;
+        Poll::Ready(Ok(match this.plan.take() {
+            Some((format, Plan::Restore(vault))) => {
+                edit_answer(response, format, Restorer::new(vault))
+            }
+            Some((format, Plan::Scrub(scrubber, holdback))) => {
+                edit_answer(response, format, AnswerScrubber::new(scrubber, holdback))
+            }
+            None => response,
+        }))
+    }
+}

@@ -1,0 +1,145 @@
+//! [`TransformLayer`] and the [`Transform`] service.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use serde_json::Value;
+use tower::{Layer, Service};
+
+use super::body::TransformEditor;
+use super::rule::{Direction, TransformRule};
+use crate::body::ProxyBody;
+use crate::layers::edit::edit_answer;
+use crate::request::{ClientFormat, LlmRequest};
+
+/// Applies [`Transform`]. See the [module docs](crate::layers::transform).
+#[derive(Clone, Debug)]
+pub struct TransformLayer {
+    request: Arc<[TransformRule]>,
+    response: Arc<[TransformRule]>,
+}
+
+impl TransformLayer {
+    /// A layer applying `rules`, each on its side, in the order given.
+    pub fn new(rules: impl IntoIterator<Item = TransformRule>) -> Self {
+        let (request, response): (Vec<_>, Vec<_>) = rules
+            .into_iter()
+            .partition(|r| r.direction() == Direction::Request);
+        TransformLayer {
+            request: request.into(),
+            response: response.into(),
+        }
+    }
+
+    /// The request rules, in order.
+    pub fn request_rules(&self) -> &[TransformRule] {
+        &self.request
+    }
+
+    /// The response rules, in order.
+    pub fn response_rules(&self) -> &[TransformRule] {
+        &self.response
+    }
+}
+
+impl<S> Layer<S> for TransformLayer {
+    type Service = Transform<S>;
+
+    fn layer(&self, inner: S) -> Transform<S> {
+        Transform {
+            inner,
+            request: self.request.clone(),
+            response: self.response.clone(),
+        }
+    }
+}
+
+/// The transform service. See the [module docs](crate::layers::transform).
+#[derive(Clone, Debug)]
+pub struct Transform<S> {
+    inner: S,
+    request: Arc<[TransformRule]>,
+    response: Arc<[TransformRule]>,
+}
+
+/// Apply `rules` in order to a parsed request.
+pub(crate) fn apply_to_request(llm: &mut LlmRequest, rules: &[TransformRule]) {
+    let body = llm.body_mut();
+    let mut doc = Value::Object(std::mem::take(body));
+    for rule in rules {
+        if rule.apply(&mut doc) {
+            tracing::debug!(transform = rule.name(), "request transformed");
+        }
+    }
+    if let Value::Object(map) = doc {
+        *body = map;
+    }
+}
+
+impl<S, B> Service<Request<B>> for Transform<S>
+where
+    S: Service<Request<B>, Response = Response<ProxyBody>>,
+{
+    type Response = Response<ProxyBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let mut format = ClientFormat::OpenAi;
+        if let Some(llm) = req.extensions_mut().get_mut::<LlmRequest>() {
+            format = llm.format();
+            if !self.request.is_empty() {
+                apply_to_request(llm, &self.request);
+            }
+        }
+        let edit = (!self.response.is_empty()).then(|| (format, self.response.clone()));
+        ResponseFuture {
+            inner: self.inner.call(req),
+            edit,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The answer of a [`Transform`]: the inner answer, its body wrapped by
+    /// the response rules.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        edit: Option<(ClientFormat, Arc<[TransformRule]>)>,
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("edits", &self.edit.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<ProxyBody>, E>>,
+{
+    type Output = Result<Response<ProxyBody>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = std::task::ready!(this.inner.poll(cx))?;
+        Poll::Ready(Ok(match this.edit.take() {
+            Some((format, rules)) if response.status().is_success() => {
+                edit_answer(response, format, TransformEditor::new(rules))
+            }
+            _ => response,
+        }))
+    }
+}

@@ -1,0 +1,192 @@
+//! The `gemini` provider: Google's Gemini API (`generateContent`).
+//!
+//! Requests are sent to `{base_url}/v1beta/models/{model}:generateContent`,
+//! or `:streamGenerateContent?alt=sse` for streamed answers, with the key in
+//! `x-goog-api-key`. The client's request (as the pivot, see
+//! [`crate::translate`]) is translated by [`crate::translate::gemini`], and
+//! so is the answer, streamed or not, errors included: the upstream edge gets
+//! the pivot back.
+//!
+//! ```
+//! use llm_router::provider::{gemini::Gemini, Provider};
+//! assert_eq!(Gemini.name(), "gemini");
+//! assert_eq!(Gemini.default_base_url(), Some("https://generativelanguage.googleapis.com"));
+//! ```
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response};
+use http_body_util::Full;
+use serde_json::Value;
+
+use super::{client_key, forward_headers, join_url, Call, Outbound, Provider};
+use crate::body::ProxyBody;
+use crate::error::ProxyError;
+use crate::request::{ClientFormat, Endpoint};
+use crate::routing::Credential;
+use crate::translate::convert::{convert_response, CollectJson};
+use crate::translate::gemini::{self, GeminiStream};
+
+/// The Gemini provider adapter.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Gemini;
+
+/// The path of a model's method (`/v1beta/models/M:generateContent`).
+fn model_path(model: &str, stream: bool) -> Result<String, ProxyError> {
+    let ok = !model.is_empty()
+        && model
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '/'));
+    if !ok {
+        return Err(ProxyError::bad_request(
+            "invalid_model",
+            format!("`{model}` is not a Gemini model name"),
+        ));
+    }
+    // `models/x` and `tunedModels/x` are full resource names already.
+    let name = if model.contains('/') {
+        model.to_string()
+    } else {
+        format!("models/{model}")
+    };
+    Ok(if stream {
+        format!("/v1beta/{name}:streamGenerateContent?alt=sse")
+    } else {
+        format!("/v1beta/{name}:generateContent")
+    })
+}
+
+/// Whether the answer should end with a usage chunk: when an OpenAI client
+/// asked for it (or a layer did on its behalf), and always for other
+/// clients, whose formats carry usage anyway.
+pub(crate) fn wants_stream_usage(call: &Call<'_>) -> bool {
+    match call.request.format() {
+        ClientFormat::OpenAi => {
+            call.request
+                .body()
+                .get("stream_options")
+                .and_then(|o| o.get("include_usage"))
+                .and_then(Value::as_bool)
+                == Some(true)
+        }
+        _ => true,
+    }
+}
+
+/// The backend's key for this call, if any.
+pub(crate) fn backend_key<'a>(call: &'a Call<'a>) -> Option<&'a str> {
+    match call.target.backend().credential() {
+        Credential::None => None,
+        Credential::Key(secret) => Some(secret.expose()),
+        Credential::Passthrough => call
+            .client_credential
+            .map(|c| c.expose())
+            .or_else(|| client_key(call.headers)),
+    }
+}
+
+pub(crate) fn sensitive(value: String) -> Result<HeaderValue, ProxyError> {
+    let mut value = HeaderValue::try_from(value).map_err(|_| {
+        ProxyError::bad_request("invalid_api_key", "The API key contains invalid characters")
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+pub(crate) fn post(
+    uri: http::Uri,
+    headers: http::HeaderMap,
+    body: Bytes,
+) -> Result<Outbound, ProxyError> {
+    let mut builder = Request::builder().method(Method::POST).uri(uri);
+    if let Some(h) = builder.headers_mut() {
+        *h = headers;
+    }
+    builder
+        .body(Full::new(body))
+        .map(Outbound::Http)
+        .map_err(|e| ProxyError::Internal(format!("building the upstream request: {e}")))
+}
+
+impl Provider for Gemini {
+    fn name(&self) -> &'static str {
+        "gemini"
+    }
+
+    fn default_base_url(&self) -> Option<&'static str> {
+        Some("https://generativelanguage.googleapis.com")
+    }
+
+    fn prepare(&self, call: &Call<'_>) -> Result<Outbound, ProxyError> {
+        let request = call.request;
+        if !matches!(
+            request.endpoint(),
+            Endpoint::ChatCompletions | Endpoint::Messages
+        ) {
+            return Err(ProxyError::bad_request(
+                "unsupported_endpoint",
+                format!(
+                    "the `gemini` provider serves chat requests only, not {}",
+                    request.endpoint().as_str()
+                ),
+            ));
+        }
+        let model = call.target.upstream_model(request.model());
+        let pivot = crate::translate::pivot_request(request, call.target)?;
+        let body = gemini::request_to_gemini(&pivot, model)?;
+        let backend = call.target.backend();
+        let uri = join_url(backend.base_url(), &model_path(model, request.is_stream())?)?;
+        let mut headers = forward_headers(call.headers);
+        if let Some(key) = backend_key(call) {
+            headers.insert("x-goog-api-key", sensitive(key.to_string())?);
+        }
+        post(uri, headers, Bytes::from(body.to_string()))
+    }
+
+    fn respond(&self, call: &Call<'_>, response: Response<ProxyBody>) -> Response<ProxyBody> {
+        let status = response.status();
+        let model = call.target.upstream_model(call.request.model()).to_string();
+        if !status.is_success() {
+            return convert_response(
+                response,
+                "application/json",
+                CollectJson::new(move |body: &[u8]| {
+                    Ok(Bytes::from(
+                        gemini::error_to_openai(status, body).to_string(),
+                    ))
+                }),
+            );
+        }
+        if call.request.is_stream() {
+            let conv = GeminiStream::new(&model, wants_stream_usage(call));
+            return convert_response(response, "text/event-stream", conv);
+        }
+        convert_response(
+            response,
+            "application/json",
+            CollectJson::new(move |body: &[u8]| gemini::convert_answer_body(body, &model)),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        assert_eq!(
+            model_path("gemini-2.5-flash", false).unwrap(),
+            "/v1beta/models/gemini-2.5-flash:generateContent"
+        );
+        assert_eq!(
+            model_path("models/gemini-2.5-flash", true).unwrap(),
+            "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+        );
+        assert_eq!(
+            model_path("tunedModels/abc", false).unwrap(),
+            "/v1beta/tunedModels/abc:generateContent"
+        );
+        assert!(model_path("a b", false).is_err());
+        assert!(model_path("x?y", false).is_err());
+    }
+}

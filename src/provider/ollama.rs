@@ -1,0 +1,91 @@
+//! The `ollama` provider: Ollama's native API (`POST {base_url}/api/chat`).
+//!
+//! The client's request (as the pivot, see [`crate::translate`]) is
+//! translated by [`crate::translate::ollama`]; the answer — one JSON object,
+//! or newline-delimited JSON when streamed — comes back as the pivot
+//! (`chat.completion` or `chat.completion.chunk` events). Ollama needs no
+//! key; a configured one is sent as `Authorization: Bearer` (for an Ollama
+//! behind an authenticating proxy). Ollama's OpenAI-compatible `/v1` is
+//! reachable too, as `provider = "openai"`.
+//!
+//! ```
+//! use llm_router::provider::{ollama::Ollama, Provider};
+//! assert_eq!(Ollama.name(), "ollama");
+//! assert_eq!(Ollama.default_base_url(), Some("http://localhost:11434"));
+//! ```
+
+use bytes::Bytes;
+use http::{header, Response};
+
+use super::gemini::{backend_key, post, sensitive, wants_stream_usage};
+use super::{forward_headers, join_url, Call, Outbound, Provider};
+use crate::body::ProxyBody;
+use crate::error::ProxyError;
+use crate::request::Endpoint;
+use crate::translate::convert::{convert_response, CollectJson};
+use crate::translate::ollama::{self, OllamaStream};
+
+/// The Ollama provider adapter.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Ollama;
+
+impl Provider for Ollama {
+    fn name(&self) -> &'static str {
+        "ollama"
+    }
+
+    fn default_base_url(&self) -> Option<&'static str> {
+        Some("http://localhost:11434")
+    }
+
+    fn prepare(&self, call: &Call<'_>) -> Result<Outbound, ProxyError> {
+        let request = call.request;
+        if !matches!(
+            request.endpoint(),
+            Endpoint::ChatCompletions | Endpoint::Messages
+        ) {
+            return Err(ProxyError::bad_request(
+                "unsupported_endpoint",
+                format!(
+                    "the `ollama` provider serves chat requests only, not {} (Ollama's OpenAI-compatible /v1 is provider = \"openai\")",
+                    request.endpoint().as_str()
+                ),
+            ));
+        }
+        let model = call.target.upstream_model(request.model());
+        let pivot = crate::translate::pivot_request(request, call.target)?;
+        let body = ollama::request_to_ollama(&pivot, model, request.is_stream())?;
+        let backend = call.target.backend();
+        let uri = join_url(backend.base_url(), "/api/chat")?;
+        let mut headers = forward_headers(call.headers);
+        if let Some(key) = backend_key(call) {
+            headers.insert(header::AUTHORIZATION, sensitive(format!("Bearer {key}"))?);
+        }
+        post(uri, headers, Bytes::from(body.to_string()))
+    }
+
+    fn respond(&self, call: &Call<'_>, response: Response<ProxyBody>) -> Response<ProxyBody> {
+        let status = response.status();
+        let model = call.target.upstream_model(call.request.model()).to_string();
+        if !status.is_success() {
+            return convert_response(
+                response,
+                "application/json",
+                CollectJson::new(move |body: &[u8]| {
+                    Ok(Bytes::from(
+                        ollama::error_to_openai(status, body).to_string(),
+                    ))
+                }),
+            );
+        }
+        if call.request.is_stream() {
+            let conv = OllamaStream::new(&model, wants_stream_usage(call));
+            return convert_response(response, "text/event-stream", conv);
+        }
+        convert_response(
+            response,
+            "application/json",
+            CollectJson::new(move |body: &[u8]| ollama::convert_answer_body(body, &model)),
+        )
+    }
+}
