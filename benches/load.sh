@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# Load benchmark: the proxy's cost per request against a fast local upstream,
+# compared in the same run with the upstream alone and (when installed) nginx
+# as a plain reverse proxy.
+#
+#   bash benches/load.sh              # 10 s per scenario
+#   DURATION=3s bash benches/load.sh  # quicker
+#
+# The proxy (and nginx) are pinned to core 0, the load generator (oha,
+# installed with `cargo install oha` if missing) and the upstream to core 1.
+# For each scenario: requests per second at full load, p50/p99 latency at a
+# fixed rate (RATE, default 500 req/s), CPU microseconds per request (the
+# proxy's utime+stime over the requests served) and peak RSS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10s}
+RATE=${RATE:-500}
+CONNS=${CONNS:-32}
+UP_PORT=${UP_PORT:-19101}
+PX_PORT=${PX_PORT:-19102}
+NGINX_PORT=${NGINX_PORT:-19103}
+WORK=$(mktemp -d /tmp/llm-router-load.XXXXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+command -v oha >/dev/null || cargo install oha --locked --quiet
+cargo build --release --quiet --bin llm-router --example fast_upstream
+BIN=target/release/llm-router
+UPSTREAM=target/release/examples/fast_upstream
+
+CHAT='{"model":"bench","messages":[{"role":"system","content":"You are a concise assistant for a finance team."},{"role":"user","content":"Summarize the main points of the quarterly report in three short bullet points, please. Revenue was up 12 percent, costs were down 3 percent, and guidance was unchanged."}],"temperature":0.2}'
+STREAM='{"model":"bench","stream":true,"messages":[{"role":"user","content":"Summarize the quarterly report in three short points."}]}'
+
+wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 did not open" >&2; return 1; }
+# utime+stime of a process and its children (nginx works in a child process).
+cpu_ticks() {
+  local total=0 p
+  for p in "$1" $(pgrep -P "$1" || true); do
+    total=$(( total + $(awk '{print $14+$15}' "/proc/$p/stat") ))
+  done
+  echo "$total"
+}
+hwm_total_kib() {
+  local total=0 p
+  for p in "$1" $(pgrep -P "$1" || true); do
+    total=$(( total + $(awk '/VmHWM/{print $2}' "/proc/$p/status") ))
+  done
+  echo "$total"
+}
+rss_kib() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
+hwm_kib() { awk '/VmHWM/{print $2}' "/proc/$1/status"; }
+TICK=$(getconf CLK_TCK)
+
+taskset -c 1 "$UPSTREAM" "127.0.0.1:$UP_PORT" >/dev/null & PIDS+=($!)
+wait_port "$UP_PORT"
+
+start_proxy() { # $1 = [stack] order, $2 = extra config
+  cat > "$WORK/config.toml" <<TOML
+[server]
+listen = "127.0.0.1:$PX_PORT"
+[stack]
+order = $1
+$2
+[[backends]]
+name = "up"
+provider = "openai"
+base_url = "http://127.0.0.1:$UP_PORT/v1"
+api_key = "sk-upstream-benchmark-key-0000"
+[[backends]]
+name = "up-anthropic"
+provider = "anthropic"
+base_url = "http://127.0.0.1:$UP_PORT"
+api_key = "sk-ant-upstream-benchmark-key-0000"
+[[models]]
+name = "bench"
+targets = [{ backend = "up" }]
+[[models]]
+name = "bench-anthropic"
+targets = [{ backend = "up-anthropic", model = "bench" }]
+TOML
+  RUST_LOG=warn taskset -c 0 "$BIN" serve --config "$WORK/config.toml" 2>"$WORK/proxy.log" & PX=$!
+  PIDS+=($PX)
+  wait_port "$PX_PORT"
+}
+stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+
+# oha JSON -> "rps p50_ms p99_ms"
+oha_run() { # $1 url, $2 body, $3 extra args...
+  local url=$1 body=$2; shift 2
+  taskset -c 1 oha --no-tui --output-format json -m POST -H 'content-type: application/json' \
+    -H 'authorization: Bearer sk-client-benchmark-key-0001' -d "$body" "$@" "$url" > "$WORK/oha.json"
+  python3 - "$WORK/oha.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+s = d["summary"]; p = d.get("latencyPercentiles", {})
+ok = sum(v for k, v in d.get("statusCodeDistribution", {}).items() if k.startswith("2"))
+print(f'{s["requestsPerSec"]:.0f} {p.get("p50", 0)*1e3:.3f} {p.get("p99", 0)*1e3:.3f} {ok}')
+PY
+}
+
+ROWS=()
+measure() { # $1 label, $2 pid (or ""), $3 url, $4 body
+  local label=$1 pid=$2 url=$3 body=$4 t0 t1 full fixed cpu_us=- hwm=-
+  [ -n "$pid" ] && t0=$(cpu_ticks "$pid")
+  full=$(oha_run "$url" "$body" -z "$DURATION" -c "$CONNS")
+  if [ -n "$pid" ]; then
+    t1=$(cpu_ticks "$pid")
+    cpu_us=$(python3 -c 'import sys; t0, t1, tick, n = map(int, sys.argv[1:]); print(f"{(t1 - t0) / tick * 1e6 / max(1, n):.1f}")' "$t0" "$t1" "$TICK" "${full##* }")
+    hwm=$(( $(hwm_total_kib "$pid") / 1024 ))
+  fi
+  fixed=$(oha_run "$url" "$body" -z "$DURATION" -c "$CONNS" -q "$RATE")
+  read -r rps _ _ _ <<<"$full"; read -r _ p50 p99 _ <<<"$fixed"
+  ROWS+=("| $label | $rps | $p50 | $p99 | $cpu_us | $hwm |")
+  echo "  $label: $rps req/s; at $RATE req/s p50 $p50 ms p99 $p99 ms; $cpu_us µs CPU/request; peak RSS $hwm MiB" >&2
+}
+
+echo "== upstream alone" >&2
+measure "upstream alone" "" "http://127.0.0.1:$UP_PORT/v1/chat/completions" "$CHAT"
+measure "upstream alone, streamed" "" "http://127.0.0.1:$UP_PORT/v1/chat/completions" "$STREAM"
+
+if command -v nginx >/dev/null; then
+  echo "== nginx reverse proxy" >&2
+  mkdir -p "$WORK/nginx"
+  cat > "$WORK/nginx.conf" <<NGINX
+worker_processes 1;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx; proxy_temp_path $WORK/nginx; fastcgi_temp_path $WORK/nginx; uwsgi_temp_path $WORK/nginx; scgi_temp_path $WORK/nginx;
+  upstream up { server 127.0.0.1:$UP_PORT; keepalive 64; }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; }
+  }
+}
+NGINX
+  taskset -c 0 nginx -c "$WORK/nginx.conf" -g 'daemon off;' & NG=$!; PIDS+=($NG)
+  wait_port "$NGINX_PORT"
+  measure "nginx" "$NG" "http://127.0.0.1:$NGINX_PORT/v1/chat/completions" "$CHAT"
+  measure "nginx, streamed" "$NG" "http://127.0.0.1:$NGINX_PORT/v1/chat/completions" "$STREAM"
+  stop "$NG"
+else
+  echo "== nginx not installed (apt-get install nginx) — no reference row" >&2
+fi
+
+echo "== llm-router, shipped default stack" >&2
+start_proxy '["failover", "circuit_breaker", "retry"]' ""
+IDLE=$(( $(rss_kib "$PX") / 1024 ))
+measure "llm-router, default stack" "$PX" "http://127.0.0.1:$PX_PORT/v1/chat/completions" "$CHAT"
+measure "llm-router, default stack, streamed" "$PX" "http://127.0.0.1:$PX_PORT/v1/chat/completions" "$STREAM"
+measure "llm-router, OpenAI client -> Anthropic, streamed" "$PX" "http://127.0.0.1:$PX_PORT/v1/chat/completions" "${STREAM/\"bench\"/\"bench-anthropic\"}"
+stop "$PX"
+
+echo "== llm-router, every layer on" >&2
+start_proxy '["log", "metrics", "auth", "rate_limit", "pii", "transform", "headers", "failover", "circuit_breaker", "retry"]' "
+[auth]
+keys = [\"sk-client-benchmark-key-0001\"]
+[rate_limit]
+requests = 1000000000
+window = \"60s\"
+[pii]
+action = \"redact\"
+[headers]
+add = { \"user-agent\" = \"llm-router\" }
+[[transforms]]
+name = \"tag\"
+type = \"jsonpath_add\"
+path = \"\$.metadata\"
+value = { source = \"llm-router\" }
+[log]
+dir = \"$WORK/logs\"
+"
+measure "llm-router, every layer" "$PX" "http://127.0.0.1:$PX_PORT/v1/chat/completions" "$CHAT"
+stop "$PX"
+
+echo
+echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)); proxy on core 0, load and upstream on core 1; $DURATION per run, $CONNS connections."
+echo "Idle RSS of the proxy: $IDLE MiB."
+echo
+echo "| scenario | req/s (full load) | p50 ms at $RATE req/s | p99 ms at $RATE req/s | CPU µs/request | peak RSS MiB |"
+echo "|---|---|---|---|---|---|"
+printf '%s\n' "${ROWS[@]}"
