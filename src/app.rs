@@ -7,7 +7,13 @@
 //! the body once (bounded by `body_limit`), parses it into an
 //! [`LlmRequest`], and calls the configured stack. An error from the stack is
 //! rendered once, here, in the client's format. Every answer carries
-//! `x-request-id` (the client's own, or a new one).
+//! `x-request-id` (the client's own, or a new one) and
+//! `x-llm-router-overhead-ms`.
+//!
+//! The stack and everything built from the config sit behind one
+//! `RwLock<Arc<…>>`, read once per request: a config reload
+//! ([`App::reload`], see [`reload`](crate::reload)) swaps in a new one for new
+//! requests while requests and streams in flight finish on the old one.
 //!
 //! ```
 //! use std::path::Path;
@@ -37,9 +43,9 @@ use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::task::{Context, Poll};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
@@ -52,9 +58,10 @@ use crate::config::{Config, ConfigError};
 use crate::error::{json_response, ProxyError};
 use crate::layers::auth::{is_admin_path, KeysFileError, ReloadReport};
 use crate::layers::cors::CorsLayer;
+use crate::reload::{ConfigReload, ConfigSource, ReloadError};
 use crate::request::{read_body, ClientFormat, Endpoint, LlmRequest};
 use crate::routing::RouteTable;
-use crate::stack::{Built, LlmService, RouterState};
+use crate::stack::{Built, LayerName, LlmService, RouterState};
 use crate::timing::{as_millis_header, Waited, OVERHEAD_HEADER};
 
 /// The header carrying the request id.
@@ -68,58 +75,289 @@ pub struct ClientAddr(pub SocketAddr);
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestId(pub HeaderValue);
 
+/// One configuration in force: the stack built from it and what the
+/// endpoints read. A reload builds a new one and swaps it in; requests in
+/// flight keep the one they started with.
 struct State {
     service: LlmService,
     routes: Arc<RouteTable>,
     router: RouterState,
     cors: Option<CorsLayer>,
     body_limit: u64,
+    /// The config it was built from (none for a stack composed in code).
+    config: Option<Arc<Config>>,
+    /// The layers named in the order, outermost first (empty in code).
+    stack: Vec<LayerName>,
+    loaded_at: SystemTime,
+}
+
+impl State {
+    fn new(built: Built, body_limit: u64, config: Option<Arc<Config>>) -> Self {
+        State {
+            service: built.service,
+            routes: built.routes,
+            router: built.state,
+            cors: built.cors,
+            body_limit,
+            stack: config.as_ref().map(|c| c.stack.clone()).unwrap_or_default(),
+            config,
+            loaded_at: SystemTime::now(),
+        }
+    }
+}
+
+/// What outlives a reload.
+struct Shared {
+    current: RwLock<Arc<State>>,
     created: u64,
+    started: Instant,
+    started_at: SystemTime,
     id_prefix: u64,
     next_id: AtomicU64,
+    /// Where a reload reads the config from. Held for the whole of a
+    /// reload, so reloads run one at a time.
+    source: Mutex<Option<ConfigSource>>,
+    reloads: AtomicU64,
+    failed_reloads: AtomicU64,
+    last_reload_error: Mutex<Option<String>>,
 }
 
 /// The proxy's HTTP endpoints. See the [module docs](crate::app).
 #[derive(Clone)]
 pub struct App {
-    state: Arc<State>,
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("App")
-            .field("body_limit", &self.state.body_limit)
+            .field("body_limit", &self.current().body_limit)
+            .field("reloads", &self.shared.reloads.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
 
+fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 impl App {
+    /// The default `body_limit` (10 MiB) of [`App::from_service`].
+    pub const DEFAULT_BODY_LIMIT: u64 = 10 * 1024 * 1024;
+
     /// An app around an already built stack.
     pub fn new(built: Built, body_limit: u64) -> Self {
-        let created = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        App::with_state(State::new(built, body_limit, None), None)
+    }
+
+    fn with_state(state: State, source: Option<ConfigSource>) -> Self {
+        let now = SystemTime::now();
         App {
-            state: Arc::new(State {
-                service: built.service,
-                routes: built.routes,
-                router: built.state,
-                cors: built.cors,
-                body_limit,
-                created,
+            shared: Arc::new(Shared {
+                current: RwLock::new(Arc::new(state)),
+                created: unix_secs(now),
+                started: Instant::now(),
+                started_at: now,
                 id_prefix: RandomState::new().build_hasher().finish(),
                 next_id: AtomicU64::new(0),
+                source: Mutex::new(source),
+                reloads: AtomicU64::new(0),
+                failed_reloads: AtomicU64::new(0),
+                last_reload_error: Mutex::new(None),
             }),
         }
     }
 
-    /// Build the stack of `config` and wrap it.
+    /// An app around a stack composed in code (see `examples/custom_stack.rs`):
+    /// `service` serves the models of `routes`, with the default body limit.
+    /// Every llm-router layer, the upstream and any tower middleware whose
+    /// error is [`ProxyError`] fit; the app reads and parses the body, puts
+    /// the [`LlmRequest`] into the extensions, and renders errors.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use http::Request;
+    /// use tower::{ServiceBuilder, ServiceExt};
+    /// use llm_router::provider::mock::Mock;
+    /// use llm_router::routing::{Backend, ModelRoute, RouteLayer, RouteTable, Target};
+    /// use llm_router::upstream::Upstream;
+    /// use llm_router::{App, ProxyBody};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let local = Arc::new(Backend::builder("local", Arc::new(Mock)).build().unwrap());
+    /// let routes = Arc::new(RouteTable::new(vec![ModelRoute::new("echo", vec![Target::new(local, None)])]));
+    /// let stack = ServiceBuilder::new()
+    ///     .layer(RouteLayer::new(routes.clone()))
+    ///     .service(Upstream::new());
+    /// let app = App::from_service(stack, routes);
+    /// let req = Request::post("/v1/chat/completions")
+    ///     .body(ProxyBody::full(r#"{"model":"echo","messages":[{"role":"user","content":"hi"}]}"#))
+    ///     .unwrap();
+    /// assert_eq!(app.oneshot(req).await.unwrap().status(), 200);
+    /// # }
+    /// ```
+    pub fn from_service<S>(service: S, routes: Arc<RouteTable>) -> Self
+    where
+        S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ProxyError>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        App::new(
+            Built::new(tower::util::BoxCloneSyncService::new(service), routes),
+            App::DEFAULT_BODY_LIMIT,
+        )
+    }
+
+    /// Build the stack of `config` and wrap it. [`App::reload`] reads the
+    /// config again from the same file (see [`App::set_config_source`]).
     pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
-        Ok(App::new(
-            crate::stack::build(config)?,
+        let built = crate::stack::build(config)?;
+        let state = State::new(
+            built,
             config.server.body_limit,
-        ))
+            Some(Arc::new(config.clone())),
+        );
+        Ok(App::with_state(state, Some(ConfigSource::of(config))))
+    }
+
+    /// Where [`App::reload`] reads the config from (the server sets the
+    /// file it started with and the command line's `--host`/`--port`).
+    pub fn set_config_source(&self, source: ConfigSource) {
+        *self.source() = Some(source);
+    }
+
+    fn source(&self) -> MutexGuard<'_, Option<ConfigSource>> {
+        self.shared.source.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The state in force now (read once per request).
+    fn current(&self) -> Arc<State> {
+        self.shared
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Successful config reloads since start.
+    pub fn reloads(&self) -> u64 {
+        self.shared.reloads.load(Ordering::Relaxed)
+    }
+
+    /// Read the config again from its source (`POST /admin/reload`, SIGHUP)
+    /// and swap it in; see the [`reload`](crate::reload) module. On an
+    /// error nothing changes, and the error is logged.
+    ///
+    /// It reads a file and builds the backends' clients: from async code,
+    /// call it through `tokio::task::spawn_blocking` (as the server does).
+    pub fn reload(&self) -> Result<ConfigReload, ReloadError> {
+        let source = self.source();
+        let result = match source.as_ref() {
+            None => Err(ReloadError::NoSource),
+            Some(src) => src
+                .load()
+                .map_err(ReloadError::from)
+                .and_then(|config| self.swap(config)),
+        };
+        drop(source);
+        self.reloaded(result)
+    }
+
+    /// Swap in `config` (validated already, e.g. by [`Config::parse`]), as
+    /// a reload does.
+    pub fn reload_with(&self, config: Config) -> Result<ConfigReload, ReloadError> {
+        let source = self.source();
+        let result = self.swap(config);
+        drop(source);
+        self.reloaded(result)
+    }
+
+    fn reloaded(
+        &self,
+        result: Result<ConfigReload, ReloadError>,
+    ) -> Result<ConfigReload, ReloadError> {
+        if let Err(e) = &result {
+            self.shared.failed_reloads.fetch_add(1, Ordering::Relaxed);
+            *self
+                .shared
+                .last_reload_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+            tracing::error!(error = %e, "config reload failed; the config in force is unchanged");
+        }
+        result
+    }
+
+    /// Build `config` around the state carried over from the one in force
+    /// and swap it in (the caller holds the source lock).
+    fn swap(&self, mut config: Config) -> Result<ConfigReload, ReloadError> {
+        let old = self.current();
+        let old_config = old.config.as_deref();
+        let mut notes = match old_config {
+            Some(o) => crate::reload::keep_server_settings(o, &mut config),
+            None => Vec::new(),
+        };
+        notes.extend(config.warnings());
+        let router = old.router.carry_over(old_config, &config);
+        let built = crate::stack::build_with_state(&config, router)?;
+        let config = Arc::new(config);
+        let state = Arc::new(State::new(
+            built,
+            config.server.body_limit,
+            Some(config.clone()),
+        ));
+        *self
+            .shared
+            .current
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = state.clone();
+        state.router.attach_store();
+        state.router.prune(old_config, &config);
+        let reloads = self.shared.reloads.fetch_add(1, Ordering::Relaxed) + 1;
+        let models: Vec<String> = state.routes.models().map(str::to_string).collect();
+        let before: Vec<&str> = old.routes.models().collect();
+        let report = ConfigReload {
+            reloaded: true,
+            config: config.path.display().to_string(),
+            loaded_at: unix_secs(state.loaded_at),
+            reloads,
+            models_added: models
+                .iter()
+                .filter(|m| !before.contains(&m.as_str()))
+                .cloned()
+                .collect(),
+            models_removed: before
+                .iter()
+                .filter(|m| !models.iter().any(|n| n == *m))
+                .map(|m| m.to_string())
+                .collect(),
+            models,
+            backends: config.backends.iter().map(|b| b.name.clone()).collect(),
+            stack: config
+                .stack
+                .iter()
+                .map(|l| l.as_str().to_string())
+                .collect(),
+            notes,
+        };
+        tracing::info!(
+            config = %report.config,
+            reloads,
+            models = ?report.models,
+            added = ?report.models_added,
+            removed = ?report.models_removed,
+            "config reloaded"
+        );
+        for note in &report.notes {
+            tracing::warn!("{note}");
+        }
+        Ok(report)
     }
 
     fn request_id(&self, headers: &http::HeaderMap) -> HeaderValue {
@@ -128,11 +366,32 @@ impl App {
                 return id.clone();
             }
         }
-        let n = self.state.next_id.fetch_add(1, Ordering::Relaxed);
-        let id = format!("{:016x}{:016x}", self.state.id_prefix, n);
+        let n = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = format!("{:016x}{:016x}", self.shared.id_prefix, n);
         HeaderValue::try_from(id).unwrap_or(HeaderValue::from_static("0"))
     }
 
+    /// Re-read the keys file of `auth` (`POST /auth/reload-keys`, and SIGHUP
+    /// when the config itself cannot be reloaded); `None` when `auth` is off.
+    pub fn reload_keys(&self) -> Option<Result<ReloadReport, KeysFileError>> {
+        let state = self.current();
+        let keys = state.router.auth.as_ref()?;
+        let result = keys.reload();
+        if let Err(e) = &result {
+            tracing::warn!(error = %e, "reloading the auth keys failed; the keys in force are unchanged");
+        }
+        Some(result)
+    }
+}
+
+/// One request's view: the app, and the state in force when it arrived.
+#[derive(Clone)]
+struct Handler {
+    app: App,
+    state: Arc<State>,
+}
+
+impl Handler {
     fn models_list(&self) -> serde_json::Value {
         let data: Vec<_> = self
             .state
@@ -151,7 +410,7 @@ impl App {
             .and_then(|r| r.targets().first())
             .map(|t| t.backend().name().to_string())
             .unwrap_or_else(|| "llm-router".into());
-        json!({"id": name, "object": "model", "created": self.state.created, "owned_by": owner})
+        json!({"id": name, "object": "model", "created": self.app.shared.created, "owned_by": owner})
     }
 
     /// Each configured target with its circuit and cooldown, plus every
@@ -259,8 +518,9 @@ impl App {
             match check {
                 Some(Err(e)) => return e.to_response(format),
                 Some(Ok(client)) => {
-                    keys.begin(&client.key);
-                    authed = Some(client.key);
+                    let key = client.stats_key();
+                    keys.begin(&key);
+                    authed = Some(key);
                 }
                 None => {}
             }
@@ -281,22 +541,72 @@ impl App {
                         "client": ["POST /v1/chat/completions", "POST /v1/completions", "POST /v1/embeddings",
                                    "POST /v1/messages", "POST /anthropic/chat/completions",
                                    "POST /openai/chat/completions", "GET /v1/models", "GET /v1/models/{id}"],
-                        "operations": ["GET /health", "GET /"],
+                        "operations": ["GET /health", "GET /", "GET /metrics", "GET /openapi.json"],
+                        "admin": ["GET /providers", "GET /backend/info", "GET /router/stats",
+                                  "GET /router/health", "GET /router/rate-limits", "GET /auth/status",
+                                  "GET /auth/metrics", "POST /auth/reload-keys", "POST /admin/reload"],
                     },
                 }),
             ),
             "/metrics" if get => self.metrics(wants_json),
-            "/health" if get => json_response(
-                StatusCode::OK,
-                &json!({
+            "/openapi.json" if get => crate::openapi::response(),
+            "/health" if get => {
+                let mut health = json!({
                     "status": "healthy",
                     "service": "llm-router",
                     "version": env!("CARGO_PKG_VERSION"),
                     "models": self.state.routes.models().collect::<Vec<_>>(),
-                }),
-            ),
+                });
+                // Only with `[state] store = "redis"`: "ok" | "degraded".
+                if let Some(store) = self.state.router.state_store_status() {
+                    health["state_store"] = store.into();
+                }
+                json_response(StatusCode::OK, &health)
+            }
             "/v1/models" if get => json_response(StatusCode::OK, &self.models_list()),
             "/router/health" if get => json_response(StatusCode::OK, &self.router_health()),
+            "/providers" if get => json_response(
+                StatusCode::OK,
+                &crate::admin::providers(self.state.config.as_deref(), &self.state.routes),
+            ),
+            "/backend/info" if get => json_response(
+                StatusCode::OK,
+                &crate::admin::backend_info(
+                    self.state.config.as_deref(),
+                    &self.state.routes,
+                    &self.state.router,
+                ),
+            ),
+            "/router/stats" if get => json_response(StatusCode::OK, &self.router_stats()),
+            "/admin/reload" if method == Method::POST => {
+                let app = self.app.clone();
+                match tokio::task::spawn_blocking(move || app.reload()).await {
+                    Ok(Ok(report)) => json_response(
+                        StatusCode::OK,
+                        &serde_json::to_value(&report).unwrap_or_default(),
+                    ),
+                    Ok(Err(e @ ReloadError::Config(_))) => crate::error::error_response(
+                        StatusCode::BAD_REQUEST,
+                        format,
+                        "invalid_config",
+                        &e.to_string(),
+                    ),
+                    Ok(Err(e)) => crate::error::error_response(
+                        StatusCode::BAD_REQUEST,
+                        format,
+                        "reload_unavailable",
+                        &e.to_string(),
+                    ),
+                    Err(e) => crate::error::error_response(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format,
+                        "reload_failed",
+                        &format!(
+                            "the reload did not finish: {e}; the config in force is unchanged"
+                        ),
+                    ),
+                }
+            }
             "/router/rate-limits" if get => json_response(
                 StatusCode::OK,
                 &json!({
@@ -322,7 +632,7 @@ impl App {
                     .as_ref()
                     .map_or_else(|| json!({"enabled": false, "keys": []}), |k| k.metrics()),
             ),
-            "/auth/reload-keys" if method == Method::POST => match self.reload_keys() {
+            "/auth/reload-keys" if method == Method::POST => match self.app.reload_keys() {
                 None => ProxyError::bad_request(
                     "auth_not_enabled",
                     "`auth` is not in [stack] order: there are no keys to reload",
@@ -340,9 +650,14 @@ impl App {
             },
             "/"
             | "/health"
+            | "/openapi.json"
             | "/v1/models"
             | "/router/health"
             | "/router/rate-limits"
+            | "/providers"
+            | "/backend/info"
+            | "/router/stats"
+            | "/admin/reload"
             | "/auth/status"
             | "/auth/metrics"
             | "/auth/reload-keys" => wrong_method(path),
@@ -359,23 +674,35 @@ impl App {
         response
     }
 
+    /// `GET /router/stats`.
+    fn router_stats(&self) -> serde_json::Value {
+        let shared = &self.app.shared;
+        let state = &self.state;
+        crate::admin::router_stats(crate::admin::StatsContext {
+            uptime: shared.started.elapsed(),
+            started_at: unix_secs(shared.started_at),
+            config_path: state.config.as_ref().map(|c| c.path.display().to_string()),
+            loaded_at: unix_secs(state.loaded_at),
+            reloads: shared.reloads.load(Ordering::Relaxed),
+            failed_reloads: shared.failed_reloads.load(Ordering::Relaxed),
+            last_reload_error: shared
+                .last_reload_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+            stack: state.stack.iter().map(|l| l.as_str()).collect(),
+            metrics_on: state.config.is_none() || state.stack.contains(&LayerName::Metrics),
+            routes: &state.routes,
+            router: &state.router,
+        })
+    }
+
     /// `GET /auth/status`.
     fn auth_status(&self) -> serde_json::Value {
         match &self.state.router.auth {
             Some(keys) => keys.status(),
             None => json!({"enabled": false}),
         }
-    }
-
-    /// Re-read the keys file of `auth` (`POST /auth/reload-keys`, SIGHUP);
-    /// `None` when `auth` is off.
-    pub fn reload_keys(&self) -> Option<Result<ReloadReport, KeysFileError>> {
-        let keys = self.state.router.auth.as_ref()?;
-        let result = keys.reload();
-        if let Err(e) = &result {
-            tracing::warn!(error = %e, "reloading the auth keys failed; the keys in force are unchanged");
-        }
-        Some(result)
     }
 
     async fn client_api<B>(self, endpoint: Endpoint, req: Request<B>) -> Response<ProxyBody>
@@ -436,20 +763,23 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let started = tokio::time::Instant::now();
-        let app = self.clone();
+        let handler = Handler {
+            app: self.clone(),
+            state: self.current(),
+        };
         let id = self.request_id(req.headers());
         let waited = Waited::default();
         req.headers_mut().insert(REQUEST_ID, id.clone());
         req.extensions_mut().insert(RequestId(id.clone()));
         req.extensions_mut().insert(waited.clone());
         Box::pin(async move {
-            let mut response = match app.state.cors.clone() {
+            let mut response = match handler.state.cors.clone() {
                 // CORS wraps the endpoints: a preflight is answered there.
-                Some(cors) => match cors.layer(Endpoints(app)).oneshot(req).await {
+                Some(cors) => match cors.layer(Endpoints(handler)).oneshot(req).await {
                     Ok(response) => response,
                     Err(never) => match never {},
                 },
-                None => app.handle(req).await,
+                None => handler.handle(req).await,
             };
             let own = started.elapsed().saturating_sub(waited.get());
             let headers = response.headers_mut();
@@ -461,7 +791,7 @@ where
 }
 
 /// The endpoints as a service, for what wraps the whole app (`cors`).
-struct Endpoints(App);
+struct Endpoints(Handler);
 
 impl<B> Service<Request<B>> for Endpoints
 where

@@ -316,9 +316,9 @@ pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<
 /// "1.5s", "250ms", "2m" — the same form the config uses.
 pub(crate) fn humanize(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 60_000 == 0 && ms > 0 {
+    if ms.is_multiple_of(60_000) && ms > 0 {
         format!("{}m", ms / 60_000)
-    } else if ms % 1000 == 0 && ms > 0 {
+    } else if ms.is_multiple_of(1000) && ms > 0 {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")

@@ -21,7 +21,11 @@
 //! - [`provider`] adapts requests and answers per provider.
 //! - [`upstream::Upstream`] is the innermost service.
 //! - [`config`] and [`stack`] turn `config.toml` into a running stack;
-//!   [`server`] serves it.
+//!   [`server`] serves it; [`reload`] re-reads the config and swaps it in
+//!   (`POST /admin/reload`, SIGHUP) while requests in flight finish on the old one.
+//! - Every layer composes alone with [`tower::ServiceBuilder`] (see
+//!   [`layers`]); [`App::from_service`] turns such a stack into the endpoints,
+//!   a `Service` whose error is `Infallible` (axum's `route_service` takes it).
 //!
 //! The user-facing contract (config keys, CLI, endpoints, errors) is described
 //! in the README; the stack and every layer in `middleware.md`.
@@ -29,6 +33,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
+mod admin;
 pub mod app;
 pub mod body;
 pub mod classify;
@@ -37,13 +42,16 @@ pub mod error;
 pub mod future;
 pub mod guard;
 pub mod layers;
+pub mod openapi;
 pub mod provider;
+pub mod reload;
 pub mod request;
 pub mod routing;
 pub mod secret;
 pub mod server;
 pub mod sse;
 pub mod stack;
+pub mod store;
 pub mod timing;
 pub mod translate;
 pub mod upstream;

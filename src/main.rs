@@ -4,6 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use llm_router::config::{Config, ConfigError};
 use llm_router::server::{shutdown_signal, Server};
 
@@ -107,6 +110,10 @@ fn serve(path: Option<&Path>, host: Option<String>, port: Option<u16>) -> ExitCo
             tracing::info!("{line}");
         }
     }
+    // A reload (SIGHUP, POST /admin/reload) reads the same source and
+    // applies the same overrides.
+    let source =
+        llm_router::reload::ConfigSource::of(&config).with_listen_overrides(host.clone(), port);
     config.override_listen(host, port);
     for warning in config.warnings() {
         tracing::warn!("{warning}");
@@ -129,6 +136,7 @@ fn serve(path: Option<&Path>, host: Option<String>, port: Option<u16>) -> ExitCo
                 return ExitCode::FAILURE;
             }
         };
+        server.app().set_config_source(source);
         // The signal handlers are installed here, before the address is
         // announced: a supervisor may signal as soon as it sees it.
         let shutdown = shutdown_signal();
@@ -258,6 +266,14 @@ fn check(path: Option<&Path>) -> ExitCode {
     );
     for l in names(&built.inner) {
         println!("layer {l} (per target)");
+    }
+    if config.state.store == llm_router::store::StoreKind::Redis {
+        println!(
+            "state: redis {} (prefix {}, timeout {:?}): limits, cooldowns and circuits shared",
+            config.state.redis_url_for_logs(),
+            config.state.prefix,
+            config.state.timeout
+        );
     }
     for w in config.warnings() {
         println!("warning: {w}");

@@ -118,6 +118,11 @@ impl Server {
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
+    /// The app served (to reload it, or set where it reloads from).
+    pub fn app(&self) -> &App {
+        &self.app
+    }
+
     /// Whether the server speaks TLS.
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()
@@ -165,16 +170,13 @@ impl Server {
                         serve_connection(stream, peer, app, tls, builder, watcher).await;
                     });
                 }
-                () = hangup.recv() => match app.reload_keys() {
-                    None => tracing::info!("SIGHUP received: no auth keys to reload"),
-                    Some(Ok(report)) => tracing::info!(
-                        client_keys = report.client_keys,
-                        admin_keys = report.admin_keys,
-                        "SIGHUP received: auth keys reloaded"
-                    ),
-                    // Already logged with its reason.
-                    Some(Err(_)) => {}
-                },
+                () = hangup.recv() => {
+                    tracing::info!("SIGHUP received: reloading the config");
+                    let reloader = app.clone();
+                    // Reading and building the config is blocking work; the
+                    // accept loop goes on meanwhile.
+                    tokio::task::spawn_blocking(move || on_hangup(&reloader));
+                }
                 () = &mut shutdown => break,
             }
         }
@@ -184,11 +186,38 @@ impl Server {
             () = graceful.shutdown() => tracing::info!("all connections finished"),
             () = tokio::time::sleep(grace) => tracing::warn!("grace period over, closing remaining connections"),
         }
+        // The request log's last records (the `log` layer writes off-thread).
+        if !crate::layers::log::flush(Duration::from_secs(5)).await {
+            tracing::warn!(
+                "the request log writer did not catch up within 5s; its last records may be lost"
+            );
+        }
         Ok(())
     }
 }
 
-/// SIGHUP: re-read the auth keys without a restart. The handler is
+/// SIGHUP: reload the config (which rebuilds the auth keys, keys file
+/// included). When the config cannot be reloaded (an invalid file, already
+/// logged with its error; or an app without a config file), the config in
+/// force keeps serving and its keys file is still read again, as SIGHUP
+/// always did.
+fn on_hangup(app: &App) {
+    if app.reload().is_ok() {
+        return;
+    }
+    match app.reload_keys() {
+        None => {}
+        Some(Ok(report)) => tracing::info!(
+            client_keys = report.client_keys,
+            admin_keys = report.admin_keys,
+            "SIGHUP: the config in force is kept; its auth keys file was read again"
+        ),
+        // Already logged with its reason.
+        Some(Err(_)) => {}
+    }
+}
+
+/// SIGHUP: reload the config without a restart (see [`App::reload`]). The handler is
 /// installed when the server is built (in a runtime), so a signal sent as
 /// soon as the address is announced is not lost, and never ends the process.
 struct Hangup {

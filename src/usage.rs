@@ -198,7 +198,23 @@ struct WithUsage {
 }
 
 /// Parse the `usage` object of a JSON answer.
+///
+/// Answers put `usage` last, so the object is looked for from the end and
+/// only it is parsed; the whole document is parsed only when that fails.
 pub fn usage_of_json(body: &[u8]) -> Option<Usage> {
+    let mut end = body.len();
+    while let Some(at) = memchr::memmem::rfind(&body[..end], b"\"usage\"") {
+        let rest = &body[at + 7..];
+        let colon = rest.iter().position(|b| !b.is_ascii_whitespace());
+        if let Some(i) = colon.filter(|&i| rest[i] == b':') {
+            let mut values =
+                serde_json::Deserializer::from_slice(&rest[i + 1..]).into_iter::<Usage>();
+            if let Some(Ok(usage)) = values.next() {
+                return Some(usage);
+            }
+        }
+        end = at;
+    }
     serde_json::from_slice::<WithUsage>(body).ok()?.usage
 }
 

@@ -850,13 +850,20 @@ fn duplicated_layer_in_stack_order() {
 }
 
 #[test]
-fn layer_not_built_yet() {
-    stack_error(
-        "layer-later",
-        "[\"log\"]",
-        "stack.order[0]",
-        &["layer `log`", "not available in this version", "remove it"],
+fn log_layer_in_stack_order() {
+    // `check` builds the stack but writes no log file.
+    let (dir, _path, out) = check_config(
+        "layer-log",
+        &format!("[stack]\norder = [\"log\", \"failover\"]\n\n{MIN}\n[log]\ndir = \"logs\"\n"),
+        &[],
     );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("layer log (whole request)"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!dir.path().join("logs").exists());
 }
 
 #[test]
@@ -870,26 +877,15 @@ fn stack_order_of_the_wrong_type() {
 }
 
 #[test]
-fn section_of_a_later_layer() {
+fn log_section_errors() {
     let m = expect_error(
         "section-log",
-        &format!("{MIN}\n[log]\ndir = \"logs\"\n"),
-        9,
-        "log",
-        &[
-            "[log]",
-            "not available in this version",
-            "remove the section",
-        ],
+        &format!("{MIN}\n[log]\ndir = \"logs\"\nqueue = 0\n"),
+        11,
+        "log.queue",
+        &["must be a whole number from 1"],
     );
     assert!(!m.contains("unknown"), "{m}");
-    expect_error(
-        "section-state",
-        &format!("{MIN}\n[state]\nstore = \"memory\"\n"),
-        9,
-        "state",
-        &["[state]", "not available in this version"],
-    );
 }
 
 #[test]

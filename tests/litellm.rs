@@ -1163,3 +1163,25 @@ fn api_key_setting_of_an_imported_literal_key() {
         Some(ApiKeySetting::Key("sk-literal-key".into()))
     );
 }
+
+#[test]
+fn the_readme_before_and_after_is_what_the_import_prints() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let section = readme
+        .split("## Coming from LiteLLM")
+        .nth(1)
+        .expect("README has a Coming from LiteLLM section");
+    let block = |lang: &str| -> String {
+        let start = section
+            .find(&format!("```{lang}\n"))
+            .unwrap_or_else(|| panic!("no {lang} block"))
+            + lang.len()
+            + 4;
+        let end = section[start..].find("```").unwrap() + start;
+        section[start..end].to_string()
+    };
+    let imported = import(&block("yaml"), Path::new("config.yaml")).unwrap();
+    assert_eq!(block("toml"), imported.toml);
+    validated(&imported);
+}

@@ -22,6 +22,7 @@
 //! | `context_window_fallbacks` | `context_fallback` |
 //! | `model_group_alias` | another `[[models]]` entry with the group's targets |
 //! | `request_timeout`, `router_settings.timeout` | every backend's `timeout` |
+//! | `router_settings.stream_timeout` | every backend's `first_byte_timeout` |
 //! | `general_settings.master_key` | `[auth] keys` (and `auth` in the order) |
 //! | `environment_variables` | defaults of the `${NAME:-...}` that read them |
 //!
@@ -478,6 +479,16 @@ struct GroupOut {
     context_fallback: Option<Val>,
 }
 
+/// The global sections of the generated config.
+#[derive(Debug)]
+struct Sections {
+    master_key: Option<Val>,
+    retries: Option<Val>,
+    retry_after: Option<Val>,
+    failure_threshold: Option<Val>,
+    cooldown: Option<Val>,
+}
+
 /// A setting that several LiteLLM keys may give: the first one found wins.
 #[derive(Debug, Default)]
 struct Setting {
@@ -836,6 +847,7 @@ impl Importer {
                 })
                 .collect();
         let mut global_timeout: Option<Val> = None;
+        let mut global_stream_timeout: Option<Val> = None;
         let mut retry_after: Option<Val> = None;
         let mut allowed_fails: Option<(u64, Val)> = None;
         let mut cooldown: Option<Val> = None;
@@ -854,6 +866,7 @@ impl Importer {
                 "num_retries"
                     | "timeout"
                     | "request_timeout"
+                    | "stream_timeout"
                     | "retry_after"
                     | "allowed_fails"
                     | "cooldown_time"
@@ -887,6 +900,7 @@ impl Importer {
                     self.retries(&mut retries, val, true);
                 }
                 "timeout" | "request_timeout" => global_timeout = self.seconds(e, &key)?,
+                "stream_timeout" => global_stream_timeout = self.seconds(e, &key)?,
                 "retry_after" => retry_after = self.seconds(e, &key)?,
                 "allowed_fails" => {
                     let n = self.whole(e, &key, 0)?;
@@ -958,7 +972,11 @@ impl Importer {
         }
 
         // Backends and targets.
-        let (backends, backend_of) = self.backends(&deployments, global_timeout.as_ref());
+        let (backends, backend_of) = self.backends(
+            &deployments,
+            global_timeout.as_ref(),
+            global_stream_timeout.as_ref(),
+        );
         let mut groups = self.groups(&deployments, &backends, &backend_of)?;
         let originals: Vec<(String, Vec<TargetOut>, bool)> = groups
             .iter()
@@ -1028,7 +1046,32 @@ impl Importer {
         };
         self.warnings.sort_by_key(line_of);
 
-        // Emit.
+        let sections = Sections {
+            master_key,
+            retries: retries.value,
+            retry_after,
+            failure_threshold: allowed_fails.map(|(_, v)| v),
+            cooldown,
+        };
+        let t = self.write(path, &sections, &backends, &groups);
+        let toml = t.text();
+        Ok(Imported {
+            toml,
+            warnings: self.warnings,
+            variables: self.variables,
+            generated: t,
+            file: self.file,
+        })
+    }
+
+    /// The config.toml text: header, sections, backends, models.
+    fn write(
+        &self,
+        path: &Path,
+        sections: &Sections,
+        backends: &[BackendOut],
+        groups: &[GroupOut],
+    ) -> Toml {
         let mut t = Toml::default();
         let source = path
             .file_name()
@@ -1056,7 +1099,7 @@ impl Importer {
         t.blank();
         t.line("[stack]");
         t.comment("Middleware order, outermost first (see middleware.md).");
-        if let Some(k) = &master_key {
+        if let Some(k) = &sections.master_key {
             t.item(
                 "order = [\"auth\", \"failover\", \"circuit_breaker\", \"retry\"]",
                 "auth: general_settings.master_key",
@@ -1072,29 +1115,29 @@ impl Importer {
         } else {
             t.line("order = [\"failover\", \"circuit_breaker\", \"retry\"]");
         }
-        if retries.value.is_some() || retry_after.is_some() {
+        if sections.retries.is_some() || sections.retry_after.is_some() {
             t.blank();
             t.line("[retry]");
-            if let Some(v) = &retries.value {
+            if let Some(v) = &sections.retries {
                 self.emit(&mut t, "max_retries", &v.text, v);
             }
-            if let Some(v) = &retry_after {
+            if let Some(v) = &sections.retry_after {
                 let text = quote(&v.text);
                 self.emit(&mut t, "initial_delay", &text, v);
             }
         }
-        if allowed_fails.is_some() || cooldown.is_some() {
+        if sections.failure_threshold.is_some() || sections.cooldown.is_some() {
             t.blank();
             t.line("[circuit_breaker]");
-            if let Some((_, v)) = &allowed_fails {
+            if let Some(v) = &sections.failure_threshold {
                 self.emit(&mut t, "failure_threshold", &v.text, v);
             }
-            if let Some(v) = &cooldown {
+            if let Some(v) = &sections.cooldown {
                 let text = quote(&v.text);
                 self.emit(&mut t, "open_for", &text, v);
             }
         }
-        if let Some(v) = &cooldown {
+        if let Some(v) = &sections.cooldown {
             t.blank();
             t.line("[failover]");
             let text = quote(&v.text);
@@ -1103,7 +1146,7 @@ impl Importer {
 
         t.blank();
         t.comment("--- Backends: one per LiteLLM deployment (deployments with the same\n--- provider, address and key and no rpm of their own share one)");
-        for b in &backends {
+        for b in backends {
             t.blank();
             t.line("[[backends]]");
             let (line, key) = &b.origin;
@@ -1167,7 +1210,7 @@ impl Importer {
 
         t.blank();
         t.comment("--- Models: one per LiteLLM model_name (model group)");
-        for g in &groups {
+        for g in groups {
             t.blank();
             t.line("[[models]]");
             t.item(
@@ -1206,14 +1249,7 @@ impl Importer {
             }
         }
 
-        let toml = t.text();
-        Ok(Imported {
-            toml,
-            warnings: self.warnings,
-            variables: self.variables,
-            generated: t,
-            file: self.file,
-        })
+        t
     }
 
     fn emit(&self, t: &mut Toml, name: &str, value: &str, v: &Val) {
@@ -1617,6 +1653,7 @@ impl Importer {
         &mut self,
         deployments: &[Deployment],
         global_timeout: Option<&Val>,
+        global_stream_timeout: Option<&Val>,
     ) -> (Vec<BackendOut>, Vec<usize>) {
         let mut out: Vec<BackendOut> = Vec::new();
         let mut of_deployment = Vec::with_capacity(deployments.len());
@@ -1642,7 +1679,10 @@ impl Importer {
                 base_url: d.base_url.clone(),
                 api_key,
                 timeout: d.timeout.clone().or_else(|| global_timeout.cloned()),
-                stream_timeout: d.stream_timeout.clone(),
+                stream_timeout: d
+                    .stream_timeout
+                    .clone()
+                    .or_else(|| global_stream_timeout.cloned()),
                 rpm: d.rpm.clone(),
                 headers: d.headers.clone(),
                 shareable: d.rpm.is_none() && d.id.is_none(),
@@ -2267,6 +2307,45 @@ model_list:
                 .contains("api_key = \"${OPENAI_API_KEY:-sk-from-yaml}\""),
             "{}",
             imported.toml
+        );
+    }
+
+    #[test]
+    fn router_settings_map_to_sections() {
+        let imported = import_ok(
+            "model_list:
+  - model_name: a
+    litellm_params: { model: openai/a }
+  - model_name: b
+    litellm_params: { model: openai/b, api_base: \"http://127.0.0.1:1/v1\" }
+router_settings:
+  stream_timeout: 20
+  timeout: 45
+  default_fallbacks: [\"b\"]
+  allowed_fails: 0
+litellm_settings:
+  request_timeout: 10
+",
+        );
+        let c = imported.validate(Path::new("config.toml")).unwrap();
+        for b in &c.backends {
+            assert_eq!(b.timeout, std::time::Duration::from_secs(45));
+            assert_eq!(b.first_byte_timeout, std::time::Duration::from_secs(20));
+        }
+        let a: Vec<(&str, u32)> = c.models[0]
+            .targets
+            .iter()
+            .map(|t| (t.backend.as_str(), t.priority))
+            .collect();
+        assert_eq!(a, [("openai", 1), ("openai-2", 2)]);
+        assert_eq!(c.models[1].targets.len(), 1);
+        assert_eq!(c.circuit_breaker.failure_threshold, 1);
+        assert!(
+            imported.warnings.iter().any(|w| w.contains(
+                "litellm_settings.request_timeout: router_settings.timeout is used instead"
+            )),
+            "{:?}",
+            imported.warnings
         );
     }
 

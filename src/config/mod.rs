@@ -17,8 +17,10 @@
 mod env;
 mod generated;
 pub mod litellm;
+mod log;
 mod policy;
 mod resilience;
+mod state;
 mod tools;
 mod transforms;
 pub mod zero;
@@ -102,6 +104,11 @@ pub struct Config {
     /// `[pii]` (`None` when absent: `PiiPolicy::default()` applies when `pii`
     /// is in the order).
     pub pii: Option<crate::layers::pii::PiiPolicy>,
+    /// `[state]` (the memory store when absent).
+    pub state: crate::store::StateConfig,
+    /// `[log]` (`None` when absent: see [`Config::log_policy`] for the
+    /// defaults that apply when `log` is in the order).
+    pub log: Option<crate::layers::log::LogPolicy>,
     /// Warnings from turning another format into this config (a LiteLLM
     /// `config.yaml`: its keys with no equivalent); part of [`Config::warnings`].
     pub source_warnings: Vec<String>,
@@ -253,10 +260,10 @@ struct RawConfig {
     #[serde(default)]
     transforms: Vec<transforms::RawTransform>,
     pii: Option<transforms::RawPii>,
-    log: Option<toml::Value>,
+    log: Option<log::RawLog>,
     tools: Option<tools::RawTools>,
     cors: Option<policy::RawCors>,
-    state: Option<toml::Value>,
+    state: Option<state::RawState>,
 }
 
 #[derive(Deserialize)]
@@ -672,26 +679,6 @@ impl Loader<'_> {
             context_fallback: raw.context_fallback.as_ref().map(|c| c.get_ref().clone()),
         })
     }
-
-    fn reserved(&self, raw: &RawConfig) -> Result<(), ConfigError> {
-        let sections: &[(&str, &Option<toml::Value>, &str)] = &[
-            ("log", &raw.log, "the log layer"),
-            ("state", &raw.state, "shared state stores"),
-        ];
-        for &(name, value, what) in sections {
-            if value.is_some() {
-                return Err(ConfigError {
-                    file: self.file.clone(),
-                    line: self.line_of_header(name),
-                    key: Some(name.to_string()),
-                    message: format!(
-                        "[{name}] configures {what}, which is not available in this version of llm-router yet; remove the section"
-                    ),
-                });
-            }
-        }
-        Ok(())
-    }
 }
 
 impl Config {
@@ -762,7 +749,6 @@ impl Config {
                 key: (path != "." && !path.is_empty()).then_some(path),
             }
         })?;
-        loader.reserved(&raw)?;
 
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let mut server = loader.server(raw.server, &dir)?;
@@ -781,6 +767,8 @@ impl Config {
         let tools = loader.tools(raw.tools.as_ref())?;
         let transforms = loader.transforms(&raw.transforms, &mut stack, stack_explicit)?;
         let pii = loader.pii(raw.pii.as_ref(), &mut stack, stack_explicit)?;
+        let state = loader.state(raw.state.as_ref())?;
+        let log = loader.log(raw.log.as_ref(), &dir, &mut stack, stack_explicit)?;
 
         let mut backends: Vec<BackendConfig> = Vec::new();
         for (i, rb) in raw.backends.iter().enumerate() {
@@ -866,6 +854,8 @@ impl Config {
             tools,
             transforms,
             pii,
+            state,
+            log,
             source_warnings: Vec::new(),
         })
     }
@@ -886,6 +876,9 @@ impl Config {
     /// Things that are valid but probably not what was meant.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = self.source_warnings.clone();
+        if let Some(weak) = self.auth.jwt.as_ref().and_then(|j| j.weakness()) {
+            out.push(format!("auth.jwt.secret: {weak}"));
+        }
         if !self.stack.contains(&LayerName::Failover) {
             for m in self.models.iter().filter(|m| m.targets.len() > 1) {
                 out.push(format!(
@@ -905,6 +898,7 @@ impl Config {
                 "[[transforms]] is",
             ),
             (self.pii.is_some(), LayerName::Pii, "[pii] is"),
+            (self.log.is_some(), LayerName::Log, "[log] is"),
         ] {
             if set && !self.stack.contains(&layer) {
                 out.push(format!(

@@ -12,6 +12,7 @@ use super::{ConfigError, Loader};
 use crate::layers::auth::{key_problem, read_keys_file, AuthKey, AuthPolicy, KeySource};
 use crate::layers::cors::{CorsPolicy, HeaderList, Origins};
 use crate::layers::headers::{proxy_owned, HeaderMatcher, HeaderRules};
+use crate::layers::jwt::{parse_algorithm, JwtPolicy, DEFAULT_LEEWAY};
 use crate::secret::Secret;
 use crate::stack::LayerName;
 
@@ -22,7 +23,19 @@ pub(super) struct RawAuth {
     keys_file: Option<Spanned<String>>,
     admin_keys: Option<Vec<Spanned<String>>>,
     header: Option<Spanned<String>>,
-    jwt: Option<Spanned<toml::Value>>,
+    jwt: Option<Spanned<RawJwt>>,
+}
+
+/// `[auth] jwt = { ... }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawJwt {
+    secret: Option<Spanned<String>>,
+    public_key_file: Option<Spanned<String>>,
+    algorithm: Option<Spanned<String>>,
+    issuer: Option<Spanned<String>>,
+    audience: Option<Spanned<String>>,
+    leeway: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -90,11 +103,7 @@ impl Loader<'_> {
         let mut policy = AuthPolicy::default();
         if let Some(raw) = raw {
             if let Some(jwt) = &raw.jwt {
-                return Err(self.err(
-                    Some(jwt.span()),
-                    "auth.jwt",
-                    "JWT validation is not available in this version of llm-router yet; remove `jwt` and use keys",
-                ));
+                policy.jwt = Some(self.jwt(jwt, dir)?);
             }
             policy.keys = self
                 .secrets(&raw.keys, "auth.keys")?
@@ -173,11 +182,111 @@ impl Loader<'_> {
                 line,
                 key: Some("auth".into()),
                 message: format!(
-                    "`auth` is in [stack] order but no key is configured{from_file}; set [auth] keys, keys_file or admin_keys, or the environment variable AUTH_KEY (or AUTH_KEY_01..AUTH_KEY_99)"
+                    "`auth` is in [stack] order but no key is configured{from_file}; set [auth] keys, keys_file, admin_keys or jwt, or the environment variable AUTH_KEY (or AUTH_KEY_01..AUTH_KEY_99)"
                 ),
             });
         }
         Ok(policy)
+    }
+
+    /// `[auth] jwt`: an HMAC secret or a public key file (relative to the
+    /// config file), the algorithm (inferred when absent), issuer, audience
+    /// and leeway. A missing secret, an unreadable key file or a bad PEM is
+    /// an error here, at start-up.
+    fn jwt(&self, raw: &Spanned<RawJwt>, dir: &Path) -> Result<JwtPolicy, ConfigError> {
+        let span = raw.span();
+        let raw = raw.get_ref();
+        let algorithm = match &raw.algorithm {
+            None => None,
+            Some(a) => Some(
+                parse_algorithm(a.get_ref())
+                    .map_err(|e| self.err(Some(a.span()), "auth.jwt.algorithm", e.to_string()))?,
+            ),
+        };
+        // The key the error is about: the algorithm when one was given, else the key's own.
+        let blame = |key_span: std::ops::Range<usize>, key: &str| match &raw.algorithm {
+            Some(a) => (a.span(), "auth.jwt.algorithm".to_string()),
+            None => (key_span, key.to_string()),
+        };
+        let mut policy = match (&raw.secret, &raw.public_key_file) {
+            (Some(_), Some(file)) => {
+                return Err(self.err(
+                    Some(file.span()),
+                    "auth.jwt",
+                    "set either `secret` (HS256) or `public_key_file` (RS256, ES256, ...), not both",
+                ))
+            }
+            (None, None) => {
+                return Err(self.err(
+                    Some(span),
+                    "auth.jwt",
+                    "needs `secret` (an HMAC secret, HS256) or `public_key_file` (a PEM public key: RS256, ES256, ...)",
+                ))
+            }
+            (Some(secret), None) => {
+                if secret.get_ref().is_empty() {
+                    return Err(self.err(
+                        Some(secret.span()),
+                        "auth.jwt.secret",
+                        "is empty (an unset `${VAR:-}`?); set the secret, e.g. secret = \"${JWT_SECRET}\"",
+                    ));
+                }
+                JwtPolicy::hmac(secret.get_ref(), algorithm).map_err(|e| {
+                    let (span, key) = blame(secret.span(), "auth.jwt.secret");
+                    self.err(Some(span), key, e.to_string())
+                })?
+            }
+            (None, Some(file)) => {
+                let path = dir.join(file.get_ref().trim());
+                let pem = std::fs::read(&path).map_err(|e| {
+                    self.err(
+                        Some(file.span()),
+                        "auth.jwt.public_key_file",
+                        format!("cannot read `{}`: {e}", path.display()),
+                    )
+                })?;
+                JwtPolicy::public_key_pem(&pem, algorithm).map_err(|e| {
+                    let (span, key) = match e {
+                        crate::layers::jwt::JwtKeyError::Mismatch(_) => {
+                            blame(file.span(), "auth.jwt.public_key_file")
+                        }
+                        _ => (file.span(), "auth.jwt.public_key_file".to_string()),
+                    };
+                    let message = match e {
+                        crate::layers::jwt::JwtKeyError::BadKey(why) => {
+                            format!("`{}` {why}", path.display())
+                        }
+                        other => other.to_string(),
+                    };
+                    self.err(Some(span), key, message)
+                })?
+            }
+        };
+        if let Some(iss) = raw.issuer.as_ref().map(|i| i.get_ref().trim()) {
+            if !iss.is_empty() {
+                policy = policy.issuer(iss);
+            }
+        }
+        if let Some(aud) = raw.audience.as_ref().map(|a| a.get_ref().trim()) {
+            if !aud.is_empty() {
+                policy = policy.audience(aud);
+            }
+        }
+        let leeway = match &raw.leeway {
+            Some(l) if matches!(l.get_ref().trim(), "0" | "0s" | "0ms") => {
+                std::time::Duration::ZERO
+            }
+            other => self.duration(other, "auth.jwt.leeway", DEFAULT_LEEWAY)?,
+        };
+        if leeway > std::time::Duration::from_secs(600) {
+            let l = raw.leeway.as_ref().map(Spanned::span);
+            return Err(self.err(
+                l,
+                "auth.jwt.leeway",
+                "is longer than 10m; the leeway only absorbs clock skew (the default is 30s)",
+            ));
+        }
+        Ok(policy.leeway(leeway))
     }
 
     /// Header rules: `[headers]`, or a backend's `headers` (`prefix` is the key path).
@@ -486,9 +595,13 @@ mod tests {
         ))
         .unwrap_err();
         assert_eq!(e.key.as_deref(), Some("auth.header"), "{e}");
-        let e = parse(&format!("{MIN}\n[auth]\njwt = {{ secret = \"s\" }}\n")).unwrap_err();
-        assert_eq!(e.key.as_deref(), Some("auth.jwt"), "{e}");
-        assert!(e.message.contains("not available"), "{e}");
+        let e = parse(&format!("{MIN}\n[auth]\njwt = {{ issuer = \"i\" }}\n")).unwrap_err();
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(10), Some("auth.jwt")),
+            "{e}"
+        );
+        assert!(e.message.contains("secret"), "{e}");
         let e = parse(&format!("{MIN}\n[auth]\nkey = [\"k\"]\n")).unwrap_err();
         assert!(e.message.contains("did you mean `keys`"), "{e}");
         let e = parse_env(MIN, &[("AUTH_KEY_02", "bad key")]).unwrap_err();

@@ -15,6 +15,17 @@
 //!   `x-goog-api-key` and the custom header — removed, so no layer and no
 //!   upstream ever sees the client's key in a header.
 //!
+//! **JWT clients** ([`AuthPolicy::jwt`], `[auth] jwt`): a presented
+//! credential shaped like a JWT (`a.b.c`) that is not a configured key is
+//! verified as a token ([`JwtPolicy::verify`](crate::layers::jwt::JwtPolicy::verify):
+//! algorithm, signature, `exp`/`nbf` with a 30 s leeway, `iss`, `aud`, `sub`).
+//! A valid one is a client whose identity is `jwt:<sub>` (for `rate_limit`,
+//! logs and the counters); an invalid one is a 401 whose code and message say
+//! why (`token_expired`, `token_not_yet_valid`, `invalid_token_signature`,
+//! `invalid_token_issuer`, `invalid_token_audience`, `invalid_token_algorithm`,
+//! `invalid_token_claims`, `malformed_token`). A token is never an admin
+//! credential.
+//!
 //! Admin keys ([`AuthPolicy::admin_key`]) may also call the admin endpoints
 //! (see [`is_admin_path`] and [`KeyStore::check_admin`]); an admin key is a
 //! valid client key too.
@@ -77,6 +88,7 @@ use tower::{Layer, Service};
 
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
+use crate::layers::jwt::{looks_like_jwt, JwtPolicy, IDENTITY_PREFIX};
 use crate::request::{ClientFormat, LlmRequest};
 use crate::secret::{mask_key, Secret};
 
@@ -151,6 +163,8 @@ pub struct AuthPolicy {
     pub keys_file: Option<PathBuf>,
     /// A header that carries the key, besides `Authorization` and `x-api-key`.
     pub header: Option<HeaderName>,
+    /// JWT clients (`[auth] jwt`): a valid token is a client (never an admin).
+    pub jwt: Option<JwtPolicy>,
 }
 
 impl AuthPolicy {
@@ -192,9 +206,15 @@ impl AuthPolicy {
         self
     }
 
-    /// Whether no key (client or admin) is known.
+    /// Also accept clients with a valid JWT (see [`JwtPolicy`]).
+    pub fn jwt(mut self, jwt: JwtPolicy) -> Self {
+        self.jwt = Some(jwt);
+        self
+    }
+
+    /// Whether no client can get in: no key (client or admin) and no JWT.
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty() && self.admin_keys.is_empty()
+        self.keys.is_empty() && self.admin_keys.is_empty() && self.jwt.is_none()
     }
 }
 
@@ -350,13 +370,36 @@ pub enum Role {
     Admin,
 }
 
-/// A client whose key is valid.
+/// A client whose key (or JWT) is valid.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Authenticated {
-    /// The key it presented.
+    /// The key it presented (for a JWT client, the token).
     pub key: Secret,
     /// What it may do.
     pub role: Role,
+    /// A JWT client's `sub`; `None` for a key.
+    pub subject: Option<String>,
+}
+
+impl Authenticated {
+    /// The client's identity: the key, or `jwt:<sub>` for a JWT client
+    /// (what [`ClientIdentity`] carries).
+    pub fn identity(&self) -> String {
+        match &self.subject {
+            Some(sub) => format!("{IDENTITY_PREFIX}{sub}"),
+            None => self.key.expose().to_string(),
+        }
+    }
+
+    /// What the per-client counters are kept under ([`KeyStore::begin`],
+    /// [`KeyStore::finish`]): the key, or `jwt:<sub>` (tokens rotate, the
+    /// subject stays).
+    pub fn stats_key(&self) -> Secret {
+        match &self.subject {
+            Some(_) => Secret::new(self.identity()),
+            None => self.key.clone(),
+        }
+    }
 }
 
 /// Counters of one key.
@@ -390,10 +433,13 @@ pub struct KeyStore {
     fixed: Vec<AuthKey>,
     admin: Vec<Secret>,
     keys_file: Option<PathBuf>,
+    jwt: Option<Arc<JwtPolicy>>,
     current: RwLock<Arc<KeySet>>,
     stats: Mutex<HashMap<String, KeyStats>>,
     missing: AtomicU64,
     invalid: AtomicU64,
+    /// Refused tokens, by reason (`token_expired`, ...).
+    refused_tokens: Mutex<HashMap<&'static str, u64>>,
     reloads: AtomicU64,
 }
 
@@ -405,6 +451,7 @@ impl fmt::Debug for KeyStore {
             .field("admin_keys", &set.admin.len())
             .field("keys_file", &self.keys_file)
             .field("header", &self.header)
+            .field("jwt", &self.jwt)
             .finish_non_exhaustive()
     }
 }
@@ -446,10 +493,12 @@ impl KeyStore {
             fixed,
             admin: policy.admin_keys,
             keys_file: policy.keys_file,
+            jwt: policy.jwt.map(Arc::new),
             current: RwLock::new(Arc::new(set)),
             stats: Mutex::new(HashMap::new()),
             missing: AtomicU64::new(0),
             invalid: AtomicU64::new(0),
+            refused_tokens: Mutex::new(HashMap::new()),
             reloads: AtomicU64::new(0),
         }
     }
@@ -472,6 +521,11 @@ impl KeyStore {
         self.keys_file.as_deref()
     }
 
+    /// How JWT clients are verified, if they are accepted.
+    pub fn jwt(&self) -> Option<&JwtPolicy> {
+        self.jwt.as_deref()
+    }
+
     /// Re-read the keys file and swap in the new key set. On any error (an
     /// unreadable file, a bad line, or a result with no key at all) the
     /// keys in force stay as they are.
@@ -487,7 +541,7 @@ impl KeyStore {
             source: KeySource::File,
         }));
         let client = dedup(client);
-        if client.is_empty() && self.admin.is_empty() {
+        if client.is_empty() && self.admin.is_empty() && self.jwt.is_none() {
             return Err(KeysFileError::NoKeys {
                 path: self.keys_file.clone().unwrap_or_default(),
             });
@@ -525,23 +579,55 @@ impl KeyStore {
             .filter_map(bearer)
     }
 
-    /// Check the key in `headers`: 401 when there is none or it is unknown.
+    /// Check the key (or JWT) in `headers`: 401 when there is none, it is
+    /// unknown, or the token is not valid (the code and message say why).
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Authenticated, ProxyError> {
         let set = self.keys();
         let mut any = false;
+        let mut refused_token = None;
         for presented in self.presented(headers) {
             any = true;
             if let Some(role) = set.role_of(presented) {
                 return Ok(Authenticated {
                     key: Secret::new(presented),
                     role,
+                    subject: None,
                 });
             }
+            if let Some(jwt) = self.jwt.as_deref().filter(|_| looks_like_jwt(presented)) {
+                match jwt.verify(presented) {
+                    Ok(claims) => {
+                        return Ok(Authenticated {
+                            key: Secret::new(presented),
+                            role: Role::Client,
+                            subject: Some(claims.subject),
+                        })
+                    }
+                    Err(why) => refused_token = refused_token.or(Some(why)),
+                }
+            }
         }
+        if let Some(why) = refused_token {
+            *self
+                .refused_tokens
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(why.code())
+                .or_default() += 1;
+            return Err(ProxyError::Unauthorized {
+                message: why.to_string(),
+                code: why.code(),
+            });
+        }
+        let what = if self.jwt.is_some() {
+            "API key or token"
+        } else {
+            "API key"
+        };
         if any {
             self.invalid.fetch_add(1, Ordering::Relaxed);
             Err(ProxyError::Unauthorized {
-                message: "Invalid API key".into(),
+                message: format!("Invalid {what}"),
                 code: "invalid_api_key",
             })
         } else {
@@ -551,7 +637,7 @@ impl KeyStore {
                 None => "`Authorization: Bearer KEY` or `x-api-key: KEY`".into(),
             };
             Err(ProxyError::Unauthorized {
-                message: format!("No API key given; send it as {how}"),
+                message: format!("No {what} given; send it as {how}"),
                 code: "missing_api_key",
             })
         }
@@ -642,6 +728,7 @@ impl KeyStore {
             "admin_keys": set.admin.len(),
             "keys_file": self.keys_file.as_ref().map(|p| p.display().to_string()),
             "header": self.header.as_ref().map(HeaderName::as_str),
+            "jwt": self.jwt.as_ref().map(|j| j.describe()),
             "loaded_at": set.loaded_at.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
             "reloads": self.reloads.load(Ordering::Relaxed),
             "keys": keys,
@@ -656,7 +743,12 @@ impl KeyStore {
             .iter()
             .map(|(k, s)| {
                 let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
-                v["key"] = Value::String(mask_key(k));
+                // A JWT client's `jwt:<sub>` is an identity, not a secret.
+                v["key"] = Value::String(if k.starts_with(IDENTITY_PREFIX) {
+                    k.clone()
+                } else {
+                    mask_key(k)
+                });
                 v
             })
             .collect();
@@ -669,6 +761,7 @@ impl KeyStore {
             "rejected": {
                 "missing_key": self.missing.load(Ordering::Relaxed),
                 "invalid_key": self.invalid.load(Ordering::Relaxed),
+                "invalid_token": self.refused_tokens.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             },
             "keys": keys,
         })
@@ -770,14 +863,17 @@ where
             Ok(client) => {
                 self.keys.strip_credentials(req.headers_mut());
                 req.extensions_mut()
-                    .insert(ClientIdentity(client.key.expose().to_string()));
+                    .insert(ClientIdentity(client.identity()));
+                // A JWT client's credential is its token (forwarded by
+                // `api_key = "passthrough"` backends like a key).
                 req.extensions_mut()
                     .insert(ClientCredential(client.key.clone()));
-                self.keys.begin(&client.key);
+                let stats_key = client.stats_key();
+                self.keys.begin(&stats_key);
                 ResponseFuture {
                     kind: Kind::Accepted {
                         future: self.inner.call(req),
-                        record: Some((self.keys.clone(), client.key)),
+                        record: Some((self.keys.clone(), stats_key)),
                     },
                 }
             }

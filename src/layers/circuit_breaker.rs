@@ -36,7 +36,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -50,6 +50,7 @@ use crate::error::ProxyError;
 use crate::layers::failover::target_key;
 use crate::request::LlmRequest;
 use crate::routing::Target;
+use crate::store::RedisStore;
 
 /// Breaker settings (`[circuit_breaker]`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,6 +113,8 @@ pub struct BreakerView {
 pub struct Breakers {
     policy: BreakerPolicy,
     entries: Mutex<HashMap<String, Entry>>,
+    /// With `[state] store = "redis"`: where transitions are published.
+    store: OnceLock<Arc<RedisStore>>,
 }
 
 impl Breakers {
@@ -120,6 +123,7 @@ impl Breakers {
         Breakers {
             policy,
             entries: Mutex::new(HashMap::new()),
+            store: OnceLock::new(),
         }
     }
 
@@ -171,6 +175,19 @@ impl Breakers {
 
     /// Record the outcome of an admitted call.
     pub fn record(&self, key: &str, admission: Admission, outcome: Outcome) {
+        let opened = self.record_locally(key, admission, outcome);
+        if let (Some(store), Some(opened)) = (self.store.get(), opened) {
+            if opened {
+                store.circuit_opened(key, self.policy.open_for);
+            } else {
+                store.circuit_closed(key);
+            }
+        }
+    }
+
+    /// [`Breakers::record`] on this replica; `Some(true)` when the circuit
+    /// opened, `Some(false)` when it closed.
+    fn record_locally(&self, key: &str, admission: Admission, outcome: Outcome) -> Option<bool> {
         let failure = outcome.is_breaker_failure();
         let success = matches!(outcome, Outcome::Success | Outcome::ClientError);
         let mut entries = self.lock();
@@ -196,22 +213,26 @@ impl Breakers {
                         until: Instant::now() + self.policy.open_for,
                     };
                     tracing::warn!(target_key = key, "circuit re-opened: the probe failed");
+                    Some(true)
                 } else if success {
                     let successes = successes + 1;
                     if successes >= self.policy.half_open_requests.max(1) {
                         entry.phase = Phase::Closed;
                         tracing::info!(target_key = key, "circuit closed: probes succeeded");
+                        Some(false)
                     } else {
                         entry.phase = Phase::HalfOpen {
                             in_flight: in_flight.saturating_sub(1),
                             successes,
                         };
+                        None
                     }
                 } else {
                     entry.phase = Phase::HalfOpen {
                         in_flight: in_flight.saturating_sub(1),
                         successes,
                     };
+                    None
                 }
             }
             (_, Phase::Closed)
@@ -227,8 +248,9 @@ impl Breakers {
                     open_for = ?self.policy.open_for,
                     "circuit opened"
                 );
+                Some(true)
             }
-            _ => {}
+            _ => None,
         }
     }
 
@@ -283,6 +305,101 @@ impl Breakers {
     pub fn is_open(&self, key: &str) -> bool {
         let now = Instant::now();
         matches!(self.lock().get(key), Some(Entry { phase: Phase::Open { until }, .. }) if *until > now)
+    }
+
+    /// Publish this registry's transitions through `store` (`[state] store =
+    /// "redis"`); a registry already tied to a store keeps it.
+    pub fn attach_store(&self, store: &Arc<RedisStore>) {
+        let _ = self.store.set(store.clone());
+    }
+
+    /// Another replica opened `key`'s circuit with `left` to go: open it
+    /// here too (unless it is open here for longer already).
+    pub fn apply_shared_open(&self, key: &str, left: Duration) {
+        let until = Instant::now() + left;
+        let mut entries = self.lock();
+        let entry = entries.entry(key.to_string()).or_insert(Entry {
+            phase: Phase::Closed,
+            consecutive_failures: 0,
+        });
+        if matches!(entry.phase, Phase::Open { until: mine } if mine >= until) {
+            return;
+        }
+        entry.phase = Phase::Open { until };
+        tracing::info!(target_key = key, open_for = ?left, "circuit opened by another replica");
+    }
+
+    /// Another replica's probes closed `key`'s circuit: close it here too.
+    pub fn apply_shared_closed(&self, key: &str) {
+        let mut entries = self.lock();
+        if let Some(entry) = entries.get_mut(key) {
+            if entry.phase != Phase::Closed {
+                entry.phase = Phase::Closed;
+                entry.consecutive_failures = 0;
+                tracing::info!(target_key = key, "circuit closed by another replica");
+            }
+        }
+    }
+
+    /// The circuits open now, with the time each has left.
+    pub fn open_circuits(&self) -> Vec<(String, Duration)> {
+        let now = Instant::now();
+        self.lock()
+            .iter()
+            .filter_map(|(key, e)| match e.phase {
+                Phase::Open { until } if until > now => Some((key.clone(), until - now)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Keep only the circuits whose key (`backend/model`) `keep` accepts: a
+    /// config reload drops the circuits of targets that no longer exist.
+    pub fn retain(&self, mut keep: impl FnMut(&str) -> bool) {
+        self.lock().retain(|key, _| keep(key));
+    }
+
+    /// A registry with `policy` that starts from the circuits of `old` that
+    /// `keep` accepts (a config reload that changed `[circuit_breaker]`): an
+    /// open circuit stays open until its time is up and failure counts go on.
+    /// A half-open circuit comes over as due for a new probe, since the
+    /// probes in flight report to `old`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use llm_router::classify::Outcome;
+    /// use llm_router::layers::circuit_breaker::{BreakerPolicy, Breakers};
+    ///
+    /// let old = Breakers::new(BreakerPolicy { failure_threshold: 1, ..Default::default() });
+    /// let admission = old.admit("a/m").unwrap();
+    /// old.record("a/m", admission, Outcome::ServerError);
+    /// let policy = BreakerPolicy { failure_threshold: 3, open_for: Duration::from_secs(5), half_open_requests: 1 };
+    /// let new = Breakers::carry_over(policy, &old, |key| key.starts_with("a/"));
+    /// assert!(new.is_open("a/m"));
+    /// ```
+    pub fn carry_over(
+        policy: BreakerPolicy,
+        old: &Breakers,
+        mut keep: impl FnMut(&str) -> bool,
+    ) -> Self {
+        let now = Instant::now();
+        let entries = old
+            .lock()
+            .iter()
+            .filter(|(key, _)| keep(key))
+            .map(|(key, entry)| {
+                let mut entry = *entry;
+                if let Phase::HalfOpen { .. } = entry.phase {
+                    entry.phase = Phase::Open { until: now };
+                }
+                (key.clone(), entry)
+            })
+            .collect();
+        Breakers {
+            policy,
+            entries: Mutex::new(entries),
+            store: old.store.clone(),
+        }
     }
 }
 

@@ -38,7 +38,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -54,6 +54,7 @@ use crate::error::ProxyError;
 use crate::layers::rate_limit::BackendLimits;
 use crate::request::LlmRequest;
 use crate::routing::{resolve_route, ModelRoute, RouteTable, Target};
+use crate::store::RedisStore;
 
 /// Failover settings (`[failover]`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,6 +78,8 @@ impl Default for FailoverPolicy {
 #[derive(Debug, Default)]
 pub struct Cooldowns {
     until: Mutex<HashMap<String, Instant>>,
+    /// With `[state] store = "redis"`: where cooldowns are published.
+    store: OnceLock<Arc<RedisStore>>,
 }
 
 /// One cooldown, as the admin API shows it.
@@ -95,17 +98,51 @@ impl Cooldowns {
 
     /// Put `key` in cooldown for `duration` (extending, never shortening).
     pub fn start(&self, key: &str, duration: Duration) {
+        self.extend(key, duration);
+        tracing::info!(
+            target_key = key,
+            secs = duration.as_secs_f64(),
+            "target cooling down"
+        );
+        if let Some(store) = self.store.get() {
+            store.cooldown_started(key, duration);
+        }
+    }
+
+    fn extend(&self, key: &str, duration: Duration) {
         let until = Instant::now() + duration;
         let mut map = self.lock();
         let entry = map.entry(key.to_string()).or_insert(until);
         if *entry < until {
             *entry = until;
         }
-        tracing::info!(
+    }
+
+    /// Publish cooldowns through `store` (`[state] store = "redis"`); a
+    /// registry already tied to a store keeps it.
+    pub fn attach_store(&self, store: &Arc<RedisStore>) {
+        let _ = self.store.set(store.clone());
+    }
+
+    /// Another replica put `key` in cooldown with `left` to go: extend it
+    /// here too (never shortening), without publishing it again.
+    pub fn apply_shared(&self, key: &str, left: Duration) {
+        self.extend(key, left);
+        tracing::debug!(
             target_key = key,
-            secs = duration.as_secs_f64(),
-            "target cooling down"
+            secs = left.as_secs_f64(),
+            "target cooling down (another replica)"
         );
+    }
+
+    /// The cooldowns running now, with the time each has left.
+    pub fn active(&self) -> Vec<(String, Duration)> {
+        let now = Instant::now();
+        self.lock()
+            .iter()
+            .filter(|(_, until)| **until > now)
+            .map(|(k, until)| (k.clone(), *until - now))
+            .collect()
     }
 
     /// Time left in `key`'s cooldown, if any.
@@ -120,6 +157,12 @@ impl Cooldowns {
             }
             None => None,
         }
+    }
+
+    /// Keep only the cooldowns whose key (`backend/model`) `keep` accepts:
+    /// a config reload drops those of targets that no longer exist.
+    pub fn retain(&self, mut keep: impl FnMut(&str) -> bool) {
+        self.lock().retain(|key, _| keep(key));
     }
 
     /// Cooldowns still running.
@@ -287,7 +330,13 @@ where
                 continue;
             }
             if let Some(limits) = &layer.limits {
-                if let Err(wait) = limits.check(target.backend().name()) {
+                // Shared through Redis: one round trip (bounded by
+                // `[state] timeout`); in memory: a look-up, no await.
+                let verdict = match limits.store() {
+                    None => limits.check(target.backend().name()),
+                    Some(store) => limits.check_shared(store, target.backend().name()).await,
+                };
+                if let Err(wait) = verdict {
                     tracing::debug!(target_key = %key, "skipping: backend rate limit exhausted");
                     note_back(wait);
                     continue;

@@ -107,7 +107,26 @@ struct BackendStats {
     success: u64,
     total_secs: f64,
     errors: HashMap<&'static str, u64>,
+    retries: u64,
+    tokens_in: u64,
+    tokens_out: u64,
 }
+
+/// Per-model totals for `GET /router/stats` (Prometheus families cannot be
+/// read back).
+#[derive(Clone, Debug, Default)]
+struct ModelStats {
+    requests: u64,
+    statuses: std::collections::BTreeMap<u16, u64>,
+    failovers: u64,
+    tokens_in: u64,
+    tokens_out: u64,
+}
+
+/// At most this many model names are kept apart in the totals of
+/// [`Metrics::summary`]; clients choose the names, so further ones are
+/// counted under `"(other)"`.
+const MAX_MODELS: usize = 1000;
 
 /// The metrics registry. See the [module docs](crate::layers::metrics).
 pub struct Metrics {
@@ -124,6 +143,10 @@ pub struct Metrics {
     tokens: Family<TokenLabels, Counter>,
     log_dropped: Counter,
     backends: Mutex<HashMap<String, BackendStats>>,
+    models: Mutex<HashMap<String, ModelStats>>,
+    /// The targets `circuit_state` has a series for (a circuit dropped by a
+    /// config reload loses its series at the next scrape).
+    circuit_targets: Mutex<std::collections::HashSet<String>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -222,11 +245,104 @@ impl Metrics {
             tokens,
             log_dropped,
             backends: Mutex::new(HashMap::new()),
+            models: Mutex::new(HashMap::new()),
+            circuit_targets: Mutex::new(Default::default()),
         }
     }
 
     fn backends(&self) -> MutexGuard<'_, HashMap<String, BackendStats>> {
         self.backends.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn with_model(&self, model: &str, f: impl FnOnce(&mut ModelStats)) {
+        let mut models = self.models.lock().unwrap_or_else(|e| e.into_inner());
+        let name = if models.len() >= MAX_MODELS && !models.contains_key(model) {
+            "(other)"
+        } else {
+            model
+        };
+        f(models.entry(name.to_string()).or_default());
+    }
+
+    /// Totals since start (config reloads keep them): requests and statuses
+    /// per model, attempts, retries and errors per backend, failovers,
+    /// client rate-limit rejections and tokens — what `GET /router/stats`
+    /// shows.
+    ///
+    /// ```
+    /// use llm_router::layers::metrics::Metrics;
+    ///
+    /// let summary = Metrics::new().summary();
+    /// assert_eq!(summary["requests"], 0);
+    /// assert_eq!(summary["rate_limit_rejections"], 0);
+    /// ```
+    pub fn summary(&self) -> serde_json::Value {
+        let models = self.models.lock().unwrap_or_else(|e| e.into_inner());
+        let mut names: Vec<&String> = models.keys().collect();
+        names.sort();
+        let by_model: serde_json::Map<String, serde_json::Value> = names
+            .into_iter()
+            .map(|name| {
+                let m = &models[name];
+                let statuses: serde_json::Map<String, serde_json::Value> = m
+                    .statuses
+                    .iter()
+                    .map(|(status, n)| (status.to_string(), json!(n)))
+                    .collect();
+                (
+                    name.clone(),
+                    json!({
+                        "requests": m.requests,
+                        "statuses": statuses,
+                        "failovers": m.failovers,
+                        "tokens_in": m.tokens_in,
+                        "tokens_out": m.tokens_out,
+                    }),
+                )
+            })
+            .collect();
+        let sum = |f: fn(&ModelStats) -> u64| models.values().map(f).sum::<u64>();
+        let (requests, failovers) = (sum(|m| m.requests), sum(|m| m.failovers));
+        let (tokens_in, tokens_out) = (sum(|m| m.tokens_in), sum(|m| m.tokens_out));
+        let errors = sum(|m| {
+            m.statuses
+                .iter()
+                .filter(|(s, _)| **s >= 400)
+                .map(|(_, n)| n)
+                .sum()
+        });
+        drop(models);
+        let backends = self.backends();
+        let mut names: Vec<&String> = backends.keys().collect();
+        names.sort();
+        let by_backend: serde_json::Map<String, serde_json::Value> = names
+            .into_iter()
+            .map(|name| {
+                let b = &backends[name];
+                (
+                    name.clone(),
+                    json!({
+                        "attempts": b.total,
+                        "successes": b.success,
+                        "retries": b.retries,
+                        "errors": b.errors,
+                        "tokens_in": b.tokens_in,
+                        "tokens_out": b.tokens_out,
+                    }),
+                )
+            })
+            .collect();
+        let retries: u64 = backends.values().map(|b| b.retries).sum();
+        json!({
+            "requests": requests,
+            "errors": errors,
+            "retries": retries,
+            "failovers": failovers,
+            "rate_limit_rejections": self.rate_limited.get(),
+            "tokens": {"in": tokens_in, "out": tokens_out},
+            "models": by_model,
+            "backends": by_backend,
+        })
     }
 
     /// Count log records dropped by a full log channel.
@@ -238,7 +354,20 @@ impl Metrics {
     /// circuit states of `state` read at this moment.
     pub fn encode(&self, state: Option<&RouterState>) -> String {
         if let Some(state) = state {
-            for view in state.breakers.snapshot() {
+            let views = state.breakers.snapshot();
+            let mut published = self
+                .circuit_targets
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let current: std::collections::HashSet<String> =
+                views.iter().map(|v| v.target.clone()).collect();
+            for gone in published.difference(&current) {
+                self.circuit_state.remove(&TargetLabel {
+                    target: gone.clone(),
+                });
+            }
+            *published = current;
+            for view in views {
                 let value = match view.state {
                     "open" => 2,
                     "half_open" => 1,
@@ -276,6 +405,9 @@ impl Metrics {
                         "success_rate": if s.total == 0 { 1.0 } else { s.success as f64 / total },
                         "avg_response_time": if s.total == 0 { 0.0 } else { s.total_secs / total },
                         "error_counts": s.errors,
+                        "retries": s.retries,
+                        "tokens_in": s.tokens_in,
+                        "tokens_out": s.tokens_out,
                     }),
                 )
             })
@@ -286,6 +418,7 @@ impl Metrics {
     /// Record the attempts of one request (errors, retries, failovers, per-backend stats).
     fn record_attempts(&self, model: &str, attempts: &[AttemptRecord]) {
         let mut backends = self.backends();
+        let mut failovers = 0;
         let mut previous: Option<(&str, &str)> = None;
         for a in attempts {
             let stats = backends.entry(a.backend.clone()).or_default();
@@ -304,6 +437,7 @@ impl Metrics {
             }
             match previous {
                 Some((b, m)) if b == a.backend && m == a.model => {
+                    stats.retries += 1;
                     self.retries
                         .get_or_create(&BackendLabel {
                             backend: a.backend.clone(),
@@ -311,6 +445,7 @@ impl Metrics {
                         .inc();
                 }
                 Some(_) => {
+                    failovers += 1;
                     self.failovers
                         .get_or_create(&ModelLabel {
                             model: model.to_string(),
@@ -321,6 +456,8 @@ impl Metrics {
             }
             previous = Some((&a.backend, &a.model));
         }
+        drop(backends);
+        self.with_model(model, |m| m.failovers += failovers);
     }
 }
 
@@ -417,6 +554,10 @@ where
                 .ttfb
                 .get_or_create(&route)
                 .observe(head.as_secs_f64());
+            metrics.with_model(&model, |m| {
+                m.requests += 1;
+                *m.statuses.entry(status).or_insert(0) += 1;
+            });
             metrics
                 .requests
                 .get_or_create(&RequestLabels {
@@ -470,6 +611,14 @@ impl Done {
             .get_or_create(&self.route)
             .observe(self.started.elapsed().as_secs_f64());
         if let Some(usage) = self.slot.and_then(|s| s.get()) {
+            m.with_model(&self.route.model, |s| {
+                s.tokens_in += usage.prompt_tokens;
+                s.tokens_out += usage.completion_tokens;
+            });
+            if let Some(b) = m.backends().get_mut(&self.route.backend) {
+                b.tokens_in += usage.prompt_tokens;
+                b.tokens_out += usage.completion_tokens;
+            }
             for (direction, n) in [
                 ("in", usage.prompt_tokens),
                 ("out", usage.completion_tokens),

@@ -39,7 +39,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -53,7 +53,8 @@ use tower::{Layer, Service};
 use crate::app::ClientAddr;
 use crate::body::{BoxError, ProxyBody};
 use crate::error::ProxyError;
-use crate::request::LlmRequest;
+use crate::request::{ClientFormat, LlmRequest};
+use crate::store::{LimitOp, Op, RedisStore, Verdict};
 use crate::usage::{UsageRequestedByProxy, UsageSlot};
 
 #[derive(Clone, Copy, Debug)]
@@ -221,6 +222,30 @@ impl WindowLimiter {
         Duration::from_secs_f64(secs.max(0.001))
     }
 
+    /// Start from the counts of `old` when it counts over the same window
+    /// (a config reload that changed only the limit, or nothing); returns
+    /// whether it did. Over a different window the counts mean something
+    /// else, and this limiter starts empty.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use llm_router::layers::rate_limit::WindowLimiter;
+    ///
+    /// let old = WindowLimiter::new(2, Duration::from_secs(60));
+    /// old.try_acquire("k", 2).unwrap();
+    /// let new = WindowLimiter::new(3, Duration::from_secs(60));
+    /// assert!(new.carry_over(&old));
+    /// assert_eq!(new.check("k").unwrap().remaining, 1);
+    /// ```
+    pub fn carry_over(&self, old: &WindowLimiter) -> bool {
+        if old.window != self.window {
+            return false;
+        }
+        let entries = old.lock().clone();
+        *self.lock() = entries;
+        true
+    }
+
     /// Every key seen recently.
     pub fn snapshot(&self, show_key: impl Fn(&str) -> String) -> Vec<LimitView> {
         let now = Instant::now();
@@ -247,12 +272,59 @@ impl WindowLimiter {
 #[derive(Debug, Default)]
 pub struct BackendLimits {
     limiters: HashMap<String, WindowLimiter>,
+    /// With `[state] store = "redis"`: where the limits are decided.
+    store: OnceLock<Arc<RedisStore>>,
 }
 
 impl BackendLimits {
+    /// Decide the limits in `store` (`[state] store = "redis"`), falling
+    /// back to the local counters; limits already tied to a store keep it.
+    pub fn attach_store(&self, store: &Arc<RedisStore>) {
+        let _ = self.store.set(store.clone());
+    }
+
+    /// The shared store, when there is one.
+    pub fn store(&self) -> Option<&Arc<RedisStore>> {
+        self.store.get()
+    }
+
+    /// Like [`BackendLimits::check`], decided in `store` (one round trip,
+    /// bounded by its `timeout`); locally when Redis is unavailable. The
+    /// local counter counts this replica's requests either way.
+    pub async fn check_shared(&self, store: &RedisStore, backend: &str) -> Result<(), Duration> {
+        let Some(limiter) = self.limiters.get(backend) else {
+            return Ok(());
+        };
+        let op = LimitOp {
+            key: store.backend_limit_key(backend),
+            op: Op::Acquire,
+            n: 1,
+            limit: limiter.limit(),
+            window: limiter.window(),
+        };
+        match store.decide(std::slice::from_ref(&op)).await {
+            Some(Verdict::Allowed { .. }) => {
+                limiter.add("", 1);
+                Ok(())
+            }
+            Some(Verdict::Refused { wait, .. }) => Err(wait),
+            None => limiter.try_acquire("", 1).map(|_| ()),
+        }
+    }
+
     /// Add a limit for `backend`.
     pub fn insert(&mut self, backend: impl Into<String>, limiter: WindowLimiter) {
         self.limiters.insert(backend.into(), limiter);
+    }
+
+    /// The limiter of `backend`, if it has a limit.
+    pub fn get(&self, backend: &str) -> Option<&WindowLimiter> {
+        self.limiters.get(backend)
+    }
+
+    /// How many backends have a limit.
+    pub fn len(&self) -> usize {
+        self.limiters.len()
     }
 
     /// Whether any backend has a limit.
@@ -344,6 +416,8 @@ pub struct ClientLimits {
     requests: Option<WindowLimiter>,
     tokens: Option<WindowLimiter>,
     in_flight: Mutex<HashMap<String, u64>>,
+    /// With `[state] store = "redis"`: where the limits are decided.
+    store: OnceLock<Arc<RedisStore>>,
 }
 
 impl ClientLimits {
@@ -354,8 +428,16 @@ impl ClientLimits {
             requests: policy.requests.map(|n| WindowLimiter::new(n, window)),
             tokens: policy.tokens.map(|n| WindowLimiter::new(n, window)),
             in_flight: Mutex::new(HashMap::new()),
+            store: OnceLock::new(),
             policy,
         }
+    }
+
+    /// Decide the request and token limits in `store` (`[state] store =
+    /// "redis"`), falling back to the local counters; limits already tied
+    /// to a store keep it. Concurrency stays per replica.
+    pub fn attach_store(&self, store: &Arc<RedisStore>) {
+        let _ = self.store.set(store.clone());
     }
 
     /// The policy.
@@ -363,10 +445,24 @@ impl ClientLimits {
         &self.policy
     }
 
+    /// Carry the request and token counts of `old` over to these limits
+    /// (a config reload that changed `[rate_limit]`), where the window is the
+    /// same; see [`WindowLimiter::carry_over`]. Concurrency counts are not
+    /// carried: requests in flight release their slot in `old`.
+    pub fn carry_over(&self, old: &ClientLimits) {
+        if let (Some(new), Some(old)) = (&self.requests, &old.requests) {
+            new.carry_over(old);
+        }
+        if let (Some(new), Some(old)) = (&self.tokens, &old.tokens) {
+            new.carry_over(old);
+        }
+    }
+
     /// Request and token limits per client, for the admin API.
     pub fn snapshot(&self) -> serde_json::Value {
         let mask = |k: &str| {
-            if k.starts_with("ip:") || k == "global" {
+            // A JWT client's `jwt:<sub>` is an identity, not a secret.
+            if k.starts_with("ip:") || k == "global" || k.starts_with("jwt:") {
                 k.to_string()
             } else {
                 crate::secret::mask_key(k)
@@ -477,17 +573,20 @@ fn set_headers(headers: &mut HeaderMap, state: &LimitState) {
     headers.insert("x-ratelimit-reset", HeaderValue::from(reset));
 }
 
-fn reject<B>(
-    req: &Request<B>,
+/// The client's format, for a rejection.
+fn format_of<B>(req: &Request<B>) -> ClientFormat {
+    req.extensions()
+        .get::<LlmRequest>()
+        .map(LlmRequest::format)
+        .unwrap_or(ClientFormat::OpenAi)
+}
+
+fn reject(
+    format: ClientFormat,
     retry_after: Duration,
     what: &str,
     state: Option<LimitState>,
 ) -> Response<ProxyBody> {
-    let format = req
-        .extensions()
-        .get::<LlmRequest>()
-        .map(LlmRequest::format)
-        .unwrap_or(crate::request::ClientFormat::OpenAi);
     let error = ProxyError::RateLimited {
         message: format!("Rate limit exceeded: {what}"),
         retry_after,
@@ -502,9 +601,143 @@ fn reject<B>(
     response
 }
 
+/// Why a request was refused.
+#[derive(Clone, Copy, Debug)]
+enum Refusal {
+    /// The token budget is used up; room again after this long.
+    Tokens(Duration),
+    /// The request limit is reached; room again after this long.
+    Requests(Duration),
+    /// Every concurrency slot is taken.
+    Concurrency,
+}
+
+/// What the answer's headers say, and the concurrency slot held; or why not.
+type Decision = Result<(Option<LimitState>, InFlight), Refusal>;
+
+impl ClientLimits {
+    /// The 429 of a refused request, in the client's format.
+    fn refuse(&self, refusal: Refusal, key: &str, format: ClientFormat) -> Response<ProxyBody> {
+        match refusal {
+            Refusal::Tokens(wait) => {
+                let limit = self.tokens.as_ref().map_or(0, WindowLimiter::limit);
+                reject(
+                    format,
+                    wait,
+                    &format!("token budget of {limit} per window used up"),
+                    None,
+                )
+            }
+            Refusal::Requests(wait) => {
+                let (limit, window) = self
+                    .requests
+                    .as_ref()
+                    .map_or((0, self.policy.window), |r| (r.limit(), r.window()));
+                let state = LimitState {
+                    limit,
+                    remaining: 0,
+                    reset: wait,
+                };
+                let what = format!("{limit} requests per {}", crate::error::humanize(window));
+                reject(format, wait, &what, Some(state))
+            }
+            Refusal::Concurrency => {
+                let max = self.policy.concurrency.unwrap_or(0);
+                let state = self.requests.as_ref().and_then(|r| r.check(key).ok());
+                reject(
+                    format,
+                    Duration::from_secs(1),
+                    &format!("{max} requests in flight"),
+                    state,
+                )
+            }
+        }
+    }
+
+    /// Whether the client's token budget has room, on this replica's counter.
+    fn check_tokens(&self, key: &str) -> Result<(), Refusal> {
+        match &self.tokens {
+            Some(tokens) => tokens.check(key).map(drop).map_err(Refusal::Tokens),
+            None => Ok(()),
+        }
+    }
+
+    /// Count the request on this replica's counter, if it fits.
+    fn acquire_request(&self, key: &str) -> Result<Option<LimitState>, Refusal> {
+        match &self.requests {
+            Some(requests) => requests
+                .try_acquire(key, 1)
+                .map(Some)
+                .map_err(Refusal::Requests),
+            None => Ok(None),
+        }
+    }
+
+    /// The memory store: token check, concurrency, request count — all
+    /// synchronous, nothing allocated for the store.
+    fn decide(self: &Arc<Self>, key: &str) -> Decision {
+        self.check_tokens(key)?;
+        // Concurrency first: a request refused for it is not counted.
+        let in_flight = self.enter(key).map_err(|()| Refusal::Concurrency)?;
+        Ok((self.acquire_request(key)?, in_flight))
+    }
+
+    /// The Redis store: concurrency (per replica), then the token check and
+    /// the request count in one script call; the local counters when Redis
+    /// is unavailable. The local request counter counts this replica's
+    /// requests either way, so the fallback starts from what it sent.
+    async fn decide_shared(self: &Arc<Self>, store: &RedisStore, key: &str) -> Decision {
+        let in_flight = self.enter(key).map_err(|()| Refusal::Concurrency)?;
+        let mut ops = Vec::with_capacity(2);
+        if let Some(tokens) = &self.tokens {
+            ops.push(LimitOp {
+                key: store.client_limit_key(key, "tokens"),
+                op: Op::Check,
+                n: 1,
+                limit: tokens.limit(),
+                window: tokens.window(),
+            });
+        }
+        if let Some(requests) = &self.requests {
+            ops.push(LimitOp {
+                key: store.client_limit_key(key, "requests"),
+                op: Op::Acquire,
+                n: 1,
+                limit: requests.limit(),
+                window: requests.window(),
+            });
+        }
+        let state = match store.decide(&ops).await {
+            None => {
+                self.check_tokens(key)?;
+                self.acquire_request(key)?
+            }
+            Some(Verdict::Refused { index, wait }) => {
+                return Err(if self.tokens.is_some() && index == 0 {
+                    Refusal::Tokens(wait)
+                } else {
+                    Refusal::Requests(wait)
+                });
+            }
+            Some(Verdict::Allowed { remaining, reset }) => self.requests.as_ref().map(|requests| {
+                requests.add(key, 1);
+                LimitState {
+                    limit: requests.limit(),
+                    remaining,
+                    reset,
+                }
+            }),
+        };
+        Ok((state, in_flight))
+    }
+}
+
 impl<S> Service<Request<ProxyBody>> for RateLimit<S>
 where
-    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ProxyError>,
+    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ProxyError>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
 {
     type Response = Response<ProxyBody>;
@@ -515,91 +748,85 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<ProxyBody>) -> Self::Future {
+    fn call(&mut self, req: Request<ProxyBody>) -> Self::Future {
         let limits = self.limits.clone();
         let key = limits.key_of(&req);
-        let ready =
-            |r: Response<ProxyBody>| -> Self::Future { Box::pin(std::future::ready(Ok(r))) };
-
-        if let Some(tokens) = &limits.tokens {
-            if let Err(wait) = tokens.check(&key) {
-                let limit = tokens.limit();
-                return ready(reject(
-                    &req,
-                    wait,
-                    &format!("token budget of {limit} per window used up"),
-                    None,
-                ));
-            }
-        }
-        // Concurrency first: a request refused for it is not counted.
-        let Ok(in_flight) = limits.enter(&key) else {
-            let max = limits.policy.concurrency.unwrap_or(0);
-            let state = limits.requests.as_ref().and_then(|r| r.check(&key).ok());
-            return ready(reject(
-                &req,
-                Duration::from_secs(1),
-                &format!("{max} requests in flight"),
-                state,
-            ));
-        };
-        let mut state = None;
-        if let Some(requests) = &limits.requests {
-            match requests.try_acquire(&key, 1) {
-                Ok(s) => state = Some(s),
-                Err(wait) => {
-                    let s = LimitState {
-                        limit: requests.limit(),
-                        remaining: 0,
-                        reset: wait,
-                    };
-                    let what = format!(
-                        "{} requests per {}",
-                        requests.limit(),
-                        crate::error::humanize(requests.window())
-                    );
-                    return ready(reject(&req, wait, &what, Some(s)));
-                }
-            }
-        }
-
-        // Token budgets need the usage of streamed answers too.
-        if limits.tokens.is_some() {
-            if let Some(llm) = req.extensions_mut().get_mut::<LlmRequest>() {
-                if llm.is_stream() && !client_asked_for_usage(llm) {
-                    let body = llm.body_mut();
-                    let options = body
-                        .entry("stream_options")
-                        .or_insert_with(|| Value::Object(Default::default()));
-                    if let Value::Object(o) = options {
-                        o.insert("include_usage".into(), Value::Bool(true));
+        if let Some(store) = limits.store.get() {
+            // Shared limits are decided before the inner service is called:
+            // take the service that was polled ready, leave a clone.
+            let store = store.clone();
+            let clone = self.inner.clone();
+            let mut inner = std::mem::replace(&mut self.inner, clone);
+            return Box::pin(async move {
+                match limits.decide_shared(&store, &key).await {
+                    Ok((state, in_flight)) => {
+                        forward(&mut inner, limits, key, state, in_flight, req).await
                     }
-                    req.extensions_mut().insert(UsageRequestedByProxy);
+                    Err(refusal) => Ok(limits.refuse(refusal, &key, format_of(&req))),
                 }
+            });
+        }
+        match limits.decide(&key) {
+            Ok((state, in_flight)) => forward(&mut self.inner, limits, key, state, in_flight, req),
+            Err(refusal) => {
+                let refused = limits.refuse(refusal, &key, format_of(&req));
+                Box::pin(std::future::ready(Ok(refused)))
             }
         }
-
-        let future = self.inner.call(req);
-        Box::pin(async move {
-            let mut response = future.await?;
-            if let Some(state) = &state {
-                set_headers(response.headers_mut(), state);
-            }
-            let slot = response.extensions().get::<UsageSlot>().cloned();
-            let account = limits.tokens.is_some().then(|| (limits.clone(), key));
-            if account.is_none() && in_flight.limits.is_none() {
-                return Ok(response);
-            }
-            Ok(response.map(|body| {
-                ProxyBody::new(Accounted {
-                    inner: body,
-                    slot,
-                    account,
-                    _in_flight: in_flight,
-                })
-            }))
-        })
     }
+}
+
+/// Call the inner service with a request that passed the limits; the
+/// answer carries the limit headers, its body holds the concurrency slot
+/// and counts the tokens when it ends.
+fn forward<S>(
+    inner: &mut S,
+    limits: Arc<ClientLimits>,
+    key: String,
+    state: Option<LimitState>,
+    in_flight: InFlight,
+    mut req: Request<ProxyBody>,
+) -> Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send>>
+where
+    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ProxyError>,
+    S::Future: Send + 'static,
+{
+    // Token budgets need the usage of streamed answers too.
+    if limits.tokens.is_some() {
+        if let Some(llm) = req.extensions_mut().get_mut::<LlmRequest>() {
+            if llm.is_stream() && !client_asked_for_usage(llm) {
+                let body = llm.body_mut();
+                let options = body
+                    .entry("stream_options")
+                    .or_insert_with(|| Value::Object(Default::default()));
+                if let Value::Object(o) = options {
+                    o.insert("include_usage".into(), Value::Bool(true));
+                }
+                req.extensions_mut().insert(UsageRequestedByProxy);
+            }
+        }
+    }
+
+    let future = inner.call(req);
+    Box::pin(async move {
+        let mut response = future.await?;
+        if let Some(state) = &state {
+            set_headers(response.headers_mut(), state);
+        }
+        let slot = response.extensions().get::<UsageSlot>().cloned();
+        let account = limits.tokens.is_some().then(|| (limits.clone(), key));
+        if account.is_none() && in_flight.limits.is_none() {
+            return Ok(response);
+        }
+        Ok(response.map(|body| {
+            ProxyBody::new(Accounted {
+                inner: body,
+                slot,
+                account,
+                _in_flight: in_flight,
+            })
+        }))
+    })
 }
 
 fn client_asked_for_usage(llm: &LlmRequest) -> bool {
@@ -623,6 +850,10 @@ impl Accounted {
         if let (Some((limits, key)), Some(slot)) = (self.account.take(), &self.slot) {
             if let (Some(tokens), Some(usage)) = (&limits.tokens, slot.get()) {
                 tokens.add(&key, usage.total());
+                if let Some(store) = limits.store.get() {
+                    let shared = store.client_limit_key(&key, "tokens");
+                    store.count(shared, usage.total(), tokens.limit(), tokens.window());
+                }
             }
         }
     }

@@ -74,6 +74,8 @@ if [ "$ready" != 1 ]; then
 fi
 
 export LLM_ROUTER_URL="http://127.0.0.1:$PORT/v1"
+# The binary itself, for tests that start a proxy of their own (with [auth], ...).
+export LLM_ROUTER_BIN="$BIN"
 echo "== pytest against $LLM_ROUTER_URL" >&2
 set +e
 # No .pytest_cache in the work tree.

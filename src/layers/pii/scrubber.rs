@@ -651,7 +651,7 @@ pub(crate) fn luhn(digits: &[u8]) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// Issuer prefixes of the major networks (Visa, Mastercard, Amex, Discover,

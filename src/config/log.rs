@@ -1,0 +1,158 @@
+//! `[log]`: the raw serde struct and its conversion into a
+//! [`LogPolicy`](crate::layers::log::LogPolicy).
+//!
+//! ```toml
+//! [log]
+//! dir = "logs"              # relative to the config file's directory
+//! requests = true           # log each request's body
+//! responses = true          # log each answer's body (a stream's text reassembled)
+//! mask_api_keys = true      # sk-1234567890abcdef -> sk-12345...cdef, message text included
+//! max_body_bytes = 65536    # cap of each logged body; a larger one is cut, with *_truncated
+//! queue = 4096              # records waiting for the writer; beyond, dropped and counted
+//! ```
+
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{Config, ConfigError, Loader};
+use crate::layers::log::LogPolicy;
+use crate::stack::LayerName;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLog {
+    dir: Option<Spanned<String>>,
+    requests: Option<bool>,
+    responses: Option<bool>,
+    mask_api_keys: Option<bool>,
+    max_body_bytes: Option<Spanned<i64>>,
+    queue: Option<Spanned<i64>>,
+}
+
+impl Loader<'_> {
+    /// `[log]` (`None` when absent). Without `[stack]`, `log` runs only when
+    /// the section is written: files appearing next to a config that never
+    /// asked for them would surprise.
+    pub(super) fn log(
+        &self,
+        raw: Option<&RawLog>,
+        dir: &Path,
+        stack: &mut Vec<LayerName>,
+        stack_explicit: bool,
+    ) -> Result<Option<LogPolicy>, ConfigError> {
+        let Some(raw) = raw else {
+            if !stack_explicit {
+                stack.retain(|l| *l != LayerName::Log);
+            }
+            return Ok(None);
+        };
+        let mut policy = LogPolicy::new(dir.join(LogPolicy::DEFAULT_DIR));
+        if let Some(d) = &raw.dir {
+            let text = d.get_ref().trim();
+            if text.is_empty() {
+                return Err(self.err(
+                    Some(d.span()),
+                    "log.dir",
+                    "must not be empty; leave `dir` out for \"logs\" next to the config file",
+                ));
+            }
+            policy.dir = dir.join(text);
+        }
+        policy.requests = raw.requests.unwrap_or(policy.requests);
+        policy.responses = raw.responses.unwrap_or(policy.responses);
+        policy.mask_api_keys = raw.mask_api_keys.unwrap_or(policy.mask_api_keys);
+        for (value, key, min, target) in [
+            (
+                &raw.max_body_bytes,
+                "log.max_body_bytes",
+                256,
+                &mut policy.max_body_bytes,
+            ),
+            (&raw.queue, "log.queue", 1, &mut policy.queue),
+        ] {
+            if let Some(v) = value {
+                let n = *v.get_ref();
+                if n < min || n > i64::from(u32::MAX) {
+                    return Err(self.err(
+                        Some(v.span()),
+                        key,
+                        format!("must be a whole number from {min} to {}", u32::MAX),
+                    ));
+                }
+                *target = n as usize;
+            }
+        }
+        Ok(Some(policy))
+    }
+}
+
+impl Config {
+    /// The log policy in force: `[log]`, or the defaults (`logs` next to
+    /// the config file) when `log` is in the order without a section.
+    pub fn log_policy(&self) -> LogPolicy {
+        self.log.clone().unwrap_or_else(|| {
+            let dir = self.path.parent().unwrap_or(Path::new(""));
+            LogPolicy::new(dir.join(LogPolicy::DEFAULT_DIR))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{Config, ConfigError};
+    use crate::stack::LayerName;
+
+    const MIN: &str = "[[backends]]\nname = \"m\"\nprovider = \"mock\"\n\n[[models]]\nname = \"echo\"\ntargets = [{ backend = \"m\" }]\n";
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/srv/router/config.toml"), &|_| None)
+    }
+
+    #[test]
+    fn section_and_defaults() {
+        // No section, no [stack]: off.
+        let c = parse(MIN).unwrap();
+        assert!(c.log.is_none() && !c.stack.contains(&LayerName::Log));
+        // An empty section: on, with the defaults.
+        let c = parse(&format!("{MIN}\n[log]\n")).unwrap();
+        assert_eq!(c.stack.first(), Some(&LayerName::Log));
+        let p = c.log.clone().unwrap();
+        assert_eq!(p.dir, Path::new("/srv/router/logs"));
+        assert!(p.requests && p.responses && p.mask_api_keys);
+        assert_eq!(p.max_body_bytes, 64 * 1024);
+        assert_eq!(c.log_policy(), p);
+        let c = parse(&format!(
+            "{MIN}\n[log]\ndir = \"/var/log/router\"\nrequests = false\nresponses = false\nmask_api_keys = false\nmax_body_bytes = 1024\nqueue = 8\n"
+        ))
+        .unwrap();
+        let p = c.log.unwrap();
+        assert_eq!(p.dir, Path::new("/var/log/router"));
+        assert!(!p.requests && !p.responses && !p.mask_api_keys);
+        assert_eq!((p.max_body_bytes, p.queue), (1024, 8));
+        // In an explicit order without a section: the defaults.
+        let c = parse(&format!("[stack]\norder = [\"log\"]\n\n{MIN}")).unwrap();
+        assert!(c.log.is_none());
+        assert_eq!(c.log_policy().dir, Path::new("/srv/router/logs"));
+    }
+
+    #[test]
+    fn errors_name_line_and_key() {
+        for (body, key, words) in [
+            ("dir = \"\"", "log.dir", "must not be empty"),
+            ("queue = 0", "log.queue", "from 1"),
+            ("max_body_bytes = 10", "log.max_body_bytes", "from 256"),
+            ("requests = \"yes\"", "log.requests", "bool"),
+        ] {
+            let e = parse(&format!("{MIN}\n[log]\n{body}\n")).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(key), "{body}: {e}");
+            assert!(e.message.contains(words), "{body}: {e}");
+            assert_eq!(e.line, Some(10), "{body}: {e}");
+        }
+        let e = parse(&format!("{MIN}\n[log]\nmask_api_key = true\n")).unwrap_err();
+        assert!(e.message.contains("did you mean `mask_api_keys`"), "{e}");
+    }
+}

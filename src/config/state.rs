@@ -1,0 +1,141 @@
+//! `[state]`: where rate limits, cooldowns and circuit state live — raw
+//! serde struct and its conversion into [`StateConfig`].
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{ConfigError, Loader};
+use crate::store::{StateConfig, StoreKind};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawState {
+    store: Option<Spanned<String>>,
+    redis_url: Option<Spanned<String>>,
+    prefix: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+}
+
+/// The longest `timeout` accepted: it bounds what a request may wait on
+/// Redis, so anything longer defeats the point.
+const MAX_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Loader<'_> {
+    pub(super) fn state(&self, raw: Option<&RawState>) -> Result<StateConfig, ConfigError> {
+        let mut config = StateConfig::default();
+        let Some(raw) = raw else { return Ok(config) };
+        if let Some(store) = &raw.store {
+            config.store = match store.get_ref().as_str() {
+                "memory" => StoreKind::Memory,
+                "redis" => StoreKind::Redis,
+                other => {
+                    return Err(self.err(
+                        Some(store.span()),
+                        "state.store",
+                        format!("must be \"memory\" or \"redis\", not \"{other}\""),
+                    ))
+                }
+            };
+        }
+        if let Some(url) = &raw.redis_url {
+            let text = url.get_ref().trim();
+            if text.starts_with("rediss://") {
+                return Err(self.err(
+                    Some(url.span()),
+                    "state.redis_url",
+                    "TLS to Redis (rediss://) is not supported by this build; use redis:// \
+                     (on a private network or through a TLS tunnel)",
+                ));
+            }
+            if let Err(e) = redis::Client::open(text) {
+                return Err(self.err(
+                    Some(url.span()),
+                    "state.redis_url",
+                    format!("is not a Redis URL such as \"redis://127.0.0.1:6379\": {e}"),
+                ));
+            }
+            config.redis_url = text.to_string();
+        }
+        if let Some(prefix) = &raw.prefix {
+            let text = prefix.get_ref();
+            let valid = !text.is_empty()
+                && text
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
+            if !valid {
+                return Err(self.err(
+                    Some(prefix.span()),
+                    "state.prefix",
+                    format!(
+                        "`{text}` must be non-empty letters, digits, '-', '_', '.' or ':' \
+                         (it starts every Redis key and is used in SCAN patterns)"
+                    ),
+                ));
+            }
+            config.prefix = text.clone();
+        }
+        config.timeout = self.duration(&raw.timeout, "state.timeout", config.timeout)?;
+        if config.timeout > MAX_TIMEOUT {
+            return Err(self.err(
+                raw.timeout.as_ref().map(Spanned::span),
+                "state.timeout",
+                "must be at most 10s: it is how long a request may wait on Redis \
+                 (50ms-100ms is typical)",
+            ));
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::Config;
+
+    const MIN: &str = "[[backends]]\nname = \"local\"\nprovider = \"mock\"\n\n[[models]]\nname = \"echo\"\ntargets = [{ backend = \"local\" }]\n";
+
+    fn parse(state: &str) -> Result<Config, ConfigError> {
+        Config::parse(&format!("{MIN}\n{state}"), Path::new("c.toml"), &|_| None)
+    }
+
+    #[test]
+    fn defaults_and_values() {
+        assert_eq!(parse("").unwrap().state, StateConfig::default());
+        assert_eq!(
+            parse("[state]\nstore = \"memory\"\n").unwrap().state,
+            StateConfig::default()
+        );
+        let c = parse(
+            "[state]\nstore = \"redis\"\nredis_url = \"redis://cache:6380/2\"\nprefix = \"team-a\"\ntimeout = \"50ms\"\n",
+        )
+        .unwrap()
+        .state;
+        assert_eq!(c.store, StoreKind::Redis);
+        assert_eq!(c.redis_url, "redis://cache:6380/2");
+        assert_eq!(c.prefix, "team-a");
+        assert_eq!(c.timeout, Duration::from_millis(50));
+    }
+
+    #[test]
+    fn errors_name_the_line_and_key() {
+        let e = parse("[state]\nstore = \"etcd\"\n").unwrap_err();
+        assert_eq!(e.line, Some(10));
+        assert_eq!(e.key.as_deref(), Some("state.store"));
+        assert!(e.message.contains("\"memory\" or \"redis\""), "{e}");
+        let e = parse("[state]\nstore = \"redis\"\nredis_url = \"http://x\"\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("state.redis_url"));
+        assert_eq!(e.line, Some(11));
+        let e = parse("[state]\nredis_url = \"rediss://x\"\n").unwrap_err();
+        assert!(e.message.contains("not supported"), "{e}");
+        let e = parse("[state]\nprefix = \"a b*\"\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("state.prefix"));
+        let e = parse("[state]\ntimeout = \"1m\"\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("state.timeout"));
+        let e = parse("[state]\nttl = \"1m\"\n").unwrap_err();
+        assert!(e.to_string().contains("ttl"), "{e}");
+    }
+}

@@ -1,0 +1,546 @@
+//! `log`: one JSON line per request in `dir` (`[log]`).
+//!
+//! **Files.** A session — the life of one built stack — writes
+//! `router_YYYYMMDD_HHMMSS_<session>.jsonl` (UTC time of its first record,
+//! eight hex digits of session id): one record per request that reached
+//! the stack. Records of errors — a status ≥ 400, an error of the stack, an
+//! answer body that broke, or an error event in a stream — also go to
+//! `router_YYYYMMDD_HHMMSS_<session>_errors.jsonl`. Panics (a hook installed
+//! when the layer is built) and unhandled errors (500 `internal_error`) are
+//! appended to `<dir>/exceptions.json`, one JSON object a line.
+//!
+//! **A record** holds: `time` (RFC 3339, UTC), `request_id`, `client` (the
+//! key, masked `sk-12345...cdef` — or the identity `auth` verified when it is
+//! not a key, such as a JWT's `sub`), `client_ip`, `method`, `path`,
+//! `endpoint`, `model` (asked for), `stream`, `backend` and `target_model`
+//! (of the last attempt), `attempts` and `upstream` (each attempt: backend,
+//! model, status, error kind, ms), `status`, `latency_ms` (to the answer's
+//! last byte), `ttfb_ms` (to its head; for a stream, its first content),
+//! `overhead_ms` (the proxy's own time), `tokens_in`/`tokens_out` (from the
+//! upstream's usage), `complete` (the answer was sent to its end), `error`
+//! (`{code, message}` or null) and, with `requests`/`responses` on,
+//! `request` (the parsed request as the client sent it) and `response` (the
+//! JSON answer; for a stream, its text reassembled from the deltas, with
+//! tool calls and finish reason). Each body is capped at `max_body_bytes`
+//! (default 64 KiB; a larger one is kept as its cut text, with
+//! `request_truncated`/`response_truncated: true`).
+//!
+//! **Nothing secret on disk.** With `mask_api_keys` (the default), keys are
+//! masked wherever they appear in a record, message text included; with a
+//! scrubber (the `pii` layer's, passed in when `[pii]` is on), PII is
+//! scrubbed too (see *Redaction* below).
+//!
+//! **Off the request path.** The layer gathers cheap raw parts (clones of
+//! `Arc`s and a few strings) and hands the record to a dedicated writer
+//! thread through a bounded channel (`queue` records) with `try_send`: a
+//! full channel drops the record and counts it
+//! (`llm_router_log_records_dropped_total`), it never makes a request wait.
+//! Rendering, redaction and I/O happen in the writer. A streamed answer is
+//! never delayed: the tap keeps a handle to each frame's bytes and reads them
+//! after the frame has gone on. [`flush`] waits for the writers (the server
+//! calls it on shutdown).
+//!
+//! **Needs:** nothing (reads [`LlmRequest`], [`RequestId`], [`ClientAddr`],
+//! [`ClientIdentity`] when present). **Provides:** an [`AttemptLog`] and a
+//! [`Waited`] for the layers below when none is there, and an
+//! [`IdentityNote`] that [`IdentityTap`] (placed inside `auth` by the stack)
+//! fills with the verified identity.
+//!
+//! # Redaction
+//!
+//! Every string of a record, object keys included, is redacted in the
+//! writer: with `mask_api_keys`, the exact keys the proxy knows (client and
+//! admin keys, re-read after a reload; backend keys) and anything shaped like
+//! a key (`sk-…`, `sk-ant-…`, `AKIA…`, `ghp_…`, `AIza…`, `xox?-…`, JWTs, the
+//! token after `Bearer`, the value after `api_key=`/`password:`…) become
+//! `sk-12345...cdef`; then PII is scrubbed when a scrubber is set.
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use http::{Request, Response};
+//! use http_body_util::BodyExt;
+//! use tower::{service_fn, Layer, ServiceExt};
+//! use llm_router::layers::log::{LogLayer, LogPolicy};
+//! use llm_router::ProxyBody;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let dir = std::env::temp_dir().join(format!("llm-router-log-doc-{}", std::process::id()));
+//! let layer = LogLayer::new(LogPolicy::new(&dir));
+//! let service = layer.layer(service_fn(|_req: Request<ProxyBody>| async {
+//!     Ok::<_, llm_router::ProxyError>(Response::new(ProxyBody::full("hi")))
+//! }));
+//! let answer = service.oneshot(Request::new(ProxyBody::empty())).await.unwrap();
+//! answer.into_body().collect().await.unwrap();
+//! assert!(llm_router::layers::log::flush(std::time::Duration::from_secs(5)).await);
+//! let file = std::fs::read_dir(&dir).unwrap().next().unwrap().unwrap().path();
+//! let line = std::fs::read_to_string(&file).unwrap();
+//! assert!(line.contains("\"status\":200"));
+//! # std::fs::remove_dir_all(&dir).unwrap();
+//! # }
+//! ```
+
+mod capture;
+mod panic;
+mod record;
+mod redact;
+mod writer;
+
+pub use writer::flush;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
+use std::time::SystemTime;
+
+use http::{Request, Response};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tower::{Layer, Service};
+
+use crate::app::{ClientAddr, RequestId};
+use crate::body::ProxyBody;
+use crate::classify::AttemptLog;
+use crate::config::{ApiKeySetting, Config};
+use crate::error::ProxyError;
+use crate::layers::auth::KeyStore;
+use crate::layers::metrics::Metrics;
+use crate::layers::pii::Scrubber;
+use crate::layers::rate_limit::ClientIdentity;
+use crate::request::LlmRequest;
+use crate::stack::{LayerName, RouterState};
+use crate::timing::Waited;
+use crate::usage::UsageSlot;
+
+use capture::{Done, Logged, Tap};
+use record::{Client, Record, StackError};
+use redact::Redactor;
+use writer::{Progress, Starter};
+
+/// `[log]`, typed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogPolicy {
+    /// Where the files go (`dir`, resolved against the config's directory).
+    pub dir: PathBuf,
+    /// Log each request's body (`requests`).
+    pub requests: bool,
+    /// Log each answer's body, a stream's text reassembled (`responses`).
+    pub responses: bool,
+    /// Mask API keys wherever they appear (`mask_api_keys`).
+    pub mask_api_keys: bool,
+    /// The cap of each logged body, in bytes (`max_body_bytes`).
+    pub max_body_bytes: usize,
+    /// Records waiting for the writer; beyond, records are dropped (`queue`).
+    pub queue: usize,
+}
+
+impl LogPolicy {
+    /// Default `dir`, relative to the config's directory.
+    pub const DEFAULT_DIR: &'static str = "logs";
+    /// Default `max_body_bytes`: 64 KiB.
+    pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+    /// Default `queue`.
+    pub const DEFAULT_QUEUE: usize = 4096;
+
+    /// The defaults, writing into `dir`: bodies on, keys masked.
+    pub fn new(dir: impl AsRef<Path>) -> Self {
+        LogPolicy {
+            dir: dir.as_ref().to_path_buf(),
+            requests: true,
+            responses: true,
+            mask_api_keys: true,
+            max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
+            queue: Self::DEFAULT_QUEUE,
+        }
+    }
+}
+
+/// What the layer and its services share.
+pub(crate) struct Shared {
+    policy: LogPolicy,
+    tx: mpsc::Sender<Box<Record>>,
+    starter: Mutex<Option<Starter>>,
+    /// Records the writer is done with, freed here (see `send`).
+    garbage: Mutex<std::sync::mpsc::Receiver<Box<Record>>>,
+    started: AtomicBool,
+    progress: Arc<Progress>,
+    dropped: AtomicU64,
+    metrics: Option<Arc<Metrics>>,
+    /// Keeps the directory registered for panics.
+    _exceptions: Arc<panic::Target>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("policy", &self.policy)
+            .field("dropped", &self.dropped)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// Hand a record to the writer (starting it first), or drop and count it.
+    fn send(&self, record: Box<Record>) {
+        if !self.started.load(Ordering::Acquire) {
+            self.start();
+        }
+        // Free records the writer is done with, here rather than on the
+        // writer thread: with glibc's malloc, one thread freeing another's
+        // memory all the time makes the two fight over that arena's lock
+        // (measured: +25 µs a request). A few at a time, never waiting.
+        if let Ok(garbage) = self.garbage.try_lock() {
+            for _ in 0..32 {
+                if garbage.try_recv().is_err() {
+                    break;
+                }
+            }
+        }
+        match self.tx.try_send(record) {
+            Ok(()) => self.progress.sent(),
+            Err(_) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                if let Some(m) = &self.metrics {
+                    m.log_records_dropped(1);
+                }
+            }
+        }
+    }
+
+    fn start(&self) {
+        let mut starter = self.starter.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = starter.take() {
+            writer::start(s, self.progress.clone());
+        }
+        self.started.store(true, Ordering::Release);
+    }
+}
+
+/// Builds a [`LogLayer`] with what redaction and counting need.
+#[derive(Debug)]
+pub struct LogLayerBuilder {
+    policy: LogPolicy,
+    scrubber: Option<Scrubber>,
+    keys: Option<Arc<KeyStore>>,
+    secrets: Vec<String>,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl LogLayerBuilder {
+    /// Scrub PII from records with this scrubber (the `pii` layer's).
+    pub fn scrubber(mut self, scrubber: Option<Scrubber>) -> Self {
+        self.scrubber = scrubber;
+        self
+    }
+
+    /// Mask the keys of this store exactly (they are re-read after a reload).
+    pub fn keys(mut self, keys: Option<Arc<KeyStore>>) -> Self {
+        self.keys = keys;
+        self
+    }
+
+    /// Mask this secret (a backend's key) exactly.
+    pub fn secret(mut self, secret: impl Into<String>) -> Self {
+        self.secrets.push(secret.into());
+        self
+    }
+
+    /// Count dropped records in these metrics.
+    pub fn metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The layer. Registers `dir` for panics (see the [module docs](self)).
+    pub fn build(self) -> LogLayer {
+        let redactor = Redactor::new(
+            self.policy.mask_api_keys,
+            self.scrubber,
+            self.keys,
+            self.secrets,
+        );
+        let (tx, rx) = mpsc::channel(self.policy.queue.max(1));
+        let (garbage_tx, garbage) = std::sync::mpsc::channel();
+        let exceptions = panic::register(&self.policy.dir, redactor.clone());
+        LogLayer {
+            shared: Arc::new(Shared {
+                starter: Mutex::new(Some(Starter {
+                    rx,
+                    dir: self.policy.dir.clone(),
+                    redactor,
+                    metrics: self.metrics.clone(),
+                    garbage: garbage_tx,
+                })),
+                garbage: Mutex::new(garbage),
+                policy: self.policy,
+                tx,
+                started: AtomicBool::new(false),
+                progress: Arc::new(Progress::default()),
+                dropped: AtomicU64::new(0),
+                metrics: self.metrics,
+                _exceptions: exceptions,
+            }),
+        }
+    }
+}
+
+/// Applies [`LogService`]. See the [module docs](self).
+#[derive(Clone, Debug)]
+pub struct LogLayer {
+    shared: Arc<Shared>,
+}
+
+impl LogLayer {
+    /// A layer with `policy`, no PII scrubbing and no exact keys.
+    pub fn new(policy: LogPolicy) -> Self {
+        Self::builder(policy).build()
+    }
+
+    /// A builder, to add a scrubber, keys and metrics.
+    pub fn builder(policy: LogPolicy) -> LogLayerBuilder {
+        LogLayerBuilder {
+            policy,
+            scrubber: None,
+            keys: None,
+            secrets: Vec::new(),
+            metrics: None,
+        }
+    }
+
+    /// The layer of a config's `[log]` (see [`Config::log_policy`]), with
+    /// the `pii` layer's scrubber when `[pii]` is on (or `pii` is in the
+    /// order), the keys of `auth` and the backends' keys to mask exactly,
+    /// and dropped records counted in the state's metrics.
+    pub fn from_config(config: &Config, state: &RouterState) -> Self {
+        let pii_on = config.pii.is_some() || config.stack.contains(&LayerName::Pii);
+        let scrubber = pii_on
+            .then(|| crate::layers::pii::PiiLayer::new(config.pii.clone().unwrap_or_default()))
+            .map(|pii| pii.scrubber());
+        let mut builder = Self::builder(config.log_policy())
+            .scrubber(scrubber)
+            .keys(state.auth.clone())
+            .metrics(state.metrics.clone());
+        for b in &config.backends {
+            if let Some(ApiKeySetting::Key(key)) = &b.api_key {
+                builder = builder.secret(key.clone());
+            }
+        }
+        builder.build()
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &LogPolicy {
+        &self.shared.policy
+    }
+
+    /// Records dropped so far because the writer fell behind.
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl<S> Layer<S> for LogLayer {
+    type Service = LogService<S>;
+
+    fn layer(&self, inner: S) -> LogService<S> {
+        LogService {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// The log service. See the [module docs](self).
+#[derive(Clone, Debug)]
+pub struct LogService<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+/// Filled by [`IdentityTap`] with the identity `auth` verified, for the
+/// record of a request whose log layer runs before `auth`.
+#[derive(Clone, Debug, Default)]
+pub struct IdentityNote(Arc<OnceLock<String>>);
+
+impl IdentityNote {
+    /// The identity, once noted.
+    pub fn get(&self) -> Option<&str> {
+        self.0.get().map(String::as_str)
+    }
+}
+
+/// Copies [`ClientIdentity`] into the request's [`IdentityNote`]; the stack
+/// puts it just inside `auth` when `log` runs outside it.
+#[derive(Clone, Debug)]
+pub struct IdentityTap<S> {
+    inner: S,
+}
+
+impl<S> IdentityTap<S> {
+    /// Wrap `inner`.
+    pub fn new(inner: S) -> Self {
+        IdentityTap { inner }
+    }
+}
+
+impl<S, B> Service<Request<B>> for IdentityTap<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> S::Future {
+        if let (Some(note), Some(id)) = (
+            req.extensions().get::<IdentityNote>(),
+            req.extensions().get::<ClientIdentity>(),
+        ) {
+            let _ = note.0.set(id.0.clone());
+        }
+        self.inner.call(req)
+    }
+}
+
+impl<S> Service<Request<ProxyBody>> for LogService<S>
+where
+    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ProxyError>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<ProxyBody>;
+    type Error = ProxyError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ProxyBody>) -> Self::Future {
+        let started = Instant::now();
+        let time = SystemTime::now();
+        let shared = self.shared.clone();
+        let policy = &shared.policy;
+        let ext = req.extensions();
+        let llm = ext.get::<LlmRequest>();
+        let request_id = ext
+            .get::<RequestId>()
+            .map(|r| &r.0)
+            .or_else(|| req.headers().get(crate::app::REQUEST_ID))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let presented = crate::provider::client_key(req.headers()).map(str::to_string);
+        let identity = ext.get::<ClientIdentity>().map(|c| c.0.clone());
+        let mut record = Box::new(Record {
+            time,
+            request_id,
+            client: None,
+            client_ip: ext.get::<ClientAddr>().map(|a| a.0.ip()),
+            method: req.method().to_string(),
+            path: req.uri().path().to_string(),
+            endpoint: llm.map(|l| l.endpoint().as_str()),
+            model: llm.map(|l| l.model().to_string()),
+            stream: llm.is_some_and(LlmRequest::is_stream),
+            attempts: Vec::new(),
+            status: 0,
+            latency: Default::default(),
+            ttfb: Default::default(),
+            overhead: Default::default(),
+            usage: None,
+            stack_error: None,
+            body_error: None,
+            complete: false,
+            request: if policy.requests { llm.cloned() } else { None },
+            log_response: policy.responses,
+            response: None,
+            max_body: policy.max_body_bytes,
+        });
+        let note = if identity.is_none() {
+            let note = IdentityNote::default();
+            req.extensions_mut().insert(note.clone());
+            Some(note)
+        } else {
+            None
+        };
+        let attempts = match req.extensions().get::<AttemptLog>() {
+            Some(log) => log.clone(),
+            None => {
+                let log = AttemptLog::default();
+                req.extensions_mut().insert(log.clone());
+                log
+            }
+        };
+        let waited = match req.extensions().get::<Waited>() {
+            Some(w) => w.clone(),
+            None => {
+                let w = Waited::default();
+                req.extensions_mut().insert(w.clone());
+                w
+            }
+        };
+        let future = self.inner.call(req);
+        Box::pin(async move {
+            let result = future.await;
+            let head = started.elapsed();
+            record.ttfb = head;
+            record.overhead = head.saturating_sub(waited.get());
+            record.attempts = attempts.records();
+            let identity = identity.or_else(|| note.and_then(|n| n.get().map(str::to_string)));
+            record.client = match (identity, presented) {
+                // A key verified by `auth`, or one presented to a stack without it.
+                (Some(id), Some(key)) if id == key => Some(Client::Key(key)),
+                (Some(id), _) => Some(Client::Identity(id)),
+                (None, Some(key)) => Some(Client::Key(key)),
+                (None, None) => None,
+            };
+            let response = match result {
+                Err(e) => {
+                    record.status = e.status().as_u16();
+                    record.latency = head;
+                    record.stack_error = Some(StackError {
+                        code: e.code(),
+                        message: e.to_string(),
+                        internal: matches!(e, ProxyError::Internal(_)),
+                    });
+                    shared.send(record);
+                    return Err(e);
+                }
+                Ok(r) => r,
+            };
+            record.status = response.status().as_u16();
+            // Error bodies are always kept (for the `error` field); others
+            // only when `responses` is on.
+            let tap = (shared.policy.responses || record.status >= 400).then(|| {
+                let content_type = response
+                    .headers()
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                Tap::for_content_type(content_type, shared.policy.max_body_bytes)
+            });
+            let slot = response.extensions().get::<UsageSlot>().cloned();
+            let done = Done {
+                shared: shared.clone(),
+                record,
+                started,
+                slot,
+            };
+            Ok(response.map(|inner| {
+                ProxyBody::new(Logged {
+                    inner,
+                    tap,
+                    done: Some(done),
+                })
+            }))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,123 @@
+//! `<dir>/exceptions.json`: panics and unhandled errors, one JSON object a
+//! line.
+//!
+//! Building a log layer registers its directory here and installs (once per
+//! process) a panic hook that appends a record for every panic to the
+//! `exceptions.json` of each live log layer, then runs the hook that was in
+//! place before (the default one prints the panic to stderr). A panic is
+//! exceptional, so the hook writes at once, from the panicking thread. The
+//! writer thread appends unhandled request errors (a 500 `internal_error`
+//! from the proxy itself) the same way.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Once, Weak};
+use std::time::SystemTime;
+
+use serde_json::{json, Value};
+
+use super::redact::Redactor;
+
+/// A live log layer's directory and how to redact what goes there.
+#[derive(Debug)]
+pub(crate) struct Target {
+    dir: PathBuf,
+    redactor: Mutex<Redactor>,
+}
+
+static TARGETS: Mutex<Vec<Weak<Target>>> = Mutex::new(Vec::new());
+static HOOK: Once = Once::new();
+
+/// Register `dir`; panics go there while the returned handle lives.
+pub(crate) fn register(dir: &Path, redactor: Redactor) -> Arc<Target> {
+    HOOK.call_once(install_hook);
+    let target = Arc::new(Target {
+        dir: dir.to_path_buf(),
+        redactor: Mutex::new(redactor),
+    });
+    let mut targets = TARGETS.lock().unwrap_or_else(|e| e.into_inner());
+    targets.retain(|t| t.strong_count() > 0);
+    targets.push(Arc::downgrade(&target));
+    target
+}
+
+fn install_hook() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        record_panic(info);
+        previous(info);
+    }));
+}
+
+fn record_panic(info: &std::panic::PanicHookInfo<'_>) {
+    if TARGETS
+        .try_lock()
+        .map_or(true, |t| t.iter().all(|w| w.strong_count() == 0))
+    {
+        // No log layer (or a panic while this thread holds the registry).
+        return;
+    }
+    let message = info
+        .payload()
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| info.payload().downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(a panic with a non-string payload)".into());
+    let location = info
+        .location()
+        .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+    let thread = std::thread::current();
+    // Captured only when RUST_BACKTRACE / RUST_LIB_BACKTRACE ask for it.
+    let backtrace = std::backtrace::Backtrace::capture();
+    let backtrace = (backtrace.status() == std::backtrace::BacktraceStatus::Captured)
+        .then(|| backtrace.to_string());
+    // The live layers, taken last (the backtrace takes a while): a layer
+    // dropped meanwhile gets nothing.
+    let targets: Vec<Arc<Target>> = match TARGETS.try_lock() {
+        Ok(targets) => targets.iter().filter_map(Weak::upgrade).collect(),
+        Err(_) => return,
+    };
+    let mut seen: Vec<&Path> = Vec::new();
+    for target in &targets {
+        if seen.contains(&target.dir.as_path()) {
+            continue;
+        }
+        seen.push(&target.dir);
+        let mut record = json!({
+            "time": super::writer::rfc3339(SystemTime::now()),
+            "kind": "panic",
+            "message": message,
+            "location": location,
+            "thread": thread.name().unwrap_or("unnamed"),
+            "backtrace": backtrace,
+        });
+        if let Ok(mut redactor) = target.redactor.try_lock() {
+            redactor.redact_value(&mut record);
+        } else {
+            continue;
+        }
+        append(&target.dir, &record);
+    }
+}
+
+/// Append one record to `<dir>/exceptions.json` (creating both if needed).
+pub(crate) fn append(dir: &Path, record: &Value) {
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("exceptions.json"))?;
+        let mut line = serde_json::to_vec(record).unwrap_or_default();
+        line.push(b'\n');
+        file.write_all(&line)
+    };
+    if let Err(e) = write() {
+        // Not tracing: this may run inside the panic hook.
+        eprintln!(
+            "llm-router: cannot write {}: {e}",
+            dir.join("exceptions.json").display()
+        );
+    }
+}

@@ -1,0 +1,317 @@
+//! What no log line may hold raw: API keys and, when `[pii]` is on, PII.
+//!
+//! Every string of a record — values and object keys, message text included
+//! — goes through [`Redactor::redact`] in the writer thread, off the request
+//! path:
+//!
+//! 1. with `mask_api_keys`, the exact keys the proxy knows (client and admin
+//!    keys of `auth`, re-read after a keys reload, and the backends' own
+//!    keys; keys shorter than 8 characters are left out, as they would match
+//!    ordinary words), then anything that looks like a key: `sk-…`/`sk-ant-…`
+//!    (with a digit), `sk_live_…`, AWS `AKIA…`/`ASIA…`, GitHub `ghp_…`/
+//!    `github_pat_…`, Google `AIza…`, Slack `xox?-…`, JWTs `eyJ….eyJ….…`,
+//!    the token after `Bearer`, and the value after `api_key=`,
+//!    `"x-api-key": `, `password:` and the like — each becomes
+//!    [`mask_key`]'s `sk-12345...cdef`;
+//! 2. with a scrubber (the `pii` layer's), PII is replaced as `[pii]` says
+//!    (`redact` or `mask`; `reversible` redacts).
+
+use std::borrow::Cow;
+use std::sync::{Arc, LazyLock};
+
+use regex::Regex;
+use serde_json::{Map, Value};
+
+use crate::layers::auth::{KeySet, KeyStore};
+use crate::layers::pii::Scrubber;
+use crate::secret::mask_key;
+
+/// Whole tokens that look like keys.
+static TOKENS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        r"(?-u)\b(?:sk|rk)-[A-Za-z0-9_\-]{8,}",
+        r"|\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{8,}",
+        r"|\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",
+        r"|\bgh[pousr]_[A-Za-z0-9]{20,}",
+        r"|\bgithub_pat_[A-Za-z0-9_]{20,}",
+        r"|\bAIza[0-9A-Za-z_\-]{30,}",
+        r"|\bxox[abprs]-[A-Za-z0-9\-]{10,}",
+        r"|\beyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*",
+    ))
+    .expect("key token pattern")
+});
+
+/// Secrets named by what precedes them: group 1 is the secret.
+static LABELLED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        r"(?i)(?:(?-u:\b)bearer\s+",
+        r#"|(?-u:\b)(?:x-)?(?:api[_-]?key|access[_-]?token|auth[_-]?token|secret[_-]?key|client[_-]?secret|password|passwd)["']?\s*[:=]\s*["']?)"#,
+        r#"([^\s"',;&<>]{8,})"#,
+    ))
+    .expect("labelled secret pattern")
+});
+
+/// Masks keys and scrubs PII. See the [module docs](self).
+#[derive(Clone, Debug)]
+pub(crate) struct Redactor {
+    mask_keys: bool,
+    scrubber: Option<Scrubber>,
+    store: Option<Arc<KeyStore>>,
+    secrets: Vec<String>,
+    /// The exact-key matcher, and the key set it was built from.
+    exact: Option<Regex>,
+    built_from: Option<Arc<KeySet>>,
+    built: bool,
+}
+
+impl Redactor {
+    /// Shortest configured key matched exactly.
+    const MIN_EXACT: usize = 8;
+
+    pub(crate) fn new(
+        mask_keys: bool,
+        scrubber: Option<Scrubber>,
+        store: Option<Arc<KeyStore>>,
+        secrets: Vec<String>,
+    ) -> Redactor {
+        Redactor {
+            mask_keys,
+            scrubber,
+            store,
+            secrets,
+            exact: None,
+            built_from: None,
+            built: false,
+        }
+    }
+
+    /// Rebuild the exact-key matcher if the key set changed (a reload).
+    pub(crate) fn refresh(&mut self) {
+        if !self.mask_keys {
+            return;
+        }
+        let current = self.store.as_ref().map(|s| s.keys());
+        let same = match (&current, &self.built_from) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if same && self.built {
+            return;
+        }
+        let mut keys: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
+        if let Some(set) = &current {
+            keys.extend(set.client_keys().iter().map(|k| k.key.expose()));
+            keys.extend(set.admin_keys().iter().map(|k| k.expose()));
+        }
+        keys.retain(|k| k.chars().count() >= Self::MIN_EXACT);
+        // Longest first, so a key that contains another is masked whole.
+        keys.sort_by_key(|k| std::cmp::Reverse(k.len()));
+        keys.dedup();
+        self.exact = if keys.is_empty() {
+            None
+        } else {
+            let pattern = keys
+                .iter()
+                .map(|k| regex::escape(k))
+                .collect::<Vec<_>>()
+                .join("|");
+            Regex::new(&pattern).ok()
+        };
+        self.built_from = current;
+        self.built = true;
+    }
+
+    /// One string, redacted.
+    pub(crate) fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let mut out = Cow::Borrowed(text);
+        if self.mask_keys {
+            if let Some(exact) = self.exact.as_ref().filter(|e| e.is_match(&out)) {
+                if let Cow::Owned(s) =
+                    exact.replace_all(&out, |c: &regex::Captures<'_>| mask_key(&c[0]))
+                {
+                    out = Cow::Owned(s);
+                }
+            }
+            if let Cow::Owned(s) = mask_patterns(&out) {
+                out = Cow::Owned(s);
+            }
+        }
+        if let Some(scrubber) = &self.scrubber {
+            if let Cow::Owned(s) = scrubber.scrub_text(&out) {
+                out = Cow::Owned(s);
+            }
+        }
+        out
+    }
+
+    /// Every string of `value` (object keys included), redacted in place.
+    pub(crate) fn redact_value(&mut self, value: &mut Value) {
+        self.refresh();
+        self.walk(value);
+    }
+
+    pub(crate) fn walk(&self, value: &mut Value) {
+        match value {
+            Value::String(s) => {
+                if let Cow::Owned(new) = self.redact(s) {
+                    *s = new;
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| self.walk(v)),
+            Value::Object(map) => {
+                let renamed = map.keys().any(|k| matches!(self.redact(k), Cow::Owned(_)));
+                if renamed {
+                    let old = std::mem::take(map);
+                    let mut new = Map::with_capacity(old.len());
+                    for (k, mut v) in old {
+                        self.walk(&mut v);
+                        new.insert(self.redact(&k).into_owned(), v);
+                    }
+                    *map = new;
+                } else {
+                    map.values_mut().for_each(|v| self.walk(v));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Mask everything that looks like a key (see the [module docs](self)).
+pub(crate) fn mask_patterns(text: &str) -> Cow<'_, str> {
+    // Nearly every string of a record is short or holds no key.
+    if text.len() < 12 {
+        return Cow::Borrowed(text);
+    }
+    // `is_match` first: most strings hold no key, and it stops early and
+    // allocates nothing.
+    let tokens = if !TOKENS.is_match(text) {
+        Cow::Borrowed(text)
+    } else {
+        TOKENS.replace_all(text, |c: &regex::Captures<'_>| {
+            let token = &c[0];
+            let needs_digit = token.starts_with("sk-") || token.starts_with("rk-");
+            if needs_digit && !token.bytes().any(|b| b.is_ascii_digit()) {
+                token.to_string()
+            } else {
+                mask_key(token)
+            }
+        })
+    };
+    if !LABELLED.is_match(&tokens) {
+        return match tokens {
+            Cow::Owned(s) if s != text => Cow::Owned(s),
+            _ => Cow::Borrowed(text),
+        };
+    }
+    let labelled = LABELLED.replace_all(&tokens, |c: &regex::Captures<'_>| {
+        let whole = c.get(0).expect("match");
+        let secret = c.get(1).expect("group 1");
+        let masked = if secret.as_str().contains("...") || secret.as_str() == "***" {
+            // Already masked by the first pass.
+            secret.as_str().to_string()
+        } else {
+            mask_key(secret.as_str())
+        };
+        format!(
+            "{}{masked}",
+            &whole.as_str()[..secret.start() - whole.start()]
+        )
+    });
+    let out = match labelled {
+        Cow::Owned(s) => s,
+        Cow::Borrowed(_) => match tokens {
+            Cow::Owned(s) => s,
+            Cow::Borrowed(_) => return Cow::Borrowed(text),
+        },
+    };
+    if out == text {
+        Cow::Borrowed(text)
+    } else {
+        Cow::Owned(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::auth::AuthPolicy;
+    use crate::layers::pii::{Detector, PiiAction};
+
+    #[test]
+    fn key_shapes_are_masked() {
+        let cases = [
+            ("key sk-1234567890abcdef here", "key sk-12345...cdef here"),
+            ("sk-ant-api03-AbCdEfGh12345678-xyz9", "sk-ant-a...xyz9"),
+            ("AKIAIOSFODNN7EXAMPLE", "AKIAIOSF...MPLE"),
+            (
+                "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+                "ghp_abcd...6789",
+            ),
+            (
+                "Authorization: Bearer abc.def-ghi_jkl012",
+                "Authorization: Bearer abc.def-...l012",
+            ),
+            (
+                "token eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.sig_nature-1",
+                "token eyJhbGci...re-1",
+            ),
+            (
+                r#"{"api_key": "plainsecretvalue99"}"#,
+                r#"{"api_key": "plainsec...ue99"}"#,
+            ),
+            ("password=hunter2hunter2", "password=***"),
+            (
+                "x-api-key: k-0123456789abcdefgh",
+                "x-api-key: k-012345...efgh",
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(mask_patterns(text), want, "{text}");
+        }
+        // Words that only look like the start of a key are left alone.
+        for text in [
+            "sk-learning-rate is a flag",
+            "a short sk-123",
+            "ordinary text, nothing secret",
+            "Bearer",
+        ] {
+            assert!(matches!(mask_patterns(text), Cow::Borrowed(_)), "{text}");
+        }
+        // Masking is stable: a masked text is not masked again.
+        let once = mask_patterns("Bearer sk-1234567890abcdef").into_owned();
+        assert_eq!(once, "Bearer sk-12345...cdef");
+        assert_eq!(mask_patterns(&once), once);
+    }
+
+    #[test]
+    fn exact_keys_and_reloads() {
+        let store = Arc::new(KeyStore::new(
+            AuthPolicy::new().key("team-a-secret-0001").key("short"),
+        ));
+        let mut r = Redactor::new(true, None, Some(store), vec!["backend-secret-xyz".into()]);
+        let mut v = serde_json::json!({
+            "text": "keys team-a-secret-0001 and backend-secret-xyz, short",
+            "team-a-secret-0001": 1,
+        });
+        r.redact_value(&mut v);
+        let text = v.to_string();
+        assert!(!text.contains("team-a-secret-0001"), "{text}");
+        assert!(!text.contains("backend-secret-xyz"), "{text}");
+        assert!(text.contains("team-a-s...0001"), "{text}");
+        assert!(text.contains("short"), "{text}");
+    }
+
+    #[test]
+    fn pii_after_keys() {
+        let scrubber = Scrubber::new(&Detector::ALL, PiiAction::Redact);
+        let r = Redactor::new(true, Some(scrubber), None, Vec::new());
+        assert_eq!(
+            r.redact("mail jo@example.com, card 4111 1111 1111 1111, key sk-1234567890abcdef"),
+            "mail [EMAIL], card [CREDIT_CARD], key sk-12345...cdef"
+        );
+        let off = Redactor::new(false, None, None, Vec::new());
+        assert_eq!(off.redact("sk-1234567890abcdef"), "sk-1234567890abcdef");
+    }
+}

@@ -1,0 +1,340 @@
+//! The writer: one dedicated thread per log layer, fed by a bounded channel.
+//!
+//! Requests never wait for it. A record is handed over with `try_send`; when
+//! the channel is full the record is dropped and counted. The thread is
+//! started by the first record (so `llm-router check`, which builds the
+//! stack, creates no file and no thread), creates `dir` if needed, and
+//! writes each record as one line of the session file — and of the errors
+//! file when it is an error — flushing after every batch it finds waiting.
+//! While busy it drains the channel every 10 ms rather than being woken for
+//! each record (a wake-up is a system call on the request's thread, and an
+//! interrupt in a VM); idle, it blocks, and the next record wakes it. It
+//! ends, after a last flush, when every sender is gone (the stack was
+//! dropped: shutdown, or a reload that replaced it).
+//!
+//! [`flush`] lets the server's graceful shutdown wait until every record
+//! handed over so far is on disk.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc;
+
+use super::record::{Record, Rendered};
+use super::redact::Redactor;
+use crate::layers::metrics::Metrics;
+
+/// How long a busy writer sleeps between two drains of the channel.
+const BUSY_POLL: Duration = Duration::from_millis(10);
+
+/// How far a writer got: records handed over and records done with.
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
+    sent: AtomicU64,
+    written: AtomicU64,
+    done: AtomicBool,
+}
+
+impl Progress {
+    pub(crate) fn sent(&self) {
+        self.sent.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// Every writer started in this process, for [`flush`].
+static WRITERS: Mutex<Vec<Weak<Progress>>> = Mutex::new(Vec::new());
+
+fn register(progress: &Arc<Progress>) {
+    let mut writers = WRITERS.lock().unwrap_or_else(|e| e.into_inner());
+    writers.retain(|w| w.strong_count() > 0);
+    writers.push(Arc::downgrade(progress));
+}
+
+/// Wait until every log writer of this process has written (and flushed)
+/// every record handed to it before this call, or until `timeout`; whether
+/// they all got there. Records still being produced (an answer still
+/// streaming) are not waited for.
+///
+/// `Server::run` calls it once the connections are drained, so a shutdown
+/// does not lose the last records.
+pub async fn flush(timeout: Duration) -> bool {
+    let targets: Vec<(Arc<Progress>, u64)> = {
+        let writers = WRITERS.lock().unwrap_or_else(|e| e.into_inner());
+        writers
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|p| {
+                let sent = p.sent.load(Ordering::Acquire);
+                (p, sent)
+            })
+            .collect()
+    };
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let behind = targets.iter().any(|(p, sent)| {
+            !p.done.load(Ordering::Acquire) && p.written.load(Ordering::Acquire) < *sent
+        });
+        if !behind {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// What the thread needs; taken by the first record.
+pub(crate) struct Starter {
+    pub(crate) rx: mpsc::Receiver<Box<Record>>,
+    pub(crate) dir: PathBuf,
+    pub(crate) redactor: Redactor,
+    pub(crate) metrics: Option<Arc<Metrics>>,
+    /// Where written records go back, to be freed by the request side.
+    pub(crate) garbage: std::sync::mpsc::Sender<Box<Record>>,
+}
+
+/// Start the writer thread.
+pub(crate) fn start(starter: Starter, progress: Arc<Progress>) {
+    register(&progress);
+    let spawned = std::thread::Builder::new()
+        .name("llm-router-log".into())
+        .spawn(move || run(starter, &progress));
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the log writer thread; request records are dropped");
+    }
+}
+
+/// The two files of one session, opened on first use.
+struct Session {
+    dir: PathBuf,
+    stem: String,
+    main: Option<BufWriter<File>>,
+    errors: Option<BufWriter<File>>,
+    failures: u64,
+}
+
+impl Session {
+    fn new(dir: PathBuf) -> Session {
+        let now = SystemTime::now();
+        let id = session_id();
+        Session {
+            dir,
+            stem: format!("router_{}_{id:08x}", file_stamp(now)),
+            main: None,
+            errors: None,
+            failures: 0,
+        }
+    }
+
+    fn path(&self, suffix: &str) -> PathBuf {
+        self.dir.join(format!("{}{suffix}.jsonl", self.stem))
+    }
+
+    fn open(dir: &Path, path: &Path) -> io::Result<BufWriter<File>> {
+        std::fs::create_dir_all(dir)?;
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(BufWriter::with_capacity(64 * 1024, file))
+    }
+
+    fn write(&mut self, errors: bool, line: &[u8]) -> io::Result<()> {
+        let slot = if errors {
+            &mut self.errors
+        } else {
+            &mut self.main
+        };
+        if slot.is_none() {
+            let path = self.dir.join(format!(
+                "{}{}.jsonl",
+                self.stem,
+                if errors { "_errors" } else { "" }
+            ));
+            *slot = Some(Session::open(&self.dir, &path)?);
+        }
+        let file = slot.as_mut().expect("opened above");
+        file.write_all(line)?;
+        file.write_all(b"\n")
+    }
+
+    fn flush(&mut self) {
+        for file in [&mut self.main, &mut self.errors].into_iter().flatten() {
+            if let Err(e) = file.flush() {
+                tracing::warn!(error = %e, "flushing a log file failed");
+            }
+        }
+    }
+
+    fn failed(&mut self, e: &io::Error) {
+        // Warn at the first failure and then at every 1000th, not per record.
+        if self.failures.is_multiple_of(1000) {
+            tracing::error!(
+                error = %e,
+                file = %self.path("").display(),
+                "cannot write the request log; records are dropped"
+            );
+        }
+        self.failures += 1;
+    }
+}
+
+fn run(starter: Starter, progress: &Progress) {
+    let Starter {
+        mut rx,
+        dir,
+        mut redactor,
+        metrics,
+        garbage,
+    } = starter;
+    let mut session = Session::new(dir);
+    let mut write = |record: Box<Record>, session: &mut Session| {
+        let Rendered {
+            line,
+            error,
+            exception,
+        } = record.render(&mut redactor);
+        let mut result = session.write(false, &line);
+        if error && result.is_ok() {
+            result = session.write(true, &line);
+        }
+        if let Err(e) = result {
+            session.failed(&e);
+            if let Some(m) = &metrics {
+                m.log_records_dropped(1);
+            }
+        }
+        if let Some(exception) = exception {
+            super::panic::append(&session.dir, &exception);
+        }
+        // Freed where it was allocated: with glibc's malloc, a thread that
+        // keeps freeing another thread's memory contends for that thread's
+        // arena lock, and the requests slow down.
+        let _ = garbage.send(record);
+    };
+    // Busy, the writer drains what is waiting, then sleeps a little and
+    // drains again: senders never have to wake it (a wake-up costs the
+    // request a system call, and in a VM an interrupt). Once a drain finds
+    // nothing, it blocks until the next record, which wakes it once.
+    let mut next = rx.blocking_recv();
+    while let Some(first) = next.take() {
+        let mut batch = 1u64;
+        write(first, &mut session);
+        let mut closed = false;
+        loop {
+            match rx.try_recv() {
+                Ok(record) => {
+                    write(record, &mut session);
+                    batch += 1;
+                    if batch.is_multiple_of(1024) {
+                        session.flush();
+                        progress.written.fetch_add(1024, Ordering::AcqRel);
+                        batch = 0;
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        session.flush();
+        progress.written.fetch_add(batch, Ordering::AcqRel);
+        if closed {
+            break;
+        }
+        std::thread::sleep(BUSY_POLL);
+        next = match rx.try_recv() {
+            Ok(record) => Some(record),
+            Err(mpsc::error::TryRecvError::Empty) => rx.blocking_recv(),
+            Err(mpsc::error::TryRecvError::Disconnected) => None,
+        };
+    }
+    session.flush();
+    progress.done.store(true, Ordering::Release);
+}
+
+/// A random 32-bit session id (from the standard library's random hasher seed).
+fn session_id() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish() as u32
+}
+
+/// `(year, month, day, hour, minute, second, millisecond)` of a time, in UTC.
+fn civil(t: SystemTime) -> (i64, u32, u32, u32, u32, u32, u32) {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    let secs = d.as_secs() as i64;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400) as u32;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (
+        year,
+        month,
+        day,
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        d.subsec_millis(),
+    )
+}
+
+/// RFC 3339 in UTC with milliseconds: `2026-11-21T13:39:07.123Z`.
+pub(crate) fn rfc3339(t: SystemTime) -> String {
+    let (y, mo, d, h, mi, s, ms) = civil(t);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z")
+}
+
+/// `YYYYMMDD_HHMMSS` in UTC, for file names.
+fn file_stamp(t: SystemTime) -> String {
+    let (y, mo, d, h, mi, s, _) = civil(t);
+    format!("{y:04}{mo:02}{d:02}_{h:02}{mi:02}{s:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        let at = |secs: u64, ms: u64| UNIX_EPOCH + Duration::from_millis(secs * 1000 + ms);
+        assert_eq!(rfc3339(at(0, 0)), "1970-01-01T00:00:00.000Z");
+        // 2000-02-29 (a leap day of a century leap year) 12:34:56.789
+        assert_eq!(rfc3339(at(951_827_696, 789)), "2000-02-29T12:34:56.789Z");
+        assert_eq!(rfc3339(at(1_798_761_599, 0)), "2026-12-31T23:59:59.000Z");
+        assert_eq!(rfc3339(at(4_107_542_400, 5)), "2100-03-01T00:00:00.005Z");
+        assert_eq!(file_stamp(at(951_827_696, 789)), "20000229_123456");
+        // Against httpdate for a spread of times.
+        for secs in (0..4_000_000_000u64).step_by(86_399 * 37 + 11) {
+            let t = at(secs, 0);
+            let http = httpdate::fmt_http_date(t);
+            let (y, mo, d, h, mi, s, _) = civil(t);
+            let months = [
+                "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+            ];
+            let expected = format!(
+                "{d:02} {} {y} {h:02}:{mi:02}:{s:02} GMT",
+                months[mo as usize - 1]
+            );
+            assert!(http.ends_with(&expected), "{http} vs {expected}");
+        }
+    }
+}
