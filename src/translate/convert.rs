@@ -420,6 +420,23 @@ pub(crate) mod testing {
         std::fs::read(&full).unwrap_or_else(|e| panic!("fixture {full}: {e}"))
     }
 
+    /// Messages with their tool call ids renamed in order of appearance.
+    pub(crate) fn canonical_ids(messages: &Value) -> Value {
+        let mut names: Vec<String> = Vec::new();
+        let mut v = messages.clone();
+        for m in v.as_array_mut().unwrap() {
+            for c in m["tool_calls"].as_array_mut().into_iter().flatten() {
+                names.push(c["id"].as_str().unwrap().to_string());
+                c["id"] = json!(format!("id{}", names.len() - 1));
+            }
+            if let Some(id) = m.get("tool_call_id").and_then(Value::as_str) {
+                let n = names.iter().position(|x| x == id).unwrap();
+                m["tool_call_id"] = json!(format!("id{n}"));
+            }
+        }
+        v
+    }
+
     /// A JSON fixture.
     pub(crate) fn json_fixture(path: &str) -> Value {
         serde_json::from_slice(&fixture(path))

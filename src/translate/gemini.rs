@@ -993,7 +993,9 @@ pub(crate) fn convert_answer_body(body: &[u8], model: &str) -> Result<Bytes, Box
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::translate::convert::testing::{assert_stream, json_fixture, normalize};
+    use crate::translate::convert::testing::{
+        assert_stream, canonical_ids, json_fixture, normalize,
+    };
 
     fn answer_fixture(name: &str) {
         let upstream = json_fixture(&format!("gemini/{name}.gemini.json"));
@@ -1066,23 +1068,6 @@ mod tests {
         let last = events.last().unwrap();
         assert_eq!(last["error"]["message"], "The model is overloaded.");
         assert_eq!(last["error"]["code"], "unavailable");
-    }
-
-    /// Messages with their tool call ids renamed in order of appearance.
-    fn canonical_ids(messages: &Value) -> Value {
-        let mut names: Vec<String> = Vec::new();
-        let mut v = messages.clone();
-        for m in v.as_array_mut().unwrap() {
-            for c in m["tool_calls"].as_array_mut().into_iter().flatten() {
-                names.push(c["id"].as_str().unwrap().to_string());
-                c["id"] = json!(format!("id{}", names.len() - 1));
-            }
-            if let Some(id) = m.get("tool_call_id").and_then(Value::as_str) {
-                let n = names.iter().position(|x| x == id).unwrap();
-                m["tool_call_id"] = json!(format!("id{n}"));
-            }
-        }
-        v
     }
 
     #[test]

@@ -593,7 +593,9 @@ pub(crate) fn convert_answer_body(body: &[u8], model: &str) -> Result<Bytes, Box
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::translate::convert::testing::{assert_stream, fixture, json_fixture, normalize};
+    use crate::translate::convert::testing::{
+        assert_stream, canonical_ids, fixture, json_fixture, normalize,
+    };
 
     #[test]
     fn golden_request() {
@@ -639,22 +641,6 @@ mod tests {
             crate::translate::convert::testing::run(OllamaStream::new("m", true), input, 1);
         assert_eq!(events.len(), 2);
         assert!(events.iter().all(|e| e != "[DONE]"));
-    }
-
-    fn canonical_ids(messages: &Value) -> Value {
-        let mut names: Vec<String> = Vec::new();
-        let mut v = messages.clone();
-        for m in v.as_array_mut().unwrap() {
-            for c in m["tool_calls"].as_array_mut().into_iter().flatten() {
-                names.push(c["id"].as_str().unwrap().to_string());
-                c["id"] = json!(format!("id{}", names.len() - 1));
-            }
-            if let Some(id) = m.get("tool_call_id").and_then(Value::as_str) {
-                let n = names.iter().position(|x| x == id).unwrap();
-                m["tool_call_id"] = json!(format!("id{n}"));
-            }
-        }
-        v
     }
 
     #[test]
