@@ -725,11 +725,10 @@ impl Handler {
                 return response;
             }
         };
-        let llm = match LlmRequest::parse(endpoint, &bytes) {
+        let llm = match LlmRequest::parse_bytes(endpoint, bytes) {
             Ok(llm) => llm,
             Err(e) => return e.to_response(format),
         };
-        drop(bytes);
         let model = llm.model().to_string();
         parts.extensions.insert(llm);
         let req = Request::from_parts(parts, ProxyBody::empty());

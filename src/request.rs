@@ -18,7 +18,7 @@
 //! assert_eq!(&upstream[..], br#"{"model":"gpt-4o","stream":true,"messages":[]}"#);
 //! ```
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -77,17 +77,70 @@ impl Endpoint {
 }
 
 /// A client request, parsed once, carried in the request's extensions.
+///
+/// Parsing is lazy where it can be: [`parse`](Self::parse) validates the
+/// whole body (syntax, UTF-8, nesting) and reads only the top-level `model`
+/// and `stream` values; the full document is built the first time a layer
+/// asks for it ([`body`](Self::body)) and shared by every clone from then on.
+/// A request no layer had to look into goes upstream as the client's own
+/// bytes, with only the model name spliced in when the target renames it.
 #[derive(Clone, Debug)]
 pub struct LlmRequest {
     endpoint: Endpoint,
-    body: Arc<Map<String, Value>>,
+    doc: Doc,
 }
+
+#[derive(Clone, Debug)]
+enum Doc {
+    /// The client's bytes, untouched by any layer.
+    Raw(Arc<RawDoc>),
+    /// A document a layer edited (or one built from a value).
+    Edited(Arc<Map<String, Value>>),
+}
+
+#[derive(Debug)]
+struct RawDoc {
+    bytes: Bytes,
+    /// The span of the `model` value (the JSON string, quotes included).
+    model_span: std::ops::Range<usize>,
+    model: Box<str>,
+    stream: bool,
+    /// The full document, parsed on first use.
+    parsed: OnceLock<Map<String, Value>>,
+}
+
+/// Deeper than this, a body takes the full parse at once (which enforces
+/// serde_json's own recursion limit), so a lazily parsed body can never
+/// fail to parse later.
+const LAZY_MAX_DEPTH: usize = 64;
 
 impl LlmRequest {
     /// Parse a client body. Malformed JSON, a non-object body and a missing
     /// or non-string `model` are 400s.
     pub fn parse(endpoint: Endpoint, bytes: &[u8]) -> Result<Self, ProxyError> {
-        let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        Self::parse_bytes(endpoint, Bytes::copy_from_slice(bytes))
+    }
+
+    /// [`parse`](Self::parse), keeping `bytes` (no copy) to send upstream
+    /// as they are when no layer edits the request.
+    pub fn parse_bytes(endpoint: Endpoint, bytes: Bytes) -> Result<Self, ProxyError> {
+        if let Some(top) = scan(&bytes) {
+            if let Some(model) = top.model {
+                return Ok(LlmRequest {
+                    endpoint,
+                    doc: Doc::Raw(Arc::new(RawDoc {
+                        model_span: model.0,
+                        model: model.1,
+                        stream: top.stream,
+                        parsed: OnceLock::new(),
+                        bytes,
+                    })),
+                });
+            }
+        }
+        // Anything unusual (an error to report, a missing model, duplicate
+        // keys, deep nesting) takes the full parse, which words the error.
+        let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
             ProxyError::bad_request(
                 "invalid_json",
                 format!("We could not parse the JSON body of your request: {e}"),
@@ -129,7 +182,7 @@ impl LlmRequest {
         }
         Ok(LlmRequest {
             endpoint,
-            body: Arc::new(body),
+            doc: Doc::Edited(Arc::new(body)),
         })
     }
 
@@ -145,35 +198,208 @@ impl LlmRequest {
 
     /// The model name the client asked for.
     pub fn model(&self) -> &str {
-        self.body.get("model").and_then(Value::as_str).unwrap_or("")
+        match &self.doc {
+            Doc::Raw(raw) => &raw.model,
+            Doc::Edited(body) => body.get("model").and_then(Value::as_str).unwrap_or(""),
+        }
     }
 
     /// Whether the client asked for a streamed answer.
     pub fn is_stream(&self) -> bool {
-        self.endpoint.can_stream() && self.body.get("stream").and_then(Value::as_bool) == Some(true)
+        self.endpoint.can_stream()
+            && match &self.doc {
+                Doc::Raw(raw) => raw.stream,
+                Doc::Edited(body) => body.get("stream").and_then(Value::as_bool) == Some(true),
+            }
     }
 
-    /// The JSON document, read-only.
+    /// Whether the request still is the client's bytes, untouched (nothing
+    /// called [`body_mut`](Self::body_mut)).
+    pub fn is_unedited(&self) -> bool {
+        matches!(self.doc, Doc::Raw(_))
+    }
+
+    /// The JSON document, read-only (parsed on first use, once for every
+    /// clone).
     pub fn body(&self) -> &Map<String, Value> {
-        &self.body
+        match &self.doc {
+            Doc::Raw(raw) => raw.parsed.get_or_init(|| full_parse(&raw.bytes)),
+            Doc::Edited(body) => body,
+        }
     }
 
     /// The JSON document, for layers that edit it (copied on write if a
     /// retry or failover attempt still shares it).
     pub fn body_mut(&mut self) -> &mut Map<String, Value> {
-        Arc::make_mut(&mut self.body)
+        let body = match std::mem::replace(&mut self.doc, Doc::Edited(Arc::default())) {
+            Doc::Raw(raw) => Arc::new(match Arc::try_unwrap(raw) {
+                Ok(raw) => raw
+                    .parsed
+                    .into_inner()
+                    .unwrap_or_else(|| full_parse(&raw.bytes)),
+                Err(shared) => match shared.parsed.get() {
+                    Some(map) => map.clone(),
+                    None => full_parse(&shared.bytes),
+                },
+            }),
+            Doc::Edited(body) => body,
+        };
+        self.doc = Doc::Edited(body);
+        match &mut self.doc {
+            Doc::Edited(body) => Arc::make_mut(body),
+            Doc::Raw(_) => empty_map(),
+        }
     }
 
     /// Serialize for the upstream, with `model` replaced by `model` when given.
+    /// An unedited request is the client's own bytes (no copy), or those
+    /// bytes with the new model name spliced in.
     pub fn to_bytes(&self, model: Option<&str>) -> Result<Bytes, ProxyError> {
-        let doc = WithModel {
-            body: &self.body,
-            model,
-        };
-        serde_json::to_vec(&doc)
-            .map(Bytes::from)
-            .map_err(|e| ProxyError::Internal(format!("serializing the upstream request: {e}")))
+        match &self.doc {
+            Doc::Raw(raw) => match model {
+                Some(model) if model != &*raw.model => {
+                    let mut out = Vec::with_capacity(raw.bytes.len() + model.len());
+                    out.extend_from_slice(&raw.bytes[..raw.model_span.start]);
+                    serde_json::to_writer(&mut out, model).map_err(|e| {
+                        ProxyError::Internal(format!("serializing the upstream request: {e}"))
+                    })?;
+                    out.extend_from_slice(&raw.bytes[raw.model_span.end..]);
+                    Ok(Bytes::from(out))
+                }
+                _ => Ok(raw.bytes.clone()),
+            },
+            Doc::Edited(body) => {
+                let doc = WithModel { body, model };
+                serde_json::to_vec(&doc).map(Bytes::from).map_err(|e| {
+                    ProxyError::Internal(format!("serializing the upstream request: {e}"))
+                })
+            }
+        }
     }
+}
+
+/// Never reached (`body_mut` has just stored an edited document); a fresh
+/// leaked empty map stands in rather than a panic.
+#[cold]
+fn empty_map() -> &'static mut Map<String, Value> {
+    Box::leak(Box::default())
+}
+
+/// The full parse of bytes [`scan`] accepted. It cannot fail (the scan
+/// validated the syntax and bounded the depth); an empty object stands in
+/// if it ever did.
+fn full_parse(bytes: &[u8]) -> Map<String, Value> {
+    serde_json::from_slice(bytes).unwrap_or_default()
+}
+
+/// What the lazy parse reads of the top level.
+struct Top {
+    model: Option<(std::ops::Range<usize>, Box<str>)>,
+    stream: bool,
+}
+
+/// Validate `bytes` as one JSON object and read its `model` and `stream`
+/// without building the document. `None` when the body needs the full
+/// parse: invalid JSON (to word the error), a non-object, a non-string or
+/// empty model, a non-boolean stream, duplicate `model`/`stream` keys, or
+/// nesting deeper than [`LAZY_MAX_DEPTH`].
+fn scan(bytes: &[u8]) -> Option<Top> {
+    use serde::de::{Deserializer as _, MapAccess, Visitor};
+    use serde_json::value::RawValue;
+
+    struct TopVisitor<'b> {
+        base: &'b [u8],
+    }
+
+    impl<'de> Visitor<'de> for TopVisitor<'_> {
+        type Value = Option<Top>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<Top>, A::Error> {
+            let mut top = Top {
+                model: None,
+                stream: false,
+            };
+            let mut seen_stream = false;
+            let mut ok = true;
+            while let Some(key) = map.next_key::<Key>()? {
+                let value: &RawValue = map.next_value()?;
+                let text = value.get();
+                match key {
+                    Key::Model => {
+                        let start = (text.as_ptr() as usize).wrapping_sub(self.base.as_ptr() as usize);
+                        let model = if text.starts_with('"') {
+                            serde_json::from_str::<String>(text).ok()
+                        } else {
+                            None
+                        };
+                        match model {
+                            Some(m) if !m.is_empty() && top.model.is_none() && start <= self.base.len() => {
+                                top.model = Some((start..start + text.len(), m.into_boxed_str()));
+                            }
+                            _ => ok = false,
+                        }
+                    }
+                    Key::Stream => {
+                        match text {
+                            "true" => top.stream = true,
+                            "false" | "null" => {}
+                            _ => ok = false,
+                        }
+                        ok &= !seen_stream;
+                        seen_stream = true;
+                    }
+                    Key::Other => {
+                        if matches!(text.as_bytes().first(), Some(b'[' | b'{'))
+                            && !depth_within(text.as_bytes(), LAZY_MAX_DEPTH)
+                        {
+                            ok = false;
+                        }
+                    }
+                }
+            }
+            Ok(ok.then_some(top))
+        }
+    }
+
+    enum Key {
+        Model,
+        Stream,
+        Other,
+    }
+
+    impl<'de> serde::Deserialize<'de> for Key {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Key, D::Error> {
+            struct KeyVisitor;
+            impl Visitor<'_> for KeyVisitor {
+                type Value = Key;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a key")
+                }
+                fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Key, E> {
+                    Ok(match v {
+                        "model" => Key::Model,
+                        "stream" => Key::Stream,
+                        _ => Key::Other,
+                    })
+                }
+            }
+            d.deserialize_str(KeyVisitor)
+        }
+    }
+
+    // Only an object is scanned; anything else gets the full parse's words.
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace())?;
+    if *first != b'{' {
+        return None;
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let top = de.deserialize_map(TopVisitor { base: bytes }).ok()??;
+    de.end().ok()?;
+    Some(top)
 }
 
 /// Serializes a map with its `model` value swapped, without cloning the map.
@@ -193,6 +419,41 @@ impl Serialize for WithModel<'_> {
         }
         map.end()
     }
+}
+
+/// Whether the JSON text `s` (valid) nests at most `limit` arrays/objects.
+fn depth_within(s: &[u8], limit: usize) -> bool {
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < s.len() {
+        match s[i] {
+            b'"' => {
+                // Skip the string, escapes included.
+                i += 1;
+                loop {
+                    match memchr::memchr2(b'"', b'\\', &s[i.min(s.len())..]) {
+                        Some(j) if s[i + j] == b'\\' => i += j + 2,
+                        Some(j) => {
+                            i += j + 1;
+                            break;
+                        }
+                        None => return true,
+                    }
+                }
+                continue;
+            }
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return false;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    true
 }
 
 /// Read a request body, refusing (413) anything larger than `limit` bytes
@@ -277,6 +538,81 @@ mod tests {
         b.body_mut().insert("model".into(), Value::from("b"));
         assert_eq!(a.model(), "a");
         assert_eq!(b.model(), "b");
+    }
+
+    #[test]
+    fn unedited_requests_go_upstream_as_the_client_sent_them() {
+        let sent = br#"{ "model" : "a",  "messages":[{"role":"user","content":"h\u00e9"}], "n":1.50 }"#;
+        let r = LlmRequest::parse(Endpoint::ChatCompletions, sent).unwrap();
+        assert!(r.is_unedited());
+        assert_eq!(&r.to_bytes(None).unwrap()[..], &sent[..]);
+        assert_eq!(&r.to_bytes(Some("a")).unwrap()[..], &sent[..]);
+        // A new model name is spliced in, escaped.
+        let out = r.to_bytes(Some("b\"q")).unwrap();
+        assert_eq!(
+            &out[..],
+            &br#"{ "model" : "b\"q",  "messages":[{"role":"user","content":"h\u00e9"}], "n":1.50 }"#[..]
+        );
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["model"], "b\"q");
+        // The document, parsed on demand, is the same one.
+        assert_eq!(r.body()["messages"][0]["content"], "h\u{e9}");
+        assert!(r.is_unedited());
+    }
+
+    #[test]
+    fn escaped_model_names_and_stream_flags_are_read() {
+        let r = LlmRequest::parse(
+            Endpoint::ChatCompletions,
+            br#"{"stream":true,"model":"gpt\u002d4"}"#,
+        )
+        .unwrap();
+        assert_eq!(r.model(), "gpt-4");
+        assert!(r.is_stream());
+        let r = LlmRequest::parse(Endpoint::ChatCompletions, br#"{"model":"m","stream":null}"#)
+            .unwrap();
+        assert!(!r.is_stream());
+        let e = LlmRequest::parse(Endpoint::ChatCompletions, br#"{"model":"m","stream":"yes"}"#)
+            .unwrap_err();
+        assert_eq!(e.code(), "invalid_stream");
+    }
+
+    #[test]
+    fn unusual_bodies_take_the_full_parse_with_the_same_answers() {
+        // Duplicate keys: the last one wins, as in the full parse.
+        let r = LlmRequest::parse(Endpoint::ChatCompletions, br#"{"model":"a","model":"b"}"#)
+            .unwrap();
+        assert_eq!(r.model(), "b");
+        let v: Value = serde_json::from_slice(&r.to_bytes(Some("c")).unwrap()).unwrap();
+        assert_eq!(v, serde_json::json!({"model": "c"}));
+        // Trailing garbage, a bad escape, invalid UTF-8: invalid JSON.
+        for bad in [&br#"{"model":"a"} x"#[..], br#"{"model":"a\q"}"#, b"{\"model\":\"\xff\"}"] {
+            let e = LlmRequest::parse(Endpoint::ChatCompletions, bad).unwrap_err();
+            assert_eq!(e.code(), "invalid_json", "{}", String::from_utf8_lossy(bad));
+        }
+        // Nesting past serde_json's limit is refused like before; nesting
+        // under it but past the lazy limit is parsed at once.
+        let deep = |n: usize| {
+            format!(r#"{{"model":"m","x":{}1{}}}"#, "[".repeat(n), "]".repeat(n)).into_bytes()
+        };
+        let e = LlmRequest::parse(Endpoint::ChatCompletions, &deep(200)).unwrap_err();
+        assert_eq!(e.code(), "invalid_json");
+        let r = LlmRequest::parse(Endpoint::ChatCompletions, &deep(100)).unwrap();
+        assert!(!r.is_unedited());
+        assert!(r.body()["x"].is_array());
+        let r = LlmRequest::parse(Endpoint::ChatCompletions, &deep(10)).unwrap();
+        assert!(r.is_unedited());
+    }
+
+    #[test]
+    fn editing_a_shared_request_leaves_the_other_clone_raw() {
+        let a = LlmRequest::parse(Endpoint::ChatCompletions, br#"{"model":"a","k":1}"#).unwrap();
+        let _ = a.body();
+        let mut b = a.clone();
+        b.body_mut().insert("k".into(), Value::from(2));
+        assert!(a.is_unedited());
+        assert_eq!(&a.to_bytes(None).unwrap()[..], br#"{"model":"a","k":1}"#);
+        assert_eq!(&b.to_bytes(None).unwrap()[..], br#"{"model":"a","k":2}"#);
     }
 
     #[tokio::test]

@@ -26,7 +26,7 @@ use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -67,6 +67,15 @@ pub struct Backend {
     client: HttpClient,
     header_rules: HeaderRules,
     tool_mode: ToolMode,
+    /// Built once, cloned per request: upstream URLs and the bearer header.
+    cache: BackendCache,
+}
+
+/// Per-backend values every request would otherwise format again.
+#[derive(Default)]
+struct BackendCache {
+    uris: [OnceLock<(&'static str, http::Uri)>; 4],
+    bearer: OnceLock<Option<http::HeaderValue>>,
 }
 
 impl fmt::Debug for Backend {
@@ -130,6 +139,43 @@ impl Backend {
     /// How this backend authenticates.
     pub fn credential(&self) -> &Credential {
         &self.credential
+    }
+
+    /// `base_url` joined with a provider's fixed `path`, parsed once per
+    /// path and cloned after (a clone shares the parsed bytes).
+    pub fn uri_for(&self, path: &'static str) -> Result<http::Uri, ProxyError> {
+        for slot in &self.cache.uris {
+            match slot.get() {
+                Some((p, uri)) if *p == path => return Ok(uri.clone()),
+                Some(_) => continue,
+                None => {
+                    let uri = crate::provider::join_url(&self.base_url, path)?;
+                    // Another request may have filled the slot meanwhile.
+                    if slot.set((path, uri.clone())).is_ok() || slot.get().is_some_and(|(p, _)| *p == path) {
+                        return Ok(uri);
+                    }
+                }
+            }
+        }
+        crate::provider::join_url(&self.base_url, path)
+    }
+
+    /// `Authorization: Bearer <key>` for a backend with its own key, built
+    /// once (marked sensitive). `None` without a key, or when the key cannot
+    /// be a header value.
+    pub fn bearer_header(&self) -> Option<http::HeaderValue> {
+        self.cache
+            .bearer
+            .get_or_init(|| match &self.credential {
+                Credential::Key(secret) => {
+                    let mut value =
+                        http::HeaderValue::try_from(format!("Bearer {}", secret.expose())).ok()?;
+                    value.set_sensitive(true);
+                    Some(value)
+                }
+                _ => None,
+            })
+            .clone()
     }
 
     /// Time allowed until the response head arrives.
@@ -305,6 +351,7 @@ impl BackendBuilder {
             first_byte_timeout: self.first_byte_timeout,
             idle_timeout: self.idle_timeout,
             client,
+            cache: BackendCache::default(),
         })
     }
 }

@@ -15,7 +15,7 @@
 use http::{header, HeaderValue, Method, Request, Response};
 use http_body_util::Full;
 
-use super::{client_key, forward_headers, join_url, strip_hop_by_hop, Call, Outbound, Provider};
+use super::{client_key, forward_headers, strip_hop_by_hop, Call, Outbound, Provider};
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
 use crate::request::Endpoint;
@@ -49,28 +49,37 @@ impl Provider for OpenAi {
     fn prepare(&self, call: &Call<'_>) -> Result<Outbound, ProxyError> {
         let request = call.request;
         let backend = call.target.backend();
-        let uri = join_url(backend.base_url(), Self::path(request.endpoint())?)?;
+        let uri = backend.uri_for(Self::path(request.endpoint())?)?;
         // The pivot, with the target's model name (and XML tool emulation
         // applied when the backend has `tools = "xml"`).
         let body = crate::translate::pivot_bytes(request, call.target)?;
         let mut headers = forward_headers(call.headers);
-        let key = match backend.credential() {
+        let invalid = || {
+            ProxyError::bad_request(
+                "invalid_api_key",
+                "The API key contains invalid characters",
+            )
+        };
+        let value = match backend.credential() {
             Credential::None => None,
-            Credential::Key(secret) => Some(secret.expose()),
+            // Built once per backend.
+            Credential::Key(_) => Some(backend.bearer_header().ok_or_else(invalid)?),
             // The key `auth` took from the headers, else the client's header.
-            Credential::Passthrough => call
+            Credential::Passthrough => match call
                 .client_credential
                 .map(|c| c.expose())
-                .or_else(|| client_key(call.headers)),
+                .or_else(|| client_key(call.headers))
+            {
+                Some(key) => {
+                    let mut value =
+                        HeaderValue::try_from(format!("Bearer {key}")).map_err(|_| invalid())?;
+                    value.set_sensitive(true);
+                    Some(value)
+                }
+                None => None,
+            },
         };
-        if let Some(key) = key {
-            let mut value = HeaderValue::try_from(format!("Bearer {key}")).map_err(|_| {
-                ProxyError::bad_request(
-                    "invalid_api_key",
-                    "The API key contains invalid characters",
-                )
-            })?;
-            value.set_sensitive(true);
+        if let Some(value) = value {
             headers.insert(header::AUTHORIZATION, value);
         }
         let mut builder = Request::builder().method(Method::POST).uri(uri);

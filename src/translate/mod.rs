@@ -85,6 +85,15 @@ pub fn pivot_bytes(
     target: &crate::routing::Target,
 ) -> Result<bytes::Bytes, ProxyError> {
     let model = target.upstream_model(request.model());
+    // An OpenAI client's request the pivot leaves as it is: the client's
+    // bytes (no parse, no serialization).
+    let chat = matches!(request.endpoint(), crate::request::Endpoint::ChatCompletions);
+    if request.format() == ClientFormat::OpenAi
+        && request.is_unedited()
+        && !(chat && target.backend().tool_mode().template().is_some())
+    {
+        return request.to_bytes(Some(model));
+    }
     match pivot_request(request, target)? {
         Cow::Borrowed(_) => request.to_bytes(Some(model)),
         Cow::Owned(mut body) => {
