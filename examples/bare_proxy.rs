@@ -17,9 +17,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> Result<(), llm_router::BoxError> {
     let rt = if std::env::var("RT").as_deref() == Ok("current") {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()?
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
     } else {
-        tokio::runtime::Builder::new_multi_thread().enable_all().build()?
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
     };
     rt.block_on(run())
 }
@@ -46,7 +50,11 @@ async fn run() -> Result<(), llm_router::BoxError> {
                 let upstream = upstream.clone();
                 async move {
                     let (mut parts, body) = req.into_parts();
-                    let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+                    let path = parts
+                        .uri
+                        .path_and_query()
+                        .map(|p| p.as_str())
+                        .unwrap_or("/");
                     let uri: Result<Uri, _> =
                         format!("{upstream}{}", path.trim_start_matches('/')).parse();
                     parts.uri = uri.unwrap_or(upstream);

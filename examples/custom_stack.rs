@@ -30,10 +30,9 @@ use llm_router::provider::mock::Mock;
 use llm_router::provider::openai::OpenAi;
 use llm_router::routing::{Backend, ModelRoute, RouteTable, Target};
 use llm_router::server::{shutdown_signal, Server};
-use llm_router::stack::{Built, RouterState};
+use llm_router::stack::{Built, LlmService, RouterState};
 use llm_router::upstream::Upstream;
 use llm_router::{App, BoxError, ProxyBody};
-use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt};
 
 /// Where the primary backend is when `PRIMARY_URL` is not set: a closed
@@ -103,7 +102,7 @@ pub fn build(primary_url: &str) -> Result<App, BoxError> {
 
     // Hand the same state to the app, so `/metrics`, `/router/health` and
     // `/router/rate-limits` show it.
-    let mut built = Built::new(BoxCloneSyncService::new(service), routes);
+    let mut built = Built::new(LlmService::new(service), routes);
     built.state = RouterState {
         breakers,
         cooldowns,

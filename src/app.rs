@@ -209,7 +209,7 @@ impl App {
         S::Future: Send + 'static,
     {
         App::new(
-            Built::new(tower::util::BoxCloneSyncService::new(service), routes),
+            Built::new(crate::stack::LlmService::new(service), routes),
             App::DEFAULT_BODY_LIMIT,
         )
     }
@@ -367,8 +367,15 @@ impl App {
             }
         }
         let n = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let id = format!("{:016x}{:016x}", self.shared.id_prefix, n);
-        HeaderValue::try_from(id).unwrap_or(HeaderValue::from_static("0"))
+        // 32 hex digits: the process's random prefix, then a counter.
+        let mut id = [0u8; 32];
+        let digits = b"0123456789abcdef";
+        for (i, byte) in id.iter_mut().enumerate() {
+            let word = if i < 16 { self.shared.id_prefix } else { n };
+            let shift = 4 * (15 - (i % 16));
+            *byte = digits[((word >> shift) & 0xf) as usize];
+        }
+        HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("0"))
     }
 
     /// Re-read the keys file of `auth` (`POST /auth/reload-keys`, and SIGHUP
@@ -425,7 +432,7 @@ impl Handler {
             .routes()
             .flat_map(|route| {
                 route.targets().iter().map(|t| {
-                    let key = crate::layers::failover::target_key(t, route.name());
+                    let key = crate::layers::failover::target_key(t, route.name()).to_string();
                     let circuit = circuits.iter().find(|c| c.target == key);
                     let cooldown = cooldowns.iter().find(|c| c.target == key);
                     json!({

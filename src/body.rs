@@ -172,10 +172,15 @@ mod tests {
 /// A body that fails when its inner body sends nothing for `idle`: a JSON
 /// answer that stalls after its head ends (the connection is aborted, so the
 /// client sees an incomplete answer, never a silent hang).
+///
+/// The timer is armed only when the inner body has nothing ready, so a body
+/// that arrives in one piece (most JSON answers) never touches the timer.
 pub struct IdleTimeout<B> {
     inner: B,
     idle: Duration,
-    sleep: Pin<Box<tokio::time::Sleep>>,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// A frame came since the timer was last set.
+    stale: bool,
 }
 
 impl<B> IdleTimeout<B> {
@@ -184,7 +189,8 @@ impl<B> IdleTimeout<B> {
         IdleTimeout {
             inner,
             idle,
-            sleep: Box::pin(tokio::time::sleep(idle)),
+            sleep: None,
+            stale: true,
         }
     }
 }
@@ -217,15 +223,27 @@ where
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                let next = tokio::time::Instant::now() + this.idle;
-                this.sleep.as_mut().reset(next);
+                this.stale = true;
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
                 use std::future::Future;
-                if this.sleep.as_mut().poll(cx).is_ready() {
+                // The gap starts now: the last frame was just handed on.
+                if this.stale || this.sleep.is_none() {
+                    let deadline = tokio::time::Instant::now() + this.idle;
+                    match &mut this.sleep {
+                        Some(sleep) => sleep.as_mut().reset(deadline),
+                        None => this.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                    }
+                    this.stale = false;
+                }
+                if this
+                    .sleep
+                    .as_mut()
+                    .is_some_and(|sleep| sleep.as_mut().poll(cx).is_ready())
+                {
                     Poll::Ready(Some(Err(Box::new(Stalled(this.idle)))))
                 } else {
                     Poll::Pending

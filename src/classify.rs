@@ -165,7 +165,7 @@ pub struct Attempt {
 
 /// A request kept for replay: everything but the body, which is empty after
 /// the parse (the parsed body is in the extensions).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Replay {
     method: http::Method,
     uri: http::Uri,
@@ -195,6 +195,18 @@ impl Replay {
     /// The extensions.
     pub fn extensions(&self) -> &http::Extensions {
         &self.extensions
+    }
+
+    /// The kept request itself, with an empty body (no copy): for the last
+    /// attempt.
+    pub fn into_request<B: Default>(self) -> http::Request<B> {
+        let mut req = http::Request::new(B::default());
+        *req.method_mut() = self.method;
+        *req.uri_mut() = self.uri;
+        *req.version_mut() = self.version;
+        *req.headers_mut() = self.headers;
+        *req.extensions_mut() = self.extensions;
+        req
     }
 
     /// A fresh copy of the request with an empty body.

@@ -330,14 +330,19 @@ fn scan(bytes: &[u8]) -> Option<Top> {
                 let text = value.get();
                 match key {
                     Key::Model => {
-                        let start = (text.as_ptr() as usize).wrapping_sub(self.base.as_ptr() as usize);
+                        let start =
+                            (text.as_ptr() as usize).wrapping_sub(self.base.as_ptr() as usize);
                         let model = if text.starts_with('"') {
                             serde_json::from_str::<String>(text).ok()
                         } else {
                             None
                         };
                         match model {
-                            Some(m) if !m.is_empty() && top.model.is_none() && start <= self.base.len() => {
+                            Some(m)
+                                if !m.is_empty()
+                                    && top.model.is_none()
+                                    && start <= self.base.len() =>
+                            {
                                 top.model = Some((start..start + text.len(), m.into_boxed_str()));
                             }
                             _ => ok = false,
@@ -542,7 +547,8 @@ mod tests {
 
     #[test]
     fn unedited_requests_go_upstream_as_the_client_sent_them() {
-        let sent = br#"{ "model" : "a",  "messages":[{"role":"user","content":"h\u00e9"}], "n":1.50 }"#;
+        let sent =
+            br#"{ "model" : "a",  "messages":[{"role":"user","content":"h\u00e9"}], "n":1.50 }"#;
         let r = LlmRequest::parse(Endpoint::ChatCompletions, sent).unwrap();
         assert!(r.is_unedited());
         assert_eq!(&r.to_bytes(None).unwrap()[..], &sent[..]);
@@ -572,21 +578,28 @@ mod tests {
         let r = LlmRequest::parse(Endpoint::ChatCompletions, br#"{"model":"m","stream":null}"#)
             .unwrap();
         assert!(!r.is_stream());
-        let e = LlmRequest::parse(Endpoint::ChatCompletions, br#"{"model":"m","stream":"yes"}"#)
-            .unwrap_err();
+        let e = LlmRequest::parse(
+            Endpoint::ChatCompletions,
+            br#"{"model":"m","stream":"yes"}"#,
+        )
+        .unwrap_err();
         assert_eq!(e.code(), "invalid_stream");
     }
 
     #[test]
     fn unusual_bodies_take_the_full_parse_with_the_same_answers() {
         // Duplicate keys: the last one wins, as in the full parse.
-        let r = LlmRequest::parse(Endpoint::ChatCompletions, br#"{"model":"a","model":"b"}"#)
-            .unwrap();
+        let r =
+            LlmRequest::parse(Endpoint::ChatCompletions, br#"{"model":"a","model":"b"}"#).unwrap();
         assert_eq!(r.model(), "b");
         let v: Value = serde_json::from_slice(&r.to_bytes(Some("c")).unwrap()).unwrap();
         assert_eq!(v, serde_json::json!({"model": "c"}));
         // Trailing garbage, a bad escape, invalid UTF-8: invalid JSON.
-        for bad in [&br#"{"model":"a"} x"#[..], br#"{"model":"a\q"}"#, b"{\"model\":\"\xff\"}"] {
+        for bad in [
+            &br#"{"model":"a"} x"#[..],
+            br#"{"model":"a\q"}"#,
+            b"{\"model\":\"\xff\"}",
+        ] {
             let e = LlmRequest::parse(Endpoint::ChatCompletions, bad).unwrap_err();
             assert_eq!(e.code(), "invalid_json", "{}", String::from_utf8_lossy(bad));
         }

@@ -23,7 +23,6 @@
 //! ```
 
 use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, OnceLock};
@@ -151,7 +150,9 @@ impl Backend {
                 None => {
                     let uri = crate::provider::join_url(&self.base_url, path)?;
                     // Another request may have filled the slot meanwhile.
-                    if slot.set((path, uri.clone())).is_ok() || slot.get().is_some_and(|(p, _)| *p == path) {
+                    if slot.set((path, uri.clone())).is_ok()
+                        || slot.get().is_some_and(|(p, _)| *p == path)
+                    {
                         return Ok(uri);
                     }
                 }
@@ -366,17 +367,38 @@ pub struct Target {
     strip: Option<Arc<str>>,
     priority: u32,
     weight: u32,
+    /// `backend/model` when the model is fixed (see [`Target::key`]).
+    key: Option<Arc<str>>,
 }
 
 impl Target {
     /// A target on `backend`; `model` `None` or `"*"` sends the client's model name unchanged.
     pub fn new(backend: Arc<Backend>, model: Option<&str>) -> Self {
+        let model: Option<Arc<str>> = model.filter(|m| *m != "*" && !m.is_empty()).map(Arc::from);
+        let key = model
+            .as_ref()
+            .map(|m| Arc::from(format!("{}/{}", backend.name, m)));
         Target {
             backend,
-            model: model.filter(|m| *m != "*" && !m.is_empty()).map(Arc::from),
+            model,
             strip: None,
             priority: 1,
             weight: 1,
+            key,
+        }
+    }
+
+    /// The key under which this target's cooldown and circuit are kept:
+    /// `backend/model`, with the model actually asked for there. Built once
+    /// for a target with a fixed model.
+    pub fn key(&self, requested_model: &str) -> Arc<str> {
+        match &self.key {
+            Some(key) => key.clone(),
+            None => Arc::from(format!(
+                "{}/{}",
+                self.backend.name,
+                self.upstream_model(requested_model)
+            )),
         }
     }
 
@@ -492,6 +514,9 @@ impl ModelRoute {
     /// The targets in the order to try them: by priority, and within one
     /// priority a weighted random order (so load is shared by weight).
     pub fn ordered(&self) -> Vec<&Target> {
+        if let [only] = &self.targets[..] {
+            return vec![only];
+        }
         let mut out = Vec::with_capacity(self.targets.len());
         let mut rest: &[Target] = &self.targets;
         while let Some(first) = rest.first() {
@@ -564,7 +589,7 @@ pub fn pattern_prefix(name: &str) -> Option<&str> {
 /// the longest matching prefix wins), then the optional `"*"` catch-all.
 #[derive(Clone, Debug, Default)]
 pub struct RouteTable {
-    routes: HashMap<String, Arc<ModelRoute>>,
+    routes: crate::FastMap<String, Arc<ModelRoute>>,
     /// Prefix patterns with their prefix, longest prefix first.
     prefixes: Vec<(String, Arc<ModelRoute>)>,
     wildcard: Option<Arc<ModelRoute>>,

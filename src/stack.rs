@@ -23,12 +23,15 @@
 //! assert_eq!(built.routes.models().collect::<Vec<_>>(), ["echo"]);
 //! ```
 
+use std::any::Any;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use http::{Request, Response};
-use tower::util::BoxCloneSyncService;
-use tower::Layer;
+use tower::{Layer, Service};
 
 use crate::body::ProxyBody;
 use crate::config::{ApiKeySetting, Config, ConfigError};
@@ -43,8 +46,111 @@ use crate::layers::retry::RetryLayer;
 use crate::routing::{Backend, Credential, ModelRoute, RouteLayer, RouteTable, Target};
 use crate::upstream::Upstream;
 
+/// The future of an [`LlmService`].
+pub type LlmFuture = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send>>;
+
 /// The boxed service the configured stack is folded into.
-pub type LlmService = BoxCloneSyncService<Request<ProxyBody>, Response<ProxyBody>, ProxyError>;
+///
+/// Unlike [`tower::util::BoxCloneSyncService`], a clone is one reference
+/// count (the layers below are shared, not cloned level by level), and a
+/// layer whose future already is an [`LlmFuture`] is not boxed a second
+/// time. Each call clones the wrapped service and drives its `poll_ready`
+/// first, as tower asks; llm-router's layers are always ready, so that
+/// costs nothing, and a service that is not ready is waited for.
+///
+/// ```
+/// use llm_router::stack::LlmService;
+/// use llm_router::upstream::Upstream;
+///
+/// let service = LlmService::new(Upstream::new());
+/// let _shared = service.clone();
+/// ```
+#[derive(Clone)]
+pub struct LlmService(Arc<dyn DynService>);
+
+impl fmt::Debug for LlmService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LlmService").finish_non_exhaustive()
+    }
+}
+
+impl LlmService {
+    /// Box `service`.
+    pub fn new<S>(service: S) -> Self
+    where
+        S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ProxyError>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        LlmService(Arc::new(Shared(service)))
+    }
+}
+
+trait DynService: Send + Sync {
+    fn call(&self, req: Request<ProxyBody>) -> LlmFuture;
+}
+
+struct Shared<S>(S);
+
+impl<S> DynService for Shared<S>
+where
+    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ProxyError>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    fn call(&self, req: Request<ProxyBody>) -> LlmFuture {
+        let mut service = self.0.clone();
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match service.poll_ready(&mut cx) {
+            Poll::Ready(Ok(())) => into_llm_future(service.call(req)),
+            Poll::Ready(Err(e)) => Box::pin(std::future::ready(Err(e))),
+            Poll::Pending => Box::pin(async move {
+                use tower::ServiceExt;
+                service.ready().await?.call(req).await
+            }),
+        }
+    }
+}
+
+/// `future` as an [`LlmFuture`]: as it is when it already is one (most of
+/// llm-router's layers box their own future), boxed otherwise.
+fn into_llm_future<F>(future: F) -> LlmFuture
+where
+    F: Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send + 'static,
+{
+    let mut slot = Some(future);
+    if let Some(boxed) = (&mut slot as &mut dyn Any).downcast_mut::<Option<LlmFuture>>() {
+        if let Some(boxed) = boxed.take() {
+            return boxed;
+        }
+    }
+    match slot {
+        Some(future) => Box::pin(future),
+        None => Box::pin(std::future::ready(Err(ProxyError::Internal(
+            "a layer's future was taken twice".into(),
+        )))),
+    }
+}
+
+impl Service<Request<ProxyBody>> for LlmService {
+    type Response = Response<ProxyBody>;
+    type Error = ProxyError;
+    type Future = LlmFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<ProxyBody>) -> LlmFuture {
+        self.0.call(req)
+    }
+}
 
 /// The names `[stack] order` accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -504,7 +610,7 @@ pub fn build_with_state(config: &Config, mut state: RouterState) -> Result<Built
         .filter(|l| *l != LayerName::Failover)
         .collect();
 
-    let mut service: LlmService = BoxCloneSyncService::new(Upstream::new());
+    let mut service: LlmService = LlmService::new(Upstream::new());
     for layer in inner.iter().rev() {
         service = apply(*layer, service, config, &state)?;
     }
@@ -515,11 +621,11 @@ pub fn build_with_state(config: &Config, mut state: RouterState) -> Result<Built
             state.cooldowns.clone(),
         )
         .with_backend_limits(state.backend_limits.clone());
-        BoxCloneSyncService::new(failover.layer(service))
+        LlmService::new(failover.layer(service))
     } else {
         let route =
             RouteLayer::new(routes.clone()).with_backend_limits(state.backend_limits.clone());
-        BoxCloneSyncService::new(route.layer(service))
+        LlmService::new(route.layer(service))
     };
     for layer in outer.iter().rev() {
         service = apply(*layer, service, config, &state)?;
@@ -553,18 +659,16 @@ fn apply(
     state: &RouterState,
 ) -> Result<LlmService, ConfigError> {
     Ok(match layer {
-        LayerName::Metrics => BoxCloneSyncService::new(
+        LayerName::Metrics => LlmService::new(
             crate::layers::metrics::MetricsLayer::new(state.metrics.clone()).layer(service),
         ),
-        LayerName::RateLimit => BoxCloneSyncService::new(
-            RateLimitLayer::new(state.client_limits.clone()).layer(service),
-        ),
-        LayerName::CircuitBreaker => BoxCloneSyncService::new(
-            CircuitBreakerLayer::new(state.breakers.clone()).layer(service),
-        ),
-        LayerName::Retry => {
-            BoxCloneSyncService::new(RetryLayer::new(config.retry.clone()).layer(service))
+        LayerName::RateLimit => {
+            LlmService::new(RateLimitLayer::new(state.client_limits.clone()).layer(service))
         }
+        LayerName::CircuitBreaker => {
+            LlmService::new(CircuitBreakerLayer::new(state.breakers.clone()).layer(service))
+        }
+        LayerName::Retry => LlmService::new(RetryLayer::new(config.retry.clone()).layer(service)),
         LayerName::Auth => {
             // `build_with_state` makes sure the state has the keys.
             let keys = state
@@ -574,24 +678,24 @@ fn apply(
             if config.stack.contains(&LayerName::Log) {
                 // Tells `log` (outside `auth`) whom `auth` let in.
                 let service = crate::layers::log::IdentityTap::new(service);
-                BoxCloneSyncService::new(AuthLayer::new(keys).layer(service))
+                LlmService::new(AuthLayer::new(keys).layer(service))
             } else {
-                BoxCloneSyncService::new(AuthLayer::new(keys).layer(service))
+                LlmService::new(AuthLayer::new(keys).layer(service))
             }
         }
-        LayerName::Log => BoxCloneSyncService::new(
-            crate::layers::log::LogLayer::from_config(config, state).layer(service),
-        ),
+        LayerName::Log => {
+            LlmService::new(crate::layers::log::LogLayer::from_config(config, state).layer(service))
+        }
         LayerName::Headers => {
-            BoxCloneSyncService::new(HeadersLayer::new(config.headers.clone()).layer(service))
+            LlmService::new(HeadersLayer::new(config.headers.clone()).layer(service))
         }
         // CORS wraps the whole app (see `Built::cors`), not the LLM stack.
         LayerName::Cors => service,
-        LayerName::Pii => BoxCloneSyncService::new(
+        LayerName::Pii => LlmService::new(
             crate::layers::pii::PiiLayer::new(config.pii.clone().unwrap_or_default())
                 .layer(service),
         ),
-        LayerName::Transform => BoxCloneSyncService::new(
+        LayerName::Transform => LlmService::new(
             crate::layers::transform::TransformLayer::new(config.transforms.iter().cloned())
                 .layer(service),
         ),

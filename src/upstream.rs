@@ -63,7 +63,7 @@ use crate::provider::{Call, ClientCredential, Outbound};
 use crate::request::LlmRequest;
 use crate::routing::Target;
 use crate::timing::Waited;
-use crate::usage::{UsageRequestedByProxy, UsageSlot, UsageTap};
+use crate::usage::{UsageRequestedByProxy, UsageSlot, UsageTap, UsageWanted};
 use tokio::time::Instant;
 
 /// Connection settings of an [`HttpClient`].
@@ -266,6 +266,7 @@ impl<B> Service<Request<B>> for Upstream {
         let outbound = provider.prepare(&call);
         let native = provider.answer_format(&call) == llm.format();
         let strip_usage = parts.extensions.get::<UsageRequestedByProxy>().is_some();
+        let usage_wanted = strip_usage || parts.extensions.get::<UsageWanted>().is_some();
         let waited = parts.extensions.get::<Waited>().cloned();
         let attempts = parts.extensions.get::<AttemptLog>().cloned();
         Box::pin(async move {
@@ -276,7 +277,10 @@ impl<B> Service<Request<B>> for Upstream {
                 &target,
                 &provider,
                 &headers,
-                strip_usage,
+                Usage {
+                    wanted: usage_wanted,
+                    strip: strip_usage,
+                },
                 native,
             )
             .await;
@@ -307,7 +311,7 @@ async fn send(
     target: &Target,
     provider: &Arc<dyn crate::provider::Provider>,
     headers: &http::HeaderMap,
-    strip_usage: bool,
+    usage: Usage,
     native: bool,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let backend = target.backend();
@@ -365,23 +369,35 @@ async fn send(
     } else {
         crate::translate::answer_to_client(llm.format(), response)
     };
-    finish(response, llm, target, strip_usage, first_content_by).await
+    finish(response, llm, target, usage, first_content_by).await
 }
 
-/// Every answer gets a [`UsageSlot`]. A successful streamed answer is held
-/// until its first content event (the commit point) and guarded after it; a
-/// JSON answer is tapped for its usage.
+/// What the stack wants of an answer's usage.
+#[derive(Clone, Copy, Debug)]
+struct Usage {
+    /// A layer reads it ([`UsageWanted`]).
+    wanted: bool,
+    /// The proxy asked for it on the client's behalf: keep the usage-only
+    /// chunk from the client ([`UsageRequestedByProxy`]).
+    strip: bool,
+}
+
+/// When usage is wanted, the answer gets a [`UsageSlot`]. A successful
+/// streamed answer is held until its first content event (the commit point)
+/// and guarded after it; a JSON answer is tapped for its usage when wanted.
 async fn finish(
     response: Response<ProxyBody>,
     llm: &LlmRequest,
     target: &Target,
-    strip_usage: bool,
+    usage: Usage,
     first_content_by: Instant,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let backend = target.backend();
-    let slot = UsageSlot::default();
+    let slot = usage.wanted.then(UsageSlot::default);
     let (mut parts, body) = response.into_parts();
-    parts.extensions.insert(slot.clone());
+    if let Some(slot) = &slot {
+        parts.extensions.insert(slot.clone());
+    }
     if !parts.status.is_success() {
         return Ok(Response::from_parts(parts, body));
     }
@@ -393,7 +409,10 @@ async fn finish(
     if llm.is_stream() && event_stream {
         parts.headers.remove(http::header::CONTENT_LENGTH);
         let config = GuardConfig::new(llm.format()).idle_timeout(backend.idle_timeout());
-        let mut guard = StreamGuard::new(body, config).with_usage(slot, strip_usage);
+        let mut guard = StreamGuard::new(body, config);
+        if let Some(slot) = slot {
+            guard = guard.with_usage(slot, usage.strip);
+        }
         let left = first_content_by.saturating_duration_since(Instant::now());
         guard
             .wait_for_first_content(left)
@@ -410,13 +429,13 @@ async fn finish(
             })?;
         return Ok(Response::from_parts(parts, ProxyBody::new(guard)));
     }
+    let body = crate::body::IdleTimeout::new(body, backend.idle_timeout());
     Ok(Response::from_parts(
         parts,
-        ProxyBody::new(UsageTap::new(
-            crate::body::IdleTimeout::new(body, backend.idle_timeout()),
-            slot,
-            USAGE_TAP_CAP,
-        )),
+        match slot {
+            Some(slot) => ProxyBody::new(UsageTap::new(body, slot, USAGE_TAP_CAP)),
+            None => ProxyBody::new(body),
+        },
     ))
 }
 

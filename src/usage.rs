@@ -171,6 +171,10 @@ impl Usage {
 }
 
 /// Where an answer's usage lands once seen; in the answer's extensions.
+///
+/// The upstream edge reads usage out of answers (and puts this slot in
+/// them) only for requests that carry [`UsageWanted`]: a layer that reads
+/// the slot inserts that marker on its way in.
 #[derive(Clone, Debug, Default)]
 pub struct UsageSlot(Arc<Mutex<Option<Usage>>>);
 
@@ -185,6 +189,12 @@ impl UsageSlot {
         *self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+/// Set on a request by a layer that reads the answer's [`UsageSlot`]
+/// (`metrics`, `log`, `rate_limit` with a token budget). Without it the
+/// upstream edge does not look for usage in the answer at all.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UsageWanted;
 
 /// Set on a request by a layer that asked the upstream for stream usage on
 /// the client's behalf: the usage-only chunk is then kept from the client.

@@ -33,7 +33,6 @@
 //! assert!(breakers.admit("openai/gpt-4o").is_err()); // open: refused at once
 //! ```
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -51,6 +50,7 @@ use crate::layers::failover::target_key;
 use crate::request::LlmRequest;
 use crate::routing::Target;
 use crate::store::RedisStore;
+use crate::FastMap;
 
 /// Breaker settings (`[circuit_breaker]`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,7 +112,7 @@ pub struct BreakerView {
 #[derive(Debug)]
 pub struct Breakers {
     policy: BreakerPolicy,
-    entries: Mutex<HashMap<String, Entry>>,
+    entries: Mutex<FastMap<String, Entry>>,
     /// With `[state] store = "redis"`: where transitions are published.
     store: OnceLock<Arc<RedisStore>>,
 }
@@ -122,7 +122,7 @@ impl Breakers {
     pub fn new(policy: BreakerPolicy) -> Self {
         Breakers {
             policy,
-            entries: Mutex::new(HashMap::new()),
+            entries: Mutex::new(FastMap::default()),
             store: OnceLock::new(),
         }
     }
@@ -132,7 +132,7 @@ impl Breakers {
         &self.policy
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
+    fn lock(&self) -> MutexGuard<'_, FastMap<String, Entry>> {
         // A panic elsewhere cannot leave an entry half-written: recover.
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -191,10 +191,16 @@ impl Breakers {
         let failure = outcome.is_breaker_failure();
         let success = matches!(outcome, Outcome::Success | Outcome::ClientError);
         let mut entries = self.lock();
-        let entry = entries.entry(key.to_string()).or_insert(Entry {
-            phase: Phase::Closed,
-            consecutive_failures: 0,
-        });
+        if !entries.contains_key(key) {
+            entries.insert(
+                key.to_string(),
+                Entry {
+                    phase: Phase::Closed,
+                    consecutive_failures: 0,
+                },
+            );
+        }
+        let entry = entries.get_mut(key)?;
         if failure {
             entry.consecutive_failures += 1;
         } else if success {
@@ -435,7 +441,7 @@ pub struct CircuitBreaker<S> {
 }
 
 /// Releases a probe slot if the call is dropped before its outcome.
-struct Pending(Option<(Arc<Breakers>, String, Admission)>);
+struct Pending(Option<(Arc<Breakers>, Arc<str>, Admission)>);
 
 impl Pending {
     fn finish(mut self, outcome: Outcome) {
@@ -470,15 +476,15 @@ where
         let Some(target) = req.extensions().get::<Target>() else {
             return Box::pin(self.inner.call(req));
         };
-        let key = match req.extensions().get::<LlmRequest>() {
+        let key: Arc<str> = match req.extensions().get::<LlmRequest>() {
             Some(llm) => target_key(target, llm.model()),
-            None => target.label(),
+            None => Arc::from(target.label()),
         };
         let admission = match self.breakers.admit(&key) {
             Ok(a) => a,
             Err(retry_after) => {
                 return Box::pin(std::future::ready(Err(ProxyError::CircuitOpen {
-                    target: key,
+                    target: key.to_string(),
                     retry_after,
                 })))
             }

@@ -35,9 +35,9 @@
 //! # let _ = layer;
 //! ```
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -55,6 +55,7 @@ use crate::layers::rate_limit::BackendLimits;
 use crate::request::LlmRequest;
 use crate::routing::{resolve_route, ModelRoute, RouteTable, Target};
 use crate::store::RedisStore;
+use crate::FastMap;
 
 /// Failover settings (`[failover]`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,9 +78,37 @@ impl Default for FailoverPolicy {
 /// Targets sitting out after a 429, keyed `backend/model`.
 #[derive(Debug, Default)]
 pub struct Cooldowns {
-    until: Mutex<HashMap<String, Instant>>,
+    until: Mutex<FastMap<String, Instant>>,
+    /// How many cooldowns the map holds, read without the lock: with none
+    /// (the usual case) a request never takes it.
+    len: AtomicUsize,
     /// With `[state] store = "redis"`: where cooldowns are published.
     store: OnceLock<Arc<RedisStore>>,
+}
+
+/// The locked map; keeps [`Cooldowns::len`] in step when released.
+struct CooldownsGuard<'a> {
+    map: MutexGuard<'a, FastMap<String, Instant>>,
+    len: &'a AtomicUsize,
+}
+
+impl std::ops::Deref for CooldownsGuard<'_> {
+    type Target = FastMap<String, Instant>;
+    fn deref(&self) -> &Self::Target {
+        &self.map
+    }
+}
+
+impl std::ops::DerefMut for CooldownsGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.map
+    }
+}
+
+impl Drop for CooldownsGuard<'_> {
+    fn drop(&mut self) {
+        self.len.store(self.map.len(), Ordering::Release);
+    }
 }
 
 /// One cooldown, as the admin API shows it.
@@ -92,8 +121,11 @@ pub struct CooldownView {
 }
 
 impl Cooldowns {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Instant>> {
-        self.until.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> CooldownsGuard<'_> {
+        CooldownsGuard {
+            map: self.until.lock().unwrap_or_else(|e| e.into_inner()),
+            len: &self.len,
+        }
     }
 
     /// Put `key` in cooldown for `duration` (extending, never shortening).
@@ -112,9 +144,15 @@ impl Cooldowns {
     fn extend(&self, key: &str, duration: Duration) {
         let until = Instant::now() + duration;
         let mut map = self.lock();
-        let entry = map.entry(key.to_string()).or_insert(until);
-        if *entry < until {
-            *entry = until;
+        match map.get_mut(key) {
+            Some(entry) => {
+                if *entry < until {
+                    *entry = until;
+                }
+            }
+            None => {
+                map.insert(key.to_string(), until);
+            }
         }
     }
 
@@ -147,6 +185,9 @@ impl Cooldowns {
 
     /// Time left in `key`'s cooldown, if any.
     pub fn remaining(&self, key: &str) -> Option<Duration> {
+        if self.len.load(Ordering::Acquire) == 0 {
+            return None;
+        }
         let now = Instant::now();
         let mut map = self.lock();
         match map.get(key) {
@@ -184,12 +225,8 @@ impl Cooldowns {
 
 /// The key under which a target's cooldown and circuit are kept: the backend
 /// and the model actually asked for there.
-pub fn target_key(target: &Target, requested_model: &str) -> String {
-    format!(
-        "{}/{}",
-        target.backend().name(),
-        target.upstream_model(requested_model)
-    )
+pub fn target_key(target: &Target, requested_model: &str) -> Arc<str> {
+    target.key(requested_model)
 }
 
 /// Applies [`Failover`]. See the [module docs](crate::layers::failover).
@@ -311,7 +348,8 @@ where
             "the request reached failover without a parsed body".into(),
         ));
     };
-    let mut requested = llm.model().to_string();
+    // The model asked for: the client's, or the context fallback's.
+    let mut requested: std::borrow::Cow<'_, str> = std::borrow::Cow::Borrowed(llm.model());
     let mut route: Arc<ModelRoute> = resolve_route(&layer.table, &llm)?;
     let mut fallback_used = false;
     let mut last: Option<Result<Response<ProxyBody>, ProxyError>> = None;
@@ -321,9 +359,10 @@ where
     };
 
     'routes: loop {
-        let targets: Vec<Target> = route.ordered().into_iter().cloned().collect();
-        for (i, target) in targets.iter().cloned().enumerate() {
-            let key = target_key(&target, &requested);
+        let current = route.clone();
+        let targets = current.ordered();
+        for (i, &target) in targets.iter().enumerate() {
+            let key = target.key(&requested);
             if let Some(left) = layer.cooldowns.remaining(&key) {
                 tracing::debug!(target_key = %key, "skipping: cooling down");
                 note_back(left);
@@ -344,22 +383,27 @@ where
             }
             let extensions = replay.extensions_mut();
             extensions.insert(target.clone());
-            extensions.insert(route.clone());
             // A target that will be skipped is not "left": with none, a
             // timeout is retried here rather than ending the request.
             let others_left = targets[i + 1..].iter().any(|t| {
-                layer
-                    .cooldowns
-                    .remaining(&target_key(t, &requested))
-                    .is_none()
+                layer.cooldowns.remaining(&t.key(&requested)).is_none()
                     && layer
                         .limits
                         .as_ref()
                         .is_none_or(|l| l.has_room(t.backend().name()))
             });
             extensions.insert(Attempt { others_left });
+            // The last target (with no context fallback to come) gets the
+            // kept request itself: no copy.
+            let last_chance =
+                i + 1 == targets.len() && (fallback_used || route.context_fallback().is_none());
+            let request = if last_chance {
+                std::mem::take(&mut replay).into_request()
+            } else {
+                replay.build()
+            };
             let result = match inner.ready().await {
-                Ok(svc) => svc.call(replay.build()).await,
+                Ok(svc) => svc.call(request).await,
                 Err(e) => Err(e),
             };
             match Outcome::of(&result) {
@@ -385,7 +429,7 @@ where
                                 );
                                 // The fallback is asked for under its own name
                                 // (what its targets without a model send).
-                                requested = name.to_string();
+                                requested = std::borrow::Cow::Owned(name.to_string());
                                 ask_for_model(&mut replay, &requested);
                                 route = next.clone();
                                 fallback_used = true;
@@ -441,7 +485,7 @@ where
     match last {
         Some(result) => result,
         None => Err(ProxyError::Unavailable {
-            model: requested,
+            model: requested.into_owned(),
             retry_after: earliest_back,
         }),
     }

@@ -507,6 +507,7 @@ where
 
     fn call(&mut self, mut req: Request<ProxyBody>) -> Self::Future {
         let started = Instant::now();
+        req.extensions_mut().insert(crate::usage::UsageWanted);
         let model = req
             .extensions()
             .get::<LlmRequest>()

@@ -793,6 +793,7 @@ where
 {
     // Token budgets need the usage of streamed answers too.
     if limits.tokens.is_some() {
+        req.extensions_mut().insert(crate::usage::UsageWanted);
         if let Some(llm) = req.extensions_mut().get_mut::<LlmRequest>() {
             if llm.is_stream() && !client_asked_for_usage(llm) {
                 let body = llm.body_mut();

@@ -235,10 +235,10 @@ where
                 .extensions()
                 .get::<Attempt>()
                 .is_some_and(|a| a.others_left);
-            let target = replay.extensions().get::<Target>().map(Target::label);
             let mut result = inner.call(replay.build()).await;
             let mut n = 0;
             while let Some(delay) = policy.decide(&result, n, others_left) {
+                let target = replay.extensions().get::<Target>().map(Target::label);
                 tracing::debug!(
                     target = target.as_deref().unwrap_or("-"),
                     retry = n + 1,

@@ -30,7 +30,7 @@ use http::{HeaderValue, Method, Request, Response};
 use http_body_util::Full;
 use serde_json::Value;
 
-use super::{client_key, forward_headers, join_url, strip_hop_by_hop, Call, Outbound, Provider};
+use super::{client_key, forward_headers, strip_hop_by_hop, Call, Outbound, Provider};
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
 use crate::request::{ClientFormat, Endpoint};
@@ -113,7 +113,7 @@ impl Provider for Anthropic {
         } else {
             "/v1/messages"
         };
-        let uri = join_url(base, path)?;
+        let uri = backend.uri_for(path)?;
         let body = Self::body(call)?;
 
         let mut headers = forward_headers(call.headers);

@@ -123,9 +123,10 @@ pub const CREDENTIAL_HEADERS: &[&str] =
 
 /// Whether `name` is hop-by-hop, either always or because `Connection` lists it.
 pub fn is_hop_by_hop(name: &HeaderName, headers: &HeaderMap) -> bool {
-    if HOP_BY_HOP.contains(&name.as_str()) {
-        return true;
-    }
+    HOP_BY_HOP.contains(&name.as_str()) || listed_in_connection(name, headers)
+}
+
+fn listed_in_connection(name: &HeaderName, headers: &HeaderMap) -> bool {
     headers
         .get_all(header::CONNECTION)
         .iter()
@@ -134,13 +135,23 @@ pub fn is_hop_by_hop(name: &HeaderName, headers: &HeaderMap) -> bool {
         .any(|token| token.trim().eq_ignore_ascii_case(name.as_str()))
 }
 
+/// [`is_hop_by_hop`] for every header of one map: the `Connection` header
+/// is looked up once, not once per header.
+fn hop_by_hop_in(headers: &HeaderMap) -> impl Fn(&HeaderName) -> bool + '_ {
+    let connection = headers.contains_key(header::CONNECTION);
+    move |name| {
+        HOP_BY_HOP.contains(&name.as_str()) || (connection && listed_in_connection(name, headers))
+    }
+}
+
 /// The client headers that go upstream: all but hop-by-hop ones, `host`,
 /// `content-length`, `content-type` and `accept-encoding` (the proxy sets
 /// those itself) and the client's credentials.
 pub fn forward_headers(client: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(client.len() + 3);
+    let hop_by_hop = hop_by_hop_in(client);
     for (name, value) in client.iter() {
-        let skip = is_hop_by_hop(name, client)
+        let skip = hop_by_hop(name)
             || name == header::HOST
             || name == header::CONTENT_LENGTH
             || name == header::CONTENT_TYPE
@@ -159,11 +170,14 @@ pub fn forward_headers(client: &HeaderMap) -> HeaderMap {
 
 /// Remove hop-by-hop headers from an upstream answer before it goes to the client.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let listed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| is_hop_by_hop(name, headers))
-        .cloned()
-        .collect();
+    let listed: Vec<HeaderName> = {
+        let hop_by_hop = hop_by_hop_in(headers);
+        headers
+            .keys()
+            .filter(|name| hop_by_hop(name))
+            .cloned()
+            .collect()
+    };
     for name in listed {
         headers.remove(name);
     }

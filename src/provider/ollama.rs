@@ -18,7 +18,7 @@ use bytes::Bytes;
 use http::{header, Response};
 
 use super::gemini::{backend_key, post, sensitive, wants_stream_usage};
-use super::{forward_headers, join_url, Call, Outbound, Provider};
+use super::{forward_headers, Call, Outbound, Provider};
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
 use crate::request::Endpoint;
@@ -56,7 +56,7 @@ impl Provider for Ollama {
         let pivot = crate::translate::pivot_request(request, call.target)?;
         let body = ollama::request_to_ollama(&pivot, model, request.is_stream())?;
         let backend = call.target.backend();
-        let uri = join_url(backend.base_url(), "/api/chat")?;
+        let uri = backend.uri_for("/api/chat")?;
         let mut headers = forward_headers(call.headers);
         if let Some(key) = backend_key(call) {
             headers.insert(header::AUTHORIZATION, sensitive(format!("Bearer {key}"))?);

@@ -55,10 +55,7 @@ impl Provider for OpenAi {
         let body = crate::translate::pivot_bytes(request, call.target)?;
         let mut headers = forward_headers(call.headers);
         let invalid = || {
-            ProxyError::bad_request(
-                "invalid_api_key",
-                "The API key contains invalid characters",
-            )
+            ProxyError::bad_request("invalid_api_key", "The API key contains invalid characters")
         };
         let value = match backend.credential() {
             Credential::None => None,

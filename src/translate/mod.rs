@@ -87,7 +87,10 @@ pub fn pivot_bytes(
     let model = target.upstream_model(request.model());
     // An OpenAI client's request the pivot leaves as it is: the client's
     // bytes (no parse, no serialization).
-    let chat = matches!(request.endpoint(), crate::request::Endpoint::ChatCompletions);
+    let chat = matches!(
+        request.endpoint(),
+        crate::request::Endpoint::ChatCompletions
+    );
     if request.format() == ClientFormat::OpenAi
         && request.is_unedited()
         && !(chat && target.backend().tool_mode().template().is_some())

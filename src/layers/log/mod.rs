@@ -425,6 +425,7 @@ where
     fn call(&mut self, mut req: Request<ProxyBody>) -> Self::Future {
         let started = Instant::now();
         let time = SystemTime::now();
+        req.extensions_mut().insert(crate::usage::UsageWanted);
         let shared = self.shared.clone();
         let policy = &shared.policy;
         let ext = req.extensions();
