@@ -10,14 +10,21 @@
 # installed with `cargo install oha` if missing) and the upstream to core 1.
 # For each scenario: requests per second at full load, p50/p99 latency at a
 # fixed rate (RATE, default 500 req/s), CPU microseconds per request (the
-# proxy's utime+stime over the requests served) and peak RSS.
+# proxy's utime+stime over the requests served) and peak RSS. A plain hyper
+# reverse proxy (examples/bare_proxy.rs: the same server, client and
+# allocator, nothing else) is measured too: the floor under llm-router.
+# Last, the peak RSS of llm-router holding STREAMS (default 1,000)
+# concurrent slow streams (one event a second from the upstream).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10s}
 RATE=${RATE:-500}
 CONNS=${CONNS:-32}
+STREAMS=${STREAMS:-1000}
 UP_PORT=${UP_PORT:-19101}
+SLOW_PORT=${SLOW_PORT:-19104}
+BARE_PORT=${BARE_PORT:-19105}
 PX_PORT=${PX_PORT:-19102}
 NGINX_PORT=${NGINX_PORT:-19103}
 WORK=$(mktemp -d /tmp/llm-router-load.XXXXXX)
@@ -26,7 +33,7 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 
 command -v oha >/dev/null || cargo install oha --locked --quiet
-cargo build --release --quiet --bin llm-router --example fast_upstream
+cargo build --release --quiet --bin llm-router --example fast_upstream --example bare_proxy
 BIN=target/release/llm-router
 UPSTREAM=target/release/examples/fast_upstream
 
@@ -55,8 +62,10 @@ TICK=$(getconf CLK_TCK)
 
 taskset -c 1 "$UPSTREAM" "127.0.0.1:$UP_PORT" >/dev/null & PIDS+=($!)
 wait_port "$UP_PORT"
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-start_proxy() { # $1 = [stack] order, $2 = extra config
+start_proxy() { # $1 = [stack] order, $2 = extra config, $3 = upstream port
+  local up=${3:-$UP_PORT}
   cat > "$WORK/config.toml" <<TOML
 [server]
 listen = "127.0.0.1:$PX_PORT"
@@ -66,12 +75,12 @@ $2
 [[backends]]
 name = "up"
 provider = "openai"
-base_url = "http://127.0.0.1:$UP_PORT/v1"
+base_url = "http://127.0.0.1:$up/v1"
 api_key = "sk-upstream-benchmark-key-0000"
 [[backends]]
 name = "up-anthropic"
 provider = "anthropic"
-base_url = "http://127.0.0.1:$UP_PORT"
+base_url = "http://127.0.0.1:$up"
 api_key = "sk-ant-upstream-benchmark-key-0000"
 [[models]]
 name = "bench"
@@ -147,6 +156,12 @@ else
   echo "== nginx not installed (apt-get install nginx) — no reference row" >&2
 fi
 
+echo "== plain hyper proxy (the floor)" >&2
+taskset -c 0 target/release/examples/bare_proxy "127.0.0.1:$BARE_PORT" "http://127.0.0.1:$UP_PORT/" & BP=$!; PIDS+=($BP)
+wait_port "$BARE_PORT"
+measure "hyper proxy, no layers (floor)" "$BP" "http://127.0.0.1:$BARE_PORT/v1/chat/completions" "$CHAT"
+stop "$BP"
+
 echo "== llm-router, shipped default stack" >&2
 start_proxy '["failover", "circuit_breaker", "retry"]' ""
 IDLE=$(( $(rss_kib "$PX") / 1024 ))
@@ -177,9 +192,19 @@ dir = \"$WORK/logs\"
 measure "llm-router, every layer" "$PX" "http://127.0.0.1:$PX_PORT/v1/chat/completions" "$CHAT"
 stop "$PX"
 
+echo "== $STREAMS concurrent slow streams" >&2
+SLOW_STREAM_MS=1000 taskset -c 1 "$UPSTREAM" "127.0.0.1:$SLOW_PORT" >/dev/null & PIDS+=($!)
+wait_port "$SLOW_PORT"
+start_proxy '["failover", "circuit_breaker", "retry"]' "" "$SLOW_PORT"
+streams=$(oha_run "http://127.0.0.1:$PX_PORT/v1/chat/completions" "$STREAM" -n "$STREAMS" -c "$STREAMS")
+STREAMS_OK=${streams##* }
+STREAMS_HWM=$(( $(hwm_kib "$PX") / 1024 ))
+echo "  $STREAMS_OK of $STREAMS slow streams completed; peak RSS $STREAMS_HWM MiB" >&2
+stop "$PX"
+
 echo
 echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)); proxy on core 0, load and upstream on core 1; $DURATION per run, $CONNS connections."
-echo "Idle RSS of the proxy: $IDLE MiB."
+echo "Idle RSS of the proxy: $IDLE MiB. Holding $STREAMS concurrent slow streams ($STREAMS_OK completed): peak RSS $STREAMS_HWM MiB."
 echo
 echo "| scenario | req/s (full load) | p50 ms at $RATE req/s | p99 ms at $RATE req/s | CPU µs/request | peak RSS MiB |"
 echo "|---|---|---|---|---|---|"
