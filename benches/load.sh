@@ -198,7 +198,7 @@ wait_port "$SLOW_PORT"
 start_proxy '["failover", "circuit_breaker", "retry"]' "" "$SLOW_PORT"
 streams=$(oha_run "http://127.0.0.1:$PX_PORT/v1/chat/completions" "$STREAM" -n "$STREAMS" -c "$STREAMS")
 STREAMS_OK=${streams##* }
-STREAMS_HWM=$(( $(hwm_kib "$PX") / 1024 ))
+STREAMS_HWM=$(awk '/VmHWM/{printf "%.1f", $2/1024}' "/proc/$PX/status")
 echo "  $STREAMS_OK of $STREAMS slow streams completed; peak RSS $STREAMS_HWM MiB" >&2
 stop "$PX"
 
