@@ -43,7 +43,7 @@ use std::collections::HashMap;
 use std::net::Ipv6Addr;
 use std::sync::LazyLock;
 
-use regex::Regex;
+use regex::{Regex, RegexSet};
 
 /// A kind of personal or secret data the scrubber can find.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -234,9 +234,18 @@ impl Scrubber {
         }
         let has_digit = text.bytes().any(|b| b.is_ascii_digit());
         let has_at = text.contains('@');
+        // One pass of every detector's pattern at once tells which ones can
+        // match at all; most text has none, and then no detector runs.
+        let mut hits = None;
         for d in self.detectors() {
             if d.needs_digit() && !has_digit || d == Detector::Email && !has_at {
                 continue;
+            }
+            if let Some(set) = PREFILTER.as_ref() {
+                let hits = hits.get_or_insert_with(|| set.matches(text));
+                if !d.patterns().iter().any(|&i| hits.matched(i)) {
+                    continue;
+                }
             }
             detect(d, text, out);
         }
@@ -451,6 +460,39 @@ static API_KEY: LazyLock<Regex> = LazyLock::new(|| {
         r"|\bxox[abposr]-[0-9A-Za-z-]{10,}\b",
     ))
 });
+
+/// Every detector's pattern in one set, in the order [`Detector::patterns`]
+/// names them. `None` (never expected) runs every detector.
+static PREFILTER: LazyLock<Option<RegexSet>> = LazyLock::new(|| {
+    RegexSet::new([
+        EMAIL.as_str(),
+        PHONE_INTL.as_str(),
+        PHONE_US.as_str(),
+        CARD.as_str(),
+        SSN.as_str(),
+        IPV4.as_str(),
+        IPV6.as_str(),
+        IBAN.as_str(),
+        API_KEY.as_str(),
+    ])
+    .ok()
+});
+
+impl Detector {
+    /// Indices of this detector's patterns in [`PREFILTER`].
+    fn patterns(self) -> &'static [usize] {
+        match self {
+            Detector::Email => &[0],
+            Detector::Phone => &[1, 2],
+            Detector::CreditCard => &[3],
+            Detector::Ssn => &[4],
+            Detector::Ipv4 => &[5],
+            Detector::Ipv6 => &[6],
+            Detector::Iban => &[7],
+            Detector::ApiKey => &[8],
+        }
+    }
+}
 
 fn detect(d: Detector, text: &str, out: &mut Vec<Finding>) {
     let mut push = |start: usize, end: usize| {
