@@ -62,15 +62,9 @@ async fn run() -> Result<(), llm_router::BoxError> {
                     client.request(Request::from_parts(parts, body)).await
                 }
             });
-            if std::env::var("H1").is_ok() {
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            } else {
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            }
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }
