@@ -62,10 +62,13 @@ use crate::reload::{ConfigReload, ConfigSource, ReloadError};
 use crate::request::{read_body, ClientFormat, Endpoint, LlmRequest};
 use crate::routing::RouteTable;
 use crate::stack::{Built, LayerName, LlmService, RouterState};
-use crate::timing::{as_millis_header, Waited, OVERHEAD_HEADER};
+use crate::timing::{as_millis_header, Waited, OVERHEAD_HEADER_NAME};
 
 /// The header carrying the request id.
 pub const REQUEST_ID: &str = "x-request-id";
+
+/// [`REQUEST_ID`] as a header name (no parse or allocation where it is used).
+pub const REQUEST_ID_HEADER: http::HeaderName = http::HeaderName::from_static(REQUEST_ID);
 
 /// The client's address, put into every request's extensions by the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -361,7 +364,7 @@ impl App {
     }
 
     fn request_id(&self, headers: &http::HeaderMap) -> HeaderValue {
-        if let Some(id) = headers.get(REQUEST_ID) {
+        if let Some(id) = headers.get(REQUEST_ID_HEADER) {
             if !id.is_empty() && id.len() <= 200 {
                 return id.clone();
             }
@@ -775,7 +778,7 @@ where
         };
         let id = self.request_id(req.headers());
         let waited = Waited::default();
-        req.headers_mut().insert(REQUEST_ID, id.clone());
+        req.headers_mut().insert(REQUEST_ID_HEADER, id.clone());
         req.extensions_mut().insert(RequestId(id.clone()));
         req.extensions_mut().insert(waited.clone());
         Box::pin(async move {
@@ -789,8 +792,8 @@ where
             };
             let own = started.elapsed().saturating_sub(waited.get());
             let headers = response.headers_mut();
-            headers.insert(REQUEST_ID, id);
-            headers.insert(OVERHEAD_HEADER, as_millis_header(own));
+            headers.insert(REQUEST_ID_HEADER, id);
+            headers.insert(OVERHEAD_HEADER_NAME, as_millis_header(own));
             Ok(response)
         })
     }

@@ -75,6 +75,7 @@ pub struct Backend {
 struct BackendCache {
     uris: [OnceLock<(&'static str, http::Uri)>; 4],
     bearer: OnceLock<Option<http::HeaderValue>>,
+    host: OnceLock<Option<http::HeaderValue>>,
 }
 
 impl fmt::Debug for Backend {
@@ -175,6 +176,28 @@ impl Backend {
                     Some(value)
                 }
                 _ => None,
+            })
+            .clone()
+    }
+
+    /// The `Host` header for a plain-HTTP `base_url` (always HTTP/1.1),
+    /// built once; the client would otherwise format it on every request.
+    /// `None` for HTTPS, where HTTP/2 may be negotiated and sends the
+    /// authority instead.
+    pub fn host_header(&self) -> Option<http::HeaderValue> {
+        self.cache
+            .host
+            .get_or_init(|| {
+                let uri: http::Uri = self.base_url.parse().ok()?;
+                if uri.scheme() != Some(&http::uri::Scheme::HTTP) {
+                    return None;
+                }
+                let host = uri.host()?;
+                let value = match uri.port_u16() {
+                    Some(port) if port != 80 => format!("{host}:{port}"),
+                    _ => host.to_string(),
+                };
+                http::HeaderValue::try_from(value).ok()
             })
             .clone()
     }
@@ -357,6 +380,98 @@ impl BackendBuilder {
     }
 }
 
+/// A target's key, `backend/model` (see [`Target::key`]): reads as a `&str`.
+///
+/// ```
+/// use llm_router::routing::TargetKey;
+/// let key = TargetKey::join("openai", "gpt-4o");
+/// assert_eq!(&*key, "openai/gpt-4o");
+/// ```
+#[derive(Clone)]
+pub struct TargetKey(KeyRepr);
+
+#[derive(Clone)]
+enum KeyRepr {
+    Shared(Arc<str>),
+    Inline { len: u8, buf: [u8; TargetKey::INLINE] },
+    Heap(Box<str>),
+}
+
+impl TargetKey {
+    const INLINE: usize = 86;
+
+    /// `backend/model`; kept inline when it fits.
+    pub fn join(backend: &str, model: &str) -> Self {
+        let len = backend.len() + 1 + model.len();
+        if len > Self::INLINE {
+            return TargetKey(KeyRepr::Heap(format!("{backend}/{model}").into_boxed_str()));
+        }
+        let mut buf = [0u8; Self::INLINE];
+        buf[..backend.len()].copy_from_slice(backend.as_bytes());
+        buf[backend.len()] = b'/';
+        buf[backend.len() + 1..len].copy_from_slice(model.as_bytes());
+        TargetKey(KeyRepr::Inline {
+            len: len as u8,
+            buf,
+        })
+    }
+
+    /// The key as a string slice.
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            KeyRepr::Shared(s) => s,
+            KeyRepr::Heap(s) => s,
+            // Two whole `&str`s and an ASCII `/`: valid UTF-8.
+            KeyRepr::Inline { len, buf } => std::str::from_utf8(&buf[..*len as usize]).unwrap_or(""),
+        }
+    }
+}
+
+impl std::ops::Deref for TargetKey {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for TargetKey {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Display for TargetKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for TargetKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl PartialEq for TargetKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for TargetKey {}
+
+impl PartialEq<str> for TargetKey {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for TargetKey {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// One place a model's requests can go: a backend and the model name to ask it for.
 #[derive(Clone, Debug)]
 pub struct Target {
@@ -390,15 +505,12 @@ impl Target {
 
     /// The key under which this target's cooldown and circuit are kept:
     /// `backend/model`, with the model actually asked for there. Built once
-    /// for a target with a fixed model.
-    pub fn key(&self, requested_model: &str) -> Arc<str> {
+    /// for a target with a fixed model; for a target sending the client's
+    /// model, built on the stack when it is short (no allocation).
+    pub fn key(&self, requested_model: &str) -> TargetKey {
         match &self.key {
-            Some(key) => key.clone(),
-            None => Arc::from(format!(
-                "{}/{}",
-                self.backend.name,
-                self.upstream_model(requested_model)
-            )),
+            Some(key) => TargetKey(KeyRepr::Shared(key.clone())),
+            None => TargetKey::join(&self.backend.name, self.upstream_model(requested_model)),
         }
     }
 
@@ -760,6 +872,33 @@ mod tests {
 
     fn backend(name: &str) -> Arc<Backend> {
         Arc::new(Backend::builder(name, Arc::new(Mock)).build().unwrap())
+    }
+
+    #[test]
+    fn target_keys_inline_shared_and_long() {
+        let b = backend("up");
+        let fixed = Target::new(b.clone(), Some("gpt-4o"));
+        assert_eq!(fixed.key("anything"), "up/gpt-4o");
+        let any = Target::new(b, None);
+        assert_eq!(any.key("llama-3"), "up/llama-3");
+        let long = "m".repeat(200);
+        assert_eq!(&*any.key(&long), format!("up/{long}"));
+        assert_eq!(any.key("llama-3").to_string(), "up/llama-3");
+    }
+
+    #[test]
+    fn host_header_only_for_plain_http() {
+        let host = |url: &str| {
+            Backend::builder("b", Arc::new(Mock))
+                .base_url(url)
+                .build()
+                .unwrap()
+                .host_header()
+        };
+        assert_eq!(host("http://127.0.0.1:8000/v1").unwrap(), "127.0.0.1:8000");
+        assert_eq!(host("http://vllm.internal/v1").unwrap(), "vllm.internal");
+        assert_eq!(host("http://vllm.internal:80/v1").unwrap(), "vllm.internal");
+        assert!(host("https://api.openai.com/v1").is_none());
     }
 
     #[test]

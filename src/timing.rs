@@ -19,6 +19,9 @@ use std::time::Duration;
 /// The header carrying the proxy's own time, in milliseconds.
 pub const OVERHEAD_HEADER: &str = "x-llm-router-overhead-ms";
 
+/// [`OVERHEAD_HEADER`] as a header name (no parse or allocation where it is used).
+pub const OVERHEAD_HEADER_NAME: http::HeaderName = http::HeaderName::from_static(OVERHEAD_HEADER);
+
 /// Time spent waiting outside the proxy; shared by every copy of a request.
 #[derive(Clone, Debug, Default)]
 pub struct Waited(Arc<AtomicU64>);

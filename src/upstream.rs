@@ -319,7 +319,13 @@ async fn send(
     let first_content_by = started + backend.first_byte_timeout();
     let response = match outbound? {
         Outbound::Local(response) => response,
-        Outbound::Http(upstream_req) => {
+        Outbound::Http(mut upstream_req) => {
+            if let Some(host) = backend.host_header() {
+                upstream_req
+                    .headers_mut()
+                    .entry(http::header::HOST)
+                    .or_insert(host);
+            }
             // A streamed answer with no head by its first-content deadline
             // has no first content either.
             let head_timeout = if llm.is_stream() {

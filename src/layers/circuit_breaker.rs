@@ -48,7 +48,7 @@ use crate::classify::Outcome;
 use crate::error::ProxyError;
 use crate::layers::failover::target_key;
 use crate::request::LlmRequest;
-use crate::routing::Target;
+use crate::routing::{Target, TargetKey};
 use crate::store::RedisStore;
 use crate::FastMap;
 
@@ -441,7 +441,7 @@ pub struct CircuitBreaker<S> {
 }
 
 /// Releases a probe slot if the call is dropped before its outcome.
-struct Pending(Option<(Arc<Breakers>, Arc<str>, Admission)>);
+struct Pending(Option<(Arc<Breakers>, TargetKey, Admission)>);
 
 impl Pending {
     fn finish(mut self, outcome: Outcome) {
@@ -476,9 +476,9 @@ where
         let Some(target) = req.extensions().get::<Target>() else {
             return Box::pin(self.inner.call(req));
         };
-        let key: Arc<str> = match req.extensions().get::<LlmRequest>() {
+        let key: TargetKey = match req.extensions().get::<LlmRequest>() {
             Some(llm) => target_key(target, llm.model()),
-            None => Arc::from(target.label()),
+            None => TargetKey::join(target.backend().name(), target.model().unwrap_or("*")),
         };
         let admission = match self.breakers.admit(&key) {
             Ok(a) => a,

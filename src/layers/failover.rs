@@ -225,7 +225,7 @@ impl Cooldowns {
 
 /// The key under which a target's cooldown and circuit are kept: the backend
 /// and the model actually asked for there.
-pub fn target_key(target: &Target, requested_model: &str) -> Arc<str> {
+pub fn target_key(target: &Target, requested_model: &str) -> crate::routing::TargetKey {
     target.key(requested_model)
 }
 

@@ -433,7 +433,7 @@ where
         let request_id = ext
             .get::<RequestId>()
             .map(|r| &r.0)
-            .or_else(|| req.headers().get(crate::app::REQUEST_ID))
+            .or_else(|| req.headers().get(crate::app::REQUEST_ID_HEADER))
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let presented = crate::provider::client_key(req.headers()).map(str::to_string);
