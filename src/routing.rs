@@ -75,7 +75,6 @@ pub struct Backend {
 struct BackendCache {
     uris: [OnceLock<(&'static str, http::Uri)>; 4],
     bearer: OnceLock<Option<http::HeaderValue>>,
-    host: OnceLock<Option<http::HeaderValue>>,
 }
 
 impl fmt::Debug for Backend {
@@ -176,28 +175,6 @@ impl Backend {
                     Some(value)
                 }
                 _ => None,
-            })
-            .clone()
-    }
-
-    /// The `Host` header for a plain-HTTP `base_url` (always HTTP/1.1),
-    /// built once; the client would otherwise format it on every request.
-    /// `None` for HTTPS, where HTTP/2 may be negotiated and sends the
-    /// authority instead.
-    pub fn host_header(&self) -> Option<http::HeaderValue> {
-        self.cache
-            .host
-            .get_or_init(|| {
-                let uri: http::Uri = self.base_url.parse().ok()?;
-                if uri.scheme() != Some(&http::uri::Scheme::HTTP) {
-                    return None;
-                }
-                let host = uri.host()?;
-                let value = match uri.port_u16() {
-                    Some(port) if port != 80 => format!("{host}:{port}"),
-                    _ => host.to_string(),
-                };
-                http::HeaderValue::try_from(value).ok()
             })
             .clone()
     }
@@ -393,7 +370,10 @@ pub struct TargetKey(KeyRepr);
 #[derive(Clone)]
 enum KeyRepr {
     Shared(Arc<str>),
-    Inline { len: u8, buf: [u8; TargetKey::INLINE] },
+    Inline {
+        len: u8,
+        buf: [u8; TargetKey::INLINE],
+    },
     Heap(Box<str>),
 }
 
@@ -422,7 +402,9 @@ impl TargetKey {
             KeyRepr::Shared(s) => s,
             KeyRepr::Heap(s) => s,
             // Two whole `&str`s and an ASCII `/`: valid UTF-8.
-            KeyRepr::Inline { len, buf } => std::str::from_utf8(&buf[..*len as usize]).unwrap_or(""),
+            KeyRepr::Inline { len, buf } => {
+                std::str::from_utf8(&buf[..*len as usize]).unwrap_or("")
+            }
         }
     }
 }
@@ -884,21 +866,6 @@ mod tests {
         let long = "m".repeat(200);
         assert_eq!(&*any.key(&long), format!("up/{long}"));
         assert_eq!(any.key("llama-3").to_string(), "up/llama-3");
-    }
-
-    #[test]
-    fn host_header_only_for_plain_http() {
-        let host = |url: &str| {
-            Backend::builder("b", Arc::new(Mock))
-                .base_url(url)
-                .build()
-                .unwrap()
-                .host_header()
-        };
-        assert_eq!(host("http://127.0.0.1:8000/v1").unwrap(), "127.0.0.1:8000");
-        assert_eq!(host("http://vllm.internal/v1").unwrap(), "vllm.internal");
-        assert_eq!(host("http://vllm.internal:80/v1").unwrap(), "vllm.internal");
-        assert!(host("https://api.openai.com/v1").is_none());
     }
 
     #[test]

@@ -45,15 +45,17 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
-use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tower::Service;
+
+pub mod pool;
+
+use pool::Pool;
+pub use pool::{ClientError, PooledBody};
 
 use crate::body::ProxyBody;
 use crate::classify::{error_kind, AttemptLog, AttemptRecord, Outcome};
@@ -84,11 +86,11 @@ impl Default for ClientSettings {
     }
 }
 
-/// A pooled HTTP/1.1 + HTTP/2 (by ALPN) client with rustls. Cheap to clone;
-/// clones share the pool.
+/// A pooled HTTP/1.1 + HTTP/2 (by ALPN) client with rustls (see
+/// [`pool`](crate::upstream::pool)). Cheap to clone; clones share the pool.
 #[derive(Clone)]
 pub struct HttpClient {
-    inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    pool: Arc<Pool>,
     connect_timeout: Duration,
 }
 
@@ -101,6 +103,9 @@ impl fmt::Debug for HttpClient {
 }
 
 impl HttpClient {
+    /// How long a kept-alive upstream connection may sit idle.
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
     /// Build a client with its own connection pool.
     pub fn new(settings: &ClientSettings) -> Result<Self, rustls::Error> {
         let mut http = HttpConnector::new();
@@ -114,13 +119,8 @@ impl HttpClient {
             .enable_http1()
             .enable_http2()
             .wrap_connector(http);
-        let inner = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(https);
         Ok(HttpClient {
-            inner,
+            pool: Arc::new(Pool::new(https, Self::IDLE_TIMEOUT)),
             connect_timeout: settings.connect_timeout,
         })
     }
@@ -130,15 +130,13 @@ impl HttpClient {
         self.connect_timeout
     }
 
-    /// Send a request; resolves at the response head.
+    /// Send a request (its URI absolute); resolves at the response head.
+    /// The body gives its connection back to the pool once read to the end.
     pub fn request(
         &self,
         req: Request<Full<Bytes>>,
-    ) -> impl Future<
-        Output = Result<Response<hyper::body::Incoming>, hyper_util::client::legacy::Error>,
-    > + Send
-           + 'static {
-        self.inner.request(req)
+    ) -> impl Future<Output = Result<Response<PooledBody>, ClientError>> + Send + 'static {
+        self.pool.clone().send(req)
     }
 }
 
@@ -319,13 +317,7 @@ async fn send(
     let first_content_by = started + backend.first_byte_timeout();
     let response = match outbound? {
         Outbound::Local(response) => response,
-        Outbound::Http(mut upstream_req) => {
-            if let Some(host) = backend.host_header() {
-                upstream_req
-                    .headers_mut()
-                    .entry(http::header::HOST)
-                    .or_insert(host);
-            }
+        Outbound::Http(upstream_req) => {
             // A streamed answer with no head by its first-content deadline
             // has no first content either.
             let head_timeout = if llm.is_stream() {
@@ -450,7 +442,7 @@ const USAGE_TAP_CAP: usize = 4 << 20;
 
 /// A connect timeout is a timeout (504); anything else before the response
 /// head (refused, reset, TLS failure) is a connection error (502).
-fn classify_client_error(err: hyper_util::client::legacy::Error, target: &Target) -> ProxyError {
+fn classify_client_error(err: ClientError, target: &Target) -> ProxyError {
     let backend = target.backend();
     let mut source = err.source();
     while let Some(cause) = source {
