@@ -299,112 +299,291 @@ struct Top {
 }
 
 /// Validate `bytes` as one JSON object and read its `model` and `stream`
-/// without building the document. `None` when the body needs the full
-/// parse: invalid JSON (to word the error), a non-object, a non-string or
-/// empty model, a non-boolean stream, duplicate `model`/`stream` keys, or
-/// nesting deeper than [`LAZY_MAX_DEPTH`].
+/// without building the document: one pass over the bytes (RFC 8259
+/// syntax, strings checked a word at a time, UTF-8 checked only when a
+/// non-ASCII byte was seen). `None` when the body needs the full parse:
+/// invalid JSON (to word the error), a non-object, a non-string or empty
+/// model, a non-boolean stream, duplicate `model`/`stream` keys, an escaped
+/// top-level key or model, a `\u` surrogate escape, or nesting deeper than
+/// [`LAZY_MAX_DEPTH`].
 fn scan(bytes: &[u8]) -> Option<Top> {
-    use serde::de::{Deserializer as _, MapAccess, Visitor};
-    use serde_json::value::RawValue;
-
-    struct TopVisitor<'b> {
-        base: &'b [u8],
-    }
-
-    impl<'de> Visitor<'de> for TopVisitor<'_> {
-        type Value = Option<Top>;
-
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a JSON object")
-        }
-
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<Top>, A::Error> {
-            let mut top = Top {
-                model: None,
-                stream: false,
-            };
-            let mut seen_stream = false;
-            let mut ok = true;
-            while let Some(key) = map.next_key::<Key>()? {
-                let value: &RawValue = map.next_value()?;
-                let text = value.get();
-                match key {
-                    Key::Model => {
-                        let start =
-                            (text.as_ptr() as usize).wrapping_sub(self.base.as_ptr() as usize);
-                        let model = if text.starts_with('"') {
-                            serde_json::from_str::<String>(text).ok()
-                        } else {
-                            None
-                        };
-                        match model {
-                            Some(m)
-                                if !m.is_empty()
-                                    && top.model.is_none()
-                                    && start <= self.base.len() =>
-                            {
-                                top.model = Some((start..start + text.len(), m.into_boxed_str()));
-                            }
-                            _ => ok = false,
-                        }
-                    }
-                    Key::Stream => {
-                        match text {
-                            "true" => top.stream = true,
-                            "false" | "null" => {}
-                            _ => ok = false,
-                        }
-                        ok &= !seen_stream;
-                        seen_stream = true;
-                    }
-                    Key::Other => {
-                        if matches!(text.as_bytes().first(), Some(b'[' | b'{'))
-                            && !depth_within(text.as_bytes(), LAZY_MAX_DEPTH)
-                        {
-                            ok = false;
-                        }
-                    }
-                }
-            }
-            Ok(ok.then_some(top))
-        }
-    }
-
-    enum Key {
-        Model,
-        Stream,
-        Other,
-    }
-
-    impl<'de> serde::Deserialize<'de> for Key {
-        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Key, D::Error> {
-            struct KeyVisitor;
-            impl Visitor<'_> for KeyVisitor {
-                type Value = Key;
-                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                    f.write_str("a key")
-                }
-                fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Key, E> {
-                    Ok(match v {
-                        "model" => Key::Model,
-                        "stream" => Key::Stream,
-                        _ => Key::Other,
-                    })
-                }
-            }
-            d.deserialize_str(KeyVisitor)
-        }
-    }
-
-    // Only an object is scanned; anything else gets the full parse's words.
-    let first = bytes.iter().find(|b| !b.is_ascii_whitespace())?;
-    if *first != b'{' {
+    let mut s = Scanner {
+        b: bytes,
+        i: 0,
+        non_ascii: false,
+    };
+    s.ws();
+    if s.peek()? != b'{' {
         return None;
     }
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let top = de.deserialize_map(TopVisitor { base: bytes }).ok()??;
-    de.end().ok()?;
+    s.i += 1;
+    let mut top = Top {
+        model: None,
+        stream: false,
+    };
+    let mut seen_stream = false;
+    s.ws();
+    if s.peek()? == b'}' {
+        s.i += 1;
+    } else {
+        loop {
+            s.ws();
+            let key_start = s.i + 1;
+            if s.peek()? != b'"' || s.string()? {
+                // Not a key, or an escaped one (it may spell `model`).
+                return None;
+            }
+            let key = &bytes[key_start..s.i - 1];
+            s.ws();
+            if s.next()? != b':' {
+                return None;
+            }
+            s.ws();
+            match key {
+                b"model" => {
+                    let start = s.i;
+                    if top.model.is_some() || s.peek()? != b'"' || s.string()? {
+                        return None;
+                    }
+                    let model = std::str::from_utf8(&bytes[start + 1..s.i - 1]).ok()?;
+                    if model.is_empty() {
+                        return None;
+                    }
+                    top.model = Some((start..s.i, model.into()));
+                }
+                b"stream" => {
+                    if seen_stream {
+                        return None;
+                    }
+                    seen_stream = true;
+                    if s.literal(b"true") {
+                        top.stream = true;
+                    } else if !s.literal(b"false") && !s.literal(b"null") {
+                        return None;
+                    }
+                }
+                _ => s.value(1)?,
+            }
+            s.ws();
+            match s.next()? {
+                b',' => continue,
+                b'}' => break,
+                _ => return None,
+            }
+        }
+    }
+    s.ws();
+    if s.i != bytes.len() || (s.non_ascii && std::str::from_utf8(bytes).is_err()) {
+        return None;
+    }
     Some(top)
+}
+
+/// The cursor of [`scan`].
+struct Scanner<'a> {
+    b: &'a [u8],
+    i: usize,
+    /// A byte ≥ 0x80 was seen in a string: UTF-8 is checked at the end.
+    non_ascii: bool,
+}
+
+impl Scanner<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let c = self.peek()?;
+        self.i += 1;
+        Some(c)
+    }
+
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.b.get(self.i) {
+            self.i += 1;
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> bool {
+        let found = self.b.get(self.i..self.i + word.len()) == Some(word);
+        if found {
+            self.i += word.len();
+        }
+        found
+    }
+
+    /// One value; containers at `depth` (1 for a top-level value's own).
+    fn value(&mut self, depth: usize) -> Option<()> {
+        match self.peek()? {
+            b'"' => self.string().map(|_| ()),
+            b'{' => {
+                if depth > LAZY_MAX_DEPTH {
+                    return None;
+                }
+                self.i += 1;
+                self.ws();
+                if self.peek()? == b'}' {
+                    self.i += 1;
+                    return Some(());
+                }
+                loop {
+                    self.ws();
+                    if self.peek()? != b'"' {
+                        return None;
+                    }
+                    self.string()?;
+                    self.ws();
+                    if self.next()? != b':' {
+                        return None;
+                    }
+                    self.ws();
+                    self.value(depth + 1)?;
+                    self.ws();
+                    match self.next()? {
+                        b',' => continue,
+                        b'}' => return Some(()),
+                        _ => return None,
+                    }
+                }
+            }
+            b'[' => {
+                if depth > LAZY_MAX_DEPTH {
+                    return None;
+                }
+                self.i += 1;
+                self.ws();
+                if self.peek()? == b']' {
+                    self.i += 1;
+                    return Some(());
+                }
+                loop {
+                    self.ws();
+                    self.value(depth + 1)?;
+                    self.ws();
+                    match self.next()? {
+                        b',' => continue,
+                        b']' => return Some(()),
+                        _ => return None,
+                    }
+                }
+            }
+            b't' => self.literal(b"true").then_some(()),
+            b'f' => self.literal(b"false").then_some(()),
+            b'n' => self.literal(b"null").then_some(()),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => None,
+        }
+    }
+
+    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`, refusing numbers that
+    /// might not fit an f64 (over 300 integer digits, a 3-digit exponent).
+    fn number(&mut self) -> Option<()> {
+        let b = self.b;
+        let mut i = self.i;
+        let digits = |mut i: usize| {
+            while b.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            i
+        };
+        if b.get(i) == Some(&b'-') {
+            i += 1;
+        }
+        match *b.get(i)? {
+            b'0' => i += 1,
+            b'1'..=b'9' => {
+                let end = digits(i + 1);
+                // Too large for an f64 perhaps: the full parse decides.
+                if end - i > 300 {
+                    return None;
+                }
+                i = end;
+            }
+            _ => return None,
+        }
+        if b.get(i) == Some(&b'.') {
+            let end = digits(i + 1);
+            if end == i + 1 {
+                return None;
+            }
+            i = end;
+        }
+        if matches!(b.get(i), Some(b'e' | b'E')) {
+            i += 1;
+            if matches!(b.get(i), Some(b'+' | b'-')) {
+                i += 1;
+            }
+            let end = digits(i);
+            // A three-digit exponent may be out of range: the full parse decides.
+            if end == i || end - i > 2 {
+                return None;
+            }
+            i = end;
+        }
+        self.i = i;
+        Some(())
+    }
+
+    /// At an opening quote: skip the string, leaving the cursor after the
+    /// closing quote. `Some(true)` when it held escapes.
+    fn string(&mut self) -> Option<bool> {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGHS: u64 = 0x8080_8080_8080_8080;
+        // Whether any byte of `w` is `"`, `\`, a control character or
+        // non-ASCII (exact as a yes/no; the bytes are then looked at one
+        // by one).
+        let special = |w: u64| {
+            let quote = w ^ (ONES * u64::from(b'"'));
+            let slash = w ^ (ONES * u64::from(b'\\'));
+            let zero = |x: u64| x.wrapping_sub(ONES) & !x;
+            (zero(quote) | zero(slash) | w.wrapping_sub(ONES * 0x20) | w) & HIGHS != 0
+        };
+        let b = self.b;
+        let mut i = self.i + 1;
+        let mut escaped = false;
+        loop {
+            while let Some(chunk) = b.get(i..i + 8) {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(chunk);
+                if special(u64::from_le_bytes(word)) {
+                    break;
+                }
+                i += 8;
+            }
+            match *b.get(i)? {
+                b'"' => {
+                    self.i = i + 1;
+                    return Some(escaped);
+                }
+                b'\\' => {
+                    escaped = true;
+                    match *b.get(i + 1)? {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
+                        b'u' => {
+                            let hex = b.get(i + 2..i + 6)?;
+                            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                                return None;
+                            }
+                            // Surrogates (pairs or lone): left to the full parse.
+                            if matches!(hex[0], b'd' | b'D')
+                                && matches!(hex[1], b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F')
+                            {
+                                return None;
+                            }
+                            i += 6;
+                        }
+                        _ => return None,
+                    }
+                }
+                0..=0x1f => return None,
+                0x80.. => {
+                    self.non_ascii = true;
+                    i += 1;
+                }
+                _ => i += 1,
+            }
+        }
+    }
 }
 
 /// Serializes a map with its `model` value swapped, without cloning the map.
@@ -424,41 +603,6 @@ impl Serialize for WithModel<'_> {
         }
         map.end()
     }
-}
-
-/// Whether the JSON text `s` (valid) nests at most `limit` arrays/objects.
-fn depth_within(s: &[u8], limit: usize) -> bool {
-    let mut depth = 0usize;
-    let mut i = 0;
-    while i < s.len() {
-        match s[i] {
-            b'"' => {
-                // Skip the string, escapes included.
-                i += 1;
-                loop {
-                    match memchr::memchr2(b'"', b'\\', &s[i.min(s.len())..]) {
-                        Some(j) if s[i + j] == b'\\' => i += j + 2,
-                        Some(j) => {
-                            i += j + 1;
-                            break;
-                        }
-                        None => return true,
-                    }
-                }
-                continue;
-            }
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > limit {
-                    return false;
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-        i += 1;
-    }
-    true
 }
 
 /// Read a request body, refusing (413) anything larger than `limit` bytes
@@ -615,6 +759,128 @@ mod tests {
         assert!(r.body()["x"].is_array());
         let r = LlmRequest::parse(Endpoint::ChatCompletions, &deep(10)).unwrap();
         assert!(r.is_unedited());
+    }
+
+    /// `scan` against serde_json on hand-picked and mutated bodies: what
+    /// the scan accepts, serde_json accepts with the same model and stream;
+    /// plain valid bodies are never sent to the slow path.
+    #[test]
+    fn the_scan_agrees_with_serde_json() {
+        fn check(body: &[u8]) {
+            let full = serde_json::from_slice::<Value>(body);
+            match scan(body) {
+                Some(top) => {
+                    let Ok(Value::Object(map)) = &full else {
+                        panic!(
+                            "scan accepted what serde_json refuses: {:?}",
+                            String::from_utf8_lossy(body)
+                        );
+                    };
+                    match top.model {
+                        Some((span, model)) => {
+                            assert_eq!(map["model"], Value::String(model.to_string()));
+                            assert_eq!(&body[span.start + 1..span.end - 1], model.as_bytes());
+                        }
+                        None => assert!(!map.contains_key("model")),
+                    }
+                    assert_eq!(map.get("stream") == Some(&Value::Bool(true)), top.stream);
+                }
+                None => {
+                    // Refused: fine when serde_json refuses too, or for the
+                    // documented reasons (escapes, duplicates, a bad model or
+                    // stream, deep nesting).
+                    if let Ok(Value::Object(map)) = &full {
+                        let text = String::from_utf8_lossy(body);
+                        let plain = !text.contains('\\')
+                            && text.matches("\"model\"").count() == 1
+                            && text.matches("\"stream\"").count() <= 1
+                            && !text.contains("[[[[[[[[[[")
+                            && !regex::Regex::new(r"[eE][+-]?[0-9]{3}|[0-9]{300}")
+                                .unwrap()
+                                .is_match(&text)
+                            && matches!(map.get("model"), Some(Value::String(m)) if !m.is_empty())
+                            && matches!(
+                                map.get("stream"),
+                                None | Some(Value::Bool(_)) | Some(Value::Null)
+                            );
+                        assert!(!plain, "scan refused a plain valid body: {text:?}");
+                    }
+                }
+            }
+        }
+        let seeds: &[&[u8]] = &[
+            br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"temperature":0.2}"#,
+            br#" { "model" : "m" , "stream" : true , "n" : -0.5e+10 , "x" : [ 1 , 2.0 , -3E2 , null , false ] } "#,
+            "{\"model\":\"m\",\"messages\":[{\"content\":\"caf\u{e9} \u{1f600} \\u00e9 \\\" \\\\ \\n\"}],\"o\":{}}".as_bytes(),
+            br#"{"stream":false,"model":"m","a":{"b":{"c":[[],[{}]]}},"e":"","z":0}"#,
+        ];
+        for seed in seeds {
+            check(seed);
+        }
+        let fixed: &[&[u8]] = &[
+            b"",
+            b"{",
+            b"}",
+            b"[]",
+            b"{}",
+            br#"{"model":"m"}x"#,
+            br#"{"model":"m",}"#,
+            br#"{"model":"m" "a":1}"#,
+            br#"{"model":"m","a":01}"#,
+            br#"{"model":"m","a":1.}"#,
+            br#"{"model":"m","a":.5}"#,
+            br#"{"model":"m","a":1e}"#,
+            br#"{"model":"m","a":-}"#,
+            br#"{"model":"m","a":tru}"#,
+            br#"{"model":"m","a":"\x"}"#,
+            br#"{"model":"m","a":"\u12"}"#,
+            br#"{"model":"m","a":"\ud83d\ude00"}"#,
+            br#"{"model":"m","a":"\ud800"}"#,
+            b"{\"model\":\"m\",\"a\":\"\x01\"}",
+            b"{\"model\":\"m\",\"a\":\"\xff\"}",
+            b"{\"model\":\"m\xc3\"}",
+            br#"{"model":"","a":1}"#,
+            br#"{"model":5}"#,
+            br#"{"model":"m","model":"n"}"#,
+            br#"{"model":"m","stream":1}"#,
+            br#"{"model":"m","stream":true,"stream":false}"#,
+            br#"{"mod\u0065l":"m"}"#,
+            br#"{"model":"a\"b"}"#,
+            br#"{"model":"m","a":[1,]}"#,
+            br#"{"model":"m","a":{"b"}}"#,
+            br#"{"model":"m","a":{"b":1,}}"#,
+            br#"{"model":"m"} {}"#,
+            b"\xef\xbb\xbf{\"model\":\"m\"}",
+        ];
+        for body in fixed {
+            check(body);
+        }
+        let deep = |n: usize| format!(r#"{{"model":"m","a":{}1{}}}"#, "[".repeat(n), "]".repeat(n));
+        assert!(scan(deep(64).as_bytes()).is_some());
+        assert!(scan(deep(65).as_bytes()).is_none());
+        // Mutations: deterministic, bytes JSON cares about.
+        let alphabet = b"{}[]\",:\\ 0123456789.eE+-tfnulrsaemod\x01\xc3\xa9";
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rand = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        for _ in 0..20_000 {
+            let mut body = seeds[rand(seeds.len())].to_vec();
+            for _ in 0..1 + rand(3) {
+                let at = rand(body.len() + 1);
+                match rand(3) {
+                    0 if at < body.len() => {
+                        body.remove(at);
+                    }
+                    1 if at < body.len() => body[at] = alphabet[rand(alphabet.len())],
+                    _ => body.insert(at, alphabet[rand(alphabet.len())]),
+                }
+            }
+            check(&body);
+        }
     }
 
     #[test]
