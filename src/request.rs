@@ -23,7 +23,7 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body::Body;
-use http_body_util::{BodyExt, Limited};
+
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
@@ -620,20 +620,44 @@ where
     if declared.is_some_and(|len| len > limit) {
         return Err(ProxyError::PayloadTooLarge { limit });
     }
-    let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
-    match Limited::new(body, limit_usize).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(err) => {
-            if err.is::<http_body_util::LengthLimitError>() {
-                Err(ProxyError::PayloadTooLarge { limit })
-            } else {
-                Err(ProxyError::bad_request(
-                    "body_read_error",
-                    format!("Could not read the request body: {err}"),
-                ))
+    // Frame by frame: a body that arrives as one frame (the usual case)
+    // is kept as it came, without a copy.
+    let mut body = std::pin::pin!(body);
+    let mut first: Option<Bytes> = None;
+    let mut joined: Option<bytes::BytesMut> = None;
+    let mut total: u64 = 0;
+    while let Some(frame) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+        let frame = frame.map_err(|err| {
+            let err: crate::body::BoxError = err.into();
+            ProxyError::bad_request(
+                "body_read_error",
+                format!("Could not read the request body: {err}"),
+            )
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        total += data.len() as u64;
+        if total > limit {
+            return Err(ProxyError::PayloadTooLarge { limit });
+        }
+        match (&mut first, &mut joined) {
+            (_, Some(joined)) => joined.extend_from_slice(&data),
+            (None, None) => first = Some(data),
+            (Some(head), None) => {
+                let mut all = bytes::BytesMut::with_capacity(
+                    declared.map_or(head.len() + data.len(), |d| (d as usize).min(1 << 20)),
+                );
+                all.extend_from_slice(head);
+                all.extend_from_slice(&data);
+                joined = Some(all);
             }
         }
     }
+    Ok(match joined {
+        Some(all) => all.freeze(),
+        None => first.unwrap_or_default(),
+    })
 }
 
 #[cfg(test)]
@@ -911,5 +935,26 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(e.status(), 413);
+        // Several frames are joined; the limit counts all of them.
+        let frames = |parts: &'static [&'static str]| {
+            let frames = parts.iter().map(|p| {
+                Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from_static(
+                    p.as_bytes(),
+                )))
+            });
+            http_body_util::StreamBody::new(futures_util::stream::iter(frames))
+        };
+        let joined = read_body(&headers, frames(&["12", "", "34", "5"]), 5)
+            .await
+            .unwrap();
+        assert_eq!(&joined[..], b"12345");
+        let e = read_body(&headers, frames(&["123", "456"]), 5)
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), 413);
+        assert!(read_body(&headers, frames(&[]), 5)
+            .await
+            .unwrap()
+            .is_empty());
     }
 }
