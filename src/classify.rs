@@ -154,9 +154,9 @@ mod tests {
     }
 }
 
-/// Put into each attempt's extensions by the split point: whether another
-/// target is left after this one. Retry uses it to leave a timed-out target
-/// to failover instead of waiting on it again.
+/// Put into an attempt's extensions by the split point when another target
+/// is left after this one (absent: none is). Retry uses it to leave a
+/// timed-out target to failover instead of waiting on it again.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Attempt {
     /// Another target (or a context fallback) would be tried after this one.

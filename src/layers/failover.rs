@@ -392,7 +392,12 @@ where
                         .as_ref()
                         .is_none_or(|l| l.has_room(t.backend().name()))
             });
-            extensions.insert(Attempt { others_left });
+            // Absent means none left (one entry fewer to copy per attempt).
+            if others_left {
+                extensions.insert(Attempt { others_left });
+            } else {
+                extensions.remove::<Attempt>();
+            }
             // The last target (with no context fallback to come) gets the
             // kept request itself: no copy.
             let last_chance =
@@ -415,7 +420,8 @@ where
                     {
                         return Ok(response);
                     }
-                    let (response, body) = read_error_body(response).await;
+                    // Boxed: a rare path that would otherwise enlarge every request's future.
+                    let (response, body) = Box::pin(read_error_body(response)).await;
                     if !is_context_exceeded(&body) {
                         return Ok(response);
                     }
