@@ -190,9 +190,12 @@ impl Pool {
             .await
             .map_err(ClientError::Connect)?;
         if io.connected().is_negotiated_h2() {
-            let (sender, conn) = http2::Builder::new(TokioExecutor::new())
-                .timer(TokioTimer::new())
-                .handshake(io)
+            // Boxed: HTTP/2's handshake future is large, and while
+            // connecting, every request's connect future is as large as
+            // its largest step (1,000 connects at once add up).
+            let mut builder = http2::Builder::new(TokioExecutor::new());
+            builder.timer(TokioTimer::new());
+            let (sender, conn) = Box::pin(builder.handshake(io))
                 .await
                 .map_err(|e| ClientError::Connect(Box::new(e)))?;
             tokio::spawn(async move {
