@@ -87,7 +87,7 @@ impl Default for ClientSettings {
 }
 
 /// A pooled HTTP/1.1 + HTTP/2 (by ALPN) client with rustls (see
-/// [`pool`](crate::upstream::pool)). Cheap to clone; clones share the pool.
+/// [`pool`]). Cheap to clone; clones share the pool.
 #[derive(Clone)]
 pub struct HttpClient {
     pool: Arc<Pool>,
