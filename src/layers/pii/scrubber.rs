@@ -234,6 +234,14 @@ impl Scrubber {
         }
         let has_digit = text.bytes().any(|b| b.is_ascii_digit());
         let has_at = text.contains('@');
+        if !has_digit && !has_at {
+            // Only a key can be there: its own pattern, whose literal
+            // prefixes are searched first, is far cheaper than the set.
+            if self.set & Detector::ApiKey.bit() != 0 && text.len() >= API_KEY_MIN_LEN {
+                detect(Detector::ApiKey, text, out);
+            }
+            return;
+        }
         // One pass of every detector's pattern at once tells which ones can
         // match at all; most text has none, and then no detector runs.
         let mut hits = None;
@@ -460,6 +468,9 @@ static API_KEY: LazyLock<Regex> = LazyLock::new(|| {
         r"|\bxox[abposr]-[0-9A-Za-z-]{10,}\b",
     ))
 });
+
+/// The shortest text [`API_KEY`] can match (`xox?-` and ten more).
+const API_KEY_MIN_LEN: usize = 15;
 
 /// Every detector's pattern in one set, in the order [`Detector::patterns`]
 /// names them. `None` (never expected) runs every detector.
@@ -1068,6 +1079,12 @@ mod tests {
             "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
         ] {
             assert_eq!(redact(&format!("key={yes} ok")), "key=[API_KEY] ok", "{yes}");
+        }
+        // Keys without a digit, alone (the shortest a key can be) and in
+        // text without a digit or '@' (which skips every other detector).
+        for yes in ["xoxb-abcdefghij", "AIzaSyAbCdEfGhIjKlMnOpQrStUvWxYzAbCdEfG"] {
+            assert_eq!(redact(yes), "[API_KEY]", "{yes}");
+            assert_eq!(redact(&format!("token {yes}.")), "token [API_KEY].");
         }
         for no in [
             "sk-learn",
