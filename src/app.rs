@@ -48,6 +48,7 @@ use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use futures_util::future::{Either, FutureExt};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 use serde_json::json;
@@ -394,6 +395,10 @@ impl App {
     }
 }
 
+/// The answer of an endpoint that is not the client API (boxed: rare, and
+/// larger than a client request's own future).
+type OperationsFuture = Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>>;
+
 /// One request's view: the app, and the state in force when it arrived.
 #[derive(Clone)]
 struct Handler {
@@ -477,7 +482,14 @@ impl Handler {
         response
     }
 
-    async fn handle<B>(self, req: Request<B>) -> Response<ProxyBody>
+    /// The answer to `req`. Not an `async fn`: a client request's future is
+    /// [`client_api`](Self::client_api)'s alone, without this one's
+    /// arguments and branches around it (it lives as long as the answer's
+    /// head takes: a slow stream's first token).
+    fn handle<B>(
+        self,
+        req: Request<B>,
+    ) -> impl Future<Output = Response<ProxyBody>> + Send + 'static
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -508,12 +520,40 @@ impl Handler {
             }
             .to_response(format)
         };
-        if let Some(endpoint) = endpoint {
-            if method != Method::POST {
-                return wrong_method(path);
+        match endpoint {
+            Some(_) if method != Method::POST => {
+                Either::Right(Box::pin(std::future::ready(wrong_method(path))) as OperationsFuture)
             }
-            return self.client_api(endpoint, req).await;
+            Some(endpoint) => Either::Left(self.client_api(endpoint, req)),
+            None => Either::Right(Box::pin(self.operations(req)) as OperationsFuture),
         }
+    }
+
+    /// Everything but the client API: admin and operations endpoints.
+    async fn operations<B>(self, req: Request<B>) -> Response<ProxyBody>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let path = req.uri().path();
+        let path = if path.len() > 1 {
+            path.trim_end_matches('/')
+        } else {
+            path
+        };
+        let format = if path.starts_with("/anthropic") || path.starts_with("/v1/messages") {
+            ClientFormat::Anthropic
+        } else {
+            ClientFormat::OpenAi
+        };
+        let method = req.method().clone();
+        let wrong_method = |path: &str| {
+            ProxyError::MethodNotAllowed {
+                method: method.to_string(),
+                path: path.to_string(),
+            }
+            .to_response(format)
+        };
         // With `auth` on, the admin endpoints need an admin key and the model
         // list a client key (the client API is checked by the layer itself).
         let mut authed = None;
@@ -715,13 +755,32 @@ impl Handler {
         }
     }
 
-    async fn client_api<B>(self, endpoint: Endpoint, req: Request<B>) -> Response<ProxyBody>
+    /// The client API: read the body, parse it, call the stack. The request
+    /// is split here, so the future holds its parts once.
+    fn client_api<B>(
+        self,
+        endpoint: Endpoint,
+        req: Request<B>,
+    ) -> impl Future<Output = Response<ProxyBody>> + Send + 'static
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let (parts, body) = req.into_parts();
+        self.client_api_parts(endpoint, parts, body)
+    }
+
+    async fn client_api_parts<B>(
+        self,
+        endpoint: Endpoint,
+        mut parts: http::request::Parts,
+        body: B,
+    ) -> Response<ProxyBody>
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
         let format = endpoint.client_format();
-        let (mut parts, body) = req.into_parts();
         let bytes = match read_body(&parts.headers, body, self.state.body_limit).await {
             Ok(bytes) => bytes,
             Err(e) => {
@@ -742,7 +801,9 @@ impl Handler {
         let model = llm.model().to_string();
         parts.extensions.insert(llm);
         let req = Request::from_parts(parts, ProxyBody::empty());
-        let result = self.state.service.clone().oneshot(req).await;
+        // `LlmService` is always ready: called at once, so only its boxed
+        // future is held while the answer's head is awaited.
+        let result = self.state.service.clone().call(req).await;
         match result {
             Ok(response) => response,
             Err(e) => {
@@ -781,21 +842,27 @@ where
         req.headers_mut().insert(REQUEST_ID_HEADER, id.clone());
         req.extensions_mut().insert(RequestId(id.clone()));
         req.extensions_mut().insert(waited.clone());
-        Box::pin(async move {
-            let mut response = match handler.state.cors.clone() {
-                // CORS wraps the endpoints: a preflight is answered there.
-                Some(cors) => match cors.layer(Endpoints(handler)).oneshot(req).await {
+        // Combinators rather than an `async` block, so the future is the
+        // endpoint's own plus these few fields (an `async` block would keep
+        // the request a second time).
+        let answer = match handler.state.cors.clone() {
+            // CORS wraps the endpoints: a preflight is answered there.
+            Some(cors) => Either::Left(cors.layer(Endpoints(handler)).oneshot(req).map(
+                |r| match r {
                     Ok(response) => response,
                     Err(never) => match never {},
                 },
-                None => handler.handle(req).await,
-            };
+            )),
+            None => Either::Right(handler.handle(req)),
+        };
+        let fut = answer.map(move |mut response| {
             let own = started.elapsed().saturating_sub(waited.get());
             let headers = response.headers_mut();
             headers.insert(REQUEST_ID_HEADER, id);
             headers.insert(OVERHEAD_HEADER_NAME, as_millis_header(own));
             Ok(response)
-        })
+        });
+        Box::pin(fut)
     }
 }
 

@@ -38,6 +38,8 @@ enum Kind {
     Empty,
     Full(Option<Bytes>),
     Boxed(UnsyncBoxBody<Bytes, BoxError>),
+    /// A body that was already boxed ([`ProxyBody::from_box`]).
+    Pinned(Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send>>),
 }
 
 impl ProxyBody {
@@ -64,6 +66,28 @@ impl ProxyBody {
     {
         ProxyBody(Kind::Boxed(body.map_err(Into::into).boxed_unsync()))
     }
+
+    /// A body that is already on the heap, kept in its own box (no second
+    /// allocation, no copy). The upstream edge builds a stream's guard in a
+    /// box before the answer's head is given out, so the future waiting for
+    /// the first content holds only a pointer to it.
+    ///
+    /// ```
+    /// use llm_router::ProxyBody;
+    /// use http_body_util::Full;
+    /// use bytes::Bytes;
+    ///
+    /// let boxed = Box::new(Full::new(Bytes::from_static(b"hi")).map_err(|never| match never {}));
+    /// # use http_body_util::BodyExt;
+    /// let body = ProxyBody::from_box(boxed);
+    /// # drop(body);
+    /// ```
+    pub fn from_box<B>(body: Box<B>) -> Self
+    where
+        B: Body<Data = Bytes, Error = BoxError> + Send + 'static,
+    {
+        ProxyBody(Kind::Pinned(Box::into_pin(body)))
+    }
 }
 
 impl Default for ProxyBody {
@@ -77,7 +101,7 @@ impl fmt::Debug for ProxyBody {
         let kind = match &self.0 {
             Kind::Empty => "Empty",
             Kind::Full(_) => "Full",
-            Kind::Boxed(_) => "Streaming",
+            Kind::Boxed(_) | Kind::Pinned(_) => "Streaming",
         };
         f.debug_tuple("ProxyBody").field(&kind).finish()
     }
@@ -95,6 +119,7 @@ impl Body for ProxyBody {
             Kind::Empty => Poll::Ready(None),
             Kind::Full(data) => Poll::Ready(data.take().map(|b| Ok(Frame::data(b)))),
             Kind::Boxed(body) => Pin::new(body).poll_frame(cx),
+            Kind::Pinned(body) => body.as_mut().poll_frame(cx),
         }
     }
 
@@ -103,6 +128,7 @@ impl Body for ProxyBody {
             Kind::Empty => true,
             Kind::Full(data) => data.is_none(),
             Kind::Boxed(body) => body.is_end_stream(),
+            Kind::Pinned(body) => body.is_end_stream(),
         }
     }
 
@@ -111,6 +137,7 @@ impl Body for ProxyBody {
             Kind::Empty => SizeHint::with_exact(0),
             Kind::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |b| b.len() as u64)),
             Kind::Boxed(body) => body.size_hint(),
+            Kind::Pinned(body) => body.size_hint(),
         }
     }
 }

@@ -335,165 +335,180 @@ where
     }
 }
 
-async fn run<S>(
+/// The attempts of one request. An `async` block rather than an `async fn`:
+/// the arguments are then kept once in the future, not twice (the future
+/// lives as long as a slow stream takes to its first token).
+#[allow(clippy::manual_async_fn)]
+fn run<S>(
     mut inner: S,
     layer: FailoverLayer,
     mut replay: Replay,
-) -> Result<Response<ProxyBody>, ProxyError>
+) -> impl Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send
 where
-    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ProxyError>,
+    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ProxyError> + Send,
+    S::Future: Send,
 {
-    let Some(llm) = replay.extensions().get::<LlmRequest>().cloned() else {
-        return Err(ProxyError::Internal(
-            "the request reached failover without a parsed body".into(),
-        ));
-    };
-    // The model asked for: the client's, or the context fallback's.
-    let mut requested: std::borrow::Cow<'_, str> = std::borrow::Cow::Borrowed(llm.model());
-    let mut route: Arc<ModelRoute> = resolve_route(&layer.table, &llm)?;
-    let mut fallback_used = false;
-    let mut last: Option<Result<Response<ProxyBody>, ProxyError>> = None;
-    let mut earliest_back: Option<Duration> = None;
-    let mut note_back = |d: Duration| {
-        earliest_back = Some(earliest_back.map_or(d, |e: Duration| e.min(d)));
-    };
+    async move {
+        let Some(llm) = replay.extensions().get::<LlmRequest>().cloned() else {
+            return Err(ProxyError::Internal(
+                "the request reached failover without a parsed body".into(),
+            ));
+        };
+        // The model asked for: the client's, or the context fallback's.
+        let mut requested: std::borrow::Cow<'_, str> = std::borrow::Cow::Borrowed(llm.model());
+        let mut route: Arc<ModelRoute> = resolve_route(&layer.table, &llm)?;
+        let mut fallback_used = false;
+        let mut last: Option<Result<Response<ProxyBody>, ProxyError>> = None;
+        let mut earliest_back: Option<Duration> = None;
+        let mut note_back = |d: Duration| {
+            earliest_back = Some(earliest_back.map_or(d, |e: Duration| e.min(d)));
+        };
 
-    'routes: loop {
-        let current = route.clone();
-        let targets = current.ordered();
-        for (i, &target) in targets.iter().enumerate() {
-            let key = target.key(&requested);
-            if let Some(left) = layer.cooldowns.remaining(&key) {
-                tracing::debug!(target_key = %key, "skipping: cooling down");
-                note_back(left);
-                continue;
-            }
-            if let Some(limits) = &layer.limits {
-                // Shared through Redis: one round trip (bounded by
-                // `[state] timeout`); in memory: a look-up, no await.
-                let verdict = match limits.store() {
-                    None => limits.check(target.backend().name()),
-                    Some(store) => limits.check_shared(store, target.backend().name()).await,
-                };
-                if let Err(wait) = verdict {
-                    tracing::debug!(target_key = %key, "skipping: backend rate limit exhausted");
-                    note_back(wait);
+        'routes: loop {
+            let current = route.clone();
+            let targets = current.ordered();
+            for (i, &target) in targets.iter().enumerate() {
+                let key = target.key(&requested);
+                if let Some(left) = layer.cooldowns.remaining(&key) {
+                    tracing::debug!(target_key = %key, "skipping: cooling down");
+                    note_back(left);
                     continue;
                 }
-            }
-            let extensions = replay.extensions_mut();
-            extensions.insert(target.clone());
-            // A target that will be skipped is not "left": with none, a
-            // timeout is retried here rather than ending the request.
-            let others_left = targets[i + 1..].iter().any(|t| {
-                layer.cooldowns.remaining(&t.key(&requested)).is_none()
-                    && layer
-                        .limits
-                        .as_ref()
-                        .is_none_or(|l| l.has_room(t.backend().name()))
-            });
-            // Absent means none left (one entry fewer to copy per attempt).
-            if others_left {
-                extensions.insert(Attempt { others_left });
-            } else {
-                extensions.remove::<Attempt>();
-            }
-            // The last target (with no context fallback to come) gets the
-            // kept request itself: no copy.
-            let last_chance =
-                i + 1 == targets.len() && (fallback_used || route.context_fallback().is_none());
-            let request = if last_chance {
-                std::mem::take(&mut replay).into_request()
-            } else {
-                replay.build()
-            };
-            let result = match inner.ready().await {
-                Ok(svc) => svc.call(request).await,
-                Err(e) => Err(e),
-            };
-            match Outcome::of(&result) {
-                Outcome::Success => return result,
-                Outcome::ClientError => {
-                    let Ok(response) = result else { return result };
-                    if response.status() != StatusCode::BAD_REQUEST
-                        && response.status() != StatusCode::PAYLOAD_TOO_LARGE
-                    {
-                        return Ok(response);
-                    }
-                    // Boxed: a rare path that would otherwise enlarge every request's future.
-                    let (response, body) = Box::pin(read_error_body(response)).await;
-                    if !is_context_exceeded(&body) {
-                        return Ok(response);
-                    }
-                    match route.context_fallback() {
-                        Some(name) if !fallback_used => match layer.table.resolve(name) {
-                            Some(next) => {
-                                tracing::info!(
-                                    from = route.name(),
-                                    to = name,
-                                    "context length exceeded: trying the context fallback"
-                                );
-                                // The fallback is asked for under its own name
-                                // (what its targets without a model send).
-                                requested = std::borrow::Cow::Owned(name.to_string());
-                                ask_for_model(&mut replay, &requested);
-                                route = next.clone();
-                                fallback_used = true;
-                                continue 'routes;
-                            }
-                            None => return Ok(response),
-                        },
-                        _ => return Ok(response),
+                if let Some(limits) = &layer.limits {
+                    // Shared through Redis: one round trip (bounded by
+                    // `[state] timeout`); in memory: a look-up, no await.
+                    let verdict = match limits.store() {
+                        None => limits.check(target.backend().name()),
+                        // Boxed: its state would otherwise enlarge every
+                        // request's future, Redis or not.
+                        Some(store) => {
+                            Box::pin(limits.check_shared(store, target.backend().name())).await
+                        }
+                    };
+                    if let Err(wait) = verdict {
+                        tracing::debug!(target_key = %key, "skipping: backend rate limit exhausted");
+                        note_back(wait);
+                        continue;
                     }
                 }
-                Outcome::RateLimited => {
-                    if let Ok(response) = &result {
-                        let wait = retry_after(response.headers()).unwrap_or(layer.policy.cooldown);
-                        layer.cooldowns.start(&key, wait);
-                        if !layer.policy.on.contains(&429) {
+                let extensions = replay.extensions_mut();
+                extensions.insert(target.clone());
+                // A target that will be skipped is not "left": with none, a
+                // timeout is retried here rather than ending the request.
+                let others_left = targets[i + 1..].iter().any(|t| {
+                    layer.cooldowns.remaining(&t.key(&requested)).is_none()
+                        && layer
+                            .limits
+                            .as_ref()
+                            .is_none_or(|l| l.has_room(t.backend().name()))
+                });
+                // Absent means none left (one entry fewer to copy per attempt).
+                if others_left {
+                    extensions.insert(Attempt { others_left });
+                } else {
+                    extensions.remove::<Attempt>();
+                }
+                // The last target (with no context fallback to come) gets the
+                // kept request itself: no copy.
+                let last_chance =
+                    i + 1 == targets.len() && (fallback_used || route.context_fallback().is_none());
+                let result = match inner.ready().await {
+                    Ok(svc) => {
+                        let request = if last_chance {
+                            std::mem::take(&mut replay).into_request()
+                        } else {
+                            replay.build()
+                        };
+                        svc.call(request).await
+                    }
+                    Err(e) => Err(e),
+                };
+                match Outcome::of(&result) {
+                    Outcome::Success => return result,
+                    Outcome::ClientError => {
+                        let Ok(response) = result else { return result };
+                        if response.status() != StatusCode::BAD_REQUEST
+                            && response.status() != StatusCode::PAYLOAD_TOO_LARGE
+                        {
+                            return Ok(response);
+                        }
+                        // Boxed: a rare path that would otherwise enlarge every request's future.
+                        let (response, body) = Box::pin(read_error_body(response)).await;
+                        if !is_context_exceeded(&body) {
+                            return Ok(response);
+                        }
+                        match route.context_fallback() {
+                            Some(name) if !fallback_used => match layer.table.resolve(name) {
+                                Some(next) => {
+                                    tracing::info!(
+                                        from = route.name(),
+                                        to = name,
+                                        "context length exceeded: trying the context fallback"
+                                    );
+                                    // The fallback is asked for under its own name
+                                    // (what its targets without a model send).
+                                    requested = std::borrow::Cow::Owned(name.to_string());
+                                    ask_for_model(&mut replay, &requested);
+                                    route = next.clone();
+                                    fallback_used = true;
+                                    continue 'routes;
+                                }
+                                None => return Ok(response),
+                            },
+                            _ => return Ok(response),
+                        }
+                    }
+                    Outcome::RateLimited => {
+                        if let Ok(response) = &result {
+                            let wait =
+                                retry_after(response.headers()).unwrap_or(layer.policy.cooldown);
+                            layer.cooldowns.start(&key, wait);
+                            if !layer.policy.on.contains(&429) {
+                                return result;
+                            }
+                        }
+                        last = Some(result);
+                    }
+                    Outcome::ServerError => {
+                        // A 5xx that says when to come back (retry gave up on
+                        // it) sits out that long, like a 429.
+                        if let Some(wait) =
+                            result.as_ref().ok().and_then(|r| retry_after(r.headers()))
+                        {
+                            layer.cooldowns.start(&key, wait);
+                        }
+                        let status = result.as_ref().map(|r| r.status().as_u16()).unwrap_or(500);
+                        if !layer.policy.on.contains(&status) {
                             return result;
                         }
+                        tracing::info!(target_key = %key, status, "failing over");
+                        last = Some(result);
                     }
-                    last = Some(result);
-                }
-                Outcome::ServerError => {
-                    // A 5xx that says when to come back (retry gave up on
-                    // it) sits out that long, like a 429.
-                    if let Some(wait) = result.as_ref().ok().and_then(|r| retry_after(r.headers()))
-                    {
-                        layer.cooldowns.start(&key, wait);
+                    Outcome::ConnectionError | Outcome::Timeout => {
+                        if let Err(e) = &result {
+                            tracing::info!(target_key = %key, error = %e, "failing over");
+                        }
+                        last = Some(result);
                     }
-                    let status = result.as_ref().map(|r| r.status().as_u16()).unwrap_or(500);
-                    if !layer.policy.on.contains(&status) {
-                        return result;
-                    }
-                    tracing::info!(target_key = %key, status, "failing over");
-                    last = Some(result);
-                }
-                Outcome::ConnectionError | Outcome::Timeout => {
-                    if let Err(e) = &result {
-                        tracing::info!(target_key = %key, error = %e, "failing over");
-                    }
-                    last = Some(result);
-                }
-                Outcome::Skipped => {
-                    if let Err(e) = &result {
-                        if let Some(d) = e.retry_after() {
-                            note_back(d);
+                    Outcome::Skipped => {
+                        if let Err(e) = &result {
+                            if let Some(d) = e.retry_after() {
+                                note_back(d);
+                            }
                         }
                     }
+                    Outcome::Refused => return result,
                 }
-                Outcome::Refused => return result,
             }
+            break;
         }
-        break;
-    }
-    match last {
-        Some(result) => result,
-        None => Err(ProxyError::Unavailable {
-            model: requested.into_owned(),
-            retry_after: earliest_back,
-        }),
+        match last {
+            Some(result) => result,
+            None => Err(ProxyError::Unavailable {
+                model: requested.into_owned(),
+                retry_after: earliest_back,
+            }),
+        }
     }
 }
 

@@ -250,7 +250,8 @@ where
                 if let Some(waited) = replay.extensions().get::<Waited>() {
                     waited.add(delay);
                 }
-                tokio::time::sleep(delay).await;
+                // Boxed: only on a retry, and it would enlarge every future.
+                Box::pin(tokio::time::sleep(delay)).await;
                 n += 1;
                 result = match inner.ready().await {
                     Ok(svc) => svc.call(replay.build()).await,

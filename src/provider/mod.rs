@@ -43,7 +43,10 @@ pub struct Call<'a> {
     pub request: &'a LlmRequest,
     /// The target chosen for this attempt.
     pub target: &'a Target,
-    /// The client's request headers (after header rules).
+    /// The client's request headers (after header rules), for
+    /// [`prepare`](Provider::prepare). Empty when the answer is handled
+    /// ([`respond`](Provider::respond), and `answer_format` from then on):
+    /// the headers are not kept while the answer is awaited.
     pub headers: &'a HeaderMap,
     /// The key the client authenticated with, when `auth` ran (it removes
     /// the credential headers); `api_key = "passthrough"` forwards it.

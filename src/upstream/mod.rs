@@ -132,16 +132,17 @@ impl HttpClient {
 
     /// Send a request (its URI absolute); resolves at the response head.
     /// The body gives its connection back to the pool once read to the end.
-    pub fn request(
-        &self,
-        req: Request<Full<Bytes>>,
-    ) -> impl Future<Output = Result<Response<PooledBody>, ClientError>> + Send + 'static {
+    pub fn request(&self, req: Request<Full<Bytes>>) -> ResponseFuture {
         // Boxed: freed at the answer's head, so a stream waiting for its
         // first content does not keep the sending state (1,000 slow
         // streams: 2.5 MiB less at the peak).
         Box::pin(self.pool.clone().send(req))
     }
 }
+
+/// The answer's head to come, from [`HttpClient::request`].
+pub type ResponseFuture =
+    Pin<Box<dyn Future<Output = Result<Response<PooledBody>, ClientError>> + Send>>;
 
 fn crypto_provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -267,23 +268,63 @@ impl<B> Service<Request<B>> for Upstream {
         let outbound = provider.prepare(&call);
         let native = provider.answer_format(&call) == llm.format();
         let strip_usage = parts.extensions.get::<UsageRequestedByProxy>().is_some();
-        let usage_wanted = strip_usage || parts.extensions.get::<UsageWanted>().is_some();
+        let usage = Usage {
+            wanted: strip_usage || parts.extensions.get::<UsageWanted>().is_some(),
+            strip: strip_usage,
+        };
         let waited = parts.extensions.get::<Waited>().cloned();
         let attempts = parts.extensions.get::<AttemptLog>().cloned();
+        // Started here, so the future holds only what the answer needs: the
+        // request's headers and body are gone once this returns.
+        let sending = start(outbound, &llm, &target);
+        drop(headers);
         Box::pin(async move {
             let started = Instant::now();
-            let result = send(
-                outbound,
-                &llm,
-                &target,
-                &provider,
-                &headers,
-                Usage {
-                    wanted: usage_wanted,
-                    strip: strip_usage,
-                },
-                native,
-            )
+            let result = async {
+                let backend = target.backend();
+                let first_content_by = started + backend.first_byte_timeout();
+                let response = match sending? {
+                    Sending::Local(response) => response,
+                    Sending::Http { answer, timeout } => {
+                        let response = match tokio::time::timeout(timeout, answer).await {
+                            Err(_) => {
+                                return Err(ProxyError::UpstreamTimeout {
+                                    backend: backend.name().to_string(),
+                                    after: timeout,
+                                })
+                            }
+                            Ok(Err(e)) => return Err(classify_client_error(e, &target)),
+                            Ok(Ok(response)) => response,
+                        };
+                        tracing::debug!(backend = backend.name(), status = %response.status(), "upstream answered");
+                        provider.respond(&answer_call(&llm, &target), response.map(ProxyBody::new))
+                    }
+                };
+                let response = to_client(response, &llm, &target, &provider, native);
+                match finish(response, &llm, &target, usage, first_content_by) {
+                    Finish::Done(response) => Ok(response),
+                    Finish::FirstContent {
+                        parts,
+                        mut guard,
+                        left,
+                    } => {
+                        guard
+                            .wait_for_first_content(left)
+                            .await
+                            .map_err(|failure| match failure {
+                                StreamFailure::FirstByteTimeout(_) => ProxyError::UpstreamTimeout {
+                                    backend: backend.name().to_string(),
+                                    after: backend.first_byte_timeout(),
+                                },
+                                other => ProxyError::StreamFailed {
+                                    backend: backend.name().to_string(),
+                                    reason: other.to_string(),
+                                },
+                            })?;
+                        Ok(Response::from_parts(parts, ProxyBody::from_box(guard)))
+                    }
+                }
+            }
             .await;
             let elapsed = started.elapsed();
             if let Some(waited) = waited {
@@ -304,73 +345,78 @@ impl<B> Service<Request<B>> for Upstream {
     }
 }
 
-/// One attempt: send (or answer locally), then hold a stream until its first
-/// content. All of it is time spent waiting on the upstream.
-async fn send(
+/// An attempt under way: a local answer, or the upstream's answer to come.
+enum Sending {
+    Local(Response<ProxyBody>),
+    Http {
+        answer: ResponseFuture,
+        /// Until the answer's head.
+        timeout: Duration,
+    },
+}
+
+/// Send the request (or take the local answer). All the time from here to
+/// the first content is time spent waiting on the upstream.
+fn start(
     outbound: Result<Outbound, ProxyError>,
     llm: &LlmRequest,
     target: &Target,
-    provider: &Arc<dyn crate::provider::Provider>,
-    headers: &http::HeaderMap,
-    usage: Usage,
-    native: bool,
-) -> Result<Response<ProxyBody>, ProxyError> {
-    let backend = target.backend();
-    let started = Instant::now();
-    let first_content_by = started + backend.first_byte_timeout();
-    let response = match outbound? {
-        Outbound::Local(response) => response,
+) -> Result<Sending, ProxyError> {
+    Ok(match outbound? {
+        Outbound::Local(response) => Sending::Local(response),
         Outbound::Http(upstream_req) => {
+            let backend = target.backend();
             // A streamed answer with no head by its first-content deadline
             // has no first content either.
-            let head_timeout = if llm.is_stream() {
+            let timeout = if llm.is_stream() {
                 backend.timeout().min(backend.first_byte_timeout())
             } else {
                 backend.timeout()
             };
             tracing::debug!(backend = backend.name(), uri = %upstream_req.uri(), "sending upstream");
-            let sent = tokio::time::timeout(head_timeout, backend.client().request(upstream_req));
-            let response = match sent.await {
-                Err(_) => {
-                    return Err(ProxyError::UpstreamTimeout {
-                        backend: backend.name().to_string(),
-                        after: head_timeout,
-                    })
-                }
-                Ok(Err(e)) => return Err(classify_client_error(e, target)),
-                Ok(Ok(response)) => response,
-            };
-            tracing::debug!(backend = backend.name(), status = %response.status(), "upstream answered");
-            let call = Call {
-                request: llm,
-                target,
-                headers,
-                client_credential: None,
-            };
-            provider.respond(&call, response.map(ProxyBody::new))
+            Sending::Http {
+                answer: backend.client().request(upstream_req),
+                timeout,
+            }
         }
-    };
-    // XML tool emulation reads tool calls out of the pivot answer's text.
-    let pivot_call = Call {
+    })
+}
+
+/// The call the provider sees when it answers: the request's headers were
+/// forwarded by `prepare` and are not kept while the answer is awaited.
+fn answer_call<'a>(llm: &'a LlmRequest, target: &'a Target) -> Call<'a> {
+    static NO_HEADERS: std::sync::LazyLock<http::HeaderMap> =
+        std::sync::LazyLock::new(http::HeaderMap::new);
+    Call {
         request: llm,
         target,
-        headers,
+        headers: &NO_HEADERS,
         client_credential: None,
-    };
-    let response = if backend.tool_mode().is_xml()
-        && provider.answer_format(&pivot_call) == crate::request::ClientFormat::OpenAi
+    }
+}
+
+/// The provider's answer in the client's format.
+fn to_client(
+    response: Response<ProxyBody>,
+    llm: &LlmRequest,
+    target: &Target,
+    provider: &Arc<dyn crate::provider::Provider>,
+    native: bool,
+) -> Response<ProxyBody> {
+    // XML tool emulation reads tool calls out of the pivot answer's text.
+    let response = if target.backend().tool_mode().is_xml()
+        && provider.answer_format(&answer_call(llm, target)) == crate::request::ClientFormat::OpenAi
     {
         crate::translate::xml_tools::answer(response, llm)
     } else {
         response
     };
     // Local answers too: the mock answers in the pivot format.
-    let response = if native {
+    if native {
         response
     } else {
         crate::translate::answer_to_client(llm.format(), response)
-    };
-    finish(response, llm, target, usage, first_content_by).await
+    }
 }
 
 /// What the stack wants of an answer's usage.
@@ -383,16 +429,30 @@ struct Usage {
     strip: bool,
 }
 
+/// What is left to do with an answer.
+enum Finish {
+    /// Nothing: it goes to the client as it is.
+    Done(Response<ProxyBody>),
+    /// A stream, held until its first content event (the commit point). The
+    /// guard is boxed now, and that box becomes the answer's body: the
+    /// future that waits holds only a pointer to it.
+    FirstContent {
+        parts: http::response::Parts,
+        guard: Box<StreamGuard<ProxyBody>>,
+        left: Duration,
+    },
+}
+
 /// When usage is wanted, the answer gets a [`UsageSlot`]. A successful
 /// streamed answer is held until its first content event (the commit point)
 /// and guarded after it; a JSON answer is tapped for its usage when wanted.
-async fn finish(
+fn finish(
     response: Response<ProxyBody>,
     llm: &LlmRequest,
     target: &Target,
     usage: Usage,
     first_content_by: Instant,
-) -> Result<Response<ProxyBody>, ProxyError> {
+) -> Finish {
     let backend = target.backend();
     let slot = usage.wanted.then(UsageSlot::default);
     let (mut parts, body) = response.into_parts();
@@ -400,7 +460,7 @@ async fn finish(
         parts.extensions.insert(slot.clone());
     }
     if !parts.status.is_success() {
-        return Ok(Response::from_parts(parts, body));
+        return Finish::Done(Response::from_parts(parts, body));
     }
     let event_stream = parts
         .headers
@@ -414,24 +474,14 @@ async fn finish(
         if let Some(slot) = slot {
             guard = guard.with_usage(slot, usage.strip);
         }
-        let left = first_content_by.saturating_duration_since(Instant::now());
-        guard
-            .wait_for_first_content(left)
-            .await
-            .map_err(|failure| match failure {
-                StreamFailure::FirstByteTimeout(_) => ProxyError::UpstreamTimeout {
-                    backend: backend.name().to_string(),
-                    after: backend.first_byte_timeout(),
-                },
-                other => ProxyError::StreamFailed {
-                    backend: backend.name().to_string(),
-                    reason: other.to_string(),
-                },
-            })?;
-        return Ok(Response::from_parts(parts, ProxyBody::new(guard)));
+        return Finish::FirstContent {
+            parts,
+            guard: Box::new(guard),
+            left: first_content_by.saturating_duration_since(Instant::now()),
+        };
     }
     let body = crate::body::IdleTimeout::new(body, backend.idle_timeout());
-    Ok(Response::from_parts(
+    Finish::Done(Response::from_parts(
         parts,
         match slot {
             Some(slot) => ProxyBody::new(UsageTap::new(body, slot, USAGE_TAP_CAP)),
