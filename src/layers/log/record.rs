@@ -186,25 +186,7 @@ impl Record {
         }
         out.extend_from_slice(b",\"client_ip\":");
         match r.client_ip {
-            Some(IpAddr::V4(ip)) => {
-                // As `Display` writes it, without a formatter.
-                let mut text = [0u8; 15];
-                let mut len = 0;
-                for (k, octet) in ip.octets().into_iter().enumerate() {
-                    if k > 0 {
-                        text[len] = b'.';
-                        len += 1;
-                    }
-                    for (div, always) in [(100, false), (10, false), (1, true)] {
-                        if always || octet >= div {
-                            text[len] = b'0' + octet / div % 10;
-                            len += 1;
-                        }
-                    }
-                }
-                let text = std::str::from_utf8(&text[..len]).unwrap_or_default();
-                redacted(out, redactor, text);
-            }
+            Some(IpAddr::V4(ip)) => redacted(out, redactor, ipv4(ip, &mut [0; 15])),
             Some(ip) => redacted(out, redactor, &ip.to_string()),
             None => out.extend_from_slice(b"null"),
         }
@@ -340,6 +322,24 @@ impl Record {
             exception,
         }
     }
+}
+
+/// An IPv4 address as `Display` writes it, without a formatter.
+fn ipv4(ip: std::net::Ipv4Addr, buf: &mut [u8; 15]) -> &str {
+    let mut len = 0;
+    for (k, octet) in ip.octets().into_iter().enumerate() {
+        if k > 0 {
+            buf[len] = b'.';
+            len += 1;
+        }
+        for div in [100, 10, 1] {
+            if octet >= div || div == 1 {
+                buf[len] = b'0' + octet / div % 10;
+                len += 1;
+            }
+        }
+    }
+    std::str::from_utf8(&buf[..len]).unwrap_or_default()
 }
 
 /// A string, redacted.
@@ -505,6 +505,23 @@ mod tests {
     use crate::classify::Outcome;
     use crate::layers::pii::{Detector, PiiAction, Scrubber};
     use crate::request::Endpoint;
+
+    #[test]
+    fn ipv4_addresses_as_display_writes_them() {
+        for octets in [
+            [0, 0, 0, 0],
+            [255, 255, 255, 255],
+            [127, 0, 0, 1],
+            [10, 99, 100, 9],
+        ] {
+            let ip = Ipv4Addr::from(octets);
+            assert_eq!(ipv4(ip, &mut [0; 15]), ip.to_string());
+        }
+        for n in (0..=u32::MAX).step_by(7_919_993) {
+            let ip = Ipv4Addr::from(n);
+            assert_eq!(ipv4(ip, &mut [0; 15]), ip.to_string());
+        }
+    }
 
     #[test]
     fn errors_of_both_formats() {
