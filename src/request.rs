@@ -219,6 +219,15 @@ impl LlmRequest {
         matches!(self.doc, Doc::Raw(_))
     }
 
+    /// The client's JSON text, when no layer has edited this request
+    /// (read without parsing it, unlike [`body`](Self::body)).
+    pub(crate) fn raw_json(&self) -> Option<&[u8]> {
+        match &self.doc {
+            Doc::Raw(raw) => Some(&raw.bytes),
+            Doc::Edited(_) => None,
+        }
+    }
+
     /// The JSON document, read-only (parsed on first use, once for every
     /// clone).
     pub fn body(&self) -> &Map<String, Value> {

@@ -54,6 +54,17 @@ impl fmt::Display for Secret {
 /// assert_eq!(llm_router::secret::mask_key("short"), "***");
 /// ```
 pub fn mask_key(raw: &str) -> String {
+    if raw.is_ascii() {
+        // A character is a byte: no list of them to build.
+        if raw.len() < 16 {
+            return "***".to_string();
+        }
+        let mut out = String::with_capacity(15);
+        out.push_str(&raw[..8]);
+        out.push_str("...");
+        out.push_str(&raw[raw.len() - 4..]);
+        return out;
+    }
     let chars: Vec<char> = raw.chars().collect();
     if chars.len() < 16 {
         return "***".to_string();

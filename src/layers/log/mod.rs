@@ -19,7 +19,7 @@
 //! `overhead_ms` (the proxy's own time), `tokens_in`/`tokens_out` (from the
 //! upstream's usage), `complete` (the answer was sent to its end), `error`
 //! (`{code, message}` or null) and, with `requests`/`responses` on,
-//! `request` (the parsed request as the client sent it) and `response` (the
+//! `request` (the request as the client sent it) and `response` (the
 //! JSON answer; for a stream, its text reassembled from the deltas, with
 //! tool calls and finish reason). Each body is capped at `max_body_bytes`
 //! (default 64 KiB; a larger one is kept as its cut text, with
@@ -48,8 +48,8 @@
 //!
 //! # Redaction
 //!
-//! Every string of a record, object keys included, is redacted in the
-//! writer: with `mask_api_keys`, the exact keys the proxy knows (client and
+//! Every string of a record that a client or upstream could have put there,
+//! object keys of the bodies included, is redacted in the writer: with `mask_api_keys`, the exact keys the proxy knows (client and
 //! admin keys, re-read after a reload; backend keys) and anything shaped like
 //! a key (`sk-…`, `sk-ant-…`, `AKIA…`, `ghp_…`, `AIza…`, `xox?-…`, JWTs, the
 //! token after `Bearer`, the value after `api_key=`/`password:`…) become
@@ -81,6 +81,7 @@
 //! ```
 
 mod capture;
+mod copier;
 mod panic;
 mod record;
 mod redact;

@@ -1,8 +1,11 @@
 //! What no log line may hold raw: API keys and, when `[pii]` is on, PII.
 //!
-//! Every string of a record — values and object keys, message text included
-//! — goes through [`Redactor::redact`] in the writer thread, off the request
-//! path:
+//! Every string of a record that a client or an upstream could have put
+//! there — the bodies' values and object keys, message text included, the
+//! request id, client, address, path, model and backend names, error
+//! messages — goes through [`Redactor::redact`] in the writer thread, off
+//! the request path (what the proxy formats itself — times, numbers, the
+//! endpoint, error codes — is not):
 //!
 //! 1. with `mask_api_keys`, the exact keys the proxy knows (client and admin
 //!    keys of `auth`, re-read after a keys reload, and the backends' own
@@ -15,8 +18,23 @@
 //!    [`mask_key`]'s `sk-12345...cdef`;
 //! 2. with a scrubber (the `pii` layer's), PII is replaced as `[pii]` says
 //!    (`redact` or `mask`; `reversible` redacts).
+//!
+//! Most strings hold nothing to redact, so that answer is reached cheaply:
+//!
+//! - lengths first: no exact key fits in a string shorter than the shortest
+//!   key, and no key pattern in one under 12 bytes;
+//! - one scan for keys: the exact keys and both patterns are also compiled
+//!   into one gate (rebuilt with the exact keys), and only a string it
+//!   matches goes through the three, to be masked;
+//! - a memo: a string of 6 to 64 bytes that came out unchanged is
+//!   remembered (at most 4,096, then all are forgotten; and all of them
+//!   when a keys reload rebuilds the exact keys), so the keys and common
+//!   values of every record — `content`, `assistant`, a model name — are
+//!   checked once, not once a record. Longer text (a message) is checked
+//!   every time.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::sync::{Arc, LazyLock};
 
 use regex::Regex;
@@ -27,29 +45,27 @@ use crate::layers::pii::Scrubber;
 use crate::secret::mask_key;
 
 /// Whole tokens that look like keys.
-static TOKENS: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(concat!(
-        r"(?-u)\b(?:sk|rk)-[A-Za-z0-9_\-]{8,}",
-        r"|\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{8,}",
-        r"|\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",
-        r"|\bgh[pousr]_[A-Za-z0-9]{20,}",
-        r"|\bgithub_pat_[A-Za-z0-9_]{20,}",
-        r"|\bAIza[0-9A-Za-z_\-]{30,}",
-        r"|\bxox[abprs]-[A-Za-z0-9\-]{10,}",
-        r"|\beyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*",
-    ))
-    .expect("key token pattern")
-});
+const TOKENS_PATTERN: &str = concat!(
+    r"(?-u)\b(?:sk|rk)-[A-Za-z0-9_\-]{8,}",
+    r"|\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{8,}",
+    r"|\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",
+    r"|\bgh[pousr]_[A-Za-z0-9]{20,}",
+    r"|\bgithub_pat_[A-Za-z0-9_]{20,}",
+    r"|\bAIza[0-9A-Za-z_\-]{30,}",
+    r"|\bxox[abprs]-[A-Za-z0-9\-]{10,}",
+    r"|\beyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*",
+);
+static TOKENS: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(TOKENS_PATTERN).expect("key token pattern"));
 
 /// Secrets named by what precedes them: group 1 is the secret.
-static LABELLED: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(concat!(
-        r"(?i)(?:(?-u:\b)bearer\s+",
-        r#"|(?-u:\b)(?:x-)?(?:api[_-]?key|access[_-]?token|auth[_-]?token|secret[_-]?key|client[_-]?secret|password|passwd)["']?\s*[:=]\s*["']?)"#,
-        r#"([^\s"',;&<>]{8,})"#,
-    ))
-    .expect("labelled secret pattern")
-});
+const LABELLED_PATTERN: &str = concat!(
+    r"(?i)(?:(?-u:\b)bearer\s+",
+    r#"|(?-u:\b)(?:x-)?(?:api[_-]?key|access[_-]?token|auth[_-]?token|secret[_-]?key|client[_-]?secret|password|passwd)["']?\s*[:=]\s*["']?)"#,
+    r#"([^\s"',;&<>]{8,})"#,
+);
+static LABELLED: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(LABELLED_PATTERN).expect("labelled secret pattern"));
 
 /// Masks keys and scrubs PII. See the [module docs](self).
 #[derive(Clone, Debug)]
@@ -60,13 +76,29 @@ pub(crate) struct Redactor {
     secrets: Vec<String>,
     /// The exact-key matcher, and the key set it was built from.
     exact: Option<Regex>,
+    /// The length in bytes of the shortest key `exact` matches.
+    exact_min: usize,
+    /// `exact`, [`TOKENS`] and [`LABELLED`] in one: a text it does not
+    /// match holds no key, and one scan tells (most texts hold none).
+    gate: Option<Regex>,
     built_from: Option<Arc<KeySet>>,
     built: bool,
+    /// Strings known to come out of [`redact`](Self::redact) unchanged:
+    /// short ones only, emptied when the exact keys change and when full.
+    clean: HashSet<Box<str>, foldhash::fast::RandomState>,
 }
 
 impl Redactor {
     /// Shortest configured key matched exactly.
     const MIN_EXACT: usize = 8;
+    /// Strings at most this long (in bytes) are remembered when clean.
+    const MEMO_MAX_LEN: usize = 64;
+    /// At most this many are remembered (then all are forgotten).
+    const MEMO_CAP: usize = 4096;
+    /// Under this length a string is never worth remembering: no key
+    /// pattern fits in it (see [`mask_patterns`]), and the scrubber's own
+    /// first check turns it away.
+    const MEMO_MIN_LEN: usize = 6;
 
     pub(crate) fn new(
         mask_keys: bool,
@@ -80,8 +112,11 @@ impl Redactor {
             store,
             secrets,
             exact: None,
+            exact_min: usize::MAX,
+            gate: None,
             built_from: None,
             built: false,
+            clean: HashSet::default(),
         }
     }
 
@@ -108,27 +143,70 @@ impl Redactor {
         // Longest first, so a key that contains another is masked whole.
         keys.sort_by_key(|k| std::cmp::Reverse(k.len()));
         keys.dedup();
+        let pattern = keys
+            .iter()
+            .map(|k| regex::escape(k))
+            .collect::<Vec<_>>()
+            .join("|");
         self.exact = if keys.is_empty() {
             None
         } else {
-            let pattern = keys
-                .iter()
-                .map(|k| regex::escape(k))
-                .collect::<Vec<_>>()
-                .join("|");
             Regex::new(&pattern).ok()
         };
+        let mut gate = format!("(?:{TOKENS_PATTERN})|(?:{LABELLED_PATTERN})");
+        if self.exact.is_some() {
+            gate = format!("{pattern}|{gate}");
+        } else if !keys.is_empty() {
+            gate.clear();
+        }
+        // Without it (too large a pattern, say), every check runs.
+        self.gate = (!gate.is_empty()).then(|| Regex::new(&gate).ok()).flatten();
+        self.exact_min = keys.iter().map(|k| k.len()).min().unwrap_or(usize::MAX);
         self.built_from = current;
         self.built = true;
+        // A string clean before may hold one of the new keys.
+        self.clean.clear();
     }
 
-    /// One string, redacted.
-    pub(crate) fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
+    /// One string, redacted. Short strings that come out unchanged are
+    /// remembered, so the keys and common values of every record (`role`,
+    /// `assistant`, a model name) are checked once, not once a record.
+    pub(crate) fn redact<'a>(&mut self, text: &'a str) -> Cow<'a, str> {
+        let memo = (Self::MEMO_MIN_LEN..=Self::MEMO_MAX_LEN).contains(&text.len())
+            && (self.scrubber.is_some() || self.mask_keys && text.len() >= self.cheap_under());
+        if memo && self.clean.contains(text) {
+            return Cow::Borrowed(text);
+        }
+        let out = self.redact_uncached(text);
+        if memo && matches!(out, Cow::Borrowed(_)) {
+            if self.clean.len() >= Self::MEMO_CAP {
+                self.clean.clear();
+            }
+            self.clean.insert(text.into());
+        }
+        out
+    }
+
+    /// Shorter than this, masking keys costs a length check or two: no
+    /// exact key and no key pattern fits.
+    fn cheap_under(&self) -> usize {
+        self.exact_min.min(MASK_MIN_LEN)
+    }
+
+    /// [`redact`](Self::redact) without the memo.
+    pub(crate) fn redact_uncached<'a>(&self, text: &'a str) -> Cow<'a, str> {
         let mut out = Cow::Borrowed(text);
-        if self.mask_keys {
-            if let Some(exact) = self.exact.as_ref().filter(|e| e.is_match(&out)) {
+        let may_hold_key = self.mask_keys
+            && text.len() >= self.cheap_under()
+            && self.gate.as_ref().is_none_or(|g| g.is_match(text));
+        if may_hold_key {
+            if let Some(exact) = self
+                .exact
+                .as_ref()
+                .filter(|e| text.len() >= self.exact_min && e.is_match(text))
+            {
                 if let Cow::Owned(s) =
-                    exact.replace_all(&out, |c: &regex::Captures<'_>| mask_key(&c[0]))
+                    exact.replace_all(text, |c: &regex::Captures<'_>| mask_key(&c[0]))
                 {
                     out = Cow::Owned(s);
                 }
@@ -151,7 +229,7 @@ impl Redactor {
         self.walk(value);
     }
 
-    pub(crate) fn walk(&self, value: &mut Value) {
+    pub(crate) fn walk(&mut self, value: &mut Value) {
         match value {
             Value::String(s) => {
                 if let Cow::Owned(new) = self.redact(s) {
@@ -178,10 +256,14 @@ impl Redactor {
     }
 }
 
+/// Shorter than this (in bytes), a text holds nothing [`mask_patterns`]
+/// masks.
+const MASK_MIN_LEN: usize = 12;
+
 /// Mask everything that looks like a key (see the [module docs](self)).
 pub(crate) fn mask_patterns(text: &str) -> Cow<'_, str> {
     // Nearly every string of a record is short or holds no key.
-    if text.len() < 12 {
+    if text.len() < MASK_MIN_LEN {
         return Cow::Borrowed(text);
     }
     // `is_match` first: most strings hold no key, and it stops early and
@@ -306,12 +388,75 @@ mod tests {
     #[test]
     fn pii_after_keys() {
         let scrubber = Scrubber::new(&Detector::ALL, PiiAction::Redact);
-        let r = Redactor::new(true, Some(scrubber), None, Vec::new());
+        let mut r = Redactor::new(true, Some(scrubber), None, Vec::new());
         assert_eq!(
             r.redact("mail jo@example.com, card 4111 1111 1111 1111, key sk-1234567890abcdef"),
             "mail [EMAIL], card [CREDIT_CARD], key sk-12345...cdef"
         );
-        let off = Redactor::new(false, None, None, Vec::new());
+        let mut off = Redactor::new(false, None, None, Vec::new());
         assert_eq!(off.redact("sk-1234567890abcdef"), "sk-1234567890abcdef");
+    }
+
+    #[test]
+    fn the_memo_forgets_on_a_reload_and_when_full() {
+        let dir = std::env::temp_dir().join(format!(
+            "llm-router-redact-memo-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("keys.txt");
+        std::fs::write(&file, "old-key-0000000001\n").unwrap();
+        let store = Arc::new(KeyStore::new(AuthPolicy::new().keys_file(&file).unwrap()));
+        let mut r = Redactor::new(true, None, Some(store.clone()), Vec::new());
+        r.refresh();
+        let text = "a new-key-0000000002 here";
+        assert!(matches!(r.redact(text), Cow::Borrowed(_)));
+        assert!(r.clean.contains(text));
+        assert!(matches!(r.redact(text), Cow::Borrowed(_)));
+        assert_eq!(r.redact("old-key-0000000001"), "old-key-...0001");
+        // The new key comes in with a reload: the memo no longer vouches.
+        std::fs::write(&file, "old-key-0000000001\nnew-key-0000000002\n").unwrap();
+        store.reload().unwrap();
+        r.refresh();
+        assert_eq!(r.redact(text), "a new-key-...0002 here");
+        std::fs::remove_dir_all(&dir).unwrap();
+        // Bounded.
+        for n in 0..Redactor::MEMO_CAP + 10 {
+            let text = format!("plain text number {n}");
+            assert!(matches!(r.redact(&text), Cow::Borrowed(_)));
+            assert!(r.clean.len() <= Redactor::MEMO_CAP);
+        }
+        // Only short strings are kept, and only clean ones.
+        let long = "word ".repeat(20);
+        r.redact(&long);
+        r.redact("key sk-1234567890abcdef");
+        assert!(!r.clean.contains(long.as_str()));
+        assert!(!r.clean.contains("key sk-1234567890abcdef"));
+        assert_eq!(r.redact("key sk-1234567890abcdef"), "key sk-12345...cdef");
+    }
+
+    #[test]
+    fn the_gate_lets_every_key_through() {
+        // Whatever one of the three patterns finds, the gate finds.
+        let store = Arc::new(KeyStore::new(AuthPolicy::new().key("team-a-secret-0001")));
+        let mut r = Redactor::new(true, None, Some(store), vec!["backend-secret-xyz".into()]);
+        r.refresh();
+        assert!(r.gate.is_some());
+        for text in [
+            "key sk-1234567890abcdef here",
+            "AKIAIOSFODNN7EXAMPLE",
+            "Authorization: BEARER abc.def-ghi_jkl012",
+            "x-api-key: k-0123456789abcdefgh",
+            "PASSWORD=hunter2hunter2",
+            "uses team-a-secret-0001 and backend-secret-xyz",
+            "token eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.sig_nature-1",
+        ] {
+            let gated = r.redact_uncached(text);
+            let mut ungated = r.clone();
+            ungated.gate = None;
+            assert_ne!(gated, text, "{text}");
+            assert_eq!(gated, ungated.redact_uncached(text), "{text}");
+        }
     }
 }

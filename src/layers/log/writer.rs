@@ -299,8 +299,31 @@ fn civil(t: SystemTime) -> (i64, u32, u32, u32, u32, u32, u32) {
 
 /// RFC 3339 in UTC with milliseconds: `2026-11-21T13:39:07.123Z`.
 pub(crate) fn rfc3339(t: SystemTime) -> String {
+    let mut out = Vec::with_capacity(24);
+    write_rfc3339(&mut out, t);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// [`rfc3339`], appended to `out` (digits written by hand: no formatter).
+pub(crate) fn write_rfc3339(out: &mut Vec<u8>, t: SystemTime) {
     let (y, mo, d, h, mi, s, ms) = civil(t);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z")
+    let Ok(year @ 0..=9999) = u32::try_from(y) else {
+        let _ = write!(out, "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z");
+        return;
+    };
+    let digits = |out: &mut Vec<u8>, n: u32, width: u32| {
+        for k in (0..width).rev() {
+            out.push(b'0' + (n / 10u32.pow(k) % 10) as u8);
+        }
+    };
+    digits(out, year, 4);
+    for (sep, n) in [(b'-', mo), (b'-', d), (b'T', h), (b':', mi), (b':', s)] {
+        out.push(sep);
+        digits(out, n, 2);
+    }
+    out.push(b'.');
+    digits(out, ms, 3);
+    out.push(b'Z');
 }
 
 /// `YYYYMMDD_HHMMSS` in UTC, for file names.
@@ -322,6 +345,8 @@ mod tests {
         assert_eq!(rfc3339(at(1_798_761_599, 0)), "2026-12-31T23:59:59.000Z");
         assert_eq!(rfc3339(at(4_107_542_400, 5)), "2100-03-01T00:00:00.005Z");
         assert_eq!(file_stamp(at(951_827_696, 789)), "20000229_123456");
+        // Past year 9999, the formatter writes it.
+        assert_eq!(rfc3339(at(253_402_300_800, 1)), "10000-01-01T00:00:00.001Z");
         // Against httpdate for a spread of times.
         for secs in (0..4_000_000_000u64).step_by(86_399 * 37 + 11) {
             let t = at(secs, 0);
