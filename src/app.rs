@@ -395,6 +395,32 @@ impl App {
     }
 }
 
+/// A request's path without its trailing slash, and the format its errors
+/// are answered in.
+fn path_and_format(uri: &http::Uri) -> (&str, ClientFormat) {
+    let path = uri.path();
+    let path = if path.len() > 1 {
+        path.trim_end_matches('/')
+    } else {
+        path
+    };
+    let format = if path.starts_with("/anthropic") || path.starts_with("/v1/messages") {
+        ClientFormat::Anthropic
+    } else {
+        ClientFormat::OpenAi
+    };
+    (path, format)
+}
+
+/// 405: `path` does not take `method`.
+fn method_not_allowed(method: &Method, path: &str, format: ClientFormat) -> Response<ProxyBody> {
+    ProxyError::MethodNotAllowed {
+        method: method.to_string(),
+        path: path.to_string(),
+    }
+    .to_response(format)
+}
+
 /// The answer of an endpoint that is not the client API (boxed: rare, and
 /// larger than a client request's own future).
 type OperationsFuture = Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>>;
@@ -494,17 +520,7 @@ impl Handler {
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        let path = req.uri().path();
-        let path = if path.len() > 1 {
-            path.trim_end_matches('/')
-        } else {
-            path
-        };
-        let format = if path.starts_with("/anthropic") || path.starts_with("/v1/messages") {
-            ClientFormat::Anthropic
-        } else {
-            ClientFormat::OpenAi
-        };
+        let (path, format) = path_and_format(req.uri());
         let endpoint = match path {
             "/v1/chat/completions" | "/openai/chat/completions" => Some(Endpoint::ChatCompletions),
             "/v1/completions" => Some(Endpoint::Completions),
@@ -513,13 +529,7 @@ impl Handler {
             _ => None,
         };
         let method = req.method().clone();
-        let wrong_method = |path: &str| {
-            ProxyError::MethodNotAllowed {
-                method: method.to_string(),
-                path: path.to_string(),
-            }
-            .to_response(format)
-        };
+        let wrong_method = |path: &str| method_not_allowed(&method, path, format);
         match endpoint {
             Some(_) if method != Method::POST => {
                 Either::Right(Box::pin(std::future::ready(wrong_method(path))) as OperationsFuture)
@@ -535,25 +545,9 @@ impl Handler {
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        let path = req.uri().path();
-        let path = if path.len() > 1 {
-            path.trim_end_matches('/')
-        } else {
-            path
-        };
-        let format = if path.starts_with("/anthropic") || path.starts_with("/v1/messages") {
-            ClientFormat::Anthropic
-        } else {
-            ClientFormat::OpenAi
-        };
+        let (path, format) = path_and_format(req.uri());
         let method = req.method().clone();
-        let wrong_method = |path: &str| {
-            ProxyError::MethodNotAllowed {
-                method: method.to_string(),
-                path: path.to_string(),
-            }
-            .to_response(format)
-        };
+        let wrong_method = |path: &str| method_not_allowed(&method, path, format);
         // With `auth` on, the admin endpoints need an admin key and the model
         // list a client key (the client API is checked by the layer itself).
         let mut authed = None;

@@ -669,6 +669,38 @@ where
     })
 }
 
+/// Deterministic mutations of JSON texts, for the differential tests of the
+/// hand-written JSON passes (here and in the log's copier): each is a seed
+/// with one to three bytes removed, replaced or inserted from `alphabet`.
+#[cfg(test)]
+pub(crate) fn json_mutations<'a>(
+    seeds: &'a [&'a [u8]],
+    alphabet: &'a [u8],
+    count: usize,
+) -> impl Iterator<Item = Vec<u8>> + 'a {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rand = move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    (0..count).map(move |_| {
+        let mut body = seeds[rand(seeds.len())].to_vec();
+        for _ in 0..1 + rand(3) {
+            let at = rand(body.len() + 1);
+            match rand(3) {
+                0 if at < body.len() => {
+                    body.remove(at);
+                }
+                1 if at < body.len() => body[at] = alphabet[rand(alphabet.len())],
+                _ => body.insert(at, alphabet[rand(alphabet.len())]),
+            }
+        }
+        body
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -893,25 +925,7 @@ mod tests {
         assert!(scan(deep(65).as_bytes()).is_none());
         // Mutations: deterministic, bytes JSON cares about.
         let alphabet = b"{}[]\",:\\ 0123456789.eE+-tfnulrsaemod\x01\xc3\xa9";
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut rand = move |n: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % n as u64) as usize
-        };
-        for _ in 0..20_000 {
-            let mut body = seeds[rand(seeds.len())].to_vec();
-            for _ in 0..1 + rand(3) {
-                let at = rand(body.len() + 1);
-                match rand(3) {
-                    0 if at < body.len() => {
-                        body.remove(at);
-                    }
-                    1 if at < body.len() => body[at] = alphabet[rand(alphabet.len())],
-                    _ => body.insert(at, alphabet[rand(alphabet.len())]),
-                }
-            }
+        for body in crate::request::json_mutations(seeds, alphabet, 20_000) {
             check(&body);
         }
     }

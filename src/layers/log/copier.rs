@@ -624,25 +624,7 @@ mod tests {
         }
         // Mutations: deterministic, bytes JSON cares about.
         let alphabet = b"{}[]\",:\\ 0123456789.eE+-tfnulrsaeuk\x01\x7f\xc3\xa9\xed\xa0\xf0\x9f";
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut rand = move |n: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % n as u64) as usize
-        };
-        for _ in 0..20_000 {
-            let mut body = seeds[rand(seeds.len())].to_vec();
-            for _ in 0..1 + rand(3) {
-                let at = rand(body.len() + 1);
-                match rand(3) {
-                    0 if at < body.len() => {
-                        body.remove(at);
-                    }
-                    1 if at < body.len() => body[at] = alphabet[rand(alphabet.len())],
-                    _ => body.insert(at, alphabet[rand(alphabet.len())]),
-                }
-            }
+        for body in crate::request::json_mutations(seeds, alphabet, 20_000) {
             check(&body, &mut r);
         }
     }
