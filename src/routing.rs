@@ -455,8 +455,14 @@ impl PartialEq<&str> for TargetKey {
 }
 
 /// One place a model's requests can go: a backend and the model name to ask it for.
+///
+/// Cheap to clone (one reference count): a target travels in each attempt's
+/// extensions.
 #[derive(Clone, Debug)]
-pub struct Target {
+pub struct Target(Arc<TargetInner>);
+
+#[derive(Clone, Debug)]
+struct TargetInner {
     backend: Arc<Backend>,
     model: Option<Arc<str>>,
     /// Removed from the front of the client's model name when `model` is
@@ -475,14 +481,14 @@ impl Target {
         let key = model
             .as_ref()
             .map(|m| Arc::from(format!("{}/{}", backend.name, m)));
-        Target {
+        Target(Arc::new(TargetInner {
             backend,
             model,
             strip: None,
             priority: 1,
             weight: 1,
             key,
-        }
+        }))
     }
 
     /// The key under which this target's cooldown and circuit are kept:
@@ -490,39 +496,39 @@ impl Target {
     /// for a target with a fixed model; for a target sending the client's
     /// model, built on the stack when it is short (no allocation).
     pub fn key(&self, requested_model: &str) -> TargetKey {
-        match &self.key {
+        match &self.0.key {
             Some(key) => TargetKey(KeyRepr::Shared(key.clone())),
-            None => TargetKey::join(&self.backend.name, self.upstream_model(requested_model)),
+            None => TargetKey::join(&self.0.backend.name, self.upstream_model(requested_model)),
         }
     }
 
     /// Priority: lower is tried first (default 1).
     pub fn priority(mut self, priority: u32) -> Self {
-        self.priority = priority;
+        Arc::make_mut(&mut self.0).priority = priority;
         self
     }
 
     /// Share of the load among targets of equal priority (default 1).
     pub fn weight(mut self, weight: u32) -> Self {
-        self.weight = weight;
+        Arc::make_mut(&mut self.0).weight = weight;
         self
     }
 
     /// The backend.
     pub fn backend(&self) -> &Arc<Backend> {
-        &self.backend
+        &self.0.backend
     }
 
     /// The configured model name, `None` for "the client's".
     pub fn model(&self) -> Option<&str> {
-        self.model.as_deref()
+        self.0.model.as_deref()
     }
 
     /// The model name to send upstream for a client that asked for `requested`:
     /// the configured one, else the client's (minus the route's prefix when
     /// the route strips it).
     pub fn upstream_model<'a>(&'a self, requested: &'a str) -> &'a str {
-        match (&self.model, &self.strip) {
+        match (&self.0.model, &self.0.strip) {
             (Some(model), _) => model,
             (None, Some(prefix)) => requested
                 .strip_prefix(&**prefix)
@@ -534,20 +540,20 @@ impl Target {
 
     /// The priority.
     pub fn get_priority(&self) -> u32 {
-        self.priority
+        self.0.priority
     }
 
     /// The weight.
     pub fn get_weight(&self) -> u32 {
-        self.weight
+        self.0.weight
     }
 
     /// A stable label, `backend/model` (`backend/*` for pass-through names).
     pub fn label(&self) -> String {
         format!(
             "{}/{}",
-            self.backend.name,
-            self.model.as_deref().unwrap_or("*")
+            self.0.backend.name,
+            self.0.model.as_deref().unwrap_or("*")
         )
     }
 }
@@ -563,7 +569,7 @@ pub struct ModelRoute {
 impl ModelRoute {
     /// A route for `name` (`"*"` matches any name not listed).
     pub fn new(name: impl Into<String>, mut targets: Vec<Target>) -> Self {
-        targets.sort_by_key(|t| t.priority);
+        targets.sort_by_key(|t| t.0.priority);
         ModelRoute {
             name: name.into(),
             targets,
@@ -578,7 +584,7 @@ impl ModelRoute {
         if let Some(prefix) = pattern_prefix(&self.name) {
             let prefix: Arc<str> = Arc::from(prefix);
             for t in &mut self.targets {
-                t.strip = Some(prefix.clone());
+                Arc::make_mut(&mut t.0).strip = Some(prefix.clone());
             }
         }
         self
@@ -616,7 +622,7 @@ impl ModelRoute {
         while let Some(first) = rest.first() {
             let n = rest
                 .iter()
-                .take_while(|t| t.priority == first.priority)
+                .take_while(|t| t.0.priority == first.0.priority)
                 .count();
             let (group, tail) = rest.split_at(n);
             let mut group: Vec<&Target> = group.iter().collect();
@@ -635,7 +641,7 @@ impl ModelRoute {
         let n = self
             .targets
             .iter()
-            .take_while(|t| t.priority == first.priority)
+            .take_while(|t| t.0.priority == first.0.priority)
             .count();
         let group: Vec<&Target> = self.targets[..n].iter().collect();
         group.get(weighted_index(&group)).copied()
@@ -643,13 +649,13 @@ impl ModelRoute {
 }
 
 fn weighted_index(group: &[&Target]) -> usize {
-    let total: u64 = group.iter().map(|t| u64::from(t.weight.max(1))).sum();
+    let total: u64 = group.iter().map(|t| u64::from(t.0.weight.max(1))).sum();
     if group.len() <= 1 || total == 0 {
         return 0;
     }
     let mut pick = random_u64() % total;
     for (i, t) in group.iter().enumerate() {
-        let w = u64::from(t.weight.max(1));
+        let w = u64::from(t.0.weight.max(1));
         if pick < w {
             return i;
         }

@@ -144,11 +144,14 @@ impl Breakers {
         let Some(entry) = entries.get_mut(key) else {
             return Ok(Admission::Normal);
         };
-        let now = Instant::now();
         match entry.phase {
             Phase::Closed => Ok(Admission::Normal),
-            Phase::Open { until } if now < until => Err(until - now),
-            Phase::Open { .. } => {
+            // The clock is read only for an open circuit.
+            Phase::Open { until } => {
+                let now = Instant::now();
+                if now < until {
+                    return Err(until - now);
+                }
                 entry.phase = Phase::HalfOpen {
                     in_flight: 1,
                     successes: 0,

@@ -366,7 +366,18 @@ where
 
         'routes: loop {
             let current = route.clone();
-            let targets = current.ordered();
+            // One target (the usual case) needs no ordering, nor a `Vec`.
+            let (one, many);
+            let targets: &[&Target] = match current.targets() {
+                [only] => {
+                    one = [only];
+                    &one
+                }
+                _ => {
+                    many = current.ordered();
+                    &many
+                }
+            };
             for (i, &target) in targets.iter().enumerate() {
                 let key = target.key(&requested);
                 if let Some(left) = layer.cooldowns.remaining(&key) {

@@ -286,7 +286,8 @@ impl<B> Service<Request<B>> for Upstream {
                 let response = match sending? {
                     Sending::Local(response) => response,
                     Sending::Http { answer, timeout } => {
-                        let response = match tokio::time::timeout(timeout, answer).await {
+                        // From `started`: one clock reading fewer per request.
+                        let response = match tokio::time::timeout_at(started + timeout, answer).await {
                             Err(_) => {
                                 return Err(ProxyError::UpstreamTimeout {
                                     backend: backend.name().to_string(),

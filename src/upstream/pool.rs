@@ -223,11 +223,13 @@ impl Pool {
         self: Arc<Self>,
         mut req: Request<Full<Bytes>>,
     ) -> Result<Response<PooledBody>, ClientError> {
-        let uri = req.uri().clone();
+        // Taken, not cloned: the request gets the origin form (HTTP/1.1) or
+        // a copy (HTTP/2) below, and the connection's way home keeps it.
+        let uri = std::mem::take(req.uri_mut());
         let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
             return Err(ClientError::Uri(uri));
         };
-        let origin_form = match uri.path_and_query() {
+        let mut origin_form = match uri.path_and_query() {
             Some(path) => Uri::from(path.clone()),
             None => Uri::from_static("/"),
         };
@@ -261,7 +263,7 @@ impl Pool {
                     }
                 }
                 Lent::H1(mut sender) => {
-                    *req.uri_mut() = origin_form.clone();
+                    *req.uri_mut() = std::mem::take(&mut origin_form);
                     if let Some(host) = &host {
                         req.headers_mut()
                             .entry(http::header::HOST)
@@ -269,21 +271,22 @@ impl Pool {
                     }
                     if reused && sender.ready().await.is_err() {
                         // Closed while idle: nothing was sent.
+                        origin_form = std::mem::take(req.uri_mut());
                         continue;
                     }
                     match sender.try_send_request(req).await {
                         Ok(response) => {
                             let home = Home {
-                                pool: self.clone(),
-                                scheme: scheme.clone(),
-                                authority: authority.clone(),
+                                pool: self,
+                                uri,
                                 conn: sender,
                             };
                             return Ok(response.map(|body| PooledBody::new(body, home)));
                         }
                         Err(mut e) => match e.take_message() {
-                            Some(back) if reused => {
+                            Some(mut back) if reused => {
                                 tracing::debug!(error = %e.error(), "kept HTTP/1.1 connection closed; sending again");
+                                origin_form = std::mem::take(back.uri_mut());
                                 req = back;
                             }
                             _ => return Err(ClientError::Http(e.into_error())),
@@ -298,14 +301,16 @@ impl Pool {
 /// Where an HTTP/1.1 connection goes back when its answer is read.
 struct Home {
     pool: Arc<Pool>,
-    scheme: Scheme,
-    authority: Authority,
+    /// The request's absolute URI: its scheme and authority name the origin.
+    uri: Uri,
     conn: H1,
 }
 
 impl Home {
     fn go(self) {
-        self.pool.put(&self.scheme, &self.authority, self.conn);
+        if let (Some(scheme), Some(authority)) = (self.uri.scheme(), self.uri.authority()) {
+            self.pool.put(scheme, authority, self.conn);
+        }
     }
 }
 
