@@ -611,8 +611,20 @@ pub fn build_with_state(config: &Config, mut state: RouterState) -> Result<Built
         .collect();
 
     let mut service: LlmService = LlmService::new(Upstream::new());
+    // Layers that never edit a request: with only these between `retry`
+    // and the upstream, the upstream hands each attempt's request back to
+    // `retry` and no copy is made (see `RetryLayer::given_back`).
+    let mut only_readers_below = true;
     for layer in inner.iter().rev() {
-        service = apply(*layer, service, config, &state)?;
+        service = match layer {
+            LayerName::Retry => LlmService::new(
+                RetryLayer::new(config.retry.clone())
+                    .given_back(only_readers_below)
+                    .layer(service),
+            ),
+            _ => apply(*layer, service, config, &state)?,
+        };
+        only_readers_below &= *layer == LayerName::CircuitBreaker;
     }
     service = if order.contains(&LayerName::Failover) {
         let failover = FailoverLayer::new(

@@ -403,6 +403,44 @@ async fn server_error_once_is_retried_on_the_same_target() {
     assert_eq!(target_entry(&health, "a/a-model")["circuit"], "closed");
 }
 
+/// With a layer that edits requests below `retry`, each retry goes through it
+/// again from `retry`'s own copy: the edit is made once per attempt, never
+/// on top of the last one. (In the default order nothing sits below `retry`,
+/// and the upstream hands the request back instead of `retry` copying it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_below_an_editing_layer_edits_each_attempt_once() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let a = MockUpstream::with_handler("a", move |_| {
+        if c.fetch_add(1, Ordering::SeqCst) == 0 {
+            Reply::Json(StatusCode::BAD_GATEWAY, server_error())
+        } else {
+            Reply::Chat
+        }
+    })
+    .await;
+    let config = [
+        "[stack]\norder = [\"failover\", \"retry\", \"transform\"]\n\n".to_string(),
+        "[[transforms]]\nname = \"x\"\ntype = \"regex_replace\"\npattern = \"hello\"\n\
+         replacement = \"hello hello\"\non = \"request\"\n\n"
+            .to_string(),
+        openai_backend("a", &a.base_url(), ""),
+        model_with("m", &[("a", "a-model", 1)], ""),
+        retry(2, "10ms"),
+    ]
+    .concat();
+    let proxy = Proxy::start(&config).await;
+    let http = client();
+    let body = json!({"model": "m", "messages": [{"role": "user", "content": "hello"}]});
+    let response = post(&http, &proxy.at("/v1/chat/completions"), &body).await;
+    assert_eq!(content_of(response).await, "from a");
+    let sent = a.requests();
+    assert_eq!(sent.len(), 2);
+    for request in &sent {
+        assert_eq!(request.json()["messages"][0]["content"], "hello hello");
+    }
+}
+
 // 4. 503 forever
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -55,7 +55,7 @@ use http::{Request, Response};
 use tower::{Layer, Service, ServiceExt};
 
 use crate::body::ProxyBody;
-use crate::classify::{retry_after, Attempt, Outcome, Replay};
+use crate::classify::{retry_after, Attempt, GiveBack, Outcome, Replay};
 use crate::error::ProxyError;
 use crate::routing::Target;
 use crate::timing::Waited;
@@ -179,6 +179,7 @@ impl RetryPolicy {
 #[derive(Clone, Debug)]
 pub struct RetryLayer {
     policy: Arc<RetryPolicy>,
+    given_back: bool,
 }
 
 impl RetryLayer {
@@ -186,7 +187,31 @@ impl RetryLayer {
     pub fn new(policy: RetryPolicy) -> Self {
         RetryLayer {
             policy: Arc::new(policy),
+            given_back: false,
         }
+    }
+
+    /// Whether the service below hands each request back through a
+    /// [`GiveBack`] in its extensions, unchanged. llm-router's
+    /// [`Upstream`](crate::upstream::Upstream) does, and the stack built
+    /// from the config turns this on when only layers that do not edit
+    /// requests (`circuit_breaker`) sit between `retry` and the upstream.
+    /// Then the first attempt gets the request itself, and a retry is built
+    /// from what came back; a retry that finds nothing handed back is not
+    /// made. Off (the default), `retry` keeps a copy of every attempt.
+    ///
+    /// ```
+    /// use llm_router::layers::retry::{RetryLayer, RetryPolicy};
+    /// use llm_router::upstream::Upstream;
+    /// use tower::Layer;
+    ///
+    /// let _svc = RetryLayer::new(RetryPolicy::default())
+    ///     .given_back(true)
+    ///     .layer(Upstream::new());
+    /// ```
+    pub fn given_back(mut self, on: bool) -> Self {
+        self.given_back = on;
+        self
     }
 }
 
@@ -197,6 +222,7 @@ impl<S> Layer<S> for RetryLayer {
         Retry {
             inner,
             policy: self.policy.clone(),
+            given_back: self.given_back,
         }
     }
 }
@@ -206,6 +232,28 @@ impl<S> Layer<S> for RetryLayer {
 pub struct Retry<S> {
     inner: S,
     policy: Arc<RetryPolicy>,
+    given_back: bool,
+}
+
+/// Where the next attempt's request comes from.
+enum Keep {
+    /// A copy kept here.
+    Copy(Replay),
+    /// Handed back by the service below.
+    GivenBack(GiveBack),
+}
+
+impl Keep {
+    fn next(&self) -> Option<Request<ProxyBody>> {
+        match self {
+            Keep::Copy(replay) => Some(replay.build()),
+            Keep::GivenBack(slot) => slot.take().map(|replay| {
+                let mut req = replay.into_request();
+                req.extensions_mut().insert(slot.clone());
+                req
+            }),
+        }
+    }
 }
 
 impl<S> Service<Request<ProxyBody>> for Retry<S>
@@ -224,21 +272,32 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<ProxyBody>) -> Self::Future {
+    fn call(&mut self, mut req: Request<ProxyBody>) -> Self::Future {
         // The ready service serves the first attempt; a clone the rest.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let policy = self.policy.clone();
-        let replay = Replay::new(req);
+        let others_left = req
+            .extensions()
+            .get::<Attempt>()
+            .is_some_and(|a| a.others_left);
+        let (first, keep) = if self.given_back {
+            let slot = GiveBack::default();
+            req.extensions_mut().insert(slot.clone());
+            (inner.call(req), Keep::GivenBack(slot))
+        } else {
+            let replay = Replay::new(req);
+            (inner.call(replay.build()), Keep::Copy(replay))
+        };
         Box::pin(async move {
-            let others_left = replay
-                .extensions()
-                .get::<Attempt>()
-                .is_some_and(|a| a.others_left);
-            let mut result = inner.call(replay.build()).await;
+            let mut result = first.await;
             let mut n = 0;
             while let Some(delay) = policy.decide(&result, n, others_left) {
-                let target = replay.extensions().get::<Target>().map(Target::label);
+                let Some(next) = keep.next() else {
+                    tracing::debug!("not retrying: the request was not handed back");
+                    break;
+                };
+                let target = next.extensions().get::<Target>().map(Target::label);
                 tracing::debug!(
                     target = target.as_deref().unwrap_or("-"),
                     retry = n + 1,
@@ -247,14 +306,14 @@ where
                     "retrying"
                 );
                 drop(result);
-                if let Some(waited) = replay.extensions().get::<Waited>() {
+                if let Some(waited) = next.extensions().get::<Waited>() {
                     waited.add(delay);
                 }
                 // Boxed: only on a retry, and it would enlarge every future.
                 Box::pin(tokio::time::sleep(delay)).await;
                 n += 1;
                 result = match inner.ready().await {
-                    Ok(svc) => svc.call(replay.build()).await,
+                    Ok(svc) => svc.call(next).await,
                     Err(e) => Err(e),
                 };
             }
@@ -419,6 +478,96 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
+    }
+
+    /// An extension that counts its live copies.
+    #[derive(Clone)]
+    struct Tracked(Arc<()>);
+
+    /// Like the upstream edge: reads the request, hands it back when asked,
+    /// answers 503 then 200.
+    fn handing_back(
+        hand_back: bool,
+        seen: Arc<Mutex<Vec<Option<String>>>>,
+    ) -> impl Service<
+        Request<ProxyBody>,
+        Response = Response<ProxyBody>,
+        Error = ProxyError,
+        Future = impl Send,
+    > + Clone
+           + Send
+           + 'static {
+        tower::service_fn(move |req: Request<ProxyBody>| {
+            let (mut parts, _body) = req.into_parts();
+            let header = parts
+                .headers
+                .get("x-team")
+                .map(|v| v.to_str().unwrap().to_string());
+            let mut seen = seen.lock().unwrap();
+            seen.push(header);
+            let n = seen.len();
+            if let Some(slot) = parts.extensions.remove::<GiveBack>() {
+                if hand_back {
+                    slot.put(Replay::from_parts(parts));
+                }
+            }
+            let answer = status(if n == 1 { 503 } else { 200 }, None);
+            async move { answer }
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_handed_back_request_is_retried_without_a_copy_and_nothing_leaks() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let tracked = Tracked(Arc::new(()));
+        let mut req = Request::new(ProxyBody::empty());
+        req.headers_mut().insert("x-team", "a".parse().unwrap());
+        req.extensions_mut().insert(tracked.clone());
+        let r = RetryLayer::new(policy())
+            .given_back(true)
+            .layer(handing_back(true, seen.clone()))
+            .oneshot(req)
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        // The retry carried the same request.
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![Some("a".to_string()), Some("a".to_string())]
+        );
+        // Every copy of the request's extensions is gone with the call.
+        drop(r);
+        assert_eq!(Arc::strong_count(&tracked.0), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_not_handed_back_is_not_retried() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let r = RetryLayer::new(policy())
+            .given_back(true)
+            .layer(handing_back(false, seen.clone()))
+            .oneshot(Request::new(ProxyBody::empty()))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 503);
+        assert_eq!(seen.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_hand_back_retry_keeps_its_own_copy() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut req = Request::new(ProxyBody::empty());
+        req.headers_mut().insert("x-team", "b".parse().unwrap());
+        let r = RetryLayer::new(policy())
+            .layer(handing_back(false, seen.clone()))
+            .oneshot(req)
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![Some("b".to_string()), Some("b".to_string())]
+        );
     }
 
     #[test]

@@ -58,7 +58,7 @@ use pool::Pool;
 pub use pool::{ClientError, PooledBody};
 
 use crate::body::ProxyBody;
-use crate::classify::{error_kind, AttemptLog, AttemptRecord, Outcome};
+use crate::classify::{error_kind, AttemptLog, AttemptRecord, GiveBack, Outcome, Replay};
 use crate::error::ProxyError;
 use crate::guard::{GuardConfig, StreamFailure, StreamGuard};
 use crate::provider::{Call, ClientCredential, Outbound};
@@ -242,7 +242,7 @@ impl<B> Service<Request<B>> for Upstream {
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let (parts, _body) = req.into_parts();
+        let (mut parts, _body) = req.into_parts();
         let (Some(llm), Some(target)) = (
             parts.extensions.get::<LlmRequest>().cloned(),
             parts.extensions.get::<Target>().cloned(),
@@ -251,9 +251,18 @@ impl<B> Service<Request<B>> for Upstream {
                 "the request reached the upstream without a parsed body or a target".into(),
             ))));
         };
-        // The backend's header rules, after the global ones (the `headers` layer).
-        let mut headers = parts.headers;
-        target.backend().header_rules().apply(&mut headers);
+        // Handed back to `retry` once read (see `GiveBack`), as it came.
+        // Taken out of the extensions: the parts it holds do not hold it.
+        let give_back = parts.extensions.remove::<GiveBack>();
+        // The backend's header rules, after the global ones (the `headers` layer);
+        // on a copy when the request goes back.
+        let rules = target.backend().header_rules();
+        let mut headers = std::mem::take(&mut parts.headers);
+        let as_came = match &give_back {
+            Some(_) if !rules.is_empty() => Some(headers.clone()),
+            _ => None,
+        };
+        rules.apply(&mut headers);
         let credential = parts
             .extensions
             .get::<ClientCredential>()
@@ -277,7 +286,13 @@ impl<B> Service<Request<B>> for Upstream {
         // Started here, so the future holds only what the answer needs: the
         // request's headers and body are gone once this returns.
         let sending = start(outbound, &llm, &target);
-        drop(headers);
+        match give_back {
+            Some(slot) => {
+                parts.headers = as_came.unwrap_or(headers);
+                slot.put(Replay::from_parts(parts));
+            }
+            None => drop(headers),
+        }
         Box::pin(async move {
             let started = Instant::now();
             let result = async {
@@ -513,5 +528,81 @@ fn classify_client_error(err: ClientError, target: &Target) -> ProxyError {
     ProxyError::UpstreamConnect {
         backend: backend.name().to_string(),
         source: Box::new(err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::headers::HeaderRules;
+    use crate::provider::mock::Mock;
+    use crate::request::Endpoint;
+    use crate::routing::Backend;
+    use http::{HeaderName, HeaderValue};
+    use tower::ServiceExt;
+
+    /// An extension that counts its live copies.
+    #[derive(Clone)]
+    struct Tracked(Arc<()>);
+
+    #[tokio::test]
+    async fn hands_the_request_back_as_it_came_and_keeps_no_cycle() {
+        // The backend's header rules edit what goes upstream, not what goes back.
+        let rules = HeaderRules::new().force(
+            HeaderName::from_static("x-team"),
+            HeaderValue::from_static("forced"),
+        );
+        let backend = Arc::new(
+            Backend::builder("local", Arc::new(Mock))
+                .header_rules(rules)
+                .build()
+                .unwrap(),
+        );
+        let mut req = Request::new(ProxyBody::empty());
+        req.headers_mut()
+            .insert("x-team", HeaderValue::from_static("a"));
+        req.extensions_mut().insert(Target::new(backend, None));
+        req.extensions_mut().insert(
+            LlmRequest::parse(
+                Endpoint::ChatCompletions,
+                br#"{"model":"echo","messages":[{"role":"user","content":"hi"}]}"#,
+            )
+            .unwrap(),
+        );
+        let slot = GiveBack::default();
+        req.extensions_mut().insert(slot.clone());
+        let tracked = Tracked(Arc::new(()));
+        req.extensions_mut().insert(tracked.clone());
+
+        let answer = Upstream::new().oneshot(req).await.unwrap();
+        assert_eq!(answer.status(), 200);
+        let again: Request<ProxyBody> = slot.take().expect("handed back").into_request();
+        assert_eq!(again.headers()["x-team"], "a");
+        assert!(again.extensions().get::<LlmRequest>().is_some());
+        assert!(again.extensions().get::<Tracked>().is_some());
+        // The slot is not inside what it holds: nothing keeps the request alive.
+        assert!(again.extensions().get::<GiveBack>().is_none());
+        drop((again, answer));
+        assert_eq!(Arc::strong_count(&tracked.0), 1);
+    }
+
+    #[tokio::test]
+    async fn without_a_slot_nothing_is_kept() {
+        let backend = Arc::new(Backend::builder("local", Arc::new(Mock)).build().unwrap());
+        let mut req = Request::new(ProxyBody::empty());
+        req.extensions_mut().insert(Target::new(backend, None));
+        req.extensions_mut().insert(
+            LlmRequest::parse(
+                Endpoint::ChatCompletions,
+                br#"{"model":"echo","messages":[{"role":"user","content":"hi"}]}"#,
+            )
+            .unwrap(),
+        );
+        let tracked = Tracked(Arc::new(()));
+        req.extensions_mut().insert(tracked.clone());
+        let answer = Upstream::new().oneshot(req).await.unwrap();
+        assert_eq!(answer.status(), 200);
+        drop(answer);
+        assert_eq!(Arc::strong_count(&tracked.0), 1);
     }
 }
