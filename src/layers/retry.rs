@@ -237,8 +237,9 @@ pub struct Retry<S> {
 
 /// Where the next attempt's request comes from.
 enum Keep {
-    /// A copy kept here.
-    Copy(Replay),
+    /// A copy kept here (boxed: the future waiting on a slow stream's
+    /// first token stays small either way).
+    Copy(Box<Replay>),
     /// Handed back by the service below.
     GivenBack(GiveBack),
 }
@@ -287,7 +288,7 @@ where
             (inner.call(req), Keep::GivenBack(slot))
         } else {
             let replay = Replay::new(req);
-            (inner.call(replay.build()), Keep::Copy(replay))
+            (inner.call(replay.build()), Keep::Copy(Box::new(replay)))
         };
         Box::pin(async move {
             let mut result = first.await;
