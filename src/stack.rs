@@ -93,6 +93,34 @@ trait DynService: Send + Sync {
     fn call(&self, req: Request<ProxyBody>) -> LlmFuture;
 }
 
+/// llm-router's own layers over an [`LlmService`], and the upstream edge:
+/// always ready, and called through `&self`, so a call clones only what its
+/// future keeps (the tower way clones the whole service, and the layer then
+/// clones its inner service again).
+pub(crate) trait CallRef: Send + Sync + 'static {
+    fn call_ref(&self, req: Request<ProxyBody>) -> LlmFuture;
+}
+
+struct ByRef<S>(S);
+
+impl<S: CallRef> DynService for ByRef<S> {
+    fn call(&self, req: Request<ProxyBody>) -> LlmFuture {
+        self.0.call_ref(req)
+    }
+}
+
+impl LlmService {
+    /// Box one of llm-router's own services, called by reference.
+    pub(crate) fn by_ref<S: CallRef>(service: S) -> Self {
+        LlmService(Arc::new(ByRef(service)))
+    }
+
+    /// Call through a shared reference (the service is always ready).
+    pub(crate) fn call_ref(&self, req: Request<ProxyBody>) -> LlmFuture {
+        self.0.call(req)
+    }
+}
+
 struct Shared<S>(S);
 
 impl<S> DynService for Shared<S>
@@ -610,14 +638,14 @@ pub fn build_with_state(config: &Config, mut state: RouterState) -> Result<Built
         .filter(|l| *l != LayerName::Failover)
         .collect();
 
-    let mut service: LlmService = LlmService::new(Upstream::new());
+    let mut service: LlmService = LlmService::by_ref(Upstream::new());
     // Layers that never edit a request: with only these between `retry`
     // and the upstream, the upstream hands each attempt's request back to
     // `retry` and no copy is made (see `RetryLayer::given_back`).
     let mut only_readers_below = true;
     for layer in inner.iter().rev() {
         service = match layer {
-            LayerName::Retry => LlmService::new(
+            LayerName::Retry => LlmService::by_ref(
                 RetryLayer::new(config.retry.clone())
                     .given_back(only_readers_below)
                     .layer(service),
@@ -633,7 +661,7 @@ pub fn build_with_state(config: &Config, mut state: RouterState) -> Result<Built
             state.cooldowns.clone(),
         )
         .with_backend_limits(state.backend_limits.clone());
-        LlmService::new(failover.layer(service))
+        LlmService::by_ref(failover.layer(service))
     } else {
         let route =
             RouteLayer::new(routes.clone()).with_backend_limits(state.backend_limits.clone());
@@ -678,9 +706,11 @@ fn apply(
             LlmService::new(RateLimitLayer::new(state.client_limits.clone()).layer(service))
         }
         LayerName::CircuitBreaker => {
-            LlmService::new(CircuitBreakerLayer::new(state.breakers.clone()).layer(service))
+            LlmService::by_ref(CircuitBreakerLayer::new(state.breakers.clone()).layer(service))
         }
-        LayerName::Retry => LlmService::new(RetryLayer::new(config.retry.clone()).layer(service)),
+        LayerName::Retry => {
+            LlmService::by_ref(RetryLayer::new(config.retry.clone()).layer(service))
+        }
         LayerName::Auth => {
             // `build_with_state` makes sure the state has the keys.
             let keys = state

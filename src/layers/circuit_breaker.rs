@@ -476,30 +476,48 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let Some(target) = req.extensions().get::<Target>() else {
-            return Box::pin(self.inner.call(req));
-        };
-        let key: TargetKey = match req.extensions().get::<LlmRequest>() {
-            Some(llm) => target_key(target, llm.model()),
-            None => TargetKey::join(target.backend().name(), target.model().unwrap_or("*")),
-        };
-        let admission = match self.breakers.admit(&key) {
-            Ok(a) => a,
-            Err(retry_after) => {
-                return Box::pin(std::future::ready(Err(ProxyError::CircuitOpen {
-                    target: key.to_string(),
-                    retry_after,
-                })))
-            }
-        };
-        let future = self.inner.call(req);
-        let pending = Pending(Some((self.breakers.clone(), key, admission)));
-        Box::pin(async move {
-            let result = future.await;
-            pending.finish(Outcome::of(&result));
-            result
-        })
+        guarded(&self.breakers, req, |req| self.inner.call(req))
     }
+}
+
+impl crate::stack::CallRef for CircuitBreaker<crate::stack::LlmService> {
+    fn call_ref(&self, req: Request<crate::ProxyBody>) -> crate::stack::LlmFuture {
+        guarded(&self.breakers, req, |req| self.inner.call_ref(req))
+    }
+}
+
+/// Admit `req` to its target's circuit and record how the call went.
+fn guarded<B, F>(
+    breakers: &Arc<Breakers>,
+    req: Request<B>,
+    call: impl FnOnce(Request<B>) -> F,
+) -> Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send>>
+where
+    F: Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send + 'static,
+{
+    let Some(target) = req.extensions().get::<Target>() else {
+        return Box::pin(call(req));
+    };
+    let key: TargetKey = match req.extensions().get::<LlmRequest>() {
+        Some(llm) => target_key(target, llm.model()),
+        None => TargetKey::join(target.backend().name(), target.model().unwrap_or("*")),
+    };
+    let admission = match breakers.admit(&key) {
+        Ok(a) => a,
+        Err(retry_after) => {
+            return Box::pin(std::future::ready(Err(ProxyError::CircuitOpen {
+                target: key.to_string(),
+                retry_after,
+            })))
+        }
+    };
+    let future = call(req);
+    let pending = Pending(Some((breakers.clone(), key, admission)));
+    Box::pin(async move {
+        let result = future.await;
+        pending.finish(Outcome::of(&result));
+        result
+    })
 }
 
 #[cfg(test)]

@@ -54,6 +54,7 @@ use crate::error::ProxyError;
 use crate::layers::rate_limit::BackendLimits;
 use crate::request::LlmRequest;
 use crate::routing::{resolve_route, ModelRoute, RouteTable, Target};
+use crate::stack::LlmService;
 use crate::store::RedisStore;
 use crate::FastMap;
 
@@ -230,10 +231,15 @@ pub fn target_key(target: &Target, requested_model: &str) -> crate::routing::Tar
 }
 
 /// Applies [`Failover`]. See the [module docs](crate::layers::failover).
+///
+/// One reference count to clone: each request's attempts keep a clone.
 #[derive(Clone, Debug)]
-pub struct FailoverLayer {
+pub struct FailoverLayer(Arc<FailoverParts>);
+
+#[derive(Clone, Debug)]
+struct FailoverParts {
     table: Arc<RouteTable>,
-    policy: Arc<FailoverPolicy>,
+    policy: FailoverPolicy,
     cooldowns: Arc<Cooldowns>,
     limits: Option<Arc<BackendLimits>>,
 }
@@ -241,17 +247,17 @@ pub struct FailoverLayer {
 impl FailoverLayer {
     /// Fail over across the routes of `table`.
     pub fn new(table: Arc<RouteTable>, policy: FailoverPolicy, cooldowns: Arc<Cooldowns>) -> Self {
-        FailoverLayer {
+        FailoverLayer(Arc::new(FailoverParts {
             table,
-            policy: Arc::new(policy),
+            policy,
             cooldowns,
             limits: None,
-        }
+        }))
     }
 
     /// Skip targets whose backend rate limit is exhausted.
     pub fn with_backend_limits(mut self, limits: Arc<BackendLimits>) -> Self {
-        self.limits = Some(limits);
+        Arc::make_mut(&mut self.0).limits = Some(limits);
         self
     }
 }
@@ -335,6 +341,16 @@ where
     }
 }
 
+impl crate::stack::CallRef for Failover<LlmService> {
+    fn call_ref(&self, req: Request<ProxyBody>) -> crate::stack::LlmFuture {
+        Box::pin(run(
+            self.inner.clone(),
+            self.layer.clone(),
+            Replay::new(req),
+        ))
+    }
+}
+
 /// The attempts of one request. An `async` block rather than an `async fn`:
 /// the arguments are then kept once in the future, not twice (the future
 /// lives as long as a slow stream takes to its first token).
@@ -356,7 +372,7 @@ where
         };
         // The model asked for: the client's, or the context fallback's.
         let mut requested: std::borrow::Cow<'_, str> = std::borrow::Cow::Borrowed(llm.model());
-        let mut route: Arc<ModelRoute> = resolve_route(&layer.table, &llm)?;
+        let mut route: Arc<ModelRoute> = resolve_route(&layer.0.table, &llm)?;
         let mut fallback_used = false;
         let mut last: Option<Result<Response<ProxyBody>, ProxyError>> = None;
         let mut earliest_back: Option<Duration> = None;
@@ -380,12 +396,12 @@ where
             };
             for (i, &target) in targets.iter().enumerate() {
                 let key = target.key(&requested);
-                if let Some(left) = layer.cooldowns.remaining(&key) {
+                if let Some(left) = layer.0.cooldowns.remaining(&key) {
                     tracing::debug!(target_key = %key, "skipping: cooling down");
                     note_back(left);
                     continue;
                 }
-                if let Some(limits) = &layer.limits {
+                if let Some(limits) = &layer.0.limits {
                     // Shared through Redis: one round trip (bounded by
                     // `[state] timeout`); in memory: a look-up, no await.
                     let verdict = match limits.store() {
@@ -407,8 +423,9 @@ where
                 // A target that will be skipped is not "left": with none, a
                 // timeout is retried here rather than ending the request.
                 let others_left = targets[i + 1..].iter().any(|t| {
-                    layer.cooldowns.remaining(&t.key(&requested)).is_none()
+                    layer.0.cooldowns.remaining(&t.key(&requested)).is_none()
                         && layer
+                            .0
                             .limits
                             .as_ref()
                             .is_none_or(|l| l.has_room(t.backend().name()))
@@ -449,7 +466,7 @@ where
                             return Ok(response);
                         }
                         match route.context_fallback() {
-                            Some(name) if !fallback_used => match layer.table.resolve(name) {
+                            Some(name) if !fallback_used => match layer.0.table.resolve(name) {
                                 Some(next) => {
                                     tracing::info!(
                                         from = route.name(),
@@ -472,9 +489,9 @@ where
                     Outcome::RateLimited => {
                         if let Ok(response) = &result {
                             let wait =
-                                retry_after(response.headers()).unwrap_or(layer.policy.cooldown);
-                            layer.cooldowns.start(&key, wait);
-                            if !layer.policy.on.contains(&429) {
+                                retry_after(response.headers()).unwrap_or(layer.0.policy.cooldown);
+                            layer.0.cooldowns.start(&key, wait);
+                            if !layer.0.policy.on.contains(&429) {
                                 return result;
                             }
                         }
@@ -486,10 +503,10 @@ where
                         if let Some(wait) =
                             result.as_ref().ok().and_then(|r| retry_after(r.headers()))
                         {
-                            layer.cooldowns.start(&key, wait);
+                            layer.0.cooldowns.start(&key, wait);
                         }
                         let status = result.as_ref().map(|r| r.status().as_u16()).unwrap_or(500);
-                        if !layer.policy.on.contains(&status) {
+                        if !layer.0.policy.on.contains(&status) {
                             return result;
                         }
                         tracing::info!(target_key = %key, status, "failing over");

@@ -273,54 +273,98 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<ProxyBody>) -> Self::Future {
+    fn call(&mut self, req: Request<ProxyBody>) -> Self::Future {
         // The ready service serves the first attempt; a clone the rest.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let policy = self.policy.clone();
-        let others_left = req
-            .extensions()
-            .get::<Attempt>()
-            .is_some_and(|a| a.others_left);
-        let (first, keep) = if self.given_back {
-            let slot = GiveBack::default();
-            req.extensions_mut().insert(slot.clone());
-            (inner.call(req), Keep::GivenBack(slot))
-        } else {
-            let replay = Replay::new(req);
-            (inner.call(replay.build()), Keep::Copy(Box::new(replay)))
-        };
-        Box::pin(async move {
-            let mut result = first.await;
-            let mut n = 0;
-            while let Some(delay) = policy.decide(&result, n, others_left) {
-                let Some(next) = keep.next() else {
-                    tracing::debug!("not retrying: the request was not handed back");
-                    break;
-                };
-                let target = next.extensions().get::<Target>().map(Target::label);
-                tracing::debug!(
-                    target = target.as_deref().unwrap_or("-"),
-                    retry = n + 1,
-                    delay_ms = delay.as_millis() as u64,
-                    outcome = ?Outcome::of(&result),
-                    "retrying"
-                );
-                drop(result);
-                if let Some(waited) = next.extensions().get::<Waited>() {
-                    waited.add(delay);
-                }
-                // Boxed: only on a retry, and it would enlarge every future.
-                Box::pin(tokio::time::sleep(delay)).await;
-                n += 1;
-                result = match inner.ready().await {
-                    Ok(svc) => svc.call(next).await,
-                    Err(e) => Err(e),
-                };
-            }
-            result
-        })
+        let others_left = others_left(&req);
+        let (first, keep) = first_attempt(self.given_back, req, |req| inner.call(req));
+        attempts(first, keep, others_left, inner, self.policy.clone())
     }
+}
+
+impl crate::stack::CallRef for Retry<crate::stack::LlmService> {
+    fn call_ref(&self, req: Request<ProxyBody>) -> crate::stack::LlmFuture {
+        let others_left = others_left(&req);
+        let (first, keep) = first_attempt(self.given_back, req, |req| self.inner.call_ref(req));
+        attempts(
+            first,
+            keep,
+            others_left,
+            self.inner.clone(),
+            self.policy.clone(),
+        )
+    }
+}
+
+/// Whether another target is left after this one ([`Attempt`]).
+fn others_left<B>(req: &Request<B>) -> bool {
+    req.extensions()
+        .get::<Attempt>()
+        .is_some_and(|a| a.others_left)
+}
+
+/// Start the first attempt, keeping the means to make the next ones.
+fn first_attempt<F>(
+    given_back: bool,
+    mut req: Request<ProxyBody>,
+    call: impl FnOnce(Request<ProxyBody>) -> F,
+) -> (F, Keep) {
+    if given_back {
+        let slot = GiveBack::default();
+        req.extensions_mut().insert(slot.clone());
+        (call(req), Keep::GivenBack(slot))
+    } else {
+        let replay = Replay::new(req);
+        (call(replay.build()), Keep::Copy(Box::new(replay)))
+    }
+}
+
+/// The first attempt's outcome, then the retries it calls for.
+fn attempts<S, F>(
+    first: F,
+    keep: Keep,
+    others_left: bool,
+    mut inner: S,
+    policy: Arc<RetryPolicy>,
+) -> Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send>>
+where
+    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ProxyError>
+        + Send
+        + 'static,
+    S::Future: Send,
+    F: Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send + 'static,
+{
+    Box::pin(async move {
+        let mut result = first.await;
+        let mut n = 0;
+        while let Some(delay) = policy.decide(&result, n, others_left) {
+            let Some(next) = keep.next() else {
+                tracing::debug!("not retrying: the request was not handed back");
+                break;
+            };
+            let target = next.extensions().get::<Target>().map(Target::label);
+            tracing::debug!(
+                target = target.as_deref().unwrap_or("-"),
+                retry = n + 1,
+                delay_ms = delay.as_millis() as u64,
+                outcome = ?Outcome::of(&result),
+                "retrying"
+            );
+            drop(result);
+            if let Some(waited) = next.extensions().get::<Waited>() {
+                waited.add(delay);
+            }
+            // Boxed: only on a retry, and it would enlarge every future.
+            Box::pin(tokio::time::sleep(delay)).await;
+            n += 1;
+            result = match inner.ready().await {
+                Ok(svc) => svc.call(next).await,
+                Err(e) => Err(e),
+            };
+        }
+        result
+    })
 }
 
 #[cfg(test)]
