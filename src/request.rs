@@ -536,63 +536,68 @@ impl Scanner<'_> {
     /// At an opening quote: skip the string, leaving the cursor after the
     /// closing quote. `Some(true)` when it held escapes.
     fn string(&mut self) -> Option<bool> {
-        const ONES: u64 = 0x0101_0101_0101_0101;
-        const HIGHS: u64 = 0x8080_8080_8080_8080;
-        // Whether any byte of `w` is `"`, `\`, a control character or
-        // non-ASCII (exact as a yes/no; the bytes are then looked at one
-        // by one).
-        let special = |w: u64| {
-            let quote = w ^ (ONES * u64::from(b'"'));
-            let slash = w ^ (ONES * u64::from(b'\\'));
-            let zero = |x: u64| x.wrapping_sub(ONES) & !x;
-            (zero(quote) | zero(slash) | w.wrapping_sub(ONES * 0x20) | w) & HIGHS != 0
-        };
         let b = self.b;
         let mut i = self.i + 1;
         let mut escaped = false;
         loop {
-            while let Some(chunk) = b.get(i..i + 8) {
-                let mut word = [0u8; 8];
-                word.copy_from_slice(chunk);
-                if special(u64::from_le_bytes(word)) {
-                    break;
-                }
-                i += 8;
+            // The next quote or backslash (SIMD); what lies before it may
+            // hold no control character, and non-ASCII bytes send the whole
+            // document through UTF-8 validation at the end.
+            let end = i + memchr::memchr2(b'"', b'\\', b.get(i..)?)?;
+            let (control, high) = control_and_high(&b[i..end]);
+            if control {
+                return None;
             }
-            match *b.get(i)? {
-                b'"' => {
-                    self.i = i + 1;
-                    return Some(escaped);
-                }
-                b'\\' => {
-                    escaped = true;
-                    match *b.get(i + 1)? {
-                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
-                        b'u' => {
-                            let hex = b.get(i + 2..i + 6)?;
-                            if !hex.iter().all(u8::is_ascii_hexdigit) {
-                                return None;
-                            }
-                            // Surrogates (pairs or lone): left to the full parse.
-                            if matches!(hex[0], b'd' | b'D')
-                                && matches!(hex[1], b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F')
-                            {
-                                return None;
-                            }
-                            i += 6;
-                        }
-                        _ => return None,
+            self.non_ascii |= high;
+            if b[end] == b'"' {
+                self.i = end + 1;
+                return Some(escaped);
+            }
+            escaped = true;
+            i = end;
+            match *b.get(i + 1)? {
+                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
+                b'u' => {
+                    let hex = b.get(i + 2..i + 6)?;
+                    if !hex.iter().all(u8::is_ascii_hexdigit) {
+                        return None;
                     }
+                    // Surrogates (pairs or lone): left to the full parse.
+                    if matches!(hex[0], b'd' | b'D')
+                        && matches!(hex[1], b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F')
+                    {
+                        return None;
+                    }
+                    i += 6;
                 }
-                0..=0x1f => return None,
-                0x80.. => {
-                    self.non_ascii = true;
-                    i += 1;
-                }
-                _ => i += 1,
+                _ => return None,
             }
         }
     }
+}
+
+/// Whether `bytes` hold a control character (below 0x20), and whether they
+/// hold a non-ASCII byte: eight bytes at a time.
+fn control_and_high(bytes: &[u8]) -> (bool, bool) {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = bytes.chunks_exact(8);
+    let (mut control, mut high) = (0u64, 0u64);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        high |= w;
+        // A byte below 0x20 (of those without the high bit) borrows into its
+        // high bit; bytes with the high bit are masked out by `!w`.
+        control |= w.wrapping_sub(ONES * 0x20) & !w;
+    }
+    let mut tail_control = false;
+    for &byte in chunks.remainder() {
+        tail_control |= byte < 0x20;
+        high |= u64::from(byte);
+    }
+    (tail_control || control & HIGHS != 0, high & HIGHS != 0)
 }
 
 /// Serializes a map with its `model` value swapped, without cloning the map.
