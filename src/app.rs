@@ -797,7 +797,7 @@ impl Handler {
         let req = Request::from_parts(parts, ProxyBody::empty());
         // `LlmService` is always ready: called at once, so only its boxed
         // future is held while the answer's head is awaited.
-        let result = self.state.service.clone().call(req).await;
+        let result = self.state.service.call_ref(req).await;
         match result {
             Ok(response) => response,
             Err(e) => {

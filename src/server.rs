@@ -163,12 +163,20 @@ impl Server {
                     };
                     let _ = stream.set_nodelay(true);
                     let watcher = graceful.watcher();
-                    let builder = builder.clone();
                     let app = app.clone();
-                    let tls = tls.clone();
-                    tokio::spawn(async move {
-                        serve_connection(stream, peer, app, tls, builder, watcher).await;
-                    });
+                    // Two kinds of task, so a plain connection's task is
+                    // not sized for the TLS handshake (a few KB less for
+                    // each of many slow streams).
+                    match &tls {
+                        None => {
+                            tokio::spawn(serve_plain(stream, peer, app, &builder, watcher));
+                        }
+                        Some(acceptor) => {
+                            let acceptor = acceptor.clone();
+                            let builder = builder.clone();
+                            tokio::spawn(serve_tls(stream, peer, app, acceptor, builder, watcher));
+                        }
+                    }
                 }
                 () = hangup.recv() => {
                     tracing::info!("SIGHUP received: reloading the config");
@@ -256,47 +264,73 @@ impl Hangup {
     }
 }
 
-async fn serve_connection(
+/// The service a connection's requests go to: the app, told the peer's address.
+fn connection_service(
+    app: App,
+    peer: SocketAddr,
+) -> TowerToHyperService<
+    impl tower::Service<
+            Request<Incoming>,
+            Response = http::Response<crate::ProxyBody>,
+            Error = std::convert::Infallible,
+            Future = impl Future<
+                Output = Result<http::Response<crate::ProxyBody>, std::convert::Infallible>,
+            > + Send,
+        > + Clone
+        + Send,
+> {
+    TowerToHyperService::new(tower::service_fn(move |mut req: Request<Incoming>| {
+        req.extensions_mut().insert(ClientAddr(peer));
+        app.clone().oneshot(req)
+    }))
+}
+
+/// Serve one plain-text connection (HTTP/1.1, or HTTP/2 by prior
+/// knowledge). The connection is built here, so the task holds it alone.
+fn serve_plain(
     stream: TcpStream,
     peer: SocketAddr,
     app: App,
-    tls: Option<TlsAcceptor>,
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+) -> impl Future<Output = ()> + Send + 'static {
+    let conn = builder
+        .serve_connection(TokioIo::new(stream), connection_service(app, peer))
+        .into_owned();
+    let watched = watcher.watch(conn);
+    async move {
+        if let Err(e) = watched.await {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        }
+    }
+}
+
+/// Serve one TLS connection: the handshake (bounded), then HTTP/2 or
+/// HTTP/1.1 as ALPN chose.
+async fn serve_tls(
+    stream: TcpStream,
+    peer: SocketAddr,
+    app: App,
+    acceptor: TlsAcceptor,
     builder: auto::Builder<TokioExecutor>,
     watcher: hyper_util::server::graceful::Watcher,
 ) {
-    let service = tower::service_fn(move |mut req: Request<Incoming>| {
-        req.extensions_mut().insert(ClientAddr(peer));
-        app.clone().oneshot(req)
-    });
-    let service = TowerToHyperService::new(service);
-    let result = match tls {
-        None => {
-            let conn = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .into_owned();
-            watcher.watch(conn).await
+    let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await;
+    let stream = match handshake {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            return;
         }
-        Some(acceptor) => {
-            let handshake =
-                tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await;
-            let stream = match handshake {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let conn = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .into_owned();
-            watcher.watch(conn).await
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            return;
         }
     };
-    if let Err(e) = result {
+    let conn = builder
+        .serve_connection(TokioIo::new(stream), connection_service(app, peer))
+        .into_owned();
+    if let Err(e) = watcher.watch(conn).await {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }
