@@ -27,6 +27,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use http::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -297,12 +298,13 @@ fn serve_plain(
     let conn = builder
         .serve_connection(TokioIo::new(stream), connection_service(app, peer))
         .into_owned();
-    let watched = watcher.watch(conn);
-    async move {
-        if let Err(e) = watched.await {
+    // `map`, not an `async` block: the block would hold the connection
+    // twice (captured, and as the future it awaits).
+    watcher.watch(conn).map(move |ended| {
+        if let Err(e) = ended {
             tracing::debug!(%peer, error = %e, "connection ended with an error");
         }
-    }
+    })
 }
 
 /// Serve one TLS connection: the handshake (bounded), then HTTP/2 or
