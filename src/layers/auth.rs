@@ -91,6 +91,7 @@ use crate::error::ProxyError;
 use crate::layers::jwt::{looks_like_jwt, JwtPolicy, IDENTITY_PREFIX};
 use crate::request::{ClientFormat, LlmRequest};
 use crate::secret::{mask_key, Secret};
+use crate::FastMap;
 
 pub use crate::layers::rate_limit::ClientIdentity;
 pub use crate::provider::ClientCredential;
@@ -435,7 +436,7 @@ pub struct KeyStore {
     keys_file: Option<PathBuf>,
     jwt: Option<Arc<JwtPolicy>>,
     current: RwLock<Arc<KeySet>>,
-    stats: Mutex<HashMap<String, KeyStats>>,
+    stats: Mutex<FastMap<String, KeyStats>>,
     missing: AtomicU64,
     invalid: AtomicU64,
     /// Refused tokens, by reason (`token_expired`, ...).
@@ -495,7 +496,7 @@ impl KeyStore {
             keys_file: policy.keys_file,
             jwt: policy.jwt.map(Arc::new),
             current: RwLock::new(Arc::new(set)),
-            stats: Mutex::new(HashMap::new()),
+            stats: Mutex::new(FastMap::default()),
             missing: AtomicU64::new(0),
             invalid: AtomicU64::new(0),
             refused_tokens: Mutex::new(HashMap::new()),
@@ -700,7 +701,7 @@ impl KeyStore {
         stats.get(key).copied().unwrap_or_default()
     }
 
-    fn stats_json(&self, key: &Secret, stats: &HashMap<String, KeyStats>) -> Value {
+    fn stats_json(&self, key: &Secret, stats: &FastMap<String, KeyStats>) -> Value {
         serde_json::to_value(stats.get(key.expose()).copied().unwrap_or_default())
             .unwrap_or(Value::Null)
     }

@@ -47,6 +47,7 @@ use crate::request::LlmRequest;
 use crate::stack::RouterState;
 use crate::timing::Waited;
 use crate::usage::UsageSlot;
+use crate::FastMap;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -142,8 +143,8 @@ pub struct Metrics {
     rate_limited: Counter,
     tokens: Family<TokenLabels, Counter>,
     log_dropped: Counter,
-    backends: Mutex<HashMap<String, BackendStats>>,
-    models: Mutex<HashMap<String, ModelStats>>,
+    backends: Mutex<FastMap<String, BackendStats>>,
+    models: Mutex<FastMap<String, ModelStats>>,
     /// The targets `circuit_state` has a series for (a circuit dropped by a
     /// config reload loses its series at the next scrape).
     circuit_targets: Mutex<std::collections::HashSet<String>>,
@@ -244,13 +245,13 @@ impl Metrics {
             rate_limited,
             tokens,
             log_dropped,
-            backends: Mutex::new(HashMap::new()),
-            models: Mutex::new(HashMap::new()),
+            backends: Mutex::new(FastMap::default()),
+            models: Mutex::new(FastMap::default()),
             circuit_targets: Mutex::new(Default::default()),
         }
     }
 
-    fn backends(&self) -> MutexGuard<'_, HashMap<String, BackendStats>> {
+    fn backends(&self) -> MutexGuard<'_, FastMap<String, BackendStats>> {
         self.backends.lock().unwrap_or_else(|e| e.into_inner())
     }
 
