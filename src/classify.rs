@@ -188,6 +188,14 @@ impl Replay {
     }
 
     /// Keep a request's parts for replay.
+    ///
+    /// ```
+    /// use llm_router::classify::Replay;
+    ///
+    /// let (parts, _body) = http::Request::post("/v1/chat/completions").body(()).unwrap().into_parts();
+    /// let again: http::Request<()> = Replay::from_parts(parts).into_request();
+    /// assert_eq!(again.uri(), "/v1/chat/completions");
+    /// ```
     pub fn from_parts(parts: http::request::Parts) -> Self {
         Replay {
             method: parts.method,
