@@ -177,14 +177,7 @@ pub struct Replay {
 impl Replay {
     /// Keep `req` for replay (its body is dropped).
     pub fn new<B>(req: http::Request<B>) -> Self {
-        let (parts, _body) = req.into_parts();
-        Replay {
-            method: parts.method,
-            uri: parts.uri,
-            version: parts.version,
-            headers: parts.headers,
-            extensions: parts.extensions,
-        }
+        Replay::from_parts(req.into_parts().0)
     }
 
     /// Keep a request's parts for replay.

@@ -561,58 +561,58 @@ mod tests {
         })
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_handed_back_request_is_retried_without_a_copy_and_nothing_leaks() {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let tracked = Tracked(Arc::new(()));
+    /// A request from team `team`, carrying `tracked`.
+    fn from_team(team: &str, tracked: &Tracked) -> Request<ProxyBody> {
         let mut req = Request::new(ProxyBody::empty());
-        req.headers_mut().insert("x-team", "a".parse().unwrap());
+        req.headers_mut().insert("x-team", team.parse().unwrap());
         req.extensions_mut().insert(tracked.clone());
+        req
+    }
+
+    /// `req` through retry (`given_back` on or off) over a service that
+    /// hands requests back or not: the status, and the team each attempt saw.
+    async fn through(
+        given_back: bool,
+        hand_back: bool,
+        req: Request<ProxyBody>,
+    ) -> (u16, Vec<Option<String>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
         let r = RetryLayer::new(policy())
-            .given_back(true)
-            .layer(handing_back(true, seen.clone()))
+            .given_back(given_back)
+            .layer(handing_back(hand_back, seen.clone()))
             .oneshot(req)
             .await
             .unwrap();
-        assert_eq!(r.status(), 200);
+        let status = r.status().as_u16();
+        let seen = seen.lock().unwrap().clone();
+        (status, seen)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_handed_back_request_is_retried_without_a_copy_and_nothing_leaks() {
+        let tracked = Tracked(Arc::new(()));
+        let (status, seen) = through(true, true, from_team("a", &tracked)).await;
+        assert_eq!(status, 200);
         // The retry carried the same request.
-        assert_eq!(
-            *seen.lock().unwrap(),
-            vec![Some("a".to_string()), Some("a".to_string())]
-        );
+        assert_eq!(seen, vec![Some("a".to_string()), Some("a".to_string())]);
         // Every copy of the request's extensions is gone with the call.
-        drop(r);
         assert_eq!(Arc::strong_count(&tracked.0), 1);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_request_not_handed_back_is_not_retried() {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let r = RetryLayer::new(policy())
-            .given_back(true)
-            .layer(handing_back(false, seen.clone()))
-            .oneshot(Request::new(ProxyBody::empty()))
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 503);
-        assert_eq!(seen.lock().unwrap().len(), 1);
+        let tracked = Tracked(Arc::new(()));
+        let (status, seen) = through(true, false, from_team("a", &tracked)).await;
+        assert_eq!(status, 503);
+        assert_eq!(seen.len(), 1);
     }
 
     #[tokio::test(start_paused = true)]
     async fn without_hand_back_retry_keeps_its_own_copy() {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let mut req = Request::new(ProxyBody::empty());
-        req.headers_mut().insert("x-team", "b".parse().unwrap());
-        let r = RetryLayer::new(policy())
-            .layer(handing_back(false, seen.clone()))
-            .oneshot(req)
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        assert_eq!(
-            *seen.lock().unwrap(),
-            vec![Some("b".to_string()), Some("b".to_string())]
-        );
+        let tracked = Tracked(Arc::new(()));
+        let (status, seen) = through(false, false, from_team("b", &tracked)).await;
+        assert_eq!(status, 200);
+        assert_eq!(seen, vec![Some("b".to_string()), Some("b".to_string())]);
     }
 
     #[test]

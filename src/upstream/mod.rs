@@ -551,13 +551,8 @@ mod tests {
     #[derive(Clone)]
     struct Tracked(Arc<()>);
 
-    #[tokio::test]
-    async fn hands_the_request_back_as_it_came_and_keeps_no_cycle() {
-        // The backend's header rules edit what goes upstream, not what goes back.
-        let rules = HeaderRules::new().force(
-            HeaderName::from_static("x-team"),
-            HeaderValue::from_static("forced"),
-        );
+    /// A chat request to a mock backend with `rules`, carrying `tracked`.
+    fn to_local(rules: HeaderRules, tracked: &Tracked) -> Request<ProxyBody> {
         let backend = Arc::new(
             Backend::builder("local", Arc::new(Mock))
                 .header_rules(rules)
@@ -565,8 +560,6 @@ mod tests {
                 .unwrap(),
         );
         let mut req = Request::new(ProxyBody::empty());
-        req.headers_mut()
-            .insert("x-team", HeaderValue::from_static("a"));
         req.extensions_mut().insert(Target::new(backend, None));
         req.extensions_mut().insert(
             LlmRequest::parse(
@@ -575,10 +568,23 @@ mod tests {
             )
             .unwrap(),
         );
+        req.extensions_mut().insert(tracked.clone());
+        req
+    }
+
+    #[tokio::test]
+    async fn hands_the_request_back_as_it_came_and_keeps_no_cycle() {
+        // The backend's header rules edit what goes upstream, not what goes back.
+        let rules = HeaderRules::new().force(
+            HeaderName::from_static("x-team"),
+            HeaderValue::from_static("forced"),
+        );
+        let tracked = Tracked(Arc::new(()));
+        let mut req = to_local(rules, &tracked);
+        req.headers_mut()
+            .insert("x-team", HeaderValue::from_static("a"));
         let slot = GiveBack::default();
         req.extensions_mut().insert(slot.clone());
-        let tracked = Tracked(Arc::new(()));
-        req.extensions_mut().insert(tracked.clone());
 
         let answer = Upstream::new().oneshot(req).await.unwrap();
         assert_eq!(answer.status(), 200);
@@ -594,18 +600,8 @@ mod tests {
 
     #[tokio::test]
     async fn without_a_slot_nothing_is_kept() {
-        let backend = Arc::new(Backend::builder("local", Arc::new(Mock)).build().unwrap());
-        let mut req = Request::new(ProxyBody::empty());
-        req.extensions_mut().insert(Target::new(backend, None));
-        req.extensions_mut().insert(
-            LlmRequest::parse(
-                Endpoint::ChatCompletions,
-                br#"{"model":"echo","messages":[{"role":"user","content":"hi"}]}"#,
-            )
-            .unwrap(),
-        );
         let tracked = Tracked(Arc::new(()));
-        req.extensions_mut().insert(tracked.clone());
+        let req = to_local(HeaderRules::new(), &tracked);
         let answer = Upstream::new().oneshot(req).await.unwrap();
         assert_eq!(answer.status(), 200);
         drop(answer);
