@@ -4,7 +4,8 @@
 //! — when the body has `"stream": true` — a short stream of chunks; answers
 //! `POST …/v1/messages` the same way in Anthropic's format. With
 //! `SLOW_STREAM_MS=n` each streamed event waits `n` ms (slow streams for the
-//! memory test).
+//! memory test); with `FAIL_STATUS=503` every answer is that status with an
+//! OpenAI error body (a failing provider, for `benches/soak.sh`).
 //!
 //! ```sh
 //! cargo run --release --example fast_upstream -- 127.0.0.1:9001
@@ -53,7 +54,22 @@ fn message_events() -> Vec<Bytes> {
     out
 }
 
-async fn handle(req: Request<Incoming>, slow: Duration) -> Result<Response<ProxyBody>, Infallible> {
+async fn handle(
+    req: Request<Incoming>,
+    slow: Duration,
+    fail: Option<http::StatusCode>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    if let Some(status) = fail {
+        let mut r = Response::new(ProxyBody::full(
+            r#"{"error":{"message":"overloaded","type":"server_error","code":null}}"#,
+        ));
+        *r.status_mut() = status;
+        r.headers_mut().insert(
+            "content-type",
+            http::HeaderValue::from_static("application/json"),
+        );
+        return Ok(r);
+    }
     let anthropic = req.uri().path().ends_with("/messages");
     let body = req
         .into_body()
@@ -106,13 +122,17 @@ async fn main() -> Result<(), llm_router::BoxError> {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0),
     );
+    let fail = std::env::var("FAIL_STATUS")
+        .ok()
+        .and_then(|v| v.parse::<u16>().ok())
+        .and_then(|v| http::StatusCode::from_u16(v).ok());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("fast upstream on http://{}", listener.local_addr()?);
     loop {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| handle(req, slow));
+            let service = hyper::service::service_fn(move |req| handle(req, slow, fail));
             let _ = auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
