@@ -5,8 +5,10 @@
 //!
 //! Propagation is awaited on explicit conditions (`/health`,
 //! `/router/health`, a key in Redis), each bounded by `support::BOUND`; nothing
-//! sleeps for luck. `redis-server` must be on PATH: without it these tests
-//! fail (CI installs it).
+//! sleeps for luck. They need `redis-server` on PATH: without it (see
+//! `build.rs`) they are reported as ignored, with the reason; CI installs it
+//! and sets `LLM_ROUTER_REQUIRE_REDIS=1`, which makes its absence a build
+//! error there.
 
 #[path = "support/redis_server.rs"]
 mod redis_server;
@@ -200,6 +202,10 @@ const UNAVAILABLE: &str = "Redis state store unavailable";
 // Tests
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(redis_server),
+    ignore = "needs redis-server on PATH (apt-get install redis-server); CI runs it"
+)]
 async fn a_client_limit_of_n_allows_exactly_n_across_two_replicas() {
     let redis = RedisServer::start();
     let up = MockUpstream::start("up", Reply::Chat).await;
@@ -239,11 +245,10 @@ async fn a_client_limit_of_n_allows_exactly_n_across_two_replicas() {
                 .unwrap()
                 .parse()
                 .unwrap();
-            // When a sixth fits: the window ends in 60 s, and the five it
-            // counted must then fade to four (a fifth of the next window) —
-            // exactly what the memory store says.
+            // When a sixth fits: when the key's window (started by its
+            // first request, moments ago) ends — never later than 60 s.
             assert!(
-                (70..=72).contains(&retry_after),
+                (58..=60).contains(&retry_after),
                 "Retry-After {retry_after}"
             );
         }
@@ -278,7 +283,7 @@ async fn a_client_limit_of_n_allows_exactly_n_across_two_replicas() {
     assert_eq!(count(&statuses, 429), 15, "{statuses:?}");
     assert_eq!(up.stats().requests, 10);
 
-    // Keys are namespaced, carry no raw key, and expire within two windows.
+    // Keys are namespaced, carry no raw key, and expire with their window.
     let all = keys(&redis, "*");
     assert!(!all.is_empty());
     let mut conn = redis_conn(&redis);
@@ -289,7 +294,7 @@ async fn a_client_limit_of_n_allows_exactly_n_across_two_replicas() {
             "a raw client key in Redis: {key}"
         );
         let ttl: i64 = redis::cmd("PTTL").arg(key).query(&mut conn).unwrap();
-        assert!(ttl > 0 && ttl <= 120_000, "{key} expires in {ttl} ms");
+        assert!(ttl > 0 && ttl <= 60_000, "{key} expires in {ttl} ms");
     }
 
     // The memory store (the default) says nothing about a state store.
@@ -306,6 +311,10 @@ async fn a_client_limit_of_n_allows_exactly_n_across_two_replicas() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(redis_server),
+    ignore = "needs redis-server on PATH (apt-get install redis-server); CI runs it"
+)]
 async fn a_token_budget_used_on_one_replica_counts_on_the_other() {
     let redis = RedisServer::start();
     // Every answer reports 3 tokens.
@@ -360,6 +369,10 @@ async fn a_token_budget_used_on_one_replica_counts_on_the_other() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(redis_server),
+    ignore = "needs redis-server on PATH (apt-get install redis-server); CI runs it"
+)]
 async fn a_backend_that_answered_429_on_one_replica_is_skipped_by_the_other() {
     let redis = RedisServer::start();
     let limited = MockUpstream::start(
@@ -416,6 +429,10 @@ async fn a_backend_that_answered_429_on_one_replica_is_skipped_by_the_other() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(redis_server),
+    ignore = "needs redis-server on PATH (apt-get install redis-server); CI runs it"
+)]
 async fn a_circuit_opened_on_one_replica_is_open_on_the_other_and_closes_there_too() {
     let redis = RedisServer::start();
     let failing = Arc::new(AtomicBool::new(true));
@@ -502,6 +519,10 @@ async fn a_circuit_opened_on_one_replica_is_open_on_the_other_and_closes_there_t
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(redis_server),
+    ignore = "needs redis-server on PATH (apt-get install redis-server); CI runs it"
+)]
 async fn losing_redis_degrades_to_local_state_then_sharing_resumes() {
     capture_logs();
     let mut redis = RedisServer::start();
@@ -572,6 +593,10 @@ async fn losing_redis_degrades_to_local_state_then_sharing_resumes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(redis_server),
+    ignore = "needs redis-server on PATH (apt-get install redis-server); CI runs it"
+)]
 async fn redis_down_at_start_serves_locally_then_connects() {
     capture_logs();
     let mut redis = RedisServer::not_started();
@@ -603,6 +628,10 @@ async fn redis_down_at_start_serves_locally_then_connects() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(redis_server),
+    ignore = "needs redis-server on PATH (apt-get install redis-server); CI runs it"
+)]
 async fn a_frozen_redis_costs_a_request_at_most_the_timeout() {
     capture_logs();
     let redis = RedisServer::start();
