@@ -723,9 +723,8 @@ async fn a_client_that_waits_its_retry_after_is_admitted_across_replicas() {
         let response = chat(&http, &b, "m", "sk-window-client-01").await;
         let refused_at = Instant::now();
         assert_eq!(response.status(), 429, "round {round}");
-        let header = |name: &str| -> u64 {
-            response.headers()[name].to_str().unwrap().parse().unwrap()
-        };
+        let header =
+            |name: &str| -> u64 { response.headers()[name].to_str().unwrap().parse().unwrap() };
         let wait = header("retry-after");
         assert!((1..=2).contains(&wait), "Retry-After {wait}");
         assert!(header("x-ratelimit-reset") <= 2);

@@ -2160,8 +2160,14 @@ async fn retry_after_is_within_a_short_window_and_kept() {
 fn rate_limit_windows_are_whole_seconds() {
     let base = "[[backends]]\nname = \"b\"\nprovider = \"mock\"\n\n[[models]]\nname = \"m\"\ntargets = [{ backend = \"b\" }]\n\n";
     for (section, key) in [
-        ("[rate_limit]\nrequests = 3\nwindow = \"500ms\"\n", "rate_limit.window"),
-        ("[rate_limit]\nrequests = 3\nwindow = \"1500ms\"\n", "rate_limit.window"),
+        (
+            "[rate_limit]\nrequests = 3\nwindow = \"500ms\"\n",
+            "rate_limit.window",
+        ),
+        (
+            "[rate_limit]\nrequests = 3\nwindow = \"1500ms\"\n",
+            "rate_limit.window",
+        ),
     ] {
         let e = llm_router::config::Config::parse(
             &format!("{base}{section}"),
@@ -2178,7 +2184,11 @@ fn rate_limit_windows_are_whole_seconds() {
         &|_| None,
     )
     .unwrap_err();
-    assert_eq!(e.key.as_deref(), Some("backends[0].rate_limit.window"), "{e}");
+    assert_eq!(
+        e.key.as_deref(),
+        Some("backends[0].rate_limit.window"),
+        "{e}"
+    );
 }
 
 /// An in-process resilience stack (failover, circuit breaker, retry — the
@@ -2199,11 +2209,8 @@ mod in_process {
     use llm_router::{ProxyBody, ProxyError};
     use tower::{Layer, ServiceExt};
 
-    pub type Stack = tower::util::BoxCloneSyncService<
-        Request<ProxyBody>,
-        Response<ProxyBody>,
-        ProxyError,
-    >;
+    pub type Stack =
+        tower::util::BoxCloneSyncService<Request<ProxyBody>, Response<ProxyBody>, ProxyError>;
 
     fn target(backend: &str, model: &str, priority: u32) -> Target {
         let backend = Backend::builder(backend, Arc::new(Mock)).build().unwrap();
@@ -2222,7 +2229,8 @@ mod in_process {
             "m",
             vec![target("primary", "p", 1), target("fallback", "f", 2)],
         )]);
-        let (to_primary, to_fallback) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (to_primary, to_fallback) =
+            (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let (p, f) = (to_primary.clone(), to_fallback.clone());
         let primary_status = Arc::new(primary_status);
         let upstream = tower::service_fn(move |req: Request<ProxyBody>| {

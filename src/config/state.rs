@@ -116,9 +116,11 @@ mod tests {
     /// built from it.
     #[test]
     fn rediss_urls_are_accepted() {
-        let c = parse("[state]\nstore = \"redis\"\nredis_url = \"rediss://:pw@cache.example:6380/1\"\n")
-            .unwrap()
-            .state;
+        let c = parse(
+            "[state]\nstore = \"redis\"\nredis_url = \"rediss://:pw@cache.example:6380/1\"\n",
+        )
+        .unwrap()
+        .state;
         assert_eq!(c.redis_url, "rediss://:pw@cache.example:6380/1");
         let client = redis::Client::open(c.redis_url.as_str()).unwrap();
         assert!(matches!(

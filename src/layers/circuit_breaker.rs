@@ -823,7 +823,11 @@ mod tests {
         });
         // Every unique name fails once: each opens a circuit.
         for i in 0..MAX_CIRCUITS + 500 {
-            b.record(&format!("up/m-{i}"), Admission::Normal, Outcome::ServerError);
+            b.record(
+                &format!("up/m-{i}"),
+                Admission::Normal,
+                Outcome::ServerError,
+            );
         }
         assert_eq!(len(&b), MAX_CIRCUITS);
         // The circuits already open stay open; the newest names are not tracked.
@@ -839,10 +843,17 @@ mod tests {
         // Closed circuits with failures make room as well.
         let b = breakers();
         for i in 0..MAX_CIRCUITS + 500 {
-            b.record(&format!("up/m-{i}"), Admission::Normal, Outcome::ServerError);
+            b.record(
+                &format!("up/m-{i}"),
+                Admission::Normal,
+                Outcome::ServerError,
+            );
         }
         assert!(len(&b) <= MAX_CIRCUITS);
-        assert!(b.snapshot().iter().any(|c| c.target == format!("up/m-{}", MAX_CIRCUITS + 499)));
+        assert!(b
+            .snapshot()
+            .iter()
+            .any(|c| c.target == format!("up/m-{}", MAX_CIRCUITS + 499)));
     }
 
     /// Retries below the breaker: a failure about to be retried counts at
@@ -852,7 +863,10 @@ mod tests {
     async fn retries_go_through_the_breaker() {
         let b = Arc::new(breakers());
         let first = CircuitGate::new(b.clone(), TargetKey::join("up", "m"), Admission::Normal);
-        assert!(first.may_retry(Outcome::RateLimited), "a 429 counts nothing");
+        assert!(
+            first.may_retry(Outcome::RateLimited),
+            "a 429 counts nothing"
+        );
         assert!(first.may_retry(Outcome::ServerError));
         assert!(first.may_retry(Outcome::Timeout));
         assert_eq!(b.snapshot()[0].consecutive_failures, 2);

@@ -363,6 +363,22 @@ impl std::fmt::Debug for CredentialTag {
     }
 }
 
+/// The model part of a state key without its `#<tag>` (see [`state_key`]).
+///
+/// ```
+/// use llm_router::layers::failover::without_credential_tag;
+///
+/// assert_eq!(without_credential_tag("gpt-4o#0123456789abcdef"), "gpt-4o");
+/// assert_eq!(without_credential_tag("gpt-4o"), "gpt-4o");
+/// assert_eq!(without_credential_tag("odd#name"), "odd#name");
+/// ```
+pub fn without_credential_tag(model: &str) -> &str {
+    match model.rsplit_once('#') {
+        Some((name, tag)) if tag.len() == 16 && tag.bytes().all(|b| b.is_ascii_hexdigit()) => name,
+        _ => model,
+    }
+}
+
 /// Whether `target`'s backend forwards the client's own key.
 fn is_passthrough(target: &Target) -> bool {
     matches!(target.backend().credential(), Credential::Passthrough)
@@ -393,7 +409,11 @@ pub fn state_key(target: &Target, requested_model: &str, tag: Option<&Credential
     match tag {
         Some(tag) if is_passthrough(target) => TargetKey::join(
             target.backend().name(),
-            &format!("{}#{}", target.upstream_model(requested_model), tag.as_str()),
+            &format!(
+                "{}#{}",
+                target.upstream_model(requested_model),
+                tag.as_str()
+            ),
         ),
         _ => target.key(requested_model),
     }
@@ -789,8 +809,13 @@ mod tests {
             c.start(&format!("up/m-{i}"), Duration::from_secs(10));
         }
         assert_eq!(c.active().len(), MAX_COOLDOWNS);
-        assert!(c.remaining("up/m-0").is_some(), "running cooldowns are kept");
-        assert!(c.remaining(&format!("up/m-{}", MAX_COOLDOWNS + 50)).is_none());
+        assert!(
+            c.remaining("up/m-0").is_some(),
+            "running cooldowns are kept"
+        );
+        assert!(c
+            .remaining(&format!("up/m-{}", MAX_COOLDOWNS + 50))
+            .is_none());
         tokio::time::advance(Duration::from_secs(10)).await;
         c.start("up/new", Duration::from_secs(10));
         assert_eq!(c.active().len(), 1);
