@@ -491,6 +491,13 @@ pub fn target_survives(key: &str, old: Option<&Config>, config: &Config) -> bool
         else {
             return false;
         };
+        // Passthrough targets keep state per client credential: `model#<tag>`.
+        let model = match b.api_key {
+            Some(crate::config::ApiKeySetting::Passthrough) => {
+                crate::layers::failover::without_credential_tag(model)
+            }
+            _ => model,
+        };
         let moved = old.is_some_and(|old| {
             old.backends
                 .iter()

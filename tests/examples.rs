@@ -200,7 +200,8 @@ async fn custom_stack_example_fails_over_and_shows_its_state() {
         .iter()
         .find(|c| c["target"] == "primary/gpt-4o")
         .unwrap_or_else(|| panic!("{health}"));
-    assert_eq!(circuit["consecutive_failures"], 1, "{health}");
+    // Each failed attempt counts, the retry included.
+    assert_eq!(circuit["consecutive_failures"], 2, "{health}");
     let limits: Value = client()
         .get(format!("{base}/router/rate-limits"))
         .send()

@@ -195,7 +195,8 @@ initial_delay = "10ms"
 jitter = false
 
 [circuit_breaker]
-failure_threshold = 2
+# Each failed attempt counts, retries included: 2 requests x (try + retry).
+failure_threshold = 4
 open_for = "60s"
 
 {good}{flaky}{m}{rl}
@@ -607,7 +608,8 @@ async fn backend_info_joins_config_stats_and_state() {
     let circuits = up_info["state"]["circuits"].as_array().unwrap();
     assert_eq!(circuits.len(), 1, "{v}");
     assert_eq!(circuits[0]["target"], "up/gpt-4o");
-    assert_eq!(circuits[0]["consecutive_failures"], 1);
+    // The try and its retry: each failed attempt counts.
+    assert_eq!(circuits[0]["consecutive_failures"], 2);
     assert_eq!(up_info["state"]["rate_limit"]["limit"], 100, "{v}");
     assert_eq!(up_info["state"]["available"], true, "{v}");
     let local = backends.iter().find(|b| b["name"] == "local").unwrap();
@@ -650,7 +652,8 @@ async fn router_stats_shape() {
     assert_eq!(s["backends"]["up"]["attempts"], 1, "{s}");
     assert_eq!(
         s["circuits"],
-        json!({"open": 0, "half_open": 0, "closed": 1}),
+        // A closed circuit without failures is not kept.
+        json!({"open": 0, "half_open": 0, "closed": 0}),
         "{s}"
     );
     assert_eq!(s["cooldowns"], 0, "{s}");

@@ -5,8 +5,10 @@
 //!
 //! Propagation is awaited on explicit conditions (`/health`,
 //! `/router/health`, a key in Redis), each bounded by `support::BOUND`; nothing
-//! sleeps for luck. `redis-server` must be on PATH: without it these tests
-//! fail (CI installs it).
+//! sleeps for luck. They need `redis-server` on PATH: without it (see
+//! `build.rs`) they are reported as ignored, with the reason; CI installs it
+//! and sets `LLM_ROUTER_REQUIRE_REDIS=1`, which makes its absence a build
+//! error there.
 
 #[path = "support/redis_server.rs"]
 mod redis_server;
@@ -200,6 +202,10 @@ const UNAVAILABLE: &str = "Redis state store unavailable";
 // Tests
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(redis_server),
+    ignore = "needs redis-server on PATH (apt-get install redis-server); CI runs it"
+)]
 async fn a_client_limit_of_n_allows_exactly_n_across_two_replicas() {
     let redis = RedisServer::start();
     let up = MockUpstream::start("up", Reply::Chat).await;
@@ -239,11 +245,10 @@ async fn a_client_limit_of_n_allows_exactly_n_across_two_replicas() {
                 .unwrap()
                 .parse()
                 .unwrap();
-            // When a sixth fits: the window ends in 60 s, and the five it
-            // counted must then fade to four (a fifth of the next window) —
-            // exactly what the memory store says.
+            // When a sixth fits: when the key's window (started by its
+            // first request, moments ago) ends — never later than 60 s.
             assert!(
-                (70..=72).contains(&retry_after),
+                (58..=60).contains(&retry_after),
                 "Retry-After {retry_after}"
             );
         }
@@ -278,7 +283,7 @@ async fn a_client_limit_of_n_allows_exactly_n_across_two_replicas() {
     assert_eq!(count(&statuses, 429), 15, "{statuses:?}");
     assert_eq!(up.stats().requests, 10);
 
-    // Keys are namespaced, carry no raw key, and expire within two windows.
+    // Keys are namespaced, carry no raw key, and expire with their window.
     let all = keys(&redis, "*");
     assert!(!all.is_empty());
     let mut conn = redis_conn(&redis);
@@ -289,7 +294,7 @@ async fn a_client_limit_of_n_allows_exactly_n_across_two_replicas() {
             "a raw client key in Redis: {key}"
         );
         let ttl: i64 = redis::cmd("PTTL").arg(key).query(&mut conn).unwrap();
-        assert!(ttl > 0 && ttl <= 120_000, "{key} expires in {ttl} ms");
+        assert!(ttl > 0 && ttl <= 60_000, "{key} expires in {ttl} ms");
     }
 
     // The memory store (the default) says nothing about a state store.
@@ -306,6 +311,10 @@ async fn a_client_limit_of_n_allows_exactly_n_across_two_replicas() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(redis_server),
+    ignore = "needs redis-server on PATH (apt-get install redis-server); CI runs it"
+)]
 async fn a_token_budget_used_on_one_replica_counts_on_the_other() {
     let redis = RedisServer::start();
     // Every answer reports 3 tokens.
@@ -360,6 +369,10 @@ async fn a_token_budget_used_on_one_replica_counts_on_the_other() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(redis_server),
+    ignore = "needs redis-server on PATH (apt-get install redis-server); CI runs it"
+)]
 async fn a_backend_that_answered_429_on_one_replica_is_skipped_by_the_other() {
     let redis = RedisServer::start();
     let limited = MockUpstream::start(
@@ -416,6 +429,10 @@ async fn a_backend_that_answered_429_on_one_replica_is_skipped_by_the_other() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(redis_server),
+    ignore = "needs redis-server on PATH (apt-get install redis-server); CI runs it"
+)]
 async fn a_circuit_opened_on_one_replica_is_open_on_the_other_and_closes_there_too() {
     let redis = RedisServer::start();
     let failing = Arc::new(AtomicBool::new(true));
@@ -502,6 +519,10 @@ async fn a_circuit_opened_on_one_replica_is_open_on_the_other_and_closes_there_t
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(redis_server),
+    ignore = "needs redis-server on PATH (apt-get install redis-server); CI runs it"
+)]
 async fn losing_redis_degrades_to_local_state_then_sharing_resumes() {
     capture_logs();
     let mut redis = RedisServer::start();
@@ -572,6 +593,10 @@ async fn losing_redis_degrades_to_local_state_then_sharing_resumes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(redis_server),
+    ignore = "needs redis-server on PATH (apt-get install redis-server); CI runs it"
+)]
 async fn redis_down_at_start_serves_locally_then_connects() {
     capture_logs();
     let mut redis = RedisServer::not_started();
@@ -603,6 +628,10 @@ async fn redis_down_at_start_serves_locally_then_connects() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(redis_server),
+    ignore = "needs redis-server on PATH (apt-get install redis-server); CI runs it"
+)]
 async fn a_frozen_redis_costs_a_request_at_most_the_timeout() {
     capture_logs();
     let redis = RedisServer::start();
@@ -658,4 +687,192 @@ async fn a_frozen_redis_costs_a_request_at_most_the_timeout() {
     );
     assert_eq!(keys(&redis, "frozen:limit:client:*:requests").len(), 2);
     assert_eq!(log_lines(&redis, "WARN", UNAVAILABLE).len(), 1);
+}
+
+// ---------------------------------------------------------------------------
+// Issue 15: correct windows, validated transitions, TLS
+
+/// Regression (issue 15): with the Redis store too, a 429's `Retry-After`
+/// and `x-ratelimit-reset` never exceed the window (a 2 s window said 3),
+/// and a client that waits `Retry-After` is admitted — on either replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(redis_server),
+    ignore = "needs redis-server on PATH (apt-get install redis-server); CI runs it"
+)]
+async fn a_client_that_waits_its_retry_after_is_admitted_across_replicas() {
+    let redis = RedisServer::start();
+    let up = MockUpstream::start("up", Reply::Chat).await;
+    let text = [
+        STACK.to_string(),
+        "[rate_limit]\nrequests = 3\nwindow = \"2s\"\nkey = \"api_key\"\n\n".to_string(),
+        state(&redis, "shared-window"),
+        openai_backend("up", &up.base_url(), ""),
+        model("m", "up", None),
+    ]
+    .concat();
+    let a = Proxy::start(&text).await;
+    let b = Proxy::start(&text).await;
+    let http = client();
+    wait_store(&http, &a, "ok").await;
+    wait_store(&http, &b, "ok").await;
+
+    for round in 0..2 {
+        let statuses = alternate(&http, [&a, &b], 3, "sk-window-client-01").await;
+        assert_eq!(statuses, [200; 3], "round {round}");
+        let response = chat(&http, &b, "m", "sk-window-client-01").await;
+        let refused_at = Instant::now();
+        assert_eq!(response.status(), 429, "round {round}");
+        let header =
+            |name: &str| -> u64 { response.headers()[name].to_str().unwrap().parse().unwrap() };
+        let wait = header("retry-after");
+        assert!((1..=2).contains(&wait), "Retry-After {wait}");
+        assert!(header("x-ratelimit-reset") <= 2);
+        // Waiting exactly what it was told is enough, on the other replica.
+        tokio::time::sleep_until((refused_at + Duration::from_secs(wait)).into()).await;
+        let response = chat(&http, &a, "m", "sk-window-client-01").await;
+        assert_eq!(
+            response.status(),
+            200,
+            "round {round}: refused after waiting Retry-After {wait}"
+        );
+        // Spend the fresh window's rest, so the next round starts full.
+        let statuses = alternate(&http, [&a, &b], 2, "sk-window-client-01").await;
+        assert_eq!(statuses, [200; 2]);
+        let response = chat(&http, &a, "m", "sk-window-client-01").await;
+        assert_eq!(response.status(), 429);
+        let wait: u64 = response.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(wait)).await;
+    }
+}
+
+/// Regression (issue 15): any Redis client could publish a 31-year open
+/// circuit (or cooldown). What arrives on the channel is validated: unknown
+/// fields are rejected, durations are capped by `open_for` and
+/// `max_cooldown`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(redis_server),
+    ignore = "needs redis-server on PATH (apt-get install redis-server); CI runs it"
+)]
+async fn published_transitions_are_validated_and_capped() {
+    let redis = RedisServer::start();
+    let up = MockUpstream::start("up", Reply::Chat).await;
+    let spare = MockUpstream::start("spare", Reply::Chat).await;
+    let text = [
+        STACK.to_string(),
+        limit(1000, ""),
+        state(&redis, "validate"),
+        "[circuit_breaker]\nopen_for = \"2s\"\n\n".to_string(),
+        "[failover]\nmax_cooldown = \"3s\"\n\n".to_string(),
+        openai_backend("up", &up.base_url(), ""),
+        openai_backend("spare", &spare.base_url(), ""),
+        model_with("m", &[("up", "m1", 1), ("spare", "m2", 2)]),
+    ]
+    .concat();
+    let proxy = Proxy::start(&text).await;
+    let http = client();
+    wait_store(&http, &proxy, "ok").await;
+
+    let years: u64 = 31 * 365 * 24 * 3600 * 1000;
+    let publish = |payload: String| {
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg("validate:events")
+            .arg(payload)
+            .query(&mut redis_conn(&redis))
+            .expect("PUBLISH");
+    };
+    // Rejected: an unknown field, an unknown kind.
+    publish(format!(
+        r#"{{"from":"intruder","kind":"open","target":"spare/m2","ms":{years},"admin":true}}"#
+    ));
+    publish(r#"{"from":"intruder","kind":"explode","target":"spare/m2","ms":1}"#.to_string());
+    // Accepted, but capped.
+    publish(format!(
+        r#"{{"from":"intruder","kind":"open","target":"up/m1","ms":{years}}}"#
+    ));
+    publish(format!(
+        r#"{{"from":"intruder","kind":"cooldown","target":"spare/m2","ms":{years}}}"#
+    ));
+    let health = wait_json(
+        &http,
+        &proxy,
+        "/router/health",
+        "the published transitions to be applied",
+        |h| {
+            target(h, "up/m1")["circuit"] == "open"
+                && target(h, "spare/m2")["cooldown_remaining_secs"].is_number()
+        },
+    )
+    .await;
+    let circuit = health["circuits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["target"] == "up/m1")
+        .expect("the circuit");
+    let retry_in = circuit["retry_in_secs"].as_f64().unwrap();
+    assert!(retry_in <= 2.0, "open for {retry_in} s");
+    let cooldown = target(&health, "spare/m2")["cooldown_remaining_secs"]
+        .as_f64()
+        .unwrap();
+    assert!(cooldown <= 3.0, "cooling down for {cooldown} s");
+    // The rejected ones changed nothing: spare's circuit is closed.
+    assert_eq!(target(&health, "spare/m2")["circuit"], "closed");
+}
+
+/// `rediss://`: the store talks TLS to Redis (the server's certificate is
+/// verified against the trust store, here the test's own CA through
+/// `SSL_CERT_FILE`), and limits are shared over it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(redis_server),
+    ignore = "needs redis-server on PATH (apt-get install redis-server); CI runs it"
+)]
+async fn rediss_talks_tls_to_redis() {
+    let dir = std::env::temp_dir().join(format!(
+        "llm-router-redis-tls-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    // Only this test uses TLS in this binary; rustls-native-certs reads it
+    // at each TLS connection.
+    std::env::set_var("SSL_CERT_FILE", &cert);
+
+    let redis = RedisServer::start_tls(cert.to_str().unwrap(), key.to_str().unwrap());
+    let up = MockUpstream::start("up", Reply::Chat).await;
+    let text = [
+        STACK.to_string(),
+        limit(2, ""),
+        format!(
+            "[state]\nstore = \"redis\"\nredis_url = \"{}\"\nprefix = \"tls\"\ntimeout = \"500ms\"\n\n",
+            redis.tls_url()
+        ),
+        openai_backend("up", &up.base_url(), ""),
+        model("m", "up", None),
+    ]
+    .concat();
+    let a = Proxy::start(&text).await;
+    let b = Proxy::start(&text).await;
+    let http = client();
+    wait_store(&http, &a, "ok").await;
+    wait_store(&http, &b, "ok").await;
+    let statuses = alternate(&http, [&a, &b], 3, "sk-tls-client-0001").await;
+    assert_eq!(statuses, [200, 200, 429]);
+    // The count lives in Redis (read here over the plain port).
+    assert_eq!(keys(&redis, "tls:limit:*").len(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
 }

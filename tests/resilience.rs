@@ -484,12 +484,13 @@ async fn unavailable_target_fails_over_or_its_503_comes_back() {
     assert_eq!(a.requests().len(), 6);
     assert_eq!(b.requests().len(), 1);
 
-    // Each failed attempt (retries included) counts once for its circuit.
+    // Each failed attempt (retries included) counts for its circuit: a
+    // retry below the breaker goes through it.
     let health = get_json(&http, &proxy.at("/router/health")).await;
     for key in ["a/a-two", "a/a-one"] {
         assert_eq!(
             target_entry(&health, key)["consecutive_failures"],
-            1,
+            3,
             "{key}"
         );
         assert_eq!(target_entry(&health, key)["circuit"], "closed", "{key}");
@@ -571,6 +572,8 @@ async fn connection_reset_is_retried_then_fails_over_or_is_502() {
         model_with("two", &[("reset", "r-model", 1), ("b", "b-model", 2)], ""),
         model_with("one", &[("reset", "r-model", 1)], ""),
         retry(2, "20ms"),
+        // Each reset counts for the circuit: keep it closed for this test.
+        "[circuit_breaker]\nfailure_threshold = 100\n\n".to_string(),
     ]
     .concat();
     let proxy = Proxy::start(&config).await;
@@ -1370,9 +1373,9 @@ async fn client_request_limit_answers_429_with_retry_after() {
     let response = send("client-one").await;
     assert_eq!(response.status(), 429);
     let wait = retry_after(&response);
-    // The 3 requests of this window still weigh on the next one: room for
-    // a fourth once a third of it has passed.
-    assert!((79..=80).contains(&wait), "Retry-After {wait}");
+    // Room again when this key's window (started by its first request,
+    // moments ago) ends: never later than the window.
+    assert!((59..=60).contains(&wait), "Retry-After {wait}");
     assert_eq!(header(&response, "x-ratelimit-reset"), wait.to_string());
     assert_eq!(header(&response, "x-ratelimit-limit"), "3");
     assert_eq!(header(&response, "x-ratelimit-remaining"), "0");
@@ -1604,9 +1607,9 @@ async fn exhausted_backend_limit_skips_the_target() {
     let response = post(&http, &url, &chat_body("only-primary")).await;
     assert_eq!(response.status(), 503);
     let wait = retry_after(&response);
-    // One request per window: the one made weighs on the next window
-    // until its very end.
-    assert!((119..=120).contains(&wait), "Retry-After {wait}");
+    // One request per window: room again when the backend's window ends,
+    // never later than the window.
+    assert!((59..=60).contains(&wait), "Retry-After {wait}");
     assert_eq!(
         assert_openai_error(&json_of(response).await),
         "no_target_available"
@@ -2107,4 +2110,415 @@ async fn concurrent_requests_against_a_flapping_backend_all_end_cleanly() {
         })
         .await;
     }
+}
+
+// 20. Correct windows, circuit discipline and tenant isolation (issue 15)
+
+/// Regression (issue 15): with a 2 s window the 429 said `Retry-After: 3`.
+/// Over HTTP, for a short window: the 429's `Retry-After` and
+/// `x-ratelimit-reset` are within the window, and a client that waits them
+/// is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_is_within_a_short_window_and_kept() {
+    let up = MockUpstream::start("up", Reply::Chat).await;
+    let config = [
+        STACK_WITH_LIMITS.to_string(),
+        openai_backend("up", &up.base_url(), ""),
+        model_with("m", &[("up", "up-model", 1)], ""),
+        "[rate_limit]\nrequests = 3\nwindow = \"2s\"\nkey = \"global\"\n\n".to_string(),
+    ]
+    .concat();
+    let proxy = Proxy::start(&config).await;
+    let http = client();
+    let url = proxy.at("/v1/chat/completions");
+    for _ in 0..3 {
+        assert_eq!(
+            content_of(post(&http, &url, &chat_body("m")).await).await,
+            "from up"
+        );
+    }
+    let response = post(&http, &url, &chat_body("m")).await;
+    let refused_at = Instant::now();
+    assert_eq!(response.status(), 429);
+    let wait = retry_after(&response);
+    assert!((1..=2).contains(&wait), "Retry-After {wait}");
+    let reset: u64 = header(&response, "x-ratelimit-reset").parse().unwrap();
+    assert!(reset <= 2, "x-ratelimit-reset {reset}");
+    tokio::time::sleep_until((refused_at + Duration::from_secs(wait)).into()).await;
+    let response = post(&http, &url, &chat_body("m")).await;
+    assert_eq!(
+        response.status(),
+        200,
+        "refused again after waiting the Retry-After of {wait} s"
+    );
+    assert_eq!(up.requests().len(), 4);
+}
+
+/// A window that is not whole seconds is a config error (Retry-After
+/// counts seconds and must never exceed the window).
+#[test]
+fn rate_limit_windows_are_whole_seconds() {
+    let base = "[[backends]]\nname = \"b\"\nprovider = \"mock\"\n\n[[models]]\nname = \"m\"\ntargets = [{ backend = \"b\" }]\n\n";
+    for (section, key) in [
+        (
+            "[rate_limit]\nrequests = 3\nwindow = \"500ms\"\n",
+            "rate_limit.window",
+        ),
+        (
+            "[rate_limit]\nrequests = 3\nwindow = \"1500ms\"\n",
+            "rate_limit.window",
+        ),
+    ] {
+        let e = llm_router::config::Config::parse(
+            &format!("{base}{section}"),
+            std::path::Path::new("c.toml"),
+            &|_| None,
+        )
+        .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some(key), "{e}");
+        assert!(e.message.contains("whole number of seconds"), "{e}");
+    }
+    let e = llm_router::config::Config::parse(
+        "[[backends]]\nname = \"b\"\nprovider = \"mock\"\nrate_limit = { requests = 1, window = \"100ms\" }\n",
+        std::path::Path::new("c.toml"),
+        &|_| None,
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.key.as_deref(),
+        Some("backends[0].rate_limit.window"),
+        "{e}"
+    );
+}
+
+/// An in-process resilience stack (failover, circuit breaker, retry — the
+/// default order) over a mock upstream service, for paused-time tests: no
+/// sockets, so the paused clock moves only when every task waits on it.
+mod in_process {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use http::{Request, Response, StatusCode};
+    use llm_router::classify::Outcome;
+    use llm_router::layers::circuit_breaker::{BreakerPolicy, Breakers, CircuitBreakerLayer};
+    use llm_router::layers::failover::{Cooldowns, FailoverLayer, FailoverPolicy};
+    use llm_router::layers::retry::{RetryLayer, RetryPolicy};
+    use llm_router::provider::mock::Mock;
+    use llm_router::request::{Endpoint, LlmRequest};
+    use llm_router::routing::{Backend, ModelRoute, RouteTable, Target};
+    use llm_router::{ProxyBody, ProxyError};
+    use tower::{Layer, ServiceExt};
+
+    pub type Stack =
+        tower::util::BoxCloneSyncService<Request<ProxyBody>, Response<ProxyBody>, ProxyError>;
+
+    fn target(backend: &str, model: &str, priority: u32) -> Target {
+        let backend = Backend::builder(backend, Arc::new(Mock)).build().unwrap();
+        Target::new(Arc::new(backend), Some(model)).priority(priority)
+    }
+
+    /// Model `m`: `primary` (priority 1), then `fallback`. The upstream
+    /// answers `primary` with `primary_status()` and `fallback` with 200;
+    /// each call is counted per backend.
+    pub fn stack(
+        breaker: BreakerPolicy,
+        retry: RetryPolicy,
+        primary_status: impl Fn() -> StatusCode + Send + Sync + 'static,
+    ) -> (Stack, Arc<Breakers>, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+        let table = RouteTable::new(vec![ModelRoute::new(
+            "m",
+            vec![target("primary", "p", 1), target("fallback", "f", 2)],
+        )]);
+        let (to_primary, to_fallback) =
+            (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (p, f) = (to_primary.clone(), to_fallback.clone());
+        let primary_status = Arc::new(primary_status);
+        let upstream = tower::service_fn(move |req: Request<ProxyBody>| {
+            let backend = req
+                .extensions()
+                .get::<Target>()
+                .map(|t| t.backend().name().to_string())
+                .unwrap_or_default();
+            let status = if backend == "primary" {
+                p.fetch_add(1, Ordering::SeqCst);
+                primary_status()
+            } else {
+                f.fetch_add(1, Ordering::SeqCst);
+                StatusCode::OK
+            };
+            async move {
+                let mut response = Response::new(ProxyBody::empty());
+                *response.status_mut() = status;
+                Ok::<_, ProxyError>(response)
+            }
+        });
+        let breakers = Arc::new(Breakers::new(breaker));
+        let service = FailoverLayer::new(
+            Arc::new(table),
+            FailoverPolicy::default(),
+            Arc::new(Cooldowns::default()),
+        )
+        .layer(
+            CircuitBreakerLayer::new(breakers.clone())
+                .layer(RetryLayer::new(retry).layer(upstream)),
+        );
+        (
+            tower::util::BoxCloneSyncService::new(service),
+            breakers,
+            to_primary,
+            to_fallback,
+        )
+    }
+
+    /// One chat request for model `m`, as the stack above the split sees it.
+    pub fn request() -> Request<ProxyBody> {
+        let llm = LlmRequest::parse(
+            Endpoint::ChatCompletions,
+            br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+        )
+        .unwrap();
+        let mut req = Request::new(ProxyBody::empty());
+        req.extensions_mut().insert(llm);
+        req
+    }
+
+    /// Send one request; its outcome.
+    pub async fn send(stack: Stack) -> Outcome {
+        Outcome::of(&stack.oneshot(request()).await)
+    }
+}
+
+/// Regression (issue 15): during a flapping primary (503 for 6 s,
+/// failure_threshold 2, open_for 2 s, a request every 0.5 s, the default
+/// retry policy below the breaker) 8 of the 12 requests reached the failing
+/// primary: retries below the breaker kept hitting it while the circuit was
+/// (about to be) open. Only the two failures that open the circuit and one
+/// half-open probe per `open_for` may reach it.
+#[tokio::test(start_paused = true)]
+async fn a_flapping_primary_sees_only_the_opening_failures_and_the_probes() {
+    use llm_router::classify::Outcome;
+    use llm_router::layers::circuit_breaker::BreakerPolicy;
+    use llm_router::layers::retry::RetryPolicy;
+
+    for jitter in [false, true] {
+        let base = tokio::time::Instant::now();
+        let down_until = base + Duration::from_secs(6);
+        let (stack, breakers, to_primary, to_fallback) = in_process::stack(
+            BreakerPolicy {
+                failure_threshold: 2,
+                open_for: Duration::from_secs(2),
+                half_open_requests: 1,
+            },
+            RetryPolicy::default().jitter(jitter),
+            move || {
+                if tokio::time::Instant::now() < down_until {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::OK
+                }
+            },
+        );
+        let mut requests = Vec::new();
+        for i in 0..12u32 {
+            tokio::time::sleep_until(base + Duration::from_millis(500) * i).await;
+            requests.push(tokio::spawn(in_process::send(stack.clone())));
+        }
+        for request in requests {
+            assert_eq!(request.await.unwrap(), Outcome::Success);
+        }
+        // t = 0 and 0.5 s open the circuit (until 2.5 s); the probes at
+        // 2.5 s and 4.5 s fail and re-open it; nothing else got through.
+        assert_eq!(
+            to_primary.load(Ordering::SeqCst),
+            4,
+            "calls reaching the failing primary (jitter {jitter})"
+        );
+        assert_eq!(to_fallback.load(Ordering::SeqCst), 12);
+        assert!(breakers.is_open("primary/p"));
+
+        // After the outage, the next probe (at 6.5 s) closes the circuit.
+        tokio::time::sleep_until(base + Duration::from_millis(6500)).await;
+        assert_eq!(in_process::send(stack.clone()).await, Outcome::Success);
+        assert_eq!(to_primary.load(Ordering::SeqCst), 5);
+        assert_eq!(to_fallback.load(Ordering::SeqCst), 12);
+        assert!(!breakers.is_open("primary/p"));
+        assert!(breakers.snapshot().iter().all(|c| c.state == "closed"));
+    }
+}
+
+/// While a half-open probe is in flight, concurrent requests are not sent
+/// to the target, and a failed probe is not retried: it re-opens the
+/// circuit for `open_for`.
+#[tokio::test(start_paused = true)]
+async fn a_probe_is_alone_and_never_retried() {
+    use llm_router::classify::Outcome;
+    use llm_router::layers::circuit_breaker::BreakerPolicy;
+    use llm_router::layers::retry::RetryPolicy;
+
+    let (stack, breakers, to_primary, _) = in_process::stack(
+        BreakerPolicy {
+            failure_threshold: 1,
+            open_for: Duration::from_secs(2),
+            half_open_requests: 1,
+        },
+        RetryPolicy::default()
+            .jitter(false)
+            .initial_delay(Duration::from_millis(100)),
+        || StatusCode::BAD_GATEWAY,
+    );
+    // The first failure opens the circuit at once: not retried either.
+    assert_eq!(in_process::send(stack.clone()).await, Outcome::Success);
+    assert_eq!(to_primary.load(Ordering::SeqCst), 1);
+    tokio::time::advance(Duration::from_secs(2)).await;
+    // Five requests at once: one probe, not retried; the others go to the fallback.
+    let all = (0..5).map(|_| in_process::send(stack.clone()));
+    for outcome in futures_util::future::join_all(all).await {
+        assert_eq!(outcome, Outcome::Success);
+    }
+    assert_eq!(to_primary.load(Ordering::SeqCst), 2);
+    let open = breakers.open_circuits();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].1, Duration::from_secs(2), "re-opened for open_for");
+}
+
+/// Regression (issue 15): with `api_key = "passthrough"`, one tenant's own
+/// 429 cooled the shared target down for every tenant. Cooldowns (and
+/// circuits) are kept per client credential, hashed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passthrough_tenants_429_cools_the_target_down_for_that_tenant_only() {
+    const A: &str = "sk-tenant-a-0000000001";
+    const B: &str = "sk-tenant-b-0000000002";
+    let up = MockUpstream::with_handler("up", |req| {
+        if req.header("authorization") == Some(&format!("Bearer {A}")) {
+            Reply::JsonWith(
+                StatusCode::TOO_MANY_REQUESTS,
+                vec![("retry-after", "30".to_string())],
+                rate_limit_error(),
+            )
+        } else {
+            Reply::Chat
+        }
+    })
+    .await;
+    let config = [
+        "[stack]\norder = [\"auth\", \"failover\", \"circuit_breaker\", \"retry\"]\n\n".to_string(),
+        format!("[auth]\nkeys = [\"{A}\", \"{B}\"]\nadmin_keys = [\"admin-key-000000009\"]\n\n"),
+        openai_backend("up", &up.base_url(), "api_key = \"passthrough\""),
+        model_with("m", &[("up", "up-model", 1)], ""),
+        retry(0, "10ms"),
+    ]
+    .concat();
+    let proxy = Proxy::start(&config).await;
+    let http = client();
+    let url = proxy.at("/v1/chat/completions");
+    let send = |key: &'static str| {
+        let request = http.post(&url).bearer_auth(key).json(&chat_body("m"));
+        async move {
+            bounded("the proxy's answer", request.send())
+                .await
+                .expect("request failed")
+        }
+    };
+
+    assert_eq!(send(A).await.status(), 429);
+    assert_eq!(up.requests().len(), 1);
+    // Tenant A sits out its own Retry-After (its only target is skipped) ...
+    let status = send(A).await.status().as_u16();
+    assert!(matches!(status, 429 | 503), "{status}");
+    assert_eq!(up.requests().len(), 1, "tenant A's cooldown holds for A");
+    // ... tenant B is not affected.
+    for _ in 0..2 {
+        assert_eq!(content_of(send(B).await).await, "from up");
+    }
+    assert_eq!(up.requests().len(), 3);
+
+    // The cooldown is kept under a hash of A's key, never the key itself.
+    let health = bounded(
+        "the admin answer",
+        http.get(proxy.at("/router/health"))
+            .bearer_auth("admin-key-000000009")
+            .send(),
+    )
+    .await
+    .expect("request failed");
+    assert_eq!(health.status(), 200);
+    let health = json_of(health).await;
+    let cooldowns = health["cooldowns"].as_array().expect("cooldowns");
+    assert_eq!(cooldowns.len(), 1, "{health}");
+    let key = cooldowns[0]["target"].as_str().unwrap();
+    assert!(key.starts_with("up/up-model#"), "{key}");
+    assert!(!health.to_string().contains("tenant"), "{health}");
+}
+
+/// Regression (issue 15): an upstream's Retry-After was capped only at
+/// 1e9 s (31 years). `[failover] max_cooldown` caps every cooldown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_cooldown_outlasts_max_cooldown() {
+    let up = MockUpstream::with_handler("up", |req| {
+        if req.json()["messages"][0]["content"] == "limit me" {
+            Reply::JsonWith(
+                StatusCode::TOO_MANY_REQUESTS,
+                vec![("retry-after", "999999999".to_string())],
+                rate_limit_error(),
+            )
+        } else {
+            Reply::Chat
+        }
+    })
+    .await;
+    let config = [
+        STACK.to_string(),
+        openai_backend("up", &up.base_url(), ""),
+        model_with("m", &[("up", "up-model", 1)], ""),
+        retry(0, "10ms"),
+        "[failover]\nmax_cooldown = \"1s\"\n\n".to_string(),
+    ]
+    .concat();
+    let proxy = Proxy::start(&config).await;
+    let http = client();
+    let url = proxy.at("/v1/chat/completions");
+    let limited = json!({"model": "m", "messages": [{"role": "user", "content": "limit me"}]});
+    let response = post(&http, &url, &limited).await;
+    let cooled_at = Instant::now();
+    assert_eq!(response.status(), 429);
+    let health = get_json(&http, &proxy.at("/router/health")).await;
+    let left = target_entry(&health, "up/up-model")["cooldown_remaining_secs"]
+        .as_f64()
+        .expect("a cooldown");
+    assert!(left > 0.0 && left <= 1.0, "cooldown of {left} s");
+    let response = post(&http, &url, &chat_body("m")).await;
+    let status = response.status().as_u16();
+    assert!(matches!(status, 429 | 503), "still cooling down: {status}");
+    assert_eq!(retry_after(&response), 1);
+    assert_eq!(up.requests().len(), 1);
+    tokio::time::sleep_until((cooled_at + Duration::from_secs(1)).into()).await;
+    assert_eq!(
+        content_of(post(&http, &url, &chat_body("m")).await).await,
+        "from up"
+    );
+}
+
+/// Regression (issue 15): a `*` route kept one circuit entry per
+/// client-chosen model name forever. Answers that succeed leave nothing
+/// behind (and the tables are capped, see the unit tests).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wildcard_model_names_leave_no_state_behind() {
+    let up = MockUpstream::start("up", Reply::Chat).await;
+    let config = [
+        STACK.to_string(),
+        openai_backend("up", &up.base_url(), ""),
+        "[[models]]\nname = \"*\"\ntargets = [{ backend = \"up\" }]\n\n".to_string(),
+        retry(0, "10ms"),
+    ]
+    .concat();
+    let proxy = Proxy::start(&config).await;
+    let http = client();
+    let url = proxy.at("/v1/chat/completions");
+    for i in 0..200 {
+        let response = post(&http, &url, &chat_body(&format!("any-model-{i}"))).await;
+        assert_eq!(content_of(response).await, "from up");
+    }
+    let health = get_json(&http, &proxy.at("/router/health")).await;
+    assert_eq!(health["circuits"], json!([]), "{health}");
+    assert_eq!(health["cooldowns"], json!([]), "{health}");
 }

@@ -37,6 +37,7 @@ pub(super) struct RawBreaker {
 pub(super) struct RawFailover {
     on: Option<Spanned<Vec<Spanned<i64>>>>,
     cooldown: Option<Spanned<String>>,
+    max_cooldown: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -105,6 +106,20 @@ impl Loader<'_> {
                 )),
             })
             .collect()
+    }
+
+    /// A rate-limit window: whole seconds, at least one (`Retry-After`
+    /// counts whole seconds, and never exceeds the window).
+    fn window(&self, v: &Option<Spanned<String>>, key: &str) -> Result<Duration, ConfigError> {
+        let window = self.duration(v, key, Duration::from_secs(60))?;
+        if window < Duration::from_secs(1) || window.subsec_nanos() != 0 {
+            return Err(self.err(
+                v.as_ref().map(Spanned::span),
+                key,
+                "must be a whole number of seconds, at least \"1s\" (Retry-After counts seconds)",
+            ));
+        }
+        Ok(window)
     }
 
     pub(super) fn retry(&self, raw: Option<RawRetry>) -> Result<RetryPolicy, ConfigError> {
@@ -184,10 +199,23 @@ impl Loader<'_> {
     pub(super) fn failover(&self, raw: Option<RawFailover>) -> Result<FailoverPolicy, ConfigError> {
         let d = FailoverPolicy::default();
         let Some(raw) = raw else { return Ok(d) };
-        Ok(FailoverPolicy {
+        let policy = FailoverPolicy {
             on: self.statuses(&raw.on, "failover.on", d.on.clone())?,
             cooldown: self.duration(&raw.cooldown, "failover.cooldown", d.cooldown)?,
-        })
+            max_cooldown: self.duration(
+                &raw.max_cooldown,
+                "failover.max_cooldown",
+                d.max_cooldown,
+            )?,
+        };
+        if policy.max_cooldown.is_zero() {
+            return Err(self.err(
+                raw.max_cooldown.as_ref().map(Spanned::span),
+                "failover.max_cooldown",
+                "must be longer than 0s",
+            ));
+        }
+        Ok(policy)
     }
 
     pub(super) fn rate_limit(
@@ -224,7 +252,7 @@ impl Loader<'_> {
             requests: opt(&raw.requests, "rate_limit.requests")?,
             tokens: opt(&raw.tokens, "rate_limit.tokens")?,
             concurrency: opt(&raw.concurrency, "rate_limit.concurrency")?,
-            window: self.duration(&raw.window, "rate_limit.window", Duration::from_secs(60))?,
+            window: self.window(&raw.window, "rate_limit.window")?,
             key,
         };
         if policy.requests.is_none() && policy.tokens.is_none() && policy.concurrency.is_none() {
@@ -247,7 +275,7 @@ impl Loader<'_> {
         let key = |k: &str| format!("backends[{i}].rate_limit.{k}");
         Ok(BackendLimit {
             requests: self.count(&Some(r.requests.clone()), &key("requests"), 1, 0)?,
-            window: self.duration(&r.window, &key("window"), Duration::from_secs(60))?,
+            window: self.window(&r.window, &key("window"))?,
         })
     }
 }

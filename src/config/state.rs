@@ -41,14 +41,6 @@ impl Loader<'_> {
         }
         if let Some(url) = &raw.redis_url {
             let text = url.get_ref().trim();
-            if text.starts_with("rediss://") {
-                return Err(self.err(
-                    Some(url.span()),
-                    "state.redis_url",
-                    "TLS to Redis (rediss://) is not supported by this build; use redis:// \
-                     (on a private network or through a TLS tunnel)",
-                ));
-            }
             if let Err(e) = redis::Client::open(text) {
                 return Err(self.err(
                     Some(url.span()),
@@ -120,6 +112,24 @@ mod tests {
         assert_eq!(c.timeout, Duration::from_millis(50));
     }
 
+    /// `rediss://` (TLS to Redis) is accepted, and the store's client is
+    /// built from it.
+    #[test]
+    fn rediss_urls_are_accepted() {
+        let c = parse(
+            "[state]\nstore = \"redis\"\nredis_url = \"rediss://:pw@cache.example:6380/1\"\n",
+        )
+        .unwrap()
+        .state;
+        assert_eq!(c.redis_url, "rediss://:pw@cache.example:6380/1");
+        let client = redis::Client::open(c.redis_url.as_str()).unwrap();
+        assert!(matches!(
+            client.get_connection_info().addr,
+            redis::ConnectionAddr::TcpTls { .. }
+        ));
+        assert!(format!("{:?}", crate::store::RedisStore::new(c)).contains("rediss://"));
+    }
+
     #[test]
     fn errors_name_the_line_and_key() {
         let e = parse("[state]\nstore = \"etcd\"\n").unwrap_err();
@@ -129,8 +139,6 @@ mod tests {
         let e = parse("[state]\nstore = \"redis\"\nredis_url = \"http://x\"\n").unwrap_err();
         assert_eq!(e.key.as_deref(), Some("state.redis_url"));
         assert_eq!(e.line, Some(11));
-        let e = parse("[state]\nredis_url = \"rediss://x\"\n").unwrap_err();
-        assert!(e.message.contains("not supported"), "{e}");
         let e = parse("[state]\nprefix = \"a b*\"\n").unwrap_err();
         assert_eq!(e.key.as_deref(), Some("state.prefix"));
         let e = parse("[state]\ntimeout = \"1m\"\n").unwrap_err();

@@ -10,7 +10,15 @@
 //! connection error, a timeout, a stream that failed before its first
 //! content event, or an open circuit. A 429 puts its (backend, model) in
 //! cooldown for its `Retry-After`, or `cooldown`; a 5xx that carries a
-//! `Retry-After` cools it down for that long too.
+//! `Retry-After` cools it down for that long too. No cooldown lasts longer
+//! than `max_cooldown` (default 5 minutes), whatever the upstream said.
+//!
+//! Cooldowns (like circuits) of an `api_key = "passthrough"` backend are
+//! kept per client credential: the key is `backend/model#<tag>`, the tag 16
+//! hex digits of the credential's SHA-256 (see [`state_key`]), so one
+//! tenant's own 429 does not cool the target down for the others. The
+//! registry is bounded ([`MAX_COOLDOWNS`]): expired cooldowns are dropped,
+//! and a new one that finds it full of running ones is not kept.
 //!
 //! A "context length exceeded" answer is never retried: the model's
 //! `context_fallback` is tried instead when it has one. Any other 4xx goes
@@ -37,7 +45,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -52,8 +60,9 @@ use crate::body::ProxyBody;
 use crate::classify::{retry_after, Attempt, Outcome, Replay};
 use crate::error::ProxyError;
 use crate::layers::rate_limit::BackendLimits;
+use crate::provider::ClientCredential;
 use crate::request::LlmRequest;
-use crate::routing::{resolve_route, ModelRoute, RouteTable, Target};
+use crate::routing::{resolve_route, Credential, ModelRoute, RouteTable, Target, TargetKey};
 use crate::stack::LlmService;
 use crate::store::RedisStore;
 use crate::FastMap;
@@ -65,26 +74,59 @@ pub struct FailoverPolicy {
     pub on: Vec<u16>,
     /// Cooldown after a 429 without `Retry-After`.
     pub cooldown: Duration,
+    /// The longest any cooldown lasts (`max_cooldown`), whatever the
+    /// upstream's `Retry-After` or another replica says.
+    pub max_cooldown: Duration,
 }
+
+/// Default `[failover] max_cooldown`.
+pub const DEFAULT_MAX_COOLDOWN: Duration = Duration::from_secs(300);
 
 impl Default for FailoverPolicy {
     fn default() -> Self {
         FailoverPolicy {
             on: vec![429, 500, 502, 503, 504, 529],
             cooldown: Duration::from_secs(60),
+            max_cooldown: DEFAULT_MAX_COOLDOWN,
         }
     }
 }
 
-/// Targets sitting out after a 429, keyed `backend/model`.
-#[derive(Debug, Default)]
+/// The most cooldowns a registry keeps (see the [module
+/// docs](crate::layers::failover)).
+pub const MAX_COOLDOWNS: usize = 10_000;
+
+/// Targets sitting out after a 429, keyed `backend/model` (plus a
+/// credential tag for passthrough backends, see [`state_key`]).
+#[derive(Debug)]
 pub struct Cooldowns {
     until: Mutex<FastMap<String, Instant>>,
     /// How many cooldowns the map holds, read without the lock: with none
     /// (the usual case) a request never takes it.
     len: AtomicUsize,
+    /// The longest cooldown, in milliseconds (`[failover] max_cooldown`).
+    max_ms: AtomicU64,
+    /// When the map was last found full of running cooldowns: it is not
+    /// swept again before a second has passed.
+    full_since: Mutex<Option<Instant>>,
     /// With `[state] store = "redis"`: where cooldowns are published.
     store: OnceLock<Arc<RedisStore>>,
+}
+
+impl Default for Cooldowns {
+    fn default() -> Self {
+        Cooldowns {
+            until: Mutex::default(),
+            len: AtomicUsize::new(0),
+            max_ms: AtomicU64::new(millis(DEFAULT_MAX_COOLDOWN)),
+            full_since: Mutex::new(None),
+            store: OnceLock::new(),
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The locked map; keeps [`Cooldowns::len`] in step when released.
@@ -129,8 +171,21 @@ impl Cooldowns {
         }
     }
 
-    /// Put `key` in cooldown for `duration` (extending, never shortening).
+    /// The longest cooldown: longer ones are cut to it.
+    pub fn max(&self) -> Duration {
+        Duration::from_millis(self.max_ms.load(Ordering::Relaxed))
+    }
+
+    /// Set the longest cooldown (`[failover] max_cooldown`); running
+    /// cooldowns are not shortened.
+    pub fn set_max(&self, max: Duration) {
+        self.max_ms.store(millis(max), Ordering::Relaxed);
+    }
+
+    /// Put `key` in cooldown for `duration` (extending, never shortening;
+    /// at most [`Cooldowns::max`]).
     pub fn start(&self, key: &str, duration: Duration) {
+        let duration = duration.min(self.max());
         self.extend(key, duration);
         tracing::info!(
             target_key = key,
@@ -143,7 +198,8 @@ impl Cooldowns {
     }
 
     fn extend(&self, key: &str, duration: Duration) {
-        let until = Instant::now() + duration;
+        let now = Instant::now();
+        let until = now + duration.min(self.max());
         let mut map = self.lock();
         match map.get_mut(key) {
             Some(entry) => {
@@ -152,9 +208,33 @@ impl Cooldowns {
                 }
             }
             None => {
+                if map.len() >= MAX_COOLDOWNS && !self.make_room(&mut map, now) {
+                    return;
+                }
                 map.insert(key.to_string(), until);
             }
         }
+    }
+
+    /// Drop the expired cooldowns of a full map; whether that made room. A
+    /// map still full is swept again only a second later, so a flood of
+    /// new keys costs no sweep per request.
+    fn make_room(&self, map: &mut FastMap<String, Instant>, now: Instant) -> bool {
+        let mut full_since = self.full_since.lock().unwrap_or_else(|e| e.into_inner());
+        if full_since.is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1)) {
+            return false;
+        }
+        map.retain(|_, until| *until > now);
+        if map.len() < MAX_COOLDOWNS {
+            *full_since = None;
+            return true;
+        }
+        *full_since = Some(now);
+        tracing::warn!(
+            cooldowns = map.len(),
+            "cooldown table full of running cooldowns: a new one is not kept"
+        );
+        false
     }
 
     /// Publish cooldowns through `store` (`[state] store = "redis"`); a
@@ -164,7 +244,8 @@ impl Cooldowns {
     }
 
     /// Another replica put `key` in cooldown with `left` to go: extend it
-    /// here too (never shortening), without publishing it again.
+    /// here too (never shortening, at most [`Cooldowns::max`]), without
+    /// publishing it again.
     pub fn apply_shared(&self, key: &str, left: Duration) {
         self.extend(key, left);
         tracing::debug!(
@@ -230,6 +311,114 @@ pub fn target_key(target: &Target, requested_model: &str) -> crate::routing::Tar
     target.key(requested_model)
 }
 
+/// A client's credential as it appears in the state keys of passthrough
+/// targets: the first 8 bytes of its SHA-256, in hex. The credential itself
+/// is never kept. Put into a request's extensions by `failover` (computed
+/// once per request) and read by `circuit_breaker`.
+///
+/// ```
+/// use llm_router::layers::failover::CredentialTag;
+///
+/// let tag = CredentialTag::of_key("sk-tenant-a");
+/// assert_eq!(tag.as_str().len(), 16);
+/// assert!(!tag.as_str().contains("tenant"));
+/// assert_ne!(tag, CredentialTag::of_key("sk-tenant-b"));
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct CredentialTag([u8; 16]);
+
+impl CredentialTag {
+    /// The tag of `key`.
+    pub fn of_key(key: &str) -> Self {
+        let digest = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
+        let mut hex = [b'0'; 16];
+        for (pair, byte) in hex.chunks_exact_mut(2).zip(digest.as_ref()) {
+            const DIGITS: &[u8; 16] = b"0123456789abcdef";
+            if let [hi, lo] = pair {
+                *hi = DIGITS[usize::from(byte >> 4)];
+                *lo = DIGITS[usize::from(byte & 0x0f)];
+            }
+        }
+        CredentialTag(hex)
+    }
+
+    /// The tag of a request's credential: the one `auth` verified, else the
+    /// key the client sent (what a passthrough backend forwards).
+    pub fn of_request(extensions: &http::Extensions, headers: &http::HeaderMap) -> Option<Self> {
+        match extensions.get::<ClientCredential>() {
+            Some(credential) => Some(Self::of_key(credential.0.expose())),
+            None => crate::provider::client_key(headers).map(Self::of_key),
+        }
+    }
+
+    /// The 16 hex digits.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or("")
+    }
+}
+
+impl std::fmt::Debug for CredentialTag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CredentialTag({})", self.as_str())
+    }
+}
+
+/// The model part of a state key without its `#<tag>` (see [`state_key`]).
+///
+/// ```
+/// use llm_router::layers::failover::without_credential_tag;
+///
+/// assert_eq!(without_credential_tag("gpt-4o#0123456789abcdef"), "gpt-4o");
+/// assert_eq!(without_credential_tag("gpt-4o"), "gpt-4o");
+/// assert_eq!(without_credential_tag("odd#name"), "odd#name");
+/// ```
+pub fn without_credential_tag(model: &str) -> &str {
+    match model.rsplit_once('#') {
+        Some((name, tag)) if tag.len() == 16 && tag.bytes().all(|b| b.is_ascii_hexdigit()) => name,
+        _ => model,
+    }
+}
+
+/// Whether `target`'s backend forwards the client's own key.
+fn is_passthrough(target: &Target) -> bool {
+    matches!(target.backend().credential(), Credential::Passthrough)
+}
+
+/// The key under which `target`'s cooldown and circuit are kept for a
+/// request: [`target_key`], plus `#<tag>` of the client's credential when
+/// the backend is `api_key = "passthrough"` (each tenant's own rate limits
+/// and failures are its own).
+///
+/// ```
+/// use llm_router::layers::failover::{state_key, CredentialTag};
+/// use llm_router::routing::{Backend, Credential, Target};
+/// use llm_router::provider::mock::Mock;
+/// use std::sync::Arc;
+///
+/// let backend = |name: &str, credential| {
+///     let built = Backend::builder(name, Arc::new(Mock)).credential(credential).build();
+///     Arc::new(built.unwrap())
+/// };
+/// let shared = Target::new(backend("b", Credential::None), Some("m"));
+/// let tag = CredentialTag::of_key("sk-a");
+/// assert_eq!(&*state_key(&shared, "m", Some(&tag)), "b/m");
+/// let own = Target::new(backend("p", Credential::Passthrough), Some("m"));
+/// assert_eq!(&*state_key(&own, "m", Some(&tag)), format!("p/m#{}", tag.as_str()));
+/// ```
+pub fn state_key(target: &Target, requested_model: &str, tag: Option<&CredentialTag>) -> TargetKey {
+    match tag {
+        Some(tag) if is_passthrough(target) => TargetKey::join(
+            target.backend().name(),
+            &format!(
+                "{}#{}",
+                target.upstream_model(requested_model),
+                tag.as_str()
+            ),
+        ),
+        _ => target.key(requested_model),
+    }
+}
+
 /// Applies [`Failover`]. See the [module docs](crate::layers::failover).
 ///
 /// One reference count to clone: each request's attempts keep a clone.
@@ -242,16 +431,25 @@ struct FailoverParts {
     policy: FailoverPolicy,
     cooldowns: Arc<Cooldowns>,
     limits: Option<Arc<BackendLimits>>,
+    /// Whether any target forwards the client's key: then each request's
+    /// [`CredentialTag`] is computed once, on the way in.
+    passthrough: bool,
 }
 
 impl FailoverLayer {
-    /// Fail over across the routes of `table`.
+    /// Fail over across the routes of `table`. `cooldowns` takes the
+    /// policy's `max_cooldown`.
     pub fn new(table: Arc<RouteTable>, policy: FailoverPolicy, cooldowns: Arc<Cooldowns>) -> Self {
+        cooldowns.set_max(policy.max_cooldown);
+        let passthrough = table
+            .routes()
+            .any(|route| route.targets().iter().any(is_passthrough));
         FailoverLayer(Arc::new(FailoverParts {
             table,
             policy,
             cooldowns,
             limits: None,
+            passthrough,
         }))
     }
 
@@ -337,17 +535,28 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let layer = self.layer.clone();
-        Box::pin(run(inner, layer, Replay::new(req)))
+        let replay = layer.keep(req);
+        Box::pin(run(inner, layer, replay))
     }
 }
 
 impl crate::stack::CallRef for Failover<LlmService> {
     fn call_ref(&self, req: Request<ProxyBody>) -> crate::stack::LlmFuture {
-        Box::pin(run(
-            self.inner.clone(),
-            self.layer.clone(),
-            Replay::new(req),
-        ))
+        let replay = self.layer.keep(req);
+        Box::pin(run(self.inner.clone(), self.layer.clone(), replay))
+    }
+}
+
+impl FailoverLayer {
+    /// Keep `req` for its attempts, with its [`CredentialTag`] when a
+    /// target may need it.
+    fn keep(&self, mut req: Request<ProxyBody>) -> Replay {
+        if self.0.passthrough {
+            if let Some(tag) = CredentialTag::of_request(req.extensions(), req.headers()) {
+                req.extensions_mut().insert(tag);
+            }
+        }
+        Replay::new(req)
     }
 }
 
@@ -374,6 +583,8 @@ where
         let mut requested: std::borrow::Cow<'_, str> = std::borrow::Cow::Borrowed(llm.model());
         let mut route: Arc<ModelRoute> = resolve_route(&layer.0.table, &llm)?;
         let mut fallback_used = false;
+        let tag = replay.extensions().get::<CredentialTag>().copied();
+        let tag = tag.as_ref();
         let mut last: Option<Result<Response<ProxyBody>, ProxyError>> = None;
         let mut earliest_back: Option<Duration> = None;
         let mut note_back = |d: Duration| {
@@ -395,7 +606,7 @@ where
                 }
             };
             for (i, &target) in targets.iter().enumerate() {
-                let key = target.key(&requested);
+                let key = state_key(target, &requested, tag);
                 if let Some(left) = layer.0.cooldowns.remaining(&key) {
                     tracing::debug!(target_key = %key, "skipping: cooling down");
                     note_back(left);
@@ -423,7 +634,11 @@ where
                 // A target that will be skipped is not "left": with none, a
                 // timeout is retried here rather than ending the request.
                 let others_left = targets[i + 1..].iter().any(|t| {
-                    layer.0.cooldowns.remaining(&t.key(&requested)).is_none()
+                    layer
+                        .0
+                        .cooldowns
+                        .remaining(&state_key(t, &requested, tag))
+                        .is_none()
                         && layer
                             .0
                             .limits
@@ -565,5 +780,45 @@ mod tests {
         tokio::time::advance(Duration::from_secs(5)).await;
         assert_eq!(c.remaining("a/m"), None);
         assert!(c.snapshot().is_empty());
+    }
+
+    /// Regression (issue 15): a Retry-After of 1e9 s made a 31-year cooldown.
+    #[tokio::test(start_paused = true)]
+    async fn cooldowns_are_capped() {
+        let c = Cooldowns::default();
+        assert_eq!(c.max(), DEFAULT_MAX_COOLDOWN);
+        c.start("a/m", Duration::from_secs(1_000_000_000));
+        assert_eq!(c.remaining("a/m"), Some(DEFAULT_MAX_COOLDOWN));
+        c.set_max(Duration::from_secs(2));
+        c.apply_shared("b/m", Duration::from_secs(3600));
+        assert_eq!(c.remaining("b/m"), Some(Duration::from_secs(2)));
+        // The policy's max reaches the registry with the layer.
+        let cooldowns = Arc::new(Cooldowns::default());
+        let policy = FailoverPolicy {
+            max_cooldown: Duration::from_secs(7),
+            ..FailoverPolicy::default()
+        };
+        let _layer = FailoverLayer::new(Arc::new(RouteTable::default()), policy, cooldowns.clone());
+        assert_eq!(cooldowns.max(), Duration::from_secs(7));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_cooldown_table_is_bounded() {
+        let c = Cooldowns::default();
+        for i in 0..MAX_COOLDOWNS + 100 {
+            c.start(&format!("up/m-{i}"), Duration::from_secs(10));
+        }
+        assert_eq!(c.active().len(), MAX_COOLDOWNS);
+        assert!(
+            c.remaining("up/m-0").is_some(),
+            "running cooldowns are kept"
+        );
+        assert!(c
+            .remaining(&format!("up/m-{}", MAX_COOLDOWNS + 50))
+            .is_none());
+        tokio::time::advance(Duration::from_secs(10)).await;
+        c.start("up/new", Duration::from_secs(10));
+        assert_eq!(c.active().len(), 1);
+        assert!(c.remaining("up/new").is_some());
     }
 }

@@ -1,9 +1,14 @@
 //! `rate_limit`: per-client request, token and concurrency limits, and the
 //! per-backend request limits failover consults.
 //!
-//! Limits count over a sliding window: the count of the current window plus
-//! the previous window's count weighted by how much of it still overlaps, so a
-//! client cannot double its rate at a window boundary. A client is identified
+//! Limits count per window, and each key has its own: a key's window starts
+//! with the first request it makes after its previous window ended, and
+//! lasts `window` (whole seconds). A refused client is told the time until
+//! its window ends — never more than the window — and a request made then
+//! is counted in a fresh window: `Retry-After` (rounded up to whole seconds)
+//! is a promise, kept as long as no one else spends the quota of that key
+//! meanwhile. Within one key's window a client may spend its whole quota at
+//! once; it cannot spend more before the window ends. A client is identified
 //! by `key`: its API key (or verified identity, when `auth` runs first), its
 //! IP address, or one global bucket.
 //!
@@ -59,28 +64,24 @@ use crate::usage::{UsageRequestedByProxy, UsageSlot};
 
 #[derive(Clone, Copy, Debug)]
 struct Window {
+    /// When this key's current window started (its first count after the
+    /// previous window ended).
     start: Instant,
-    prev: u64,
-    curr: u64,
+    count: u64,
 }
 
 impl Window {
+    /// Start a new window at `now` once the current one has ended.
     fn roll(&mut self, now: Instant, window: Duration) {
-        let elapsed = now.saturating_duration_since(self.start);
-        if elapsed >= window * 2 {
-            self.prev = 0;
-            self.curr = 0;
+        if now.saturating_duration_since(self.start) >= window {
             self.start = now;
-        } else if elapsed >= window {
-            self.prev = self.curr;
-            self.curr = 0;
-            self.start += window;
+            self.count = 0;
         }
     }
 
-    fn estimate(&self, now: Instant, window: Duration) -> f64 {
-        let frac = now.saturating_duration_since(self.start).as_secs_f64() / window.as_secs_f64();
-        self.prev as f64 * (1.0 - frac.min(1.0)) + self.curr as f64
+    /// Time until the current window ends (never more than `window`).
+    fn left(&self, now: Instant, window: Duration) -> Duration {
+        window.saturating_sub(now.saturating_duration_since(self.start))
     }
 }
 
@@ -108,7 +109,7 @@ pub struct LimitView {
     pub reset_secs: f64,
 }
 
-/// Sliding-window counters per key. See the [module docs](crate::layers::rate_limit).
+/// Window counters per key. See the [module docs](crate::layers::rate_limit).
 #[derive(Debug)]
 pub struct WindowLimiter {
     limit: u64,
@@ -117,12 +118,20 @@ pub struct WindowLimiter {
     ops: AtomicU64,
 }
 
+/// `window` rounded up to whole seconds (at least one): `Retry-After` counts
+/// whole seconds, and a window that ends between two of them could not be
+/// promised exactly.
+fn whole_seconds(window: Duration) -> Duration {
+    let secs = window.as_secs() + u64::from(window.subsec_nanos() > 0);
+    Duration::from_secs(secs.max(1))
+}
+
 impl WindowLimiter {
-    /// `limit` per `window`.
+    /// `limit` per `window` (rounded up to whole seconds, at least one).
     pub fn new(limit: u64, window: Duration) -> Self {
         WindowLimiter {
             limit,
-            window: window.max(Duration::from_millis(1)),
+            window: whole_seconds(window),
             entries: Mutex::new(HashMap::new()),
             ops: AtomicU64::new(0),
         }
@@ -146,35 +155,45 @@ impl WindowLimiter {
         let now = Instant::now();
         let mut entries = self.lock();
         if self.ops.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
-            let idle = self.window * 2;
-            entries.retain(|_, w| now.saturating_duration_since(w.start) < idle);
+            // Windows that ended hold nothing: the next count starts anew.
+            let window = self.window;
+            entries.retain(|_, w| now.saturating_duration_since(w.start) < window);
         }
-        let entry = entries.entry(key.to_string()).or_insert(Window {
+        if !entries.contains_key(key) {
+            entries.insert(
+                key.to_string(),
+                Window {
+                    start: now,
+                    count: 0,
+                },
+            );
+        }
+        let mut fresh = Window {
             start: now,
-            prev: 0,
-            curr: 0,
-        });
+            count: 0,
+        };
+        let entry = entries.get_mut(key).unwrap_or(&mut fresh);
         entry.roll(now, self.window);
         f(entry, now)
     }
 
     fn state(&self, w: &Window, now: Instant) -> LimitState {
-        let used = w.estimate(now, self.window).ceil() as u64;
         LimitState {
             limit: self.limit,
-            remaining: self.limit.saturating_sub(used),
-            reset: (w.start + self.window).saturating_duration_since(now),
+            remaining: self.limit.saturating_sub(w.count),
+            reset: w.left(now, self.window),
         }
     }
 
     /// Count `n` for `key` if that stays within the limit; otherwise the
-    /// time to wait.
+    /// time until this key's window ends (at most the window): a request
+    /// made then is counted in a fresh window.
     pub fn try_acquire(&self, key: &str, n: u64) -> Result<LimitState, Duration> {
         self.with_entry(key, |w, now| {
-            if w.estimate(now, self.window) + n as f64 > self.limit as f64 {
-                Err(self.wait(w, now, n))
+            if w.count.saturating_add(n) > self.limit {
+                Err(w.left(now, self.window))
             } else {
-                w.curr += n;
+                w.count = w.count.saturating_add(n);
                 Ok(self.state(w, now))
             }
         })
@@ -183,8 +202,8 @@ impl WindowLimiter {
     /// Whether `key` is still under the limit, without counting anything.
     pub fn check(&self, key: &str) -> Result<LimitState, Duration> {
         self.with_entry(key, |w, now| {
-            if w.estimate(now, self.window) >= self.limit as f64 {
-                Err(self.wait(w, now, 1))
+            if w.count >= self.limit {
+                Err(w.left(now, self.window))
             } else {
                 Ok(self.state(w, now))
             }
@@ -193,33 +212,7 @@ impl WindowLimiter {
 
     /// Count `n` for `key` after the fact (tokens of a finished answer).
     pub fn add(&self, key: &str, n: u64) {
-        self.with_entry(key, |w, _| w.curr += n);
-    }
-
-    /// Time until `n` more fit: the previous window's count fades out
-    /// linearly, so the end of the current window is not enough when the
-    /// count carried into the next one still fills it.
-    fn wait(&self, w: &Window, now: Instant, n: u64) -> Duration {
-        let window = self.window.as_secs_f64();
-        let into = now.saturating_duration_since(w.start).as_secs_f64();
-        let (limit, n) = (self.limit as f64, n as f64);
-        // The fraction of a window after which `count` has faded enough to
-        // leave `room`.
-        let faded = |count: u64, room: f64| {
-            if count == 0 {
-                0.0
-            } else {
-                (1.0 - room / count as f64).clamp(0.0, 1.0)
-            }
-        };
-        let secs = if w.curr as f64 + n <= limit {
-            // Later in this window, as the previous one fades.
-            window * faded(w.prev, limit - w.curr as f64 - n) - into
-        } else {
-            // In the next window, as this one fades.
-            window - into + window * faded(w.curr, limit - n)
-        };
-        Duration::from_secs_f64(secs.max(0.001))
+        self.with_entry(key, |w, _| w.count = w.count.saturating_add(n));
     }
 
     /// Start from the counts of `old` when it counts over the same window
@@ -896,29 +889,96 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn sliding_window() {
+    async fn window_per_key() {
         let l = WindowLimiter::new(10, Duration::from_secs(10));
+        tokio::time::advance(Duration::from_secs(3)).await;
         for _ in 0..10 {
             l.try_acquire("k", 1).unwrap();
         }
-        // Room for one more once the 10 carried into the next window have
-        // faded to 9: a tenth into it.
+        // The key's window started with its first request: 10 s from then.
         let wait = l.try_acquire("k", 1).unwrap_err();
-        assert_eq!(wait, Duration::from_secs(11));
-        tokio::time::advance(wait - Duration::from_millis(1)).await;
+        assert_eq!(wait, Duration::from_secs(10));
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert_eq!(l.try_acquire("k", 1), Err(Duration::from_secs(6)));
+        assert_eq!(l.check("k"), Err(Duration::from_secs(6)));
+        tokio::time::advance(Duration::from_secs(6) - Duration::from_millis(1)).await;
         assert!(l.try_acquire("k", 1).is_err());
         tokio::time::advance(Duration::from_millis(1)).await;
-        assert!(l.try_acquire("k", 1).is_ok());
-        // Half-way into the next window, half of the previous still counts
-        // (5), plus the one just taken.
-        tokio::time::advance(Duration::from_secs(4)).await;
-        let mut allowed = 0;
-        while l.try_acquire("k", 1).is_ok() {
-            allowed += 1;
+        // A fresh window: the whole quota again, nothing carried over.
+        let state = l.try_acquire("k", 1).unwrap();
+        assert_eq!(state.remaining, 9);
+        assert_eq!(state.reset, Duration::from_secs(10));
+        assert_eq!(l.try_acquire("other", 1).unwrap().remaining, 9);
+    }
+
+    /// Retry-After as the 429 says it: whole seconds, rounded up.
+    fn retry_after_secs(wait: Duration) -> u64 {
+        wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+    }
+
+    /// Regression (issue 15): with `requests = 3, window = "60s"` a 429 said
+    /// `Retry-After: 80`, with a 2 s window 3; a client must never be told
+    /// to wait longer than the window, and must be admitted once it waited
+    /// what it was told.
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_never_exceeds_the_window_and_is_kept() {
+        for (requests, window_secs) in [(3, 60), (3, 2), (1, 1), (2, 1), (10, 7), (100, 60)] {
+            let window = Duration::from_secs(window_secs);
+            let l = WindowLimiter::new(requests, window);
+            // Refusals at several points of the window, waits kept each time.
+            for offset_ms in [0, 1, 250, 999, 1500] {
+                tokio::time::advance(Duration::from_millis(offset_ms)).await;
+                while l.try_acquire("k", 1).is_ok() {}
+                let wait = l.try_acquire("k", 1).unwrap_err();
+                let told = retry_after_secs(wait);
+                assert!(
+                    told >= 1 && told <= window_secs,
+                    "({requests}, {window_secs}s): Retry-After {told}"
+                );
+                let state = l.check("k").unwrap_err();
+                assert!(retry_after_secs(state) <= window_secs);
+                tokio::time::advance(Duration::from_secs(told)).await;
+                assert!(
+                    l.try_acquire("k", 1).is_ok(),
+                    "({requests}, {window_secs}s): refused after waiting Retry-After {told}"
+                );
+            }
         }
-        assert_eq!(allowed, 4);
-        tokio::time::advance(Duration::from_secs(30)).await;
-        assert_eq!(l.try_acquire("k", 1).unwrap().remaining, 9);
+    }
+
+    /// A fractional window is rounded up to whole seconds, so the promise
+    /// can be kept in whole seconds too.
+    #[tokio::test(start_paused = true)]
+    async fn windows_are_whole_seconds() {
+        assert_eq!(
+            WindowLimiter::new(1, Duration::from_millis(1500)).window(),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            WindowLimiter::new(1, Duration::from_millis(10)).window(),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            WindowLimiter::new(1, Duration::from_secs(60)).window(),
+            Duration::from_secs(60)
+        );
+    }
+
+    /// Regression (issue 15): a backend's `rate_limit` resets after its
+    /// window.
+    #[tokio::test(start_paused = true)]
+    async fn a_backend_limit_resets_after_its_window() {
+        let mut limits = BackendLimits::default();
+        limits.insert("b", WindowLimiter::new(1, Duration::from_secs(2)));
+        assert!(limits.check("b").is_ok());
+        let wait = limits.check("b").unwrap_err();
+        assert!(!limits.has_room("b"));
+        assert_eq!(wait, Duration::from_secs(2));
+        tokio::time::advance(wait).await;
+        assert!(limits.has_room("b"));
+        assert!(limits.check("b").is_ok());
+        assert!(limits.check("b").is_err());
+        assert!(limits.check("unlimited").is_ok());
     }
 
     #[tokio::test(start_paused = true)]

@@ -11,7 +11,10 @@
 //! capped at `max_delay`; with `jitter` it is drawn from its upper half, so
 //! retries spread out but never hammer. An upstream `Retry-After` within
 //! `max_delay` is waited for instead; a longer one ends the retries at once
-//! (failover cools the target down and moves on). The request is replayed
+//! (failover cools the target down and moves on). Below a circuit breaker,
+//! each failed attempt counts there before it is retried, and no retry goes
+//! to a circuit that opened (see
+//! [`CircuitGate`](crate::layers::circuit_breaker::CircuitGate)). The request is replayed
 //! from the parsed value in its extensions — the client's body is never read
 //! again.
 //!
@@ -57,6 +60,7 @@ use tower::{Layer, Service, ServiceExt};
 use crate::body::ProxyBody;
 use crate::classify::{retry_after, Attempt, GiveBack, Outcome, Replay};
 use crate::error::ProxyError;
+use crate::layers::circuit_breaker::CircuitGate;
 use crate::routing::Target;
 use crate::timing::Waited;
 
@@ -343,6 +347,16 @@ where
                 tracing::debug!("not retrying: the request was not handed back");
                 break;
             };
+            // A circuit breaker above: the failure counts now, and a retry
+            // that would hit an opening circuit is not made.
+            let gate = next.extensions().get::<CircuitGate>().cloned();
+            if gate
+                .as_ref()
+                .is_some_and(|g| !g.may_retry(Outcome::of(&result)))
+            {
+                tracing::debug!("not retrying: the circuit breaker decides");
+                break;
+            }
             let target = next.extensions().get::<Target>().map(Target::label);
             tracing::debug!(
                 target = target.as_deref().unwrap_or("-"),
@@ -357,6 +371,11 @@ where
             }
             // Boxed: only on a retry, and it would enlarge every future.
             Box::pin(tokio::time::sleep(delay)).await;
+            if let Some(Err(e)) = gate.as_ref().map(CircuitGate::admit_retry) {
+                // The circuit opened during the backoff: not sent.
+                result = Err(e);
+                break;
+            }
             n += 1;
             result = match inner.ready().await {
                 Ok(svc) => svc.call(next).await,

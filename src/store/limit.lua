@@ -1,12 +1,12 @@
--- Sliding-window counters, decided atomically in one round trip. The same
--- arithmetic as `WindowLimiter` in src/layers/rate_limit.rs: the count of
--- the current window plus the previous window's count weighted by how much
--- of it still overlaps.
+-- Window counters, decided atomically in one round trip. The same
+-- arithmetic as `WindowLimiter` in src/layers/rate_limit.rs: each key has
+-- its own window, started by its first count after the previous one ended;
+-- a refusal says the time until that window ends (never more than the
+-- window), and a request made then is counted in a fresh window.
 --
--- KEYS[i]: one hash per limit: s = start of the current window (ms, Redis's
--- own clock, so every replica agrees), p = count of the previous window,
--- c = count of the current one. It expires after two windows without a
--- write: by then both counts would have rolled out anyway.
+-- KEYS[i]: one hash per limit: s = start of the key's window (ms, Redis's
+-- own clock, so every replica agrees), c = the count in it. It expires when
+-- its window ends.
 -- ARGV: four per key: op, n, limit, window (ms). op "a" counts n if that
 -- fits, "c" checks that the count is under the limit (counts nothing), "f"
 -- counts n whatever the limit (usage reported after the fact).
@@ -26,68 +26,31 @@ for i = 1, #KEYS do
   local op = ARGV[j + 1]
   local n = tonumber(ARGV[j + 2])
   local limit = tonumber(ARGV[j + 3])
-  local window = tonumber(ARGV[j + 4])
-  local v = redis.call('HMGET', key, 's', 'p', 'c')
+  local window = math.max(tonumber(ARGV[j + 4]), 1)
+  local v = redis.call('HMGET', key, 's', 'c')
   local s = tonumber(v[1])
-  local p = tonumber(v[2]) or 0
-  local c = tonumber(v[3]) or 0
-  if s == nil or s > now then
+  local c = tonumber(v[2]) or 0
+  if s == nil or s > now or now - s >= window then
     s = now
-  end
-  local into = now - s
-  if into >= 2 * window then
-    p = 0
     c = 0
-    s = now
-    into = 0
-  elseif into >= window then
-    p = c
-    c = 0
-    s = s + window
-    into = into - window
   end
-  local frac = into / window
-  local estimate = p * (1 - frac) + c
-  local want = n
+  local reset = s + window - now
   local fits
   if op == 'a' then
-    fits = estimate + n <= limit
+    fits = c + n <= limit
   elseif op == 'c' then
-    fits = estimate < limit
-    want = 1
+    fits = c < limit
   else
     fits = true
   end
   if not fits then
-    -- The time until `want` more fit: the previous window's count fades
-    -- out linearly, so the end of this window is not always enough.
-    local function faded(count, room)
-      if count == 0 then
-        return 0
-      end
-      local f = 1 - room / count
-      if f < 0 then
-        return 0
-      elseif f > 1 then
-        return 1
-      end
-      return f
-    end
-    local wait
-    if c + want <= limit then
-      wait = window * faded(p, limit - c - want) - into
-    else
-      wait = window - into + window * faded(c, limit - want)
-    end
-    return {0, i, 0, math.max(math.ceil(wait), 1)}
+    return {0, i, 0, math.max(reset, 1)}
   end
   if op ~= 'c' then
     c = c + n
-    redis.call('HSET', key, 's', string.format('%d', s), 'p', string.format('%d', p),
-      'c', string.format('%d', c))
-    redis.call('PEXPIRE', key, 2 * window)
+    redis.call('HSET', key, 's', string.format('%d', s), 'c', string.format('%d', c))
+    redis.call('PEXPIRE', key, math.max(reset, 1))
   end
-  local used = math.ceil(p * (1 - frac) + c)
-  result = {1, i, math.max(limit - used, 0), s + window - now}
+  result = {1, i, math.max(limit - c, 0), reset}
 end
 return result

@@ -11,8 +11,8 @@
 //!   [`RedisStore`]. The same registries stay as each replica's *local copy*
 //!   and its fallback:
 //!   - **limits** are decided in Redis, atomically, by one Lua script
-//!     (`EVALSHA`, `EVAL` when Redis lost the script): the same
-//!     sliding-window-counter arithmetic, the token check and the request
+//!     (`EVALSHA`, `EVAL` when Redis lost the script): the same per-key
+//!     window arithmetic as the memory store, the token check and the request
 //!     count of a client in one call — one round trip per request (plus one
 //!     per tried target whose backend has a `rate_limit`). The local
 //!     counters keep counting this replica's own traffic;
@@ -29,13 +29,13 @@
 //!     background task reconnects with backoff (100 ms doubling to 2 s),
 //!     then resumes. No request waits on Redis longer than `timeout`.
 //!
-//! Keys are namespaced by `prefix` and expire: a limit two windows after
-//! its last write, a cooldown or an open circuit when it ends. Client keys
-//! appear hashed (SHA-256), never raw.
+//! Keys are namespaced by `prefix` and expire: a limit when its window
+//! ends, a cooldown or an open circuit when it ends. Client keys appear
+//! hashed (SHA-256), never raw.
 //!
 //! | key | what |
 //! | --- | --- |
-//! | `{prefix}:limit:client:{<sha256>}:requests` / `:tokens` | a client's window counters (hash `s`, `p`, `c`) |
+//! | `{prefix}:limit:client:{<sha256>}:requests` / `:tokens` | a client's window counter (hash `s` = start, `c` = count) |
 //! | `{prefix}:limit:backend:{<name>}:requests` | a backend's `rate_limit` counters |
 //! | `{prefix}:cooldown:<backend>/<model>` | a target cooling down (TTL = time left) |
 //! | `{prefix}:circuit:<backend>/<model>` | an open circuit (TTL = time left) |

@@ -2,8 +2,9 @@
 //! can kill and restart on the same port. Used by `tests/redis_state.rs` and
 //! `benches/state_store.rs` (included with `#[path]`).
 //!
-//! `redis-server` must be on PATH (`.ci/run` installs Debian's package): a
-//! missing one fails the test with a clear message rather than skipping it.
+//! `redis-server` must be on PATH (`.ci/run` installs Debian's package):
+//! without it the tests that use this are compiled as ignored (see
+//! `build.rs`), and one started anyway fails with a clear message.
 
 #![allow(dead_code)]
 
@@ -17,6 +18,8 @@ use std::time::{Duration, Instant};
 pub struct RedisServer {
     port: u16,
     child: Option<Child>,
+    /// With TLS: the TLS port and the PEM files (certificate, key).
+    tls: Option<(u16, String, String)>,
 }
 
 impl RedisServer {
@@ -25,7 +28,11 @@ impl RedisServer {
     pub fn start() -> RedisServer {
         for _ in 0..5 {
             let port = free_port();
-            let mut server = RedisServer { port, child: None };
+            let mut server = RedisServer {
+                port,
+                child: None,
+                tls: None,
+            };
             if server.try_spawn() {
                 return server;
             }
@@ -39,7 +46,31 @@ impl RedisServer {
         RedisServer {
             port: free_port(),
             child: None,
+            tls: None,
         }
+    }
+
+    /// Start one that also serves TLS on another port, with the certificate
+    /// and key of these PEM files (clients are not asked for certificates).
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> RedisServer {
+        for _ in 0..5 {
+            let mut server = RedisServer {
+                port: free_port(),
+                child: None,
+                tls: Some((free_port(), cert_pem.to_string(), key_pem.to_string())),
+            };
+            if server.try_spawn() {
+                return server;
+            }
+        }
+        panic!("redis-server with TLS did not start on free ports (5 tries)");
+    }
+
+    /// `rediss://localhost:TLS_PORT` (a server started with
+    /// [`RedisServer::start_tls`]).
+    pub fn tls_url(&self) -> String {
+        let (port, _, _) = self.tls.as_ref().expect("started with start_tls");
+        format!("rediss://localhost:{port}")
     }
 
     /// `redis://127.0.0.1:PORT`.
@@ -94,7 +125,22 @@ impl RedisServer {
     }
 
     fn try_spawn(&mut self) -> bool {
-        let spawned = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        if let Some((port, cert, key)) = &self.tls {
+            command.args([
+                "--tls-port",
+                &port.to_string(),
+                "--tls-cert-file",
+                cert,
+                "--tls-key-file",
+                key,
+                "--tls-ca-cert-file",
+                cert,
+                "--tls-auth-clients",
+                "no",
+            ]);
+        }
+        let spawned = command
             .args([
                 "--port",
                 &self.port.to_string(),
