@@ -321,10 +321,7 @@ impl Metrics {
     /// Label circuits by the targets of `routes` (the stack built last).
     fn set_routes(&self, routes: &RouteTable) {
         let names = CircuitNames::of(routes);
-        *self
-            .circuit_names
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(names);
+        *self.circuit_names.lock().unwrap_or_else(|e| e.into_inner()) = Some(names);
     }
 
     fn backends(&self) -> MutexGuard<'_, FastMap<String, BackendStats>> {

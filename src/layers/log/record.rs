@@ -114,7 +114,8 @@ impl std::io::Write for CappedWriter {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
         let n = data.len().min(room);
-        self.buf.extend_from_slice(data.get(..n).unwrap_or_default());
+        self.buf
+            .extend_from_slice(data.get(..n).unwrap_or_default());
         Ok(n)
     }
 

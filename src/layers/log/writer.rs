@@ -438,6 +438,56 @@ mod tests {
     use super::*;
 
     #[test]
+    fn files_rotate_by_size_keep_five_and_are_private() {
+        let dir = std::env::temp_dir().join(format!("llm-router-rotate-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("router_x.jsonl");
+        let mut file = LogFile::new(path.clone());
+        // 40 lines of 99 bytes (and a newline) into files of at most 250:
+        // two lines a file.
+        for n in 0..40u32 {
+            let line = format!("{n:099}");
+            file.write(&dir, line.as_bytes(), 250).unwrap();
+        }
+        file.flush();
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap();
+        assert_eq!(read(&path), format!("{:099}\n{:099}\n", 38, 39));
+        for k in 1..=LogPolicy::ROTATED_FILES_KEPT {
+            let first = 38 - 2 * k;
+            assert_eq!(
+                read(&numbered(&path, k)),
+                format!("{first:099}\n{:099}\n", first + 1),
+                ".{k}"
+            );
+        }
+        assert!(!numbered(&path, LogPolicy::ROTATED_FILES_KEPT + 1).exists());
+        // A line longer than the size goes alone into its own file.
+        file.write(&dir, &[b'a'; 300], 250).unwrap();
+        file.flush();
+        assert_eq!(read(&path).len(), 301);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let meta = entry.unwrap().metadata().unwrap();
+                assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+            }
+            assert_eq!(
+                std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+                0o700
+            );
+            // An existing file more open than 0600 is closed down.
+            let loose = dir.join("exceptions.json");
+            std::fs::write(&loose, "").unwrap();
+            std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).unwrap();
+            drop(open_private(&dir, &loose).unwrap());
+            let mode = std::fs::metadata(&loose).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn dates() {
         let at = |secs: u64, ms: u64| UNIX_EPOCH + Duration::from_millis(secs * 1000 + ms);
         assert_eq!(rfc3339(at(0, 0)), "1970-01-01T00:00:00.000Z");
