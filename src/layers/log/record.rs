@@ -477,10 +477,11 @@ fn number(out: &mut Vec<u8>, value: impl serde::Serialize) {
 
 /// Append `,"name":<body>` to a JSON object's text, redacted: a JSON body
 /// copied compactly (see [`copy`]), with every value string over `cap`
-/// cut; a body that is not JSON, and text, as a string, cut to `cap` too.
-/// A body whose text comes out longer than `cap` goes in as that text cut
-/// to `cap` bytes (at a word boundary), as a string. Whether anything was
-/// cut.
+/// cut; a body that is not JSON, and text, as a string, cut to `cap` too
+/// (the escapes of the string do not count). A JSON document (other than
+/// a string) whose copy comes out longer than `cap` goes in as that text
+/// cut to `cap` bytes (at a word boundary), as a string. Whether anything
+/// was cut.
 fn append_body(
     line: &mut Vec<u8>,
     name: &str,
@@ -492,20 +493,24 @@ fn append_body(
     line.extend_from_slice(name.as_bytes());
     line.extend_from_slice(b"\":");
     let start = line.len();
-    let mut cut = match body {
+    match body {
         Body::Json(bytes) => match copy(bytes, line, redactor, cap) {
-            Ok(cut) => cut,
+            Ok(mut cut) => {
+                // (A top-level string was cut as any string is.)
+                if line.len() - start > cap && line.get(start) != Some(&b'"') {
+                    let text = line.split_off(start);
+                    let text = String::from_utf8_lossy(&text);
+                    write_str(line, cut_at_boundary(&text, cap));
+                    cut = true;
+                }
+                cut
+            }
             Err(Invalid) => string_value(line, &String::from_utf8_lossy(bytes), redactor, cap),
         },
+        // Its text is cut to `cap`; the escapes of its JSON string do not
+        // count (counting them would make it a string of a string).
         Body::Text(text) => string_value(line, text, redactor, cap),
-    };
-    if line.len() - start > cap {
-        let text = line.split_off(start);
-        let text = String::from_utf8_lossy(&text);
-        write_str(line, cut_at_boundary(&text, cap));
-        cut = true;
     }
-    cut
 }
 
 /// A body logged as a string: cut to `cap` (at a word boundary), redacted.
@@ -760,7 +765,7 @@ mod tests {
         })
         .unwrap_or_else(|_| b"null".to_vec());
         line.extend_from_slice(format!(",\"{name}\":").as_bytes());
-        if text.len() <= cap {
+        if text.len() <= cap || matches!(body, OldBody::Value(Value::String(_))) {
             line.extend_from_slice(&text);
             return cut.get();
         }
