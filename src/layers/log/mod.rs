@@ -5,9 +5,12 @@
 //! eight hex digits of session id): one record per request that reached
 //! the stack. Records of errors — a status ≥ 400, an error of the stack, an
 //! answer body that broke, or an error event in a stream — also go to
-//! `router_YYYYMMDD_HHMMSS_<session>_errors.jsonl`. Panics (a hook installed
-//! when the layer is built) and unhandled errors (500 `internal_error`) are
-//! appended to `<dir>/exceptions.json`, one JSON object a line.
+//! `router_YYYYMMDD_HHMMSS_<session>_errors.jsonl`, without their bodies
+//! (each body is written once). Panics (a hook installed when the layer is
+//! built) and unhandled errors (500 `internal_error`) are appended to
+//! `<dir>/exceptions.json`, one JSON object a line. Files are created 0600
+//! (unix), and rotated past `max_file_bytes`: renamed `<name>.1` (the
+//! previous `.1` becoming `.2`…, [`LogPolicy::ROTATED_FILES_KEPT`] kept).
 //!
 //! **A record** holds: `time` (RFC 3339, UTC), `request_id`, `client` (the
 //! key, masked `sk-12345...cdef` — or the identity `auth` verified when it is
@@ -23,7 +26,10 @@
 //! JSON answer; for a stream, its text reassembled from the deltas, with
 //! tool calls and finish reason). Each body is capped at `max_body_bytes`
 //! (default 64 KiB; a larger one is kept as its cut text, with
-//! `request_truncated`/`response_truncated: true`).
+//! `request_truncated`/`response_truncated: true`); the request is cut on
+//! the request path, before the record is queued. A request `auth` did not
+//! let in (`auth` inside this layer, see [`LogLayerBuilder::auth_inside`])
+//! is logged without its body.
 //!
 //! **Nothing secret on disk.** With `mask_api_keys` (the default), keys are
 //! masked wherever they appear in a record, message text included; with a
@@ -31,10 +37,12 @@
 //! scrubbed too (see *Redaction* below).
 //!
 //! **Off the request path.** The layer gathers cheap raw parts (clones of
-//! `Arc`s and a few strings) and hands the record to a dedicated writer
-//! thread through a bounded channel (`queue` records) with `try_send`: a
-//! full channel drops the record and counts it
-//! (`llm_router_log_records_dropped_total`), it never makes a request wait.
+//! `Arc`s, the request's bytes up to the cap, a few strings) and hands the
+//! record to a dedicated writer thread through a channel bounded in records
+//! (`queue`) and in bytes (`queue_bytes`, each record counted by its size
+//! until the record is freed) with `try_send`: a full channel drops the
+//! record and counts it (`llm_router_log_records_dropped_total`, with one
+//! warning per episode), it never makes a request wait.
 //! Rendering, redaction and I/O happen in the writer. A streamed answer is
 //! never delayed: the tap keeps a handle to each frame's bytes and reads them
 //! after the frame has gone on. [`flush`] waits for the writers (the server
