@@ -542,7 +542,7 @@ where
             method: req.method().to_string(),
             path: req.uri().path().to_string(),
             endpoint: llm.map(|l| l.endpoint().as_str()),
-            model: llm.map(|l| l.model().to_string()),
+            model: llm.map(|l| capped(l.model(), policy.max_body_bytes)),
             stream: llm.is_some_and(LlmRequest::is_stream),
             attempts: Vec::new(),
             status: 0,
@@ -592,6 +592,12 @@ where
             record.ttfb = head;
             record.overhead = head.saturating_sub(waited.get());
             record.attempts = attempts.records();
+            for a in &mut record.attempts {
+                // A target that sends the client's model name upstream.
+                if a.model.len() > shared.policy.max_body_bytes {
+                    a.model = capped(&a.model, shared.policy.max_body_bytes);
+                }
+            }
             let identity = identity.or_else(|| note.and_then(|n| n.get().map(str::to_string)));
             if identity.is_none() && shared.auth_inside {
                 // Not authenticated: logged without its body.
@@ -610,7 +616,7 @@ where
                     record.latency = head;
                     record.stack_error = Some(StackError {
                         code: e.code(),
-                        message: e.to_string(),
+                        message: capped(&e.to_string(), shared.policy.max_body_bytes),
                         internal: matches!(e, ProxyError::Internal(_)),
                     });
                     shared.send(record);
@@ -644,6 +650,23 @@ where
                 })
             }))
         })
+    }
+}
+
+/// A client's string (a model name, an error message quoting one), cut to
+/// `cap` bytes like a body: a record holds no string longer than the cap.
+/// At a word boundary, or, for one word longer than the cap, at a
+/// character boundary.
+fn capped(text: &str, cap: usize) -> String {
+    match capture::cut_at_boundary(text, cap) {
+        "" if !text.is_empty() => {
+            let mut end = cap.min(text.len());
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.get(..end).unwrap_or_default().to_string()
+        }
+        cut => cut.to_string(),
     }
 }
 

@@ -224,6 +224,12 @@ async fn a_long_request_is_cut_before_it_is_queued() {
         // What waits for the writer is about the cap, not the body.
         assert!(record.weight < 2 * cap, "{}", record.weight);
     }
+    // A model name as long as a body is cut like one.
+    let long_model = format!(r#"{{"model":"{}","messages":[]}}"#, "m".repeat(10 * cap));
+    call_ok(&layer, request(&long_model)).await;
+    let record = rx.try_recv().unwrap();
+    assert_eq!(record.model.as_deref(), Some(&*"m".repeat(cap)));
+    assert!(record.weight < 3 * cap, "{}", record.weight);
     // A short one is kept whole (the client's bytes, shared).
     call_ok(&layer, request(r#"{"model":"m","messages":[]}"#)).await;
     let record = rx.try_recv().unwrap();
