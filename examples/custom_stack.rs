@@ -85,7 +85,7 @@ pub fn build(primary_url: &str) -> Result<App, BoxError> {
 
     // Outermost first, as in `[stack] order`.
     let service = ServiceBuilder::new()
-        .layer(MetricsLayer::new(metrics.clone()))
+        .layer(MetricsLayer::new(metrics.clone()).with_routes(routes.clone()))
         .layer(RateLimitLayer::new(client_limits.clone()))
         .layer(FailoverLayer::new(
             routes.clone(),

@@ -802,9 +802,9 @@ impl Handler {
             Ok(response) => response,
             Err(e) => {
                 if e.status().is_server_error() {
-                    tracing::warn!(model = %model, status = e.status().as_u16(), error = %e, "request failed");
+                    tracing::warn!(model = %crate::escape::Escaped(&model), status = e.status().as_u16(), error = %crate::escape::Escaped(&e), "request failed");
                 } else {
-                    tracing::debug!(model = %model, status = e.status().as_u16(), error = %e, "request refused");
+                    tracing::debug!(model = %crate::escape::Escaped(&model), status = e.status().as_u16(), error = %crate::escape::Escaped(&e), "request refused");
                 }
                 e.to_response(format)
             }

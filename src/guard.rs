@@ -485,7 +485,7 @@ where
         self.malformed += 1;
         if self.malformed == 1 {
             let shown = String::from_utf8_lossy(&data[..data.len().min(200)]).into_owned();
-            tracing::warn!(event = %shown, "skipping a malformed event from the upstream");
+            tracing::warn!(event = %crate::escape::Escaped(&shown), "skipping a malformed event from the upstream");
         }
     }
 

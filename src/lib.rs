@@ -39,6 +39,7 @@ pub mod body;
 pub mod classify;
 pub mod config;
 pub mod error;
+pub mod escape;
 pub mod future;
 pub mod guard;
 pub mod layers;

@@ -657,7 +657,7 @@ pub fn build_with_state(config: &Config, mut state: RouterState) -> Result<Built
                     .given_back(only_readers_below)
                     .layer(service),
             ),
-            _ => apply(*layer, service, config, &state)?,
+            _ => apply(*layer, service, config, &state, &routes)?,
         };
         only_readers_below &= *layer == LayerName::CircuitBreaker;
     }
@@ -675,7 +675,7 @@ pub fn build_with_state(config: &Config, mut state: RouterState) -> Result<Built
         LlmService::new(route.layer(service))
     };
     for layer in outer.iter().rev() {
-        service = apply(*layer, service, config, &state)?;
+        service = apply(*layer, service, config, &state, &routes)?;
     }
     let cors = if order.contains(&LayerName::Cors) {
         let policy = config.cors.clone().unwrap_or_default();
@@ -704,10 +704,13 @@ fn apply(
     service: LlmService,
     config: &Config,
     state: &RouterState,
+    routes: &Arc<RouteTable>,
 ) -> Result<LlmService, ConfigError> {
     Ok(match layer {
         LayerName::Metrics => LlmService::new(
-            crate::layers::metrics::MetricsLayer::new(state.metrics.clone()).layer(service),
+            crate::layers::metrics::MetricsLayer::new(state.metrics.clone())
+                .with_routes(routes.clone())
+                .layer(service),
         ),
         LayerName::RateLimit => {
             LlmService::new(RateLimitLayer::new(state.client_limits.clone()).layer(service))

@@ -265,6 +265,8 @@ async fn records_after_known_traffic() {
     assert_eq!(r["status"], 401);
     assert_eq!(r["client"], Value::Null);
     assert_eq!(r["error"]["code"], "missing_api_key");
+    // Not authenticated: logged without its body.
+    assert!(r.get("request").is_none(), "{r}");
 
     // The errors file holds exactly the errors.
     let errors = records(&dir.join("logs"), true);
@@ -282,8 +284,23 @@ async fn records_after_known_traffic() {
     assert_eq!(ids, want);
     for e in &errors {
         assert!(e["status"].as_u64().unwrap() >= 400, "{e}");
-        assert_eq!(e, by_id(&all, e["request_id"].as_str().unwrap()));
+        // The same line, without its bodies (written once, in the session file).
+        let mut whole = by_id(&all, e["request_id"].as_str().unwrap()).clone();
+        for field in [
+            "request",
+            "request_truncated",
+            "response",
+            "response_truncated",
+        ] {
+            whole.as_object_mut().unwrap().remove(field);
+        }
+        assert_eq!(e, &whole);
     }
+    // The rejected request's body is in the session file.
+    assert_eq!(
+        by_id(&all, &rejected_id)["request"]["messages"][0]["content"],
+        "hello there"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -510,6 +527,157 @@ async fn a_jwt_client_is_logged_by_its_subject() {
     for path in files(&dir.join("logs")) {
         let content = std::fs::read_to_string(&path).unwrap();
         assert!(!content.contains(&token), "{}", path.display());
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A request body larger than `max_body_bytes` is logged cut to it (taken
+/// on the request path: the queue never holds the whole body).
+#[tokio::test]
+async fn a_5_mib_request_is_logged_cut_to_max_body_bytes() {
+    let dir = temp_dir("cut");
+    let up = upstream().await;
+    let proxy = start(&dir, &config(&up, "max_body_bytes = 4096")).await;
+    let words = "word ".repeat(1024 * 1024);
+    let body = json!({"model": "chat", "messages": [{"role": "user", "content": words}]});
+    assert!(body.to_string().len() > 5 * 1024 * 1024);
+    let (s, id, _) = post(&proxy, Some(CLIENT_KEY), body).await;
+    assert_eq!(s, 200);
+    stop(proxy).await;
+    let all = records(&dir.join("logs"), false);
+    let r = by_id(&all, &id);
+    let logged = r["request"].as_str().expect("the cut text, as a string");
+    assert!(
+        logged.len() <= 4096 && logged.len() > 4000,
+        "{}",
+        logged.len()
+    );
+    assert!(
+        logged.starts_with(r#"{"model":"chat","messages":[{"role":"user","content":"word word"#),
+        "{}",
+        &logged[..200]
+    );
+    assert_eq!(r["request_truncated"], true);
+    let size = std::fs::metadata(
+        files(&dir.join("logs"))
+            .into_iter()
+            .find(|p| p.to_string_lossy().ends_with(".jsonl"))
+            .unwrap(),
+    )
+    .unwrap()
+    .len();
+    assert!(size < 8192, "the line is about the cap: {size}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The value of `llm_router_log_records_dropped_total` at `/metrics`.
+async fn dropped_records(proxy: &Proxy) -> u64 {
+    let text = client()
+        .get(proxy.at("/metrics"))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("llm_router_log_records_dropped_total "))
+        .unwrap_or_else(|| panic!("no dropped counter in {text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Records that would take the queue past `queue_bytes` are dropped and
+/// counted, however few they are.
+#[tokio::test]
+async fn a_queue_over_queue_bytes_drops_and_counts() {
+    let dir = temp_dir("queue-bytes");
+    let up = upstream().await;
+    // Room for a few small records; one with a 16 KiB body never fits.
+    let proxy = start(&dir, &config(&up, "queue_bytes = 8192")).await;
+    let big =
+        json!({"model": "chat", "messages": [{"role": "user", "content": "x ".repeat(8192)}]});
+    let n_big: u64 = 5;
+    let n_small: u64 = 5;
+    let mut small_ids = Vec::new();
+    for _ in 0..n_big {
+        let (s, _, _) = post(&proxy, Some(CLIENT_KEY), big.clone()).await;
+        assert_eq!(s, 200);
+    }
+    for _ in 0..n_small {
+        let (s, id, _) = post(&proxy, Some(CLIENT_KEY), chat_body("chat")).await;
+        assert_eq!(s, 200);
+        small_ids.push(id);
+    }
+    assert!(llm_router::layers::log::flush(Duration::from_secs(10)).await);
+    let dropped = dropped_records(&proxy).await;
+    stop(proxy).await;
+    let written = records(&dir.join("logs"), false);
+    // Every big record dropped, each counted; nothing lost uncounted.
+    assert!(dropped >= n_big, "dropped {dropped}");
+    assert_eq!(written.len() as u64 + dropped, n_big + n_small);
+    assert!(written
+        .iter()
+        .all(|r| r["request"]["messages"][0]["content"] == "hello there"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Files rotate past `max_file_bytes` (renamed `<name>.1`, `.2`...), no
+/// record lost, and every file the log writes is readable by its owner only.
+#[tokio::test]
+async fn log_files_rotate_by_size_and_are_private() {
+    let dir = temp_dir("rotate");
+    let up = upstream().await;
+    let proxy = start(&dir, &config(&up, "max_file_bytes = 3000")).await;
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        let (s, id, _) = post(&proxy, Some(CLIENT_KEY), chat_body("chat")).await;
+        assert_eq!(s, 200);
+        ids.push(id);
+    }
+    let (s, _, _) = post(&proxy, Some(CLIENT_KEY), chat_body("rejects")).await;
+    assert_eq!(s, 400);
+    stop(proxy).await;
+    let logs = dir.join("logs");
+    let all = files(&logs);
+    let live: Vec<&PathBuf> = all
+        .iter()
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.ends_with(".jsonl") && !name.ends_with("_errors.jsonl")
+        })
+        .collect();
+    assert_eq!(live.len(), 1, "{all:?}");
+    let rotated = |n: u32| PathBuf::from(format!("{}.{n}", live[0].display()));
+    assert!(rotated(1).exists(), "no second file: {all:?}");
+    // Every record once, across the live file and the rotated ones; none
+    // of them over the size.
+    let mut seen = Vec::new();
+    for path in std::iter::once(live[0].clone()).chain((1..=5).map(rotated)) {
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        assert!(text.len() <= 3000, "{}: {}", path.display(), text.len());
+        for line in text.lines() {
+            let r: Value = serde_json::from_str(line).unwrap();
+            seen.push(r["request_id"].as_str().unwrap().to_string());
+        }
+    }
+    for id in &ids {
+        assert_eq!(seen.iter().filter(|s| *s == id).count(), 1, "{id}");
+    }
+    assert!(all
+        .iter()
+        .any(|p| p.to_string_lossy().ends_with("_errors.jsonl")));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for path in &all {
+            let mode = std::fs::metadata(path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", path.display());
+        }
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -9,6 +9,8 @@
 //! mask_api_keys = true      # sk-1234567890abcdef -> sk-12345...cdef, message text included
 //! max_body_bytes = 65536    # cap of each logged body; a larger one is cut, with *_truncated
 //! queue = 4096              # records waiting for the writer; beyond, dropped and counted
+//! queue_bytes = 67108864    # bytes of records waiting for the writer; beyond, dropped and counted
+//! max_file_bytes = 104857600  # a file past this size is renamed <name>.1 (5 kept) and a new one started
 //! ```
 
 use std::path::Path;
@@ -29,6 +31,8 @@ pub(super) struct RawLog {
     mask_api_keys: Option<bool>,
     max_body_bytes: Option<Spanned<i64>>,
     queue: Option<Spanned<i64>>,
+    queue_bytes: Option<Spanned<i64>>,
+    max_file_bytes: Option<Spanned<i64>>,
 }
 
 impl Loader<'_> {
@@ -84,6 +88,25 @@ impl Loader<'_> {
                 *target = n as usize;
             }
         }
+        // Byte sizes: from a few KiB to whatever the machine can address.
+        let size = |value: &Option<Spanned<i64>>, key: &str| -> Result<Option<u64>, ConfigError> {
+            let Some(v) = value else { return Ok(None) };
+            let n = *v.get_ref();
+            match u64::try_from(n) {
+                Ok(n) if n >= 1024 && usize::try_from(n).is_ok() => Ok(Some(n)),
+                _ => Err(self.err(
+                    Some(v.span()),
+                    key,
+                    format!("must be a whole number of bytes from 1024 to {}", i64::MAX),
+                )),
+            }
+        };
+        if let Some(n) = size(&raw.queue_bytes, "log.queue_bytes")? {
+            policy.queue_bytes = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        if let Some(n) = size(&raw.max_file_bytes, "log.max_file_bytes")? {
+            policy.max_file_bytes = n;
+        }
         Ok(Some(policy))
     }
 }
@@ -124,15 +147,17 @@ mod tests {
         assert_eq!(p.dir, Path::new("/srv/router/logs"));
         assert!(p.requests && p.responses && p.mask_api_keys);
         assert_eq!(p.max_body_bytes, 64 * 1024);
+        assert_eq!((p.queue_bytes, p.max_file_bytes), (67_108_864, 104_857_600));
         assert_eq!(c.log_policy(), p);
         let c = parse(&format!(
-            "{MIN}\n[log]\ndir = \"/var/log/router\"\nrequests = false\nresponses = false\nmask_api_keys = false\nmax_body_bytes = 1024\nqueue = 8\n"
+            "{MIN}\n[log]\ndir = \"/var/log/router\"\nrequests = false\nresponses = false\nmask_api_keys = false\nmax_body_bytes = 1024\nqueue = 8\nqueue_bytes = 4096\nmax_file_bytes = 10000000000\n"
         ))
         .unwrap();
         let p = c.log.unwrap();
         assert_eq!(p.dir, Path::new("/var/log/router"));
         assert!(!p.requests && !p.responses && !p.mask_api_keys);
         assert_eq!((p.max_body_bytes, p.queue), (1024, 8));
+        assert_eq!((p.queue_bytes, p.max_file_bytes), (4096, 10_000_000_000));
         // In an explicit order without a section: the defaults.
         let c = parse(&format!("[stack]\norder = [\"log\"]\n\n{MIN}")).unwrap();
         assert!(c.log.is_none());
@@ -145,6 +170,8 @@ mod tests {
             ("dir = \"\"", "log.dir", "must not be empty"),
             ("queue = 0", "log.queue", "from 1"),
             ("max_body_bytes = 10", "log.max_body_bytes", "from 256"),
+            ("queue_bytes = 100", "log.queue_bytes", "from 1024"),
+            ("max_file_bytes = -1", "log.max_file_bytes", "from 1024"),
             ("requests = \"yes\"", "log.requests", "bool"),
         ] {
             let e = parse(&format!("{MIN}\n[log]\n{body}\n")).unwrap_err();

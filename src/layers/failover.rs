@@ -608,7 +608,7 @@ where
             for (i, &target) in targets.iter().enumerate() {
                 let key = state_key(target, &requested, tag);
                 if let Some(left) = layer.0.cooldowns.remaining(&key) {
-                    tracing::debug!(target_key = %key, "skipping: cooling down");
+                    tracing::debug!(target_key = %crate::escape::Escaped(&key), "skipping: cooling down");
                     note_back(left);
                     continue;
                 }
@@ -624,7 +624,7 @@ where
                         }
                     };
                     if let Err(wait) = verdict {
-                        tracing::debug!(target_key = %key, "skipping: backend rate limit exhausted");
+                        tracing::debug!(target_key = %crate::escape::Escaped(&key), "skipping: backend rate limit exhausted");
                         note_back(wait);
                         continue;
                     }
@@ -724,12 +724,12 @@ where
                         if !layer.0.policy.on.contains(&status) {
                             return result;
                         }
-                        tracing::info!(target_key = %key, status, "failing over");
+                        tracing::info!(target_key = %crate::escape::Escaped(&key), status, "failing over");
                         last = Some(result);
                     }
                     Outcome::ConnectionError | Outcome::Timeout => {
                         if let Err(e) = &result {
-                            tracing::info!(target_key = %key, error = %e, "failing over");
+                            tracing::info!(target_key = %crate::escape::Escaped(&key), error = %crate::escape::Escaped(e), "failing over");
                         }
                         last = Some(result);
                     }

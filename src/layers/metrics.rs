@@ -10,12 +10,24 @@
 //! and failovers. At scrape time: each circuit's state. The log layer's dropped
 //! records are counted through [`Metrics::log_records_dropped`].
 //!
+//! **Bounded labels.** Every label value comes from the config, never from
+//! what a client sent, so `/metrics` stays the same size whatever clients
+//! send: `model` is the name of the configured route that served the request
+//! (`"gpt-4o"`, a pattern such as `"gpt-*"`, or `"*"`), or `"(unknown)"` when
+//! no route matches (or the layer was given no [`RouteTable`], see
+//! [`MetricsLayer::with_routes`]); `backend` is a configured backend's name.
+//! A circuit of a target whose upstream model is the client's name (a target
+//! without `model` under a pattern or `"*"` route) is shown as
+//! `backend/*`, the worst state among them.
+//!
 //! ```
 //! use std::sync::Arc;
 //! use llm_router::layers::metrics::{Metrics, MetricsLayer};
+//! use llm_router::routing::RouteTable;
 //!
 //! let metrics = Arc::new(Metrics::new());
-//! let _layer = MetricsLayer::new(metrics.clone());
+//! let routes = Arc::new(RouteTable::new(Vec::new()));
+//! let _layer = MetricsLayer::new(metrics.clone()).with_routes(routes);
 //! let text = metrics.encode(None);
 //! assert!(text.contains("llm_router_rate_limit_rejections_total 0"));
 //! assert!(text.ends_with("# EOF\n"));
@@ -44,6 +56,7 @@ use crate::body::{BoxError, ProxyBody};
 use crate::classify::{AttemptLog, AttemptRecord, RejectedBy};
 use crate::error::ProxyError;
 use crate::request::LlmRequest;
+use crate::routing::{ModelRoute, RouteTable};
 use crate::stack::RouterState;
 use crate::timing::Waited;
 use crate::usage::UsageSlot;
@@ -125,9 +138,60 @@ struct ModelStats {
 }
 
 /// At most this many model names are kept apart in the totals of
-/// [`Metrics::summary`]; clients choose the names, so further ones are
-/// counted under `"(other)"`.
+/// [`Metrics::summary`] (they are route names, so this only matters for a
+/// config with more routes); further ones are counted under `"(other)"`.
 const MAX_MODELS: usize = 1000;
+
+/// The `model` label of a request that matched no configured route.
+pub const UNKNOWN_MODEL: &str = "(unknown)";
+
+/// What the circuits' labels are drawn from: the targets of the routes of
+/// the stack built last (see [`MetricsLayer::with_routes`]).
+#[derive(Debug, Default)]
+struct CircuitNames {
+    /// Target keys (`backend/model`) with a configured upstream model.
+    fixed: std::collections::HashSet<String>,
+    /// The backends' names, longest first.
+    backends: Vec<String>,
+}
+
+impl CircuitNames {
+    fn of(routes: &RouteTable) -> Self {
+        let mut names = CircuitNames::default();
+        for route in routes.routes() {
+            for target in route.targets() {
+                let backend = target.backend().name();
+                match target.model() {
+                    Some(model) if model != "*" => {
+                        names.fixed.insert(format!("{backend}/{model}"));
+                    }
+                    _ => {}
+                }
+                if !names.backends.iter().any(|b| b == backend) {
+                    names.backends.push(backend.to_string());
+                }
+            }
+        }
+        names.backends.sort_by_key(|b| std::cmp::Reverse(b.len()));
+        names
+    }
+
+    /// The label of a circuit: its key when the config names its model,
+    /// `backend/*` when the client chose it, `None` for a backend no
+    /// route uses any more.
+    fn label(&self, key: &str) -> Option<String> {
+        if self.fixed.contains(key) {
+            return Some(key.to_string());
+        }
+        self.backends
+            .iter()
+            .find(|b| {
+                key.strip_prefix(b.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'))
+            })
+            .map(|b| format!("{b}/*"))
+    }
+}
 
 /// The metrics registry. See the [module docs](crate::layers::metrics).
 pub struct Metrics {
@@ -148,6 +212,8 @@ pub struct Metrics {
     /// The targets `circuit_state` has a series for (a circuit dropped by a
     /// config reload loses its series at the next scrape).
     circuit_targets: Mutex<std::collections::HashSet<String>>,
+    /// How circuits are labelled; `None` until a layer is given routes.
+    circuit_names: Mutex<Option<CircuitNames>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -248,7 +314,14 @@ impl Metrics {
             backends: Mutex::new(FastMap::default()),
             models: Mutex::new(FastMap::default()),
             circuit_targets: Mutex::new(Default::default()),
+            circuit_names: Mutex::new(None),
         }
+    }
+
+    /// Label circuits by the targets of `routes` (the stack built last).
+    fn set_routes(&self, routes: &RouteTable) {
+        let names = CircuitNames::of(routes);
+        *self.circuit_names.lock().unwrap_or_else(|e| e.into_inner()) = Some(names);
     }
 
     fn backends(&self) -> MutexGuard<'_, FastMap<String, BackendStats>> {
@@ -356,28 +429,42 @@ impl Metrics {
     pub fn encode(&self, state: Option<&RouterState>) -> String {
         if let Some(state) = state {
             let views = state.breakers.snapshot();
+            // One series per label, the worst state of the circuits under it.
+            let mut current: FastMap<String, i64> = FastMap::default();
+            {
+                let names = self.circuit_names.lock().unwrap_or_else(|e| e.into_inner());
+                for view in views {
+                    let value = match view.state {
+                        "open" => 2,
+                        "half_open" => 1,
+                        _ => 0,
+                    };
+                    let label = match names.as_ref() {
+                        Some(names) => match names.label(&view.target) {
+                            Some(label) => label,
+                            None => continue,
+                        },
+                        // A registry no layer gave routes to (a stack
+                        // composed in code): the keys as they are.
+                        None => view.target,
+                    };
+                    let worst = current.entry(label).or_insert(value);
+                    *worst = (*worst).max(value);
+                }
+            }
             let mut published = self
                 .circuit_targets
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            let current: std::collections::HashSet<String> =
-                views.iter().map(|v| v.target.clone()).collect();
-            for gone in published.difference(&current) {
+            for gone in published.iter().filter(|t| !current.contains_key(*t)) {
                 self.circuit_state.remove(&TargetLabel {
                     target: gone.clone(),
                 });
             }
-            *published = current;
-            for view in views {
-                let value = match view.state {
-                    "open" => 2,
-                    "half_open" => 1,
-                    _ => 0,
-                };
+            *published = current.keys().cloned().collect();
+            for (target, value) in current {
                 self.circuit_state
-                    .get_or_create(&TargetLabel {
-                        target: view.target,
-                    })
+                    .get_or_create(&TargetLabel { target })
                     .set(value);
             }
         }
@@ -466,13 +553,38 @@ impl Metrics {
 #[derive(Clone, Debug)]
 pub struct MetricsLayer {
     metrics: Arc<Metrics>,
+    routes: Option<Arc<RouteTable>>,
 }
 
 impl MetricsLayer {
-    /// Record into `metrics`.
+    /// Record into `metrics`. Without [`with_routes`](Self::with_routes),
+    /// a request is labelled by the route a layer before this one put in
+    /// its extensions, else `"(unknown)"`.
     pub fn new(metrics: Arc<Metrics>) -> Self {
-        MetricsLayer { metrics }
+        MetricsLayer {
+            metrics,
+            routes: None,
+        }
     }
+
+    /// Label each request by the route of `routes` its model resolves to
+    /// (the stack's own table), and the registry's circuits by the targets
+    /// of these routes.
+    pub fn with_routes(mut self, routes: Arc<RouteTable>) -> Self {
+        self.metrics.set_routes(&routes);
+        self.routes = Some(routes);
+        self
+    }
+}
+
+/// The `model` label of a request: the name of its configured route.
+fn route_label(req: &Request<ProxyBody>, routes: Option<&RouteTable>) -> String {
+    let ext = req.extensions();
+    let name = ext.get::<Arc<ModelRoute>>().map(|r| r.name()).or_else(|| {
+        let llm = ext.get::<LlmRequest>()?;
+        routes?.resolve(llm.model()).map(|r| r.name())
+    });
+    name.unwrap_or(UNKNOWN_MODEL).to_string()
 }
 
 impl<S> Layer<S> for MetricsLayer {
@@ -482,6 +594,7 @@ impl<S> Layer<S> for MetricsLayer {
         MetricsService {
             inner,
             metrics: self.metrics.clone(),
+            routes: self.routes.clone(),
         }
     }
 }
@@ -491,6 +604,7 @@ impl<S> Layer<S> for MetricsLayer {
 pub struct MetricsService<S> {
     inner: S,
     metrics: Arc<Metrics>,
+    routes: Option<Arc<RouteTable>>,
 }
 
 impl<S> Service<Request<ProxyBody>> for MetricsService<S>
@@ -509,11 +623,7 @@ where
     fn call(&mut self, mut req: Request<ProxyBody>) -> Self::Future {
         let started = Instant::now();
         req.extensions_mut().insert(crate::usage::UsageWanted);
-        let model = req
-            .extensions()
-            .get::<LlmRequest>()
-            .map(|l| l.model().to_string())
-            .unwrap_or_default();
+        let model = route_label(&req, self.routes.as_deref());
         let attempts = match req.extensions().get::<AttemptLog>() {
             Some(log) => log.clone(),
             None => {

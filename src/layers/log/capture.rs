@@ -42,6 +42,36 @@ pub(crate) enum Captured {
     Stream(StreamText),
 }
 
+impl Captured {
+    /// About how many bytes it holds.
+    pub(crate) fn weight(&self) -> usize {
+        match self {
+            Captured::Bytes { bytes, .. } => bytes.len(),
+            Captured::Stream(text) => {
+                let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+                text.texts
+                    .iter()
+                    .map(|t| std::mem::size_of::<String>() + t.len())
+                    .sum::<usize>()
+                    + text
+                        .tool_calls
+                        .iter()
+                        .map(|t| {
+                            std::mem::size_of::<ToolCall>()
+                                + opt(&t.id)
+                                + opt(&t.name)
+                                + t.arguments.len()
+                        })
+                        .sum::<usize>()
+                    + opt(&text.finish_reason)
+                    // An error event is at most one event (`MAX_EVENT`);
+                    // counted by its text.
+                    + text.error.as_ref().map_or(0, |e| e.to_string().len())
+            }
+        }
+    }
+}
+
 /// One tool call of a streamed answer.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct ToolCall {

@@ -5,9 +5,12 @@
 //! eight hex digits of session id): one record per request that reached
 //! the stack. Records of errors — a status ≥ 400, an error of the stack, an
 //! answer body that broke, or an error event in a stream — also go to
-//! `router_YYYYMMDD_HHMMSS_<session>_errors.jsonl`. Panics (a hook installed
-//! when the layer is built) and unhandled errors (500 `internal_error`) are
-//! appended to `<dir>/exceptions.json`, one JSON object a line.
+//! `router_YYYYMMDD_HHMMSS_<session>_errors.jsonl`, without their bodies
+//! (each body is written once). Panics (a hook installed when the layer is
+//! built) and unhandled errors (500 `internal_error`) are appended to
+//! `<dir>/exceptions.json`, one JSON object a line. Files are created 0600
+//! (unix), and rotated past `max_file_bytes`: renamed `<name>.1` (the
+//! previous `.1` becoming `.2`…, [`LogPolicy::ROTATED_FILES_KEPT`] kept).
 //!
 //! **A record** holds: `time` (RFC 3339, UTC), `request_id`, `client` (the
 //! key, masked `sk-12345...cdef` — or the identity `auth` verified when it is
@@ -23,7 +26,10 @@
 //! JSON answer; for a stream, its text reassembled from the deltas, with
 //! tool calls and finish reason). Each body is capped at `max_body_bytes`
 //! (default 64 KiB; a larger one is kept as its cut text, with
-//! `request_truncated`/`response_truncated: true`).
+//! `request_truncated`/`response_truncated: true`); the request is cut on
+//! the request path, before the record is queued. A request `auth` did not
+//! let in (`auth` inside this layer, see [`LogLayerBuilder::auth_inside`])
+//! is logged without its body.
 //!
 //! **Nothing secret on disk.** With `mask_api_keys` (the default), keys are
 //! masked wherever they appear in a record, message text included; with a
@@ -31,10 +37,12 @@
 //! scrubbed too (see *Redaction* below).
 //!
 //! **Off the request path.** The layer gathers cheap raw parts (clones of
-//! `Arc`s and a few strings) and hands the record to a dedicated writer
-//! thread through a bounded channel (`queue` records) with `try_send`: a
-//! full channel drops the record and counts it
-//! (`llm_router_log_records_dropped_total`), it never makes a request wait.
+//! `Arc`s, the request's bytes up to the cap, a few strings) and hands the
+//! record to a dedicated writer thread through a channel bounded in records
+//! (`queue`) and in bytes (`queue_bytes`, each record counted by its size
+//! until the record is freed) with `try_send`: a full channel drops the
+//! record and counts it (`llm_router_log_records_dropped_total`, with one
+//! warning per episode), it never makes a request wait.
 //! Rendering, redaction and I/O happen in the writer. A streamed answer is
 //! never delayed: the tap keeps a handle to each frame's bytes and reads them
 //! after the frame has gone on. [`flush`] waits for the writers (the server
@@ -92,7 +100,7 @@ pub use writer::flush;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::SystemTime;
@@ -117,7 +125,7 @@ use crate::timing::Waited;
 use crate::usage::UsageSlot;
 
 use capture::{Done, Logged, Tap};
-use record::{Client, Record, StackError};
+use record::{Client, LoggedRequest, Record, StackError};
 use redact::Redactor;
 use writer::{Progress, Starter};
 
@@ -136,6 +144,11 @@ pub struct LogPolicy {
     pub max_body_bytes: usize,
     /// Records waiting for the writer; beyond, records are dropped (`queue`).
     pub queue: usize,
+    /// Bytes of records waiting for the writer (or for being freed once
+    /// written); beyond, records are dropped and counted (`queue_bytes`).
+    pub queue_bytes: usize,
+    /// A log file past this size is rotated (`max_file_bytes`).
+    pub max_file_bytes: u64,
 }
 
 impl LogPolicy {
@@ -145,6 +158,13 @@ impl LogPolicy {
     pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
     /// Default `queue`.
     pub const DEFAULT_QUEUE: usize = 4096;
+    /// Default `queue_bytes`: 64 MiB.
+    pub const DEFAULT_QUEUE_BYTES: usize = 64 * 1024 * 1024;
+    /// Default `max_file_bytes`: 100 MiB.
+    pub const DEFAULT_MAX_FILE_BYTES: u64 = 100 * 1024 * 1024;
+    /// How many rotated files are kept of each log file (`.1` the newest
+    /// … `.5` the oldest); an older one is deleted.
+    pub const ROTATED_FILES_KEPT: u32 = 5;
 
     /// The defaults, writing into `dir`: bodies on, keys masked.
     pub fn new(dir: impl AsRef<Path>) -> Self {
@@ -155,6 +175,8 @@ impl LogPolicy {
             mask_api_keys: true,
             max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
             queue: Self::DEFAULT_QUEUE,
+            queue_bytes: Self::DEFAULT_QUEUE_BYTES,
+            max_file_bytes: Self::DEFAULT_MAX_FILE_BYTES,
         }
     }
 }
@@ -169,6 +191,14 @@ pub(crate) struct Shared {
     started: AtomicBool,
     progress: Arc<Progress>,
     dropped: AtomicU64,
+    /// Bytes of the records handed to the writer and not freed yet (see
+    /// [`Record::weight`]); bounded by `queue_bytes`.
+    queued: AtomicUsize,
+    /// Records are being dropped (warned once per episode).
+    dropping: AtomicBool,
+    /// `auth` runs inside this layer: a request whose identity it never
+    /// noted was not authenticated, and is logged without its body.
+    auth_inside: bool,
     metrics: Option<Arc<Metrics>>,
     /// Keeps the directory registered for panics.
     _exceptions: Arc<panic::Target>,
@@ -184,30 +214,71 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
-    /// Hand a record to the writer (starting it first), or drop and count it.
-    fn send(&self, record: Box<Record>) {
+    /// Hand a record to the writer (starting it first), or drop and count it
+    /// when the queue is full (in records or in bytes).
+    fn send(&self, mut record: Box<Record>) {
         if !self.started.load(Ordering::Acquire) {
             self.start();
         }
+        let weight = record.weight();
+        record.weight = weight;
+        let budget = self.policy.queue_bytes;
         // Free records the writer is done with, here rather than on the
         // writer thread: with glibc's malloc, one thread freeing another's
         // memory all the time makes the two fight over that arena's lock
-        // (measured: +25 µs a request). A few at a time, never waiting.
+        // (measured: +25 µs a request). A few at a time, never waiting;
+        // all that are there when they stand in the way of this one.
         if let Ok(garbage) = self.garbage.try_lock() {
-            for _ in 0..32 {
-                if garbage.try_recv().is_err() {
-                    break;
+            let mut freed = 0usize;
+            let mut n = 0;
+            while n < 32
+                || self.queued.load(Ordering::Relaxed).saturating_sub(freed) + weight > budget
+            {
+                match garbage.try_recv() {
+                    Ok(done) => freed += done.weight,
+                    Err(_) => break,
                 }
+                n += 1;
+            }
+            self.queued.fetch_sub(freed, Ordering::Relaxed);
+        }
+        let admitted = self
+            .queued
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
+                q.checked_add(weight).filter(|total| *total <= budget)
+            });
+        let Ok(before) = admitted else {
+            self.dropped_one(budget);
+            return;
+        };
+        match self.tx.try_send(record) {
+            Ok(()) => {
+                self.progress.sent();
+                // The episode ends once the queue has room again.
+                if before <= budget / 2 && self.dropping.load(Ordering::Relaxed) {
+                    self.dropping.store(false, Ordering::Relaxed);
+                }
+            }
+            Err(_) => {
+                self.queued.fetch_sub(weight, Ordering::Relaxed);
+                self.dropped_one(budget);
             }
         }
-        match self.tx.try_send(record) {
-            Ok(()) => self.progress.sent(),
-            Err(_) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                if let Some(m) = &self.metrics {
-                    m.log_records_dropped(1);
-                }
-            }
+    }
+
+    /// Count a dropped record; warn at the first of an episode.
+    fn dropped_one(&self, budget: usize) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        if let Some(m) = &self.metrics {
+            m.log_records_dropped(1);
+        }
+        if !self.dropping.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                queue = self.policy.queue,
+                queue_bytes = budget,
+                "the request log's writer is behind: records are dropped (counted in \
+                 llm_router_log_records_dropped_total) until it catches up"
+            );
         }
     }
 
@@ -228,9 +299,18 @@ pub struct LogLayerBuilder {
     keys: Option<Arc<KeyStore>>,
     secrets: Vec<String>,
     metrics: Option<Arc<Metrics>>,
+    auth_inside: bool,
 }
 
 impl LogLayerBuilder {
+    /// `auth` runs inside this layer (the stack puts [`IdentityTap`] just
+    /// inside it): a request `auth` did not let in is logged without its
+    /// body.
+    pub fn auth_inside(mut self, yes: bool) -> Self {
+        self.auth_inside = yes;
+        self
+    }
+
     /// Scrub PII from records with this scrubber (the `pii` layer's).
     pub fn scrubber(mut self, scrubber: Option<Scrubber>) -> Self {
         self.scrubber = scrubber;
@@ -265,12 +345,17 @@ impl LogLayerBuilder {
         );
         let (tx, rx) = mpsc::channel(self.policy.queue.max(1));
         let (garbage_tx, garbage) = std::sync::mpsc::channel();
-        let exceptions = panic::register(&self.policy.dir, redactor.clone());
+        let exceptions = panic::register(
+            &self.policy.dir,
+            redactor.clone(),
+            self.policy.max_file_bytes,
+        );
         LogLayer {
             shared: Arc::new(Shared {
                 starter: Mutex::new(Some(Starter {
                     rx,
                     dir: self.policy.dir.clone(),
+                    max_file_bytes: self.policy.max_file_bytes,
                     redactor,
                     metrics: self.metrics.clone(),
                     garbage: garbage_tx,
@@ -281,6 +366,9 @@ impl LogLayerBuilder {
                 started: AtomicBool::new(false),
                 progress: Arc::new(Progress::default()),
                 dropped: AtomicU64::new(0),
+                queued: AtomicUsize::new(0),
+                dropping: AtomicBool::new(false),
+                auth_inside: self.auth_inside,
                 metrics: self.metrics,
                 _exceptions: exceptions,
             }),
@@ -308,6 +396,7 @@ impl LogLayer {
             keys: None,
             secrets: Vec::new(),
             metrics: None,
+            auth_inside: false,
         }
     }
 
@@ -320,10 +409,16 @@ impl LogLayer {
         let scrubber = pii_on
             .then(|| crate::layers::pii::PiiLayer::new(config.pii.clone().unwrap_or_default()))
             .map(|pii| pii.scrubber());
+        let position = |name| config.stack.iter().position(|l| *l == name);
+        let auth_inside = matches!(
+            (position(LayerName::Log), position(LayerName::Auth)),
+            (Some(log), Some(auth)) if log < auth
+        );
         let mut builder = Self::builder(config.log_policy())
             .scrubber(scrubber)
             .keys(state.auth.clone())
-            .metrics(state.metrics.clone());
+            .metrics(state.metrics.clone())
+            .auth_inside(auth_inside);
         for b in &config.backends {
             if let Some(ApiKeySetting::Key(key)) = &b.api_key {
                 builder = builder.secret(key.clone());
@@ -447,7 +542,7 @@ where
             method: req.method().to_string(),
             path: req.uri().path().to_string(),
             endpoint: llm.map(|l| l.endpoint().as_str()),
-            model: llm.map(|l| l.model().to_string()),
+            model: llm.map(|l| capped(l.model(), policy.max_body_bytes)),
             stream: llm.is_some_and(LlmRequest::is_stream),
             attempts: Vec::new(),
             status: 0,
@@ -458,10 +553,14 @@ where
             stack_error: None,
             body_error: None,
             complete: false,
-            request: if policy.requests { llm.cloned() } else { None },
+            // Cut here, so the queue never holds a body longer than the cap.
+            request: llm
+                .filter(|_| policy.requests)
+                .map(|l| LoggedRequest::of(l, policy.max_body_bytes)),
             log_response: policy.responses,
             response: None,
             max_body: policy.max_body_bytes,
+            weight: 0,
         });
         let note = if identity.is_none() {
             let note = IdentityNote::default();
@@ -493,7 +592,17 @@ where
             record.ttfb = head;
             record.overhead = head.saturating_sub(waited.get());
             record.attempts = attempts.records();
+            for a in &mut record.attempts {
+                // A target that sends the client's model name upstream.
+                if a.model.len() > shared.policy.max_body_bytes {
+                    a.model = capped(&a.model, shared.policy.max_body_bytes);
+                }
+            }
             let identity = identity.or_else(|| note.and_then(|n| n.get().map(str::to_string)));
+            if identity.is_none() && shared.auth_inside {
+                // Not authenticated: logged without its body.
+                record.request = None;
+            }
             record.client = match (identity, presented) {
                 // A key verified by `auth`, or one presented to a stack without it.
                 (Some(id), Some(key)) if id == key => Some(Client::Key(key)),
@@ -507,7 +616,7 @@ where
                     record.latency = head;
                     record.stack_error = Some(StackError {
                         code: e.code(),
-                        message: e.to_string(),
+                        message: capped(&e.to_string(), shared.policy.max_body_bytes),
                         internal: matches!(e, ProxyError::Internal(_)),
                     });
                     shared.send(record);
@@ -541,6 +650,23 @@ where
                 })
             }))
         })
+    }
+}
+
+/// A client's string (a model name, an error message quoting one), cut to
+/// `cap` bytes like a body: a record holds no string longer than the cap.
+/// At a word boundary, or, for one word longer than the cap, at a
+/// character boundary.
+fn capped(text: &str, cap: usize) -> String {
+    match capture::cut_at_boundary(text, cap) {
+        "" if !text.is_empty() => {
+            let mut end = cap.min(text.len());
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.get(..end).unwrap_or_default().to_string()
+        }
+        cut => cut.to_string(),
     }
 }
 

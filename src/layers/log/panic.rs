@@ -9,7 +9,6 @@
 //! writer thread appends unhandled request errors (a 500 `internal_error`
 //! from the proxy itself) the same way.
 
-use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Once, Weak};
@@ -24,17 +23,19 @@ use super::redact::Redactor;
 pub(crate) struct Target {
     dir: PathBuf,
     redactor: Mutex<Redactor>,
+    max_file_bytes: u64,
 }
 
 static TARGETS: Mutex<Vec<Weak<Target>>> = Mutex::new(Vec::new());
 static HOOK: Once = Once::new();
 
 /// Register `dir`; panics go there while the returned handle lives.
-pub(crate) fn register(dir: &Path, redactor: Redactor) -> Arc<Target> {
+pub(crate) fn register(dir: &Path, redactor: Redactor, max_file_bytes: u64) -> Arc<Target> {
     HOOK.call_once(install_hook);
     let target = Arc::new(Target {
         dir: dir.to_path_buf(),
         redactor: Mutex::new(redactor),
+        max_file_bytes,
     });
     let mut targets = TARGETS.lock().unwrap_or_else(|e| e.into_inner());
     targets.retain(|t| t.strong_count() > 0);
@@ -97,20 +98,25 @@ fn record_panic(info: &std::panic::PanicHookInfo<'_>) {
         } else {
             continue;
         }
-        append(&target.dir, &record);
+        append(&target.dir, &record, target.max_file_bytes);
     }
 }
 
-/// Append one record to `<dir>/exceptions.json` (creating both if needed).
-pub(crate) fn append(dir: &Path, record: &Value) {
+/// Append one record to `<dir>/exceptions.json` (creating both if needed,
+/// 0600), rotating the file first when the record would take it past
+/// `max_file_bytes` (as the session files are).
+pub(crate) fn append(dir: &Path, record: &Value, max_file_bytes: u64) {
     let write = || -> std::io::Result<()> {
-        std::fs::create_dir_all(dir)?;
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("exceptions.json"))?;
+        let path = dir.join("exceptions.json");
         let mut line = serde_json::to_vec(record).unwrap_or_default();
         line.push(b'\n');
+        let mut file = super::writer::open_private(dir, &path)?;
+        let len = file.metadata()?.len();
+        if len > 0 && len.saturating_add(line.len() as u64) > max_file_bytes {
+            drop(file);
+            super::writer::rotate(&path, super::LogPolicy::ROTATED_FILES_KEPT)?;
+            file = super::writer::open_private(dir, &path)?;
+        }
         file.write_all(&line)
     };
     if let Err(e) = write() {

@@ -16,6 +16,7 @@
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
 use super::capture::{cut_at_boundary, Captured, StreamText};
@@ -44,6 +45,85 @@ pub(crate) struct StackError {
     pub(crate) internal: bool,
 }
 
+/// The request body a record keeps: taken on the request path, already cut
+/// to `max_body_bytes`, so a record waiting for the writer never holds more
+/// of it than the cap (nor the client's whole body).
+#[derive(Debug)]
+pub(crate) enum LoggedRequest {
+    /// The whole JSON text (at most the cap): the client's bytes, shared.
+    Whole(Bytes),
+    /// The start of a longer text, cut at a word boundary to at most the
+    /// cap; logged as a string, with `request_truncated`.
+    Cut(Box<str>),
+}
+
+impl LoggedRequest {
+    /// What a record keeps of `llm`: its JSON text when it fits in `cap`
+    /// bytes (the client's own bytes, not copied), else the first `cap`
+    /// bytes of it. An edited request is serialized only until past the cap.
+    pub(crate) fn of(llm: &LlmRequest, cap: usize) -> LoggedRequest {
+        if let Some(raw) = llm.raw_json() {
+            if raw.len() <= cap {
+                if let Ok(bytes) = llm.to_bytes(None) {
+                    return LoggedRequest::Whole(bytes);
+                }
+            }
+            return LoggedRequest::cut(raw, cap);
+        }
+        let mut out = CappedWriter {
+            buf: Vec::new(),
+            limit: cap.saturating_add(1),
+        };
+        match serde_json::to_writer(&mut out, llm.body()) {
+            Ok(()) if out.buf.len() <= cap => LoggedRequest::Whole(Bytes::from(out.buf)),
+            _ => LoggedRequest::cut(&out.buf, cap),
+        }
+    }
+
+    /// The first `cap` bytes of `text`, cut at a word boundary.
+    fn cut(text: &[u8], cap: usize) -> LoggedRequest {
+        let head = text.get(..cap.saturating_add(1)).unwrap_or(text);
+        let head = match std::str::from_utf8(head) {
+            Ok(head) => head,
+            Err(e) => std::str::from_utf8(head.get(..e.valid_up_to()).unwrap_or_default())
+                .unwrap_or_default(),
+        };
+        LoggedRequest::Cut(cut_at_boundary(head, cap).into())
+    }
+
+    /// The bytes it keeps.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            LoggedRequest::Whole(bytes) => bytes.len(),
+            LoggedRequest::Cut(text) => text.len(),
+        }
+    }
+}
+
+/// A writer that takes at most `limit` bytes, then fails (which stops a
+/// serializer early).
+struct CappedWriter {
+    buf: Vec<u8>,
+    limit: usize,
+}
+
+impl std::io::Write for CappedWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let room = self.limit.saturating_sub(self.buf.len());
+        if room == 0 && !data.is_empty() {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        let n = data.len().min(room);
+        self.buf
+            .extend_from_slice(data.get(..n).unwrap_or_default());
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The raw parts of one record.
 #[derive(Debug)]
 pub(crate) struct Record {
@@ -67,14 +147,42 @@ pub(crate) struct Record {
     pub(crate) body_error: Option<String>,
     /// Whether the answer's body was sent to its end.
     pub(crate) complete: bool,
-    /// The request, when `requests` is on.
-    pub(crate) request: Option<LlmRequest>,
+    /// The request's body, when `requests` is on (cut on the request path).
+    pub(crate) request: Option<LoggedRequest>,
     /// Whether the response body is logged (`responses`); error bodies are
     /// always captured, for the `error` field.
     pub(crate) log_response: bool,
     pub(crate) response: Option<Captured>,
     /// The cap of each logged body, in bytes.
     pub(crate) max_body: usize,
+    /// Its [`weight`](Record::weight), set when it is queued.
+    pub(crate) weight: usize,
+}
+
+impl Record {
+    /// About how many bytes the record holds (what the queue's
+    /// `queue_bytes` counts): the struct, its strings and its bodies.
+    pub(crate) fn weight(&self) -> usize {
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        std::mem::size_of::<Record>()
+            + opt(&self.request_id)
+            + match &self.client {
+                Some(Client::Key(s) | Client::Identity(s)) => s.len(),
+                None => 0,
+            }
+            + self.method.len()
+            + self.path.len()
+            + opt(&self.model)
+            + self
+                .attempts
+                .iter()
+                .map(|a| std::mem::size_of::<AttemptRecord>() + a.backend.len() + a.model.len())
+                .sum::<usize>()
+            + self.stack_error.as_ref().map_or(0, |e| e.message.len())
+            + opt(&self.body_error)
+            + self.request.as_ref().map_or(0, LoggedRequest::len)
+            + self.response.as_ref().map_or(0, Captured::weight)
+    }
 }
 
 /// A rendered record.
@@ -84,6 +192,10 @@ pub(crate) struct Rendered {
     pub(crate) line: Vec<u8>,
     /// Whether it also goes to the errors file.
     pub(crate) error: bool,
+    /// The length of the line's text before its bodies: the errors file
+    /// gets `line[..head]` and a closing `}` (the bodies are in the
+    /// session file's line, written once).
+    pub(crate) head: usize,
     /// What goes to `exceptions.json`, for an unhandled error.
     pub(crate) exception: Option<Value>,
 }
@@ -163,10 +275,7 @@ impl Record {
         };
         let is_error = error.is_some();
 
-        let bodies = r
-            .request
-            .as_ref()
-            .map_or(0, |l| l.raw_json().map_or(0, <[u8]>::len))
+        let bodies = r.request.as_ref().map_or(0, LoggedRequest::len)
             + match &r.response {
                 Some(Captured::Bytes { bytes, .. }) if r.log_response => bytes.len(),
                 _ => 0,
@@ -278,19 +387,15 @@ impl Record {
             redactor.walk(e);
         }
 
-        // The bodies, redacted and capped.
-        if let Some(llm) = &r.request {
-            // The client's bytes as they came; a request a layer edited
-            // before this one saw it, serialized.
-            let edited;
-            let text = match llm.raw_json() {
-                Some(bytes) => bytes,
-                None => {
-                    edited = serde_json::to_vec(llm.body()).unwrap_or_default();
-                    &edited[..]
-                }
+        // The bodies, redacted and capped (the request was cut to the cap
+        // on the request path: nothing longer is read here).
+        let head = out.len();
+        if let Some(request) = &r.request {
+            let (body, cut) = match request {
+                LoggedRequest::Whole(bytes) => (Body::Json(bytes), false),
+                LoggedRequest::Cut(text) => (Body::Text(text), true),
             };
-            if append_body(out, "request", Body::Json(text), redactor, cap) {
+            if append_body(out, "request", body, redactor, cap) || cut {
                 out.extend_from_slice(b",\"request_truncated\":true");
             }
         }
@@ -319,6 +424,7 @@ impl Record {
         Rendered {
             line,
             error: is_error,
+            head,
             exception,
         }
     }
@@ -371,10 +477,11 @@ fn number(out: &mut Vec<u8>, value: impl serde::Serialize) {
 
 /// Append `,"name":<body>` to a JSON object's text, redacted: a JSON body
 /// copied compactly (see [`copy`]), with every value string over `cap`
-/// cut; a body that is not JSON, and text, as a string, cut to `cap` too.
-/// A body whose text comes out longer than `cap` goes in as that text cut
-/// to `cap` bytes (at a word boundary), as a string. Whether anything was
-/// cut.
+/// cut; a body that is not JSON, and text, as a string, cut to `cap` too
+/// (the escapes of the string do not count). A JSON document (other than
+/// a string) whose copy comes out longer than `cap` goes in as that text
+/// cut to `cap` bytes (at a word boundary), as a string. Whether anything
+/// was cut.
 fn append_body(
     line: &mut Vec<u8>,
     name: &str,
@@ -386,20 +493,24 @@ fn append_body(
     line.extend_from_slice(name.as_bytes());
     line.extend_from_slice(b"\":");
     let start = line.len();
-    let mut cut = match body {
+    match body {
         Body::Json(bytes) => match copy(bytes, line, redactor, cap) {
-            Ok(cut) => cut,
+            Ok(mut cut) => {
+                // (A top-level string was cut as any string is.)
+                if line.len() - start > cap && line.get(start) != Some(&b'"') {
+                    let text = line.split_off(start);
+                    let text = String::from_utf8_lossy(&text);
+                    write_str(line, cut_at_boundary(&text, cap));
+                    cut = true;
+                }
+                cut
+            }
             Err(Invalid) => string_value(line, &String::from_utf8_lossy(bytes), redactor, cap),
         },
+        // Its text is cut to `cap`; the escapes of its JSON string do not
+        // count (counting them would make it a string of a string).
         Body::Text(text) => string_value(line, text, redactor, cap),
-    };
-    if line.len() - start > cap {
-        let text = line.split_off(start);
-        let text = String::from_utf8_lossy(&text);
-        write_str(line, cut_at_boundary(&text, cap));
-        cut = true;
     }
-    cut
 }
 
 /// A body logged as a string: cut to `cap` (at a word boundary), redacted.
@@ -654,7 +765,7 @@ mod tests {
         })
         .unwrap_or_else(|_| b"null".to_vec());
         line.extend_from_slice(format!(",\"{name}\":").as_bytes());
-        if text.len() <= cap {
+        if text.len() <= cap || matches!(body, OldBody::Value(Value::String(_))) {
             line.extend_from_slice(&text);
             return cut.get();
         }
@@ -773,8 +884,10 @@ mod tests {
         let redactor: &Redactor = redactor;
         let mut line = serde_json::to_vec(&meta).unwrap_or_default();
         line.pop();
-        if let Some(llm) = &r.request {
-            let body = OldBody::Map(llm.body());
+        let head = line.len();
+        if let Some(LoggedRequest::Whole(bytes)) = &r.request {
+            let map: Map<String, Value> = serde_json::from_slice(bytes).unwrap();
+            let body = OldBody::Map(&map);
             if old_append_field(&mut line, "request", body, redactor, cap) {
                 line.extend_from_slice(b",\"request_truncated\":true");
             }
@@ -789,6 +902,7 @@ mod tests {
         Rendered {
             line,
             error: is_error,
+            head,
             exception,
         }
     }
@@ -984,13 +1098,14 @@ mod tests {
             stack_error: None,
             body_error: None,
             complete: true,
-            request: Some(
-                LlmRequest::parse(
+            request: Some(LoggedRequest::of(
+                &LlmRequest::parse(
                     Endpoint::ChatCompletions,
                     br#"{"model":"gpt-4","messages":[{"role":"user","content":"Mail jo@example.com the key sk-abc1234567890xyz"}]}"#,
                 )
                 .unwrap(),
-            ),
+                65536,
+            )),
             log_response: true,
             response: Some(Captured::Bytes {
                 bytes: bytes::Bytes::from_static(
@@ -999,6 +1114,7 @@ mod tests {
                 truncated: false,
             }),
             max_body: 65536,
+            weight: 0,
         }
     }
 
@@ -1097,13 +1213,14 @@ mod tests {
         r.path = "/v1/jo@example.com/sk-1234567890abcdef".into();
         out.push(r);
         let mut r = record();
-        r.request = Some(
-            LlmRequest::from_value(
+        r.request = Some(LoggedRequest::of(
+            &LlmRequest::from_value(
                 Endpoint::Messages,
                 json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "call +44 20 7946 0958"}]}),
             )
             .unwrap(),
-        );
+            65536,
+        ));
         r.request_id = Some("client id with jo@example.com \"quoted\"".into());
         out.push(r);
         out
@@ -1124,6 +1241,7 @@ mod tests {
                     );
                     assert_eq!(new.error, old.error);
                     assert_eq!(new.exception, old.exception);
+                    assert_eq!(new.head, old.head);
                     let line: Value = serde_json::from_slice(&new.line).unwrap();
                     assert!(line.is_object());
                 }

@@ -8,6 +8,7 @@ use tower::{service_fn, Layer, ServiceExt};
 
 use super::*;
 use crate::request::Endpoint;
+use record::LoggedRequest;
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
@@ -137,6 +138,12 @@ async fn errors_go_to_both_files_and_internal_ones_to_exceptions() {
     assert!(errors[0].get("response").is_none());
     assert_eq!(errors[1]["status"], 500);
     assert_eq!(errors[1]["error"]["code"], "internal_error");
+    // Each line is written once whole: the errors file has it without
+    // its bodies (they are in the session file's line).
+    let bad = all.iter().find(|r| r["path"] == "/bad").unwrap();
+    let mut without = bad.clone();
+    without.as_object_mut().unwrap().remove("request");
+    assert_eq!(errors[0], without);
     // (Panics of tests running beside this one may be there too.)
     let exceptions: Vec<Value> = records(&dir, "exceptions.json")
         .into_iter()
@@ -153,6 +160,165 @@ async fn errors_go_to_both_files_and_internal_ones_to_exceptions() {
     // Gone, so no panic of another test writes here any more.
     drop((layer, service));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A layer whose writer is held back (nothing drains its channel), and
+/// the channel's receiving end, to look at what was queued.
+fn held(
+    policy: LogPolicy,
+    metrics: Option<Arc<Metrics>>,
+) -> (LogLayer, mpsc::Receiver<Box<Record>>) {
+    let mut builder = LogLayer::builder(policy);
+    if let Some(m) = metrics {
+        builder = builder.metrics(m);
+    }
+    let layer = builder.build();
+    let starter = layer.shared.starter.lock().unwrap().take().unwrap();
+    // Marked started, so the first record does not look for the starter.
+    layer.shared.started.store(true, Ordering::Release);
+    (layer, starter.rx)
+}
+
+async fn call_ok(layer: &LogLayer, req: Request<ProxyBody>) {
+    let service = layer.layer(service_fn(|_req: Request<ProxyBody>| async {
+        Ok::<_, ProxyError>(Response::new(ProxyBody::full("x")))
+    }));
+    let answer = service.oneshot(req).await.unwrap();
+    answer.into_body().collect().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_long_request_is_cut_before_it_is_queued() {
+    let dir = temp_dir("cut");
+    let cap = 4096;
+    let (layer, mut rx) = held(
+        LogPolicy {
+            max_body_bytes: cap,
+            ..LogPolicy::new(&dir)
+        },
+        None,
+    );
+    let words = "word ".repeat(1024 * 1024); // 5 MiB
+    let body = serde_json::json!({"model": "m", "messages": [{"role": "user", "content": words}]});
+    // The client's bytes, and a request a layer before this one edited.
+    let raw = request(&body.to_string());
+    let mut edited = raw_request(LlmRequest::from_value(Endpoint::ChatCompletions, body).unwrap());
+    edited
+        .extensions_mut()
+        .get_mut::<LlmRequest>()
+        .unwrap()
+        .body_mut()
+        .insert("user".into(), "u".into());
+    for req in [raw, edited] {
+        call_ok(&layer, req).await;
+        let record = rx.try_recv().unwrap();
+        let Some(LoggedRequest::Cut(text)) = &record.request else {
+            panic!(
+                "not cut: {:?}",
+                record.request.as_ref().map(LoggedRequest::len)
+            );
+        };
+        assert!(text.len() <= cap && text.len() > cap - 16, "{}", text.len());
+        assert!(text.starts_with(r#"{"model":"m","messages":[{"role":"user","content":"word word"#));
+        assert!(text.ends_with("word "), "cut at a word boundary");
+        // What waits for the writer is about the cap, not the body.
+        assert!(record.weight < 2 * cap, "{}", record.weight);
+    }
+    // A model name as long as a body is cut like one.
+    let long_model = format!(r#"{{"model":"{}","messages":[]}}"#, "m".repeat(10 * cap));
+    call_ok(&layer, request(&long_model)).await;
+    let record = rx.try_recv().unwrap();
+    assert_eq!(record.model.as_deref(), Some(&*"m".repeat(cap)));
+    assert!(record.weight < 3 * cap, "{}", record.weight);
+    // A short one is kept whole (the client's bytes, shared).
+    call_ok(&layer, request(r#"{"model":"m","messages":[]}"#)).await;
+    let record = rx.try_recv().unwrap();
+    assert!(matches!(&record.request, Some(LoggedRequest::Whole(b)) if b.len() == 27));
+}
+
+fn raw_request(llm: LlmRequest) -> Request<ProxyBody> {
+    let mut req = Request::post("/v1/chat/completions")
+        .body(ProxyBody::empty())
+        .unwrap();
+    req.extensions_mut().insert(llm);
+    req
+}
+
+#[tokio::test]
+async fn the_queue_is_bounded_in_bytes() {
+    let dir = temp_dir("bytes");
+    let metrics = Arc::new(Metrics::new());
+    let body = format!(
+        r#"{{"model":"m","messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "x".repeat(3000)
+    );
+    // Room for three such records (and many more in count).
+    let (layer, mut rx) = held(LogPolicy::new(&dir), Some(metrics.clone()));
+    call_ok(&layer, request(&body)).await;
+    let weight = rx.try_recv().unwrap().weight;
+    assert!(weight > 3000, "{weight}");
+    let (layer, mut rx) = held(
+        LogPolicy {
+            queue_bytes: 3 * weight + weight / 2,
+            ..LogPolicy::new(&dir)
+        },
+        Some(metrics.clone()),
+    );
+    for _ in 0..10 {
+        call_ok(&layer, request(&body)).await;
+    }
+    assert_eq!(layer.dropped(), 7);
+    assert_eq!(layer.shared.queued.load(Ordering::Relaxed), 3 * weight);
+    assert!(metrics
+        .encode(None)
+        .contains("llm_router_log_records_dropped_total 7"));
+    // Written and handed back (as the writer does): the room comes back.
+    let garbage = layer.shared.garbage.lock().unwrap();
+    drop(garbage);
+    let (tx, back) = std::sync::mpsc::channel();
+    *layer.shared.garbage.lock().unwrap() = back;
+    while let Ok(record) = rx.try_recv() {
+        tx.send(record).unwrap();
+    }
+    call_ok(&layer, request(&body)).await;
+    assert_eq!(layer.dropped(), 7);
+    assert_eq!(layer.shared.queued.load(Ordering::Relaxed), weight);
+    assert!(!dir.exists());
+}
+
+#[tokio::test]
+async fn an_unauthenticated_request_is_logged_without_its_body() {
+    let dir = temp_dir("unauthenticated");
+    let layer = LogLayer::builder(LogPolicy::new(&dir))
+        .auth_inside(true)
+        .build();
+    let starter = layer.shared.starter.lock().unwrap().take().unwrap();
+    layer.shared.started.store(true, Ordering::Release);
+    let mut rx = starter.rx;
+    // Stands for `auth` with the `IdentityTap` inside it: lets in a request
+    // with a key, refuses one without.
+    let service = layer.layer(service_fn(|req: Request<ProxyBody>| async move {
+        if req.headers().contains_key("authorization") {
+            let note = req.extensions().get::<IdentityNote>().unwrap();
+            note.0.set("sk-client-0123456789abcdef".into()).unwrap();
+            Ok::<_, ProxyError>(Response::new(ProxyBody::full("x")))
+        } else {
+            Ok(ProxyError::Unauthorized {
+                message: "Missing API key".into(),
+                code: "missing_api_key",
+            }
+            .to_response(crate::request::ClientFormat::OpenAi))
+        }
+    }));
+    let body = r#"{"model":"m","messages":[{"role":"user","content":"hello"}]}"#;
+    let mut anonymous = request(body);
+    anonymous.headers_mut().remove("authorization");
+    for (req, logged) in [(request(body), true), (anonymous, false)] {
+        let answer = service.clone().oneshot(req).await.unwrap();
+        answer.into_body().collect().await.unwrap();
+        let record = rx.try_recv().unwrap();
+        assert_eq!(record.request.is_some(), logged, "{:?}", record.status);
+    }
 }
 
 #[tokio::test]

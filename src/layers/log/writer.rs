@@ -3,9 +3,14 @@
 //! Requests never wait for it. A record is handed over with `try_send`; when
 //! the channel is full the record is dropped and counted. The thread is
 //! started by the first record (so `llm-router check`, which builds the
-//! stack, creates no file and no thread), creates `dir` if needed, and
-//! writes each record as one line of the session file — and of the errors
-//! file when it is an error — flushing after every batch it finds waiting.
+//! stack, creates no file and no thread), creates `dir` if needed (mode
+//! 0700 on unix), and writes each record as one line of the session file —
+//! and, when it is an error, the same line without its bodies to the errors
+//! file — flushing after every batch it finds waiting. Files are created
+//! readable by their owner only (0600). A file that would grow past
+//! `max_file_bytes` is rotated first: renamed `<name>.1` (an older `.1`
+//! becomes `.2`, and so on; [`LogPolicy::ROTATED_FILES_KEPT`] are kept, an
+//! older one is deleted) and a new one started.
 //! While busy it drains the channel every 10 ms rather than being woken for
 //! each record (a wake-up is a system call on the request's thread, and an
 //! interrupt in a VM); idle, it blocks, and the next record wakes it. It
@@ -26,6 +31,7 @@ use tokio::sync::mpsc;
 
 use super::record::{Record, Rendered};
 use super::redact::Redactor;
+use super::LogPolicy;
 use crate::layers::metrics::Metrics;
 
 /// How long a busy writer sleeps between two drains of the channel.
@@ -92,6 +98,7 @@ pub async fn flush(timeout: Duration) -> bool {
 pub(crate) struct Starter {
     pub(crate) rx: mpsc::Receiver<Box<Record>>,
     pub(crate) dir: PathBuf,
+    pub(crate) max_file_bytes: u64,
     pub(crate) redactor: Redactor,
     pub(crate) metrics: Option<Arc<Metrics>>,
     /// Where written records go back, to be freed by the request side.
@@ -109,24 +116,131 @@ pub(crate) fn start(starter: Starter, progress: Arc<Progress>) {
     }
 }
 
+/// One log file, opened on first use, rotated past its size.
+struct LogFile {
+    path: PathBuf,
+    file: Option<BufWriter<File>>,
+    /// Bytes in the file (what was there when opened, and written since).
+    len: u64,
+}
+
+impl LogFile {
+    fn new(path: PathBuf) -> LogFile {
+        LogFile {
+            path,
+            file: None,
+            len: 0,
+        }
+    }
+
+    /// Append `line` and a newline, rotating the file first when they
+    /// would take it past `max` (a line longer than `max` goes alone into
+    /// its own file).
+    fn write(&mut self, dir: &Path, line: &[u8], max: u64) -> io::Result<()> {
+        let add = line.len() as u64 + 1;
+        if self.len > 0 && self.len.saturating_add(add) > max {
+            if let Some(mut file) = self.file.take() {
+                file.flush()?;
+            }
+            rotate(&self.path, LogPolicy::ROTATED_FILES_KEPT)?;
+            self.len = 0;
+        }
+        let file = match &mut self.file {
+            Some(file) => file,
+            slot => {
+                let file = open_private(dir, &self.path)?;
+                self.len = file.metadata().map_or(0, |m| m.len());
+                slot.insert(BufWriter::with_capacity(64 * 1024, file))
+            }
+        };
+        file.write_all(line)?;
+        file.write_all(b"\n")?;
+        self.len = self.len.saturating_add(add);
+        Ok(())
+    }
+
+    fn flush(&mut self) {
+        if let Some(file) = &mut self.file {
+            if let Err(e) = file.flush() {
+                tracing::warn!(error = %e, file = %self.path.display(), "flushing a log file failed");
+            }
+        }
+    }
+}
+
+/// Create `dir` (0700 on unix) if needed and open `path` in it for
+/// appending, created 0600 on unix (an existing file more open than that is
+/// made 0600).
+pub(crate) fn open_private(dir: &Path, path: &Path) -> io::Result<File> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    let mut options = OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+        builder.mode(0o700);
+        options.mode(0o600);
+        builder.create(dir)?;
+        let file = options.open(path)?;
+        let meta = file.metadata()?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+        Ok(file)
+    }
+    #[cfg(not(unix))]
+    {
+        builder.create(dir)?;
+        options.open(path)
+    }
+}
+
+/// `<path>.N`.
+fn numbered(path: &Path, n: u32) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
+}
+
+/// Rename `path` to `<path>.1`, after moving `.1` to `.2` and so on;
+/// `.<kept>` is deleted first. Rotated files that are missing are skipped.
+pub(crate) fn rotate(path: &Path, kept: u32) -> io::Result<()> {
+    let ignore_missing = |r: io::Result<()>| match r {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    };
+    if kept == 0 {
+        return ignore_missing(std::fs::remove_file(path));
+    }
+    ignore_missing(std::fs::remove_file(numbered(path, kept)))?;
+    for n in (1..kept).rev() {
+        ignore_missing(std::fs::rename(numbered(path, n), numbered(path, n + 1)))?;
+    }
+    ignore_missing(std::fs::rename(path, numbered(path, 1)))
+}
+
 /// The two files of one session, opened on first use.
 struct Session {
     dir: PathBuf,
     stem: String,
-    main: Option<BufWriter<File>>,
-    errors: Option<BufWriter<File>>,
+    main: LogFile,
+    errors: LogFile,
+    max_file_bytes: u64,
     failures: u64,
 }
 
 impl Session {
-    fn new(dir: PathBuf) -> Session {
+    fn new(dir: PathBuf, max_file_bytes: u64) -> Session {
         let now = SystemTime::now();
         let id = session_id();
+        let stem = format!("router_{}_{id:08x}", file_stamp(now));
         Session {
+            main: LogFile::new(dir.join(format!("{stem}.jsonl"))),
+            errors: LogFile::new(dir.join(format!("{stem}_errors.jsonl"))),
             dir,
-            stem: format!("router_{}_{id:08x}", file_stamp(now)),
-            main: None,
-            errors: None,
+            stem,
+            max_file_bytes,
             failures: 0,
         }
     }
@@ -135,37 +249,18 @@ impl Session {
         self.dir.join(format!("{}{suffix}.jsonl", self.stem))
     }
 
-    fn open(dir: &Path, path: &Path) -> io::Result<BufWriter<File>> {
-        std::fs::create_dir_all(dir)?;
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(BufWriter::with_capacity(64 * 1024, file))
-    }
-
     fn write(&mut self, errors: bool, line: &[u8]) -> io::Result<()> {
-        let slot = if errors {
+        let file = if errors {
             &mut self.errors
         } else {
             &mut self.main
         };
-        if slot.is_none() {
-            let path = self.dir.join(format!(
-                "{}{}.jsonl",
-                self.stem,
-                if errors { "_errors" } else { "" }
-            ));
-            *slot = Some(Session::open(&self.dir, &path)?);
-        }
-        let file = slot.as_mut().expect("opened above");
-        file.write_all(line)?;
-        file.write_all(b"\n")
+        file.write(&self.dir, line, self.max_file_bytes)
     }
 
     fn flush(&mut self) {
-        for file in [&mut self.main, &mut self.errors].into_iter().flatten() {
-            if let Err(e) = file.flush() {
-                tracing::warn!(error = %e, "flushing a log file failed");
-            }
-        }
+        self.main.flush();
+        self.errors.flush();
     }
 
     fn failed(&mut self, e: &io::Error) {
@@ -185,19 +280,25 @@ fn run(starter: Starter, progress: &Progress) {
     let Starter {
         mut rx,
         dir,
+        max_file_bytes,
         mut redactor,
         metrics,
         garbage,
     } = starter;
-    let mut session = Session::new(dir);
+    let mut session = Session::new(dir, max_file_bytes);
     let mut write = |record: Box<Record>, session: &mut Session| {
         let Rendered {
-            line,
+            mut line,
             error,
+            head,
             exception,
         } = record.render(&mut redactor);
         let mut result = session.write(false, &line);
         if error && result.is_ok() {
+            // The errors file: the line without its bodies, which are
+            // written once, in the session file.
+            line.truncate(head);
+            line.push(b'}');
             result = session.write(true, &line);
         }
         if let Err(e) = result {
@@ -207,7 +308,7 @@ fn run(starter: Starter, progress: &Progress) {
             }
         }
         if let Some(exception) = exception {
-            super::panic::append(&session.dir, &exception);
+            super::panic::append(&session.dir, &exception, session.max_file_bytes);
         }
         // Freed where it was allocated: with glibc's malloc, a thread that
         // keeps freeing another thread's memory contends for that thread's
@@ -335,6 +436,56 @@ fn file_stamp(t: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn files_rotate_by_size_keep_five_and_are_private() {
+        let dir = std::env::temp_dir().join(format!("llm-router-rotate-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("router_x.jsonl");
+        let mut file = LogFile::new(path.clone());
+        // 40 lines of 99 bytes (and a newline) into files of at most 250:
+        // two lines a file.
+        for n in 0..40u32 {
+            let line = format!("{n:099}");
+            file.write(&dir, line.as_bytes(), 250).unwrap();
+        }
+        file.flush();
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap();
+        assert_eq!(read(&path), format!("{:099}\n{:099}\n", 38, 39));
+        for k in 1..=LogPolicy::ROTATED_FILES_KEPT {
+            let first = 38 - 2 * k;
+            assert_eq!(
+                read(&numbered(&path, k)),
+                format!("{first:099}\n{:099}\n", first + 1),
+                ".{k}"
+            );
+        }
+        assert!(!numbered(&path, LogPolicy::ROTATED_FILES_KEPT + 1).exists());
+        // A line longer than the size goes alone into its own file.
+        file.write(&dir, &[b'a'; 300], 250).unwrap();
+        file.flush();
+        assert_eq!(read(&path).len(), 301);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let meta = entry.unwrap().metadata().unwrap();
+                assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+            }
+            assert_eq!(
+                std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+                0o700
+            );
+            // An existing file more open than 0600 is closed down.
+            let loose = dir.join("exceptions.json");
+            std::fs::write(&loose, "").unwrap();
+            std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).unwrap();
+            drop(open_private(&dir, &loose).unwrap());
+            let mode = std::fs::metadata(&loose).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn dates() {
