@@ -52,6 +52,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tower::Service;
 
+pub mod limits;
 pub mod pool;
 
 use pool::Pool;
@@ -506,14 +507,11 @@ fn finish(
     Finish::Done(Response::from_parts(
         parts,
         match slot {
-            Some(slot) => ProxyBody::new(UsageTap::new(body, slot, USAGE_TAP_CAP)),
+            Some(slot) => ProxyBody::new(UsageTap::new(body, slot, limits::MAX_USAGE_TAP_BYTES)),
             None => ProxyBody::new(body),
         },
     ))
 }
-
-/// Largest JSON answer kept aside to read its usage.
-const USAGE_TAP_CAP: usize = 4 << 20;
 
 /// A connect timeout is a timeout (504); anything else before the response
 /// head (refused, reset, TLS failure) is a connection error (502).
