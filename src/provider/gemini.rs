@@ -173,7 +173,8 @@ impl Provider for Gemini {
                     Ok(Bytes::from(
                         gemini::error_to_openai(status, body).to_string(),
                     ))
-                }),
+                })
+                .error_answer(),
             );
         }
         if call.request.is_stream() {

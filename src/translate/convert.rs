@@ -140,6 +140,8 @@ pub(crate) struct CollectJson<F> {
     /// Over the cap: pass the answer through unchanged instead of failing.
     overflow_passthrough: bool,
     passing_through: bool,
+    /// Over the cap: drop the rest and convert what was kept (error answers).
+    truncate: bool,
 }
 
 impl<F> CollectJson<F>
@@ -153,7 +155,17 @@ where
             convert,
             overflow_passthrough: false,
             passing_through: false,
+            truncate: false,
         }
+    }
+
+    /// For an error answer: keep its first
+    /// [`MAX_ERROR_BODY_BYTES`](crate::upstream::limits::MAX_ERROR_BODY_BYTES),
+    /// drop the rest, and convert what was kept.
+    pub(crate) fn error_answer(mut self) -> Self {
+        self.cap = crate::upstream::limits::MAX_ERROR_BODY_BYTES;
+        self.truncate = true;
+        self
     }
 
     /// Over the cap, pass the answer through unchanged.
@@ -173,6 +185,12 @@ where
             return Ok(());
         }
         if self.buf.len().saturating_add(chunk.len()) > self.cap {
+            if self.truncate {
+                let room = self.cap.saturating_sub(self.buf.len());
+                self.buf
+                    .extend_from_slice(chunk.get(..room).unwrap_or(chunk));
+                return Ok(());
+            }
             if self.overflow_passthrough {
                 self.passing_through = true;
                 out.push_back(self.buf.split().freeze());
@@ -546,6 +564,20 @@ mod tests {
                 "chunk size {size}"
             );
         }
+    }
+
+    /// An error answer keeps its first bytes only, then is converted.
+    #[test]
+    fn error_answers_are_cut_not_grown() {
+        let mut conv =
+            CollectJson::new(|body: &[u8]| Ok(Bytes::from(body.len().to_string()))).error_answer();
+        let mut out = VecDeque::new();
+        for _ in 0..100 {
+            conv.push(&[b'x'; 4096], &mut out).unwrap();
+        }
+        conv.finish(&mut out).unwrap();
+        let kept = crate::upstream::limits::MAX_ERROR_BODY_BYTES.to_string();
+        assert_eq!(out.pop_front().unwrap(), Bytes::from(kept));
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! | buffer | cap | beyond it |
 //! |---|---|---|
 //! | one streamed event (SSE event, NDJSON line), every parser | [`MAX_EVENT_BYTES`] | 502 before the commit point, an error event after |
-//! | a non-streamed answer collected for translation | [`MAX_JSON_ANSWER_BYTES`] | 502 |
+//! | a non-streamed answer collected for translation | [`MAX_JSON_ANSWER_BYTES`] | the body ends with an error |
 //! | an error answer collected for translation | [`MAX_ERROR_BODY_BYTES`] | the rest is dropped; the kept start is translated |
 //! | stream preamble held before the commit point | [`MAX_PREAMBLE_BYTES`] | committed early |
 //! | XML tool text held while a tag may still close | [`MAX_XML_TAG_BYTES`] | sent as plain text |
