@@ -43,6 +43,10 @@
 //! # }
 //! ```
 
+// Untrusted bytes (clients, upstreams) pass through here: no unchecked
+// indexing, slicing or arithmetic on them.
+#![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
+
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
@@ -79,8 +83,8 @@ impl GuardConfig {
         GuardConfig {
             format,
             idle_timeout: Duration::from_secs(30),
-            max_event: 8 << 20,
-            max_preamble: 1 << 20,
+            max_event: crate::upstream::limits::MAX_EVENT_BYTES,
+            max_preamble: crate::upstream::limits::MAX_PREAMBLE_BYTES,
         }
     }
 
@@ -463,7 +467,7 @@ where
                 return Ok(());
             }
             EventKind::Preamble => {
-                self.held += event.raw.len();
+                self.held = self.held.saturating_add(event.raw.len());
             }
             EventKind::Content { finished } => {
                 self.committed = true;
@@ -482,9 +486,10 @@ where
     }
 
     fn warn_malformed(&mut self, data: &[u8]) {
-        self.malformed += 1;
+        self.malformed = self.malformed.saturating_add(1);
         if self.malformed == 1 {
-            let shown = String::from_utf8_lossy(&data[..data.len().min(200)]).into_owned();
+            let shown = data.get(..200).unwrap_or(data);
+            let shown = String::from_utf8_lossy(shown).into_owned();
             tracing::warn!(event = %crate::escape::Escaped(&shown), "skipping a malformed event from the upstream");
         }
     }
@@ -498,8 +503,9 @@ where
             match Pin::new(inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data() {
-                        let deadline = Instant::now() + self.config.idle_timeout;
-                        self.idle.as_mut().reset(deadline);
+                        self.idle
+                            .as_mut()
+                            .reset(deadline_after(self.config.idle_timeout));
                         return Poll::Ready(Some(Ok(data)));
                     }
                     // Trailers carry nothing for the client: skip.
@@ -622,7 +628,18 @@ where
     }
 }
 
+/// `d` from now; a duration too long to add is about 30 years (as
+/// [`tokio::time::sleep`] does).
+fn deadline_after(d: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(30 * 365 * 86_400);
+    let now = Instant::now();
+    now.checked_add(d)
+        .or_else(|| now.checked_add(FAR))
+        .unwrap_or(now)
+}
+
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
     use http_body_util::{BodyExt, StreamBody};

@@ -678,6 +678,7 @@ where
 /// hand-written JSON passes (here and in the log's copier): each is a seed
 /// with one to three bytes removed, replaced or inserted from `alphabet`.
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 pub(crate) fn json_mutations<'a>(
     seeds: &'a [&'a [u8]],
     alphabet: &'a [u8],
@@ -707,6 +708,7 @@ pub(crate) fn json_mutations<'a>(
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
     use crate::body::ProxyBody;

@@ -75,6 +75,7 @@ pub struct Backend {
 struct BackendCache {
     uris: [OnceLock<(&'static str, http::Uri)>; 4],
     bearer: OnceLock<Option<http::HeaderValue>>,
+    key_mask: OnceLock<Option<Arc<crate::secret::KeyMask>>>,
 }
 
 impl fmt::Debug for Backend {
@@ -177,6 +178,19 @@ impl Backend {
                 _ => None,
             })
             .clone()
+    }
+
+    /// The mask of this backend's own key (`api_key`), built once: answers
+    /// from it never show the key (see [`crate::upstream::mask`]). `None`
+    /// without a key of its own, or one too short to mask.
+    pub fn key_mask(&self) -> Option<&Arc<crate::secret::KeyMask>> {
+        self.cache
+            .key_mask
+            .get_or_init(|| match &self.credential {
+                Credential::Key(secret) => crate::secret::KeyMask::new(secret).map(Arc::new),
+                _ => None,
+            })
+            .as_ref()
     }
 
     /// Time allowed until the response head arrives.

@@ -18,6 +18,10 @@
 //! assert!(p.next_event().unwrap().unwrap().is_done());
 //! ```
 
+// Untrusted bytes (clients, upstreams) pass through here: no unchecked
+// indexing, slicing or arithmetic on them.
+#![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
+
 use bytes::{Bytes, BytesMut};
 
 /// One complete event.
@@ -117,59 +121,55 @@ impl SseParser {
 /// Index just past the blank line ending the first event, searching from `from`.
 fn find_event_end(buf: &[u8], from: usize) -> Option<usize> {
     let mut i = from;
-    while i < buf.len() {
+    loop {
         // Jump to the next line break (memchr scans a word at a time).
-        i += memchr::memchr2(b'\n', b'\r', &buf[i..])?;
-        match buf[i] {
+        i = i.checked_add(memchr::memchr2(b'\n', b'\r', buf.get(i..)?)?)?;
+        let at = |k: usize| i.checked_add(k).and_then(|j| buf.get(j)).copied();
+        match at(0)? {
             b'\n' => {
-                if buf.get(i + 1) == Some(&b'\n') {
-                    return Some(i + 2);
+                if at(1) == Some(b'\n') {
+                    return i.checked_add(2);
                 }
-                if buf.get(i + 1) == Some(&b'\r') && buf.get(i + 2) == Some(&b'\n') {
-                    return Some(i + 3);
+                if at(1) == Some(b'\r') && at(2) == Some(b'\n') {
+                    return i.checked_add(3);
                 }
             }
-            _ if buf.get(i + 1) == Some(&b'\r') => return Some(i + 2),
+            _ if at(1) == Some(b'\r') => return i.checked_add(2),
             _ => {}
         }
-        i += 1;
+        i = i.checked_add(1)?;
     }
-    None
 }
 
 fn parse_event(raw: Bytes) -> SseEvent {
     let mut event = None;
     let mut data: Option<Bytes> = None;
     let mut joined: Option<BytesMut> = None;
-    let mut start = 0;
-    let text = &raw[..];
-    while start < text.len() {
-        let end = text[start..]
-            .iter()
-            .position(|&b| b == b'\n' || b == b'\r')
-            .map_or(text.len(), |n| start + n);
-        let line = &text[start..end];
-        let (field, value_start) = match line.iter().position(|&b| b == b':') {
-            Some(0) => (&line[..0], None), // comment
+    let text: &[u8] = raw.as_ref();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let len = memchr::memchr2(b'\n', b'\r', rest).unwrap_or(rest.len());
+        let (line, after) = rest.split_at_checked(len).unwrap_or((rest, &[]));
+        let (field, value): (&[u8], Option<&[u8]>) = match memchr::memchr(b':', line) {
+            Some(0) => (&[], None), // comment
             Some(n) => {
-                let mut v = start + n + 1;
-                if text.get(v) == Some(&b' ') {
-                    v += 1;
-                }
-                (&line[..n], Some(v))
+                let (field, value) = line.split_at_checked(n).unwrap_or((line, &[]));
+                let value = value.strip_prefix(b":").unwrap_or(value);
+                (field, Some(value.strip_prefix(b" ").unwrap_or(value)))
             }
-            None => (line, Some(end)),
+            None => (line, Some(&[])),
         };
-        match (field, value_start) {
-            (b"data", Some(v)) => {
-                let value = raw.slice(v..end);
+        match (field, value) {
+            (b"data", Some(value)) => {
+                // A view into `raw`, not a copy.
+                let value = raw.slice_ref(value);
                 match (&mut joined, &data) {
                     (Some(j), _) => {
                         j.extend_from_slice(b"\n");
                         j.extend_from_slice(&value);
                     }
                     (None, Some(first)) => {
-                        let mut j = BytesMut::from(&first[..]);
+                        let mut j = BytesMut::from(first.as_ref());
                         j.extend_from_slice(b"\n");
                         j.extend_from_slice(&value);
                         joined = Some(j);
@@ -177,19 +177,12 @@ fn parse_event(raw: Bytes) -> SseEvent {
                     (None, None) => data = Some(value),
                 }
             }
-            (b"event", Some(v)) => {
-                event = Some(String::from_utf8_lossy(&text[v..end]).into_owned())
-            }
+            (b"event", Some(value)) => event = Some(String::from_utf8_lossy(value).into_owned()),
             _ => {}
         }
-        start = end;
         // Skip one line ending (\r\n counts as one).
-        if text.get(start) == Some(&b'\r') {
-            start += 1;
-        }
-        if text.get(start) == Some(&b'\n') {
-            start += 1;
-        }
+        let after = after.strip_prefix(b"\r").unwrap_or(after);
+        rest = after.strip_prefix(b"\n").unwrap_or(after);
     }
     let data = match joined {
         Some(j) => j.freeze(),
@@ -199,6 +192,7 @@ fn parse_event(raw: Bytes) -> SseEvent {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 

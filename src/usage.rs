@@ -27,6 +27,10 @@
 //! assert_eq!((u.prompt_tokens, u.completion_tokens, u.cached_tokens, u.total()), (100, 5, 90, 105));
 //! ```
 
+// Untrusted bytes (clients, upstreams) pass through here: no unchecked
+// indexing, slicing or arithmetic on them.
+#![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
+
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -147,13 +151,17 @@ impl AnthropicUsage {
     /// In OpenAI's terms.
     pub fn usage(&self) -> Usage {
         let cached = self.cache_read_input_tokens.unwrap_or(0);
-        let prompt =
-            self.input_tokens.unwrap_or(0) + cached + self.cache_creation_input_tokens.unwrap_or(0);
+        // Upstream numbers: saturating, never overflowing.
+        let prompt = self
+            .input_tokens
+            .unwrap_or(0)
+            .saturating_add(cached)
+            .saturating_add(self.cache_creation_input_tokens.unwrap_or(0));
         let completion = self.output_tokens.unwrap_or(0);
         Usage {
             prompt_tokens: prompt,
             completion_tokens: completion,
-            total_tokens: prompt + completion,
+            total_tokens: prompt.saturating_add(completion),
             cached_tokens: cached,
         }
     }
@@ -165,7 +173,7 @@ impl Usage {
         if self.total_tokens > 0 {
             self.total_tokens
         } else {
-            self.prompt_tokens + self.completion_tokens
+            self.prompt_tokens.saturating_add(self.completion_tokens)
         }
     }
 }
@@ -212,18 +220,19 @@ struct WithUsage {
 /// Answers put `usage` last, so the object is looked for from the end and
 /// only it is parsed; the whole document is parsed only when that fails.
 pub fn usage_of_json(body: &[u8]) -> Option<Usage> {
-    let mut end = body.len();
-    while let Some(at) = memchr::memmem::rfind(&body[..end], b"\"usage\"") {
-        let rest = &body[at + 7..];
-        let colon = rest.iter().position(|b| !b.is_ascii_whitespace());
-        if let Some(i) = colon.filter(|&i| rest[i] == b':') {
-            let mut values =
-                serde_json::Deserializer::from_slice(&rest[i + 1..]).into_iter::<Usage>();
+    const KEY: &[u8] = b"\"usage\"";
+    let mut before = body;
+    while let Some(at) = memchr::memmem::rfind(before, KEY) {
+        let (head, rest) = before.split_at_checked(at).unwrap_or((&[], before));
+        let rest = rest.get(KEY.len()..).unwrap_or_default();
+        let rest = rest.trim_ascii_start();
+        if let Some(value) = rest.strip_prefix(b":") {
+            let mut values = serde_json::Deserializer::from_slice(value).into_iter::<Usage>();
             if let Some(Ok(usage)) = values.next() {
                 return Some(usage);
             }
         }
-        end = at;
+        before = head;
     }
     serde_json::from_slice::<WithUsage>(body).ok()?.usage
 }
@@ -276,7 +285,7 @@ where
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let (Some(buf), Some(data)) = (this.buf.as_mut(), frame.data_ref()) {
-                    if buf.len() + data.len() <= this.cap {
+                    if buf.len().saturating_add(data.len()) <= this.cap {
                         buf.extend_from_slice(data);
                     } else {
                         this.buf = None;
@@ -311,6 +320,7 @@ where
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
     use crate::body::ProxyBody;

@@ -1116,7 +1116,7 @@ fn check_without_a_config_prints_what_the_environment_builds() {
         "no config.toml: the config is built from the environment",
         "environment: CEREBRAS_API_KEY -> backend cerebras (openai): cerebras/*",
         "environment: DEEPINFRA_TOKEN -> backend deepinfra (openai): deepinfra/*",
-        "backend cerebras: provider openai at https://api.cerebras.ai/v1 (key csk-0123...cdef)",
+        "backend cerebras: provider openai at https://api.cerebras.ai/v1 (key csk...def)",
         "backend deepinfra: provider openai at https://api.deepinfra.com/v1/openai",
         "model cerebras/* (prefix removed upstream) -> cerebras/* (priority 1, weight 1)",
     ] {

@@ -243,7 +243,7 @@ async fn rate_limits_key_on_the_verified_identity() {
     .await
     .to_string();
     assert!(!limits.contains(CLIENT), "{limits}");
-    assert!(limits.contains("sk-clien...cdef"), "{limits}");
+    assert!(limits.contains("sk-c...cdef"), "{limits}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -380,7 +380,7 @@ async fn auth_status_and_metrics_show_masked_keys_and_counts() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|k| k["key"] == "sk-clien...cdef")
+        .find(|k| k["key"] == "sk-c...cdef")
         .unwrap_or_else(|| panic!("no entry for the client key: {text}"));
     assert_eq!(entry["requests"], 3, "{text}");
     assert_eq!(entry["successes"], 2, "{text}");

@@ -6,7 +6,7 @@
 //! dir = "logs"              # relative to the config file's directory
 //! requests = true           # log each request's body
 //! responses = true          # log each answer's body (a stream's text reassembled)
-//! mask_api_keys = true      # sk-1234567890abcdef -> sk-12345...cdef, message text included
+//! mask_api_keys = true      # sk-1234567890abcdef -> sk-...def, message text included
 //! max_body_bytes = 65536    # cap of each logged body; a larger one is cut, with *_truncated
 //! queue = 4096              # records waiting for the writer; beyond, dropped and counted
 //! queue_bytes = 67108864    # bytes of records waiting for the writer; beyond, dropped and counted

@@ -30,9 +30,10 @@ use crate::sse::{SseEvent, SseParser};
 /// The largest JSON answer collected for editing (8 MiB).
 pub(crate) const JSON_CAP: usize = 8 << 20;
 
-/// The largest streamed event parsed (larger than the stream guard's cap, so
-/// events that passed the guard always parse here).
-const EVENT_CAP: usize = 16 << 20;
+/// The largest streamed event parsed: twice the upstream event cap
+/// ([`MAX_EVENT_BYTES`](crate::upstream::limits::MAX_EVENT_BYTES)), so events
+/// that passed the guard, translated, always parse here.
+const EVENT_CAP: usize = 2 * crate::upstream::limits::MAX_EVENT_BYTES;
 
 /// One growing text of a streamed answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -170,6 +170,7 @@ impl Provider for Anthropic {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
     use crate::request::LlmRequest;

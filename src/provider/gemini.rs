@@ -30,16 +30,36 @@ use crate::translate::gemini::{self, GeminiStream};
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Gemini;
 
-/// The path of a model's method (`/v1beta/models/M:generateContent`).
-fn model_path(model: &str, stream: bool) -> Result<String, ProxyError> {
-    let ok = !model.is_empty()
-        && model
+/// Whether `segment` is safe as one URL path segment: letters, digits,
+/// `-`, `.`, `_`, and not `.` or `..` (which would climb the path).
+fn safe_segment(segment: &str) -> bool {
+    !segment.is_empty()
+        && segment != "."
+        && segment != ".."
+        && segment
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '/'));
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+}
+
+/// The path of a model's method (`/v1beta/models/M:generateContent`). The
+/// model name goes into the URL, so it must be one safe path segment, or a
+/// full resource name `models/M` / `tunedModels/M`: anything else (`..`,
+/// other slashes, `?`, `%`, ...) is a 400 and never reaches the upstream.
+fn model_path(model: &str, stream: bool) -> Result<String, ProxyError> {
+    let ok = match model.split_once('/') {
+        None => safe_segment(model),
+        Some((collection, name)) => {
+            matches!(collection, "models" | "tunedModels") && safe_segment(name)
+        }
+    };
     if !ok {
+        let shown: String = model.chars().take(200).collect();
         return Err(ProxyError::bad_request(
             "invalid_model",
-            format!("`{model}` is not a Gemini model name"),
+            format!(
+                "`{}` is not a Gemini model name (one path segment of letters, digits, `-`, `.` and `_`, not `.` or `..`)",
+                shown.escape_debug()
+            ),
         ));
     }
     // `models/x` and `tunedModels/x` are full resource names already.
@@ -153,7 +173,8 @@ impl Provider for Gemini {
                     Ok(Bytes::from(
                         gemini::error_to_openai(status, body).to_string(),
                     ))
-                }),
+                })
+                .error_answer(),
             );
         }
         if call.request.is_stream() {
@@ -169,6 +190,7 @@ impl Provider for Gemini {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 
@@ -188,5 +210,30 @@ mod tests {
         );
         assert!(model_path("a b", false).is_err());
         assert!(model_path("x?y", false).is_err());
+    }
+
+    /// Regression: `gem/../../admin` reached the upstream as
+    /// `POST /v1beta/../../admin:generateContent`.
+    #[test]
+    fn model_names_cannot_climb_the_path() {
+        for bad in [
+            "gem/../../admin",
+            "..",
+            ".",
+            "models/..",
+            "models/../admin",
+            "tunedModels/.",
+            "a/b",
+            "models/a/b",
+            "other/x",
+            "x%2F..",
+            "",
+            "models/",
+        ] {
+            let err = model_path(bad, false).unwrap_err();
+            assert_eq!(err.status(), http::StatusCode::BAD_REQUEST, "{bad}");
+        }
+        assert!(model_path("gemini-2.0-flash-001", false).is_ok());
+        assert!(model_path("my.model..v2", false).is_ok());
     }
 }

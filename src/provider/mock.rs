@@ -435,6 +435,7 @@ impl Body for Chunks {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
     use crate::routing::{Backend, Target};

@@ -217,6 +217,7 @@ pub(crate) fn join_url(base: &str, path: &str) -> Result<http::Uri, ProxyError> 
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 

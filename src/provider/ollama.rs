@@ -75,7 +75,8 @@ impl Provider for Ollama {
                     Ok(Bytes::from(
                         ollama::error_to_openai(status, body).to_string(),
                     ))
-                }),
+                })
+                .error_answer(),
             );
         }
         if call.request.is_stream() {

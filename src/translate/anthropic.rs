@@ -48,6 +48,7 @@
 //! assert_eq!(a["messages"][0]["content"][0]["text"], "Hi");
 //! ```
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -59,6 +60,7 @@ use super::body::{is_event_stream, map_json, map_sse, write_event, EventTranscod
 use crate::body::ProxyBody;
 use crate::error::{anthropic_error_type, openai_error_type, ProxyError};
 use crate::sse::SseEvent;
+use crate::upstream::limits::{check_index, IndexTooLarge};
 
 /// `max_tokens` sent to Anthropic when an OpenAI client sets none (Anthropic requires it).
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
@@ -1265,8 +1267,9 @@ pub struct AnthropicToOpenAiStream {
     created: u64,
     include_usage: bool,
     tokens: Tokens,
-    /// Open and past blocks by Anthropic index.
-    blocks: Vec<(u64, Block)>,
+    /// Open and past blocks by Anthropic index (each below
+    /// [`MAX_INDEX`](crate::upstream::limits::MAX_INDEX)).
+    blocks: BTreeMap<u64, Block>,
     next_tool: u64,
     finished: bool,
     done: bool,
@@ -1281,7 +1284,7 @@ impl AnthropicToOpenAiStream {
             created: now(),
             include_usage,
             tokens: Tokens::default(),
-            blocks: Vec::new(),
+            blocks: BTreeMap::new(),
             next_tool: 0,
             finished: false,
             done: false,
@@ -1300,16 +1303,27 @@ impl AnthropicToOpenAiStream {
     }
 
     fn block(&self, index: u64) -> Block {
-        self.blocks
-            .iter()
-            .rev()
-            .find(|(i, _)| *i == index)
-            .map_or(Block::Other, |(_, b)| *b)
+        self.blocks.get(&index).copied().unwrap_or(Block::Other)
+    }
+
+    /// End the stream with an OpenAI error event.
+    fn fail(&mut self, out: &mut BytesMut, message: &str) {
+        write_event(
+            out,
+            None,
+            &json!({"error": {"message": message, "type": "server_error", "param": null, "code": "upstream_error"}}),
+        );
+        self.done = true;
     }
 
     fn handle(&mut self, v: &Value, out: &mut BytesMut) {
         let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
         let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
+        if kind == "content_block_start" {
+            if let Err(e) = check_index(index, "content block") {
+                return self.fail(out, &e.to_string());
+            }
+        }
         match kind {
             "message_start" => {
                 let m = v.get("message").unwrap_or(&Value::Null);
@@ -1343,7 +1357,7 @@ impl AnthropicToOpenAiStream {
                     }
                     "tool_use" => {
                         let k = self.next_tool;
-                        self.next_tool += 1;
+                        self.next_tool = k.saturating_add(1);
                         self.chunk(
                             out,
                             json!({"tool_calls": [{
@@ -1368,7 +1382,7 @@ impl AnthropicToOpenAiStream {
                     }
                     _ => Block::Other,
                 };
-                self.blocks.push((index, block));
+                self.blocks.insert(index, block);
             }
             "content_block_delta" => {
                 let d = v.get("delta").unwrap_or(&Value::Null);
@@ -1559,7 +1573,7 @@ impl OpenAiToAnthropicStream {
     fn open_block(&mut self, out: &mut BytesMut, block: Value) -> u64 {
         self.close(out);
         let index = self.next_index;
-        self.next_index += 1;
+        self.next_index = index.saturating_add(1);
         Self::emit(
             out,
             &json!({"type": "content_block_start", "index": index, "content_block": block}),
@@ -1600,8 +1614,9 @@ impl OpenAiToAnthropicStream {
         );
     }
 
-    fn tool_call(&mut self, out: &mut BytesMut, call: &Value) {
+    fn tool_call(&mut self, out: &mut BytesMut, call: &Value) -> Result<(), IndexTooLarge> {
         let k = call.get("index").and_then(Value::as_u64).unwrap_or(0);
+        check_index(k, "tool call")?;
         let f = call.get("function").unwrap_or(&Value::Null);
         let known = self.tools.iter().find(|(c, _)| *c == k).map(|(_, i)| *i);
         let id = call
@@ -1638,6 +1653,7 @@ impl OpenAiToAnthropicStream {
                 &json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": args}}),
             );
         }
+        Ok(())
     }
 
     /// `message_delta` and `message_stop`.
@@ -1719,7 +1735,14 @@ impl OpenAiToAnthropicStream {
             }
             if let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) {
                 for call in calls {
-                    self.tool_call(out, call);
+                    if let Err(e) = self.tool_call(out, call) {
+                        Self::emit(
+                            out,
+                            &json!({"type": "error", "error": {"type": "api_error", "message": e.to_string()}}),
+                        );
+                        self.done = true;
+                        return;
+                    }
                 }
             }
         }
@@ -1756,4 +1779,5 @@ impl EventTranscoder for OpenAiToAnthropicStream {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 mod tests;

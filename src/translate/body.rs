@@ -35,6 +35,10 @@
 //! # }
 //! ```
 
+// Untrusted bytes (clients, upstreams) pass through here: no unchecked
+// indexing, slicing or arithmetic on them.
+#![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
+
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -45,11 +49,13 @@ use http_body::{Body, Frame, SizeHint};
 use crate::body::{BoxError, ProxyBody};
 use crate::sse::{SseEvent, SseParser};
 
-/// Largest single event a transcoder accepts (like the stream guard).
-pub const MAX_EVENT: usize = 8 << 20;
+/// Largest single event a transcoder accepts (like the stream guard):
+/// [`limits::MAX_EVENT_BYTES`](crate::upstream::limits::MAX_EVENT_BYTES).
+pub const MAX_EVENT: usize = crate::upstream::limits::MAX_EVENT_BYTES;
 
-/// Largest JSON answer [`JsonTranscode`] collects before giving up.
-pub const MAX_JSON: usize = 32 << 20;
+/// Largest JSON answer [`JsonTranscode`] collects before giving up:
+/// [`limits::MAX_JSON_ANSWER_BYTES`](crate::upstream::limits::MAX_JSON_ANSWER_BYTES).
+pub const MAX_JSON: usize = crate::upstream::limits::MAX_JSON_ANSWER_BYTES;
 
 /// Turns the events of one streaming format into those of another.
 pub trait EventTranscoder: Send + Unpin + 'static {
@@ -212,7 +218,7 @@ impl Body for JsonTranscode {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data() {
-                        if this.buf.len() + data.len() > MAX_JSON {
+                        if this.buf.len().saturating_add(data.len()) > MAX_JSON {
                             this.inner = None;
                             return Poll::Ready(Some(Err(format!(
                                 "the upstream answer is larger than {MAX_JSON} bytes and cannot be translated"
@@ -301,6 +307,7 @@ impl std::io::Write for BytesMutWriter<'_> {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
     use http_body_util::{BodyExt, StreamBody};

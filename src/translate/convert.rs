@@ -4,6 +4,10 @@
 //! ([`LineSplitter`]), and the small builders every translation uses (ids,
 //! chunk events, OpenAI error bodies).
 
+// Untrusted bytes (clients, upstreams) pass through here: no unchecked
+// indexing, slicing or arithmetic on them.
+#![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
+
 use std::collections::hash_map::RandomState;
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
@@ -19,10 +23,10 @@ use serde_json::{json, Value};
 use crate::body::{BoxError, ProxyBody};
 
 /// Largest non-streamed upstream answer collected for translation.
-pub(crate) const MAX_JSON_ANSWER: usize = 32 << 20;
+pub(crate) const MAX_JSON_ANSWER: usize = crate::upstream::limits::MAX_JSON_ANSWER_BYTES;
 
 /// Largest single streamed event (SSE event or NDJSON line) accepted.
-pub(crate) const MAX_EVENT: usize = 8 << 20;
+pub(crate) const MAX_EVENT: usize = crate::upstream::limits::MAX_EVENT_BYTES;
 
 /// Turns upstream bytes into output frames.
 pub(crate) trait Convert: Send + Unpin + 'static {
@@ -136,6 +140,8 @@ pub(crate) struct CollectJson<F> {
     /// Over the cap: pass the answer through unchanged instead of failing.
     overflow_passthrough: bool,
     passing_through: bool,
+    /// Over the cap: drop the rest and convert what was kept (error answers).
+    truncate: bool,
 }
 
 impl<F> CollectJson<F>
@@ -149,7 +155,17 @@ where
             convert,
             overflow_passthrough: false,
             passing_through: false,
+            truncate: false,
         }
+    }
+
+    /// For an error answer: keep its first
+    /// [`MAX_ERROR_BODY_BYTES`](crate::upstream::limits::MAX_ERROR_BODY_BYTES),
+    /// drop the rest, and convert what was kept.
+    pub(crate) fn error_answer(mut self) -> Self {
+        self.cap = crate::upstream::limits::MAX_ERROR_BODY_BYTES;
+        self.truncate = true;
+        self
     }
 
     /// Over the cap, pass the answer through unchanged.
@@ -168,7 +184,13 @@ where
             out.push_back(Bytes::copy_from_slice(chunk));
             return Ok(());
         }
-        if self.buf.len() + chunk.len() > self.cap {
+        if self.buf.len().saturating_add(chunk.len()) > self.cap {
+            if self.truncate {
+                let room = self.cap.saturating_sub(self.buf.len());
+                self.buf
+                    .extend_from_slice(chunk.get(..room).unwrap_or(chunk));
+                return Ok(());
+            }
             if self.overflow_passthrough {
                 self.passing_through = true;
                 out.push_back(self.buf.split().freeze());
@@ -216,14 +238,15 @@ impl LineSplitter {
 
     /// The next complete line (without its `\n` or `\r\n`).
     pub(crate) fn next_line(&mut self) -> Result<Option<Bytes>, BoxError> {
-        match memchr::memchr(b'\n', &self.buf[self.scanned..]) {
+        let unscanned = self.buf.get(self.scanned..).unwrap_or_default();
+        match memchr::memchr(b'\n', unscanned) {
             Some(n) => {
-                let end = self.scanned + n;
+                let end = self.scanned.saturating_add(n).min(self.buf.len());
                 self.scanned = 0;
-                let mut line = self.buf.split_to(end + 1);
+                let mut line = self.buf.split_to(end.saturating_add(1).min(self.buf.len()));
                 line.truncate(end);
                 if line.last() == Some(&b'\r') {
-                    line.truncate(end - 1);
+                    line.truncate(end.saturating_sub(1));
                 }
                 Ok(Some(line.freeze()))
             }
@@ -256,8 +279,10 @@ pub(crate) fn random_id(len: usize) -> String {
             if out.len() == len {
                 break;
             }
-            out.push(ALPHABET[(r % ALPHABET.len() as u64) as usize] as char);
-            r /= ALPHABET.len() as u64;
+            let n = ALPHABET.len() as u64;
+            let at = usize::try_from(r.checked_rem(n).unwrap_or(0)).unwrap_or(0);
+            out.push(char::from(ALPHABET.get(at).copied().unwrap_or(b'x')));
+            r = r.checked_div(n).unwrap_or(0);
         }
     }
     out
@@ -407,6 +432,7 @@ pub(crate) fn arguments_object(arguments: Option<&Value>) -> Result<Value, Strin
 
 /// Helpers of the golden fixture tests (`tests/fixtures/<provider>/`).
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 pub(crate) mod testing {
     use std::collections::VecDeque;
 
@@ -510,6 +536,7 @@ pub(crate) mod testing {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 
@@ -537,6 +564,20 @@ mod tests {
                 "chunk size {size}"
             );
         }
+    }
+
+    /// An error answer keeps its first bytes only, then is converted.
+    #[test]
+    fn error_answers_are_cut_not_grown() {
+        let mut conv =
+            CollectJson::new(|body: &[u8]| Ok(Bytes::from(body.len().to_string()))).error_answer();
+        let mut out = VecDeque::new();
+        for _ in 0..100 {
+            conv.push(&[b'x'; 4096], &mut out).unwrap();
+        }
+        conv.finish(&mut out).unwrap();
+        let kept = crate::upstream::limits::MAX_ERROR_BODY_BYTES.to_string();
+        assert_eq!(out.pop_front().unwrap(), Bytes::from(kept));
     }
 
     #[test]

@@ -43,7 +43,7 @@
 //! assert_eq!(g["contents"][0], json!({"role": "user", "parts": [{"text": "Hi"}]}));
 //! ```
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use bytes::Bytes;
 use http::StatusCode;
@@ -53,6 +53,7 @@ use super::convert::{self, ChunkBuilder, Convert};
 use crate::body::BoxError;
 use crate::error::ProxyError;
 use crate::sse::SseParser;
+use crate::upstream::limits::check_index;
 
 /// The thought signature Google documents for replayed function calls whose
 /// real signature is unknown.
@@ -812,7 +813,8 @@ pub struct GeminiStream {
     chunks: ChunkBuilder,
     named: bool,
     include_usage: bool,
-    candidates: Vec<CandidateState>,
+    /// By candidate index, each below [`MAX_INDEX`](crate::upstream::limits::MAX_INDEX).
+    candidates: BTreeMap<usize, CandidateState>,
     usage: Option<Value>,
     failed: bool,
 }
@@ -834,22 +836,20 @@ impl GeminiStream {
             chunks: ChunkBuilder::new(model),
             named: false,
             include_usage,
-            candidates: Vec::new(),
+            candidates: BTreeMap::new(),
             usage: None,
             failed: false,
         }
     }
 
     fn candidate(&mut self, index: usize) -> &mut CandidateState {
-        if self.candidates.len() <= index {
-            self.candidates.resize(index + 1, CandidateState::default());
-        }
-        &mut self.candidates[index]
+        self.candidates.entry(index).or_default()
     }
 
     fn start(&mut self, index: usize, out: &mut VecDeque<Bytes>) {
-        if !self.candidate(index).started {
-            self.candidates[index].started = true;
+        let state = self.candidate(index);
+        if !state.started {
+            state.started = true;
             out.push_back(self.chunks.chunk(
                 index as u64,
                 json!({"role": "assistant", "content": ""}),
@@ -858,37 +858,39 @@ impl GeminiStream {
         }
     }
 
-    fn event(&mut self, data: &[u8], out: &mut VecDeque<Bytes>) {
+    fn event(&mut self, data: &[u8], out: &mut VecDeque<Bytes>) -> Result<(), BoxError> {
         if data.is_empty() || self.failed {
-            return;
+            return Ok(());
         }
         let Ok(value) = serde_json::from_slice::<Value>(data) else {
             tracing::warn!("skipping a Gemini stream event that is not JSON");
-            return;
+            return Ok(());
         };
         match value {
             Value::Array(items) => {
                 for item in items {
-                    self.response(item, out);
+                    self.response(item, out)?;
                 }
             }
-            item => self.response(item, out),
+            item => self.response(item, out)?,
         }
+        Ok(())
     }
 
-    fn response(&mut self, r: Value, out: &mut VecDeque<Bytes>) {
+    fn response(&mut self, r: Value, out: &mut VecDeque<Bytes>) -> Result<(), BoxError> {
         if let Some(error) = r.get("error") {
             let status = error
                 .get("code")
                 .and_then(Value::as_u64)
-                .and_then(|c| StatusCode::from_u16(c as u16).ok())
+                .and_then(|c| u16::try_from(c).ok())
+                .and_then(|c| StatusCode::from_u16(c).ok())
                 .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             out.push_back(convert::sse_data(&error_to_openai(
                 status,
                 r.to_string().as_bytes(),
             )));
             self.failed = true;
-            return;
+            return Ok(());
         }
         if !self.named {
             self.named = true;
@@ -910,13 +912,13 @@ impl GeminiStream {
                 out.push_back(self.chunks.chunk(0, json!({}), Some("content_filter")));
                 self.candidate(0).finished = true;
             }
-            return;
+            return Ok(());
         }
         for (position, candidate) in candidates.into_iter().flatten().enumerate() {
-            let index = candidate
-                .get("index")
-                .and_then(Value::as_u64)
-                .map_or(position, |i| i as usize);
+            let index = match candidate.get("index").and_then(Value::as_u64) {
+                Some(i) => check_index(i, "candidate")?,
+                None => check_index(u64::try_from(position).unwrap_or(u64::MAX), "candidate")?,
+            };
             self.start(index, out);
             for part in candidate
                 .pointer("/content/parts")
@@ -933,8 +935,9 @@ impl GeminiStream {
                     }
                 }
                 if let Some(call) = part.get("functionCall") {
-                    let n = self.candidates[index].calls;
-                    self.candidates[index].calls += 1;
+                    let state = self.candidate(index);
+                    let n = state.calls;
+                    state.calls = n.saturating_add(1);
                     out.push_back(self.chunks.chunk(
                         index as u64,
                         json!({"tool_calls": [tool_call(call, Some(n))]}),
@@ -943,7 +946,7 @@ impl GeminiStream {
                 }
             }
             if let Some(reason) = candidate.get("finishReason").and_then(Value::as_str) {
-                let state = &mut self.candidates[index];
+                let state = self.candidate(index);
                 if !state.finished {
                     state.finished = true;
                     let finish = finish_reason(Some(reason), state.calls > 0);
@@ -951,6 +954,7 @@ impl GeminiStream {
                 }
             }
         }
+        Ok(())
     }
 }
 
@@ -958,17 +962,17 @@ impl Convert for GeminiStream {
     fn push(&mut self, chunk: &[u8], out: &mut VecDeque<Bytes>) -> Result<(), BoxError> {
         self.parser.push(chunk);
         while let Some(event) = self.parser.next_event()? {
-            self.event(&event.data, out);
+            self.event(&event.data, out)?;
         }
         Ok(())
     }
 
     fn finish(&mut self, out: &mut VecDeque<Bytes>) -> Result<(), BoxError> {
         if let Some(event) = self.parser.finish() {
-            self.event(&event.data, out);
+            self.event(&event.data, out)?;
         }
-        let finished =
-            !self.candidates.is_empty() && self.candidates.iter().all(|c| c.finished || !c.started);
+        let finished = !self.candidates.is_empty()
+            && self.candidates.values().all(|c| c.finished || !c.started);
         if finished && !self.failed {
             if let (true, Some(usage)) = (self.include_usage, &self.usage) {
                 out.push_back(self.chunks.usage(usage));
@@ -991,6 +995,7 @@ pub(crate) fn convert_answer_body(body: &[u8], model: &str) -> Result<Bytes, Box
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
     use crate::translate::convert::testing::{
@@ -1189,5 +1194,23 @@ mod tests {
         let v = error_to_openai(StatusCode::BAD_GATEWAY, b"<html>bad gateway</html>");
         assert_eq!(v["error"]["message"], "<html>bad gateway</html>");
         assert_eq!(v["error"]["code"], "upstream_error");
+    }
+
+    /// Regression: a candidate `index` of u64::MAX overflowed (`index + 1`)
+    /// and one of 10^12 sized a table by it (+700 MB/s until OOM); both end
+    /// the stream with an error now, and nothing is allocated for them.
+    #[test]
+    fn an_out_of_range_candidate_index_is_an_error_not_a_table() {
+        for index in ["128", "1000000000000", "18446744073709551615"] {
+            let mut conv = GeminiStream::new("g", false);
+            let mut out = VecDeque::new();
+            let event = format!(
+                "data: {{\"candidates\":[{{\"content\":{{\"parts\":[{{\"text\":\"Hi\"}}]}},\"index\":{index}}}]}}\n\n"
+            );
+            let err = conv.push(event.as_bytes(), &mut out).unwrap_err();
+            assert!(err.to_string().contains("beyond the limit of 128"), "{err}");
+            assert!(conv.candidates.is_empty());
+            assert!(out.is_empty());
+        }
     }
 }

@@ -591,6 +591,7 @@ pub(crate) fn convert_answer_body(body: &[u8], model: &str) -> Result<Bytes, Box
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
     use crate::translate::convert::testing::{

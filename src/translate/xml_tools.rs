@@ -32,7 +32,11 @@
 //! assert_eq!(call.arguments, r#"{"city":"Paris"}"#);
 //! ```
 
-use std::collections::{HashMap, VecDeque};
+// Untrusted bytes (clients, upstreams) pass through here: no unchecked
+// indexing, slicing or arithmetic on them.
+#![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -43,6 +47,7 @@ use super::convert::{self, CollectJson, Convert};
 use crate::body::{BoxError, ProxyBody};
 use crate::request::{Endpoint, LlmRequest};
 use crate::sse::SseParser;
+use crate::upstream::limits::check_index;
 
 /// How a backend handles tools (`tools = "native" | "xml"`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -98,7 +103,7 @@ The tools you can call:
 
 /// Largest tag held back while waiting for its end; a longer one goes out
 /// as plain text.
-pub const MAX_TAG: usize = 1 << 20;
+pub const MAX_TAG: usize = crate::upstream::limits::MAX_XML_TAG_BYTES;
 
 // ---------------------------------------------------------------------------
 // Request side
@@ -298,7 +303,9 @@ fn rewrite_history(messages: Vec<Value>) -> Vec<Value> {
                         content.push('\n');
                     }
                     content.push_str(&xml.join("\n"));
-                    message["content"] = Value::String(content);
+                    if let Some(m) = message.as_object_mut() {
+                        m.insert("content".into(), Value::String(content));
+                    }
                 }
                 results_open = false;
                 out.push(message);
@@ -432,7 +439,7 @@ impl XmlScanner {
         loop {
             let Some(tag) = self.tag else {
                 if self.after_call {
-                    let trimmed = self.buf.len() - self.buf.trim_start().len();
+                    let trimmed = self.buf.len().saturating_sub(self.buf.trim_start().len());
                     self.buf.drain(..trimmed);
                     if self.buf.is_empty() {
                         break;
@@ -464,15 +471,28 @@ impl XmlScanner {
                 continue;
             };
             let close = tag.close();
-            let from = self.scanned.saturating_sub(close.len() - 1);
-            if let Some(at) = self.buf[from..].find(close).map(|i| from + i) {
-                let end_at = at + close.len();
+            // Searched as bytes: resuming a little before the end may land
+            // inside a character, and the tag is ASCII, so a match starts
+            // and ends on character boundaries.
+            let from = self
+                .scanned
+                .saturating_sub(close.len().saturating_sub(1))
+                .min(self.buf.len());
+            let found = self
+                .buf
+                .as_bytes()
+                .get(from..)
+                .and_then(|rest| memchr::memmem::find(rest, close.as_bytes()))
+                .and_then(|i| i.checked_add(from));
+            if let Some(at) = found {
+                let end_at = at.saturating_add(close.len()).min(self.buf.len());
                 let raw: String = self.buf.drain(..end_at).collect();
                 self.tag = None;
                 self.scanned = 0;
-                match parse_element(tag, &raw[tag.open().len()..at]) {
+                let inner = raw.get(tag.open().len()..at).unwrap_or_default();
+                match parse_element(tag, inner) {
                     Some(call) => {
-                        self.calls += 1;
+                        self.calls = self.calls.saturating_add(1);
                         self.after_call = true;
                         out.push(Piece::Call(call));
                     }
@@ -485,9 +505,10 @@ impl XmlScanner {
                 let raw = std::mem::take(&mut self.buf);
                 self.tag = None;
                 self.scanned = 0;
-                match parse_element(tag, &raw[tag.open().len()..]) {
+                let inner = raw.get(tag.open().len()..).unwrap_or_default();
+                match parse_element(tag, inner) {
                     Some(call) => {
-                        self.calls += 1;
+                        self.calls = self.calls.saturating_add(1);
                         out.push(Piece::Call(call));
                     }
                     None => push_text(&mut out, raw),
@@ -522,14 +543,13 @@ fn push_text(out: &mut Vec<Piece>, text: String) {
 fn element<'a>(inner: &'a str, name: &str, last_close: bool) -> Option<&'a str> {
     let open = format!("<{name}>");
     let close = format!("</{name}>");
-    let start = inner.find(&open)? + open.len();
-    let rest = &inner[start..];
-    let end = if last_close {
-        rest.rfind(&close)
+    let (_, rest) = inner.split_once(&open)?;
+    let (found, _) = if last_close {
+        rest.rsplit_once(&close)
     } else {
-        rest.find(&close)
+        rest.split_once(&close)
     }?;
-    Some(&rest[..end])
+    Some(found)
 }
 
 fn parse_element(tag: Tag, inner: &str) -> Option<XmlCall> {
@@ -594,8 +614,8 @@ fn tool_call_json(index: usize, call: &XmlCall, with_index: bool) -> Value {
         "type": "function",
         "function": {"name": call.name, "arguments": call.arguments},
     });
-    if with_index {
-        v["index"] = json!(index);
+    if let (true, Some(m)) = (with_index, v.as_object_mut()) {
+        m.insert("index".into(), json!(index));
     }
     v
 }
@@ -702,7 +722,8 @@ struct ChoiceState {
 /// tool calls out.
 struct XmlStream {
     parser: SseParser,
-    choices: Vec<ChoiceState>,
+    /// By choice index, each below [`MAX_INDEX`].
+    choices: BTreeMap<usize, ChoiceState>,
     /// The last chunk seen, minus its choices: the envelope of flushed text.
     envelope: Option<Map<String, Value>>,
 }
@@ -711,33 +732,36 @@ impl Default for XmlStream {
     fn default() -> Self {
         XmlStream {
             parser: SseParser::new(convert::MAX_EVENT),
-            choices: Vec::new(),
+            choices: BTreeMap::new(),
             envelope: None,
         }
     }
 }
 
 impl XmlStream {
+    /// The state of choice `index` (checked below
+    /// [`MAX_INDEX`](crate::upstream::limits::MAX_INDEX)).
     fn state(&mut self, index: usize) -> &mut ChoiceState {
-        if self.choices.len() <= index {
-            self.choices.resize_with(index + 1, ChoiceState::default);
-        }
-        &mut self.choices[index]
+        self.choices.entry(index).or_default()
     }
 
-    fn event(&mut self, event: crate::sse::SseEvent, out: &mut VecDeque<Bytes>) {
+    fn event(
+        &mut self,
+        event: crate::sse::SseEvent,
+        out: &mut VecDeque<Bytes>,
+    ) -> Result<(), BoxError> {
         if event.data.is_empty() {
             out.push_back(event.raw);
-            return;
+            return Ok(());
         }
         if event.is_done() {
             self.flush(out);
             out.push_back(event.raw);
-            return;
+            return Ok(());
         }
         let Ok(Value::Object(mut chunk)) = serde_json::from_slice::<Value>(&event.data) else {
             out.push_back(event.raw);
-            return;
+            return Ok(());
         };
         let choices = match chunk.remove("choices") {
             Some(Value::Array(c)) if !c.is_empty() => c,
@@ -746,7 +770,7 @@ impl XmlStream {
                     chunk.insert("choices".into(), c);
                 }
                 out.push_back(event.raw);
-                return;
+                return Ok(());
             }
         };
         // Fields other than the choices (usage, ...) ride on the last event.
@@ -764,10 +788,10 @@ impl XmlStream {
         }
         let mut events: Vec<Value> = Vec::new();
         for (position, mut choice) in choices.into_iter().enumerate() {
-            let index = choice
-                .get("index")
-                .and_then(Value::as_u64)
-                .map_or(position, |i| i as usize);
+            let index = match choice.get("index").and_then(Value::as_u64) {
+                Some(i) => check_index(i, "choice")?,
+                None => check_index(u64::try_from(position).unwrap_or(u64::MAX), "choice")?,
+            };
             let mut delta = match choice.get_mut("delta").map(Value::take) {
                 Some(Value::Object(d)) => d,
                 _ => Map::new(),
@@ -810,7 +834,7 @@ impl XmlStream {
                             "tool_calls".into(),
                             json!([tool_call_json(state.calls, &call, true)]),
                         );
-                        state.calls += 1;
+                        state.calls = state.calls.saturating_add(1);
                     }
                 }
                 deltas.push(d);
@@ -839,16 +863,20 @@ impl XmlStream {
             if finish.is_some() && deltas.is_empty() {
                 deltas.push(Map::new());
             }
-            let count = deltas.len();
+            let last = deltas.len().saturating_sub(1);
             for (i, d) in deltas.into_iter().enumerate() {
-                let mut c = choice.clone();
-                c["index"] = json!(index);
-                c["delta"] = Value::Object(d);
-                c["finish_reason"] = if i + 1 == count {
+                let mut c = match choice.clone() {
+                    Value::Object(c) => c,
+                    _ => Map::new(),
+                };
+                c.insert("index".into(), json!(index));
+                c.insert("delta".into(), Value::Object(d));
+                let finish_reason = if i == last {
                     finish.clone().unwrap_or(Value::Null)
                 } else {
                     Value::Null
                 };
+                c.insert("finish_reason".into(), finish_reason);
                 let mut e = envelope.clone();
                 e.insert("choices".into(), json!([c]));
                 events.push(Value::Object(e));
@@ -866,6 +894,7 @@ impl XmlStream {
         for e in events {
             out.push_back(convert::sse_data(&e));
         }
+        Ok(())
     }
 
     /// Held text of unfinished choices goes out (the stream ends).
@@ -873,8 +902,7 @@ impl XmlStream {
         let Some(envelope) = self.envelope.clone() else {
             return;
         };
-        for index in 0..self.choices.len() {
-            let state = &mut self.choices[index];
+        for (&index, state) in self.choices.iter_mut() {
             if state.finished {
                 continue;
             }
@@ -884,7 +912,7 @@ impl XmlStream {
                     Piece::Text(t) => json!({"content": t}),
                     Piece::Call(call) => {
                         let d = json!({"tool_calls": [tool_call_json(state.calls, &call, true)]});
-                        state.calls += 1;
+                        state.calls = state.calls.saturating_add(1);
                         d
                     }
                 };
@@ -903,14 +931,14 @@ impl Convert for XmlStream {
     fn push(&mut self, chunk: &[u8], out: &mut VecDeque<Bytes>) -> Result<(), BoxError> {
         self.parser.push(chunk);
         while let Some(event) = self.parser.next_event()? {
-            self.event(event, out);
+            self.event(event, out)?;
         }
         Ok(())
     }
 
     fn finish(&mut self, out: &mut VecDeque<Bytes>) -> Result<(), BoxError> {
         if let Some(event) = self.parser.finish() {
-            self.event(event, out);
+            self.event(event, out)?;
         }
         self.flush(out);
         Ok(())
@@ -918,6 +946,7 @@ impl Convert for XmlStream {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 
@@ -1314,5 +1343,59 @@ mod tests {
         let (text, _, _) = summarize(&events);
         assert_eq!(text, "x <tool_ca");
         assert_eq!(events.last().unwrap(), &json!("[DONE]"));
+    }
+
+    /// Regression: resuming the search for the closing tag a few bytes
+    /// before the end sliced the text inside a multi-byte character (a model
+    /// repeating `<tool_call>€aaaa` panicked the connection).
+    #[test]
+    fn a_held_tag_with_multibyte_text_never_panics() {
+        for run in 0..12 {
+            let piece = format!("€{}", "a".repeat(run));
+            let mut scanner = XmlScanner::new();
+            let mut text = String::new();
+            let mut take = |pieces: Vec<Piece>| {
+                for p in pieces {
+                    match p {
+                        Piece::Text(t) => text.push_str(&t),
+                        Piece::Call(c) => panic!("no call expected: {c:?}"),
+                    }
+                }
+            };
+            take(scanner.push("<tool_call>"));
+            for _ in 0..40 {
+                take(scanner.push(&piece));
+            }
+            take(scanner.finish());
+            assert_eq!(
+                text,
+                format!("<tool_call>{}", piece.repeat(40)),
+                "run {run}"
+            );
+        }
+        // And a call after such text is still found.
+        let pieces = parse_text("<tool_call>€€<name>f</name><arguments>{}</arguments></tool_call>");
+        assert!(matches!(&pieces[..], [Piece::Call(c)] if c.name == "f"));
+    }
+
+    /// Regression: a choice `index` of u64::MAX overflowed and one of 10^12
+    /// sized a table by it; both end the stream with an error now.
+    #[test]
+    fn an_out_of_range_choice_index_is_an_error_not_a_table() {
+        for index in ["128", "1000000000000", "18446744073709551615"] {
+            let mut conv = XmlStream::default();
+            let mut out = VecDeque::new();
+            let event = format!(
+                "data: {{\"choices\":[{{\"index\":{index},\"delta\":{{\"content\":\"hi\"}}}}]}}\n\n"
+            );
+            let err = conv.push(event.as_bytes(), &mut out).unwrap_err();
+            assert!(err.to_string().contains("beyond the limit"), "{err}");
+            assert!(conv.choices.is_empty());
+        }
+        let mut conv = XmlStream::default();
+        let mut out = VecDeque::new();
+        let event = "data: {\"choices\":[{\"index\":127,\"delta\":{\"content\":\"hi\"}}]}\n\n";
+        conv.push(event.as_bytes(), &mut out).unwrap();
+        assert_eq!(conv.choices.len(), 1);
     }
 }

@@ -52,6 +52,8 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tower::Service;
 
+pub mod limits;
+pub mod mask;
 pub mod pool;
 
 use pool::Pool;
@@ -63,7 +65,7 @@ use crate::error::ProxyError;
 use crate::guard::{GuardConfig, StreamFailure, StreamGuard};
 use crate::provider::{Call, ClientCredential, Outbound};
 use crate::request::LlmRequest;
-use crate::routing::Target;
+use crate::routing::{Credential, Target};
 use crate::timing::Waited;
 use crate::usage::{UsageRequestedByProxy, UsageSlot, UsageTap, UsageWanted};
 use tokio::time::Instant;
@@ -258,10 +260,19 @@ impl<B> Service<Request<B>> for Upstream {
         // on a copy when the request goes back.
         let rules = target.backend().header_rules();
         let mut headers = std::mem::take(&mut parts.headers);
+        // The client's account headers do not ride on the backend's own key
+        // (the backend's rules may still set them).
+        let keyed = matches!(target.backend().credential(), Credential::Key(_))
+            && mask::CLIENT_ACCOUNT_HEADERS
+                .iter()
+                .any(|name| headers.contains_key(*name));
         let as_came = match &give_back {
-            Some(_) if !rules.is_empty() => Some(headers.clone()),
+            Some(_) if !rules.is_empty() || keyed => Some(headers.clone()),
             _ => None,
         };
+        if keyed {
+            mask::strip_client_account_headers(&mut headers);
+        }
         rules.apply(&mut headers);
         let credential = parts
             .extensions
@@ -313,7 +324,8 @@ impl<B> Service<Request<B>> for Upstream {
                             Ok(Ok(response)) => response,
                         };
                         tracing::debug!(backend = backend.name(), status = %response.status(), "upstream answered");
-                        provider.respond(&answer_call(&llm, &target), response.map(ProxyBody::new))
+                        let response = without_secrets(response.map(ProxyBody::new), &target);
+                        provider.respond(&answer_call(&llm, &target), response)
                     }
                 };
                 let response = to_client(response, &llm, &target, &provider, native);
@@ -402,6 +414,27 @@ fn start(
             }
         }
     })
+}
+
+/// The upstream's answer as it may reach a client: account headers dropped,
+/// the backend's own key masked in headers, and in the body of an error
+/// answer or an event stream (whose error events come mid-stream); a
+/// successful JSON answer keeps its bytes and length (see [`mask`]).
+fn without_secrets(response: Response<ProxyBody>, target: &Target) -> Response<ProxyBody> {
+    let key = target.backend().key_mask();
+    let (mut parts, body) = response.into_parts();
+    mask::sanitize_answer_headers(&mut parts.headers, key.map(|k| &**k));
+    let may_carry_an_error =
+        !parts.status.is_success() || crate::translate::body::is_event_stream(&parts.headers);
+    let body = match key {
+        Some(key) if may_carry_an_error => {
+            // The length may change.
+            parts.headers.remove(http::header::CONTENT_LENGTH);
+            ProxyBody::new(mask::MaskedBody::new(body, key.clone()))
+        }
+        _ => body,
+    };
+    Response::from_parts(parts, body)
 }
 
 /// The call the provider sees when it answers: the request's headers were
@@ -506,14 +539,11 @@ fn finish(
     Finish::Done(Response::from_parts(
         parts,
         match slot {
-            Some(slot) => ProxyBody::new(UsageTap::new(body, slot, USAGE_TAP_CAP)),
+            Some(slot) => ProxyBody::new(UsageTap::new(body, slot, limits::MAX_USAGE_TAP_BYTES)),
             None => ProxyBody::new(body),
         },
     ))
 }
-
-/// Largest JSON answer kept aside to read its usage.
-const USAGE_TAP_CAP: usize = 4 << 20;
 
 /// A connect timeout is a timeout (504); anything else before the response
 /// head (refused, reset, TLS failure) is a connection error (502).

@@ -668,7 +668,7 @@ mod tests {
                 &json!({"sk-1234567890abcdef": ["key sk-abcdef0123456789"]}),
                 100
             ),
-            (json!({"sk-12345...cdef": ["key sk-abcde...6789"]}), false)
+            (json!({"sk-...def": ["key sk-...789"]}), false)
         );
         let (v, cut) = render(&json!({"a": "word ".repeat(100)}), 50);
         assert!(cut);
@@ -1258,14 +1258,14 @@ mod tests {
             line,
             concat!(
                 r#"{"time":"2026-12-31T23:59:59.123Z","request_id":"6ac1bf6ecaec27c30000000000000bb7","#,
-                r#""client":"sk-clien...cdef","client_ip":"[IP_ADDRESS]","method":"POST","#,
+                r#""client":"sk-c...cdef","client_ip":"[IP_ADDRESS]","method":"POST","#,
                 r#""path":"/v1/chat/completions","endpoint":"chat_completions","model":"gpt-4","stream":false,"#,
                 r#""backend":"anthropic","target_model":"claude-sonnet-4-0","attempts":2,"upstream":["#,
                 r#"{"backend":"openai","model":"gpt-4o","status":503,"error":"status_5xx","ms":41.234},"#,
                 r#"{"backend":"anthropic","model":"claude-sonnet-4-0","status":200,"error":null,"ms":41.234}],"#,
                 r#""status":200,"latency_ms":1204.7,"ttfb_ms":431.0,"overhead_ms":0.641,"#,
                 r#""tokens_in":19,"tokens_out":42,"complete":true,"error":null,"#,
-                r#""request":{"model":"gpt-4","messages":[{"role":"user","content":"Mail [EMAIL] the key sk-abc12...0xyz"}]},"#,
+                r#""request":{"model":"gpt-4","messages":[{"role":"user","content":"Mail [EMAIL] the key sk-...xyz"}]},"#,
                 r#""response":{"choices":[{"message":{"content":"Done, [EMAIL]."}}]}}"#,
             )
         );

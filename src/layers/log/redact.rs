@@ -15,7 +15,7 @@
 //!    `github_pat_…`, Google `AIza…`, Slack `xox?-…`, JWTs `eyJ….eyJ….…`,
 //!    the token after `Bearer`, and the value after `api_key=`,
 //!    `"x-api-key": `, `password:` and the like — each becomes
-//!    [`mask_key`]'s `sk-12345...cdef`;
+//!    [`mask_key`]'s `sk-...def`;
 //! 2. with a scrubber (the `pii` layer's), PII is replaced as `[pii]` says
 //!    (`redact` or `mask`; `reversible` redacts).
 //!
@@ -324,30 +324,24 @@ mod tests {
     #[test]
     fn key_shapes_are_masked() {
         let cases = [
-            ("key sk-1234567890abcdef here", "key sk-12345...cdef here"),
-            ("sk-ant-api03-AbCdEfGh12345678-xyz9", "sk-ant-a...xyz9"),
-            ("AKIAIOSFODNN7EXAMPLE", "AKIAIOSF...MPLE"),
-            (
-                "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
-                "ghp_abcd...6789",
-            ),
+            ("key sk-1234567890abcdef here", "key sk-...def here"),
+            ("sk-ant-api03-AbCdEfGh12345678-xyz9", "sk-a...xyz9"),
+            ("AKIAIOSFODNN7EXAMPLE", "AKI...PLE"),
+            ("ghp_abcdefghijklmnopqrstuvwxyz0123456789", "ghp_...6789"),
             (
                 "Authorization: Bearer abc.def-ghi_jkl012",
-                "Authorization: Bearer abc.def-...l012",
+                "Authorization: Bearer abc...012",
             ),
             (
                 "token eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.sig_nature-1",
-                "token eyJhbGci...re-1",
+                "token eyJh...re-1",
             ),
             (
                 r#"{"api_key": "plainsecretvalue99"}"#,
-                r#"{"api_key": "plainsec...ue99"}"#,
+                r#"{"api_key": "pla...e99"}"#,
             ),
-            ("password=hunter2hunter2", "password=***"),
-            (
-                "x-api-key: k-0123456789abcdefgh",
-                "x-api-key: k-012345...efgh",
-            ),
+            ("password=hunter2hunter2", "password=hu...r2"),
+            ("x-api-key: k-0123456789abcdefgh", "x-api-key: k-0...fgh"),
         ];
         for (text, want) in cases {
             assert_eq!(mask_patterns(text), want, "{text}");
@@ -363,7 +357,7 @@ mod tests {
         }
         // Masking is stable: a masked text is not masked again.
         let once = mask_patterns("Bearer sk-1234567890abcdef").into_owned();
-        assert_eq!(once, "Bearer sk-12345...cdef");
+        assert_eq!(once, "Bearer sk-...def");
         assert_eq!(mask_patterns(&once), once);
     }
 
@@ -381,7 +375,7 @@ mod tests {
         let text = v.to_string();
         assert!(!text.contains("team-a-secret-0001"), "{text}");
         assert!(!text.contains("backend-secret-xyz"), "{text}");
-        assert!(text.contains("team-a-s...0001"), "{text}");
+        assert!(text.contains("tea...001"), "{text}");
         assert!(text.contains("short"), "{text}");
     }
 
@@ -391,7 +385,7 @@ mod tests {
         let mut r = Redactor::new(true, Some(scrubber), None, Vec::new());
         assert_eq!(
             r.redact("mail jo@example.com, card 4111 1111 1111 1111, key sk-1234567890abcdef"),
-            "mail [EMAIL], card [CREDIT_CARD], key sk-12345...cdef"
+            "mail [EMAIL], card [CREDIT_CARD], key sk-...def"
         );
         let mut off = Redactor::new(false, None, None, Vec::new());
         assert_eq!(off.redact("sk-1234567890abcdef"), "sk-1234567890abcdef");
@@ -414,12 +408,12 @@ mod tests {
         assert!(matches!(r.redact(text), Cow::Borrowed(_)));
         assert!(r.clean.contains(text));
         assert!(matches!(r.redact(text), Cow::Borrowed(_)));
-        assert_eq!(r.redact("old-key-0000000001"), "old-key-...0001");
+        assert_eq!(r.redact("old-key-0000000001"), "old...001");
         // The new key comes in with a reload: the memo no longer vouches.
         std::fs::write(&file, "old-key-0000000001\nnew-key-0000000002\n").unwrap();
         store.reload().unwrap();
         r.refresh();
-        assert_eq!(r.redact(text), "a new-key-...0002 here");
+        assert_eq!(r.redact(text), "a new...002 here");
         std::fs::remove_dir_all(&dir).unwrap();
         // Bounded.
         for n in 0..Redactor::MEMO_CAP + 10 {
@@ -433,7 +427,7 @@ mod tests {
         r.redact("key sk-1234567890abcdef");
         assert!(!r.clean.contains(long.as_str()));
         assert!(!r.clean.contains("key sk-1234567890abcdef"));
-        assert_eq!(r.redact("key sk-1234567890abcdef"), "key sk-12345...cdef");
+        assert_eq!(r.redact("key sk-1234567890abcdef"), "key sk-...def");
     }
 
     #[test]

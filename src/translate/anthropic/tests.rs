@@ -699,3 +699,54 @@ async fn whole_answers_through_the_body_wrappers() {
         json_fixture("anthropic_stream_from_openai.json")
     );
 }
+
+/// Feed `text` (SSE) through `t`, everything it wrote.
+fn transcode_all(t: &mut impl EventTranscoder, text: &str) -> String {
+    let mut parser = SseParser::new(1 << 20);
+    parser.push(text.as_bytes());
+    let mut out = BytesMut::new();
+    while let Some(e) = parser.next_event().unwrap() {
+        t.event(&e, &mut out);
+    }
+    String::from_utf8(out.to_vec()).unwrap()
+}
+
+/// Regression: content block and tool call indexes chosen by the upstream
+/// sized tables without bound (one entry per event); beyond the limit the
+/// stream now ends with an error event, and nothing more is kept.
+#[test]
+fn out_of_range_indexes_end_the_stream_with_an_error_event() {
+    for index in ["128", "1000000000000", "18446744073709551615"] {
+        let mut t = AnthropicToOpenAiStream::new(false);
+        let text = transcode_all(
+            &mut t,
+            &format!(
+                "event: content_block_start\ndata: {{\"type\":\"content_block_start\",\"index\":{index},\"content_block\":{{\"type\":\"text\",\"text\":\"\"}}}}\n\n\
+                 event: content_block_start\ndata: {{\"type\":\"content_block_start\",\"index\":1,\"content_block\":{{\"type\":\"text\",\"text\":\"\"}}}}\n\n"
+            ),
+        );
+        assert!(
+            text.contains("\"error\"") && text.contains("beyond the limit"),
+            "{text}"
+        );
+        assert!(t.blocks.is_empty(), "nothing kept after the error");
+
+        let mut t = OpenAiToAnthropicStream::new();
+        let text = transcode_all(
+            &mut t,
+            &format!(
+                "data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"tool_calls\":[{{\"index\":{index},\"id\":\"c\",\"function\":{{\"name\":\"f\",\"arguments\":\"\"}}}}]}}}}]}}\n\n"
+            ),
+        );
+        assert!(
+            text.contains("event: error") && text.contains("beyond the limit"),
+            "{text}"
+        );
+        assert!(t.tools.is_empty());
+    }
+    // Repeated starts of the same block keep one entry.
+    let mut t = AnthropicToOpenAiStream::new(false);
+    let start = "data: {\"type\":\"content_block_start\",\"index\":3,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n";
+    transcode_all(&mut t, &start.repeat(1000));
+    assert_eq!(t.blocks.len(), 1);
+}

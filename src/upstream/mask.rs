@@ -1,0 +1,212 @@
+//! Secrets in transit: what of an upstream's answer must not reach the
+//! client, and what of the client's request must not reach a keyed backend.
+//!
+//! - [`MaskedBody`] masks the backend's own key wherever it appears in the
+//!   body of an error answer or an event stream (an upstream that echoes the
+//!   credential in an error message or error event), chunk by chunk with
+//!   [`KeyMask`]: never collected, nothing held but an end of a chunk that
+//!   may begin the key. The upstream edge applies it for backends with their
+//!   own `api_key`.
+//! - [`sanitize_answer_headers`] drops the account headers an upstream sets
+//!   ([`UPSTREAM_ACCOUNT_HEADERS`]: `set-cookie`, `openai-organization`, ...)
+//!   and masks the key in any other header value.
+//! - [`CLIENT_ACCOUNT_HEADERS`] (`cookie`, `openai-organization`,
+//!   `openai-project`) are not forwarded to a backend that has its own
+//!   `api_key`: the client's account must not ride on the company's key.
+//!   With `"passthrough"` they are (the client's own key goes too).
+//!
+//! ```
+//! use http::{HeaderMap, HeaderValue};
+//! use llm_router::secret::{KeyMask, Secret};
+//! use llm_router::upstream::mask::sanitize_answer_headers;
+//!
+//! let mask = KeyMask::new(&Secret::new("sk-live-0123456789abcdef")).unwrap();
+//! let mut headers = HeaderMap::new();
+//! headers.insert("set-cookie", HeaderValue::from_static("session=1"));
+//! headers.insert("openai-organization", HeaderValue::from_static("org-company"));
+//! headers.insert("x-debug", HeaderValue::from_static("key=sk-live-0123456789abcdef"));
+//! sanitize_answer_headers(&mut headers, Some(&mask));
+//! assert!(headers.get("set-cookie").is_none());
+//! assert!(headers.get("openai-organization").is_none());
+//! assert_eq!(headers["x-debug"], "key=sk-l...cdef");
+//! ```
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue};
+use http_body::{Body, Frame, SizeHint};
+
+use crate::body::{BoxError, ProxyBody};
+use crate::secret::KeyMask;
+
+/// Headers of an upstream's answer that identify the company's account or
+/// session, never passed to a client.
+pub const UPSTREAM_ACCOUNT_HEADERS: &[&str] = &[
+    "set-cookie",
+    "set-cookie2",
+    "openai-organization",
+    "openai-project",
+    "anthropic-organization-id",
+    "x-goog-project-id",
+];
+
+/// Client headers naming the client's own account or session, not
+/// forwarded to a backend that has its own `api_key`.
+pub const CLIENT_ACCOUNT_HEADERS: &[&str] = &["cookie", "openai-organization", "openai-project"];
+
+/// Drop [`UPSTREAM_ACCOUNT_HEADERS`]; with `mask`, mask the key in every
+/// other value (a value that cannot be rebuilt is dropped).
+pub fn sanitize_answer_headers(headers: &mut HeaderMap, mask: Option<&KeyMask>) {
+    for name in UPSTREAM_ACCOUNT_HEADERS {
+        headers.remove(*name);
+    }
+    let Some(mask) = mask else {
+        return;
+    };
+    if !headers.values().any(|v| mask.is_in(v.as_bytes())) {
+        return;
+    }
+    let leaking: Vec<_> = headers
+        .keys()
+        .filter(|name| {
+            headers
+                .get_all(*name)
+                .iter()
+                .any(|v| mask.is_in(v.as_bytes()))
+        })
+        .cloned()
+        .collect();
+    for name in leaking {
+        let values: Vec<HeaderValue> = headers
+            .get_all(&name)
+            .iter()
+            .filter_map(|v| HeaderValue::from_bytes(&mask.mask_all(v.as_bytes())).ok())
+            .collect();
+        headers.remove(&name);
+        for v in values {
+            headers.append(name.clone(), v);
+        }
+    }
+}
+
+/// Remove [`CLIENT_ACCOUNT_HEADERS`] from a request going to a keyed
+/// backend. Whether any was there.
+pub fn strip_client_account_headers(headers: &mut HeaderMap) -> bool {
+    let mut removed = false;
+    for name in CLIENT_ACCOUNT_HEADERS {
+        removed |= headers.remove(*name).is_some();
+    }
+    removed
+}
+
+/// An answer body with the backend's key masked. See the [module docs](self).
+pub struct MaskedBody {
+    inner: ProxyBody,
+    mask: Arc<KeyMask>,
+    carry: BytesMut,
+    ended: bool,
+}
+
+impl std::fmt::Debug for MaskedBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MaskedBody")
+            .field("held", &self.carry.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MaskedBody {
+    /// Mask `mask`'s key in `inner`.
+    pub fn new(inner: ProxyBody, mask: Arc<KeyMask>) -> Self {
+        MaskedBody {
+            inner,
+            mask,
+            carry: BytesMut::new(),
+            ended: false,
+        }
+    }
+}
+
+impl Body for MaskedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                // One frame out per frame in (possibly shorter, or empty).
+                Ok(data) => Poll::Ready(Some(Ok(Frame::data(
+                    this.mask.mask_chunk(&mut this.carry, data),
+                )))),
+                Err(frame) => Poll::Ready(Some(Ok(frame))),
+            },
+            Poll::Ready(Some(Err(e))) => {
+                // What was held may begin the key: it is dropped.
+                this.carry.clear();
+                this.ended = true;
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                this.ended = true;
+                let rest = this.mask.finish(&mut this.carry);
+                if rest.is_empty() {
+                    Poll::Ready(None)
+                } else {
+                    Poll::Ready(Some(Ok(Frame::data(rest))))
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended || (self.carry.is_empty() && self.inner.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        // The length changes when a key is masked.
+        SizeHint::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::{mask_key, Secret};
+    use http_body_util::{BodyExt, StreamBody};
+
+    #[tokio::test]
+    async fn a_body_split_anywhere_has_its_key_masked() {
+        let key = "sk-live-0123456789abcdef";
+        let mask = Arc::new(KeyMask::new(&Secret::new(key)).unwrap());
+        let text = format!("{{\"error\":{{\"message\":\"Incorrect API key provided: {key}\"}}}}");
+        for size in [1, 2, 5, 7, 13, 100] {
+            let frames: Vec<Result<Frame<Bytes>, BoxError>> = text
+                .as_bytes()
+                .chunks(size)
+                .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
+                .collect();
+            let inner = ProxyBody::new(StreamBody::new(futures_util::stream::iter(frames)));
+            let out = MaskedBody::new(inner, mask.clone())
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes();
+            assert_eq!(
+                String::from_utf8(out.to_vec()).unwrap(),
+                text.replace(key, &mask_key(key)),
+                "chunks of {size}"
+            );
+        }
+    }
+}
