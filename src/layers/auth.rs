@@ -779,6 +779,59 @@ fn dedup(keys: Vec<AuthKey>) -> Vec<AuthKey> {
     out
 }
 
+/// The outcome of [`KeyStore::authenticate`] for a request's headers,
+/// reached before its body was read (by the app, see
+/// [`App`](crate::app::App)). [`Auth`] takes it from the extensions instead
+/// of checking the headers again; only the crate can make one, and it only
+/// counts for the store that made it.
+#[derive(Clone, Debug)]
+pub struct Checked {
+    /// The address of the [`KeyStore`] that checked (compared, never read).
+    store: usize,
+    outcome: Result<Authenticated, Refusal>,
+}
+
+/// A refusal, kept as the parts of the 401 that `auth` answers.
+#[derive(Clone, Debug)]
+struct Refusal {
+    message: String,
+    code: &'static str,
+}
+
+impl Checked {
+    /// Check `headers` with `keys` now.
+    pub(crate) fn check(keys: &Arc<KeyStore>, headers: &HeaderMap) -> Checked {
+        let outcome = keys.authenticate(headers).map_err(|e| match e {
+            ProxyError::Unauthorized { message, code } => Refusal { message, code },
+            // `authenticate` only refuses with 401s.
+            other => Refusal {
+                message: other.to_string(),
+                code: other.code(),
+            },
+        });
+        Checked {
+            store: Arc::as_ptr(keys) as usize,
+            outcome,
+        }
+    }
+
+    /// Whether the client got in.
+    pub fn is_authenticated(&self) -> bool {
+        self.outcome.is_ok()
+    }
+
+    /// The 401 of a refusal (a 500 if the client got in: never asked).
+    pub(crate) fn into_error(self) -> ProxyError {
+        match self.outcome {
+            Err(r) => ProxyError::Unauthorized {
+                message: r.message,
+                code: r.code,
+            },
+            Ok(_) => ProxyError::Internal("the client was authenticated".into()),
+        }
+    }
+}
+
 /// The client's format: from the parsed request, else from the path.
 fn format_of<B>(req: &Request<B>) -> ClientFormat {
     if let Some(llm) = req.extensions().get::<LlmRequest>() {
@@ -848,7 +901,19 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        match self.keys.authenticate(req.headers()) {
+        // The app checked the headers before it read the body: that result
+        // stands (checking again would count a refusal twice, or verify a
+        // JWT twice). A check made against another store does not count.
+        let checked = match req.extensions_mut().remove::<Checked>() {
+            Some(checked) if checked.store == Arc::as_ptr(&self.keys) as usize => {
+                checked.outcome.map_err(|r| ProxyError::Unauthorized {
+                    message: r.message,
+                    code: r.code,
+                })
+            }
+            _ => self.keys.authenticate(req.headers()),
+        };
+        match checked {
             Err(e) => {
                 tracing::debug!(
                     code = e.code(),

@@ -430,7 +430,9 @@ where
         let shared = self.shared.clone();
         let policy = &shared.policy;
         let ext = req.extensions();
+        // A request refused before its body was read has no body to log.
         let llm = ext.get::<LlmRequest>();
+        let body = llm.filter(|l| l.is_body_read());
         let request_id = ext
             .get::<RequestId>()
             .map(|r| &r.0)
@@ -447,7 +449,7 @@ where
             method: req.method().to_string(),
             path: req.uri().path().to_string(),
             endpoint: llm.map(|l| l.endpoint().as_str()),
-            model: llm.map(|l| l.model().to_string()),
+            model: body.map(|l| l.model().to_string()),
             stream: llm.is_some_and(LlmRequest::is_stream),
             attempts: Vec::new(),
             status: 0,
@@ -458,7 +460,7 @@ where
             stack_error: None,
             body_error: None,
             complete: false,
-            request: if policy.requests { llm.cloned() } else { None },
+            request: if policy.requests { body.cloned() } else { None },
             log_response: policy.responses,
             response: None,
             max_body: policy.max_body_bytes,
