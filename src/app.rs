@@ -803,6 +803,7 @@ impl Handler {
             // `auth` takes this result instead of checking again.
             parts.extensions.insert(checked);
         }
+        let version = parts.version;
         let read = read_body_within(
             &parts.headers,
             body,
@@ -818,7 +819,7 @@ impl Handler {
                     StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
                 ) {
                     // The rest of the body is not read: end the connection.
-                    close_connection(&mut response);
+                    close_connection(&mut response, version);
                 }
                 return response;
             }
@@ -863,6 +864,7 @@ impl Handler {
         B: Body<Data = Bytes>,
     {
         let format = endpoint.client_format();
+        let version = parts.version;
         let unread = !body.is_end_stream();
         drop(body);
         let mut response = if self.state.auth_in_outer {
@@ -877,18 +879,21 @@ impl Handler {
             checked.into_error().to_response(format)
         };
         if unread {
-            close_connection(&mut response);
+            close_connection(&mut response, version);
         }
         response
     }
 }
 
-/// Ask for the connection to end after `response` (HTTP/1; HTTP/2 ends
-/// the stream, and hyper leaves the header out).
-fn close_connection(response: &mut Response<ProxyBody>) {
-    response
-        .headers_mut()
-        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+/// Ask for an HTTP/1 connection to end after `response` (its request's
+/// body was not read to the end). HTTP/2 has no such header: there the
+/// stream ends alone.
+fn close_connection(response: &mut Response<ProxyBody>, version: http::Version) {
+    if version < http::Version::HTTP_2 {
+        response
+            .headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
 }
 
 impl<B> Service<Request<B>> for App

@@ -171,6 +171,30 @@ async fn a_partial_head_is_closed_after_header_read_timeout_even_on_a_used_conne
     assert!(took >= Duration::from_millis(200), "closed after {took:?}");
 }
 
+#[tokio::test]
+async fn a_stalled_tls_handshake_is_closed_after_header_read_timeout() {
+    let dir = temp_dir("tls-stall");
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    std::fs::write(dir.join("cert.pem"), certified.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), certified.signing_key.serialize_pem()).unwrap();
+    let proxy = Proxy::start(&config(
+        &format!(
+            "header_read_timeout = \"200ms\"\nidle_timeout = \"1h\"\ntls_cert = \"{}\"\ntls_key = \"{}\"",
+            dir.join("cert.pem").display(),
+            dir.join("key.pem").display()
+        ),
+        "",
+    ))
+    .await;
+    // The first bytes of a TLS record header (a ClientHello), then nothing.
+    let mut stalled = TcpStream::connect(proxy.addr()).await.unwrap();
+    stalled.write_all(&[0x16, 0x03, 0x01]).await.unwrap();
+    let took = closed(&mut stalled).await;
+    assert!(took >= Duration::from_millis(150), "closed after {took:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 // idle_timeout -----------------------------------------------------------------
 
 #[tokio::test]
