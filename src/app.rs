@@ -4,8 +4,15 @@
 //! `/v1/models`), and for the client API (`POST /v1/chat/completions`,
 //! `/v1/completions`, `/v1/embeddings`, `/openai/chat/completions`, and the
 //! Anthropic Messages API at `/v1/messages` = `/anthropic/chat/completions`) reads
-//! the body once (bounded by `body_limit`), parses it into an
-//! [`LlmRequest`], and calls the configured stack. An error from the stack is
+//! the body once (bounded by `body_limit`; a body that sends nothing for
+//! `body_read_timeout` gets 408), parses it into an
+//! [`LlmRequest`], and calls the configured stack. With `auth` in the
+//! configured order, the client's key is checked from the headers first: a
+//! refused request's body is never read (it goes into the stack as an
+//! [`LlmRequest::unread`], so `log` and `metrics` see it and `auth` answers
+//! its 401; the connection is closed when the body was not over), and an
+//! accepted one carries the result to `auth`
+//! ([`Checked`](crate::layers::auth::Checked)). An error from the stack is
 //! rendered once, here, in the client's format. Every answer carries
 //! `x-request-id` (the client's own, or a new one) and
 //! `x-llm-router-overhead-ms`.

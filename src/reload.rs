@@ -193,7 +193,11 @@ pub(crate) fn keep_server_settings(old: &Config, new: &mut Config) -> Vec<String
             old.server.header_read_timeout,
             new.server.header_read_timeout,
         ),
-        ("idle_timeout", old.server.idle_timeout, new.server.idle_timeout),
+        (
+            "idle_timeout",
+            old.server.idle_timeout,
+            new.server.idle_timeout,
+        ),
     ] {
         if was != now {
             notes.push(format!(
@@ -240,7 +244,10 @@ mod tests {
         assert!(notes[1].starts_with("server.idle_timeout"), "{notes:?}");
         assert_eq!(new.server.max_connections, 10_000);
         assert_eq!(new.server.idle_timeout, std::time::Duration::from_secs(120));
-        assert_eq!(new.server.body_read_timeout, std::time::Duration::from_secs(1));
+        assert_eq!(
+            new.server.body_read_timeout,
+            std::time::Duration::from_secs(1)
+        );
     }
 
     #[test]

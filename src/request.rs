@@ -1045,14 +1045,18 @@ mod tests {
         let headers = HeaderMap::new();
         let stall = Duration::from_secs(30);
         // Three frames 20 s apart (60 s in all): never a 30 s gap.
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, std::convert::Infallible>>(1);
+        let (tx, rx) = tokio::sync::mpsc::channel::<
+            Result<http_body::Frame<Bytes>, std::convert::Infallible>,
+        >(1);
         let body = http_body_util::StreamBody::new(tokio_stream_of(rx));
         let sender = tokio::spawn(async move {
             for part in ["{\"a\"", ":", "1}"] {
                 tokio::time::sleep(Duration::from_secs(20)).await;
-                tx.send(Ok(http_body::Frame::data(Bytes::from_static(part.as_bytes()))))
-                    .await
-                    .unwrap();
+                tx.send(Ok(http_body::Frame::data(Bytes::from_static(
+                    part.as_bytes(),
+                ))))
+                .await
+                .unwrap();
             }
         });
         let read = read_body_within(&headers, body, 1024, stall).await.unwrap();
@@ -1063,10 +1067,14 @@ mod tests {
         let (tx, rx) = tokio::sync::mpsc::channel::<
             Result<http_body::Frame<Bytes>, std::convert::Infallible>,
         >(1);
-        tx.send(Ok(http_body::Frame::data(Bytes::from_static(b"{")))).await.unwrap();
+        tx.send(Ok(http_body::Frame::data(Bytes::from_static(b"{"))))
+            .await
+            .unwrap();
         let body = http_body_util::StreamBody::new(tokio_stream_of(rx));
         let started = tokio::time::Instant::now();
-        let e = read_body_within(&headers, body, 1024, stall).await.unwrap_err();
+        let e = read_body_within(&headers, body, 1024, stall)
+            .await
+            .unwrap_err();
         assert_eq!(e.status(), 408);
         assert_eq!(e.code(), "request_timeout");
         assert_eq!(started.elapsed(), stall);

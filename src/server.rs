@@ -104,13 +104,10 @@ impl Server {
         let listener = TcpListener::bind(&addr)
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
-        Ok(Server::from_parts(
-            listener,
-            app,
-            tls,
-            config.server.shutdown_timeout,
+        Ok(
+            Server::from_parts(listener, app, tls, config.server.shutdown_timeout)
+                .with_limits(ConnectionLimits::from(&config.server)),
         )
-        .with_limits(ConnectionLimits::from(&config.server)))
     }
 
     /// Serve `app` on an already bound listener (with the default
@@ -278,7 +275,9 @@ impl Accepting {
                 match permit {
                     Ok(permit) => {
                         if self.full.end().is_some() {
-                            tracing::info!("below the connection limit again: accepting connections");
+                            tracing::info!(
+                                "below the connection limit again: accepting connections"
+                            );
                         }
                         permit
                     }
@@ -432,14 +431,7 @@ fn serve_plain(
     let conn = builder
         .serve_connection(io, connection_service(app, peer, activity.clone()))
         .into_owned();
-    Driver::new(
-        conn,
-        graceful::<_, _, _, _>,
-        activity,
-        limits,
-        peer,
-        slot,
-    )
+    Driver::new(conn, graceful::<_, _, _, _>, activity, limits, peer, slot)
 }
 
 /// Serve one TLS connection: the handshake (within `header_read_timeout`
@@ -473,15 +465,7 @@ async fn serve_tls(
     let conn = builder
         .serve_connection(io, connection_service(app, peer, activity.clone()))
         .into_owned();
-    Driver::new(
-        conn,
-        graceful::<_, _, _, _>,
-        activity,
-        limits,
-        peer,
-        slot,
-    )
-    .await
+    Driver::new(conn, graceful::<_, _, _, _>, activity, limits, peer, slot).await
 }
 
 /// Load `tls_cert` / `tls_key` (PEM) into an acceptor offering h2 and http/1.1.

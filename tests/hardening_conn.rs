@@ -37,9 +37,8 @@ struct Answer {
 
 impl Answer {
     fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body))
-        })
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 
     fn header(&self, name: &str) -> Option<&str> {
@@ -390,7 +389,11 @@ async fn a_keyless_upload_is_refused_at_once_without_waiting_for_its_body() {
     let proxy = Proxy::start(&config("body_read_timeout = \"1h\"", "")).await;
     for (path, key, code) in [
         ("/v1/chat/completions", None, "missing_api_key"),
-        ("/v1/messages", Some("sk-wrong-0123456789"), "invalid_api_key"),
+        (
+            "/v1/messages",
+            Some("sk-wrong-0123456789"),
+            "invalid_api_key",
+        ),
     ] {
         let mut conn = TcpStream::connect(proxy.addr()).await.unwrap();
         conn.write_all(&upload_head(path, 10_000_000, key))
@@ -561,8 +564,47 @@ async fn a_refused_request_is_logged_and_counted_without_its_body() {
         assert!(r.get("request").is_none_or(Value::is_null), "{r}");
         assert!(r["model"].is_null(), "{r}");
     }
-    let r = records.iter().find(|r| r["request_id"] == "accepted").unwrap();
+    let r = records
+        .iter()
+        .find(|r| r["request_id"] == "accepted")
+        .unwrap();
     assert_eq!(r["status"], 200);
     assert_eq!(r["model"], "echo");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_refusal_before_the_body_is_counted_once() {
+    const ADMIN: &str = "sk-hardening-admin-0123456789";
+    let text = config("", "").replace(
+        &format!("keys = [\"{KEY}\"]"),
+        &format!("keys = [\"{KEY}\"]\nadmin_keys = [\"{ADMIN}\"]"),
+    );
+    let proxy = Proxy::start(&text).await;
+    let answer = client()
+        .post(proxy.at("/v1/chat/completions"))
+        .json(&chat_body("echo"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 401);
+    let answer = client()
+        .post(proxy.at("/v1/chat/completions"))
+        .bearer_auth("sk-wrong-0123456789")
+        .json(&chat_body("echo"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 401);
+    let metrics: Value = client()
+        .get(proxy.at("/auth/metrics"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(metrics["rejected"]["missing_key"], 1, "{metrics}");
+    assert_eq!(metrics["rejected"]["invalid_key"], 1, "{metrics}");
 }

@@ -124,7 +124,9 @@ impl Activity {
     }
 
     fn now_ms(&self) -> u64 {
-        let ms = Instant::now().saturating_duration_since(self.born).as_millis();
+        let ms = Instant::now()
+            .saturating_duration_since(self.born)
+            .as_millis();
         u64::try_from(ms).unwrap_or(NONE - 1)
     }
 
@@ -390,11 +392,7 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut live = self
-            .registry
-            .live
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut live = self.registry.live.lock().unwrap_or_else(|e| e.into_inner());
         live.connections.remove(&self.id);
     }
 }
@@ -591,19 +589,31 @@ mod tests {
         let born = Instant::now();
         let a = Activity::new(born);
         // Nothing yet: the first head is due header_read_timeout after the start.
-        assert_eq!(a.deadline(&limits, false), Some(born + Duration::from_secs(5)));
+        assert_eq!(
+            a.deadline(&limits, false),
+            Some(born + Duration::from_secs(5))
+        );
         let request = InFlight::start(&a);
         assert_eq!(a.deadline(&limits, false), None);
         tokio::time::advance(Duration::from_secs(100)).await;
         drop(request);
         // Idle from the end of the request.
-        assert_eq!(a.deadline(&limits, false), Some(born + Duration::from_secs(160)));
+        assert_eq!(
+            a.deadline(&limits, false),
+            Some(born + Duration::from_secs(160))
+        );
         // A byte of the next head: header_read_timeout from it.
         tokio::time::advance(Duration::from_secs(10)).await;
         a.on_bytes();
-        assert_eq!(a.deadline(&limits, false), Some(born + Duration::from_secs(115)));
+        assert_eq!(
+            a.deadline(&limits, false),
+            Some(born + Duration::from_secs(115))
+        );
         // Closing: header_read_timeout from the idle clock.
-        assert_eq!(a.deadline(&limits, true), Some(born + Duration::from_secs(105)));
+        assert_eq!(
+            a.deadline(&limits, true),
+            Some(born + Duration::from_secs(105))
+        );
     }
 
     #[tokio::test(flavor = "current_thread", start_paused = true)]
