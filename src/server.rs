@@ -373,26 +373,39 @@ impl Hangup {
     }
 }
 
+/// An answer as the server sends it.
+type Answer = http::Response<TrackedBody<crate::ProxyBody>>;
+
+/// What [`connection_service`] wraps for hyper.
+trait ConnectionService:
+    tower::Service<
+        Request<Incoming>,
+        Response = Answer,
+        Error = std::convert::Infallible,
+        Future: Future<Output = Result<Answer, std::convert::Infallible>> + Send,
+    > + Clone
+    + Send
+{
+}
+
+impl<S> ConnectionService for S where
+    S: tower::Service<
+            Request<Incoming>,
+            Response = Answer,
+            Error = std::convert::Infallible,
+            Future: Future<Output = Result<Answer, std::convert::Infallible>> + Send,
+        > + Clone
+        + Send
+{
+}
+
 /// The service a connection's requests go to: the app, told the peer's
 /// address; each request counts as in flight until its answer's body is over.
 fn connection_service(
     app: App,
     peer: SocketAddr,
     activity: Arc<Activity>,
-) -> TowerToHyperService<
-    impl tower::Service<
-            Request<Incoming>,
-            Response = http::Response<TrackedBody<crate::ProxyBody>>,
-            Error = std::convert::Infallible,
-            Future = impl Future<
-                Output = Result<
-                    http::Response<TrackedBody<crate::ProxyBody>>,
-                    std::convert::Infallible,
-                >,
-            > + Send,
-        > + Clone
-        + Send,
-> {
+) -> TowerToHyperService<impl ConnectionService> {
     TowerToHyperService::new(tower::service_fn(move |mut req: Request<Incoming>| {
         req.extensions_mut().insert(ClientAddr(peer));
         let guard = InFlight::start(&activity);

@@ -90,14 +90,12 @@ async fn closed(stream: &mut TcpStream) -> Duration {
     let started = Instant::now();
     bounded("the server to close the connection", async {
         let mut chunk = [0u8; 1024];
-        loop {
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => panic!(
-                    "unexpected bytes: {:?}",
-                    String::from_utf8_lossy(&chunk[..n])
-                ),
-            }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => {}
+            Ok(n) => panic!(
+                "unexpected bytes: {:?}",
+                String::from_utf8_lossy(&chunk[..n])
+            ),
         }
     })
     .await;

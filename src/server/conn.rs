@@ -632,7 +632,7 @@ mod tests {
         tokio::io::AsyncWriteExt::write_all(&mut client, &PREFACE[10..])
             .await
             .unwrap();
-        watched.read(&mut buf).await.unwrap();
+        assert_eq!(watched.read(&mut buf).await.unwrap(), 14);
         assert!(a.h2.load(Ordering::Relaxed));
         // Idle (no head) once the preface is complete.
         assert_eq!(a.head_since.load(Ordering::Relaxed), NONE);
@@ -643,7 +643,7 @@ mod tests {
         tokio::io::AsyncWriteExt::write_all(&mut client, b"POST / HTTP/1.1\r\n")
             .await
             .unwrap();
-        watched.read(&mut buf).await.unwrap();
+        assert_eq!(watched.read(&mut buf).await.unwrap(), 17);
         assert!(!b.h2.load(Ordering::Relaxed));
         assert_eq!(watched.sniff, SNIFF_H1);
     }
