@@ -680,7 +680,8 @@ where
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
-/// let body = read_body_within(&HeaderMap::new(), ProxyBody::full("{}"), 1024, Duration::from_secs(30));
+/// let headers = HeaderMap::new();
+/// let body = read_body_within(&headers, ProxyBody::full("{}"), 1024, Duration::from_secs(30));
 /// assert_eq!(&body.await.unwrap()[..], b"{}");
 /// # }
 /// ```
