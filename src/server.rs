@@ -179,7 +179,10 @@ impl Server {
             .clamp(1, ServerConfigLimit::MAX_PERMITS);
         let permits = Arc::new(Semaphore::new(max as usize));
         let registry = Arc::new(Registry::default());
-        let mut accepting = Accepting::default();
+        let mut accepting = Accepting {
+            max,
+            ..Accepting::default()
+        };
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -247,6 +250,8 @@ impl ServerConfigLimit {
 /// the limit being reached and accept errors are logged once per episode.
 #[derive(Default)]
 struct Accepting {
+    /// `max_connections`.
+    max: u32,
     /// `max_connections` reached: waiting for a connection to end.
     full: Episode,
     /// `accept` failing (out of file descriptors, ...): backing off.
@@ -267,7 +272,7 @@ impl Accepting {
             Err(_) => {
                 if self.full.hit() {
                     tracing::warn!(
-                        max_connections = permits.available_permits(),
+                        max_connections = self.max,
                         "connection limit reached (server.max_connections): new connections wait until one ends"
                     );
                 }
@@ -462,7 +467,11 @@ async fn serve_tls(
     slot: Slot,
 ) {
     let due = tokio::time::Instant::now() + limits.header_read_timeout;
-    let handshake = tokio::time::timeout_at(due, acceptor.accept(stream)).await;
+    let handshake = tokio::select! {
+        handshake = tokio::time::timeout_at(due, acceptor.accept(stream)) => handshake,
+        // The server is shutting down: no request has begun here.
+        () = activity.stopped() => return,
+    };
     let stream = match handshake {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => {

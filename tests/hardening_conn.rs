@@ -606,3 +606,26 @@ async fn a_refusal_before_the_body_is_counted_once() {
     assert_eq!(metrics["rejected"]["missing_key"], 1, "{metrics}");
     assert_eq!(metrics["rejected"]["invalid_key"], 1, "{metrics}");
 }
+
+#[tokio::test]
+async fn a_shutdown_is_not_held_up_by_connections_without_a_request() {
+    let mut proxy = Proxy::start(&config(
+        "header_read_timeout = \"1h\"\nidle_timeout = \"1h\"\nshutdown_timeout = \"1h\"",
+        "",
+    ))
+    .await;
+    // Silent, halfway through a head, idle after a request, idle HTTP/2.
+    let mut silent = TcpStream::connect(proxy.addr()).await.unwrap();
+    let mut partial = TcpStream::connect(proxy.addr()).await.unwrap();
+    partial.write_all(b"GET /health HTTP/1.1\r\n").await.unwrap();
+    let mut idle = TcpStream::connect(proxy.addr()).await.unwrap();
+    health(&mut idle).await;
+    let h2 = h2_client();
+    let answer = h2.get(proxy.at("/health")).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    proxy.trigger_shutdown();
+    proxy.join().await.unwrap();
+    for conn in [&mut silent, &mut partial, &mut idle] {
+        closed(conn).await;
+    }
+}

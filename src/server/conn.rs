@@ -156,6 +156,19 @@ impl Activity {
         self.head_since.store(NONE, Ordering::Relaxed);
     }
 
+    /// Resolves once the server is shutting down (for the TLS handshake,
+    /// before the connection has a [`Driver`]).
+    pub(crate) fn stopped(&self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            self.waker.register(cx.waker());
+            if self.stop.load(Ordering::Acquire) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+    }
+
     /// Tell the driver the server is shutting down.
     pub(crate) fn stop(&self) {
         self.stop.store(true, Ordering::Release);
