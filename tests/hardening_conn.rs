@@ -617,7 +617,10 @@ async fn a_shutdown_is_not_held_up_by_connections_without_a_request() {
     // Silent, halfway through a head, idle after a request, idle HTTP/2.
     let mut silent = TcpStream::connect(proxy.addr()).await.unwrap();
     let mut partial = TcpStream::connect(proxy.addr()).await.unwrap();
-    partial.write_all(b"GET /health HTTP/1.1\r\n").await.unwrap();
+    partial
+        .write_all(b"GET /health HTTP/1.1\r\n")
+        .await
+        .unwrap();
     let mut idle = TcpStream::connect(proxy.addr()).await.unwrap();
     health(&mut idle).await;
     let h2 = h2_client();
@@ -628,4 +631,29 @@ async fn a_shutdown_is_not_held_up_by_connections_without_a_request() {
     for conn in [&mut silent, &mut partial, &mut idle] {
         closed(conn).await;
     }
+}
+
+#[tokio::test]
+async fn auth_below_the_split_point_also_refuses_before_the_body() {
+    let proxy = Proxy::start(&config(
+        "body_read_timeout = \"1h\"",
+        "[stack]\norder = [\"failover\", \"auth\"]\n",
+    ))
+    .await;
+    let mut conn = TcpStream::connect(proxy.addr()).await.unwrap();
+    conn.write_all(&upload_head("/v1/chat/completions", 1_000_000, None))
+        .await
+        .unwrap();
+    let answer = bounded("the 401", read_answer(&mut conn)).await;
+    assert_eq!(answer.status, 401, "{answer:?}");
+    assert_eq!(answer.json()["error"]["code"], "missing_api_key");
+    closed(&mut conn).await;
+    let answer = client()
+        .post(proxy.at("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .json(&chat_body("echo"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
 }
