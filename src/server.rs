@@ -53,8 +53,8 @@ use crate::config::{Config, ConfigError};
 
 mod conn;
 
-use conn::{Activity, Driver, Episode, InFlight, Registry, Slot, Watched};
-pub use conn::{ConnectionLimits, TrackedBody};
+use conn::{Activity, Driver, Episode, InFlight, Registry, Slot, TrackedBody, Watched};
+pub use conn::ConnectionLimits;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -176,7 +176,7 @@ impl Server {
             .keep_alive_interval(Some(Duration::from_secs(30)));
         let max = limits
             .max_connections
-            .clamp(1, ServerConfigLimit::MAX_PERMITS);
+            .clamp(1, Permits::MAX_PERMITS);
         let permits = Arc::new(Semaphore::new(max as usize));
         let registry = Arc::new(Registry::default());
         let mut accepting = Accepting {
@@ -236,9 +236,9 @@ impl Server {
 }
 
 /// The largest permit count a semaphore takes, as a `u32`.
-struct ServerConfigLimit;
+struct Permits;
 
-impl ServerConfigLimit {
+impl Permits {
     const MAX_PERMITS: u32 = if Semaphore::MAX_PERMITS < u32::MAX as usize {
         Semaphore::MAX_PERMITS as u32
     } else {

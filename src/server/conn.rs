@@ -218,7 +218,7 @@ impl Drop for InFlight {
 pin_project! {
     /// An answer's body that keeps its request [`InFlight`] until it is over.
     #[derive(Debug)]
-    pub struct TrackedBody<B> {
+    pub(crate) struct TrackedBody<B> {
         #[pin]
         inner: B,
         guard: Option<InFlight>,
