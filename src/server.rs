@@ -53,8 +53,8 @@ use crate::config::{Config, ConfigError};
 
 mod conn;
 
-use conn::{Activity, Driver, Episode, InFlight, Registry, Slot, TrackedBody, Watched};
 pub use conn::ConnectionLimits;
+use conn::{Activity, Driver, Episode, InFlight, Registry, Slot, TrackedBody, Watched};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -174,9 +174,7 @@ impl Server {
             .http2()
             .timer(TokioTimer::new())
             .keep_alive_interval(Some(Duration::from_secs(30)));
-        let max = limits
-            .max_connections
-            .clamp(1, Permits::MAX_PERMITS);
+        let max = limits.max_connections.clamp(1, Permits::MAX_PERMITS);
         let permits = Arc::new(Semaphore::new(max as usize));
         let registry = Arc::new(Registry::default());
         let mut accepting = Accepting {
