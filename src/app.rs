@@ -4,8 +4,15 @@
 //! `/v1/models`), and for the client API (`POST /v1/chat/completions`,
 //! `/v1/completions`, `/v1/embeddings`, `/openai/chat/completions`, and the
 //! Anthropic Messages API at `/v1/messages` = `/anthropic/chat/completions`) reads
-//! the body once (bounded by `body_limit`), parses it into an
-//! [`LlmRequest`], and calls the configured stack. An error from the stack is
+//! the body once (bounded by `body_limit`; a body that sends nothing for
+//! `body_read_timeout` gets 408), parses it into an
+//! [`LlmRequest`], and calls the configured stack. With `auth` in the
+//! configured order, the client's key is checked from the headers first: a
+//! refused request's body is never read (it goes into the stack as an
+//! [`LlmRequest::unread`], so `log` and `metrics` see it and `auth` answers
+//! its 401; the connection is closed when the body was not over), and an
+//! accepted one carries the result to `auth`
+//! ([`Checked`](crate::layers::auth::Checked)). An error from the stack is
 //! rendered once, here, in the client's format. Every answer carries
 //! `x-request-id` (the client's own, or a new one) and
 //! `x-llm-router-overhead-ms`.
@@ -45,7 +52,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::task::{Context, Poll};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures_util::future::{Either, FutureExt};
@@ -57,10 +64,10 @@ use tower::{Layer, Service, ServiceExt};
 use crate::body::{BoxError, ProxyBody};
 use crate::config::{Config, ConfigError};
 use crate::error::{json_response, ProxyError};
-use crate::layers::auth::{is_admin_path, KeysFileError, ReloadReport};
+use crate::layers::auth::{is_admin_path, Checked, KeyStore, KeysFileError, ReloadReport};
 use crate::layers::cors::CorsLayer;
 use crate::reload::{ConfigReload, ConfigSource, ReloadError};
-use crate::request::{read_body, ClientFormat, Endpoint, LlmRequest};
+use crate::request::{read_body_within, ClientFormat, Endpoint, LlmRequest};
 use crate::routing::RouteTable;
 use crate::stack::{Built, LayerName, LlmService, RouterState};
 use crate::timing::{as_millis_header, Waited, OVERHEAD_HEADER_NAME};
@@ -88,6 +95,15 @@ struct State {
     router: RouterState,
     cors: Option<CorsLayer>,
     body_limit: u64,
+    /// `[server] body_read_timeout`: the longest gap in a request body.
+    body_read_timeout: Duration,
+    /// The keys to check a client API request's headers with before its
+    /// body is read: `auth`'s, when `auth` is in the configured order.
+    auth_first: Option<Arc<KeyStore>>,
+    /// Whether `auth` wraps the whole request (it is above the split point),
+    /// so a refused request goes through the stack (`log`, `metrics`) to it;
+    /// otherwise the app answers the 401 itself.
+    auth_in_outer: bool,
     /// The config it was built from (none for a stack composed in code).
     config: Option<Arc<Config>>,
     /// The layers named in the order, outermost first (empty in code).
@@ -97,12 +113,21 @@ struct State {
 
 impl State {
     fn new(built: Built, body_limit: u64, config: Option<Arc<Config>>) -> Self {
+        let auth_named = config
+            .as_ref()
+            .is_some_and(|c| c.stack.contains(&LayerName::Auth));
         State {
             service: built.service,
             routes: built.routes,
+            auth_first: built.state.auth.clone().filter(|_| auth_named),
+            auth_in_outer: built.outer.contains(&LayerName::Auth),
             router: built.state,
             cors: built.cors,
             body_limit,
+            body_read_timeout: config.as_ref().map_or(
+                crate::config::ServerConfig::DEFAULT_BODY_READ_TIMEOUT,
+                |c| c.server.body_read_timeout,
+            ),
             stack: config.as_ref().map(|c| c.stack.clone()).unwrap_or_default(),
             config,
             loaded_at: SystemTime::now(),
@@ -775,15 +800,33 @@ impl Handler {
         B::Error: Into<BoxError>,
     {
         let format = endpoint.client_format();
-        let bytes = match read_body(&parts.headers, body, self.state.body_limit).await {
+        // The credential is checked from the headers before the body is
+        // read: a client without a valid key never gets its body buffered.
+        if let Some(keys) = &self.state.auth_first {
+            let checked = Checked::check(keys, &parts.headers);
+            if !checked.is_authenticated() {
+                return self.refuse(endpoint, parts, body, checked).await;
+            }
+            // `auth` takes this result instead of checking again.
+            parts.extensions.insert(checked);
+        }
+        let version = parts.version;
+        let read = read_body_within(
+            &parts.headers,
+            body,
+            self.state.body_limit,
+            self.state.body_read_timeout,
+        );
+        let bytes = match read.await {
             Ok(bytes) => bytes,
             Err(e) => {
                 let mut response = e.to_response(format);
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                if matches!(
+                    e.status(),
+                    StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
+                ) {
                     // The rest of the body is not read: end the connection.
-                    response
-                        .headers_mut()
-                        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+                    close_connection(&mut response, version);
                 }
                 return response;
             }
@@ -809,6 +852,54 @@ impl Handler {
                 e.to_response(format)
             }
         }
+    }
+
+    /// A client API request whose credential `auth` refuses: its body is
+    /// dropped unread, and the request goes into the stack with an
+    /// [`LlmRequest::unread`] (so `log` records it, without a body, and
+    /// `metrics` counts it) to be refused by `auth` there. When `auth` only
+    /// wraps each target (below the split point), the 401 is answered here.
+    /// A body that was not over already ends the connection.
+    async fn refuse<B>(
+        self,
+        endpoint: Endpoint,
+        mut parts: http::request::Parts,
+        body: B,
+        checked: Checked,
+    ) -> Response<ProxyBody>
+    where
+        B: Body<Data = Bytes>,
+    {
+        let format = endpoint.client_format();
+        let version = parts.version;
+        let unread = !body.is_end_stream();
+        drop(body);
+        let mut response = if self.state.auth_in_outer {
+            parts.extensions.insert(checked);
+            parts.extensions.insert(LlmRequest::unread(endpoint));
+            let req = Request::from_parts(parts, ProxyBody::empty());
+            match self.state.service.call_ref(req).await {
+                Ok(response) => response,
+                Err(e) => e.to_response(format),
+            }
+        } else {
+            checked.into_error().to_response(format)
+        };
+        if unread {
+            close_connection(&mut response, version);
+        }
+        response
+    }
+}
+
+/// Ask for an HTTP/1 connection to end after `response` (its request's
+/// body was not read to the end). HTTP/2 has no such header: there the
+/// stream ends alone.
+fn close_connection(response: &mut Response<ProxyBody>, version: http::Version) {
+    if version < http::Version::HTTP_2 {
+        response
+            .headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     }
 }
 

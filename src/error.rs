@@ -61,6 +61,12 @@ pub enum ProxyError {
         /// The configured limit in bytes.
         limit: u64,
     },
+    /// The request body sent nothing for `body_read_timeout`: 408.
+    #[error("The request body stalled: nothing arrived for {}", humanize(*after))]
+    RequestTimeout {
+        /// The configured `body_read_timeout`.
+        after: Duration,
+    },
     /// The upstream could not be reached, or the connection broke before the
     /// response head: 502.
     #[error("Upstream `{backend}` connection error: {source}")]
@@ -169,6 +175,7 @@ impl ProxyError {
             ProxyError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ProxyError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ProxyError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ProxyError::UpstreamConnect { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -191,6 +198,7 @@ impl ProxyError {
             ProxyError::UnknownEndpoint { .. } => "unknown_url",
             ProxyError::MethodNotAllowed { .. } => "method_not_allowed",
             ProxyError::PayloadTooLarge { .. } => "request_too_large",
+            ProxyError::RequestTimeout { .. } => "request_timeout",
             ProxyError::UpstreamConnect { .. } => "upstream_connection_error",
             ProxyError::UpstreamTimeout { .. } => "upstream_timeout",
             ProxyError::RateLimited { .. } => "rate_limit_exceeded",
@@ -416,5 +424,21 @@ mod tests {
             source: "refused".into(),
         };
         assert_eq!(connect.status(), 502);
+    }
+
+    #[tokio::test]
+    async fn request_timeout_in_both_formats() {
+        let e = ProxyError::RequestTimeout {
+            after: Duration::from_secs(30),
+        };
+        assert_eq!(e.status(), 408);
+        assert_eq!(e.code(), "request_timeout");
+        let v = body_json(e.to_response(ClientFormat::OpenAi)).await;
+        assert_eq!(v["error"]["code"], "request_timeout");
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert!(v["error"]["message"].as_str().unwrap().contains("30s"));
+        let v = body_json(e.to_response(ClientFormat::Anthropic)).await;
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["error"]["type"], "invalid_request_error");
     }
 }

@@ -13,11 +13,13 @@
 //! the error (`file:line: key: message`) is returned and logged.
 //!
 //! Not changed by a reload: the listen address, the TLS certificate and key,
-//! and `shutdown_timeout` (the server holds them); a new config that
-//! changes them is applied without them, and the [`ConfigReload`] notes say
-//! so. Everything else is: backends, models, the stack order and every
-//! layer's settings, `body_limit`, and the auth keys (rebuilt from the new
-//! config; per-key counters start over).
+//! `shutdown_timeout` and the connection limits (`max_connections`,
+//! `header_read_timeout`, `idle_timeout`) — the server holds them; a new
+//! config that changes them is applied without them, and the
+//! [`ConfigReload`] notes say so. Everything else is: backends, models, the
+//! stack order and every layer's settings, `body_limit`,
+//! `body_read_timeout`, and the auth keys (rebuilt from the new config;
+//! per-key counters start over).
 //!
 //! ```
 //! use std::path::Path;
@@ -179,6 +181,33 @@ pub(crate) fn keep_server_settings(old: &Config, new: &mut Config) -> Vec<String
     new.server.tls_cert = old.server.tls_cert.clone();
     new.server.tls_key = old.server.tls_key.clone();
     new.server.shutdown_timeout = old.server.shutdown_timeout;
+    if old.server.max_connections != new.server.max_connections {
+        notes.push(format!(
+            "server.max_connections: {} is not applied by a reload; still {} (restart to change it)",
+            new.server.max_connections, old.server.max_connections
+        ));
+    }
+    for (key, was, now) in [
+        (
+            "header_read_timeout",
+            old.server.header_read_timeout,
+            new.server.header_read_timeout,
+        ),
+        (
+            "idle_timeout",
+            old.server.idle_timeout,
+            new.server.idle_timeout,
+        ),
+    ] {
+        if was != now {
+            notes.push(format!(
+                "server.{key}: {now:?} is not applied by a reload; still {was:?} (restart to change it)"
+            ));
+        }
+    }
+    new.server.max_connections = old.server.max_connections;
+    new.server.header_read_timeout = old.server.header_read_timeout;
+    new.server.idle_timeout = old.server.idle_timeout;
     notes
 }
 
@@ -204,6 +233,21 @@ mod tests {
         assert_eq!(new.server.body_limit, 5);
         let mut same = parse("[server]\nlisten = \"127.0.0.1:8080\"");
         assert!(keep_server_settings(&old, &mut same).is_empty());
+        // The connection limits belong to the server too; body_read_timeout
+        // is the app's, and is reloaded.
+        let mut new = parse(
+            "[server]\nlisten = \"127.0.0.1:8080\"\nmax_connections = 3\nidle_timeout = \"1s\"\nbody_read_timeout = \"1s\"",
+        );
+        let notes = keep_server_settings(&old, &mut new);
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(notes[0].starts_with("server.max_connections"), "{notes:?}");
+        assert!(notes[1].starts_with("server.idle_timeout"), "{notes:?}");
+        assert_eq!(new.server.max_connections, 10_000);
+        assert_eq!(new.server.idle_timeout, std::time::Duration::from_secs(120));
+        assert_eq!(
+            new.server.body_read_timeout,
+            std::time::Duration::from_secs(1)
+        );
     }
 
     #[test]

@@ -87,6 +87,8 @@ impl Endpoint {
 #[derive(Clone, Debug)]
 pub struct LlmRequest {
     endpoint: Endpoint,
+    /// False for [`LlmRequest::unread`]: the body was never read.
+    read: bool,
     doc: Doc,
 }
 
@@ -128,6 +130,7 @@ impl LlmRequest {
             if let Some(model) = top.model {
                 return Ok(LlmRequest {
                     endpoint,
+                    read: true,
                     doc: Doc::Raw(Arc::new(RawDoc {
                         model_span: model.0,
                         model: model.1,
@@ -182,8 +185,38 @@ impl LlmRequest {
         }
         Ok(LlmRequest {
             endpoint,
+            read: true,
             doc: Doc::Edited(Arc::new(body)),
         })
+    }
+
+    /// A request whose body was not read: what the app hands the stack for
+    /// a client that failed authentication (checked from the headers
+    /// before the body, which is never buffered). Its model is empty, it is
+    /// not streamed, its document is empty, and it can never be sent
+    /// upstream ([`to_bytes`](Self::to_bytes) fails). The `log` layer
+    /// records it without a body.
+    ///
+    /// ```
+    /// use llm_router::request::{Endpoint, LlmRequest};
+    ///
+    /// let req = LlmRequest::unread(Endpoint::Messages);
+    /// assert!(!req.is_body_read());
+    /// assert_eq!(req.model(), "");
+    /// assert!(req.to_bytes(None).is_err());
+    /// ```
+    pub fn unread(endpoint: Endpoint) -> Self {
+        LlmRequest {
+            endpoint,
+            read: false,
+            doc: Doc::Edited(Arc::default()),
+        }
+    }
+
+    /// Whether the client's body was read (false only for
+    /// [`unread`](Self::unread)).
+    pub fn is_body_read(&self) -> bool {
+        self.read
     }
 
     /// The endpoint the client called.
@@ -264,6 +297,11 @@ impl LlmRequest {
     /// An unedited request is the client's own bytes (no copy), or those
     /// bytes with the new model name spliced in.
     pub fn to_bytes(&self, model: Option<&str>) -> Result<Bytes, ProxyError> {
+        if !self.read {
+            return Err(ProxyError::Internal(
+                "a request whose body was not read cannot be sent upstream".into(),
+            ));
+        }
         match &self.doc {
             Doc::Raw(raw) => match model {
                 Some(model) if model != &*raw.model => {
@@ -627,6 +665,49 @@ where
     B: Body<Data = Bytes>,
     B::Error: Into<crate::body::BoxError>,
 {
+    read_body_inner(headers, body, limit, None).await
+}
+
+/// [`read_body`], and a body that sends nothing for `stall` (between two
+/// frames, or before the first) is refused with 408
+/// ([`ProxyError::RequestTimeout`]): `[server] body_read_timeout`.
+///
+/// ```
+/// use std::time::Duration;
+/// use http::HeaderMap;
+/// use llm_router::body::ProxyBody;
+/// use llm_router::request::read_body_within;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let headers = HeaderMap::new();
+/// let body = read_body_within(&headers, ProxyBody::full("{}"), 1024, Duration::from_secs(30));
+/// assert_eq!(&body.await.unwrap()[..], b"{}");
+/// # }
+/// ```
+pub async fn read_body_within<B>(
+    headers: &HeaderMap,
+    body: B,
+    limit: u64,
+    stall: std::time::Duration,
+) -> Result<Bytes, ProxyError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<crate::body::BoxError>,
+{
+    read_body_inner(headers, body, limit, Some(stall)).await
+}
+
+async fn read_body_inner<B>(
+    headers: &HeaderMap,
+    body: B,
+    limit: u64,
+    stall: Option<std::time::Duration>,
+) -> Result<Bytes, ProxyError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<crate::body::BoxError>,
+{
     let declared = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -640,7 +721,18 @@ where
     let mut first: Option<Bytes> = None;
     let mut joined: Option<bytes::BytesMut> = None;
     let mut total: u64 = 0;
-    while let Some(frame) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+    loop {
+        let next = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx));
+        let frame = match stall {
+            None => next.await,
+            // A fresh timer per frame: the gap between two frames is bounded,
+            // not the whole upload.
+            Some(stall) => match tokio::time::timeout(stall, next).await {
+                Ok(frame) => frame,
+                Err(_) => return Err(ProxyError::RequestTimeout { after: stall }),
+            },
+        };
+        let Some(frame) = frame else { break };
         let frame = frame.map_err(|err| {
             let err: crate::body::BoxError = err.into();
             ProxyError::bad_request(
@@ -946,6 +1038,59 @@ mod tests {
         assert!(a.is_unedited());
         assert_eq!(&a.to_bytes(None).unwrap()[..], br#"{"model":"a","k":1}"#);
         assert_eq!(&b.to_bytes(None).unwrap()[..], br#"{"model":"a","k":2}"#);
+    }
+
+    /// `body_read_timeout` bounds each gap, not the whole upload: a body
+    /// that keeps sending within the bound is read; one that stalls is a 408.
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn stalled_body_is_a_408() {
+        use std::time::Duration;
+        let headers = HeaderMap::new();
+        let stall = Duration::from_secs(30);
+        // Three frames 20 s apart (60 s in all): never a 30 s gap.
+        let (tx, rx) = tokio::sync::mpsc::channel::<
+            Result<http_body::Frame<Bytes>, std::convert::Infallible>,
+        >(1);
+        let body = http_body_util::StreamBody::new(tokio_stream_of(rx));
+        let sender = tokio::spawn(async move {
+            for part in ["{\"a\"", ":", "1}"] {
+                tokio::time::sleep(Duration::from_secs(20)).await;
+                tx.send(Ok(http_body::Frame::data(Bytes::from_static(
+                    part.as_bytes(),
+                ))))
+                .await
+                .unwrap();
+            }
+        });
+        let read = read_body_within(&headers, body, 1024, stall).await.unwrap();
+        assert_eq!(&read[..], br#"{"a":1}"#);
+        sender.await.unwrap();
+
+        // One frame, then nothing: 408 once 30 s have passed, not before.
+        let (tx, rx) = tokio::sync::mpsc::channel::<
+            Result<http_body::Frame<Bytes>, std::convert::Infallible>,
+        >(1);
+        tx.send(Ok(http_body::Frame::data(Bytes::from_static(b"{"))))
+            .await
+            .unwrap();
+        let body = http_body_util::StreamBody::new(tokio_stream_of(rx));
+        let started = tokio::time::Instant::now();
+        let e = read_body_within(&headers, body, 1024, stall)
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), 408);
+        assert_eq!(e.code(), "request_timeout");
+        assert_eq!(started.elapsed(), stall);
+        drop(tx);
+    }
+
+    /// A stream of what `rx` receives (no tokio-stream dependency).
+    fn tokio_stream_of<T>(
+        rx: tokio::sync::mpsc::Receiver<T>,
+    ) -> impl futures_util::Stream<Item = T> {
+        futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        })
     }
 
     #[tokio::test]

@@ -1,11 +1,21 @@
 //! The HTTP server: accept loop, HTTP/1.1 + HTTP/2 (cleartext or TLS),
-//! graceful shutdown.
+//! connection limits, graceful shutdown.
 //!
 //! Connections are served by hyper-util's auto builder (HTTP/1.1 with
 //! keep-alive, or HTTP/2 by prior knowledge or ALPN). On shutdown the
 //! listener closes at once, idle keep-alive connections are closed, and
 //! in-flight requests — streams included — may finish within the grace
 //! period (`[server] shutdown_timeout`).
+//!
+//! Each connection is kept within its [`ConnectionLimits`] (`[server]
+//! max_connections`, `header_read_timeout`, `idle_timeout`; see the
+//! `conn` module): at most `max_connections` are open — beyond it the accept
+//! loop waits and new connections wait in the kernel's backlog (logged once
+//! per episode, like failing accepts); a connection that sends no request
+//! head in time (nothing at all, part of an HTTP/2 preface, a stalled TLS
+//! handshake) is closed; one without a request in flight for
+//! `idle_timeout` is closed (HTTP/2: GOAWAY). A streamed answer is in
+//! flight until its last byte, so no idle limit cuts it.
 //!
 //! ```no_run
 //! use std::path::Path;
@@ -32,14 +42,19 @@ use http::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::app::{App, ClientAddr};
 use crate::config::{Config, ConfigError};
+
+mod conn;
+
+pub use conn::ConnectionLimits;
+use conn::{Activity, Driver, Episode, InFlight, Registry, Slot, TrackedBody, Watched};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +79,7 @@ pub struct Server {
     app: App,
     tls: Option<TlsAcceptor>,
     grace: Duration,
+    limits: ConnectionLimits,
     hangup: Hangup,
 }
 
@@ -88,15 +104,14 @@ impl Server {
         let listener = TcpListener::bind(&addr)
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
-        Ok(Server::from_parts(
-            listener,
-            app,
-            tls,
-            config.server.shutdown_timeout,
-        ))
+        Ok(
+            Server::from_parts(listener, app, tls, config.server.shutdown_timeout)
+                .with_limits(ConnectionLimits::from(&config.server)),
+        )
     }
 
-    /// Serve `app` on an already bound listener.
+    /// Serve `app` on an already bound listener (with the default
+    /// [`ConnectionLimits`]; see [`with_limits`](Self::with_limits)).
     pub fn from_parts(
         listener: TcpListener,
         app: App,
@@ -108,8 +123,16 @@ impl Server {
             app,
             tls,
             grace,
+            limits: ConnectionLimits::default(),
             hangup: Hangup::install(),
         }
+    }
+
+    /// Keep connections within `limits` (`[server] max_connections`,
+    /// `header_read_timeout`, `idle_timeout`).
+    pub fn with_limits(mut self, limits: ConnectionLimits) -> Server {
+        self.limits = limits;
+        self
     }
 
     /// The bound address (useful with port 0).
@@ -136,46 +159,49 @@ impl Server {
             app,
             tls,
             grace,
+            limits,
             mut hangup,
         } = self;
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(30))
+            // The connection's driver bounds heads (hyper's own timer would
+            // also cut idle keep-alive connections at this bound).
+            .header_read_timeout(None)
             .keep_alive(true);
         builder
             .http2()
             .timer(TokioTimer::new())
             .keep_alive_interval(Some(Duration::from_secs(30)));
-        let graceful = GracefulShutdown::new();
+        let max = limits.max_connections.clamp(1, Permits::MAX_PERMITS);
+        let permits = Arc::new(Semaphore::new(max as usize));
+        let registry = Arc::new(Registry::default());
+        let mut accepting = Accepting {
+            max,
+            ..Accepting::default()
+        };
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
-                accepted = listener.accept() => {
-                    let (stream, peer) = match accepted {
-                        Ok(conn) => conn,
-                        Err(e) => {
-                            // Out of file descriptors and the like: back off briefly.
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
+                accepted = accepting.next(&listener, &permits) => {
+                    let (stream, peer, permit) = accepted;
+                    let born = tokio::time::Instant::now();
                     let _ = stream.set_nodelay(true);
-                    let watcher = graceful.watcher();
+                    let activity = Activity::new(born);
+                    let slot = Slot::new(permit, &registry, &activity);
                     let app = app.clone();
                     // Two kinds of task, so a plain connection's task is
                     // not sized for the TLS handshake (a few KB less for
                     // each of many slow streams).
                     match &tls {
                         None => {
-                            tokio::spawn(serve_plain(stream, peer, app, &builder, watcher));
+                            tokio::spawn(serve_plain(stream, peer, app, &builder, activity, limits, slot));
                         }
                         Some(acceptor) => {
                             let acceptor = acceptor.clone();
                             let builder = builder.clone();
-                            tokio::spawn(serve_tls(stream, peer, app, acceptor, builder, watcher));
+                            tokio::spawn(serve_tls(stream, peer, app, acceptor, builder, activity, limits, slot));
                         }
                     }
                 }
@@ -191,8 +217,10 @@ impl Server {
         }
         drop(listener);
         tracing::info!(grace = ?grace, "shutting down: no new connections, finishing in-flight requests");
+        registry.stop_all();
+        // Every connection holds a permit until it ends.
         tokio::select! {
-            () = graceful.shutdown() => tracing::info!("all connections finished"),
+            _ = permits.acquire_many(max) => tracing::info!("all connections finished"),
             () = tokio::time::sleep(grace) => tracing::warn!("grace period over, closing remaining connections"),
         }
         // The request log's last records (the `log` layer writes off-thread).
@@ -202,6 +230,89 @@ impl Server {
             );
         }
         Ok(())
+    }
+}
+
+/// The largest permit count a semaphore takes, as a `u32`.
+struct Permits;
+
+impl Permits {
+    const MAX_PERMITS: u32 = if Semaphore::MAX_PERMITS < u32::MAX as usize {
+        Semaphore::MAX_PERMITS as u32
+    } else {
+        u32::MAX
+    };
+}
+
+/// The accept side of the loop: a connection permit, then a connection;
+/// the limit being reached and accept errors are logged once per episode.
+#[derive(Default)]
+struct Accepting {
+    /// `max_connections`.
+    max: u32,
+    /// `max_connections` reached: waiting for a connection to end.
+    full: Episode,
+    /// `accept` failing (out of file descriptors, ...): backing off.
+    failing: Episode,
+    failures: u64,
+}
+
+impl Accepting {
+    /// The next connection and its permit. Cancel-safe: a permit not yet
+    /// used goes back to the semaphore, and the episodes are kept here.
+    async fn next(
+        &mut self,
+        listener: &TcpListener,
+        permits: &Arc<Semaphore>,
+    ) -> (TcpStream, SocketAddr, OwnedSemaphorePermit) {
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if self.full.hit() {
+                    tracing::warn!(
+                        max_connections = self.max,
+                        "connection limit reached (server.max_connections): new connections wait until one ends"
+                    );
+                }
+                let permit = permits.clone().acquire_owned().await;
+                match permit {
+                    Ok(permit) => {
+                        if self.full.end().is_some() {
+                            tracing::info!(
+                                "below the connection limit again: accepting connections"
+                            );
+                        }
+                        permit
+                    }
+                    // The semaphore is never closed.
+                    Err(_) => std::future::pending().await,
+                }
+            }
+        };
+        loop {
+            match listener.accept().await {
+                Ok((stream, peer)) => {
+                    if let Some(failed) = self.failing.end() {
+                        tracing::info!(failed, "accepting connections again");
+                        self.failures = 0;
+                    }
+                    return (stream, peer, permit);
+                }
+                // One client's connection went away before it was accepted.
+                Err(e) if conn::is_connection_error(&e) => {
+                    tracing::debug!(error = %e, "accept: connection lost");
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, and
+                    // say so once, not at every attempt.
+                    self.failures = self.failures.saturating_add(1);
+                    if self.failing.hit() {
+                        tracing::warn!(error = %e, "accept failed; backing off until it works again");
+                    }
+                    tokio::time::sleep(conn::accept_backoff(self.failures)).await;
+                }
+            }
+        }
     }
 }
 
@@ -265,25 +376,60 @@ impl Hangup {
     }
 }
 
-/// The service a connection's requests go to: the app, told the peer's address.
+/// An answer as the server sends it.
+type Answer = http::Response<TrackedBody<crate::ProxyBody>>;
+
+/// What [`connection_service`] wraps for hyper.
+trait ConnectionService:
+    tower::Service<
+        Request<Incoming>,
+        Response = Answer,
+        Error = std::convert::Infallible,
+        Future: Future<Output = Result<Answer, std::convert::Infallible>> + Send,
+    > + Clone
+    + Send
+{
+}
+
+impl<S> ConnectionService for S where
+    S: tower::Service<
+            Request<Incoming>,
+            Response = Answer,
+            Error = std::convert::Infallible,
+            Future: Future<Output = Result<Answer, std::convert::Infallible>> + Send,
+        > + Clone
+        + Send
+{
+}
+
+/// The service a connection's requests go to: the app, told the peer's
+/// address; each request counts as in flight until its answer's body is over.
 fn connection_service(
     app: App,
     peer: SocketAddr,
-) -> TowerToHyperService<
-    impl tower::Service<
-            Request<Incoming>,
-            Response = http::Response<crate::ProxyBody>,
-            Error = std::convert::Infallible,
-            Future = impl Future<
-                Output = Result<http::Response<crate::ProxyBody>, std::convert::Infallible>,
-            > + Send,
-        > + Clone
-        + Send,
-> {
+    activity: Arc<Activity>,
+) -> TowerToHyperService<impl ConnectionService> {
     TowerToHyperService::new(tower::service_fn(move |mut req: Request<Incoming>| {
         req.extensions_mut().insert(ClientAddr(peer));
-        app.clone().oneshot(req)
+        let guard = InFlight::start(&activity);
+        app.clone().oneshot(req).map(move |answer| {
+            answer.map(|response| response.map(|body| TrackedBody::new(body, guard)))
+        })
     }))
+}
+
+/// Start a connection's graceful shutdown (HTTP/1: after the request in
+/// flight; HTTP/2: GOAWAY).
+fn graceful<I, S, E, B>(conn: std::pin::Pin<&mut auto::Connection<'static, I, S, E>>)
+where
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Error: Into<crate::BoxError>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    B: http_body::Body + 'static,
+    B::Error: Into<crate::BoxError>,
+    E: hyper_util::server::conn::auto::HttpServerConnExec<S::Future, B>,
+{
+    conn.graceful_shutdown();
 }
 
 /// Serve one plain-text connection (HTTP/1.1, or HTTP/2 by prior
@@ -293,31 +439,37 @@ fn serve_plain(
     peer: SocketAddr,
     app: App,
     builder: &auto::Builder<TokioExecutor>,
-    watcher: hyper_util::server::graceful::Watcher,
+    activity: Arc<Activity>,
+    limits: ConnectionLimits,
+    slot: Slot,
 ) -> impl Future<Output = ()> + Send + 'static {
+    let io = TokioIo::new(Watched::new(stream, activity.clone()));
     let conn = builder
-        .serve_connection(TokioIo::new(stream), connection_service(app, peer))
+        .serve_connection(io, connection_service(app, peer, activity.clone()))
         .into_owned();
-    // `map`, not an `async` block: the block would hold the connection
-    // twice (captured, and as the future it awaits).
-    watcher.watch(conn).map(move |ended| {
-        if let Err(e) = ended {
-            tracing::debug!(%peer, error = %e, "connection ended with an error");
-        }
-    })
+    Driver::new(conn, graceful::<_, _, _, _>, activity, limits, peer, slot)
 }
 
-/// Serve one TLS connection: the handshake (bounded), then HTTP/2 or
-/// HTTP/1.1 as ALPN chose.
+/// Serve one TLS connection: the handshake (within `header_read_timeout`
+/// of the accept, like the first request head), then HTTP/2 or HTTP/1.1 as
+/// ALPN chose.
+#[allow(clippy::too_many_arguments)]
 async fn serve_tls(
     stream: TcpStream,
     peer: SocketAddr,
     app: App,
     acceptor: TlsAcceptor,
     builder: auto::Builder<TokioExecutor>,
-    watcher: hyper_util::server::graceful::Watcher,
+    activity: Arc<Activity>,
+    limits: ConnectionLimits,
+    slot: Slot,
 ) {
-    let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await;
+    let due = tokio::time::Instant::now() + limits.header_read_timeout;
+    let handshake = tokio::select! {
+        handshake = tokio::time::timeout_at(due, acceptor.accept(stream)) => handshake,
+        // The server is shutting down: no request has begun here.
+        () = activity.stopped() => return,
+    };
     let stream = match handshake {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => {
@@ -325,16 +477,15 @@ async fn serve_tls(
             return;
         }
         Err(_) => {
-            tracing::debug!(%peer, "TLS handshake timed out");
+            tracing::debug!(%peer, "TLS handshake timed out (header_read_timeout)");
             return;
         }
     };
+    let io = TokioIo::new(Watched::new(stream, activity.clone()));
     let conn = builder
-        .serve_connection(TokioIo::new(stream), connection_service(app, peer))
+        .serve_connection(io, connection_service(app, peer, activity.clone()))
         .into_owned();
-    if let Err(e) = watcher.watch(conn).await {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
-    }
+    Driver::new(conn, graceful::<_, _, _, _>, activity, limits, peer, slot).await
 }
 
 /// Load `tls_cert` / `tls_key` (PEM) into an acceptor offering h2 and http/1.1.

@@ -129,6 +129,16 @@ pub struct ServerConfig {
     pub tls_key: Option<PathBuf>,
     /// How long in-flight requests may run on after SIGINT/SIGTERM.
     pub shutdown_timeout: Duration,
+    /// Open connections at most; beyond it new ones wait unaccepted.
+    pub max_connections: u32,
+    /// Time allowed for a request head, counted from the connection's start
+    /// (TLS handshake and HTTP/2 preface included) or from the first byte of
+    /// a later request.
+    pub header_read_timeout: Duration,
+    /// A connection with no request in flight is closed after this long.
+    pub idle_timeout: Duration,
+    /// A request body that sends nothing for this long gets 408.
+    pub body_read_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -138,6 +148,17 @@ impl ServerConfig {
     pub const DEFAULT_BODY_LIMIT: u64 = 10 * 1024 * 1024;
     /// Default `shutdown_timeout`.
     pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Default `max_connections`.
+    pub const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
+    /// Default `header_read_timeout`.
+    pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Default `idle_timeout`.
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+    /// Default `body_read_timeout`.
+    pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+    /// The largest `max_connections` accepted (far beyond any file
+    /// descriptor limit; it keeps the permit count a `u32`).
+    pub const MAX_MAX_CONNECTIONS: u32 = 1 << 24;
 
     /// `host:port`, with brackets around an IPv6 host.
     pub fn listen(&self) -> String {
@@ -158,6 +179,10 @@ impl Default for ServerConfig {
             tls_cert: None,
             tls_key: None,
             shutdown_timeout: Self::DEFAULT_SHUTDOWN_TIMEOUT,
+            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+            header_read_timeout: Self::DEFAULT_HEADER_READ_TIMEOUT,
+            idle_timeout: Self::DEFAULT_IDLE_TIMEOUT,
+            body_read_timeout: Self::DEFAULT_BODY_READ_TIMEOUT,
         }
     }
 }
@@ -274,6 +299,10 @@ struct RawServer {
     tls_cert: Option<Spanned<String>>,
     tls_key: Option<Spanned<String>>,
     shutdown_timeout: Option<Spanned<String>>,
+    max_connections: Option<Spanned<i64>>,
+    header_read_timeout: Option<Spanned<String>>,
+    idle_timeout: Option<Spanned<String>>,
+    body_read_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -399,6 +428,37 @@ impl Loader<'_> {
             &raw.shutdown_timeout,
             "server.shutdown_timeout",
             ServerConfig::DEFAULT_SHUTDOWN_TIMEOUT,
+        )?;
+        if let Some(max) = &raw.max_connections {
+            let value = *max.get_ref();
+            server.max_connections = u32::try_from(value)
+                .ok()
+                .filter(|n| *n > 0 && *n <= ServerConfig::MAX_MAX_CONNECTIONS)
+                .ok_or_else(|| {
+                    self.err(
+                        Some(max.span()),
+                        "server.max_connections",
+                        format!(
+                            "must be between 1 and {}",
+                            ServerConfig::MAX_MAX_CONNECTIONS
+                        ),
+                    )
+                })?;
+        }
+        server.header_read_timeout = self.duration(
+            &raw.header_read_timeout,
+            "server.header_read_timeout",
+            ServerConfig::DEFAULT_HEADER_READ_TIMEOUT,
+        )?;
+        server.idle_timeout = self.duration(
+            &raw.idle_timeout,
+            "server.idle_timeout",
+            ServerConfig::DEFAULT_IDLE_TIMEOUT,
+        )?;
+        server.body_read_timeout = self.duration(
+            &raw.body_read_timeout,
+            "server.body_read_timeout",
+            ServerConfig::DEFAULT_BODY_READ_TIMEOUT,
         )?;
         let resolve = |p: &Spanned<String>| dir.join(p.get_ref());
         server.tls_cert = raw.tls_cert.as_ref().map(resolve);
@@ -1143,6 +1203,35 @@ mod tests {
         let e = parse(&text).unwrap_err();
         assert_eq!(e.line, Some(4));
         assert_eq!(e.key.as_deref(), Some("backends[0].timeout"));
+    }
+
+    #[test]
+    fn server_limits() {
+        let c = parse(MIN).unwrap();
+        assert_eq!(c.server.max_connections, 10_000);
+        assert_eq!(c.server.header_read_timeout, Duration::from_secs(30));
+        assert_eq!(c.server.idle_timeout, Duration::from_secs(120));
+        assert_eq!(c.server.body_read_timeout, Duration::from_secs(30));
+        let c = parse(&format!(
+            "[server]\nmax_connections = 5\nheader_read_timeout = \"200ms\"\nidle_timeout = \"1s\"\nbody_read_timeout = \"2m\"\n{MIN}"
+        ))
+        .unwrap();
+        assert_eq!(c.server.max_connections, 5);
+        assert_eq!(c.server.header_read_timeout, Duration::from_millis(200));
+        assert_eq!(c.server.idle_timeout, Duration::from_secs(1));
+        assert_eq!(c.server.body_read_timeout, Duration::from_secs(120));
+        for (line, key) in [
+            ("max_connections = 0", "server.max_connections"),
+            ("max_connections = -3", "server.max_connections"),
+            ("header_read_timeout = \"0s\"", "server.header_read_timeout"),
+            ("idle_timeout = \"0ms\"", "server.idle_timeout"),
+            ("body_read_timeout = \"30\"", "server.body_read_timeout"),
+            ("body_read_timout = \"30s\"", "server.body_read_timout"),
+        ] {
+            let e = parse(&format!("[server]\n{line}\n{MIN}")).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(key), "{line}: {e}");
+            assert_eq!(e.line, Some(2), "{line}: {e}");
+        }
     }
 
     #[test]

@@ -26,6 +26,14 @@
 //! `invalid_token_claims`, `malformed_token`). A token is never an admin
 //! credential.
 //!
+//! **Before the body.** In the server, [`App`](crate::app::App) makes this
+//! check from the headers before it reads a request's body, and passes the
+//! result ([`Checked`]) in the request's extensions; the layer takes it
+//! instead of checking again (so a refusal is counted once, a JWT verified
+//! once). A refused request reaches the layer with an
+//! [`LlmRequest::unread`](crate::request::LlmRequest::unread): its body was
+//! never read. Used alone, the layer checks the headers itself.
+//!
 //! Admin keys ([`AuthPolicy::admin_key`]) may also call the admin endpoints
 //! (see [`is_admin_path`] and [`KeyStore::check_admin`]); an admin key is a
 //! valid client key too.
@@ -779,6 +787,59 @@ fn dedup(keys: Vec<AuthKey>) -> Vec<AuthKey> {
     out
 }
 
+/// The outcome of [`KeyStore::authenticate`] for a request's headers,
+/// reached before its body was read (by the app, see
+/// [`App`](crate::app::App)). [`Auth`] takes it from the extensions instead
+/// of checking the headers again; only the crate can make one, and it only
+/// counts for the store that made it.
+#[derive(Clone, Debug)]
+pub struct Checked {
+    /// The address of the [`KeyStore`] that checked (compared, never read).
+    store: usize,
+    outcome: Result<Authenticated, Refusal>,
+}
+
+/// A refusal, kept as the parts of the 401 that `auth` answers.
+#[derive(Clone, Debug)]
+struct Refusal {
+    message: String,
+    code: &'static str,
+}
+
+impl Checked {
+    /// Check `headers` with `keys` now.
+    pub(crate) fn check(keys: &Arc<KeyStore>, headers: &HeaderMap) -> Checked {
+        let outcome = keys.authenticate(headers).map_err(|e| match e {
+            ProxyError::Unauthorized { message, code } => Refusal { message, code },
+            // `authenticate` only refuses with 401s.
+            other => Refusal {
+                message: other.to_string(),
+                code: other.code(),
+            },
+        });
+        Checked {
+            store: Arc::as_ptr(keys) as usize,
+            outcome,
+        }
+    }
+
+    /// Whether the client got in.
+    pub fn is_authenticated(&self) -> bool {
+        self.outcome.is_ok()
+    }
+
+    /// The 401 of a refusal (a 500 if the client got in: never asked).
+    pub(crate) fn into_error(self) -> ProxyError {
+        match self.outcome {
+            Err(r) => ProxyError::Unauthorized {
+                message: r.message,
+                code: r.code,
+            },
+            Ok(_) => ProxyError::Internal("the client was authenticated".into()),
+        }
+    }
+}
+
 /// The client's format: from the parsed request, else from the path.
 fn format_of<B>(req: &Request<B>) -> ClientFormat {
     if let Some(llm) = req.extensions().get::<LlmRequest>() {
@@ -848,7 +909,19 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        match self.keys.authenticate(req.headers()) {
+        // The app checked the headers before it read the body: that result
+        // stands (checking again would count a refusal twice, or verify a
+        // JWT twice). A check made against another store does not count.
+        let checked = match req.extensions_mut().remove::<Checked>() {
+            Some(checked) if checked.store == Arc::as_ptr(&self.keys) as usize => {
+                checked.outcome.map_err(|r| ProxyError::Unauthorized {
+                    message: r.message,
+                    code: r.code,
+                })
+            }
+            _ => self.keys.authenticate(req.headers()),
+        };
+        match checked {
             Err(e) => {
                 tracing::debug!(
                     code = e.code(),
@@ -1048,6 +1121,55 @@ mod tests {
         assert_eq!(set.role_of("k1"), Some(Role::Client));
         assert_eq!(set.role_of("k3"), Some(Role::Client));
         assert_eq!(set.role_of("k4"), None);
+    }
+
+    /// The app's check before the body stands: a refusal is counted once,
+    /// an accepted client is let in as if the layer had checked; a check
+    /// made by another store does not count.
+    #[tokio::test]
+    async fn a_check_made_before_the_body_is_taken_once() {
+        let inner = service_fn(|req: Request<ProxyBody>| async move {
+            assert!(req.headers().get("authorization").is_none());
+            assert!(req.extensions().get::<Checked>().is_none());
+            assert_eq!(req.extensions().get::<ClientIdentity>().unwrap().0, CLIENT);
+            Ok::<_, Infallible>(Response::new(ProxyBody::empty()))
+        });
+        let s = store();
+        let svc = AuthLayer::new(s.clone()).layer(inner);
+        let request = |key: Option<&str>| {
+            let mut req = Request::post("/v1/chat/completions");
+            if let Some(key) = key {
+                req = req.header("authorization", format!("Bearer {key}"));
+            }
+            req.body(ProxyBody::empty()).unwrap()
+        };
+
+        let mut req = request(None);
+        let checked = Checked::check(&s, req.headers());
+        req.extensions_mut().insert(checked);
+        assert_eq!(svc.clone().oneshot(req).await.unwrap().status(), 401);
+        assert_eq!(s.metrics()["rejected"]["missing_key"], 1);
+
+        let mut req = request(Some(CLIENT));
+        let checked = Checked::check(&s, req.headers());
+        req.extensions_mut().insert(checked);
+        assert_eq!(svc.clone().oneshot(req).await.unwrap().status(), 200);
+        assert_eq!(s.stats_of(CLIENT).requests, 1);
+
+        // Another store's refusal: the layer checks the headers itself.
+        let other = store();
+        let mut req = request(Some(CLIENT));
+        req.extensions_mut()
+            .insert(Checked::check(&other, &HeaderMap::new()));
+        assert_eq!(svc.clone().oneshot(req).await.unwrap().status(), 200);
+        // Another store's acceptance does not let a keyless request in.
+        let mut req = request(None);
+        req.extensions_mut().insert(Checked::check(
+            &other,
+            &headers(&[("authorization", &format!("Bearer {CLIENT}"))]),
+        ));
+        assert_eq!(svc.oneshot(req).await.unwrap().status(), 401);
+        assert_eq!(s.metrics()["rejected"]["missing_key"], 2);
     }
 
     #[tokio::test]

@@ -525,7 +525,9 @@ where
         let shared = self.shared.clone();
         let policy = &shared.policy;
         let ext = req.extensions();
+        // A request refused before its body was read has no body to log.
         let llm = ext.get::<LlmRequest>();
+        let body = llm.filter(|l| l.is_body_read());
         let request_id = ext
             .get::<RequestId>()
             .map(|r| &r.0)
@@ -542,7 +544,7 @@ where
             method: req.method().to_string(),
             path: req.uri().path().to_string(),
             endpoint: llm.map(|l| l.endpoint().as_str()),
-            model: llm.map(|l| capped(l.model(), policy.max_body_bytes)),
+            model: body.map(|l| capped(l.model(), policy.max_body_bytes)),
             stream: llm.is_some_and(LlmRequest::is_stream),
             attempts: Vec::new(),
             status: 0,
@@ -554,7 +556,7 @@ where
             body_error: None,
             complete: false,
             // Cut here, so the queue never holds a body longer than the cap.
-            request: llm
+            request: body
                 .filter(|_| policy.requests)
                 .map(|l| LoggedRequest::of(l, policy.max_body_bytes)),
             log_response: policy.responses,
