@@ -281,7 +281,7 @@ async fn main() -> ExitCode {
         if warm_rss.is_none() && started.elapsed() >= Duration::from_secs(warmup) {
             warm_rss = Some(rss);
         }
-        if n % 10 == 0 {
+        if n.is_multiple_of(10) {
             if let Ok(r) = client.get(format!("{url}/metrics")).send().await {
                 let size = r.bytes().await.map(|b| b.len()).unwrap_or(0);
                 let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());

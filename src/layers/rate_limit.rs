@@ -109,6 +109,16 @@ pub struct LimitView {
     pub reset_secs: f64,
 }
 
+/// The most keys one [`WindowLimiter`] tracks (client keys, IP addresses,
+/// JWT subjects). Beyond it, once the windows that ended are dropped, the
+/// keys it has no room for share one window ([`OVERFLOW_KEY`]): memory stays
+/// bounded, and a flood of fresh keys (addresses of a whole IPv6 prefix, say)
+/// is limited as one client rather than not at all.
+pub const MAX_LIMITER_KEYS: usize = 100_000;
+
+/// The key under which the clients a full limiter cannot track are counted.
+pub const OVERFLOW_KEY: &str = "(overflow)";
+
 /// Window counters per key. See the [module docs](crate::layers::rate_limit).
 #[derive(Debug)]
 pub struct WindowLimiter {
@@ -159,15 +169,24 @@ impl WindowLimiter {
             let window = self.window;
             entries.retain(|_, w| now.saturating_duration_since(w.start) < window);
         }
-        if !entries.contains_key(key) {
-            entries.insert(
-                key.to_string(),
-                Window {
-                    start: now,
-                    count: 0,
-                },
-            );
-        }
+        let key = if entries.contains_key(key) {
+            key
+        } else {
+            if entries.len() >= MAX_LIMITER_KEYS {
+                let window = self.window;
+                entries.retain(|_, w| now.saturating_duration_since(w.start) < window);
+            }
+            let key = if entries.len() >= MAX_LIMITER_KEYS {
+                OVERFLOW_KEY
+            } else {
+                key
+            };
+            entries.entry(key.to_string()).or_insert(Window {
+                start: now,
+                count: 0,
+            });
+            key
+        };
         let mut fresh = Window {
             start: now,
             count: 0,
@@ -887,6 +906,23 @@ impl Body for Accounted {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_limiter_counts_new_keys_as_one() {
+        let limiter = WindowLimiter::new(2, Duration::from_secs(60));
+        for n in 0..MAX_LIMITER_KEYS {
+            limiter.try_acquire(&format!("k{n}"), 1).unwrap();
+        }
+        assert_eq!(limiter.lock().len(), MAX_LIMITER_KEYS);
+        // Keys it has no room for share the overflow window...
+        limiter.try_acquire("fresh-1", 1).unwrap();
+        limiter.try_acquire("fresh-2", 1).unwrap();
+        assert!(limiter.try_acquire("fresh-3", 1).is_err());
+        assert_eq!(limiter.lock().len(), MAX_LIMITER_KEYS + 1);
+        // ...while the keys it tracks keep their own.
+        limiter.try_acquire("k0", 1).unwrap();
+        assert!(limiter.try_acquire("k0", 1).is_err());
+    }
 
     #[tokio::test(start_paused = true)]
     async fn window_per_key() {
