@@ -57,6 +57,7 @@ use http::{Response, StatusCode};
 use serde_json::{json, Map, Value};
 
 use super::body::{is_event_stream, map_json, map_sse, write_event, EventTranscoder};
+use super::convert::upstream_name;
 use crate::body::ProxyBody;
 use crate::error::{anthropic_error_type, openai_error_type, ProxyError};
 use crate::sse::SseEvent;
@@ -999,11 +1000,15 @@ impl Tokens {
     }
 
     fn to_openai(self) -> Value {
-        let prompt = self.input + self.cache_read + self.cache_creation;
+        // Counts come from the upstream: saturating, never overflowing.
+        let prompt = self
+            .input
+            .saturating_add(self.cache_read)
+            .saturating_add(self.cache_creation);
         let mut usage = json!({
             "prompt_tokens": prompt,
             "completion_tokens": self.output,
-            "total_tokens": prompt + self.output,
+            "total_tokens": prompt.saturating_add(self.output),
         });
         if self.cache_read > 0 || self.cache_creation > 0 {
             usage["prompt_tokens_details"] = json!({"cached_tokens": self.cache_read});
@@ -1327,10 +1332,11 @@ impl AnthropicToOpenAiStream {
         match kind {
             "message_start" => {
                 let m = v.get("message").unwrap_or(&Value::Null);
-                if let Some(id) = m.get("id").and_then(Value::as_str) {
+                // Repeated in every chunk: bounded.
+                if let Some(id) = upstream_name(m.get("id")) {
                     self.id = id.to_string();
                 }
-                if let Some(model) = m.get("model").and_then(Value::as_str) {
+                if let Some(model) = upstream_name(m.get("model")) {
                     self.model = model.to_string();
                 }
                 if let Some(u) = m.get("usage") {

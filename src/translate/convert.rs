@@ -28,6 +28,19 @@ pub(crate) const MAX_JSON_ANSWER: usize = crate::upstream::limits::MAX_JSON_ANSW
 /// Largest single streamed event (SSE event or NDJSON line) accepted.
 pub(crate) const MAX_EVENT: usize = crate::upstream::limits::MAX_EVENT_BYTES;
 
+/// Longest id or model name taken from an upstream's streamed answer to be
+/// repeated in every event: a longer one is ignored (the translation keeps
+/// its own), as each small event would carry it again.
+pub(crate) const MAX_UPSTREAM_NAME: usize = 256;
+
+/// `value` as an id or model name to repeat in every event: a string of at
+/// most [`MAX_UPSTREAM_NAME`] bytes.
+pub(crate) fn upstream_name(value: Option<&Value>) -> Option<&str> {
+    value
+        .and_then(Value::as_str)
+        .filter(|s| s.len() <= MAX_UPSTREAM_NAME)
+}
+
 /// Turns upstream bytes into output frames.
 pub(crate) trait Convert: Send + Unpin + 'static {
     /// Bytes from the upstream; output frames are appended to `out`.

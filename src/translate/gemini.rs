@@ -642,13 +642,14 @@ pub fn finish_reason(reason: Option<&str>, called_tools: bool) -> &'static str {
 /// OpenAI `usage` from Gemini `usageMetadata`.
 pub fn usage(meta: &Value) -> Value {
     let n = |k: &str| meta.get(k).and_then(Value::as_u64).unwrap_or(0);
-    let prompt = n("promptTokenCount") + n("toolUsePromptTokenCount");
+    // Counts come from the upstream: saturating, never overflowing.
+    let prompt = n("promptTokenCount").saturating_add(n("toolUsePromptTokenCount"));
     let thoughts = n("thoughtsTokenCount");
-    let completion = n("candidatesTokenCount") + thoughts;
+    let completion = n("candidatesTokenCount").saturating_add(thoughts);
     let total = meta
         .get("totalTokenCount")
         .and_then(Value::as_u64)
-        .unwrap_or(prompt + completion);
+        .unwrap_or(prompt.saturating_add(completion));
     let mut usage = json!({
         "prompt_tokens": prompt,
         "completion_tokens": completion,
@@ -894,10 +895,11 @@ impl GeminiStream {
         }
         if !self.named {
             self.named = true;
-            if let Some(m) = r.get("modelVersion").and_then(Value::as_str) {
+            // Repeated in every chunk: bounded.
+            if let Some(m) = convert::upstream_name(r.get("modelVersion")) {
                 self.chunks.model = m.to_string();
             }
-            if let Some(id) = r.get("responseId").and_then(Value::as_str) {
+            if let Some(id) = convert::upstream_name(r.get("responseId")) {
                 self.chunks.id = format!("chatcmpl-{id}");
             }
         }

@@ -25,6 +25,8 @@ pub mod body;
 pub(crate) mod convert;
 pub mod gemini;
 pub mod ollama;
+#[cfg(test)]
+mod proptests;
 pub mod xml_tools;
 
 use std::borrow::Cow;

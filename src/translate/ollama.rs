@@ -353,7 +353,7 @@ pub fn usage(answer: &Value) -> Option<Value> {
     Some(json!({
         "prompt_tokens": prompt,
         "completion_tokens": completion,
-        "total_tokens": prompt + completion,
+        "total_tokens": prompt.saturating_add(completion),
     }))
 }
 
@@ -516,7 +516,8 @@ impl OllamaStream {
         }
         if !self.started {
             self.started = true;
-            if let Some(m) = v.get("model").and_then(Value::as_str) {
+            // Repeated in every chunk: bounded.
+            if let Some(m) = convert::upstream_name(v.get("model")) {
                 self.chunks.model = m.to_string();
             }
             out.push_back(

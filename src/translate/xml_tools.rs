@@ -773,14 +773,22 @@ impl XmlStream {
                 return Ok(());
             }
         };
-        // Fields other than the choices (usage, ...) ride on the last event.
+        // Fields other than the choices (usage, ...) ride on the last event;
+        // the envelope, repeated on every event, only when small.
         let mut envelope = Map::new();
         let mut extra = Map::new();
         for (k, v) in chunk {
-            if matches!(
-                k.as_str(),
-                "id" | "object" | "created" | "model" | "system_fingerprint"
-            ) {
+            let small = match &v {
+                Value::String(_) => convert::upstream_name(Some(&v)).is_some(),
+                Value::Number(_) | Value::Bool(_) | Value::Null => true,
+                Value::Array(_) | Value::Object(_) => false,
+            };
+            if small
+                && matches!(
+                    k.as_str(),
+                    "id" | "object" | "created" | "model" | "system_fingerprint"
+                )
+            {
                 envelope.insert(k, v);
             } else {
                 extra.insert(k, v);
@@ -865,7 +873,9 @@ impl XmlStream {
             }
             let last = deltas.len().saturating_sub(1);
             for (i, d) in deltas.into_iter().enumerate() {
-                let mut c = match choice.clone() {
+                // The choice's other fields (logprobs, ...) go with its
+                // first event only: not copied once per tool call.
+                let mut c = match std::mem::take(&mut choice) {
                     Value::Object(c) => c,
                     _ => Map::new(),
                 };

@@ -91,6 +91,8 @@
 mod capture;
 mod copier;
 mod panic;
+#[cfg(test)]
+mod proptests;
 mod record;
 mod redact;
 mod writer;
