@@ -34,7 +34,7 @@ trap cleanup EXIT
 
 command -v oha >/dev/null || cargo install oha --locked --quiet
 cargo build --release --quiet --bin llm-router --example fast_upstream --example bare_proxy
-BIN=target/release/llm-router
+BIN=${BIN:-target/release/llm-router}
 UPSTREAM=target/release/examples/fast_upstream
 
 CHAT='{"model":"bench","messages":[{"role":"system","content":"You are a concise assistant for a finance team."},{"role":"user","content":"Summarize the main points of the quarterly report in three short bullet points, please. Revenue was up 12 percent, costs were down 3 percent, and guidance was unchanged."}],"temperature":0.2}'

@@ -52,8 +52,10 @@ use crate::app::{App, ClientAddr};
 use crate::config::{Config, ConfigError};
 
 mod conn;
+mod files;
 
 pub use conn::ConnectionLimits;
+pub use files::{connections_within, RESERVED_FILES};
 use conn::{Activity, Driver, Episode, InFlight, Registry, Slot, TrackedBody, Watched};
 
 /// Why the server could not start.
@@ -104,10 +106,9 @@ impl Server {
         let listener = TcpListener::bind(&addr)
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
-        Ok(
-            Server::from_parts(listener, app, tls, config.server.shutdown_timeout)
-                .with_limits(ConnectionLimits::from(&config.server)),
-        )
+        let mut limits = ConnectionLimits::from(&config.server);
+        limits.max_connections = files::fitting_connections(limits.max_connections);
+        Ok(Server::from_parts(listener, app, tls, config.server.shutdown_timeout).with_limits(limits))
     }
 
     /// Serve `app` on an already bound listener (with the default
