@@ -855,11 +855,14 @@ impl Handler {
     }
 
     /// A client API request whose credential `auth` refuses: its body is
-    /// dropped unread, and the request goes into the stack with an
+    /// never kept, and the request goes into the stack with an
     /// [`LlmRequest::unread`] (so `log` records it, without a body, and
     /// `metrics` counts it) to be refused by `auth` there. When `auth` only
     /// wraps each target (below the split point), the 401 is answered here.
-    /// A body that was not over already ends the connection.
+    /// A body that was not over ends the connection after the answer; on
+    /// HTTP/1 it is first read and thrown away (see [`discard`]), so that a
+    /// client that sends its whole body before it reads gets the 401 rather
+    /// than a reset connection.
     async fn refuse<B>(
         self,
         endpoint: Endpoint,
@@ -868,12 +871,24 @@ impl Handler {
         checked: Checked,
     ) -> Response<ProxyBody>
     where
-        B: Body<Data = Bytes>,
+        B: Body<Data = Bytes> + Send + 'static,
     {
         let format = endpoint.client_format();
         let version = parts.version;
         let unread = !body.is_end_stream();
-        drop(body);
+        if unread && version < http::Version::HTTP_2 {
+            // A body declared larger than `body_limit` is not waited for.
+            let declared = body.size_hint().upper().unwrap_or(0);
+            if declared <= self.state.body_limit {
+                tokio::spawn(discard(
+                    body,
+                    self.state.body_limit,
+                    self.state.body_read_timeout,
+                ));
+            }
+        } else {
+            drop(body);
+        }
         let mut response = if self.state.auth_in_outer {
             parts.extensions.insert(checked);
             parts.extensions.insert(LlmRequest::unread(endpoint));
@@ -890,6 +905,41 @@ impl Handler {
         }
         response
     }
+}
+
+/// How long a refused request's body is read and thrown away at most
+/// ([`discard`]), and the longest gap in it: the client that sends its body
+/// at once is done well within them; one that stalls is not waited for.
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(30);
+const LINGER_GAP: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Read a refused request's body and keep none of it: at most `limit`
+/// bytes, for at most [`LINGER_TIME`] with no gap over [`LINGER_GAP`] (both
+/// within `body_read_timeout`), then drop it (and so the connection, which
+/// was answered with `connection: close`). hyper reads an HTTP/1
+/// connection's body only while someone holds it: dropped unread, the
+/// connection is closed at once, and a client still sending its body sees a
+/// reset instead of the answer already written (nginx's lingering close, for
+/// the same reason). Memory: one frame at a time.
+async fn discard<B>(body: B, limit: u64, body_read_timeout: std::time::Duration)
+where
+    B: Body<Data = Bytes>,
+{
+    use http_body_util::BodyExt;
+    let gap = LINGER_GAP.min(body_read_timeout);
+    let drain = async {
+        let mut body = std::pin::pin!(body);
+        let mut seen = 0u64;
+        while let Ok(Some(Ok(frame))) = tokio::time::timeout(gap, body.frame()).await {
+            if let Some(data) = frame.data_ref() {
+                seen = seen.saturating_add(data.len() as u64);
+                if seen > limit {
+                    break;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIME.min(body_read_timeout), drain).await;
 }
 
 /// Ask for an HTTP/1 connection to end after `response` (its request's

@@ -441,6 +441,27 @@ async fn fifty_stalled_keyless_uploads_are_each_refused_and_closed() {
     assert_eq!(answer.status(), 200);
 }
 
+/// A client that sends its whole body before it reads (Python's http.client,
+/// requests, httpx) gets the 401, not a reset connection: the refused body
+/// is read and thrown away (never kept), then the connection ends.
+#[tokio::test]
+async fn a_keyless_client_that_sends_its_whole_body_first_gets_the_401() {
+    let proxy = Proxy::start(&config("", "")).await;
+    let mut conn = TcpStream::connect(proxy.addr()).await.unwrap();
+    let length = 8 << 20;
+    let mut request = upload_head("/v1/chat/completions", length, None);
+    request.extend(std::iter::repeat_n(b'x', length));
+    // 8 MiB is far more than the socket buffers hold: it is all written
+    // only if the proxy goes on reading after its answer.
+    bounded("the whole body to be taken", conn.write_all(&request))
+        .await
+        .unwrap();
+    let answer = bounded("a 401", read_answer(&mut conn)).await;
+    assert_eq!(answer.status, 401, "{answer:?}");
+    assert!(answer.head.contains("connection: close"), "{}", answer.head);
+    closed(&mut conn).await;
+}
+
 #[tokio::test]
 async fn a_keyless_request_with_a_complete_body_keeps_its_connection() {
     let proxy = Proxy::start(&config("", "")).await;
