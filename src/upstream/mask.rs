@@ -57,12 +57,34 @@ pub const UPSTREAM_ACCOUNT_HEADERS: &[&str] = &[
 /// forwarded to a backend that has its own `api_key`.
 pub const CLIENT_ACCOUNT_HEADERS: &[&str] = &["cookie", "openai-organization", "openai-project"];
 
+/// Whether any header named in `names` is present (see [`remove_all`]).
+fn has_any(headers: &HeaderMap, names: &[&str]) -> bool {
+    headers.keys().any(|name| names.contains(&name.as_str()))
+}
+
+/// Whether a request carries any of [`CLIENT_ACCOUNT_HEADERS`].
+pub fn has_client_account_headers(headers: &HeaderMap) -> bool {
+    has_any(headers, CLIENT_ACCOUNT_HEADERS)
+}
+
+/// Remove every header named in `names`; whether any was there. One pass
+/// over the names present first (a few string compares each): most
+/// requests and answers carry none of them, and a lookup per listed name
+/// would parse and hash each one every time.
+fn remove_all(headers: &mut HeaderMap, names: &[&str]) -> bool {
+    if !has_any(headers, names) {
+        return false;
+    }
+    for name in names {
+        headers.remove(*name);
+    }
+    true
+}
+
 /// Drop [`UPSTREAM_ACCOUNT_HEADERS`]; with `mask`, mask the key in every
 /// other value (a value that cannot be rebuilt is dropped).
 pub fn sanitize_answer_headers(headers: &mut HeaderMap, mask: Option<&KeyMask>) {
-    for name in UPSTREAM_ACCOUNT_HEADERS {
-        headers.remove(*name);
-    }
+    remove_all(headers, UPSTREAM_ACCOUNT_HEADERS);
     let Some(mask) = mask else {
         return;
     };
@@ -95,11 +117,7 @@ pub fn sanitize_answer_headers(headers: &mut HeaderMap, mask: Option<&KeyMask>) 
 /// Remove [`CLIENT_ACCOUNT_HEADERS`] from a request going to a keyed
 /// backend. Whether any was there.
 pub fn strip_client_account_headers(headers: &mut HeaderMap) -> bool {
-    let mut removed = false;
-    for name in CLIENT_ACCOUNT_HEADERS {
-        removed |= headers.remove(*name).is_some();
-    }
-    removed
+    remove_all(headers, CLIENT_ACCOUNT_HEADERS)
 }
 
 /// An answer body with the backend's key masked. See the [module docs](self).

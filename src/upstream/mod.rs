@@ -263,9 +263,7 @@ impl<B> Service<Request<B>> for Upstream {
         // The client's account headers do not ride on the backend's own key
         // (the backend's rules may still set them).
         let keyed = matches!(target.backend().credential(), Credential::Key(_))
-            && mask::CLIENT_ACCOUNT_HEADERS
-                .iter()
-                .any(|name| headers.contains_key(*name));
+            && mask::has_client_account_headers(&headers);
         let as_came = match &give_back {
             Some(_) if !rules.is_empty() || keyed => Some(headers.clone()),
             _ => None,
