@@ -80,4 +80,5 @@ SOAK_PID=$PX SOAK_URL="http://127.0.0.1:$PX_PORT" SOAK_KEY=$KEY SOAK_SECS=$SOAK_
   taskset -c 1 cargo bench --quiet --bench soak || status=$?
 echo "log files: $(du -sh "$WORK/logs" | cut -f1) in $(ls "$WORK/logs" | wc -l) files; proxy stderr: $(wc -l < "$WORK/proxy.log") lines"
 if grep -q 'panicked' "$WORK/proxy.log"; then echo "soak: the proxy panicked:" >&2; grep -m5 panicked "$WORK/proxy.log" >&2; status=1; fi
+if [ "$status" != 0 ]; then echo "soak: the proxy's last stderr lines:" >&2; tail -20 "$WORK/proxy.log" >&2; fi
 exit $status

@@ -75,6 +75,10 @@ fn init_tracing() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // A stderr that cannot be written (a full disk under a redirect) loses
+        // lines; reporting that with `eprintln!` would panic in whatever task
+        // was logging.
+        .log_internal_errors(false)
         .init();
 }
 

@@ -1392,3 +1392,68 @@ fn serve_on_a_port_in_use_exits_1() {
     );
     drop(taken);
 }
+
+/// A stderr that cannot be written (a redirect to a full disk; `/dev/full`
+/// here) loses log lines and nothing else: the process neither panics nor
+/// aborts, and answers every request (a panic in tracing's error report,
+/// then a second one in the log layer's panic hook, used to abort it).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_stderr_on_a_full_disk_does_not_stop_the_proxy() {
+    let dir = TempDir::new("full-stderr");
+    let port = free_port();
+    let config = dir.write(
+        "config.toml",
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n\
+             [stack]\norder = [\"log\", \"failover\"]\n\n\
+             [log]\ndir = \"logs\"\n\n\
+             [[backends]]\nname = \"gone\"\nprovider = \"openai\"\nbase_url = \"http://127.0.0.1:1/v1\"\napi_key = \"sk-unused-0000000000000000\"\n\n\
+             [[models]]\nname = \"gone\"\ntargets = [{{ backend = \"gone\" }}]\n"
+        ),
+    );
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let child = llm_router()
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(full)
+        .spawn()
+        .expect("spawn llm-router serve");
+    let mut child = ChildGuard(Some(child));
+    // No "listening" line to wait for: wait (bounded) until the port answers.
+    let deadline = Instant::now() + WAIT;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
+        assert!(
+            child.child().try_wait().unwrap().is_none(),
+            "serve exited before listening"
+        );
+        assert!(Instant::now() < deadline, "serve did not listen");
+        // Polling a condition, bounded by the deadline above.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for _ in 0..3 {
+        // A connection error upstream: logged at warn level, to /dev/full.
+        let mut stream = TcpStream::connect_timeout(&addr, WAIT).expect("connect");
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let body = r#"{"model":"gone","messages":[{"role":"user","content":"hi"}]}"#;
+        write!(
+            stream,
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("read answer");
+        assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
+    }
+    let health = http_get(port, "/health");
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(child.child().try_wait().unwrap().is_none(), "serve died");
+}

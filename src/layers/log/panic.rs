@@ -120,8 +120,11 @@ pub(crate) fn append(dir: &Path, record: &Value, max_file_bytes: u64) {
         file.write_all(&line)
     };
     if let Err(e) = write() {
-        // Not tracing: this may run inside the panic hook.
-        eprintln!(
+        // Not tracing: this may run inside the panic hook. Nor `eprintln!`,
+        // which panics when stderr cannot be written: inside the hook, a
+        // second panic aborts the process.
+        let _ = writeln!(
+            std::io::stderr(),
             "llm-router: cannot write {}: {e}",
             dir.join("exceptions.json").display()
         );

@@ -159,11 +159,10 @@ impl LogFile {
         Ok(())
     }
 
-    fn flush(&mut self) {
-        if let Some(file) = &mut self.file {
-            if let Err(e) = file.flush() {
-                tracing::warn!(error = %e, file = %self.path.display(), "flushing a log file failed");
-            }
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.file {
+            Some(file) => file.flush(),
+            None => Ok(()),
         }
     }
 }
@@ -258,9 +257,14 @@ impl Session {
         file.write(&self.dir, line, self.max_file_bytes)
     }
 
+    /// Flush both files; a failure (a full disk) is counted and reported
+    /// like a failed write, not once per flush.
     fn flush(&mut self) {
-        self.main.flush();
-        self.errors.flush();
+        for result in [self.main.flush(), self.errors.flush()] {
+            if let Err(e) = result {
+                self.failed(&e);
+            }
+        }
     }
 
     fn failed(&mut self, e: &io::Error) {
@@ -272,7 +276,7 @@ impl Session {
                 "cannot write the request log; records are dropped"
             );
         }
-        self.failures += 1;
+        self.failures = self.failures.wrapping_add(1);
     }
 }
 
@@ -449,7 +453,7 @@ mod tests {
             let line = format!("{n:099}");
             file.write(&dir, line.as_bytes(), 250).unwrap();
         }
-        file.flush();
+        file.flush().unwrap();
         let read = |p: &Path| std::fs::read_to_string(p).unwrap();
         assert_eq!(read(&path), format!("{:099}\n{:099}\n", 38, 39));
         for k in 1..=LogPolicy::ROTATED_FILES_KEPT {
@@ -463,7 +467,7 @@ mod tests {
         assert!(!numbered(&path, LogPolicy::ROTATED_FILES_KEPT + 1).exists());
         // A line longer than the size goes alone into its own file.
         file.write(&dir, &[b'a'; 300], 250).unwrap();
-        file.flush();
+        file.flush().unwrap();
         assert_eq!(read(&path).len(), 301);
         #[cfg(unix)]
         {
