@@ -12,7 +12,7 @@
 //! [`LlmRequest::unread`], so `log` and `metrics` see it and `auth` answers
 //! its 401; the connection is closed when the body was not over), and an
 //! accepted one carries the result to `auth`
-//! ([`Checked`](crate::layers::auth::Checked)). An error from the stack is
+//! ([`Checked`]). An error from the stack is
 //! rendered once, here, in the client's format. Every answer carries
 //! `x-request-id` (the client's own, or a new one) and
 //! `x-llm-router-overhead-ms`.

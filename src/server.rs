@@ -55,8 +55,8 @@ mod conn;
 mod files;
 
 pub use conn::ConnectionLimits;
-pub use files::{connections_within, RESERVED_FILES};
 use conn::{Activity, Driver, Episode, InFlight, Registry, Slot, TrackedBody, Watched};
+pub use files::{connections_within, RESERVED_FILES};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -108,7 +108,10 @@ impl Server {
             .map_err(|source| ServerError::Bind { addr, source })?;
         let mut limits = ConnectionLimits::from(&config.server);
         limits.max_connections = files::fitting_connections(limits.max_connections);
-        Ok(Server::from_parts(listener, app, tls, config.server.shutdown_timeout).with_limits(limits))
+        Ok(
+            Server::from_parts(listener, app, tls, config.server.shutdown_timeout)
+                .with_limits(limits),
+        )
     }
 
     /// Serve `app` on an already bound listener (with the default

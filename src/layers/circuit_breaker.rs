@@ -25,7 +25,7 @@
 //! a target that finds the table full of open circuits is not tracked. A
 //! client sending endless model names to a `*` route cannot grow it. Targets
 //! of `api_key = "passthrough"` backends have a circuit per client
-//! credential (see [`state_key`](crate::layers::failover::state_key)).
+//! credential (see [`state_key`]).
 //!
 //! The state lives in a shared [`Breakers`] registry, so every clone of the
 //! service (hyper makes one per connection) sees the same circuits, and the

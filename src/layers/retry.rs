@@ -14,7 +14,7 @@
 //! (failover cools the target down and moves on). Below a circuit breaker,
 //! each failed attempt counts there before it is retried, and no retry goes
 //! to a circuit that opened (see
-//! [`CircuitGate`](crate::layers::circuit_breaker::CircuitGate)). The request is replayed
+//! [`CircuitGate`]). The request is replayed
 //! from the parsed value in its extensions — the client's body is never read
 //! again.
 //!
