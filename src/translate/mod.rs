@@ -25,6 +25,7 @@ pub mod body;
 pub(crate) mod convert;
 pub mod gemini;
 pub mod ollama;
+pub mod responses;
 #[cfg(test)]
 mod proptests;
 pub mod xml_tools;

@@ -1,0 +1,1 @@
+//! A Responses client served through the pivot (see [`super`]).

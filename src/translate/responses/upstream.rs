@@ -1,0 +1,1 @@
+//! A pivot request served by a Responses API backend (see [`super`]).
