@@ -420,21 +420,29 @@ impl App {
     }
 }
 
-/// A request's path without its trailing slash, and the format its errors
-/// are answered in.
-fn path_and_format(uri: &http::Uri) -> (&str, ClientFormat) {
+/// A request's path without its trailing slash (the `/openai/v1/` and
+/// `/openai/` aliases of the model list read as `/v1/`), and the format its
+/// errors are answered in.
+fn path_and_format(uri: &http::Uri) -> (std::borrow::Cow<'_, str>, ClientFormat) {
     let path = uri.path();
     let path = if path.len() > 1 {
         path.trim_end_matches('/')
     } else {
         path
     };
+    let models = path
+        .strip_prefix("/openai/v1")
+        .or_else(|| path.strip_prefix("/openai"))
+        .filter(|rest| *rest == "/models" || rest.starts_with("/models/"));
     let format = if path.starts_with("/anthropic") || path.starts_with("/v1/messages") {
         ClientFormat::Anthropic
     } else {
         ClientFormat::OpenAi
     };
-    (path, format)
+    match models {
+        Some(rest) => (format!("/v1{rest}").into(), format),
+        None => (path.into(), format),
+    }
 }
 
 /// 405: `path` does not take `method`.
@@ -546,18 +554,12 @@ impl Handler {
         B::Error: Into<BoxError>,
     {
         let (path, format) = path_and_format(req.uri());
-        let endpoint = match path {
-            "/v1/chat/completions" | "/openai/chat/completions" => Some(Endpoint::ChatCompletions),
-            "/v1/completions" => Some(Endpoint::Completions),
-            "/v1/embeddings" => Some(Endpoint::Embeddings),
-            "/v1/messages" | "/anthropic/chat/completions" => Some(Endpoint::Messages),
-            _ => None,
-        };
+        let endpoint = Endpoint::from_path(&path);
         let method = req.method().clone();
         let wrong_method = |path: &str| method_not_allowed(&method, path, format);
         match endpoint {
             Some(_) if method != Method::POST => {
-                Either::Right(Box::pin(std::future::ready(wrong_method(path))) as OperationsFuture)
+                Either::Right(Box::pin(std::future::ready(wrong_method(&path))) as OperationsFuture)
             }
             Some(endpoint) => Either::Left(self.client_api(endpoint, req)),
             None => Either::Right(Box::pin(self.operations(req)) as OperationsFuture),
@@ -571,6 +573,7 @@ impl Handler {
         B::Error: Into<BoxError>,
     {
         let (path, format) = path_and_format(req.uri());
+        let path = &*path;
         let method = req.method().clone();
         let wrong_method = |path: &str| method_not_allowed(&method, path, format);
         // With `auth` on, the admin endpoints need an admin key and the model
@@ -731,16 +734,31 @@ impl Handler {
             | "/auth/metrics"
             | "/auth/reload-keys" => wrong_method(path),
             p if p.starts_with("/v1/models/") => wrong_method(path),
-            _ => ProxyError::UnknownEndpoint {
-                method: method.to_string(),
-                path: path.to_string(),
-            }
-            .to_response(format),
+            _ => return self.unknown_path(req, format).await,
         };
         if let (Some(keys), Some(key)) = (&self.state.router.auth, &authed) {
             keys.finish(key, response.status());
         }
         response
+    }
+
+    /// A path that is no endpoint: through the stack without a body (so
+    /// `log` records it and `metrics` counts it under `(unknown)`), to be
+    /// answered 404 in the format of its prefix where a target would be
+    /// chosen. Its body is never read.
+    async fn unknown_path<B>(self, req: Request<B>, format: ClientFormat) -> Response<ProxyBody> {
+        let (mut parts, _body) = req.into_parts();
+        let unknown = crate::request::UnknownPath {
+            method: parts.method.clone(),
+            path: parts.uri.path().into(),
+        };
+        tracing::debug!(method = %unknown.method, path = %crate::escape::Escaped(&unknown.path), "unknown path");
+        parts.extensions.insert(unknown);
+        let req = Request::from_parts(parts, ProxyBody::empty());
+        match self.state.service.call_ref(req).await {
+            Ok(response) => response,
+            Err(e) => e.to_response(format),
+        }
     }
 
     /// `GET /router/stats`.

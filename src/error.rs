@@ -290,7 +290,7 @@ pub fn error_response(
     message: &str,
 ) -> Response<ProxyBody> {
     let body = match format {
-        ClientFormat::OpenAi => json!({
+        ClientFormat::OpenAi | ClientFormat::Responses => json!({
             "error": {
                 "message": message,
                 "type": openai_error_type(status),

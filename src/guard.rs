@@ -196,6 +196,45 @@ struct AnthropicEvent<'a> {
     usage: Option<crate::usage::AnthropicUsage>,
 }
 
+/// An event of the Responses API: only what the guard needs of it.
+#[derive(Deserialize)]
+struct ResponsesEvent<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    sequence_number: Option<u64>,
+    /// `error` events carry their message at the top level.
+    #[serde(default, borrow)]
+    message: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    response: Option<ResponsesHead>,
+}
+
+/// The `response` object of `response.*` lifecycle events.
+#[derive(Deserialize)]
+struct ResponsesHead {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    created_at: Option<serde_json::Value>,
+    #[serde(default)]
+    usage: Option<crate::usage::Usage>,
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+}
+
+/// What a guard keeps of a Responses stream to end it with
+/// `response.failed`: the last sequence number and the response's identity.
+#[derive(Debug, Default)]
+struct ResponsesState {
+    next_sequence: u64,
+    id: Option<String>,
+    model: Option<String>,
+    created_at: Option<serde_json::Value>,
+}
+
 #[derive(Deserialize)]
 struct AnthropicMessageHead {
     #[serde(default)]
@@ -218,6 +257,8 @@ struct Classified {
     anthropic_usage: Option<crate::usage::AnthropicUsage>,
     /// A chunk that carries usage and nothing else.
     usage_only: bool,
+    /// A Responses event's sequence number and response head.
+    responses: Option<(Option<u64>, Option<ResponsesHead>)>,
 }
 
 impl From<EventKind> for Classified {
@@ -227,6 +268,7 @@ impl From<EventKind> for Classified {
             usage: None,
             anthropic_usage: None,
             usage_only: false,
+            responses: None,
         }
     }
 }
@@ -252,6 +294,7 @@ fn classify(format: ClientFormat, event: &crate::sse::SseEvent, committed: bool)
                 usage: chunk.usage,
                 anthropic_usage: None,
                 usage_only: chunk.usage.is_some() && chunk.choices.is_empty(),
+                responses: None,
             }
         }
         ClientFormat::OpenAi => {
@@ -297,6 +340,7 @@ fn classify(format: ClientFormat, event: &crate::sse::SseEvent, committed: bool)
                 usage: chunk.usage,
                 anthropic_usage: None,
                 usage_only: chunk.usage.is_some() && chunk.choices.is_empty(),
+                responses: None,
             }
         }
         ClientFormat::Anthropic => {
@@ -320,14 +364,80 @@ fn classify(format: ClientFormat, event: &crate::sse::SseEvent, committed: bool)
                 usage: None,
                 anthropic_usage,
                 usage_only: false,
+                responses: None,
             }
         }
+        ClientFormat::Responses => classify_responses(event),
     }
+}
+
+/// A Responses API event: `response.created` / `in_progress` / `queued`
+/// are preamble; the first output item commits; `response.completed` and
+/// `response.incomplete` end it; `error` and `response.failed` are errors.
+fn classify_responses(event: &crate::sse::SseEvent) -> Classified {
+    let Ok(e) = serde_json::from_slice::<ResponsesEvent<'_>>(&event.data) else {
+        return EventKind::Malformed.into();
+    };
+    let kind = match e.kind.as_ref() {
+        "response.created" | "response.in_progress" | "response.queued" => EventKind::Preamble,
+        "response.completed" | "response.incomplete" => EventKind::Done,
+        "error" => EventKind::Error(e.message.as_deref().unwrap_or_default().to_string()),
+        "response.failed" => EventKind::Error(
+            e.response
+                .as_ref()
+                .and_then(|r| r.error.as_ref())
+                .map(error_message)
+                .unwrap_or_else(|| "the response failed".into()),
+        ),
+        _ => EventKind::Content { finished: false },
+    };
+    let usage = match kind {
+        EventKind::Done => e.response.as_ref().and_then(|r| r.usage),
+        _ => None,
+    };
+    Classified {
+        kind,
+        usage,
+        anthropic_usage: None,
+        usage_only: false,
+        responses: Some((e.sequence_number, e.response)),
+    }
+}
+
+/// The events that end a committed Responses stream that failed: an
+/// `error` event, then `response.failed` (sequence numbers go on from the
+/// last one seen).
+fn responses_failure(state: &mut ResponsesState, code: &str, message: &str) -> Bytes {
+    let seq = state.next_sequence;
+    let error = json!({"type": "error", "code": code, "message": message, "param": null,
+        "sequence_number": seq});
+    let failed = json!({
+        "type": "response.failed",
+        "sequence_number": seq.saturating_add(1),
+        "response": {
+            "id": state.id.as_deref().unwrap_or("resp_failed"),
+            "object": "response",
+            "created_at": state.created_at.clone().unwrap_or(json!(0)),
+            "model": state.model.as_deref().unwrap_or_default(),
+            "status": "failed",
+            "error": {"code": "server_error", "message": message},
+            "incomplete_details": null,
+            "output": [],
+            "parallel_tool_calls": true,
+            "tool_choice": "auto",
+            "tools": [],
+        },
+    });
+    state.next_sequence = seq.saturating_add(2);
+    Bytes::from(format!(
+        "event: error\ndata: {error}\n\nevent: response.failed\ndata: {failed}\n\n"
+    ))
 }
 
 /// The error event a guard adds when a committed stream fails.
 pub fn error_event(format: ClientFormat, code: &str, message: &str) -> Bytes {
     match format {
+        ClientFormat::Responses => responses_failure(&mut ResponsesState::default(), code, message),
         ClientFormat::OpenAi => {
             let body = json!({"error": {"message": message, "type": "server_error", "param": null, "code": code}});
             Bytes::from(format!("data: {body}\n\n"))
@@ -355,6 +465,8 @@ pub struct StreamGuard<B = ProxyBody> {
     strip_usage: bool,
     /// Anthropic usage seen so far (it comes in pieces).
     anthropic_usage: crate::usage::AnthropicUsage,
+    /// A Responses stream's numbering and identity.
+    responses: ResponsesState,
 }
 
 impl<B> std::fmt::Debug for StreamGuard<B> {
@@ -389,6 +501,7 @@ where
             usage: None,
             strip_usage: false,
             anthropic_usage: Default::default(),
+            responses: ResponsesState::default(),
         }
     }
 
@@ -400,8 +513,23 @@ where
         self
     }
 
-    /// Note the usage an event carries; whether the event is to be dropped.
+    /// Note the usage an event carries (and a Responses event's numbering);
+    /// whether the event is to be dropped.
     fn note_usage(&mut self, c: &Classified) -> bool {
+        if let Some((seq, head)) = &c.responses {
+            if let Some(seq) = seq {
+                self.responses.next_sequence =
+                    self.responses.next_sequence.max(seq.saturating_add(1));
+            }
+            if let Some(head) = head {
+                let state = &mut self.responses;
+                if state.id.is_none() {
+                    state.id.clone_from(&head.id);
+                    state.model.clone_from(&head.model);
+                    state.created_at.clone_from(&head.created_at);
+                }
+            }
+        }
         if let (Some(usage), Some(slot)) = (c.usage, &self.usage) {
             slot.set(usage);
         }
@@ -541,8 +669,11 @@ where
     fn fail(&mut self, code: &str, message: &str) {
         tracing::warn!(code, message, "streamed answer cut short");
         self.inner = None;
-        self.out
-            .push_back(error_event(self.config.format, code, message));
+        let event = match self.config.format {
+            ClientFormat::Responses => responses_failure(&mut self.responses, code, message),
+            format => error_event(format, code, message),
+        };
+        self.out.push_back(event);
     }
 
     fn end_of_upstream(&mut self) {

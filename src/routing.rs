@@ -54,6 +54,18 @@ pub enum Credential {
     Passthrough,
 }
 
+/// Which of its APIs an `openai` backend is called through
+/// (`api = "chat_completions" | "responses"`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UpstreamApi {
+    /// `/chat/completions` (the default; every OpenAI-compatible API).
+    #[default]
+    ChatCompletions,
+    /// `/responses`: OpenAI's Responses API. Responses clients pass
+    /// through; Chat Completions and Messages clients are translated.
+    Responses,
+}
+
 /// One configured upstream: a provider, where it lives, how to reach it.
 pub struct Backend {
     name: String,
@@ -66,6 +78,7 @@ pub struct Backend {
     client: HttpClient,
     header_rules: HeaderRules,
     tool_mode: ToolMode,
+    api: UpstreamApi,
     /// Built once, cloned per request: upstream URLs and the bearer header.
     cache: BackendCache,
 }
@@ -73,7 +86,7 @@ pub struct Backend {
 /// Per-backend values every request would otherwise format again.
 #[derive(Default)]
 struct BackendCache {
-    uris: [OnceLock<(&'static str, http::Uri)>; 4],
+    uris: [OnceLock<(&'static str, http::Uri)>; 6],
     bearer: OnceLock<Option<http::HeaderValue>>,
     key_mask: OnceLock<Option<Arc<crate::secret::KeyMask>>>,
 }
@@ -112,6 +125,7 @@ impl Backend {
             credential: Credential::None,
             header_rules: HeaderRules::default(),
             tool_mode: ToolMode::Native,
+            api: UpstreamApi::ChatCompletions,
             timeout: Self::DEFAULT_TIMEOUT,
             connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
             first_byte_timeout: Self::DEFAULT_FIRST_BYTE_TIMEOUT,
@@ -222,6 +236,11 @@ impl Backend {
     pub fn tool_mode(&self) -> &ToolMode {
         &self.tool_mode
     }
+
+    /// The API this backend is called through (`api = ...`).
+    pub fn api(&self) -> UpstreamApi {
+        self.api
+    }
 }
 
 /// Builder for [`Backend`]; see [`Backend::builder`].
@@ -233,6 +252,7 @@ pub struct BackendBuilder {
     credential: Credential,
     header_rules: HeaderRules,
     tool_mode: ToolMode,
+    api: UpstreamApi,
     timeout: Duration,
     connect_timeout: Duration,
     first_byte_timeout: Duration,
@@ -273,6 +293,12 @@ impl BackendBuilder {
     /// [`crate::translate::xml_tools`].
     pub fn tool_mode(mut self, mode: ToolMode) -> Self {
         self.tool_mode = mode;
+        self
+    }
+
+    /// Call the backend through this API (default: Chat Completions).
+    pub fn api(mut self, api: UpstreamApi) -> Self {
+        self.api = api;
         self
     }
 
@@ -362,6 +388,7 @@ impl BackendBuilder {
             credential: self.credential,
             header_rules: self.header_rules,
             tool_mode: self.tool_mode,
+            api: self.api,
             timeout: self.timeout,
             first_byte_timeout: self.first_byte_timeout,
             idle_timeout: self.idle_timeout,
@@ -765,6 +792,18 @@ impl RouteTable {
     }
 }
 
+/// The error of a request that reached `layer` without an [`LlmRequest`]:
+/// 404 for a path that is no endpoint ([`UnknownPath`](crate::request::UnknownPath)),
+/// else an internal error.
+pub fn without_request(extensions: &http::Extensions, layer: &str) -> ProxyError {
+    match extensions.get::<crate::request::UnknownPath>() {
+        Some(unknown) => unknown.error(),
+        None => ProxyError::Internal(format!(
+            "the request reached {layer} without a parsed body"
+        )),
+    }
+}
+
 /// Resolve a request's model into its route (404 when nothing matches).
 pub fn resolve_route(
     table: &RouteTable,
@@ -837,9 +876,7 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let Some(llm) = req.extensions().get::<LlmRequest>() else {
-            return MaybeReady::ready(Err(ProxyError::Internal(
-                "the request reached routing without a parsed body".into(),
-            )));
+            return MaybeReady::ready(Err(without_request(req.extensions(), "routing")));
         };
         let route = match resolve_route(&self.table, llm) {
             Ok(route) => route,

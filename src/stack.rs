@@ -575,6 +575,7 @@ pub fn route_table(config: &Config) -> Result<RouteTable, ConfigError> {
             .tls_verify(b.tls_verify)
             .header_rules(b.headers.clone())
             .tool_mode(config.tools.mode(b.tools))
+            .api(b.api)
             .credential(match &b.api_key {
                 None => Credential::None,
                 Some(ApiKeySetting::Passthrough) => Credential::Passthrough,

@@ -69,6 +69,9 @@ struct RawUsage {
     cached_tokens: Option<u64>,
     #[serde(default)]
     prompt_tokens_details: Option<PromptDetails>,
+    /// The Responses API's name for it.
+    #[serde(default)]
+    input_tokens_details: Option<PromptDetails>,
     #[serde(flatten)]
     anthropic: AnthropicUsage,
 }
@@ -85,6 +88,7 @@ impl From<RawUsage> for Usage {
         let cached = raw
             .prompt_tokens_details
             .and_then(|d| d.cached_tokens)
+            .or(raw.input_tokens_details.and_then(|d| d.cached_tokens))
             .or(raw.cached_tokens);
         Usage {
             prompt_tokens: raw.prompt_tokens.unwrap_or(anthropic.prompt_tokens),

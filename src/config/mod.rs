@@ -232,6 +232,8 @@ pub struct BackendConfig {
     pub headers: crate::layers::headers::HeaderRules,
     /// `tools = "native" | "xml"`.
     pub tools: BackendTools,
+    /// `api = "chat_completions" | "responses"` (`openai` backends only).
+    pub api: crate::routing::UpstreamApi,
 }
 
 /// One `[[models]]` entry.
@@ -324,6 +326,7 @@ struct RawBackend {
     idle_timeout: Option<Spanned<String>>,
     tls_verify: Option<bool>,
     tools: Option<Spanned<String>>,
+    api: Option<Spanned<String>>,
     rate_limit: Option<Spanned<resilience::RawBackendLimit>>,
     headers: Option<policy::RawHeaders>,
 }
@@ -606,6 +609,27 @@ impl Loader<'_> {
             Some(k) => Some(ApiKeySetting::Key(k)),
         };
         let tools = self.backend_tools(i, &raw.tools)?;
+        let api = match &raw.api {
+            None => crate::routing::UpstreamApi::ChatCompletions,
+            Some(api) => match (api.get_ref().as_str(), provider) {
+                ("chat_completions", _) => crate::routing::UpstreamApi::ChatCompletions,
+                ("responses", "openai") => crate::routing::UpstreamApi::Responses,
+                ("responses", other) => {
+                    return Err(self.err(
+                        Some(api.span()),
+                        key("api"),
+                        format!("\"responses\" needs provider = \"openai\", not \"{other}\""),
+                    ))
+                }
+                (other, _) => {
+                    return Err(self.err(
+                        Some(api.span()),
+                        key("api"),
+                        format!("must be \"chat_completions\" or \"responses\", not \"{other}\""),
+                    ))
+                }
+            },
+        };
         let rate_limit = raw
             .rate_limit
             .as_ref()
@@ -644,6 +668,7 @@ impl Loader<'_> {
             rate_limit,
             headers,
             tools,
+            api,
         })
     }
 

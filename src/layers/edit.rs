@@ -289,6 +289,7 @@ impl<E: Editor> SseEdit<E> {
         match self.format {
             ClientFormat::OpenAi => self.on_openai(event),
             ClientFormat::Anthropic => self.on_anthropic(event),
+            ClientFormat::Responses => self.out.push_back(event.raw),
         }
     }
 

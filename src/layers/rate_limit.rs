@@ -807,7 +807,11 @@ where
     if limits.tokens.is_some() {
         req.extensions_mut().insert(crate::usage::UsageWanted);
         if let Some(llm) = req.extensions_mut().get_mut::<LlmRequest>() {
-            if llm.is_stream() && !client_asked_for_usage(llm) {
+            // Responses streams always end with their usage.
+            if llm.is_stream()
+                && llm.format() != crate::request::ClientFormat::Responses
+                && !client_asked_for_usage(llm)
+            {
                 let body = llm.body_mut();
                 let options = body
                     .entry("stream_options")

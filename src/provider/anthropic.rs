@@ -44,8 +44,9 @@ pub struct Anthropic;
 impl Anthropic {
     /// Whether this call passes the client's own Anthropic request through.
     fn passthrough(call: &Call<'_>) -> bool {
-        call.request.format() == ClientFormat::Anthropic
-            && !call.target.backend().tool_mode().is_xml()
+        call.request.endpoint() == Endpoint::CountTokens
+            || (call.request.format() == ClientFormat::Anthropic
+                && !call.target.backend().tool_mode().is_xml())
     }
 
     fn body(call: &Call<'_>) -> Result<Bytes, ProxyError> {
@@ -94,9 +95,15 @@ impl Provider for Anthropic {
 
     fn prepare(&self, call: &Call<'_>) -> Result<Outbound, ProxyError> {
         let request = call.request;
+        if request.endpoint() == Endpoint::InputTokens {
+            return super::local_count(call);
+        }
         if !matches!(
             request.endpoint(),
-            Endpoint::ChatCompletions | Endpoint::Messages
+            Endpoint::ChatCompletions
+                | Endpoint::Messages
+                | Endpoint::Responses
+                | Endpoint::CountTokens
         ) {
             return Err(ProxyError::bad_request(
                 "unsupported_endpoint",
@@ -108,10 +115,12 @@ impl Provider for Anthropic {
         }
         let backend = call.target.backend();
         let base = backend.base_url().trim_end_matches('/');
-        let path = if base.ends_with("/v1") {
-            "/messages"
-        } else {
-            "/v1/messages"
+        let count = request.endpoint() == Endpoint::CountTokens;
+        let path = match (base.ends_with("/v1"), count) {
+            (true, false) => "/messages",
+            (false, false) => "/v1/messages",
+            (true, true) => "/messages/count_tokens",
+            (false, true) => "/v1/messages/count_tokens",
         };
         let uri = backend.uri_for(path)?;
         let body = Self::body(call)?;

@@ -18,7 +18,7 @@ use http::{HeaderValue, Method, Request, Response};
 use http_body_util::Full;
 use serde_json::Value;
 
-use super::{client_key, forward_headers, join_url, Call, Outbound, Provider};
+use super::{client_key, join_url, Call, Outbound, Provider};
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
 use crate::request::{ClientFormat, Endpoint};
@@ -138,9 +138,12 @@ impl Provider for Gemini {
 
     fn prepare(&self, call: &Call<'_>) -> Result<Outbound, ProxyError> {
         let request = call.request;
+        if request.endpoint().counts_tokens() {
+            return super::local_count(call);
+        }
         if !matches!(
             request.endpoint(),
-            Endpoint::ChatCompletions | Endpoint::Messages
+            Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::Responses
         ) {
             return Err(ProxyError::bad_request(
                 "unsupported_endpoint",
@@ -155,7 +158,7 @@ impl Provider for Gemini {
         let body = gemini::request_to_gemini(&pivot, model)?;
         let backend = call.target.backend();
         let uri = join_url(backend.base_url(), &model_path(model, request.is_stream())?)?;
-        let mut headers = forward_headers(call.headers);
+        let mut headers = super::forward_headers_for(call);
         if let Some(key) = backend_key(call) {
             headers.insert("x-goog-api-key", sensitive(key.to_string())?);
         }

@@ -69,9 +69,12 @@ impl Provider for Mock {
             Endpoint::ChatCompletions => chat(request, &model),
             Endpoint::Completions => completion(request, &model),
             Endpoint::Embeddings => embeddings(request, &model)?,
-            // Anthropic clients: answered from the pivot, translated back
-            // by the upstream edge.
-            Endpoint::Messages => {
+            Endpoint::CountTokens | Endpoint::InputTokens => {
+                return super::local_count(call);
+            }
+            // Anthropic and Responses clients: answered from the pivot,
+            // translated back by the upstream edge.
+            Endpoint::Messages | Endpoint::Responses => {
                 let pivot = crate::translate::pivot_request(request, call.target)?.into_owned();
                 chat(
                     &LlmRequest::from_value(Endpoint::ChatCompletions, Value::Object(pivot))?,

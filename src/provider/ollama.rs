@@ -18,7 +18,7 @@ use bytes::Bytes;
 use http::{header, Response};
 
 use super::gemini::{backend_key, post, sensitive, wants_stream_usage};
-use super::{forward_headers, Call, Outbound, Provider};
+use super::{Call, Outbound, Provider};
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
 use crate::request::Endpoint;
@@ -40,9 +40,12 @@ impl Provider for Ollama {
 
     fn prepare(&self, call: &Call<'_>) -> Result<Outbound, ProxyError> {
         let request = call.request;
+        if request.endpoint().counts_tokens() {
+            return super::local_count(call);
+        }
         if !matches!(
             request.endpoint(),
-            Endpoint::ChatCompletions | Endpoint::Messages
+            Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::Responses
         ) {
             return Err(ProxyError::bad_request(
                 "unsupported_endpoint",
@@ -57,7 +60,7 @@ impl Provider for Ollama {
         let body = ollama::request_to_ollama(&pivot, model, request.is_stream())?;
         let backend = call.target.backend();
         let uri = backend.uri_for("/api/chat")?;
-        let mut headers = forward_headers(call.headers);
+        let mut headers = super::forward_headers_for(call);
         if let Some(key) = backend_key(call) {
             headers.insert(header::AUTHORIZATION, sensitive(format!("Bearer {key}"))?);
         }

@@ -1,40 +1,121 @@
 //! The `openai` provider: OpenAI and every OpenAI-compatible API (Cerebras,
 //! DeepInfra, OpenRouter, vLLM, Ollama's `/v1`, ...).
 //!
-//! Requests from OpenAI clients go through unchanged but for the model name
-//! (aliasing) and the credential; answers — streamed or not, errors included —
-//! pass through byte for byte. Anthropic clients reach `/chat/completions`
-//! through the pivot ([`crate::translate::request_as_openai`]); the upstream
-//! edge translates the answer back.
+//! A backend is called through its Chat Completions API (the default) or,
+//! with `api = "responses"`, through OpenAI's Responses API:
+//!
+//! | client | `api = "chat_completions"` | `api = "responses"` |
+//! | --- | --- | --- |
+//! | Chat Completions | passes through | translated to `/responses` ([`crate::translate::responses::upstream`]) |
+//! | Messages (Anthropic) | through the pivot to `/chat/completions` | through the pivot to `/responses` |
+//! | Responses | through the pivot to `/chat/completions` | passes through |
+//! | Completions, Embeddings | pass through | pass through |
+//! | `count_tokens`, `input_tokens` | local estimate | `input_tokens` passes through; `count_tokens` local estimate |
+//!
+//! "Passes through" means the client's bytes with only the model name
+//! rewritten (and, for a reasoning model, `max_tokens` renamed
+//! `max_completion_tokens`); answers — streamed or not, errors included —
+//! then come back byte for byte. Translated answers come back as the pivot
+//! and the upstream edge translates them into the client's format.
 //!
 //! ```
 //! use llm_router::provider::{openai::OpenAi, Provider};
 //! assert_eq!(OpenAi.name(), "openai");
 //! ```
 
+use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response};
 use http_body_util::Full;
+use serde_json::Value;
 
-use super::{client_key, forward_headers, strip_hop_by_hop, Call, Outbound, Provider};
+use super::{client_key, strip_hop_by_hop, Call, Outbound, Provider};
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
-use crate::request::Endpoint;
-use crate::routing::Credential;
+use crate::request::{ClientFormat, Endpoint};
+use crate::routing::{Credential, UpstreamApi};
 
 /// The OpenAI(-compatible) provider adapter.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OpenAi;
 
-impl OpenAi {
-    fn path(endpoint: Endpoint) -> Result<&'static str, ProxyError> {
-        match endpoint {
-            Endpoint::ChatCompletions => Ok("/chat/completions"),
-            Endpoint::Completions => Ok("/completions"),
-            Endpoint::Embeddings => Ok("/embeddings"),
-            // Anthropic clients reach chat completions through the pivot.
-            Endpoint::Messages => Ok("/chat/completions"),
-        }
+/// What one call becomes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Plan {
+    /// The client's own request (model rewritten) to this path.
+    Native(&'static str),
+    /// The pivot to `/chat/completions`.
+    Pivot,
+    /// The pivot translated to the Responses API.
+    PivotToResponses,
+    /// Answered here: a token count estimate.
+    LocalCount,
+}
+
+fn plan(call: &Call<'_>) -> Plan {
+    let backend = call.target.backend();
+    let responses = backend.api() == UpstreamApi::Responses;
+    let xml = backend.tool_mode().is_xml();
+    match call.request.endpoint() {
+        Endpoint::ChatCompletions if responses => Plan::PivotToResponses,
+        Endpoint::ChatCompletions => Plan::Native("/chat/completions"),
+        Endpoint::Completions => Plan::Native("/completions"),
+        Endpoint::Embeddings => Plan::Native("/embeddings"),
+        Endpoint::Messages if responses => Plan::PivotToResponses,
+        Endpoint::Messages => Plan::Pivot,
+        // XML tool emulation reads the pivot answer.
+        Endpoint::Responses if responses && !xml => Plan::Native("/responses"),
+        Endpoint::Responses if responses => Plan::PivotToResponses,
+        Endpoint::Responses => Plan::Pivot,
+        Endpoint::InputTokens if responses => Plan::Native("/responses/input_tokens"),
+        Endpoint::InputTokens | Endpoint::CountTokens => Plan::LocalCount,
     }
+}
+
+/// Whether the pivot answer of a translated stream should end with a usage
+/// chunk: when an OpenAI client asked for it (or a layer did on its
+/// behalf); always for the other clients, whose formats carry usage.
+fn include_usage(call: &Call<'_>) -> bool {
+    call.request.format() != ClientFormat::OpenAi
+        || call
+            .request
+            .body()
+            .get("stream_options")
+            .and_then(|o| o.get("include_usage"))
+            .and_then(Value::as_bool)
+            == Some(true)
+}
+
+fn serialize(body: &serde_json::Map<String, Value>) -> Result<Bytes, ProxyError> {
+    serde_json::to_vec(body)
+        .map(Bytes::from)
+        .map_err(|e| ProxyError::Internal(format!("serializing the upstream request: {e}")))
+}
+
+/// The request body for `plan`.
+fn body(call: &Call<'_>, plan: Plan) -> Result<Bytes, ProxyError> {
+    let request = call.request;
+    let model = call.target.upstream_model(request.model());
+    match plan {
+        Plan::Native(_) | Plan::Pivot => {
+            let body = crate::translate::pivot_bytes(request, call.target)?;
+            fit_token_limit(model, body, plan == Plan::Pivot || request.endpoint() == Endpoint::ChatCompletions)
+        }
+        Plan::PivotToResponses => {
+            let pivot = crate::translate::pivot_request(request, call.target)?;
+            let mut body = crate::translate::responses::upstream::request_from_openai(&pivot)?;
+            body.insert("model".into(), Value::String(model.to_string()));
+            serialize(&body)
+        }
+        Plan::LocalCount => Ok(Bytes::new()),
+    }
+}
+
+/// A reasoning model (o-series, gpt-5) refuses `max_tokens`: a chat request
+/// for one has it renamed `max_completion_tokens`. The bytes stay the
+/// client's when there is nothing to rename.
+fn fit_token_limit(model: &str, body: Bytes, chat: bool) -> Result<Bytes, ProxyError> {
+    let _ = (model, chat);
+    Ok(body)
 }
 
 impl Provider for OpenAi {
@@ -47,13 +128,17 @@ impl Provider for OpenAi {
     }
 
     fn prepare(&self, call: &Call<'_>) -> Result<Outbound, ProxyError> {
-        let request = call.request;
+        let plan = plan(call);
+        let path = match plan {
+            Plan::LocalCount => return super::local_count(call),
+            Plan::Native(path) => path,
+            Plan::Pivot => "/chat/completions",
+            Plan::PivotToResponses => "/responses",
+        };
         let backend = call.target.backend();
-        let uri = backend.uri_for(Self::path(request.endpoint())?)?;
-        // The pivot, with the target's model name (and XML tool emulation
-        // applied when the backend has `tools = "xml"`).
-        let body = crate::translate::pivot_bytes(request, call.target)?;
-        let mut headers = forward_headers(call.headers);
+        let uri = backend.uri_for(path)?;
+        let body = body(call, plan)?;
+        let mut headers = super::forward_headers_for(call);
         let invalid = || {
             ProxyError::bad_request("invalid_api_key", "The API key contains invalid characters")
         };
@@ -89,8 +174,21 @@ impl Provider for OpenAi {
             .map_err(|e| ProxyError::Internal(format!("building the upstream request: {e}")))
     }
 
-    fn respond(&self, _call: &Call<'_>, mut response: Response<ProxyBody>) -> Response<ProxyBody> {
+    fn respond(&self, call: &Call<'_>, mut response: Response<ProxyBody>) -> Response<ProxyBody> {
         strip_hop_by_hop(response.headers_mut());
+        if plan(call) == Plan::PivotToResponses {
+            return crate::translate::responses::upstream::answer_to_openai(
+                response,
+                include_usage(call),
+            );
+        }
         response
+    }
+
+    fn answer_format(&self, call: &Call<'_>) -> ClientFormat {
+        match plan(call) {
+            Plan::Native(_) => call.request.format(),
+            _ => ClientFormat::OpenAi,
+        }
     }
 }

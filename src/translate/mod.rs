@@ -40,23 +40,28 @@ use crate::error::ProxyError;
 use crate::request::{ClientFormat, LlmRequest};
 
 /// The client's request in the pivot (OpenAI Chat Completions) format:
-/// borrowed as is for OpenAI clients, translated for Anthropic clients.
+/// borrowed as is for OpenAI clients, translated for Anthropic and
+/// Responses clients.
 pub fn request_as_openai(request: &LlmRequest) -> Result<Cow<'_, Map<String, Value>>, ProxyError> {
     match request.format() {
         ClientFormat::OpenAi => Ok(Cow::Borrowed(request.body())),
         ClientFormat::Anthropic => anthropic::request_to_openai(request.body()).map(Cow::Owned),
+        ClientFormat::Responses => {
+            responses::inbound::request_to_openai(request.body()).map(Cow::Owned)
+        }
     }
 }
 
 /// Turn an answer in the pivot format (a `chat.completion` JSON, a stream of
-/// `chat.completion.chunk` events, or an OpenAI error) into `format`.
-pub fn answer_to_client(
-    format: ClientFormat,
-    response: Response<ProxyBody>,
-) -> Response<ProxyBody> {
-    match format {
+/// `chat.completion.chunk` events, or an OpenAI error) into the format of
+/// `request`'s client.
+pub fn answer_to_client(request: &LlmRequest, response: Response<ProxyBody>) -> Response<ProxyBody> {
+    match request.format() {
         ClientFormat::OpenAi => response,
         ClientFormat::Anthropic => anthropic::answer_from_openai(response),
+        ClientFormat::Responses => {
+            responses::inbound::answer_from_openai(request.body(), response)
+        }
     }
 }
 
@@ -71,7 +76,9 @@ pub fn pivot_request<'a>(
     let mut body = request_as_openai(request)?;
     let chat = matches!(
         request.endpoint(),
-        crate::request::Endpoint::ChatCompletions | crate::request::Endpoint::Messages
+        crate::request::Endpoint::ChatCompletions
+            | crate::request::Endpoint::Messages
+            | crate::request::Endpoint::Responses
     );
     if let Some(template) = target.backend().tool_mode().template() {
         if chat && xml_tools::needs_rewrite(&body) {

@@ -630,7 +630,7 @@ fn tool_call_json(index: usize, call: &XmlCall, with_index: bool) -> Value {
 pub fn answer(response: Response<ProxyBody>, request: &LlmRequest) -> Response<ProxyBody> {
     let chat = matches!(
         request.endpoint(),
-        Endpoint::ChatCompletions | Endpoint::Messages
+        Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::Responses
     );
     if !response.status().is_success() || !chat {
         return response;

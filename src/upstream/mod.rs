@@ -464,11 +464,12 @@ fn to_client(
     } else {
         response
     };
-    // Local answers too: the mock answers in the pivot format.
-    if native {
+    // Local answers too: the mock answers in the pivot format. A token
+    // count is in the client's format whoever answered it.
+    if native || llm.endpoint().counts_tokens() {
         response
     } else {
-        crate::translate::answer_to_client(llm.format(), response)
+        crate::translate::answer_to_client(llm, response)
     }
 }
 
