@@ -963,4 +963,117 @@ mod tests {
             format!("data: {ROLE}\n\ndata: {HI}\n\ndata: {STOP}\n\ndata: [DONE]\n\n")
         );
     }
+
+    fn rev(kind: &str, seq: u64, extra: &str) -> String {
+        format!("event: {kind}\ndata: {{\"type\":\"{kind}\",\"sequence_number\":{seq}{extra}}}\n\n")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn responses_preamble_commit_and_failure() {
+        let head = r#","response":{"id":"resp_1","model":"m","created_at":5,"status":"in_progress"}"#;
+        let (tx, body) = channel_body();
+        let mut guard = StreamGuard::new(body, GuardConfig::new(ClientFormat::Responses));
+        tx.send(Ok(Frame::data(Bytes::from(rev("response.created", 0, head)))))
+            .await
+            .unwrap();
+        tx.send(Ok(Frame::data(Bytes::from(rev("response.in_progress", 1, head)))))
+            .await
+            .unwrap();
+        {
+            let wait = guard.wait_for_first_content(Duration::from_secs(5));
+            tokio::pin!(wait);
+            // Preamble only: not committed.
+            assert!(tokio::time::timeout(Duration::from_secs(1), &mut wait)
+                .await
+                .is_err());
+            tx.send(Ok(Frame::data(Bytes::from(rev(
+                "response.output_item.added",
+                2,
+                r#","output_index":0,"item":{"type":"message"}"#,
+            )))))
+            .await
+            .unwrap();
+            wait.await.unwrap();
+        }
+        // The upstream breaks after the commit.
+        tx.send(Err("reset".into())).await.unwrap();
+        drop(tx);
+        let out = drain(guard).await;
+        let events: Vec<serde_json::Value> = out
+            .split("\n\n")
+            .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect();
+        let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "response.created",
+                "response.in_progress",
+                "response.output_item.added",
+                "error",
+                "response.failed"
+            ]
+        );
+        let seqs: Vec<u64> = events
+            .iter()
+            .map(|e| e["sequence_number"].as_u64().unwrap())
+            .collect();
+        assert_eq!(seqs, [0, 1, 2, 3, 4]);
+        let failed = &events[4]["response"];
+        assert_eq!(failed["id"], "resp_1");
+        assert_eq!(failed["status"], "failed");
+        assert!(!out.contains("response.completed"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn responses_error_before_output_fails_over() {
+        let (tx, body) = channel_body();
+        let mut guard = StreamGuard::new(body, GuardConfig::new(ClientFormat::Responses));
+        tx.send(Ok(Frame::data(Bytes::from(rev("response.created", 0, "")))))
+            .await
+            .unwrap();
+        tx.send(Ok(Frame::data(Bytes::from(rev(
+            "response.failed",
+            1,
+            r#","response":{"error":{"code":"server_error","message":"overloaded"}}"#,
+        )))))
+        .await
+        .unwrap();
+        let e = guard
+            .wait_for_first_content(Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StreamFailure::ErrorEvent(m) if m == "overloaded"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn responses_completed_carries_usage() {
+        let slot = crate::usage::UsageSlot::default();
+        let stream = format!(
+            "{}{}{}",
+            rev("response.created", 0, ""),
+            rev("response.output_text.delta", 1, r#","delta":"Hi""#),
+            rev(
+                "response.completed",
+                2,
+                r#","response":{"usage":{"input_tokens":7,"input_tokens_details":{"cached_tokens":2},"output_tokens":3,"total_tokens":10}}"#
+            ),
+        );
+        let mut guard = StreamGuard::new(
+            ProxyBody::full(stream.clone()),
+            GuardConfig::new(ClientFormat::Responses),
+        )
+        .with_usage(slot.clone(), false);
+        guard
+            .wait_for_first_content(Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(drain(guard).await, stream);
+        let usage = slot.get().unwrap();
+        assert_eq!(
+            (usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens),
+            (7, 3, 2)
+        );
+    }
 }

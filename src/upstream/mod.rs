@@ -467,11 +467,25 @@ fn to_client(
     // Local answers too: the mock answers in the pivot format. A token
     // count is in the client's format whoever answered it.
     if native || llm.endpoint().counts_tokens() {
-        response
-    } else {
-        crate::translate::answer_to_client(llm, response)
+        return response;
     }
+    let mut response = crate::translate::answer_to_client(llm, response);
+    if llm.format() == crate::request::ClientFormat::Responses {
+        // Hosted tools the translated backend could not run were removed
+        // from the request: say which.
+        let dropped = crate::translate::responses::inbound::dropped_tools(llm.body());
+        if !dropped.is_empty() {
+            if let Ok(value) = http::HeaderValue::try_from(dropped.join(", ")) {
+                response.headers_mut().insert(DROPPED_HEADER, value);
+            }
+        }
+    }
+    response
 }
+
+/// The answer header naming the hosted tools removed from a Responses
+/// request that a translated backend could not run.
+pub const DROPPED_HEADER: http::HeaderName = http::HeaderName::from_static("x-llm-router-dropped");
 
 /// What the stack wants of an answer's usage.
 #[derive(Clone, Copy, Debug)]

@@ -473,6 +473,8 @@ pub(crate) struct Done {
 pub(crate) struct Logged {
     pub(crate) inner: ProxyBody,
     pub(crate) tap: Option<Tap>,
+    /// For an event stream: whether its terminal event went out.
+    pub(crate) watch: Option<super::terminal::TerminalWatch>,
     pub(crate) done: Option<Done>,
 }
 
@@ -499,7 +501,10 @@ impl Logged {
 impl Drop for Logged {
     fn drop(&mut self) {
         if self.done.is_some() {
-            let complete = self.inner.is_end_stream();
+            // A client that left after the stream's terminal event got the
+            // whole answer.
+            let complete =
+                self.inner.is_end_stream() || self.watch.as_ref().is_some_and(|w| w.ended());
             self.finish(complete, None);
         }
     }
@@ -523,6 +528,9 @@ impl Body for Logged {
             Poll::Ready(Some(Ok(frame))) => {
                 if let (Some(tap), Some(data)) = (&mut this.tap, frame.data_ref()) {
                     tap.defer(data);
+                }
+                if let (Some(watch), Some(data)) = (&mut this.watch, frame.data_ref()) {
+                    watch.feed(data);
                 }
                 if this.inner.is_end_stream() {
                     this.finish(true, None);

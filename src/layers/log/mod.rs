@@ -95,6 +95,7 @@ mod panic;
 mod proptests;
 mod record;
 mod redact;
+mod terminal;
 mod writer;
 
 pub use writer::flush;
@@ -646,10 +647,13 @@ where
                 started,
                 slot,
             };
+            let watch = crate::translate::body::is_event_stream(response.headers())
+                .then(terminal::TerminalWatch::default);
             Ok(response.map(|inner| {
                 ProxyBody::new(Logged {
                     inner,
                     tap,
+                    watch,
                     done: Some(done),
                 })
             }))
