@@ -970,15 +970,24 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn responses_preamble_commit_and_failure() {
-        let head = r#","response":{"id":"resp_1","model":"m","created_at":5,"status":"in_progress"}"#;
+        let head =
+            r#","response":{"id":"resp_1","model":"m","created_at":5,"status":"in_progress"}"#;
         let (tx, body) = channel_body();
         let mut guard = StreamGuard::new(body, GuardConfig::new(ClientFormat::Responses));
-        tx.send(Ok(Frame::data(Bytes::from(rev("response.created", 0, head)))))
-            .await
-            .unwrap();
-        tx.send(Ok(Frame::data(Bytes::from(rev("response.in_progress", 1, head)))))
-            .await
-            .unwrap();
+        tx.send(Ok(Frame::data(Bytes::from(rev(
+            "response.created",
+            0,
+            head,
+        )))))
+        .await
+        .unwrap();
+        tx.send(Ok(Frame::data(Bytes::from(rev(
+            "response.in_progress",
+            1,
+            head,
+        )))))
+        .await
+        .unwrap();
         {
             let wait = guard.wait_for_first_content(Duration::from_secs(5));
             tokio::pin!(wait);
@@ -1072,7 +1081,11 @@ mod tests {
         assert_eq!(drain(guard).await, stream);
         let usage = slot.get().unwrap();
         assert_eq!(
-            (usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens),
+            (
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                usage.cached_tokens
+            ),
             (7, 3, 2)
         );
     }

@@ -798,9 +798,7 @@ impl RouteTable {
 pub fn without_request(extensions: &http::Extensions, layer: &str) -> ProxyError {
     match extensions.get::<crate::request::UnknownPath>() {
         Some(unknown) => unknown.error(),
-        None => ProxyError::Internal(format!(
-            "the request reached {layer} without a parsed body"
-        )),
+        None => ProxyError::Internal(format!("the request reached {layer} without a parsed body")),
     }
 }
 

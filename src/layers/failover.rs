@@ -575,7 +575,10 @@ where
 {
     async move {
         let Some(llm) = replay.extensions().get::<LlmRequest>().cloned() else {
-            return Err(crate::routing::without_request(replay.extensions(), "failover"));
+            return Err(crate::routing::without_request(
+                replay.extensions(),
+                "failover",
+            ));
         };
         // The model asked for: the client's, or the context fallback's.
         let mut requested: std::borrow::Cow<'_, str> = std::borrow::Cow::Borrowed(llm.model());

@@ -96,10 +96,12 @@ fn body(call: &Call<'_>, plan: Plan) -> Result<Bytes, ProxyError> {
     let request = call.request;
     let model = call.target.upstream_model(request.model());
     match plan {
-        Plan::Native(_) | Plan::Pivot => {
+        // Chat requests may need XML tool emulation (the pivot does it).
+        Plan::Native("/chat/completions") | Plan::Pivot => {
             let body = crate::translate::pivot_bytes(request, call.target)?;
-            fit_token_limit(model, body, plan == Plan::Pivot || request.endpoint() == Endpoint::ChatCompletions)
+            fit_token_limit(model, body)
         }
+        Plan::Native(_) => request.to_bytes(Some(model)),
         Plan::PivotToResponses => {
             let pivot = crate::translate::pivot_request(request, call.target)?;
             let mut body = crate::translate::responses::upstream::request_from_openai(&pivot)?;
@@ -113,8 +115,8 @@ fn body(call: &Call<'_>, plan: Plan) -> Result<Bytes, ProxyError> {
 /// A reasoning model (o-series, gpt-5) refuses `max_tokens`: a chat request
 /// for one has it renamed `max_completion_tokens`. The bytes stay the
 /// client's when there is nothing to rename.
-fn fit_token_limit(model: &str, body: Bytes, chat: bool) -> Result<Bytes, ProxyError> {
-    let _ = (model, chat);
+fn fit_token_limit(model: &str, body: Bytes) -> Result<Bytes, ProxyError> {
+    let _ = model;
     Ok(body)
 }
 

@@ -25,9 +25,9 @@ pub mod body;
 pub(crate) mod convert;
 pub mod gemini;
 pub mod ollama;
-pub mod responses;
 #[cfg(test)]
 mod proptests;
+pub mod responses;
 pub mod xml_tools;
 
 use std::borrow::Cow;
@@ -55,13 +55,14 @@ pub fn request_as_openai(request: &LlmRequest) -> Result<Cow<'_, Map<String, Val
 /// Turn an answer in the pivot format (a `chat.completion` JSON, a stream of
 /// `chat.completion.chunk` events, or an OpenAI error) into the format of
 /// `request`'s client.
-pub fn answer_to_client(request: &LlmRequest, response: Response<ProxyBody>) -> Response<ProxyBody> {
+pub fn answer_to_client(
+    request: &LlmRequest,
+    response: Response<ProxyBody>,
+) -> Response<ProxyBody> {
     match request.format() {
         ClientFormat::OpenAi => response,
         ClientFormat::Anthropic => anthropic::answer_from_openai(response),
-        ClientFormat::Responses => {
-            responses::inbound::answer_from_openai(request.body(), response)
-        }
+        ClientFormat::Responses => responses::inbound::answer_from_openai(request.body(), response),
     }
 }
 

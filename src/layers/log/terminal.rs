@@ -73,7 +73,8 @@ impl TerminalWatch {
     fn keep(&mut self, part: &[u8]) {
         let room = KEEP.saturating_sub(self.line.len());
         let take = part.len().min(room);
-        self.line.extend_from_slice(part.get(..take).unwrap_or_default());
+        self.line
+            .extend_from_slice(part.get(..take).unwrap_or_default());
         if take < part.len() {
             self.line_cut = true;
         }
@@ -167,7 +168,9 @@ mod tests {
         assert!(!ended_after("data: [DONE]\n"));
         // Something came after it.
         assert!(!ended_after("data: [DONE]\n\ndata: {\"x\":1}\n\n"));
-        assert!(!ended_after("event: message_start\ndata: {\"type\":\"message_stop_not\"}\n\n"));
+        assert!(!ended_after(
+            "event: message_start\ndata: {\"type\":\"message_stop_not\"}\n\n"
+        ));
         assert!(!ended_after(": keep-alive\n\n"));
     }
 

@@ -16,6 +16,9 @@ pub fn request_from_openai(_pivot: &Map<String, Value>) -> Result<Map<String, Va
 }
 
 /// The Responses API answer as the pivot.
-pub fn answer_to_openai(response: Response<ProxyBody>, _include_usage: bool) -> Response<ProxyBody> {
+pub fn answer_to_openai(
+    response: Response<ProxyBody>,
+    _include_usage: bool,
+) -> Response<ProxyBody> {
     response
 }

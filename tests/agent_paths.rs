@@ -1,0 +1,419 @@
+//! The agent APIs' routing, end to end: the `/openai/v1/`, `/openai/` and
+//! `/anthropic/v1/` aliases, `?beta=true`, unknown paths (404 in the
+//! prefix's format, logged and counted), token counts passed through to
+//! the backends that count (Anthropic's `count_tokens`, the Responses API's
+//! `input_tokens`), Responses requests passed through to an
+//! `api = "responses"` backend (the client's bytes, model rewritten; the
+//! stream guarded), Anthropic-only headers kept from other providers, and
+//! a stream the client leaves right after its terminal event logged
+//! complete.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+use support::*;
+
+fn anthropic_backend(name: &str, upstream: &MockUpstream) -> String {
+    format!(
+        "[[backends]]\nname = \"{name}\"\nprovider = \"anthropic\"\nbase_url = \"http://{}\"\napi_key = \"sk-ant-backend\"\n\n",
+        upstream.addr()
+    )
+}
+
+fn responses_backend(name: &str, upstream: &MockUpstream) -> String {
+    openai_backend(name, &upstream.base_url(), "api = \"responses\"\n")
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "llm-router-agent-paths-{name}-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Every log record of the session files under `dir`.
+fn records(dir: &Path) -> Vec<Value> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir.join("logs")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if !name.starts_with("router_") || !name.ends_with(".jsonl") || name.contains("_errors") {
+            continue;
+        }
+        for line in std::fs::read_to_string(&path).unwrap().lines() {
+            out.push(serde_json::from_str(line).unwrap());
+        }
+    }
+    out
+}
+
+async fn post_json(proxy: &Proxy, path: &str, body: &Value) -> reqwest::Response {
+    client()
+        .post(proxy.at(path))
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn aliases_reach_the_same_endpoints() {
+    let config = "[[backends]]\nname = \"m\"\nprovider = \"mock\"\n\n[[models]]\nname = \"echo\"\ntargets = [{ backend = \"m\" }]\n";
+    let proxy = Proxy::start(config).await;
+    let chat = json!({"model": "echo", "messages": [{"role": "user", "content": "hi there"}]});
+    for path in [
+        "/v1/chat/completions",
+        "/openai/v1/chat/completions",
+        "/openai/chat/completions",
+        "/openai/chat/completions/",
+    ] {
+        let r = post_json(&proxy, path, &chat).await;
+        assert_eq!(r.status(), 200, "{path}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["object"], "chat.completion", "{path}");
+    }
+    let messages = json!({"model": "echo", "max_tokens": 10,
+        "messages": [{"role": "user", "content": "hi there"}]});
+    for path in [
+        "/v1/messages",
+        "/v1/messages?beta=true",
+        "/anthropic/v1/messages",
+        "/anthropic/v1/messages?beta=true",
+    ] {
+        let r = post_json(&proxy, path, &messages).await;
+        assert_eq!(r.status(), 200, "{path}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["type"], "message", "{path}");
+    }
+    for path in ["/v1/models", "/openai/v1/models", "/openai/models"] {
+        let r = client().get(proxy.at(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["data"][0]["id"], "echo", "{path}");
+    }
+    for path in ["/openai/v1/models/echo", "/openai/models/echo"] {
+        let r = client().get(proxy.at(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["id"], "echo", "{path}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_paths_are_404_in_their_format_logged_and_counted() {
+    let dir = temp_dir("unknown");
+    let config = format!(
+        "[stack]\norder = [\"log\", \"metrics\", \"failover\"]\n\n[log]\ndir = \"logs\"\n\n\
+         [[backends]]\nname = \"m\"\nprovider = \"mock\"\n\n[[models]]\nname = \"echo\"\ntargets = [{{ backend = \"m\" }}]\n"
+    );
+    let mut proxy = Proxy::start_with(&config, &dir.join("config.toml"), |_| None).await;
+    let r = post_json(&proxy, "/v1/nope", &json!({"model": "echo"})).await;
+    assert_eq!(r.status(), 404);
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "unknown_url");
+    assert!(v["error"]["message"].as_str().unwrap().contains("/v1/nope"));
+
+    let r = post_json(&proxy, "/anthropic/v1/nope", &json!({})).await;
+    assert_eq!(r.status(), 404);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["error"]["type"], "not_found_error");
+
+    let r = client().get(proxy.at("/favicon.ico")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+
+    let metrics = client()
+        .get(proxy.at("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = "llm_router_requests_total{model=\"(unknown)\",backend=\"none\",status=\"404\"} 3";
+    assert!(metrics.contains(line), "no `{line}` in:\n{metrics}");
+
+    proxy.trigger_shutdown();
+    proxy.join().await.unwrap();
+    let records = records(&dir);
+    let record = records
+        .iter()
+        .find(|r| r["request_id"] == id.as_str())
+        .unwrap_or_else(|| panic!("no record of {id} in {records:#?}"));
+    assert_eq!(record["status"], 404);
+    assert_eq!(record["path"], "/v1/nope");
+    assert_eq!(record["method"], "POST");
+    assert_eq!(records.len(), 3, "{records:#?}");
+}
+
+#[tokio::test]
+async fn count_tokens_passes_through_to_anthropic() {
+    let up = MockUpstream::start(
+        "anthropic",
+        Reply::Json(http::StatusCode::OK, json!({"input_tokens": 42})),
+    )
+    .await;
+    let config = format!(
+        "{}[[models]]\nname = \"claude\"\ntargets = [{{ backend = \"a\", model = \"claude-real\" }}]\n",
+        anthropic_backend("a", &up)
+    );
+    let proxy = Proxy::start(&config).await;
+    for path in [
+        "/v1/messages/count_tokens",
+        "/v1/messages/count_tokens?beta=true",
+        "/anthropic/v1/messages/count_tokens",
+    ] {
+        let r = client()
+            .post(proxy.at(path))
+            .header("anthropic-version", "2023-06-01")
+            .header("anthropic-beta", "token-counting-2024-11-01")
+            .json(&json!({"model": "claude", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert!(r.headers().get("x-llm-router-estimate").is_none());
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v, json!({"input_tokens": 42}));
+    }
+    let seen = up.requests();
+    assert_eq!(seen.len(), 3);
+    for r in &seen {
+        assert_eq!(r.path, "/v1/messages/count_tokens");
+        assert_eq!(r.model(), "claude-real");
+        assert_eq!(r.header("x-api-key"), Some("sk-ant-backend"));
+        assert_eq!(
+            r.header("anthropic-beta"),
+            Some("token-counting-2024-11-01")
+        );
+    }
+}
+
+#[tokio::test]
+async fn input_tokens_and_responses_pass_through_to_a_responses_backend() {
+    let up = MockUpstream::with_handler("responses", |r| {
+        if r.path.ends_with("/input_tokens") {
+            Reply::Json(
+                http::StatusCode::OK,
+                json!({"object": "response.input_tokens", "input_tokens": 11}),
+            )
+        } else {
+            Reply::Json(
+                http::StatusCode::OK,
+                json!({"id": "resp_1", "object": "response", "status": "completed",
+                       "model": r.model(), "output": [],
+                       "usage": {"input_tokens": 5, "output_tokens": 2, "total_tokens": 7}}),
+            )
+        }
+    })
+    .await;
+    let config = format!(
+        "{}[[models]]\nname = \"gpt\"\ntargets = [{{ backend = \"r\", model = \"gpt-5\" }}]\n",
+        responses_backend("r", &up)
+    );
+    let proxy = Proxy::start(&config).await;
+    // Encrypted reasoning and an item type the proxy does not know.
+    let body = r#"{"model":"gpt","input":[{"type":"reasoning","id":"rs_1","summary":[],"encrypted_content":"<opaque data>"},{"type":"future_item","x":1},{"role":"user","content":"hi"}],"store":false,"include":["reasoning.encrypted_content"]}"#;
+    let r = client()
+        .post(proxy.at("/v1/responses"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["id"], "resp_1");
+    let r = client()
+        .post(proxy.at("/openai/v1/responses/input_tokens"))
+        .json(&json!({"model": "gpt", "input": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["input_tokens"], 11);
+
+    let seen = up.requests();
+    assert_eq!(seen[0].path, "/v1/responses");
+    // The client's bytes, only the model rewritten.
+    assert_eq!(
+        String::from_utf8_lossy(&seen[0].body),
+        body.replace("\"gpt\"", "\"gpt-5\"")
+    );
+    assert_eq!(seen[1].path, "/v1/responses/input_tokens");
+    assert_eq!(seen[1].model(), "gpt-5");
+}
+
+fn rev(kind: &str, seq: u64, extra: &str) -> String {
+    format!("event: {kind}\ndata: {{\"type\":\"{kind}\",\"sequence_number\":{seq}{extra}}}\n\n")
+}
+
+#[tokio::test]
+async fn a_passed_through_responses_stream_cut_after_its_first_output_ends_failed() {
+    let head = r#","response":{"id":"resp_9","object":"response","created_at":1,"model":"gpt-5","status":"in_progress","output":[]}"#;
+    let up = MockUpstream::start(
+        "responses",
+        Reply::Script(vec![
+            Step::Send(rev("response.created", 0, head)),
+            Step::Send(rev("response.in_progress", 1, head)),
+            Step::Send(rev(
+                "response.output_item.added",
+                2,
+                r#","output_index":0,"item":{"id":"msg_1","type":"message","role":"assistant","status":"in_progress","content":[]}"#,
+            )),
+            Step::Send(rev(
+                "response.output_text.delta",
+                3,
+                r#","item_id":"msg_1","output_index":0,"content_index":0,"delta":"Hel""#,
+            )),
+            Step::Cut,
+        ]),
+    )
+    .await;
+    let config = format!(
+        "[stack]\norder = [\"failover\"]\n\n{}[[models]]\nname = \"gpt\"\ntargets = [{{ backend = \"r\", model = \"gpt-5\" }}]\n",
+        responses_backend("r", &up)
+    );
+    let proxy = Proxy::start(&config).await;
+    let r = post_json(
+        &proxy,
+        "/v1/responses",
+        &json!({"model": "gpt", "input": "hi", "stream": true}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    let events: Vec<Value> = text
+        .split("\n\n")
+        .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.output_text.delta",
+            "error",
+            "response.failed"
+        ],
+        "{text}"
+    );
+    let seqs: Vec<u64> = events
+        .iter()
+        .map(|e| e["sequence_number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [0, 1, 2, 3, 4, 5]);
+    assert_eq!(events[5]["response"]["id"], "resp_9");
+}
+
+#[tokio::test]
+async fn anthropic_headers_go_only_to_anthropic_backends() {
+    let openai = MockUpstream::start("openai", Reply::Chat).await;
+    let anthropic = MockUpstream::start(
+        "anthropic",
+        Reply::Json(
+            http::StatusCode::OK,
+            json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "c",
+                   "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
+                   "stop_sequence": null, "usage": {"input_tokens": 1, "output_tokens": 1}}),
+        ),
+    )
+    .await;
+    let config = format!(
+        "{}{}{}{}",
+        openai_backend("o", &openai.base_url(), ""),
+        anthropic_backend("a", &anthropic),
+        model("to-openai", "o", Some("gpt-4o")),
+        model("to-anthropic", "a", Some("claude-real")),
+    );
+    let proxy = Proxy::start(&config).await;
+    for model in ["to-openai", "to-anthropic"] {
+        let r = client()
+            .post(proxy.at("/v1/messages?beta=true"))
+            .header("anthropic-version", "2023-06-01")
+            .header("anthropic-beta", "mid-conversation-system-2026-04-07")
+            .header("x-stainless-lang", "js")
+            .header("x-app", "cli")
+            .json(&json!({"model": model, "max_tokens": 10,
+                "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{model}");
+    }
+    let o = openai.only_request();
+    assert_eq!(o.path, "/v1/chat/completions");
+    for gone in ["anthropic-version", "anthropic-beta", "x-stainless-lang"] {
+        assert!(o.header(gone).is_none(), "{gone} reached openai");
+    }
+    assert_eq!(o.header("x-app"), Some("cli"));
+    let a = anthropic.only_request();
+    assert_eq!(a.path, "/v1/messages");
+    assert_eq!(
+        a.header("anthropic-beta"),
+        Some("mid-conversation-system-2026-04-07")
+    );
+    assert_eq!(a.header("x-stainless-lang"), Some("js"));
+}
+
+#[tokio::test]
+async fn a_stream_left_right_after_done_is_logged_complete() {
+    let dir = temp_dir("done");
+    let up = MockUpstream::start(
+        "up",
+        Reply::Script(vec![
+            Step::Send(data(
+                &json!({"id": "c", "object": "chat.completion.chunk", "model": "m",
+                "choices": [{"index": 0, "delta": {"content": "Hi"}}]}),
+            )),
+            Step::Send(data(
+                &json!({"id": "c", "object": "chat.completion.chunk", "model": "m",
+                "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
+            )),
+            Step::Send("data: [DONE]\n\n".into()),
+            // The upstream keeps its connection open after [DONE].
+            Step::Stall,
+        ]),
+    )
+    .await;
+    let config = format!(
+        "[stack]\norder = [\"log\", \"failover\"]\n\n[log]\ndir = \"logs\"\n\n{}{}",
+        openai_backend("up", &up.base_url(), ""),
+        model("m", "up", None),
+    );
+    let mut proxy = Proxy::start_with(&config, &dir.join("config.toml"), |_| None).await;
+    let r = post_json(&proxy, "/v1/chat/completions", &stream_body("m")).await;
+    assert_eq!(r.status(), 200);
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    let mut events = SseReader::new(r);
+    let mut seen = Vec::new();
+    while let Some(event) = events.next_event().await {
+        let done = event.contains("[DONE]");
+        seen.push(event);
+        if done {
+            break;
+        }
+    }
+    // The client leaves at once.
+    drop(events);
+    up.wait_for("the stream to be dropped", |s| s.streams_aborted == 1)
+        .await;
+    proxy.trigger_shutdown();
+    proxy.join().await.unwrap();
+    let records = records(&dir);
+    let record = records
+        .iter()
+        .find(|r| r["request_id"] == id.as_str())
+        .unwrap();
+    assert_eq!(record["complete"], true, "{record:#}");
+}
