@@ -909,6 +909,22 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        // A path that is no endpoint is answered 404 whoever asks: there is
+        // nothing behind it to protect, and nothing of it goes upstream.
+        if req
+            .extensions()
+            .get::<crate::request::UnknownPath>()
+            .is_some()
+        {
+            req.extensions_mut().remove::<Checked>();
+            self.keys.strip_credentials(req.headers_mut());
+            return ResponseFuture {
+                kind: Kind::Accepted {
+                    future: self.inner.call(req),
+                    record: None,
+                },
+            };
+        }
         // The app checked the headers before it read the body: that result
         // stands (checking again would count a refusal twice, or verify a
         // JWT twice). A check made against another store does not count.
