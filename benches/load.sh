@@ -39,6 +39,7 @@ UPSTREAM=target/release/examples/fast_upstream
 
 CHAT='{"model":"bench","messages":[{"role":"system","content":"You are a concise assistant for a finance team."},{"role":"user","content":"Summarize the main points of the quarterly report in three short bullet points, please. Revenue was up 12 percent, costs were down 3 percent, and guidance was unchanged."}],"temperature":0.2}'
 STREAM='{"model":"bench","stream":true,"messages":[{"role":"user","content":"Summarize the quarterly report in three short points."}]}'
+RESPONSES_STREAM='{"model":"bench","stream":true,"input":[{"role":"user","content":[{"type":"input_text","text":"Summarize the quarterly report in three short points."}]}]}'
 
 wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 did not open" >&2; return 1; }
 # utime+stime of a process and its children (nginx works in a child process).
@@ -168,6 +169,9 @@ IDLE=$(( $(rss_kib "$PX") / 1024 ))
 measure "llm-router, default stack" "$PX" "http://127.0.0.1:$PX_PORT/v1/chat/completions" "$CHAT"
 measure "llm-router, default stack, streamed" "$PX" "http://127.0.0.1:$PX_PORT/v1/chat/completions" "$STREAM"
 measure "llm-router, OpenAI client -> Anthropic, streamed" "$PX" "http://127.0.0.1:$PX_PORT/v1/chat/completions" "${STREAM/\"bench\"/\"bench-anthropic\"}"
+# A Responses client (Codex, the Agents SDK) served by a Chat Completions
+# upstream: every chunk translated into the Responses event sequence.
+measure "llm-router, Responses client -> Chat Completions, streamed" "$PX" "http://127.0.0.1:$PX_PORT/v1/responses" "$RESPONSES_STREAM"
 stop "$PX"
 
 echo "== llm-router, every layer on" >&2

@@ -611,7 +611,10 @@ impl Handler {
                     "version": env!("CARGO_PKG_VERSION"),
                     "endpoints": {
                         "client": ["POST /v1/chat/completions", "POST /v1/completions", "POST /v1/embeddings",
-                                   "POST /v1/messages", "POST /anthropic/chat/completions",
+                                   "POST /v1/responses", "POST /v1/responses/input_tokens",
+                                   "POST /v1/messages", "POST /v1/messages/count_tokens",
+                                   "POST /anthropic/chat/completions", "POST /anthropic/v1/messages",
+                                   "POST /anthropic/v1/messages/count_tokens",
                                    "POST /openai/chat/completions", "GET /v1/models", "GET /v1/models/{id}"],
                         "operations": ["GET /health", "GET /", "GET /metrics", "GET /openapi.json"],
                         "admin": ["GET /providers", "GET /backend/info", "GET /router/stats",
