@@ -6,8 +6,14 @@
 //!   streamed word by word when `stream: true` (with a usage chunk when
 //!   `stream_options.include_usage` is set); `max_tokens` /
 //!   `max_completion_tokens` cut the echo and give `finish_reason: "length"`;
-//! - Anthropic Messages requests (`/v1/messages`) are answered the same way
-//!   from the pivot, and translated back by the upstream edge;
+//! - a client that forces a tool call (`tool_choice` `"required"` or a named
+//!   function) gets one, unless the conversation ends with a tool result:
+//!   the named (else the first) function, with arguments made from its
+//!   schema's required properties (`"echo"`, 1, true) — so SDKs' tool loops
+//!   can be driven end to end;
+//! - Anthropic Messages and Responses requests (`/v1/messages`,
+//!   `/v1/responses`) are answered the same way from the pivot, and
+//!   translated back by the upstream edge; token counts are estimated;
 //! - legacy completions echo the prompt;
 //! - embeddings return one deterministic unit vector per input (1536
 //!   dimensions, or `dimensions`), as floats or as base64 (`encoding_format`,
@@ -171,6 +177,17 @@ fn chat(request: &LlmRequest, model: &str) -> Response<ProxyBody> {
     let completion_tokens = count_tokens(&echo);
     let id = next_id("chatcmpl");
     let created = now();
+    if let Some((name, arguments)) = forced_tool_call(body, messages) {
+        return tool_call(
+            request,
+            model,
+            &id,
+            created,
+            prompt_tokens,
+            &name,
+            &arguments,
+        );
+    }
 
     if !request.is_stream() {
         return json_response(
@@ -209,6 +226,125 @@ fn chat(request: &LlmRequest, model: &str) -> Response<ProxyBody> {
     }
     events.push(chunk(json!({}), Some(finish)));
     if include_usage(body) {
+        events.push(json!({
+            "id": id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "system_fingerprint": "llm-router-mock",
+            "choices": [],
+            "usage": usage(prompt_tokens, completion_tokens),
+        }));
+    }
+    sse_response(events)
+}
+
+/// The call the mock makes when the client forces one (`tool_choice`
+/// `"required"` or a named function) and the conversation does not end with
+/// a tool result: the function named (else the first one), with arguments
+/// made from its schema's required properties (`"echo"` for strings, 1 for
+/// numbers, true for booleans, null otherwise).
+fn forced_tool_call(body: &Map<String, Value>, messages: &[Value]) -> Option<(String, String)> {
+    let named = match body.get("tool_choice")? {
+        Value::String(s) if s == "required" => None,
+        Value::Object(o) => Some(
+            o.get("function")
+                .and_then(|f| f.get("name"))
+                .and_then(Value::as_str)?,
+        ),
+        _ => return None,
+    };
+    if messages.last()?.get("role").and_then(Value::as_str) != Some("user") {
+        return None;
+    }
+    let tools = body.get("tools")?.as_array()?;
+    let function = tools
+        .iter()
+        .filter_map(|t| t.get("function"))
+        .find(|f| named.is_none_or(|n| f.get("name").and_then(Value::as_str) == Some(n)))?;
+    let name = function.get("name")?.as_str()?.to_string();
+    let schema = function.get("parameters");
+    let properties = schema.and_then(|s| s.get("properties"));
+    let mut arguments = Map::new();
+    for required in schema
+        .and_then(|s| s.get("required"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        let kind = properties
+            .and_then(|p| p.get(required))
+            .and_then(|p| p.get("type"))
+            .and_then(Value::as_str);
+        let value = match kind {
+            Some("string") => json!("echo"),
+            Some("number" | "integer") => json!(1),
+            Some("boolean") => json!(true),
+            _ => Value::Null,
+        };
+        arguments.insert(required.to_string(), value);
+    }
+    Some((name, Value::Object(arguments).to_string()))
+}
+
+/// The answer calling `name` with `arguments` (JSON text).
+fn tool_call(
+    request: &LlmRequest,
+    model: &str,
+    id: &str,
+    created: u64,
+    prompt_tokens: u64,
+    name: &str,
+    arguments: &str,
+) -> Response<ProxyBody> {
+    let call_id = next_id("call");
+    let completion_tokens = count_tokens(arguments);
+    if !request.is_stream() {
+        return json_response(
+            StatusCode::OK,
+            &json!({
+                "id": id,
+                "object": "chat.completion",
+                "created": created,
+                "model": model,
+                "system_fingerprint": "llm-router-mock",
+                "choices": [{
+                    "index": 0,
+                    "message": {"role": "assistant", "content": null, "refusal": null,
+                        "tool_calls": [{"id": call_id, "type": "function",
+                            "function": {"name": name, "arguments": arguments}}]},
+                    "logprobs": null,
+                    "finish_reason": "tool_calls",
+                }],
+                "usage": usage(prompt_tokens, completion_tokens),
+            }),
+        );
+    }
+    let chunk = |delta: Value, finish: Option<&str>| {
+        json!({
+            "id": id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "system_fingerprint": "llm-router-mock",
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
+        })
+    };
+    let mut events = vec![
+        chunk(json!({"role": "assistant", "content": null}), None),
+        chunk(
+            json!({"tool_calls": [{"index": 0, "id": call_id, "type": "function",
+                "function": {"name": name, "arguments": ""}}]}),
+            None,
+        ),
+        chunk(
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": arguments}}]}),
+            None,
+        ),
+        chunk(json!({}), Some("tool_calls")),
+    ];
+    if include_usage(request.body()) {
         events.push(json!({
             "id": id,
             "object": "chat.completion.chunk",
