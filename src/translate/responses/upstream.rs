@@ -138,8 +138,9 @@ pub fn answer_to_openai(response: Response<ProxyBody>, include_usage: bool) -> R
     }
     map_json(response, |_, body| {
         match serde_json::from_slice::<Value>(&body) {
-            Ok(v) if v.get("object").and_then(Value::as_str) == Some("response")
-                || v.get("output").is_some_and(Value::is_array) =>
+            Ok(v)
+                if v.get("object").and_then(Value::as_str) == Some("response")
+                    || v.get("output").is_some_and(Value::is_array) =>
             {
                 Bytes::from(serde_json::to_vec(&response_to_openai(&v)).unwrap_or_default())
             }

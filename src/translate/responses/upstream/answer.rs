@@ -7,7 +7,7 @@
 #![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
 use http::StatusCode;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::translate::convert::{self, upstream_name};
 
@@ -58,24 +58,29 @@ pub(super) fn usage_to_openai(usage: &Value) -> Value {
     let input = get(usage, "input_tokens").unwrap_or(0);
     let output = get(usage, "output_tokens").unwrap_or(0);
     let total = get(usage, "total_tokens").unwrap_or_else(|| input.saturating_add(output));
-    let mut out = json!({
-        "prompt_tokens": input,
-        "completion_tokens": output,
-        "total_tokens": total,
-    });
+    let mut out = Map::new();
+    out.insert("prompt_tokens".into(), Value::from(input));
+    out.insert("completion_tokens".into(), Value::from(output));
+    out.insert("total_tokens".into(), Value::from(total));
     if let Some(cached) = usage
         .get("input_tokens_details")
         .and_then(|d| get(d, "cached_tokens"))
     {
-        out["prompt_tokens_details"] = json!({"cached_tokens": cached});
+        out.insert(
+            "prompt_tokens_details".into(),
+            json!({"cached_tokens": cached}),
+        );
     }
     if let Some(reasoning) = usage
         .get("output_tokens_details")
         .and_then(|d| get(d, "reasoning_tokens"))
     {
-        out["completion_tokens_details"] = json!({"reasoning_tokens": reasoning});
+        out.insert(
+            "completion_tokens_details".into(),
+            json!({"reasoning_tokens": reasoning}),
+        );
     }
-    out
+    Value::Object(out)
 }
 
 /// The pivot's error body for a response that failed (or did not finish):
@@ -86,7 +91,9 @@ pub(super) fn failure_error(response: &Value, status: &str) -> Value {
         .get("message")
         .and_then(Value::as_str)
         .map(str::to_string)
-        .unwrap_or_else(|| format!("The Responses API backend answered with a `{status}` response"));
+        .unwrap_or_else(|| {
+            format!("The Responses API backend answered with a `{status}` response")
+        });
     let code = error
         .get("code")
         .and_then(Value::as_str)
@@ -110,7 +117,10 @@ pub fn response_to_openai(response: &Value) -> Value {
     let mut calls = Vec::new();
     let mut logprobs: Vec<Value> = Vec::new();
     let list = |v: &'_ Value, k: &str| -> Vec<Value> {
-        v.get(k).and_then(Value::as_array).cloned().unwrap_or_default()
+        v.get(k)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
     };
     let output = response
         .get("output")
@@ -180,22 +190,30 @@ pub fn response_to_openai(response: &Value) -> Value {
     } else {
         Value::from(text)
     };
-    let mut message = json!({"role": "assistant", "content": content, "refusal": null});
-    if !refusal.is_empty() {
-        message["refusal"] = Value::from(refusal);
-    }
+    let mut message = Map::new();
+    message.insert("role".into(), Value::from("assistant"));
+    message.insert("content".into(), content);
+    let refusal = if refusal.is_empty() {
+        Value::Null
+    } else {
+        Value::from(refusal)
+    };
+    message.insert("refusal".into(), refusal);
     if called {
-        message["tool_calls"] = Value::Array(calls);
+        message.insert("tool_calls".into(), Value::Array(calls));
     }
     if !reasoning.is_empty() {
-        message["reasoning_content"] = Value::from(reasoning.join("\n\n"));
+        message.insert(
+            "reasoning_content".into(),
+            Value::from(reasoning.join("\n\n")),
+        );
     }
     let logprobs = if logprobs.is_empty() {
         Value::Null
     } else {
         json!({"content": logprobs, "refusal": null})
     };
-    let mut completion = json!({
+    let completion = json!({
         "id": completion_id(response.get("id")),
         "object": "chat.completion",
         "created": created(response).unwrap_or_else(convert::now),
@@ -207,11 +225,15 @@ pub fn response_to_openai(response: &Value) -> Value {
             "finish_reason": finish_reason(response, called),
         }],
     });
+    let mut completion = match completion {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
     if let Some(usage) = response.get("usage").filter(|u| u.is_object()) {
-        completion["usage"] = usage_to_openai(usage);
+        completion.insert("usage".into(), usage_to_openai(usage));
     }
     if let Some(tier) = response.get("service_tier").filter(|t| t.is_string()) {
-        completion["service_tier"] = tier.clone();
+        completion.insert("service_tier".into(), tier.clone());
     }
-    completion
+    Value::Object(completion)
 }

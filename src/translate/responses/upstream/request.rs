@@ -64,11 +64,7 @@ const HANDLED: &[&str] = &[
 /// Fields of a Chat Completions request that the Responses API cannot
 /// express, when set to anything but their neutral value.
 fn reject_inexpressible(body: &Map<String, Value>) -> Result<(), ProxyError> {
-    if body
-        .get("n")
-        .and_then(Value::as_u64)
-        .is_some_and(|n| n > 1)
-    {
+    if body.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
         return Err(unsupported("`n` greater than 1"));
     }
     let stop_set = match body.get("stop") {
@@ -78,7 +74,9 @@ fn reject_inexpressible(body: &Map<String, Value>) -> Result<(), ProxyError> {
         Some(_) => true,
     };
     if stop_set {
-        return Err(unsupported("`stop` (the Responses API has no stop sequences)"));
+        return Err(unsupported(
+            "`stop` (the Responses API has no stop sequences)",
+        ));
     }
     if body
         .get("logit_bias")
@@ -285,7 +283,9 @@ fn function_call_item(call: &Value, where_: &str) -> Result<Value, ProxyError> {
         .and_then(Value::as_str)
         .unwrap_or("function");
     if kind != "function" {
-        return Err(unsupported(format!("{where_}: the tool call type `{kind}`")));
+        return Err(unsupported(format!(
+            "{where_}: the tool call type `{kind}`"
+        )));
     }
     let id = call
         .get("id")
@@ -451,7 +451,9 @@ fn tool_choice(choice: &Value) -> Result<Value, ProxyError> {
                     .unwrap_or(&[])
                     .iter()
                     .enumerate()
-                    .map(|(j, t)| named_function(t, &format!("tool_choice.allowed_tools.tools[{j}]")))
+                    .map(|(j, t)| {
+                        named_function(t, &format!("tool_choice.allowed_tools.tools[{j}]"))
+                    })
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(json!({"type": "allowed_tools", "mode": mode, "tools": list}))
             }

