@@ -13,14 +13,14 @@
 //! | `system` / `developer` messages before the first other message | `instructions` (each text joined with a blank line) |
 //! | later `system` / `developer` messages | `message` items with that role, at their position |
 //! | `user` content: string, `text`, `image_url` (`url`, `detail`), `file` (`file_data` or `file_id`) | `message` item with `input_text`, `input_image` (`image_url`, `detail`, default `auto`), `input_file` (`filename` (default `document.pdf`), `file_data` as a data URL (bare base64 is taken for a PDF), or `file_id`) |
-//! | `assistant` content (string, `text` and `refusal` parts, `refusal`) | `message` item, role `assistant`, `output_text` / `refusal` parts |
+//! | `assistant` content (string, `text` and `refusal` parts, `refusal`) | `message` item, role `assistant`, `output_text` / `refusal` parts (none when the message has no text) |
 //! | assistant `tool_calls` | `function_call` items (`call_id`, `name`, `arguments`) after it |
 //! | `tool` messages | `function_call_output` items (`call_id`, `output`: the text) |
 //! | `tools` (`type: function`) | `{type: "function", name, description, parameters, strict}`; `strict` is `false` unless asked (the Responses API's default is strict), absent `parameters` an empty object schema |
 //! | `tool_choice` `auto` / `none` / `required` / `{type: function, function: {name}}` / `allowed_tools` | the same values; `{type: "function", name}`; `{type: "allowed_tools", mode, tools}` |
 //! | `response_format` `text` / `json_object` / `json_schema` | `text.format` `{type: "text"}` / `{type: "json_object"}` / `{type: "json_schema", name, description, schema, strict}` |
 //! | `verbosity` | `text.verbosity` |
-//! | `reasoning_effort` | `reasoning.effort` |
+//! | `reasoning_effort` | `reasoning.effort` (merged into a `reasoning` object the request may carry, e.g. `{"summary": "auto"}` to get reasoning summaries back) |
 //! | `max_completion_tokens` (else `max_tokens`) | `max_output_tokens` |
 //! | `logprobs: true` / `top_logprobs` | `include: ["message.output_text.logprobs"]` / `top_logprobs` |
 //! | `store` (absent: `false`, so nothing is kept on the backend's side unless the client asked) | `store` |

@@ -176,6 +176,11 @@ fn parameters_map() {
         rf(json!({"type": "text"})),
         json!({"format": {"type": "text"}})
     );
+    // `reasoning_effort` joins a `reasoning` object the request carries.
+    let r = ok(
+        json!({"model": "m", "messages": [], "reasoning": {"summary": "auto"}, "reasoning_effort": "low"}),
+    );
+    assert_eq!(r["reasoning"], json!({"summary": "auto", "effort": "low"}));
     // max_tokens alone; logprobs false asks for nothing.
     let r = ok(
         json!({"model": "m", "messages": [], "max_tokens": 64, "logprobs": false, "stream": false}),
