@@ -417,3 +417,140 @@ async fn a_stream_left_right_after_done_is_logged_complete() {
         .unwrap();
     assert_eq!(record["complete"], true, "{record:#}");
 }
+
+/// A Responses API event stream as OpenAI sends it: text "Hello there" and
+/// a function call, with usage at the end.
+fn responses_upstream_stream() -> Vec<Step> {
+    let head = r#","response":{"id":"resp_7","object":"response","created_at":1700000000,"model":"gpt-5","status":"in_progress","output":[]}"#;
+    let done = r#","response":{"id":"resp_7","object":"response","created_at":1700000000,"model":"gpt-5","status":"completed","output":[],"usage":{"input_tokens":9,"input_tokens_details":{"cached_tokens":0},"output_tokens":4,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":13}}"#;
+    vec![
+        Step::Send(rev("response.created", 0, head)),
+        Step::Send(rev("response.in_progress", 1, head)),
+        Step::Send(rev(
+            "response.output_item.added",
+            2,
+            r#","output_index":0,"item":{"id":"msg_1","type":"message","role":"assistant","status":"in_progress","content":[]}"#,
+        )),
+        Step::Send(rev(
+            "response.output_text.delta",
+            3,
+            r#","item_id":"msg_1","output_index":0,"content_index":0,"delta":"Hello","logprobs":[]"#,
+        )),
+        Step::Send(rev(
+            "response.output_text.delta",
+            4,
+            r#","item_id":"msg_1","output_index":0,"content_index":0,"delta":" there","logprobs":[]"#,
+        )),
+        Step::Send(rev(
+            "response.output_item.added",
+            5,
+            r#","output_index":1,"item":{"id":"fc_1","type":"function_call","call_id":"call_1","name":"get_weather","arguments":"","status":"in_progress"}"#,
+        )),
+        Step::Send(rev(
+            "response.function_call_arguments.delta",
+            6,
+            r#","item_id":"fc_1","output_index":1,"delta":"{\"city\":\"Paris\"}""#,
+        )),
+        Step::Send(rev("response.completed", 7, done)),
+    ]
+}
+
+#[tokio::test]
+async fn chat_and_messages_clients_reach_a_responses_backend() {
+    let up = MockUpstream::with_handler("responses", |r| {
+        let body = r.json();
+        if body["stream"] == true {
+            Reply::Script(responses_upstream_stream())
+        } else {
+            Reply::Json(
+                http::StatusCode::OK,
+                json!({"id": "resp_8", "object": "response", "created_at": 1700000000,
+                    "model": "gpt-5", "status": "completed",
+                    "output": [{"id": "msg_1", "type": "message", "role": "assistant", "status": "completed",
+                        "content": [{"type": "output_text", "text": "Hello there", "annotations": []}]}],
+                    "usage": {"input_tokens": 9, "output_tokens": 4, "total_tokens": 13}}),
+            )
+        }
+    })
+    .await;
+    let config = format!(
+        "{}[[models]]\nname = \"gpt\"\ntargets = [{{ backend = \"r\", model = \"gpt-5\" }}]\n",
+        responses_backend("r", &up)
+    );
+    let proxy = Proxy::start(&config).await;
+
+    // Chat Completions, not streamed.
+    let r = post_json(
+        &proxy,
+        "/v1/chat/completions",
+        &json!({"model": "gpt", "max_tokens": 100, "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["choices"][0]["message"]["content"], "Hello there");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert_eq!(v["usage"]["prompt_tokens"], 9);
+    let sent = up.requests()[0].json();
+    assert_eq!(up.requests()[0].path, "/v1/responses");
+    assert_eq!(sent["model"], "gpt-5");
+    assert_eq!(sent["instructions"], "Be brief.");
+    assert_eq!(sent["max_output_tokens"], 100);
+
+    // Chat Completions, streamed, with usage.
+    let r = post_json(
+        &proxy,
+        "/v1/chat/completions",
+        &json!({"model": "gpt", "stream": true, "stream_options": {"include_usage": true},
+            "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    let chunks: Vec<Value> = text
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let content: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(content, "Hello there");
+    assert!(chunks
+        .iter()
+        .any(|c| c["choices"][0]["delta"]["tool_calls"][0]["function"]["name"] == "get_weather"));
+    assert!(chunks
+        .iter()
+        .any(|c| c["choices"][0]["finish_reason"] == "tool_calls"));
+    assert!(chunks.iter().any(|c| c["usage"]["total_tokens"] == 13));
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+
+    // Anthropic Messages, streamed: the pivot, then Anthropic's events.
+    let r = client()
+        .post(proxy.at("/v1/messages"))
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({"model": "gpt", "max_tokens": 100, "stream": true,
+            "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("event: message_start"), "{text}");
+    assert!(text.contains("\"text\":\"Hello\""), "{text}");
+    assert!(text.contains("\"name\":\"get_weather\""), "{text}");
+    assert!(text.contains("\"stop_reason\":\"tool_use\""), "{text}");
+    assert!(
+        text.trim_end()
+            .ends_with("data: {\"type\":\"message_stop\"}"),
+        "{text}"
+    );
+    let sent = up.requests()[2].json();
+    assert!(sent.get("stream_options").is_none(), "{sent}");
+    assert!(sent.get("max_tokens").is_none(), "{sent}");
+}
