@@ -3,7 +3,12 @@
 //! streams fed whole and one byte per chunk, round trips, rejections.
 
 use super::*;
-use crate::body::BoxError;
+use crate::body::{BoxError, ProxyBody};
+use crate::sse::SseEvent;
+use crate::translate::body::EventTranscoder;
+use bytes::{Bytes, BytesMut};
+use http::{Response, StatusCode};
+use serde_json::Map;
 use crate::sse::SseParser;
 use crate::translate::body::SseTranscode;
 use http_body::Frame;
