@@ -28,6 +28,7 @@ pub mod ollama;
 pub mod responses;
 #[cfg(test)]
 mod proptests;
+pub mod reasoning;
 pub mod xml_tools;
 
 use std::borrow::Cow;
