@@ -92,22 +92,45 @@ pub fn request_to_gemini(pivot: &Map<String, Value>, model: &str) -> Result<Valu
     let mut system: Vec<Value> = Vec::new();
     let mut contents: Vec<Value> = Vec::new();
     let mut names: HashMap<String, String> = HashMap::new();
-    // Whether the last content is a user turn of function responses.
-    let mut responses_open = false;
+    // What the last content is: function responses are kept apart (Gemini
+    // wants them alone in their turn); a user turn holding a later system
+    // message takes the user text next to it.
+    let mut last = Last::None;
     for (i, message) in messages.iter().enumerate() {
         let role = message.get("role").and_then(Value::as_str).unwrap_or("");
         match role {
             "system" | "developer" => {
                 let text = convert::content_text(message.get("content"));
-                if !text.is_empty() {
+                if text.is_empty() {
+                    continue;
+                }
+                if contents.is_empty() {
                     system.push(json!({"text": text}));
+                } else {
+                    // Gemini has no system turn: a system message after the
+                    // conversation started is user text at its position.
+                    let part = json!({"text": format!("<system>\n{text}\n</system>")});
+                    match (contents.last_mut(), last) {
+                        (Some(turn), Last::User | Last::UserWithSystem) => push_part(turn, part),
+                        _ => contents.push(json!({"role": "user", "parts": [part]})),
+                    }
+                    last = Last::UserWithSystem;
                 }
             }
             "user" => {
                 let parts = user_parts(message.get("content"), i)?;
                 if !parts.is_empty() {
-                    contents.push(json!({"role": "user", "parts": parts}));
-                    responses_open = false;
+                    match (contents.last_mut(), last) {
+                        (Some(turn), Last::UserWithSystem) => {
+                            for part in parts {
+                                push_part(turn, part);
+                            }
+                        }
+                        _ => {
+                            contents.push(json!({"role": "user", "parts": parts}));
+                            last = Last::User;
+                        }
+                    }
                 }
             }
             "assistant" => {
@@ -143,7 +166,7 @@ pub fn request_to_gemini(pivot: &Map<String, Value>, model: &str) -> Result<Valu
                 }
                 if !parts.is_empty() {
                     contents.push(json!({"role": "model", "parts": parts}));
-                    responses_open = false;
+                    last = Last::Model;
                 }
             }
             "tool" | "function" => {
@@ -159,15 +182,11 @@ pub fn request_to_gemini(pivot: &Map<String, Value>, model: &str) -> Result<Valu
                     })?;
                 let part =
                     json!({"functionResponse": {"name": name, "response": tool_response(message.get("content"))}});
-                match contents.last_mut() {
-                    Some(last) if responses_open => {
-                        if let Some(parts) = last["parts"].as_array_mut() {
-                            parts.push(part);
-                        }
-                    }
+                match (contents.last_mut(), last) {
+                    (Some(turn), Last::Responses) => push_part(turn, part),
                     _ => {
                         contents.push(json!({"role": "user", "parts": [part]}));
-                        responses_open = true;
+                        last = Last::Responses;
                     }
                 }
             }
@@ -199,6 +218,25 @@ pub fn request_to_gemini(pivot: &Map<String, Value>, model: &str) -> Result<Valu
         out.insert("generationConfig".into(), Value::Object(generation));
     }
     Ok(Value::Object(out))
+}
+
+/// The kind of the last content of a Gemini request being built.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Last {
+    None,
+    Model,
+    /// A user turn of function responses (nothing else may join it).
+    Responses,
+    /// A user turn of the client's content.
+    User,
+    /// A user turn holding a mid-conversation system message.
+    UserWithSystem,
+}
+
+fn push_part(turn: &mut Value, part: Value) {
+    if let Some(parts) = turn.get_mut("parts").and_then(Value::as_array_mut) {
+        parts.push(part);
+    }
 }
 
 /// A tool result as Gemini's `response` object: a JSON object as it is,

@@ -220,8 +220,11 @@ pub fn request_to_ollama(
             _ => {}
         }
     }
-    if let Some(effort) = pivot.get("reasoning_effort").and_then(Value::as_str) {
-        out.insert("think".into(), json!(effort != "none"));
+    // `think: true` is a 400 from a model that cannot think, and a
+    // thinking-capable model thinks by default (Ollama 0.12+): only "no
+    // reasoning" is said out loud.
+    if pivot.get("reasoning_effort").and_then(Value::as_str) == Some("none") {
+        out.insert("think".into(), json!(false));
     }
     Ok(Value::Object(out))
 }
