@@ -25,10 +25,10 @@ pub mod body;
 pub(crate) mod convert;
 pub mod gemini;
 pub mod ollama;
+pub mod reasoning;
 pub mod responses;
 #[cfg(test)]
 mod proptests;
-pub mod reasoning;
 pub mod xml_tools;
 
 use std::borrow::Cow;

@@ -125,11 +125,11 @@ fn system_content(content: Option<&Value>, where_: &str) -> Result<Option<Value>
 /// A `role: "system"` message (Anthropic's mid-conversation system message)
 /// as a pivot `system` message at the same position. Returns the effort its
 /// per-turn `output_config` asks for, if any.
-fn system_message<'a>(
-    message: &'a Value,
+fn system_message(
+    message: &Value,
     here: &str,
     out: &mut Vec<Value>,
-) -> Result<Option<&'a str>, ProxyError> {
+) -> Result<Option<&'static str>, ProxyError> {
     if let Some(content) = system_content(message.get("content"), &format!("{here}.content"))? {
         out.push(json!({"role": "system", "content": content}));
     }
@@ -140,7 +140,7 @@ fn system_message<'a>(
             for (key, value) in config {
                 match (key.as_str(), value) {
                     (_, Value::Null) => {}
-                    ("effort", Value::String(e)) => effort = Some(e.as_str()),
+                    ("effort", Value::String(e)) => effort = Some(effort_level(e)?),
                     _ => {
                         return Err(unsupported(format!("`{here}.output_config.{key}`")));
                     }
@@ -438,7 +438,7 @@ fn effort_level(effort: &str) -> Result<&'static str, ProxyError> {
 /// `adaptive` with no effort (the model's default).
 fn reasoning_effort(
     body: &Map<String, Value>,
-    turn_effort: Option<&str>,
+    turn_effort: Option<&'static str>,
 ) -> Result<Option<&'static str>, ProxyError> {
     let thinking = body.get("thinking").filter(|t| !t.is_null());
     let kind = match thinking {
@@ -458,7 +458,8 @@ fn reasoning_effort(
         Some(Value::String(e)) => Some(e.as_str()),
         Some(_) => return Err(invalid("`output_config.effort` must be a string")),
     };
-    let effort = turn_effort.or(configured).map(effort_level).transpose()?;
+    let configured = configured.map(effort_level).transpose()?;
+    let effort = turn_effort.or(configured);
     Ok(match kind {
         Some("disabled") => None,
         Some("enabled") => effort.or_else(|| {
@@ -496,8 +497,7 @@ fn output_format(body: &Map<String, Value>) -> Result<Option<Value>, ProxyError>
         }
         Some(_) => return Err(invalid("`output_config` must be an object")),
     }
-    let Some(format) = format.or_else(|| body.get("output_format").filter(|v| !v.is_null()))
-    else {
+    let Some(format) = format.or_else(|| body.get("output_format").filter(|v| !v.is_null())) else {
         return Ok(None);
     };
     match format.get("type").and_then(Value::as_str) {

@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 use super::answer::{finish_reason_from_stop, stop_reason_from_finish, Tokens};
 use super::{fresh_id, now};
 use crate::sse::SseEvent;
-use crate::translate::convert::upstream_name;
 use crate::translate::body::{write_event, EventTranscoder};
+use crate::translate::convert::upstream_name;
 use crate::upstream::limits::{check_index, IndexTooLarge};
 
 // ---------------------------------------------------------------------------

@@ -5,14 +5,14 @@
 use super::*;
 use crate::body::{BoxError, ProxyBody};
 use crate::sse::SseEvent;
+use crate::sse::SseParser;
 use crate::translate::body::EventTranscoder;
+use crate::translate::body::SseTranscode;
 use bytes::{Bytes, BytesMut};
 use http::{Response, StatusCode};
-use serde_json::Map;
-use crate::sse::SseParser;
-use crate::translate::body::SseTranscode;
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
+use serde_json::Map;
 
 fn fixture(name: &str) -> String {
     let path = format!(
