@@ -32,16 +32,18 @@
 //! other than `function`, a content part other than text / image / PDF file
 //! (towards Anthropic); server tools (`web_search_…`, `bash_…`, …), MCP
 //! servers, images inside a tool result, document URLs, a non-text block in
-//! a system prompt, `output_config` keys other than `effort` and `format`
-//! (`task_budget`, …), an output format other than `json_schema`, an unknown
+//! a system prompt, `output_config` keys other than `effort`, `format` and
+//! `task_budget`, an output format other than `json_schema`, an unknown
 //! `thinking.type` or effort (towards OpenAI).
 //! Dropped on purpose because they carry no meaning for the other side:
 //! message `name`s, `cache_control` hints towards OpenAI, `seed`, `store`,
 //! OpenAI's `metadata`, `service_tier`, earlier `thinking` blocks towards
 //! OpenAI (only Anthropic can read its signed reasoning), `thinking.display`,
-//! and `context_management` (server-side context editing — clearing old
-//! thinking or tool results — that no other backend does: a hint about the
-//! prompt's upkeep, not about the answer). A `tool_result` with `is_error`
+//! `output_config.task_budget` (advisory: a countdown of the agent loop's
+//! tokens that only Anthropic shows its model), and `context_management`
+//! (server-side context editing — clearing old thinking or tool results —
+//! that no other backend does: a hint about the prompt's upkeep, not about
+//! the answer). A `tool_result` with `is_error`
 //! reaches OpenAI prefixed with `Error: `.
 //!
 //! The translation lives in submodules: requests towards Anthropic

@@ -560,10 +560,6 @@ fn output_config_format_is_a_json_schema_response_format() {
     assert_eq!(o["format"], schema);
     for (extra, name) in [
         (
-            json!({"output_config": {"task_budget": {"type": "tokens", "total": 100000}}}),
-            "`output_config.task_budget`",
-        ),
-        (
             json!({"output_config": {"verbosity": "low"}}),
             "`output_config.verbosity`",
         ),
@@ -581,6 +577,13 @@ fn output_config_format_is_a_json_schema_response_format() {
         assert_eq!(e.status(), 400, "{extra}");
         assert!(e.to_string().contains(name), "{e} should name {name}");
     }
+    // A task budget is advisory: the model paces itself on a countdown
+    // only Anthropic keeps.
+    let p = request(json!({"output_config": {"effort": "medium",
+        "task_budget": {"type": "tokens", "total": 100000}}}))
+    .unwrap();
+    assert_eq!(p["reasoning_effort"], "medium");
+    assert!(!serde_json::to_string(&p).unwrap().contains("task_budget"));
     // Null keys are no keys.
     let p = request(json!({"output_config": {"task_budget": null, "format": null}})).unwrap();
     assert!(p.get("response_format").is_none());

@@ -480,7 +480,8 @@ fn reasoning_effort(
 /// `response_format` for Anthropic's structured outputs
 /// (`output_config.format`, or the beta's top-level `output_format`):
 /// `{"type": "json_schema", "schema": S}` becomes a `json_schema` format
-/// named `output`. Any other `output_config` key is a 400 naming it.
+/// named `output`. `task_budget` is dropped (advisory); any other
+/// `output_config` key is a 400 naming it.
 fn output_format(body: &Map<String, Value>) -> Result<Option<Value>, ProxyError> {
     let mut format = None;
     match body.get("output_config") {
@@ -488,7 +489,9 @@ fn output_format(body: &Map<String, Value>) -> Result<Option<Value>, ProxyError>
         Some(Value::Object(config)) => {
             for (key, value) in config {
                 match key.as_str() {
-                    "effort" => {}
+                    // `task_budget` is advisory (the model sees a countdown
+                    // of the loop's tokens): a hint no other backend has.
+                    "effort" | "task_budget" => {}
                     "format" => format = Some(value).filter(|v| !v.is_null()),
                     _ if value.is_null() => {}
                     other => return Err(unsupported(format!("`output_config.{other}`"))),
