@@ -27,6 +27,7 @@ pub mod gemini;
 pub mod ollama;
 #[cfg(test)]
 mod proptests;
+pub mod reasoning;
 pub mod responses;
 pub mod xml_tools;
 

@@ -10,6 +10,13 @@
 //! `format: "json"` and `json_schema` puts the schema in `format`. `stream` is
 //! always sent, since Ollama streams unless told not to.
 //!
+//! | pivot | Ollama |
+//! | --- | --- |
+//! | `system` / `developer` messages, anywhere (an Anthropic client's mid-conversation system message included) | `system` messages at the same position; several text parts as paragraphs (`\n\n`) |
+//! | other messages' text parts | one `content` string (joined as they are) |
+//! | `reasoning_effort: "none"` | `think: false` |
+//! | any other `reasoning_effort` (Anthropic clients' adaptive thinking included) | no `think`: a thinking-capable model thinks by default (Ollama 0.12+), and `think: true` is a 400 from a model that cannot think |
+//!
 //! **Answers** ([`answer_to_openai`], [`OllamaStream`]): `message.content`
 //! and `message.tool_calls` (ids generated when Ollama gives none);
 //! `done_reason` `length` is `length`, anything else `stop` — `tool_calls`
@@ -76,10 +83,17 @@ pub fn request_to_ollama(
         };
         let mut m = Map::new();
         m.insert("role".into(), json!(role));
-        m.insert(
-            "content".into(),
-            json!(convert::content_text(message.get("content"))),
-        );
+        let text = match (role, message.get("content")) {
+            // Separate system blocks stay separate paragraphs.
+            ("system", Some(Value::Array(parts))) => parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+                .filter(|t| !t.is_empty())
+                .collect::<Vec<_>>()
+                .join("\n\n"),
+            (_, content) => convert::content_text(content),
+        };
+        m.insert("content".into(), json!(text));
         let mut images = Vec::new();
         for part in message
             .get("content")
@@ -220,8 +234,11 @@ pub fn request_to_ollama(
             _ => {}
         }
     }
-    if let Some(effort) = pivot.get("reasoning_effort").and_then(Value::as_str) {
-        out.insert("think".into(), json!(effort != "none"));
+    // `think: true` is a 400 from a model that cannot think, and a
+    // thinking-capable model thinks by default (Ollama 0.12+): only "no
+    // reasoning" is said out loud.
+    if pivot.get("reasoning_effort").and_then(Value::as_str) == Some("none") {
+        out.insert("think".into(), json!(false));
     }
     Ok(Value::Object(out))
 }
@@ -593,127 +610,4 @@ pub(crate) fn convert_answer_body(body: &[u8], model: &str) -> Result<Bytes, Box
 
 #[cfg(test)]
 #[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
-mod tests {
-    use super::*;
-    use crate::translate::convert::testing::{
-        assert_stream, canonical_ids, fixture, json_fixture, normalize,
-    };
-
-    #[test]
-    fn golden_request() {
-        let pivot = json_fixture("ollama/request_tools.openai.json");
-        let got = request_to_ollama(pivot.as_object().unwrap(), "llama3.2", false).unwrap();
-        assert_eq!(got, json_fixture("ollama/request_tools.ollama.json"));
-    }
-
-    #[test]
-    fn golden_answers() {
-        for name in ["answer_text", "answer_tools"] {
-            let upstream = json_fixture(&format!("ollama/{name}.ollama.json"));
-            let mut got = answer_to_openai(&upstream, "llama3.2");
-            normalize(&mut got);
-            assert_eq!(
-                got,
-                json_fixture(&format!("ollama/{name}.openai.json")),
-                "{name}"
-            );
-        }
-        let got = error_to_openai(
-            StatusCode::NOT_FOUND,
-            &fixture("ollama/error_not_found.ollama.json"),
-        );
-        assert_eq!(got, json_fixture("ollama/error_not_found.openai.json"));
-    }
-
-    #[test]
-    fn golden_streams_whole_and_byte_by_byte() {
-        for name in ["stream_text", "stream_tools"] {
-            assert_stream(
-                || OllamaStream::new("llama3.2", true),
-                &format!("ollama/{name}.ollama.ndjson"),
-                &format!("ollama/{name}.openai.json"),
-            );
-        }
-    }
-
-    #[test]
-    fn stream_cut_before_done_gets_no_done() {
-        let input = b"{\"model\":\"m\",\"message\":{\"role\":\"assistant\",\"content\":\"Hel\"},\"done\":false}\n{\"model\":\"m\",\"mess";
-        let events =
-            crate::translate::convert::testing::run(OllamaStream::new("m", true), input, 1);
-        assert_eq!(events.len(), 2);
-        assert!(events.iter().all(|e| e != "[DONE]"));
-    }
-
-    #[test]
-    fn round_trip_keeps_messages_and_tools() {
-        let pivot = json_fixture("ollama/request_tools.openai.json");
-        let ollama = request_to_ollama(pivot.as_object().unwrap(), "local-llama", false).unwrap();
-        let back = request_from_ollama(&ollama);
-        assert_eq!(
-            canonical_ids(&back["messages"]),
-            canonical_ids(&pivot["messages"])
-        );
-        assert_eq!(back["tools"], pivot["tools"]);
-        for key in [
-            "model",
-            "temperature",
-            "top_p",
-            "max_tokens",
-            "stop",
-            "seed",
-            "stream",
-        ] {
-            assert_eq!(back[key], pivot[key], "{key}");
-        }
-        assert_eq!(
-            back["response_format"]["json_schema"]["schema"],
-            pivot["response_format"]["json_schema"]["schema"]
-        );
-    }
-
-    #[test]
-    fn finish_reasons() {
-        assert_eq!(finish_reason(Some("stop"), false), "stop");
-        assert_eq!(finish_reason(Some("stop"), true), "tool_calls");
-        assert_eq!(finish_reason(Some("length"), true), "length");
-        assert_eq!(finish_reason(Some("load"), false), "stop");
-    }
-
-    #[test]
-    fn image_urls_are_refused() {
-        let pivot = json!({"messages": [{"role": "user", "content": [
-            {"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}]});
-        let e = request_to_ollama(pivot.as_object().unwrap(), "m", false).unwrap_err();
-        assert_eq!(e.status(), 400);
-    }
-
-    #[test]
-    fn errors() {
-        let v = error_to_openai(
-            StatusCode::NOT_FOUND,
-            br#"{"error":"model \"llama9\" not found, try pulling it first"}"#,
-        );
-        assert_eq!(v["error"]["code"], "model_not_found");
-        assert!(v["error"]["message"].as_str().unwrap().contains("llama9"));
-    }
-
-    #[test]
-    fn error_line_mid_stream() {
-        let mut s = OllamaStream::new("m", false);
-        let mut out = VecDeque::new();
-        s.push(
-            b"{\"model\":\"m\",\"message\":{\"role\":\"assistant\",\"content\":\"a\"},\"done\":false}\n{\"error\":\"boom\"}\n",
-            &mut out,
-        )
-        .unwrap();
-        s.finish(&mut out).unwrap();
-        let text: String = out
-            .iter()
-            .map(|b| String::from_utf8_lossy(b).into_owned())
-            .collect();
-        assert!(text.contains("\"error\""));
-        assert!(text.contains("boom"));
-        assert!(!text.contains("[DONE]"));
-    }
-}
+mod tests;

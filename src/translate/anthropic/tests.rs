@@ -3,11 +3,16 @@
 //! streams fed whole and one byte per chunk, round trips, rejections.
 
 use super::*;
-use crate::body::BoxError;
+use crate::body::{BoxError, ProxyBody};
+use crate::sse::SseEvent;
 use crate::sse::SseParser;
+use crate::translate::body::EventTranscoder;
 use crate::translate::body::SseTranscode;
+use bytes::{Bytes, BytesMut};
+use http::{Response, StatusCode};
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
+use serde_json::Map;
 
 fn fixture(name: &str) -> String {
     let path = format!(
