@@ -554,3 +554,46 @@ async fn chat_and_messages_clients_reach_a_responses_backend() {
     assert!(sent.get("stream_options").is_none(), "{sent}");
     assert!(sent.get("max_tokens").is_none(), "{sent}");
 }
+
+#[tokio::test]
+async fn token_limits_and_effort_fit_the_openai_model() {
+    let up = MockUpstream::start("openai", Reply::Chat).await;
+    let config = format!(
+        "{}{}{}",
+        openai_backend("o", &up.base_url(), ""),
+        model("to-gpt5", "o", Some("gpt-5")),
+        model("to-gpt4o", "o", Some("gpt-4o")),
+    );
+    let proxy = Proxy::start(&config).await;
+    // Claude Code's limits and effort.
+    for model in ["to-gpt5", "to-gpt4o"] {
+        let r = client()
+            .post(proxy.at("/v1/messages"))
+            .json(&json!({"model": model, "max_tokens": 64000,
+                "thinking": {"type": "adaptive"}, "output_config": {"effort": "high"},
+                "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{model}");
+    }
+    // An OpenAI client's max_tokens to a reasoning model.
+    let r = post_json(
+        &proxy,
+        "/v1/chat/completions",
+        &json!({"model": "to-gpt5", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let seen = up.requests();
+    let gpt5 = seen[0].json();
+    assert_eq!(gpt5["max_completion_tokens"], 64000);
+    assert!(gpt5.get("max_tokens").is_none());
+    assert_eq!(gpt5["reasoning_effort"], "high");
+    let gpt4o = seen[1].json();
+    assert_eq!(gpt4o["max_tokens"], 16384);
+    assert!(gpt4o.get("reasoning_effort").is_none());
+    let openai_client = seen[2].json();
+    assert_eq!(openai_client["max_completion_tokens"], 50);
+    assert!(openai_client.get("max_tokens").is_none());
+}

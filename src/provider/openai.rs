@@ -98,8 +98,29 @@ fn body(call: &Call<'_>, plan: Plan) -> Result<Bytes, ProxyError> {
     match plan {
         // Chat requests may need XML tool emulation (the pivot does it).
         Plan::Native("/chat/completions") | Plan::Pivot => {
-            let body = crate::translate::pivot_bytes(request, call.target)?;
-            fit_token_limit(model, body)
+            use crate::translate::reasoning;
+            let translated = request.format() != ClientFormat::OpenAi;
+            // A reasoning model refuses `max_tokens`; older models the
+            // large limits and effort that translated agent clients send.
+            let may_fit = reasoning::is_reasoning_model(model)
+                || (translated && reasoning::output_cap(model).is_some());
+            if may_fit {
+                let mut pivot = crate::translate::pivot_request(request, call.target)?;
+                let needed = if translated {
+                    reasoning::fit_translated(model, pivot.to_mut())
+                } else if reasoning::needs_token_limit_fix(model, &pivot) {
+                    reasoning::fit_token_limit(model, pivot.to_mut())
+                } else {
+                    false
+                };
+                // A translated pivot is serialized here, once.
+                if needed || matches!(pivot, std::borrow::Cow::Owned(_)) {
+                    let mut body = pivot.into_owned();
+                    body.insert("model".into(), Value::String(model.to_string()));
+                    return serialize(&body);
+                }
+            }
+            crate::translate::pivot_bytes(request, call.target)
         }
         Plan::Native(_) => request.to_bytes(Some(model)),
         Plan::PivotToResponses => {
@@ -110,14 +131,6 @@ fn body(call: &Call<'_>, plan: Plan) -> Result<Bytes, ProxyError> {
         }
         Plan::LocalCount => Ok(Bytes::new()),
     }
-}
-
-/// A reasoning model (o-series, gpt-5) refuses `max_tokens`: a chat request
-/// for one has it renamed `max_completion_tokens`. The bytes stay the
-/// client's when there is nothing to rename.
-fn fit_token_limit(model: &str, body: Bytes) -> Result<Bytes, ProxyError> {
-    let _ = model;
-    Ok(body)
 }
 
 impl Provider for OpenAi {

@@ -80,6 +80,50 @@ pub fn fit_token_limit(model: &str, body: &mut Map<String, Value>) -> bool {
     true
 }
 
+/// The largest completion an older (non-reasoning) OpenAI chat model
+/// accepts, for the families whose cap is documented; `None` for every other
+/// model (reasoning models take the large limits agent clients send).
+pub fn output_cap(model: &str) -> Option<u64> {
+    let name = model
+        .rsplit('/')
+        .next()
+        .unwrap_or(model)
+        .to_ascii_lowercase();
+    let name = name.strip_prefix("ft:").unwrap_or(&name);
+    if name.starts_with("gpt-4o") || name.starts_with("chatgpt-4o") {
+        Some(16_384)
+    } else if name.starts_with("gpt-4.1") {
+        Some(32_768)
+    } else if name.starts_with("gpt-4") || name.starts_with("gpt-3.5") {
+        Some(4_096)
+    } else {
+        None
+    }
+}
+
+/// Fit a request translated from another client format (an Anthropic or
+/// Responses client's) to the OpenAI model it goes to: the token limit
+/// under the name the model takes ([`fit_token_limit`]), and for the older
+/// chat models of [`output_cap`] — which refuse both — no
+/// `reasoning_effort` (Claude Code sends one on every request) and a limit
+/// no larger than the model's cap (Claude Code asks for 64000). Returns
+/// whether `body` changed.
+pub fn fit_translated(model: &str, body: &mut Map<String, Value>) -> bool {
+    let mut changed = fit_token_limit(model, body);
+    if let Some(cap) = output_cap(model) {
+        changed |= body.shift_remove("reasoning_effort").is_some();
+        for key in ["max_tokens", "max_completion_tokens"] {
+            if let Some(v) = body.get_mut(key) {
+                if v.as_u64().is_some_and(|n| n > cap) {
+                    *v = Value::from(cap);
+                    changed = true;
+                }
+            }
+        }
+    }
+    changed
+}
+
 #[cfg(test)]
 #[allow(clippy::indexing_slicing)]
 mod tests {
@@ -202,5 +246,27 @@ mod tests {
             keys,
             ["model", "messages", "stream", "max_completion_tokens"]
         );
+    }
+
+    #[test]
+    fn translated_requests_fit_older_models() {
+        let mut body = json!({"max_tokens": 64000, "reasoning_effort": "high"});
+        assert!(fit_translated("gpt-4o", body.as_object_mut().unwrap()));
+        assert_eq!(body, json!({"max_tokens": 16384}));
+        let mut body = json!({"max_tokens": 64000, "reasoning_effort": "high"});
+        assert!(fit_translated("gpt-5", body.as_object_mut().unwrap()));
+        assert_eq!(
+            body,
+            json!({"reasoning_effort": "high", "max_completion_tokens": 64000})
+        );
+        // Models the table does not know are left alone.
+        let mut body = json!({"max_tokens": 64000, "reasoning_effort": "high"});
+        assert!(!fit_translated(
+            "qwen3-coder",
+            body.as_object_mut().unwrap()
+        ));
+        assert_eq!(output_cap("openai/gpt-4.1-mini"), Some(32_768));
+        assert_eq!(output_cap("gpt-4-turbo"), Some(4_096));
+        assert_eq!(output_cap("o3"), None);
     }
 }
