@@ -152,6 +152,7 @@ mod stream;
 #[cfg(test)]
 #[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 mod tests;
+mod tools;
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};

@@ -253,7 +253,9 @@ impl Echo {
             output.push(self.call_item(&hex_id("fc"), "completed", &arguments, &call_id, name));
         }
         if incomplete.is_some() {
-            if let Some(last) = output.last_mut() {
+            // The last text is cut; a call stays `completed` (the AI SDK
+            // reads no other status of a call).
+            if let Some(last) = output.last_mut().filter(|i| i["type"] != "function_call") {
                 set(last, "status", Value::from("incomplete"));
             }
         }
@@ -270,9 +272,7 @@ impl Echo {
             status,
             model,
             output,
-            usage: completion
-                .get("usage")
-                .map_or(Value::Null, usage_from_openai),
+            usage: usage_from_openai(completion.get("usage").unwrap_or(&Value::Null)),
             incomplete,
             error: Value::Null,
             service_tier: completion.get("service_tier").and_then(Value::as_str),
@@ -351,11 +351,9 @@ pub(super) fn logprobs_from_openai(entries: &[Value]) -> Vec<Value> {
     entries.iter().map(|e| one(e, true)).collect()
 }
 
-/// Chat `usage` as Responses `usage` (`null` when it is not an object).
+/// Chat `usage` as Responses `usage` (zeros when the backend reported
+/// none: the AI SDK requires the object).
 pub(super) fn usage_from_openai(usage: &Value) -> Value {
-    if !usage.is_object() {
-        return Value::Null;
-    }
     let n = |v: Option<&Value>, k: &str| v.and_then(|v| v.get(k)).and_then(Value::as_u64);
     let input = n(Some(usage), "prompt_tokens").unwrap_or(0);
     let output = n(Some(usage), "completion_tokens").unwrap_or(0);

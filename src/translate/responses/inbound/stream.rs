@@ -56,17 +56,19 @@ impl Part {
 
 /// Why the stream ends in `response.failed`.
 struct Failure {
+    kind: String,
     code: String,
     message: String,
-    param: Value,
+    param: Option<String>,
 }
 
 impl Failure {
     fn new(code: &str, message: impl Into<String>) -> Failure {
         Failure {
+            kind: "server_error".to_string(),
             code: code.to_string(),
             message: message.into(),
-            param: Value::Null,
+            param: None,
         }
     }
 }
@@ -119,7 +121,7 @@ impl ResponsesStream {
             open: false,
             seen_calls: 0,
             finish: None,
-            usage: Value::Null,
+            usage: usage_from_openai(&json!({})),
             kept: 0,
             done: false,
         }
@@ -168,7 +170,11 @@ impl ResponsesStream {
             status,
             model: self.model.as_deref().unwrap_or(&self.echo.model),
             output,
-            usage: self.usage.clone(),
+            usage: if status == "in_progress" {
+                Value::Null
+            } else {
+                self.usage.clone()
+            },
             incomplete,
             error,
             service_tier: self.service_tier.as_deref(),
@@ -491,13 +497,15 @@ impl ResponsesStream {
         let Some(index) = self.items.len().checked_sub(1) else {
             return;
         };
-        let status = match status_of(self.finish) {
-            (_, Some(_)) => "incomplete",
-            _ => "completed",
-        };
+        let cut = status_of(self.finish).1.is_some();
         let mut parts = 0;
         if let Some(item) = self.items.last_mut() {
-            item.status = status;
+            // A cut answer leaves its last text incomplete; a call is
+            // `completed` (the AI SDK reads no other status of a call).
+            item.status = match item.body {
+                Body::Reasoning(_) | Body::Message(_) if cut => "incomplete",
+                _ => "completed",
+            };
             if let Body::Message(p) = &item.body {
                 parts = p.len();
             }
@@ -571,25 +579,26 @@ impl ResponsesStream {
         if self.open {
             self.open = false;
             if let Some(item) = self.items.last_mut() {
-                item.status = "incomplete";
+                if !matches!(item.body, Body::Call { .. }) {
+                    item.status = "incomplete";
+                }
             }
         }
+        // The SDKs' models read the top-level fields, the API (and the AI SDK)
+        // the nested `error`: both.
         self.emit(
             out,
             "error",
-            json!({"code": failure.code, "message": failure.message, "param": failure.param}),
+            json!({"code": failure.code, "message": failure.message, "param": failure.param,
+                   "error": {"type": failure.kind, "code": failure.code, "message": failure.message,
+                             "param": failure.param}}),
         );
-        let code = match failure.code.as_str() {
-            "rate_limit_exceeded" | "rate_limit_error" | "requests" | "tokens" => {
-                "rate_limit_exceeded"
-            }
-            "invalid_prompt" => "invalid_prompt",
-            _ => "server_error",
-        };
         let response = self.response(
             "failed",
             None,
-            json!({"code": code, "message": failure.message}),
+            // The upstream's code, as the API passes it (Codex acts on
+            // `context_length_exceeded`, `insufficient_quota`, `rate_limit_exceeded`).
+            json!({"code": failure.code, "message": failure.message}),
         );
         self.emit(out, "response.failed", json!({"response": response}));
         self.done = true;
@@ -599,6 +608,7 @@ impl ResponsesStream {
         if let Some(error) = v.get("error").filter(|e| !e.is_null()) {
             let text = |k: &str| error.get(k).and_then(Value::as_str);
             return Err(Failure {
+                kind: text("type").unwrap_or("server_error").to_string(),
                 code: text("code")
                     .or_else(|| text("type"))
                     .unwrap_or("server_error")
@@ -606,7 +616,7 @@ impl ResponsesStream {
                 message: text("message")
                     .map(str::to_string)
                     .unwrap_or_else(|| error.to_string()),
-                param: text("param").map_or(Value::Null, Value::from),
+                param: text("param").map(str::to_string),
             });
         }
         if self.model.is_none() {

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use bytes::BytesMut;
 use http::Response;
 use http_body_util::BodyExt;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::{obj, sdk};
 use crate::sse::SseParser;
@@ -383,13 +383,28 @@ fn reasoning_refusal_and_length() {
         r["incomplete_details"],
         json!({"reason": "max_output_tokens"})
     );
-    assert_eq!(r["usage"], Value::Null);
+    // No usage from the backend: zeros (the AI SDK requires the object).
+    assert_eq!(r["usage"]["total_tokens"], 0);
+    assert_eq!(r["usage"]["input_tokens_details"]["cached_tokens"], 0);
     assert_eq!(
         r["output"][1]["content"],
         json!([{"type": "output_text", "annotations": [], "logprobs": [], "text": "Ok"},
                {"type": "refusal", "refusal": "No"}])
     );
     assert!(r.get("completed_at").is_none());
+
+    // Cut inside a tool call: the call stays `completed`.
+    let cut = [
+        chunk(json!({"tool_calls": [{"index": 0, "id": "c", "function": {"name": "get_weather", "arguments": "{\"ci"}}]}), None),
+        chunk(json!({}), Some("length")),
+        DONE.into(),
+    ]
+    .concat();
+    let out = events(&transcode(&request(), &cut, &[]));
+    let last = out.last().unwrap();
+    assert_eq!(last["type"], "response.incomplete");
+    assert_eq!(last["response"]["output"][0]["status"], "completed");
+    assert_eq!(last["response"]["output"][0]["arguments"], "{\"ci");
 
     let filtered = [
         chunk(json!({"content": "x"}), None),
@@ -432,11 +447,15 @@ fn upstream_errors_end_with_response_failed() {
     assert_eq!(out[5]["code"], "upstream_error");
     assert_eq!(out[5]["message"], "overloaded");
     assert_eq!(out[5]["param"], Value::Null);
+    assert_eq!(
+        out[5]["error"],
+        json!({"type": "server_error", "code": "upstream_error", "message": "overloaded", "param": null})
+    );
     let r = &out[6]["response"];
     assert_eq!(r["status"], "failed");
     assert_eq!(
         r["error"],
-        json!({"code": "server_error", "message": "overloaded"})
+        json!({"code": "upstream_error", "message": "overloaded"})
     );
     assert_eq!(r["output"][0]["status"], "incomplete");
     assert_eq!(r["output"][0]["content"][0]["text"], "Hi");
@@ -454,6 +473,7 @@ fn upstream_errors_end_with_response_failed() {
         ]
     );
     assert_eq!(out[2]["param"], "x");
+    assert_eq!(out[2]["error"]["type"], "rate_limit_error");
     assert_eq!(out[3]["response"]["error"]["code"], "rate_limit_exceeded");
     assert_eq!(out[3]["response"]["model"], "req-model");
 }
@@ -639,10 +659,4 @@ async fn answer_from_openai_streams_event_streams() {
     let out = events(std::str::from_utf8(&bytes).unwrap());
     assert_eq!(out.len(), 15);
     assert_eq!(out[14]["type"], "response.completed");
-}
-
-/// A request echo for the unit tests of other modules.
-#[allow(dead_code)]
-fn request_map() -> Map<String, Value> {
-    obj(request())
 }
