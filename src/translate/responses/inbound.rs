@@ -15,7 +15,7 @@
 //! | role `user`: `input_text`, `input_image` (`image_url`, `detail`), `input_file` (`file_data` / `file_id`, `filename`), `input_audio` | `text`, `image_url`, `file`, `input_audio` parts |
 //! | role `assistant`: `output_text` (or `input_text`) / `refusal` parts | `content` (the texts joined) / `refusal` |
 //! | `function_call` items (`call_id`, `name`, `namespace`, `arguments`) | assistant `tool_calls` (`id` = `call_id`); consecutive calls, and a call right after an assistant message, join one assistant message |
-//! | `function_call_output` (`output` a string or parts) | a `tool` message (`tool_call_id` = `call_id`, the text parts joined); its images / files go to one `user` message after the run of tool messages |
+//! | `function_call_output` (`output` a string or parts) | a `tool` message (`tool_call_id` = `call_id`; one text: a string, several: text parts); its images / files go to one `user` message after the run of tool messages (a tool message carries text only) |
 //! | `tools`: `function` (`name`, `description`, `parameters`, `strict`) | `function` tools |
 //! | `tools`: `namespace` (`name`, `description`, `tools`) | one `function` tool per nested function, named `<namespace>__<name>`, its description prefixed with the namespace's |
 //! | `tool_choice` `auto` / `none` / `required` / `{type: function, name}` | the same (a name in a namespace is flattened) |
@@ -47,7 +47,7 @@
 //! the model that wrote it) and `web_search_call` items (the record of a hosted
 //! search; its findings are in the message after it).
 //!
-//! **Refused** with a 400 naming them: `previous_response_id`,
+//! **Refused** with a 400 (code `unsupported_feature`) naming them: `previous_response_id`,
 //! `conversation`, `prompt`, `background: true`, `context_management`,
 //! `moderation` (they need the Responses API of a backend with
 //! `api = "responses"`); `item_reference` and every other item type (e.g.
@@ -55,46 +55,77 @@
 //! namespace; unknown tool types; a `tool_choice` naming a hosted or custom
 //! tool, or `required` / a function when no tool remains; `input_image` with a
 //! `file_id`; `input_file` with a `file_url`; `reasoning.mode` other than
-//! `standard`; unknown top-level parameters (code `unknown_parameter`).
+//! `standard`; unknown top-level parameters (code `unknown_parameter`, all
+//! of them named).
 //! Malformed requests are a 400 with code `invalid_request` naming the path
 //! (`input[3].content[0]`).
 //!
 //! # Answers
 //!
 //! A `chat.completion` becomes a Response object: `id` `resp_<hex>`,
-//! `object` `response`, `created_at`, `status` `completed` (or `incomplete`
-//! with `incomplete_details.reason` `max_output_tokens` for `finish_reason`
-//! `length`, `content_filter` for `content_filter`; the last output item is
-//! then `incomplete` too), the answer's `model`, `output` items in this order:
-//! a `reasoning` item (`rs_…`, the `reasoning_content` / `reasoning` text as
-//! one `summary_text`), a `message` item (`msg_…`, `output_text` parts with
-//! `annotations: []` and `logprobs`, a `refusal` part), one `function_call`
-//! item per tool call (`fc_…`, `call_id` = the call's `id`; a flattened
-//! `<namespace>__<name>` split back into `name` and `namespace`). `usage`
-//! (`input_tokens`, `input_tokens_details.cached_tokens`, `output_tokens`,
-//! `output_tokens_details.reasoning_tokens`, `total_tokens`). The request's
-//! settings are echoed (`instructions`, `max_output_tokens`, `tools` as sent,
-//! `tool_choice`, `text`, `reasoning`, `metadata`, …), with `store: false`,
-//! `previous_response_id: null`, `error: null`. Error answers (non-2xx) pass
-//! through unchanged: the OpenAI error format is the Responses one.
+//! `object` `response`, `created_at` (the completion's `created`),
+//! `completed_at`, `status` `completed`, or `incomplete` with
+//! `incomplete_details.reason` `max_output_tokens` (`finish_reason` `length`)
+//! or `content_filter` (`content_filter`) — then the last output item is
+//! `incomplete` too, unless it is a call (a call is always `completed`: the
+//! AI SDK parses no other status of a finished call). The answer's `model`
+//! (else the request's). `output` items in this order: a `reasoning` item
+//! (`rs_…`, the `reasoning_content` / `reasoning` text as one
+//! `summary_text`), a `message` item (`msg_…`, an `output_text` part with
+//! `annotations: []` and the `logprobs`, then a `refusal` part), one
+//! `function_call` item per tool call (`fc_…`, `call_id` = the call's `id`; a
+//! flattened `<namespace>__<name>` split back into `name` and `namespace`).
+//! Nothing (no empty message) when the answer is empty. `usage`
+//! (`input_tokens`, `input_tokens_details.cached_tokens` /
+//! `cache_write_tokens`, `output_tokens`,
+//! `output_tokens_details.reasoning_tokens`, `total_tokens`) is always an
+//! object, zeros when the backend reported none (the AI SDK requires it).
+//! The request's settings are echoed (`instructions`, `max_output_tokens`,
+//! `max_tool_calls`, `parallel_tool_calls` (default `true`), `prompt_cache_key`,
+//! `reasoning` (default `{effort: null, summary: null}`), `safety_identifier`,
+//! `service_tier` (the answer's when it has one), `temperature`, `text`
+//! (default format `text`), `tool_choice` (default `auto`), `tools` as sent
+//! (hosted ones included), `top_logprobs`, `top_p`, `truncation` (default
+//! `disabled`), `user`, `metadata` (default `{}`)), with `background: false`,
+//! `store: false` (nothing is stored), `previous_response_id: null`, `error:
+//! null`. Error answers (non-2xx) pass through unchanged: the OpenAI error
+//! format is the Responses one. A 2xx body that is not JSON passes too.
 //!
 //! A `chat.completion.chunk` stream becomes the Responses event stream
 //! ([`ResponsesStream`], `event: TYPE` + `data: JSON`, every event with
 //! `type` and `sequence_number` counting from 0): `response.created` and
-//! `response.in_progress` at the first chunk, then per output item in order
-//! (an item is closed when the next one starts or at the finish reason)
-//! `response.output_item.added`, its deltas and `.done` events, then
-//! `response.completed` (or `response.incomplete`) with the whole Response
-//! object at `[DONE]`, or at a clean end after a finish reason. An upstream
-//! error event becomes `error` then `response.failed`. An upstream that ends
-//! without a finish reason and without `[DONE]` gets nothing more (the stream
-//! guard reports it).
+//! `response.in_progress` (status `in_progress`, `output: []`, `usage: null`)
+//! at the first upstream event, then per output item in order (an item is
+//! closed when the next one starts, or at the finish reason):
+//!
+//! | item | events |
+//! | --- | --- |
+//! | reasoning (`delta.reasoning_content` / `reasoning`) | `output_item.added`, `reasoning_summary_part.added`, `reasoning_summary_text.delta`…, `reasoning_summary_text.done`, `reasoning_summary_part.done`, `output_item.done` |
+//! | message (`delta.content`, `delta.refusal`) | `output_item.added`, per part `content_part.added`, `output_text.delta`… (with the chunk's `logprobs`) or `refusal.delta`…, `output_text.done` / `refusal.done`, `content_part.done`; `output_item.done` |
+//! | each tool call | `output_item.added` (status `in_progress`, `arguments: ""`), `function_call_arguments.delta`…, `function_call_arguments.done` (with the un-flattened `name`), `output_item.done` |
+//!
+//! then `response.completed` (or `response.incomplete`) with the whole
+//! Response object, at `[DONE]` or at a clean end after a finish reason (the
+//! usage chunk after the finish reason is waited for). An upstream error
+//! event becomes `error` (`code`, `message`, `param`, and the same in a
+//! nested `error` object with its `type`: openai-python reads the first,
+//! the API sends and the AI SDK reads the second) then `response.failed`
+//! (`error: {code, message}` with the upstream's code, which Codex acts on:
+//! `context_length_exceeded`, `insufficient_quota`, `rate_limit_exceeded`).
+//! An upstream that ends without a finish reason and without `[DONE]` gets
+//! nothing more (the stream guard reports it). A tool call delta whose call
+//! was already closed (an upstream interleaving its calls) ends the stream
+//! with `error` + `response.failed` rather than a silently cut call; a call
+//! `index` is bounded by [`check_index`](crate::upstream::limits::check_index);
+//! a new index, or a new `id` under the index of the open call, starts a new
+//! call (an `id` repeated on every delta does not); a call without an `id`
+//! gets `call_<hex>`.
 //!
 //! The terminal event must carry the whole output, so the stream keeps the
-//! text and arguments it has sent, up to [`MAX_ACCUMULATED`] bytes; a longer
-//! answer ends with `error` (code `response_too_large`) and `response.failed`
-//! rather than a truncated copy. Tool call indexes are bounded by
-//! [`check_index`](crate::upstream::limits::check_index).
+//! text, arguments and log probabilities it has sent, up to
+//! [`MAX_ACCUMULATED`] bytes (plus a small cost per item); a longer answer
+//! ends with `error` (code `response_too_large`) and `response.failed`
+//! rather than a truncated copy.
 //!
 //! ```
 //! use serde_json::json;
