@@ -58,7 +58,8 @@
 //! `standard`; unknown top-level parameters (code `unknown_parameter`, all
 //! of them named).
 //! Malformed requests are a 400 with code `invalid_request` naming the path
-//! (`input[3].content[0]`).
+//! (`input[3].content[0]`); the dropped hints are type-checked too (some are
+//! echoed in the Response).
 //!
 //! # Answers
 //!

@@ -223,7 +223,9 @@ fn check_keys(body: &Map<String, Value>) -> Result<(), ProxyError> {
             if !empty {
                 return Err(needs_responses_api(&format!("`{key}`")));
             }
-        } else if !MAPPED.contains(&key) && !HINTS.contains(&key) {
+        } else if HINTS.contains(&key) {
+            hint_type(key, value)?;
+        } else if !MAPPED.contains(&key) {
             unknown.push(format!("`{key}`"));
         }
     }
@@ -237,6 +239,28 @@ fn check_keys(body: &Map<String, Value>) -> Result<(), ProxyError> {
                 unknown.join(", ")
             ),
         ))
+    }
+}
+
+/// A dropped hint still has its type (some are echoed in the Response).
+fn hint_type(key: &str, value: &Value) -> Result<(), ProxyError> {
+    let (ok, expected) = match key {
+        "metadata" | "client_metadata" | "stream_options" | "prompt_cache_options" => {
+            (value.is_object(), "an object")
+        }
+        "store" => (value.is_boolean(), "a boolean"),
+        "include" => (value.is_array(), "an array"),
+        "max_tool_calls" => (value.is_u64(), "a non-negative integer"),
+        "truncation" => (
+            matches!(value.as_str(), Some("auto" | "disabled")),
+            "\"auto\" or \"disabled\"",
+        ),
+        _ => (true, ""),
+    };
+    if ok || value.is_null() {
+        Ok(())
+    } else {
+        Err(invalid(format!("`{key}` must be {expected}")))
     }
 }
 
