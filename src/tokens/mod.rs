@@ -57,6 +57,7 @@
 mod anthropic;
 mod responses;
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 mod tests;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
