@@ -25,9 +25,9 @@ pub mod body;
 pub(crate) mod convert;
 pub mod gemini;
 pub mod ollama;
+pub mod responses;
 #[cfg(test)]
 mod proptests;
-pub mod responses;
 pub mod xml_tools;
 
 use std::borrow::Cow;
