@@ -54,6 +54,7 @@ pub mod sse;
 pub mod stack;
 pub mod store;
 pub mod timing;
+pub mod tokens;
 pub mod translate;
 pub mod upstream;
 pub mod usage;
