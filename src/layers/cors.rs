@@ -115,6 +115,8 @@ impl Default for CorsPolicy {
                     "x-ratelimit-remaining",
                     "x-ratelimit-reset",
                     "retry-after",
+                    "x-llm-router-estimate",
+                    "x-llm-router-dropped",
                 ]
                 .into_iter()
                 .map(HeaderName::from_static)

@@ -241,11 +241,15 @@ pub fn client_key(headers: &HeaderMap) -> Option<&str> {
 /// `/v1/responses/input_tokens`) that the backend cannot count itself: an
 /// estimate from a real tokenizer, marked `x-llm-router-estimate: true`.
 pub fn local_count(call: &Call<'_>) -> Result<Outbound, ProxyError> {
-    let _ = call;
-    Err(ProxyError::bad_request(
-        "unsupported_endpoint",
-        "token counting is not available yet",
-    ))
+    let format = match call.request.format() {
+        crate::request::ClientFormat::Anthropic => crate::tokens::CountFormat::Anthropic,
+        _ => crate::tokens::CountFormat::Responses,
+    };
+    // Counted off the request path when large: the counter owns its copy.
+    let body = Arc::new(call.request.body().clone());
+    Ok(Outbound::Local(crate::tokens::estimate_response(
+        format, body,
+    )))
 }
 
 /// Join a base URL and a path.
