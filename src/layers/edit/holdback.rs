@@ -200,7 +200,9 @@ impl Finder for RegexFinder {
     fn pending_from(&mut self, hay: &str, from: usize) -> usize {
         match &self.prefixes {
             Some(prefixes) => {
-                let cache = self.cache.get_or_insert_with(|| prefixes.dfa.create_cache());
+                let cache = self
+                    .cache
+                    .get_or_insert_with(|| prefixes.dfa.create_cache());
                 prefixes.pending_from(cache, hay, from, None)
             }
             None => from,
@@ -248,7 +250,11 @@ impl Prefixes {
             .build()
             .parse(pattern)
             .ok()?;
-        Self::build(&[without_unicode_words(hir)], MatchKind::LeftmostFirst, false)
+        Self::build(
+            &[without_unicode_words(hir)],
+            MatchKind::LeftmostFirst,
+            false,
+        )
     }
 
     /// For several patterns (flags inline), a match of any of them counting,

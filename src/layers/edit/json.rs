@@ -108,4 +108,3 @@ impl<E: Editor> Body for JsonEdit<E> {
         }
     }
 }
-

@@ -173,7 +173,8 @@ impl<E: Editor> SseEdit<E> {
             "reasoning" => {
                 if let Some(Value::Array(parts)) = item.get_mut("summary") {
                     for (s, part) in (0u64..).zip(parts.iter_mut()) {
-                        changed |= self.edit_part(Channel::Summary(output, s), "summary_text", part);
+                        changed |=
+                            self.edit_part(Channel::Summary(output, s), "summary_text", part);
                     }
                 }
             }

@@ -88,8 +88,7 @@ async fn held_text_without_finish_is_sent_before_done_or_the_end() {
     let input = "data: {\"id\":\"c\",\"model\":\"m\",\"choices\":[{\"index\":0,\"text\":\"hi\"}],\"usage\":null}\n\ndata: [DONE]\n\n";
     let out = run(ClientFormat::OpenAi, Hold::default(), input).await;
     assert_eq!(out, "data: {\"id\":\"c\",\"model\":\"m\",\"choices\":[{\"index\":0,\"text\":\"\"}],\"usage\":null}\n\ndata: {\"id\":\"c\",\"model\":\"m\",\"choices\":[{\"index\":0,\"text\":\"hi\",\"finish_reason\":null}]}\n\ndata: [DONE]\n\n");
-    let cut =
-        "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n";
+    let cut = "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n";
     let out = run(ClientFormat::OpenAi, Hold::default(), cut).await;
     assert!(out.ends_with("data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"finish_reason\":null}]}\n\n"), "{out}");
 }
@@ -143,68 +142,125 @@ pub(crate) fn responses_stream(summary: &[&str], text: &[&str], args: &[&str]) -
     let mut out = String::new();
     let head = json!({"id": "resp_1", "object": "response", "created_at": 1, "status": "in_progress",
         "model": "m", "output": [], "instructions": null});
-    out += &event(&mut seq, json!({"type": "response.created", "response": head}));
-    out += &event(&mut seq, json!({"type": "response.in_progress", "response": head}));
+    out += &event(
+        &mut seq,
+        json!({"type": "response.created", "response": head}),
+    );
+    out += &event(
+        &mut seq,
+        json!({"type": "response.in_progress", "response": head}),
+    );
     // Reasoning.
     let summary_all: String = summary.concat();
     let reasoning = json!({"id": "rs_1", "type": "reasoning", "summary": [
         {"type": "summary_text", "text": summary_all}]});
-    out += &event(&mut seq, json!({"type": "response.output_item.added", "output_index": 0,
-        "item": {"id": "rs_1", "type": "reasoning", "summary": []}}));
-    out += &event(&mut seq, json!({"type": "response.reasoning_summary_part.added", "item_id": "rs_1",
-        "output_index": 0, "summary_index": 0, "part": {"type": "summary_text", "text": ""}}));
+    out += &event(
+        &mut seq,
+        json!({"type": "response.output_item.added", "output_index": 0,
+        "item": {"id": "rs_1", "type": "reasoning", "summary": []}}),
+    );
+    out += &event(
+        &mut seq,
+        json!({"type": "response.reasoning_summary_part.added", "item_id": "rs_1",
+        "output_index": 0, "summary_index": 0, "part": {"type": "summary_text", "text": ""}}),
+    );
     for d in summary {
-        out += &event(&mut seq, json!({"type": "response.reasoning_summary_text.delta",
-            "item_id": "rs_1", "output_index": 0, "summary_index": 0, "delta": d}));
+        out += &event(
+            &mut seq,
+            json!({"type": "response.reasoning_summary_text.delta",
+            "item_id": "rs_1", "output_index": 0, "summary_index": 0, "delta": d}),
+        );
     }
-    out += &event(&mut seq, json!({"type": "response.reasoning_summary_text.done", "item_id": "rs_1",
-        "output_index": 0, "summary_index": 0, "text": summary_all}));
-    out += &event(&mut seq, json!({"type": "response.reasoning_summary_part.done", "item_id": "rs_1",
-        "output_index": 0, "summary_index": 0, "part": {"type": "summary_text", "text": summary_all}}));
-    out += &event(&mut seq, json!({"type": "response.output_item.done", "output_index": 0,
-        "item": reasoning}));
+    out += &event(
+        &mut seq,
+        json!({"type": "response.reasoning_summary_text.done", "item_id": "rs_1",
+        "output_index": 0, "summary_index": 0, "text": summary_all}),
+    );
+    out += &event(
+        &mut seq,
+        json!({"type": "response.reasoning_summary_part.done", "item_id": "rs_1",
+        "output_index": 0, "summary_index": 0, "part": {"type": "summary_text", "text": summary_all}}),
+    );
+    out += &event(
+        &mut seq,
+        json!({"type": "response.output_item.done", "output_index": 0,
+        "item": reasoning}),
+    );
     // Message.
     let text_all: String = text.concat();
     let part = json!({"type": "output_text", "text": text_all, "annotations": [], "logprobs": []});
     let message = json!({"id": "msg_1", "type": "message", "status": "completed", "role": "assistant",
         "content": [part]});
-    out += &event(&mut seq, json!({"type": "response.output_item.added", "output_index": 1,
+    out += &event(
+        &mut seq,
+        json!({"type": "response.output_item.added", "output_index": 1,
         "item": {"id": "msg_1", "type": "message", "status": "in_progress", "role": "assistant",
-                 "content": []}}));
-    out += &event(&mut seq, json!({"type": "response.content_part.added", "item_id": "msg_1",
+                 "content": []}}),
+    );
+    out += &event(
+        &mut seq,
+        json!({"type": "response.content_part.added", "item_id": "msg_1",
         "output_index": 1, "content_index": 0,
-        "part": {"type": "output_text", "text": "", "annotations": []}}));
+        "part": {"type": "output_text", "text": "", "annotations": []}}),
+    );
     for d in text {
-        out += &event(&mut seq, json!({"type": "response.output_text.delta", "item_id": "msg_1",
+        out += &event(
+            &mut seq,
+            json!({"type": "response.output_text.delta", "item_id": "msg_1",
             "output_index": 1, "content_index": 0, "delta": d, "logprobs": [],
-            "obfuscation": "xyz"}));
+            "obfuscation": "xyz"}),
+        );
     }
-    out += &event(&mut seq, json!({"type": "response.output_text.done", "item_id": "msg_1",
-        "output_index": 1, "content_index": 0, "text": text_all, "logprobs": []}));
-    out += &event(&mut seq, json!({"type": "response.content_part.done", "item_id": "msg_1",
-        "output_index": 1, "content_index": 0, "part": part}));
-    out += &event(&mut seq, json!({"type": "response.output_item.done", "output_index": 1,
-        "item": message}));
+    out += &event(
+        &mut seq,
+        json!({"type": "response.output_text.done", "item_id": "msg_1",
+        "output_index": 1, "content_index": 0, "text": text_all, "logprobs": []}),
+    );
+    out += &event(
+        &mut seq,
+        json!({"type": "response.content_part.done", "item_id": "msg_1",
+        "output_index": 1, "content_index": 0, "part": part}),
+    );
+    out += &event(
+        &mut seq,
+        json!({"type": "response.output_item.done", "output_index": 1,
+        "item": message}),
+    );
     // Function call.
     let args_all: String = args.concat();
     let call = json!({"id": "fc_1", "type": "function_call", "status": "completed",
         "call_id": "call_1", "name": "send", "arguments": args_all});
-    out += &event(&mut seq, json!({"type": "response.output_item.added", "output_index": 2,
+    out += &event(
+        &mut seq,
+        json!({"type": "response.output_item.added", "output_index": 2,
         "item": {"id": "fc_1", "type": "function_call", "status": "in_progress",
-                 "call_id": "call_1", "name": "send", "arguments": ""}}));
+                 "call_id": "call_1", "name": "send", "arguments": ""}}),
+    );
     for d in args {
-        out += &event(&mut seq, json!({"type": "response.function_call_arguments.delta",
-            "item_id": "fc_1", "output_index": 2, "delta": d}));
+        out += &event(
+            &mut seq,
+            json!({"type": "response.function_call_arguments.delta",
+            "item_id": "fc_1", "output_index": 2, "delta": d}),
+        );
     }
-    out += &event(&mut seq, json!({"type": "response.function_call_arguments.done",
-        "item_id": "fc_1", "output_index": 2, "arguments": args_all}));
-    out += &event(&mut seq, json!({"type": "response.output_item.done", "output_index": 2,
-        "item": call}));
+    out += &event(
+        &mut seq,
+        json!({"type": "response.function_call_arguments.done",
+        "item_id": "fc_1", "output_index": 2, "arguments": args_all}),
+    );
+    out += &event(
+        &mut seq,
+        json!({"type": "response.output_item.done", "output_index": 2,
+        "item": call}),
+    );
     let mut done = head.clone();
     done["status"] = json!("completed");
     done["output"] = json!([reasoning, message, call]);
     done["usage"] = json!({"input_tokens": 5, "output_tokens": 9, "total_tokens": 14});
-    out += &event(&mut seq, json!({"type": "response.completed", "response": done}));
+    out += &event(
+        &mut seq,
+        json!({"type": "response.completed", "response": done}),
+    );
     out
 }
 
@@ -216,26 +272,28 @@ pub(crate) fn responses_texts(out: &str) -> BTreeMap<Channel, String> {
     let mut deltas: BTreeMap<Channel, String> = BTreeMap::new();
     let mut wholes: Vec<(Channel, String, String)> = Vec::new();
     let mut next_seq = 0;
-    let check_item = |o: u64, item: &Value, wholes: &mut Vec<(Channel, String, String)>| {
-        match item["type"].as_str().unwrap() {
-            "message" => {
-                for (c, part) in item["content"].as_array().unwrap().iter().enumerate() {
-                    let text = part["text"].as_str().unwrap().to_string();
-                    wholes.push((Channel::OutputText(o, c as u64), text, "item".into()));
-                }
+    let check_item = |o: u64, item: &Value, wholes: &mut Vec<(Channel, String, String)>| match item
+        ["type"]
+        .as_str()
+        .unwrap()
+    {
+        "message" => {
+            for (c, part) in item["content"].as_array().unwrap().iter().enumerate() {
+                let text = part["text"].as_str().unwrap().to_string();
+                wholes.push((Channel::OutputText(o, c as u64), text, "item".into()));
             }
-            "function_call" => {
-                let args = item["arguments"].as_str().unwrap().to_string();
-                wholes.push((Channel::CallArgs(o), args, "item".into()));
-            }
-            "reasoning" => {
-                for (s, part) in item["summary"].as_array().unwrap().iter().enumerate() {
-                    let text = part["text"].as_str().unwrap().to_string();
-                    wholes.push((Channel::Summary(o, s as u64), text, "item".into()));
-                }
-            }
-            _ => {}
         }
+        "function_call" => {
+            let args = item["arguments"].as_str().unwrap().to_string();
+            wholes.push((Channel::CallArgs(o), args, "item".into()));
+        }
+        "reasoning" => {
+            for (s, part) in item["summary"].as_array().unwrap().iter().enumerate() {
+                let text = part["text"].as_str().unwrap().to_string();
+                wholes.push((Channel::Summary(o, s as u64), text, "item".into()));
+            }
+        }
+        _ => {}
     };
     for raw in out.split("\n\n").filter(|e| !e.trim().is_empty()) {
         let (name, data) = raw
@@ -313,24 +371,46 @@ pub(crate) fn responses_texts(out: &str) -> BTreeMap<Channel, String> {
     deltas
 }
 
-/// `input` through `editor` in pieces cut at `cuts`.
-async fn run_cut<E: Editor>(format: ClientFormat, editor: E, input: &str, cuts: &[usize]) -> String {
+/// A body of `input` in frames cut at `cuts` (ascending byte offsets).
+pub(crate) fn chunked(input: &str, cuts: &[usize]) -> ProxyBody {
     let mut frames = Vec::new();
     let mut at = 0;
     for &cut in cuts.iter().chain([input.len()].iter()) {
-        frames.push(Ok::<_, BoxError>(http_body::Frame::data(Bytes::copy_from_slice(
-            &input.as_bytes()[at..cut],
-        ))));
+        frames.push(Ok::<_, BoxError>(http_body::Frame::data(
+            Bytes::copy_from_slice(&input.as_bytes()[at..cut]),
+        )));
         at = cut;
     }
-    let body = http_body_util::StreamBody::new(futures_util::stream::iter(frames));
-    let body = SseEdit::new(ProxyBody::new(body), format, editor);
+    ProxyBody::new(http_body_util::StreamBody::new(futures_util::stream::iter(
+        frames,
+    )))
+}
+
+/// The data of the events of an SSE text (comments and blank ones left out).
+pub(crate) fn event_data(out: &str) -> Vec<&str> {
+    out.split("\n\n")
+        .filter_map(|e| e.split_once("data: ").map(|(_, d)| d))
+        .collect()
+}
+
+/// `input` through `editor` in pieces cut at `cuts`.
+async fn run_cut<E: Editor>(
+    format: ClientFormat,
+    editor: E,
+    input: &str,
+    cuts: &[usize],
+) -> String {
+    let body = SseEdit::new(chunked(input, cuts), format, editor);
     String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap()
 }
 
 #[tokio::test]
 async fn responses_held_text_goes_out_in_added_deltas_numbered_on() {
-    let input = responses_stream(&["Thinking ", "hard"], &["Hel", "lo ", "there"], &["{\"a\":", "1}"]);
+    let input = responses_stream(
+        &["Thinking ", "hard"],
+        &["Hel", "lo ", "there"],
+        &["{\"a\":", "1}"],
+    );
     let out = run(ClientFormat::Responses, Hold::default(), &input).await;
     let texts = responses_texts(&out);
     assert_eq!(texts[&Channel::Summary(0, 0)], "Thinking hard");

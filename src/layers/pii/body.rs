@@ -66,7 +66,9 @@ impl Editor for Restorer {
     }
 
     fn whole(&mut self, channel: Channel, text: &str) -> String {
-        self.vault.restore_with(text, channel.is_json()).into_owned()
+        self.vault
+            .restore_with(text, channel.is_json())
+            .into_owned()
     }
 
     fn document(&mut self, doc: &mut Value) -> bool {
