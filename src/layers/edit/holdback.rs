@@ -101,7 +101,7 @@ impl<F: Finder> Holdback<F> {
         } else {
             let floor = floor_char(&self.buf, len.saturating_sub(self.max)).max(self.ctx);
             let pending = self.finder.pending_from(&self.buf, floor);
-            floor_char(&self.buf, pending.clamp(floor, len))
+            floor_char(&self.buf, pending.max(floor).min(len))
         };
         self.found.clear();
         self.finder.find(&self.buf, self.ctx, &mut self.found);

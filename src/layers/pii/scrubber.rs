@@ -506,7 +506,8 @@ static PREFIXES: LazyLock<Option<Arc<Prefixes>>> =
 
 impl Scrubber {
     /// [`Prefixes`] of its detectors' patterns, with the pattern indices to
-    /// ask about (`None`: all of them).
+    /// ask about (`None`: all of them). Always the same [`Prefixes`] (the
+    /// streams' lazy DFA caches are shared per thread on that ground).
     pub(crate) fn prefixes(&self) -> Option<(Arc<Prefixes>, Option<Vec<usize>>)> {
         let prefixes = PREFIXES.as_ref()?.clone();
         let only = (self.detectors().count() < Detector::ALL.len()).then(|| {

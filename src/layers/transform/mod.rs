@@ -41,9 +41,10 @@
 //!   events whose text is held back are sent with that text empty. The full
 //!   texts a Responses stream repeats (`.done` events, `output_item.done`,
 //!   the `response` of `response.completed`) get the same rules, so they
-//!   equal the edited deltas; see [`edit`](crate::layers::edit) for how held
-//!   text is released there (an added delta event, later `sequence_number`s
-//!   raised by one).
+//!   equal the edited deltas. Text a Responses channel still holds when it
+//!   ends goes out in a `.delta` event added before its `.done` event; every
+//!   later event's `sequence_number` is raised by one per added event, so
+//!   the numbers stay consecutive.
 //!
 //! Edited answers lose their `Content-Length`.
 //!
