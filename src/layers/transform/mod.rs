@@ -93,6 +93,52 @@
 //! );
 //! # }
 //! ```
+//!
+//! A streamed Responses answer: text that cannot begin a match goes out as
+//! it arrives, `s` waits (it could begin `secret`) and goes out in a delta
+//! added before `response.output_text.done`, which is numbered on.
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use http::{Request, Response};
+//! use http_body_util::BodyExt;
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//! use llm_router::layers::transform::{Direction, RegexFlags, TransformLayer, TransformRule};
+//! use llm_router::request::{Endpoint, LlmRequest};
+//! use llm_router::ProxyBody;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let rule = TransformRule::regex_replace("s", "secret", "[hidden]", RegexFlags::default())
+//!     .unwrap()
+//!     .on(Direction::Response);
+//! let upstream = service_fn(|_req: Request<ProxyBody>| async move {
+//!     let sse = concat!(
+//!         "event: response.output_text.delta\n",
+//!         r#"data: {"type":"response.output_text.delta","item_id":"msg_1","output_index":0,"content_index":0,"delta":"the secret is s","sequence_number":0}"#, "\n\n",
+//!         "event: response.output_text.done\n",
+//!         r#"data: {"type":"response.output_text.done","item_id":"msg_1","output_index":0,"content_index":0,"text":"the secret is s","sequence_number":1}"#, "\n\n",
+//!     );
+//!     let answer = Response::builder().header("content-type", "text/event-stream");
+//!     Ok::<_, Infallible>(answer.body(ProxyBody::full(sse)).unwrap())
+//! });
+//! let service = ServiceBuilder::new().layer(TransformLayer::new([rule])).service(upstream);
+//! let llm = LlmRequest::parse(Endpoint::Responses, br#"{"model":"m","input":"hi","stream":true}"#)
+//!     .unwrap();
+//! let mut req = Request::new(ProxyBody::empty());
+//! req.extensions_mut().insert(llm);
+//! let answer = service.oneshot(req).await.unwrap();
+//! let body = answer.into_body().collect().await.unwrap().to_bytes();
+//! let events: Vec<serde_json::Value> = std::str::from_utf8(&body).unwrap()
+//!     .split("\n\n")
+//!     .filter_map(|e| e.split_once("data: "))
+//!     .map(|(_, data)| serde_json::from_str(data).unwrap())
+//!     .collect();
+//! assert_eq!(events[0]["delta"], "the [hidden] is ");
+//! assert_eq!((&events[1]["delta"], &events[1]["sequence_number"]), (&"s".into(), &1.into()));
+//! assert_eq!((&events[2]["text"], &events[2]["sequence_number"]), (&"the [hidden] is s".into(), &2.into()));
+//! # }
+//! ```
 
 mod body;
 mod rule;
