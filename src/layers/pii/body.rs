@@ -1,19 +1,23 @@
 //! The PII layer's side of answer editing: restoring placeholders
 //! (`reversible`) and scrubbing answers (`on = "response"`/`"both"`).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::scrubber::{partial_placeholder_start, Finding, Scrubber, Vault};
-use crate::layers::edit::{edit_strings, Channel, Editor, Finder, Holdback};
+use regex_automata::hybrid::dfa::Cache;
+
+use super::scrubber::{Finding, Scrubber, Vault};
+use crate::layers::edit::{edit_strings, Channel, Editor, Finder, Holdback, Prefixes};
 
 /// Puts the original values back in place of `<EMAIL_1>`-style placeholders.
 ///
 /// In a stream, a placeholder may be split across events: a trailing `<…`
-/// that could still become one is held back until the next event of its
-/// channel (at most 20 bytes).
+/// that could still become one of the request's placeholders (`<`, `<EM`,
+/// `<EMAIL_1`) is held back until the next event of its channel (at most 19
+/// bytes); all other text is sent at once.
 pub(crate) struct Restorer {
     vault: Arc<Vault>,
     pending: HashMap<Channel, String>,
@@ -40,7 +44,7 @@ impl Editor for Restorer {
         }
         let mut buf = held.unwrap_or_default();
         buf.push_str(text);
-        let cut = partial_placeholder_start(&buf).unwrap_or(buf.len());
+        let cut = self.vault.pending_placeholder(&buf).unwrap_or(buf.len());
         let out = self
             .vault
             .restore_with(&buf[..cut], channel.is_json())
@@ -62,6 +66,12 @@ impl Editor for Restorer {
             .unwrap_or_default()
     }
 
+    fn whole(&mut self, channel: Channel, text: &str) -> String {
+        self.vault
+            .restore_with(text, channel.is_json())
+            .into_owned()
+    }
+
     fn document(&mut self, doc: &mut Value) -> bool {
         let vault = &self.vault;
         edit_strings(doc, &mut |s| match vault.restore(s) {
@@ -71,10 +81,19 @@ impl Editor for Restorer {
     }
 }
 
-/// [`Finder`] running the scrubber's detectors.
+thread_local! {
+    /// The lazy DFA cache of the detectors' [`Prefixes`] (one DFA for the
+    /// process), one per thread: streams share it rather than each keeping
+    /// its own (30 to 50 KiB).
+    static CACHE: RefCell<Option<Cache>> = const { RefCell::new(None) };
+}
+
+/// [`Finder`] running the scrubber's detectors; only text where one of
+/// their patterns could still match waits ([`Scrubber::prefixes`]).
 struct ScrubFinder {
     scrubber: Scrubber,
     findings: Vec<Finding>,
+    prefixes: Option<(Arc<Prefixes>, Option<Vec<usize>>)>,
 }
 
 impl Finder for ScrubFinder {
@@ -88,14 +107,29 @@ impl Finder for ScrubFinder {
             ));
         }
     }
+
+    fn pending_from(&mut self, hay: &str, from: usize) -> usize {
+        let Some((prefixes, only)) = &self.prefixes else {
+            return from;
+        };
+        CACHE.with(|cache| {
+            let Ok(mut cache) = cache.try_borrow_mut() else {
+                return from;
+            };
+            let cache = cache.get_or_insert_with(|| prefixes.cache());
+            prefixes.pending_from(cache, hay, from, only.as_deref())
+        })
+    }
 }
 
 /// Scrubs answers (`redact` or `mask`): every string of a JSON answer; the
-/// text and tool-call arguments of a stream, each channel holding back its
-/// last `holdback` bytes so PII split across events is still found.
+/// text and tool-call arguments of a stream, each channel holding back the
+/// tail where a detector could still match (at most `holdback` bytes) so PII
+/// split across events is still found.
 pub(crate) struct AnswerScrubber {
     scrubber: Scrubber,
     holdback: usize,
+    prefixes: Option<(Arc<Prefixes>, Option<Vec<usize>>)>,
     channels: HashMap<Channel, Holdback<ScrubFinder>>,
 }
 
@@ -104,6 +138,7 @@ impl AnswerScrubber {
         AnswerScrubber {
             scrubber,
             holdback,
+            prefixes: scrubber.prefixes(),
             channels: HashMap::new(),
         }
     }
@@ -115,7 +150,7 @@ impl Editor for AnswerScrubber {
     }
 
     fn text(&mut self, channel: Channel, text: &str) -> String {
-        let (scrubber, holdback) = (self.scrubber, self.holdback);
+        let (scrubber, holdback, prefixes) = (self.scrubber, self.holdback, &self.prefixes);
         self.channels
             .entry(channel)
             .or_insert_with(|| {
@@ -123,6 +158,7 @@ impl Editor for AnswerScrubber {
                     ScrubFinder {
                         scrubber,
                         findings: Vec::new(),
+                        prefixes: prefixes.clone(),
                     },
                     holdback,
                 )
@@ -135,6 +171,10 @@ impl Editor for AnswerScrubber {
             .remove(&channel)
             .map(|mut stage| stage.finish(""))
             .unwrap_or_default()
+    }
+
+    fn whole(&mut self, _channel: Channel, text: &str) -> String {
+        self.scrubber.scrub_text(text).into_owned()
     }
 
     fn document(&mut self, doc: &mut Value) -> bool {

@@ -12,17 +12,21 @@
 //! - **`reversible`** — each distinct value becomes a numbered placeholder
 //!   upstream (`<EMAIL_1>`, `<EMAIL_2>`, `<PHONE_1>`; the same value always
 //!   the same placeholder within a request), and the originals are put back
-//!   in the answer: in every string of a JSON answer, and in the text and
-//!   tool-call arguments of a streamed one, where a placeholder split across
-//!   two events is still restored (a trailing `<…` that could become one is
-//!   held back until the next event, at most 20 bytes).
+//!   in the answer: in every string of a JSON answer, and in the text,
+//!   reasoning summaries and tool-call arguments of a streamed one (OpenAI,
+//!   Anthropic and Responses streams; the full texts a Responses stream
+//!   repeats too), where a placeholder split across two events is still
+//!   restored: only a trailing `<…` that could still become one of the
+//!   request's placeholders (`<`, `<EM`, `<EMAIL_1`) is held back until the
+//!   next event, everything else is sent as it arrives.
 //!
 //! `on` chooses the side: `request` (the default) scrubs every string value
 //! of the request (in the client's format, before translation; the top-level
 //! `model` and inline `data:` images excepted), `response` scrubs answers (every
 //! string of a JSON answer; a stream's text deltas and tool-call arguments,
-//! each holding back its last [`PiiPolicy::DEFAULT_HOLDBACK`] bytes per event
-//! so PII split across events is still found), `both` does both.
+//! each holding back the tail where a detector could still match — at most
+//! [`PiiPolicy::DEFAULT_HOLDBACK`] bytes, `holdback` — so PII split across
+//! events is still found), `both` does both.
 //! `reversible` always works on the request and restores the answer.
 //!
 //! [`Scrubber::scrub_text`] is the same detection for one-way uses such as
@@ -85,6 +89,8 @@ mod tests {
 
     use super::*;
     use crate::body::ProxyBody;
+    use crate::layers::edit::tests::{chunked, event_data, responses_stream, responses_texts};
+    use crate::layers::edit::Channel;
     use crate::request::{Endpoint, LlmRequest};
 
     /// Run one request through the layer over an upstream that records what
@@ -122,6 +128,189 @@ mod tests {
         let body = response.into_body().collect().await.unwrap().to_bytes();
         let sent = seen.lock().unwrap().take().unwrap();
         (sent, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    /// `answer` streamed to a request `request` at `endpoint`, through the
+    /// layer: what the upstream got and what the client gets.
+    async fn stream_through(
+        policy: PiiPolicy,
+        endpoint: Endpoint,
+        request: &str,
+        answer: ProxyBody,
+    ) -> (serde_json::Value, String) {
+        let seen = Arc::new(Mutex::new(None));
+        let seen2 = seen.clone();
+        let answer = Mutex::new(Some(answer));
+        let upstream = service_fn(move |req: Request<ProxyBody>| {
+            let llm = req.extensions().get::<LlmRequest>().unwrap();
+            *seen2.lock().unwrap() = Some(serde_json::Value::Object(llm.body().clone()));
+            let body = answer.lock().unwrap().take().unwrap();
+            async move {
+                Ok::<_, Infallible>(
+                    Response::builder()
+                        .header("content-type", "text/event-stream")
+                        .body(body)
+                        .unwrap(),
+                )
+            }
+        });
+        let llm = LlmRequest::parse(endpoint, request.as_bytes()).unwrap();
+        let mut req = Request::new(ProxyBody::empty());
+        req.extensions_mut().insert(llm);
+        let response = PiiLayer::new(policy)
+            .layer(upstream)
+            .oneshot(req)
+            .await
+            .unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let sent = seen.lock().unwrap().take().unwrap();
+        (sent, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    const RESPONSES_REQ: &str =
+        r#"{"model":"m","stream":true,"input":"me: jo@example.com at 10.1.2.3"}"#;
+
+    fn reversible() -> PiiPolicy {
+        PiiPolicy {
+            action: PiiAction::Reversible,
+            ..PiiPolicy::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn reversible_restores_responses_streams_in_any_chunking() {
+        let input = responses_stream(
+            &["The user <EMA", "IL_1> is at <IP_ADDRESS_1", ">."],
+            &[
+                "Hi <",
+                "EMAIL_1>, your host <IP_",
+                "ADDRESS_1> is up; a < b <EMAIL_9>",
+            ],
+            &["{\"to\":\"<EMAIL_", "1>\",\"ip\":\"<IP_ADDRESS_1>\"}"],
+        );
+        let (sent, whole) = stream_through(
+            reversible(),
+            Endpoint::Responses,
+            RESPONSES_REQ,
+            ProxyBody::full(input.clone()),
+        )
+        .await;
+        assert_eq!(sent["input"], "me: <EMAIL_1> at <IP_ADDRESS_1>");
+        let texts = responses_texts(&whole);
+        assert_eq!(
+            texts[&Channel::Summary(0, 0)],
+            "The user jo@example.com is at 10.1.2.3."
+        );
+        assert_eq!(
+            texts[&Channel::OutputText(1, 0)],
+            "Hi jo@example.com, your host 10.1.2.3 is up; a < b <EMAIL_9>"
+        );
+        assert_eq!(
+            texts[&Channel::CallArgs(2)],
+            r#"{"to":"jo@example.com","ip":"10.1.2.3"}"#
+        );
+        for cut in (0..=input.len()).step_by(3) {
+            let (_, out) = stream_through(
+                reversible(),
+                Endpoint::Responses,
+                RESPONSES_REQ,
+                chunked(&input, &[cut]),
+            )
+            .await;
+            assert_eq!(out, whole, "cut at {cut}");
+        }
+    }
+
+    #[tokio::test]
+    async fn only_a_placeholder_prefix_waits_and_any_split_is_restored() {
+        // Text that cannot begin a placeholder goes out as it arrives.
+        let deltas = ["a < b", " and <", "b>", " <EMAIL_2", "> <"];
+        let input = responses_stream(&[], &deltas, &[]);
+        let (_, out) = stream_through(
+            reversible(),
+            Endpoint::Responses,
+            RESPONSES_REQ,
+            ProxyBody::full(input),
+        )
+        .await;
+        let sent: Vec<String> = event_data(&out)
+            .iter()
+            .map(|d| serde_json::from_str::<serde_json::Value>(d).unwrap())
+            .filter(|v| v["type"] == "response.output_text.delta")
+            .map(|v| v["delta"].as_str().unwrap().to_string())
+            .collect();
+        // (The final `<` waits to the end and goes out in a delta added
+        // before `response.output_text.done`.)
+        assert_eq!(sent, ["a < b", " and ", "<b>", " <EMAIL_2", "> ", "<"]);
+        // A placeholder split anywhere is restored.
+        let text = "to <EMAIL_1>!";
+        for cut in 0..=text.len() {
+            let input = responses_stream(&[], &[&text[..cut], &text[cut..]], &[]);
+            let (_, out) = stream_through(
+                reversible(),
+                Endpoint::Responses,
+                RESPONSES_REQ,
+                ProxyBody::full(input),
+            )
+            .await;
+            assert_eq!(
+                responses_texts(&out)[&Channel::OutputText(1, 0)],
+                "to jo@example.com!",
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn responses_answers_are_scrubbed_consistently() {
+        let policy = PiiPolicy {
+            on: PiiScope::Response,
+            ..PiiPolicy::default()
+        };
+        let text = "Write to bob@example.org or call 202-555-0143 today.";
+        let expected = "Write to [EMAIL] or call [PHONE] today.";
+        for cut in 0..=text.len() {
+            let input = responses_stream(
+                &[],
+                &[&text[..cut], &text[cut..]],
+                &["{\"n\":\"202-55", "5-0143\"}"],
+            );
+            let (_, out) = stream_through(
+                policy.clone(),
+                Endpoint::Responses,
+                RESPONSES_REQ,
+                ProxyBody::full(input),
+            )
+            .await;
+            let texts = responses_texts(&out);
+            assert_eq!(texts[&Channel::OutputText(1, 0)], expected, "cut at {cut}");
+            assert_eq!(texts[&Channel::CallArgs(2)], r#"{"n":"[PHONE]"}"#);
+        }
+        // Words that cannot be PII go out at once; the last word waits (it
+        // could still become an address), and a complete address once the
+        // text after it settles it.
+        let input = responses_stream(
+            &[],
+            &["Hello there ", "my friend", " it is a@b.io", " ok"],
+            &[],
+        );
+        let (_, out) = stream_through(
+            policy,
+            Endpoint::Responses,
+            RESPONSES_REQ,
+            ProxyBody::full(input),
+        )
+        .await;
+        let sent: Vec<String> = event_data(&out)
+            .iter()
+            .map(|d| serde_json::from_str::<serde_json::Value>(d).unwrap())
+            .filter(|v| v["type"] == "response.output_text.delta")
+            .map(|v| v["delta"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            sent,
+            ["Hello there ", "my ", "friend it is ", "[EMAIL] ", "ok"]
+        );
     }
 
     const REQ: &str = r#"{"model":"a@b.io","stream":true,"messages":[{"role":"user","content":"me: jo@example.com, 10.1.2.3, jo@example.com"},{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/png;base64,AKIAIOSFODNN7EXAMPLE"}}]}]}"#;

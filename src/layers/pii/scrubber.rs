@@ -41,9 +41,11 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::Ipv6Addr;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use regex::{Regex, RegexSet};
+
+use crate::layers::edit::Prefixes;
 
 /// A kind of personal or secret data the scrubber can find.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -425,16 +427,21 @@ impl Vault {
     }
 }
 
-/// Where a placeholder may have started but not ended at the end of `text`
-/// (`"see <EMA"` → `Some(4)`), so a stream can hold that part back.
-pub(crate) fn partial_placeholder_start(text: &str) -> Option<usize> {
-    let lt = text.rfind('<')?;
-    let tail = &text[lt + 1..];
-    (tail.len() < MAX_PLACEHOLDER
-        && tail
-            .bytes()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_'))
-    .then_some(lt)
+impl Vault {
+    /// Where the beginning of one of its placeholders ends `text`
+    /// (`"see <EMA"` → `Some(4)` when `<EMAIL_1>` is one), so a stream can
+    /// hold that part back: only a strict prefix of a known placeholder
+    /// waits (`<`, `<EM`, `<EMAIL_1`), anything else is sent.
+    pub(crate) fn pending_placeholder(&self, text: &str) -> Option<usize> {
+        let lt = text.rfind('<')?;
+        let tail = text.get(lt..)?;
+        (tail.len() < MAX_PLACEHOLDER
+            && self
+                .by_placeholder
+                .keys()
+                .any(|p| p.len() > tail.len() && p.starts_with(tail)))
+        .then_some(lt)
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -472,10 +479,9 @@ static API_KEY: LazyLock<Regex> = LazyLock::new(|| {
 /// The shortest text [`API_KEY`] can match (`xox?-` and ten more).
 const API_KEY_MIN_LEN: usize = 15;
 
-/// Every detector's pattern in one set, in the order [`Detector::patterns`]
-/// names them. `None` (never expected) runs every detector.
-static PREFILTER: LazyLock<Option<RegexSet>> = LazyLock::new(|| {
-    RegexSet::new([
+/// Every detector's pattern, in the order [`Detector::patterns`] names them.
+fn patterns() -> [&'static str; 9] {
+    [
         EMAIL.as_str(),
         PHONE_INTL.as_str(),
         PHONE_US.as_str(),
@@ -485,9 +491,33 @@ static PREFILTER: LazyLock<Option<RegexSet>> = LazyLock::new(|| {
         IPV6.as_str(),
         IBAN.as_str(),
         API_KEY.as_str(),
-    ])
-    .ok()
-});
+    ]
+}
+
+/// Every detector's pattern in one set. `None` (never expected) runs every
+/// detector.
+static PREFILTER: LazyLock<Option<RegexSet>> = LazyLock::new(|| RegexSet::new(patterns()).ok());
+
+/// Where a detector's pattern could still match in a growing text (streamed
+/// answers hold back only that). `None` (never expected): streams hold back
+/// their fixed tail.
+static PREFIXES: LazyLock<Option<Arc<Prefixes>>> =
+    LazyLock::new(|| Prefixes::any_of(&patterns()).map(Arc::new));
+
+impl Scrubber {
+    /// [`Prefixes`] of its detectors' patterns, with the pattern indices to
+    /// ask about (`None`: all of them). Always the same [`Prefixes`] (the
+    /// streams' lazy DFA caches are shared per thread on that ground).
+    pub(crate) fn prefixes(&self) -> Option<(Arc<Prefixes>, Option<Vec<usize>>)> {
+        let prefixes = PREFIXES.as_ref()?.clone();
+        let only = (self.detectors().count() < Detector::ALL.len()).then(|| {
+            self.detectors()
+                .flat_map(|d| d.patterns().iter().copied())
+                .collect()
+        });
+        Some((prefixes, only))
+    }
+}
 
 impl Detector {
     /// Indices of this detector's patterns in [`PREFILTER`].
@@ -1153,11 +1183,20 @@ mod tests {
 
     #[test]
     fn partial_placeholders() {
-        assert_eq!(partial_placeholder_start("see <EMA"), Some(4));
-        assert_eq!(partial_placeholder_start("see <"), Some(4));
-        assert_eq!(partial_placeholder_start("see <EMAIL_1>"), None);
-        assert_eq!(partial_placeholder_start("a < b"), None);
-        assert_eq!(partial_placeholder_start("<html"), None);
+        let mut v = Vault::default();
+        assert_eq!(v.pending_placeholder("see <"), None);
+        v.placeholder_for(Detector::Email, "a@b.io");
+        v.placeholder_for(Detector::Phone, "+44 20 7946 0958");
+        assert_eq!(v.pending_placeholder("see <EMA"), Some(4));
+        assert_eq!(v.pending_placeholder("see <"), Some(4));
+        assert_eq!(v.pending_placeholder("see <EMAIL_1"), Some(4));
+        assert_eq!(v.pending_placeholder("see <PHONE_"), Some(4));
+        assert_eq!(v.pending_placeholder("see <EMAIL_1>"), None);
+        assert_eq!(v.pending_placeholder("see <EMAIL_2"), None);
+        assert_eq!(v.pending_placeholder("see <SSN"), None);
+        assert_eq!(v.pending_placeholder("a < b"), None);
+        assert_eq!(v.pending_placeholder("<html"), None);
+        assert_eq!(v.pending_placeholder("<EMAIL_1> <E"), Some(10));
     }
 
     #[test]

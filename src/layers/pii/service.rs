@@ -59,8 +59,9 @@ pub struct PiiPolicy {
     /// The side scrubbed. `reversible` always scrubs the request and restores
     /// the answer, whatever this says.
     pub on: PiiScope,
-    /// For scrubbing streamed answers: bytes of text held back per event so
-    /// that PII split across events is still found.
+    /// For scrubbing streamed answers: the most bytes of text held back per
+    /// event so that PII split across events is still found (only the tail
+    /// where a detector could still match waits).
     pub holdback: usize,
 }
 

@@ -12,8 +12,9 @@ use crate::layers::edit::{Channel, Editor, Holdback, RegexFinder};
 ///
 /// - JSON answers: every rule, in order, to the whole document.
 /// - Streamed answers: `regex_replace` rules to the text deltas (each channel
-///   through one [`Holdback`] per rule, chained in order), then the JSONPath
-///   rules to each event's document.
+///   through one [`Holdback`] per rule, chained in order; the full texts a
+///   Responses stream repeats through the same rules at once), then the
+///   JSONPath rules to each event's document.
 pub(crate) struct TransformEditor {
     rules: Arc<[TransformRule]>,
     has_regex: bool,
@@ -66,6 +67,17 @@ impl Editor for TransformEditor {
             text = stage.finish(&text);
         }
         text
+    }
+
+    fn whole(&mut self, _channel: Channel, text: &str) -> String {
+        let mut doc = Value::String(text.to_string());
+        for rule in self.rules.iter().filter(|r| r.is_regex()) {
+            rule.apply(&mut doc);
+        }
+        match doc {
+            Value::String(s) => s,
+            _ => text.to_string(),
+        }
     }
 
     fn event(&mut self, doc: &mut Value) -> bool {

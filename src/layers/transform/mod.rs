@@ -25,15 +25,26 @@
 //! - a JSON answer is collected (at most 8 MiB; a larger one passes
 //!   unchanged) and every rule is applied to it in order;
 //! - a streamed (SSE) answer is edited event by event: `regex_replace` applies
-//!   to the text deltas (`choices[].delta.content` and `choices[].text`;
-//!   Anthropic `text_delta`s), then the JSONPath rules to each event's JSON
-//!   document (`[DONE]` excluded). A match may span events: each rule holds
-//!   back the last [`TransformRule::DEFAULT_HOLDBACK`] bytes of a choice's text
-//!   (configurable per rule, `holdback`) until the next event, and releases
-//!   them when the choice finishes (its `finish_reason` event), at `[DONE]`,
-//!   or at the end of the stream. A match that starts in the text already
-//!   sent, or is longer than the holdback, is not found; events whose text is
-//!   held back are sent with that text empty.
+//!   to the text deltas (OpenAI `choices[].delta.content` and
+//!   `choices[].text`; Anthropic `text_delta`s; Responses
+//!   `response.output_text.delta` and `response.reasoning_summary_text.delta`
+//!   — tool-call arguments are left alone), then the JSONPath rules to each
+//!   event's JSON document (`[DONE]` excluded). A match may span events: the
+//!   tail of a text from which the pattern could still match (`sec` of
+//!   `secret`; a word that could become an address) is held back until the
+//!   next event of that text, at most [`TransformRule::DEFAULT_HOLDBACK`]
+//!   bytes (configurable per rule, `holdback`); text from which no match can
+//!   begin is sent at once. Held text is released when its text ends (a
+//!   choice's `finish_reason`, a content block's stop, a Responses `.done`
+//!   event), at `[DONE]`, or at the end of the stream. A match that starts in
+//!   the text already sent, or is longer than the holdback, is not found;
+//!   events whose text is held back are sent with that text empty. The full
+//!   texts a Responses stream repeats (`.done` events, `output_item.done`,
+//!   the `response` of `response.completed`) get the same rules, so they
+//!   equal the edited deltas. Text a Responses channel still holds when it
+//!   ends goes out in a `.delta` event added before its `.done` event; every
+//!   later event's `sequence_number` is raised by one per added event, so
+//!   the numbers stay consecutive.
 //!
 //! Edited answers lose their `Content-Length`.
 //!
@@ -82,6 +93,52 @@
 //! );
 //! # }
 //! ```
+//!
+//! A streamed Responses answer: text that cannot begin a match goes out as
+//! it arrives, `s` waits (it could begin `secret`) and goes out in a delta
+//! added before `response.output_text.done`, which is numbered on.
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use http::{Request, Response};
+//! use http_body_util::BodyExt;
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//! use llm_router::layers::transform::{Direction, RegexFlags, TransformLayer, TransformRule};
+//! use llm_router::request::{Endpoint, LlmRequest};
+//! use llm_router::ProxyBody;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let rule = TransformRule::regex_replace("s", "secret", "[hidden]", RegexFlags::default())
+//!     .unwrap()
+//!     .on(Direction::Response);
+//! let upstream = service_fn(|_req: Request<ProxyBody>| async move {
+//!     let sse = concat!(
+//!         "event: response.output_text.delta\n",
+//!         r#"data: {"type":"response.output_text.delta","item_id":"msg_1","output_index":0,"content_index":0,"delta":"the secret is s","sequence_number":0}"#, "\n\n",
+//!         "event: response.output_text.done\n",
+//!         r#"data: {"type":"response.output_text.done","item_id":"msg_1","output_index":0,"content_index":0,"text":"the secret is s","sequence_number":1}"#, "\n\n",
+//!     );
+//!     let answer = Response::builder().header("content-type", "text/event-stream");
+//!     Ok::<_, Infallible>(answer.body(ProxyBody::full(sse)).unwrap())
+//! });
+//! let service = ServiceBuilder::new().layer(TransformLayer::new([rule])).service(upstream);
+//! let llm = LlmRequest::parse(Endpoint::Responses, br#"{"model":"m","input":"hi","stream":true}"#)
+//!     .unwrap();
+//! let mut req = Request::new(ProxyBody::empty());
+//! req.extensions_mut().insert(llm);
+//! let answer = service.oneshot(req).await.unwrap();
+//! let body = answer.into_body().collect().await.unwrap().to_bytes();
+//! let events: Vec<serde_json::Value> = std::str::from_utf8(&body).unwrap()
+//!     .split("\n\n")
+//!     .filter_map(|e| e.split_once("data: "))
+//!     .map(|(_, data)| serde_json::from_str(data).unwrap())
+//!     .collect();
+//! assert_eq!(events[0]["delta"], "the [hidden] is ");
+//! assert_eq!((&events[1]["delta"], &events[1]["sequence_number"]), (&"s".into(), &1.into()));
+//! assert_eq!((&events[2]["text"], &events[2]["sequence_number"]), (&"the [hidden] is s".into(), &2.into()));
+//! # }
+//! ```
 
 mod body;
 mod rule;
@@ -101,6 +158,8 @@ mod tests {
 
     use super::*;
     use crate::body::ProxyBody;
+    use crate::layers::edit::tests::{chunked, event_data, responses_stream, responses_texts};
+    use crate::layers::edit::Channel;
     use crate::request::{Endpoint, LlmRequest};
 
     fn request(body: &str) -> Request<ProxyBody> {
@@ -198,6 +257,175 @@ mod tests {
             .collect();
         assert_eq!(text, "my [hidden]!");
         assert!(out.ends_with("data: [DONE]\n\n"));
+    }
+
+    /// `body` answered to a streamed request at `endpoint`, through `layer`.
+    async fn stream_through(layer: &TransformLayer, endpoint: Endpoint, body: ProxyBody) -> String {
+        let body = std::sync::Mutex::new(Some(body));
+        let upstream = service_fn(move |_req: Request<ProxyBody>| {
+            let body = body.lock().unwrap().take().unwrap();
+            async move {
+                Ok::<_, Infallible>(
+                    Response::builder()
+                        .header("content-type", "text/event-stream")
+                        .body(body)
+                        .unwrap(),
+                )
+            }
+        });
+        let llm =
+            LlmRequest::parse(endpoint, br#"{"model":"m","stream":true,"input":"hi"}"#).unwrap();
+        let mut req = Request::new(ProxyBody::empty());
+        req.extensions_mut().insert(llm);
+        let response = layer.layer(upstream).oneshot(req).await.unwrap();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    fn chat_stream(deltas: &[&str]) -> String {
+        let mut out = String::new();
+        for d in deltas {
+            let chunk = json!({"id": "c", "choices": [{"index": 0, "delta": {"content": d}}]});
+            out += &format!("data: {chunk}\n\n");
+        }
+        out + "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n"
+    }
+
+    /// The text deltas of a chat stream, one per event.
+    fn chat_deltas(out: &str) -> Vec<String> {
+        event_data(out)
+            .into_iter()
+            .filter(|d| *d != "[DONE]")
+            .map(|d| serde_json::from_str::<serde_json::Value>(d).unwrap())
+            .map(|v| {
+                v["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect()
+    }
+
+    fn email_rule() -> TransformRule {
+        TransformRule::regex_replace(
+            "email",
+            r"\b[A-Z0-9._%+-]+@[A-Z0-9.-]+\.[A-Z]{2,}\b",
+            "[EMAIL]",
+            RegexFlags::parse("IGNORECASE").unwrap(),
+        )
+        .unwrap()
+        .on(Direction::Response)
+    }
+
+    const FIVE: [&str; 5] = ["Hello", " ther", "e, ho", "w are", " you?"];
+
+    #[tokio::test]
+    async fn text_that_cannot_match_is_not_held() {
+        let layer = TransformLayer::new([secret_rule()]);
+        // Each delta reaches the client whole, in its own event.
+        let out = stream_through(
+            &layer,
+            Endpoint::ChatCompletions,
+            ProxyBody::full(chat_stream(&FIVE)),
+        )
+        .await;
+        assert_eq!(chat_deltas(&out)[..5], FIVE);
+        let input = responses_stream(&[], &FIVE, &[]);
+        let out = stream_through(&layer, Endpoint::Responses, ProxyBody::full(input.clone())).await;
+        assert_eq!(out, input, "nothing to change, nothing held, nothing added");
+
+        // ... as soon as it arrives: each event is out before the next is sent.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let frames = futures_util::stream::poll_fn(move |cx| {
+            rx.poll_recv(cx).map(|e| {
+                e.map(|e| {
+                    Ok::<_, crate::body::BoxError>(http_body::Frame::data(bytes::Bytes::from(e)))
+                })
+            })
+        });
+        let body = ProxyBody::new(http_body_util::StreamBody::new(frames));
+        let upstream = std::sync::Mutex::new(Some(body));
+        let upstream = service_fn(move |_req: Request<ProxyBody>| {
+            let body = upstream.lock().unwrap().take().unwrap();
+            async move {
+                Ok::<_, Infallible>(
+                    Response::builder()
+                        .header("content-type", "text/event-stream")
+                        .body(body)
+                        .unwrap(),
+                )
+            }
+        });
+        let response = layer
+            .layer(upstream)
+            .oneshot(request(r#"{"model":"m","stream":true}"#))
+            .await
+            .unwrap();
+        let mut body = response.into_body();
+        for (event, delta) in chat_stream(&FIVE).split_inclusive("\n\n").zip(FIVE) {
+            tx.send(event.to_string()).unwrap();
+            let frame = body.frame().await.unwrap().unwrap().into_data().unwrap();
+            assert_eq!(chat_deltas(std::str::from_utf8(&frame).unwrap()), [delta]);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_email_split_anywhere_is_still_redacted() {
+        let layer = TransformLayer::new([email_rule()]);
+        let text = "Mail jo.doe@example.com or bob@x.io now.";
+        let expected = "Mail [EMAIL] or [EMAIL] now.";
+        for cut in 0..=text.len() {
+            let deltas = [&text[..cut], &text[cut..]];
+            let out = stream_through(
+                &layer,
+                Endpoint::ChatCompletions,
+                ProxyBody::full(chat_stream(&deltas)),
+            )
+            .await;
+            assert_eq!(chat_deltas(&out).concat(), expected, "cut at {cut}");
+            let input = responses_stream(&[], &deltas, &[]);
+            let out = stream_through(&layer, Endpoint::Responses, ProxyBody::full(input)).await;
+            assert_eq!(
+                responses_texts(&out)[&Channel::OutputText(1, 0)],
+                expected,
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn responses_streams_are_transformed_consistently_in_any_chunking() {
+        let layer = TransformLayer::new([
+            email_rule(),
+            TransformRule::regex_replace("s", "secret", "[hidden]", RegexFlags::default())
+                .unwrap()
+                .on(Direction::Response),
+        ]);
+        let input = responses_stream(
+            &["User jo@ex", "ample.com wants the sec", "ret"],
+            &["Sent to jo", "@example.", "com: the se", "cret is safe"],
+            &["{\"to\":\"jo@", "example.com\"}"],
+        );
+        let whole =
+            stream_through(&layer, Endpoint::Responses, ProxyBody::full(input.clone())).await;
+        let texts = responses_texts(&whole);
+        assert_eq!(
+            texts[&Channel::Summary(0, 0)],
+            "User [EMAIL] wants the [hidden]"
+        );
+        assert_eq!(
+            texts[&Channel::OutputText(1, 0)],
+            "Sent to [EMAIL]: the [hidden] is safe"
+        );
+        assert_eq!(
+            texts[&Channel::CallArgs(2)],
+            "{\"to\":\"jo@example.com\"}",
+            "tool-call arguments are not prose"
+        );
+        for cut in (0..=input.len()).step_by(3) {
+            let out = stream_through(&layer, Endpoint::Responses, chunked(&input, &[cut])).await;
+            assert_eq!(out, whole, "cut at {cut}");
+        }
     }
 
     #[tokio::test]

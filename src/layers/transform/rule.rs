@@ -3,12 +3,13 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 use jsonpath_rust::JsonPath;
 use regex::{Regex, RegexBuilder};
 use serde_json::{Map, Value};
 
-use crate::layers::edit::{edit_strings, RegexFinder};
+use crate::layers::edit::{edit_strings, Prefixes, RegexFinder};
 
 /// Which side of the exchange a rule edits.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -104,8 +105,12 @@ pub struct TransformRule {
 enum Op {
     Regex {
         regex: Regex,
+        flags: RegexFlags,
         replacement: String,
         holdback: usize,
+        /// Built when a stream first needs it (request rules never do),
+        /// shared by the rule's clones.
+        prefixes: Arc<OnceLock<Option<Arc<Prefixes>>>>,
     },
     Drop {
         path: JsonPath,
@@ -127,8 +132,10 @@ enum Parent {
 }
 
 impl TransformRule {
-    /// How many bytes of a streamed text a `regex_replace` rule holds back by
-    /// default, so that a match split across two events is still found.
+    /// The most bytes of a streamed text a `regex_replace` rule holds back by
+    /// default, so that a match split across two events is still found. Only
+    /// the tail from which the pattern could still match waits; this bounds
+    /// it.
     pub const DEFAULT_HOLDBACK: usize = 64;
 
     /// Replace every match of `pattern` in every string value of the JSON
@@ -158,8 +165,10 @@ impl TransformRule {
             on: Direction::Request,
             op: Op::Regex {
                 regex,
+                flags,
                 replacement,
                 holdback: Self::DEFAULT_HOLDBACK,
+                prefixes: Arc::default(),
             },
         })
     }
@@ -216,7 +225,8 @@ impl TransformRule {
     }
 
     /// For `regex_replace` on streamed answers: hold back at most `bytes` of
-    /// text per event (default [`DEFAULT_HOLDBACK`](Self::DEFAULT_HOLDBACK)).
+    /// text per event (default [`DEFAULT_HOLDBACK`](Self::DEFAULT_HOLDBACK));
+    /// only the tail from which the pattern could still match waits at all.
     /// A longer match split across events may be missed.
     pub fn with_holdback(mut self, bytes: usize) -> Self {
         if let Op::Regex { holdback, .. } = &mut self.op {
@@ -326,15 +336,21 @@ impl TransformRule {
         match &self.op {
             Op::Regex {
                 regex,
+                flags,
                 replacement,
                 holdback,
-            } => Some((
-                RegexFinder {
-                    regex: regex.clone(),
-                    replacement: replacement.clone(),
-                },
-                *holdback,
-            )),
+                prefixes,
+            } => {
+                let prefixes = prefixes.get_or_init(|| {
+                    let f = flags;
+                    Prefixes::regex(regex.as_str(), f.ignore_case, f.multi_line, f.dot_all)
+                        .map(Arc::new)
+                });
+                Some((
+                    RegexFinder::new(regex.clone(), replacement.clone(), prefixes.clone()),
+                    *holdback,
+                ))
+            }
             _ => None,
         }
     }
