@@ -597,3 +597,58 @@ async fn token_limits_and_effort_fit_the_openai_model() {
     assert_eq!(openai_client["max_completion_tokens"], 50);
     assert!(openai_client.get("max_tokens").is_none());
 }
+
+#[tokio::test]
+async fn responses_streams_get_reversible_pii_and_response_transforms() {
+    let config = "[stack]\norder = [\"pii\", \"transform\", \"failover\"]\n\n\
+        [pii]\ndetect = [\"email\"]\naction = \"reversible\"\non = \"request\"\n\n\
+        [[transforms]]\nname = \"shout\"\ntype = \"regex_replace\"\npattern = 'quick'\nreplacement = \"QUICK\"\non = \"response\"\n\n\
+        [[backends]]\nname = \"m\"\nprovider = \"mock\"\n\n[[models]]\nname = \"echo\"\ntargets = [{ backend = \"m\" }]\n";
+    let proxy = Proxy::start(config).await;
+    let said = "write to jane.doe@example.com about the quick fix";
+    let r = post_json(
+        &proxy,
+        "/v1/responses",
+        &json!({"model": "echo", "stream": true, "input": said}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    let events: Vec<Value> = text
+        .split("\n\n")
+        .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let deltas: String = events
+        .iter()
+        .filter(|e| e["type"] == "response.output_text.delta")
+        .map(|e| e["delta"].as_str().unwrap())
+        .collect();
+    let expected = "write to jane.doe@example.com about the QUICK fix";
+    assert_eq!(deltas, expected, "{text}");
+    let done = events
+        .iter()
+        .find(|e| e["type"] == "response.output_text.done")
+        .unwrap();
+    assert_eq!(done["text"], expected);
+    let completed = events.last().unwrap();
+    assert_eq!(completed["type"], "response.completed");
+    assert_eq!(
+        completed["response"]["output"][0]["content"][0]["text"],
+        expected
+    );
+    let seqs: Vec<u64> = events
+        .iter()
+        .map(|e| e["sequence_number"].as_u64().unwrap())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    // The answer not streamed: restored and transformed too.
+    let r = post_json(
+        &proxy,
+        "/v1/responses",
+        &json!({"model": "echo", "input": said}),
+    )
+    .await;
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["output"][0]["content"][0]["text"], expected, "{v}");
+}
