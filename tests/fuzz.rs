@@ -3,7 +3,10 @@
 //! request scanner ([`LlmRequest::parse_bytes`]), the SSE decoder
 //! ([`SseParser`]), the NDJSON decoder (the Ollama stream), each provider's
 //! stream translator (Anthropic both ways, Gemini, Ollama) and the XML tool
-//! parser ([`XmlScanner`] and the streamed rewrite of `xml_tools::answer`).
+//! parser ([`XmlScanner`] and the streamed rewrite of `xml_tools::answer`),
+//! both Responses translators (chat chunks into Responses events for a
+//! Responses client, Responses events into chat chunks for an `api =
+//! "responses"` backend) and the token estimator.
 //! The log's copier and redactor, and the NDJSON line splitter, are
 //! crate-private: their properties are in `src/layers/log/proptests.rs` and
 //! `src/translate/proptests.rs`.
@@ -1422,5 +1425,267 @@ mod regressions {
             long.as_str()
         );
         assert!(events.iter().all(|e| e["model"] == "m"));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// OpenAI chunks -> Responses events (a Responses client through the pivot)
+
+/// Responses output made comparable across runs: generated ids and times
+/// renamed in order of appearance, wherever they are referred to.
+fn normalized_responses(out: &[u8]) -> Vec<Value> {
+    fn walk(v: &mut Value, ids: &mut Vec<String>) {
+        match v {
+            Value::Object(map) => {
+                for (k, x) in map.iter_mut() {
+                    match (k.as_str(), &*x) {
+                        ("created_at" | "completed_at" | "created", Value::Number(_)) => {
+                            *x = json!(0)
+                        }
+                        ("id" | "item_id" | "call_id", Value::String(id)) => {
+                            let n = ids.iter().position(|i| i == id).unwrap_or_else(|| {
+                                ids.push(id.clone());
+                                ids.len() - 1
+                            });
+                            *x = json!(format!("id{n}"));
+                        }
+                        _ => walk(x, ids),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|x| walk(x, ids)),
+            _ => {}
+        }
+    }
+    let text = String::from_utf8_lossy(out);
+    let mut ids = Vec::new();
+    text.split("\n\n")
+        .filter(|e| !e.is_empty())
+        .map(|event| {
+            let mut lines = Vec::new();
+            for line in event.split('\n') {
+                let mut v = match line.strip_prefix("data: ") {
+                    Some(data) => serde_json::from_str(data)
+                        .unwrap_or_else(|_| Value::String(line.to_string())),
+                    None => Value::String(line.to_string()),
+                };
+                walk(&mut v, &mut ids);
+                lines.push(v);
+            }
+            Value::Array(lines)
+        })
+        .collect()
+}
+
+/// Every event has a `type` and the sequence numbers count up from 0.
+fn assert_numbered(out: &[u8]) -> Result<(), TestCaseError> {
+    let text = String::from_utf8_lossy(out);
+    let mut next = 0u64;
+    for event in text.split("\n\n").filter(|e| !e.is_empty()) {
+        let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: ")) else {
+            continue;
+        };
+        let v: Value = serde_json::from_str(data)
+            .map_err(|e| TestCaseError::fail(format!("not JSON ({e}): {data}")))?;
+        prop_assert!(v["type"].is_string(), "{data}");
+        prop_assert_eq!(v["sequence_number"].as_u64(), Some(next), "{}", data);
+        next += 1;
+    }
+    Ok(())
+}
+
+mod openai_to_responses {
+    use super::*;
+    use llm_router::translate::responses::inbound;
+
+    static REQUEST: LazyLock<Map<String, Value>> = LazyLock::new(|| {
+        json!({"model": "m", "stream": true, "input": "hi", "tools": [
+            {"type": "function", "name": "f", "parameters": {"type": "object"}},
+            {"type": "namespace", "name": "ns", "description": "d", "tools": [
+                {"type": "function", "name": "g", "parameters": {"type": "object"}}]}]})
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+    });
+
+    fn translate(frames: Vec<Bytes>) -> (Vec<u8>, Option<String>) {
+        let response = answer("text/event-stream", frames);
+        drain(inbound::answer_from_openai(&REQUEST, response).into_body())
+    }
+
+    proptest! {
+        #![proptest_config(config(256))]
+
+        #[test]
+        fn any_stream_any_framing(
+            input in openai_to_anthropic::stream(number().boxed(), text().boxed()),
+            cuts in cuts(),
+        ) {
+            let (whole, err) = translate(vec![Bytes::from(input.clone())]);
+            prop_assert!(err.is_none());
+            assert_well_formed(&whole)?;
+            assert_numbered(&whole)?;
+            // The terminal event repeats every output item in full.
+            assert_bounded(input.len(), whole.len(), 64)?;
+            let (framed, err) = translate(split(&input, &cuts));
+            prop_assert!(err.is_none());
+            prop_assert_eq!(normalized_responses(&whole), normalized_responses(&framed));
+        }
+
+        #[test]
+        fn arbitrary_bytes(input in prop::collection::vec(any::<u8>(), 0..256), cuts in cuts()) {
+            let (out, _) = translate(split(&input, &cuts));
+            assert_well_formed(&out)?;
+            assert_numbered(&out)?;
+            assert_bounded(input.len(), out.len(), 64)?;
+        }
+
+        #[test]
+        fn any_request_translates_or_refuses(body in json_value()) {
+            if let Value::Object(body) = body {
+                let _ = inbound::request_to_openai(&body);
+                let _ = inbound::dropped_tools(&body);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Responses events -> OpenAI chunks (an `api = "responses"` backend)
+
+mod responses_to_openai {
+    use super::*;
+    use llm_router::translate::responses::upstream;
+
+    fn event() -> impl Strategy<Value = Value> {
+        let item = (
+            prop::sample::select(vec!["message", "function_call", "reasoning", "web_search_call", "x"]),
+            name(),
+            name(),
+            text(),
+        )
+            .prop_map(|(kind, id, n, args)| {
+                json!({"type": kind, "id": id, "call_id": id, "name": n, "arguments": args, "content": []})
+            })
+            .boxed();
+        let usage = (number(), number()).prop_map(|(i, o)| {
+            json!({"input_tokens": i, "output_tokens": o, "total_tokens": i.saturating_add(o),
+                "input_tokens_details": {"cached_tokens": 0}})
+        });
+        let response = (
+            name(),
+            name(),
+            opt(usage),
+            prop::sample::select(vec!["completed", "incomplete", "failed", "in_progress"]),
+        )
+            .prop_map(|(id, model, usage, status)| {
+                object(vec![
+                    ("id", Some(id.into())),
+                    ("model", Some(model.into())),
+                    ("created_at", Some(json!(1))),
+                    ("status", Some(status.into())),
+                    ("usage", usage),
+                    (
+                        "incomplete_details",
+                        Some(json!({"reason": "max_output_tokens"})),
+                    ),
+                    (
+                        "error",
+                        Some(json!({"code": "server_error", "message": "x"})),
+                    ),
+                ])
+            })
+            .boxed();
+        prop_oneof![
+            1 => response.clone().prop_map(|r| json!({"type": "response.created", "response": r})),
+            1 => response.clone().prop_map(|r| json!({"type": "response.in_progress", "response": r})),
+            2 => (number(), item.clone()).prop_map(|(i, it)| json!({"type": "response.output_item.added", "output_index": i, "item": it})),
+            4 => (number(), number(), name(), text()).prop_map(|(o, c, id, d)| json!({"type": "response.output_text.delta",
+                "output_index": o, "content_index": c, "item_id": id, "delta": d})),
+            2 => (number(), name(), text()).prop_map(|(o, id, d)| json!({"type": "response.function_call_arguments.delta",
+                "output_index": o, "item_id": id, "delta": d})),
+            1 => (number(), text()).prop_map(|(o, d)| json!({"type": "response.reasoning_summary_text.delta",
+                "output_index": o, "summary_index": 0, "delta": d})),
+            1 => (number(), text()).prop_map(|(o, d)| json!({"type": "response.refusal.delta", "output_index": o, "delta": d})),
+            1 => (number(), item).prop_map(|(i, it)| json!({"type": "response.output_item.done", "output_index": i, "item": it})),
+            1 => response.clone().prop_map(|r| json!({"type": "response.completed", "response": r})),
+            1 => response.clone().prop_map(|r| json!({"type": "response.incomplete", "response": r})),
+            1 => response.prop_map(|r| json!({"type": "response.failed", "response": r})),
+            1 => (name(), text()).prop_map(|(c, m)| json!({"type": "error", "code": c, "message": m})),
+            1 => json_value(),
+        ]
+    }
+
+    fn stream() -> impl Strategy<Value = Vec<u8>> {
+        (
+            prop::collection::vec(event(), 0..16),
+            edits(),
+            any::<bool>(),
+        )
+            .prop_map(|(events, e, mutated)| {
+                let bytes = sse(&events, true);
+                if mutated {
+                    mutate(bytes, &e)
+                } else {
+                    bytes
+                }
+            })
+    }
+
+    fn translate(frames: Vec<Bytes>, include_usage: bool) -> (Vec<u8>, Option<String>) {
+        let response = answer("text/event-stream", frames);
+        drain(upstream::answer_to_openai(response, include_usage).into_body())
+    }
+
+    proptest! {
+        #![proptest_config(config(256))]
+
+        #[test]
+        fn any_stream_any_framing(input in stream(), cuts in cuts(), include_usage in any::<bool>()) {
+            let (whole, err) = translate(vec![Bytes::from(input.clone())], include_usage);
+            prop_assert!(err.is_none());
+            assert_well_formed(&whole)?;
+            assert_bounded(input.len(), whole.len(), 32)?;
+            let (framed, err) = translate(split(&input, &cuts), include_usage);
+            prop_assert!(err.is_none());
+            prop_assert_eq!(normalized(&whole), normalized(&framed));
+        }
+
+        #[test]
+        fn arbitrary_bytes(input in prop::collection::vec(any::<u8>(), 0..256), cuts in cuts()) {
+            let (out, _) = translate(split(&input, &cuts), true);
+            assert_well_formed(&out)?;
+            assert_bounded(input.len(), out.len(), 32)?;
+        }
+
+        #[test]
+        fn any_pivot_translates_or_refuses(body in json_value()) {
+            if let Value::Object(body) = body {
+                let _ = upstream::request_from_openai(&body);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Token estimates of any request
+
+mod token_estimates {
+    use super::*;
+    use llm_router::tokens::{estimate, CountFormat};
+
+    proptest! {
+        #![proptest_config(config(256))]
+
+        #[test]
+        fn any_body_is_counted(body in json_value()) {
+            if let Value::Object(body) = body {
+                let a = estimate(CountFormat::Anthropic, &body);
+                let r = estimate(CountFormat::Responses, &body);
+                // Never more tokens than bytes, plus fixed allowances.
+                let len = Value::Object(body).to_string().len() as u64;
+                prop_assert!(a <= 4 * len + 10_000 && r <= 4 * len + 10_000, "{a} {r} for {len} bytes");
+            }
+        }
     }
 }
