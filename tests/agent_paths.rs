@@ -107,11 +107,9 @@ async fn aliases_reach_the_same_endpoints() {
 #[tokio::test]
 async fn unknown_paths_are_404_in_their_format_logged_and_counted() {
     let dir = temp_dir("unknown");
-    let config = format!(
-        "[stack]\norder = [\"log\", \"metrics\", \"failover\"]\n\n[log]\ndir = \"logs\"\n\n\
-         [[backends]]\nname = \"m\"\nprovider = \"mock\"\n\n[[models]]\nname = \"echo\"\ntargets = [{{ backend = \"m\" }}]\n"
-    );
-    let mut proxy = Proxy::start_with(&config, &dir.join("config.toml"), |_| None).await;
+    let config = "[stack]\norder = [\"log\", \"metrics\", \"failover\"]\n\n[log]\ndir = \"logs\"\n\n\
+         [[backends]]\nname = \"m\"\nprovider = \"mock\"\n\n[[models]]\nname = \"echo\"\ntargets = [{ backend = \"m\" }]\n";
+    let mut proxy = Proxy::start_with(config, &dir.join("config.toml"), |_| None).await;
     let r = post_json(&proxy, "/v1/nope", &json!({"model": "echo"})).await;
     assert_eq!(r.status(), 404);
     let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
