@@ -650,3 +650,134 @@ async fn responses_streams_get_reversible_pii_and_response_transforms() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["output"][0]["content"][0]["text"], expected, "{v}");
 }
+
+fn chunk_event(model: &str, delta: Value, finish: Value) -> String {
+    data(
+        &json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}),
+    )
+}
+
+/// The Responses events of a stream, parsed.
+fn responses_events(text: &str) -> Vec<Value> {
+    text.split("\n\n")
+        .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn translated_responses_streams_fail_over_before_their_first_output_and_fail_after() {
+    // The first target breaks before any content, the second answers.
+    let first = MockUpstream::with_handler("first", |r| {
+        let model = r.model();
+        Reply::Script(vec![
+            Step::Send(chunk_event(
+                &model,
+                json!({"role": "assistant", "content": ""}),
+                Value::Null,
+            )),
+            Step::Cut,
+        ])
+    })
+    .await;
+    let second = MockUpstream::with_handler("second", |r| {
+        let model = r.model();
+        Reply::Script(vec![
+            Step::Send(chunk_event(
+                &model,
+                json!({"role": "assistant", "content": ""}),
+                Value::Null,
+            )),
+            Step::Send(chunk_event(
+                &model,
+                json!({"content": "from second"}),
+                Value::Null,
+            )),
+            Step::Send(chunk_event(&model, json!({}), json!("stop"))),
+            Step::Send("data: [DONE]\n\n".into()),
+        ])
+    })
+    .await;
+    // A target that breaks after its first content.
+    let breaks = MockUpstream::with_handler("breaks", |r| {
+        let model = r.model();
+        Reply::Script(vec![
+            Step::Send(chunk_event(
+                &model,
+                json!({"role": "assistant", "content": "Hel"}),
+                Value::Null,
+            )),
+            Step::Cut,
+        ])
+    })
+    .await;
+    let config = format!(
+        "[stack]\norder = [\"failover\", \"circuit_breaker\", \"retry\"]\n\n[retry]\nmax_retries = 0\n\n{}{}{}\
+         [[models]]\nname = \"smart\"\ntargets = [\n  {{ backend = \"first\", model = \"m1\", priority = 1 }},\n  {{ backend = \"second\", model = \"m2\", priority = 2 }},\n]\n\n\
+         [[models]]\nname = \"cut\"\ntargets = [\n  {{ backend = \"breaks\", model = \"m3\", priority = 1 }},\n  {{ backend = \"second\", model = \"m2\", priority = 2 }},\n]\n",
+        openai_backend("first", &first.base_url(), ""),
+        openai_backend("second", &second.base_url(), ""),
+        openai_backend("breaks", &breaks.base_url(), ""),
+    );
+    let proxy = Proxy::start(&config).await;
+
+    let r = post_json(
+        &proxy,
+        "/v1/responses",
+        &json!({"model": "smart", "stream": true, "input": "hi"}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    let events = responses_events(&text);
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    // One clean stream: the first attempt left no trace.
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "response.created").count(),
+        1,
+        "{text}"
+    );
+    assert_eq!(kinds.last(), Some(&"response.completed"), "{text}");
+    assert!(!kinds.contains(&"error") && !kinds.contains(&"response.failed"));
+    let said: String = events
+        .iter()
+        .filter(|e| e["type"] == "response.output_text.delta")
+        .map(|e| e["delta"].as_str().unwrap())
+        .collect();
+    assert_eq!(said, "from second");
+    assert_eq!(events.last().unwrap()["response"]["model"], "m2");
+    let seqs: Vec<u64> = events
+        .iter()
+        .map(|e| e["sequence_number"].as_u64().unwrap())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    assert_eq!(first.requests().len(), 1);
+
+    // Committed, then cut: response.failed, never response.completed, and
+    // no second target.
+    let before = second.requests().len();
+    let r = post_json(
+        &proxy,
+        "/v1/responses",
+        &json!({"model": "cut", "stream": true, "input": "hi"}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    let events = responses_events(&text);
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"response.output_text.delta"), "{text}");
+    assert_eq!(
+        &kinds[kinds.len() - 2..],
+        ["error", "response.failed"],
+        "{text}"
+    );
+    assert!(!kinds.contains(&"response.completed"), "{text}");
+    let seqs: Vec<u64> = events
+        .iter()
+        .map(|e| e["sequence_number"].as_u64().unwrap())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    assert_eq!(second.requests().len(), before);
+}
