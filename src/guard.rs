@@ -230,6 +230,8 @@ struct ResponsesHead {
 #[derive(Debug, Default)]
 struct ResponsesState {
     next_sequence: u64,
+    /// `response.created`'s JSON, read only when the stream fails.
+    head_raw: Option<Bytes>,
     id: Option<String>,
     model: Option<String>,
     created_at: Option<serde_json::Value>,
@@ -257,8 +259,9 @@ struct Classified {
     anthropic_usage: Option<crate::usage::AnthropicUsage>,
     /// A chunk that carries usage and nothing else.
     usage_only: bool,
-    /// A Responses event's sequence number and response head.
-    responses: Option<(Option<u64>, Option<ResponsesHead>)>,
+    /// A Responses event's sequence number, its response head when parsed,
+    /// and the text of `response.created` when it was not.
+    responses: Option<(Option<u64>, Option<ResponsesHead>, Option<Bytes>)>,
 }
 
 impl From<EventKind> for Classified {
@@ -273,7 +276,12 @@ impl From<EventKind> for Classified {
     }
 }
 
-fn classify(format: ClientFormat, event: &crate::sse::SseEvent, committed: bool) -> Classified {
+fn classify(
+    format: ClientFormat,
+    event: &crate::sse::SseEvent,
+    committed: bool,
+    usage_wanted: bool,
+) -> Classified {
     if event.data.is_empty() {
         return EventKind::Preamble.into();
     }
@@ -367,14 +375,43 @@ fn classify(format: ClientFormat, event: &crate::sse::SseEvent, committed: bool)
                 responses: None,
             }
         }
-        ClientFormat::Responses => classify_responses(event),
+        ClientFormat::Responses => classify_responses(event, usage_wanted),
     }
 }
 
 /// A Responses API event: `response.created` / `in_progress` / `queued`
 /// are preamble; the first output item commits; `response.completed` and
 /// `response.incomplete` end it; `error` and `response.failed` are errors.
-fn classify_responses(event: &crate::sse::SseEvent) -> Classified {
+fn classify_responses(event: &crate::sse::SseEvent, usage_wanted: bool) -> Classified {
+    // Events named by their `event:` line are read without parsing their
+    // JSON when the guard needs nothing in them but their number (the last
+    // field of the events the proxy writes): output deltas and items
+    // (content), `created` (its head is kept, parsed only if the stream
+    // fails), `in_progress`/`queued` (preamble), and the end when no layer
+    // wants the usage. Errors are always parsed.
+    if let Some(name) = event.event.as_deref() {
+        let looks_whole = event.data.first() == Some(&b'{') && event.data.last() == Some(&b'}');
+        let kind = match name {
+            _ if !looks_whole => None,
+            "error" | "response.failed" => None,
+            "response.completed" | "response.incomplete" if usage_wanted => None,
+            "response.completed" | "response.incomplete" => Some(EventKind::Done),
+            "response.created" | "response.in_progress" | "response.queued" => {
+                Some(EventKind::Preamble)
+            }
+            _ => Some(EventKind::Content { finished: false }),
+        };
+        if let Some(kind) = kind {
+            let head = (name == "response.created").then(|| event.data.clone());
+            return Classified {
+                kind,
+                usage: None,
+                anthropic_usage: None,
+                usage_only: false,
+                responses: Some((sequence_number(&event.data), None, head)),
+            };
+        }
+    }
     let Ok(e) = serde_json::from_slice::<ResponsesEvent<'_>>(&event.data) else {
         return EventKind::Malformed.into();
     };
@@ -400,14 +437,39 @@ fn classify_responses(event: &crate::sse::SseEvent) -> Classified {
         usage,
         anthropic_usage: None,
         usage_only: false,
-        responses: Some((e.sequence_number, e.response)),
+        responses: Some((e.sequence_number, e.response, None)),
     }
+}
+
+/// An event's `"sequence_number": N`, found from the end of its JSON text
+/// (where the Responses API and the proxy put it); `None` when absent.
+fn sequence_number(data: &[u8]) -> Option<u64> {
+    const KEY: &[u8] = b"\"sequence_number\":";
+    let at = memchr::memmem::rfind(data, KEY)?;
+    let digits = data.get(at.checked_add(KEY.len())?..)?;
+    let digits = digits.strip_prefix(b" ").unwrap_or(digits);
+    let end = digits
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(digits.len());
+    std::str::from_utf8(digits.get(..end)?).ok()?.parse().ok()
 }
 
 /// The events that end a committed Responses stream that failed: an
 /// `error` event, then `response.failed` (sequence numbers go on from the
 /// last one seen).
 fn responses_failure(state: &mut ResponsesState, code: &str, message: &str) -> Bytes {
+    if state.id.is_none() {
+        if let Some(raw) = state.head_raw.take() {
+            if let Ok(e) = serde_json::from_slice::<ResponsesEvent<'_>>(&raw) {
+                if let Some(head) = e.response {
+                    state.id = head.id;
+                    state.model = head.model;
+                    state.created_at = head.created_at;
+                }
+            }
+        }
+    }
     let seq = state.next_sequence;
     let error = json!({"type": "error", "code": code, "message": message, "param": null,
         "sequence_number": seq});
@@ -516,7 +578,10 @@ where
     /// Note the usage an event carries (and a Responses event's numbering);
     /// whether the event is to be dropped.
     fn note_usage(&mut self, c: &Classified) -> bool {
-        if let Some((seq, head)) = &c.responses {
+        if let Some((seq, head, raw)) = &c.responses {
+            if self.responses.head_raw.is_none() {
+                self.responses.head_raw.clone_from(raw);
+            }
             if let Some(seq) = seq {
                 self.responses.next_sequence =
                     self.responses.next_sequence.max(seq.saturating_add(1));
@@ -586,7 +651,7 @@ where
 
     /// Before the commit: hold or commit on one event.
     fn take_event(&mut self, event: crate::sse::SseEvent) -> Result<(), StreamFailure> {
-        let c = classify(self.config.format, &event, false);
+        let c = classify(self.config.format, &event, false, self.usage.is_some());
         let drop_it = self.note_usage(&c);
         match c.kind {
             EventKind::Error(message) => return Err(StreamFailure::ErrorEvent(message)),
@@ -647,7 +712,7 @@ where
 
     /// After the commit: one event.
     fn pass_event(&mut self, event: crate::sse::SseEvent) {
-        let c = classify(self.config.format, &event, true);
+        let c = classify(self.config.format, &event, true, self.usage.is_some());
         if self.note_usage(&c) {
             return;
         }

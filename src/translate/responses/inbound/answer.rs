@@ -14,6 +14,11 @@ pub(crate) struct Echo {
     pub(super) model: String,
     /// Echoed request settings, in the Response object's order.
     settings: Map<String, Value>,
+    /// The same settings but `service_tier`, serialized once (`"k":v,...`)
+    /// for the Response objects a stream writes.
+    settings_json: Vec<u8>,
+    /// The request's `service_tier` (the answer's wins).
+    service_tier: Value,
     /// (flattened name, namespace, name).
     namespaced: Vec<(String, String, String)>,
 }
@@ -91,13 +96,28 @@ impl Echo {
                 }
             }
         }
+        let mut settings_json = Vec::new();
+        for (key, value) in &settings {
+            if key == "service_tier" {
+                continue;
+            }
+            if !settings_json.is_empty() {
+                settings_json.push(b',');
+            }
+            // Writing JSON into memory cannot fail.
+            let _ = serde_json::to_writer(&mut settings_json, key);
+            settings_json.push(b':');
+            let _ = serde_json::to_writer(&mut settings_json, value);
+        }
         Echo {
             model: request
                 .get("model")
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_string(),
+            service_tier: settings.get("service_tier").cloned().unwrap_or(Value::Null),
             settings,
+            settings_json,
             namespaced,
         }
     }
@@ -179,6 +199,47 @@ impl Echo {
             }
         }
         Value::Object(out)
+    }
+
+    /// [`response`](Self::response) written straight into `out` as JSON
+    /// (the same fields; the echoed settings serialized once per stream).
+    pub(super) fn write_response(&self, r: &Parts<'_>, out: &mut Vec<u8>) {
+        fn field(out: &mut Vec<u8>, key: &str, value: &impl serde::Serialize) {
+            out.push(b'"');
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(b"\":");
+            // Writing JSON into memory cannot fail.
+            let _ = serde_json::to_writer(&mut *out, value);
+            out.push(b',');
+        }
+        out.push(b'{');
+        field(out, "id", &r.id);
+        out.extend_from_slice(b"\"object\":\"response\",");
+        field(out, "created_at", &r.created_at);
+        if r.status == "completed" {
+            field(out, "completed_at", &now());
+        }
+        field(out, "status", &r.status);
+        out.extend_from_slice(b"\"background\":false,");
+        field(out, "error", &r.error);
+        match r.incomplete {
+            Some(reason) => field(out, "incomplete_details", &json!({"reason": reason})),
+            None => out.extend_from_slice(b"\"incomplete_details\":null,"),
+        }
+        field(out, "model", &r.model);
+        field(out, "output", &r.output);
+        out.extend_from_slice(b"\"previous_response_id\":null,\"store\":false,");
+        field(out, "usage", &r.usage);
+        match r.service_tier {
+            Some(tier) => field(out, "service_tier", &tier),
+            None => field(out, "service_tier", &self.service_tier),
+        }
+        if self.settings_json.is_empty() {
+            out.pop();
+        } else {
+            out.extend_from_slice(&self.settings_json);
+        }
+        out.push(b'}');
     }
 
     /// A whole `chat.completion` as a Response object.

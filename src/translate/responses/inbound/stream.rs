@@ -139,6 +139,26 @@ impl ResponsesStream {
         write_event(out, Some(kind), &Value::Object(data));
     }
 
+    /// One event written from a typed value (its fields in order, the
+    /// `sequence_number` it is given last).
+    fn emit_typed<T: serde::Serialize>(
+        &mut self,
+        out: &mut BytesMut,
+        kind: &str,
+        event: impl FnOnce(u64) -> T,
+    ) {
+        let data = event(self.sequence);
+        self.sequence = self.sequence.saturating_add(1);
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(kind.as_bytes());
+        out.extend_from_slice(b"\ndata: ");
+        let mut buf = Vec::with_capacity(128);
+        // Writing JSON into memory cannot fail.
+        let _ = serde_json::to_writer(&mut buf, &data);
+        out.extend_from_slice(&buf);
+        out.extend_from_slice(b"\n\n");
+    }
+
     fn item_json(&self, item: &Item) -> Value {
         match &item.body {
             Body::Reasoning(text) => reasoning_item(&item.id, item.status, text),
@@ -158,6 +178,57 @@ impl ResponsesStream {
         }
     }
 
+    /// The Response object as JSON text (see [`Echo::write_response`]).
+    fn response_json(
+        &self,
+        status: &str,
+        incomplete: Option<&'static str>,
+        error: Value,
+    ) -> Vec<u8> {
+        let output = if status == "in_progress" {
+            Vec::new()
+        } else {
+            self.items.iter().map(|i| self.item_json(i)).collect()
+        };
+        let mut json = Vec::with_capacity(1024);
+        self.echo.write_response(
+            &Parts {
+                id: &self.id,
+                created_at: self.created_at,
+                status,
+                model: self.model.as_deref().unwrap_or(&self.echo.model),
+                output,
+                usage: if status == "in_progress" {
+                    Value::Null
+                } else {
+                    self.usage.clone()
+                },
+                incomplete,
+                error,
+                service_tier: self.service_tier.as_deref(),
+            },
+            &mut json,
+        );
+        json
+    }
+
+    /// A lifecycle event carrying the Response object (JSON text).
+    fn emit_response(&mut self, out: &mut BytesMut, kind: &str, json: &[u8]) {
+        // `kind` is one of the proxy's own `response.*` names: nothing in
+        // it to escape.
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(kind.as_bytes());
+        out.extend_from_slice(b"\ndata: {\"type\":\"");
+        out.extend_from_slice(kind.as_bytes());
+        out.extend_from_slice(b"\",\"response\":");
+        out.extend_from_slice(json);
+        out.extend_from_slice(b",\"sequence_number\":");
+        out.extend_from_slice(self.sequence.to_string().as_bytes());
+        out.extend_from_slice(b"}\n\n");
+        self.sequence = self.sequence.saturating_add(1);
+    }
+
+    #[cfg(test)]
     fn response(&self, status: &str, incomplete: Option<&'static str>, error: Value) -> Value {
         let output = if status == "in_progress" {
             Vec::new()
@@ -186,9 +257,10 @@ impl ResponsesStream {
             return;
         }
         self.started = true;
-        let response = self.response("in_progress", None, Value::Null);
-        self.emit(out, "response.created", json!({"response": response}));
-        self.emit(out, "response.in_progress", json!({"response": response}));
+        // The same object twice: written once.
+        let json = self.response_json("in_progress", None, Value::Null);
+        self.emit_response(out, "response.created", &json);
+        self.emit_response(out, "response.in_progress", &json);
     }
 
     /// Count `n` more bytes kept.
@@ -341,12 +413,18 @@ impl ResponsesStream {
                 json!({"item_id": id, "output_index": index, "content_index": content_index, "delta": text}),
             );
         } else {
-            self.emit(
-                out,
-                "response.output_text.delta",
-                json!({"item_id": id, "output_index": index, "content_index": content_index,
-                       "delta": text, "logprobs": logprobs}),
-            );
+            // The most frequent event: written without building a document.
+            self.emit_typed(out, "response.output_text.delta", |sequence_number| {
+                TextDelta {
+                    kind: "response.output_text.delta",
+                    item_id: &id,
+                    output_index: index,
+                    content_index,
+                    delta: text,
+                    logprobs: &logprobs,
+                    sequence_number,
+                }
+            });
         }
         Ok(())
     }
@@ -568,8 +646,8 @@ impl ResponsesStream {
         } else {
             "response.completed"
         };
-        let response = self.response(status, incomplete, Value::Null);
-        self.emit(out, kind, json!({"response": response}));
+        let json = self.response_json(status, incomplete, Value::Null);
+        self.emit_response(out, kind, &json);
         self.done = true;
     }
 
@@ -593,15 +671,33 @@ impl ResponsesStream {
                    "error": {"type": failure.kind, "code": failure.code, "message": failure.message,
                              "param": failure.param}}),
         );
-        let response = self.response(
+        let json = self.response_json(
             "failed",
             None,
             // The upstream's code, as the API passes it (Codex acts on
             // `context_length_exceeded`, `insufficient_quota`, `rate_limit_exceeded`).
             json!({"code": failure.code, "message": failure.message}),
         );
-        self.emit(out, "response.failed", json!({"response": response}));
+        self.emit_response(out, "response.failed", &json);
         self.done = true;
+    }
+
+    /// The events of a plain chunk (see [`PlainChunk`]), like
+    /// [`handle`](Self::handle) would write them.
+    fn write_plain(&mut self, out: &mut BytesMut, plain: Plain<'_>) {
+        self.start(out);
+        let result = (|| {
+            if !plain.reasoning.is_empty() {
+                self.reasoning(out, plain.reasoning)?;
+            }
+            if !plain.text.is_empty() {
+                self.text(out, false, plain.text, Vec::new())?;
+            }
+            Ok(())
+        })();
+        if let Err(failure) = result {
+            self.fail(out, failure);
+        }
     }
 
     fn handle(&mut self, v: &Value, out: &mut BytesMut) -> Result<(), Failure> {
@@ -677,6 +773,98 @@ impl ResponsesStream {
     }
 }
 
+/// `response.output_text.delta`.
+#[derive(serde::Serialize)]
+struct TextDelta<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    item_id: &'a str,
+    output_index: usize,
+    content_index: usize,
+    delta: &'a str,
+    logprobs: &'a [Value],
+    sequence_number: u64,
+}
+
+/// A `chat.completion.chunk` of the common kind: one choice (index 0)
+/// whose delta is a role, text or reasoning, no finish reason, logprobs,
+/// usage or error. Anything else takes the general path (a `Value`).
+#[derive(serde::Deserialize)]
+struct PlainChunk<'a> {
+    #[serde(default, borrow)]
+    model: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    choices: Vec<PlainChoice<'a>>,
+    #[serde(default)]
+    error: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    usage: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    service_tier: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(serde::Deserialize)]
+struct PlainChoice<'a> {
+    #[serde(default)]
+    index: Option<u64>,
+    #[serde(default, borrow)]
+    delta: Option<PlainDelta<'a>>,
+    #[serde(default)]
+    finish_reason: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    logprobs: Option<serde::de::IgnoredAny>,
+}
+
+/// Only these fields: any other (tool calls, a refusal, audio) is not plain.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlainDelta<'a> {
+    /// Accepted (and not needed): the role is always the assistant's.
+    #[serde(default)]
+    #[allow(dead_code)]
+    role: Option<serde::de::IgnoredAny>,
+    #[serde(default, borrow)]
+    content: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    reasoning_content: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    reasoning: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// What a plain chunk says: reasoning and text (either may be empty).
+#[derive(Clone, Copy)]
+struct Plain<'c> {
+    reasoning: &'c str,
+    text: &'c str,
+}
+
+impl<'a> PlainChunk<'a> {
+    fn plain(&self) -> Option<Plain<'_>> {
+        if self.error.is_some() || self.usage.is_some() || self.service_tier.is_some() {
+            return None;
+        }
+        let [choice] = self.choices.as_slice() else {
+            return None;
+        };
+        if choice.index.unwrap_or(0) != 0
+            || choice.finish_reason.is_some()
+            || choice.logprobs.is_some()
+        {
+            return None;
+        }
+        let delta = choice.delta.as_ref()?;
+        Some(Plain {
+            reasoning: delta
+                .reasoning_content
+                .as_deref()
+                .filter(|t| !t.is_empty())
+                .or(delta.reasoning.as_deref())
+                .unwrap_or(""),
+            text: delta.content.as_deref().unwrap_or(""),
+        })
+    }
+}
+
 impl EventTranscoder for ResponsesStream {
     fn event(&mut self, event: &SseEvent, out: &mut BytesMut) {
         if self.done || event.data.is_empty() {
@@ -685,6 +873,20 @@ impl EventTranscoder for ResponsesStream {
         if event.is_done() {
             self.complete(out);
             return;
+        }
+        // Most chunks carry one choice's text (or reasoning) and nothing
+        // else: read those without building a document.
+        if let Ok(chunk) = serde_json::from_slice::<PlainChunk<'_>>(&event.data) {
+            if let Some(plain) = chunk.plain() {
+                if self.model.is_none() {
+                    self.model = chunk
+                        .model
+                        .as_deref()
+                        .and_then(|m| upstream_name(Some(&Value::from(m))).map(str::to_string));
+                }
+                self.write_plain(out, plain);
+                return;
+            }
         }
         match serde_json::from_slice::<Value>(&event.data) {
             Ok(v) => {
@@ -702,6 +904,43 @@ impl EventTranscoder for ResponsesStream {
     fn finish(&mut self, out: &mut BytesMut) {
         if !self.done && self.finish.is_some() {
             self.complete(out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod written_response {
+    use super::*;
+
+    /// The Response object a stream writes as text is the one built as a
+    /// document, field for field, in every state.
+    #[test]
+    fn written_like_built() {
+        let request = json!({"model": "m", "instructions": "Be brief.", "temperature": 0.2,
+            "service_tier": "flex", "tools": [{"type": "function", "name": "f", "parameters": {}}]});
+        let mut stream = ResponsesStream::new(request.as_object().unwrap());
+        let mut out = BytesMut::new();
+        stream.start(&mut out);
+        for (status, incomplete, error) in [
+            ("in_progress", None, Value::Null),
+            ("completed", None, Value::Null),
+            ("incomplete", Some("max_output_tokens"), Value::Null),
+            (
+                "failed",
+                None,
+                json!({"code": "server_error", "message": "x"}),
+            ),
+        ] {
+            let written: Value =
+                serde_json::from_slice(&stream.response_json(status, incomplete, error.clone()))
+                    .unwrap();
+            let mut built = stream.response(status, incomplete, error);
+            // Read at different instants.
+            if let (Some(w), Some(b)) = (written.get("completed_at"), built.get_mut("completed_at"))
+            {
+                *b = w.clone();
+            }
+            assert_eq!(written, built, "{status}");
         }
     }
 }
