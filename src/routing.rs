@@ -830,7 +830,7 @@ impl RouteLayer {
         }
     }
 
-    /// Refuse (503) a request whose target's backend limit is exhausted.
+    /// Refuse (429) a request whose target's backend limit is exhausted.
     pub fn with_backend_limits(
         mut self,
         limits: Arc<crate::layers::rate_limit::BackendLimits>,
@@ -888,8 +888,12 @@ where
         };
         if let Some(limits) = &self.limits {
             if let Err(retry_after) = limits.check(target.backend().name()) {
-                return MaybeReady::ready(Err(ProxyError::BackendRateLimited {
-                    backend: target.backend().name().to_string(),
+                // The only target skipped for its backend's limit: 429.
+                return MaybeReady::ready(Err(ProxyError::RateLimited {
+                    message: format!(
+                        "Backend `{}` is over its rate limit; retry after the Retry-After delay",
+                        target.backend().name()
+                    ),
                     retry_after,
                 }));
             }

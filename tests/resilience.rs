@@ -323,14 +323,15 @@ async fn rate_limited_target_is_backed_off_then_cools_down() {
         "{health}"
     );
 
-    // Nothing else to try: 503 with Retry-After, the upstream not called.
+    // Nothing else to try, only skipped for its cooldown: 429 with
+    // Retry-After, the upstream not called.
     let response = post(&http, &url, &chat_body("one")).await;
-    assert_eq!(response.status(), 503);
+    assert_eq!(response.status(), 429);
     let wait = retry_after(&response);
     assert!((25..=30).contains(&wait), "Retry-After {wait}");
     assert_eq!(
         assert_openai_error(&json_of(response).await),
-        "no_target_available"
+        "rate_limit_exceeded"
     );
     assert_eq!(solo.requests().len(), 4);
 
@@ -1246,7 +1247,7 @@ async fn circuit_opens_serves_the_fallback_then_probes_and_recovers() {
 // 15. Nothing can be tried
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_target_open_or_cooling_down_is_503_with_retry_after() {
+async fn every_target_open_is_503_and_every_target_cooling_down_is_429_with_retry_after() {
     // Circuits: both targets fail once (threshold 1) -> both open.
     let down = Arc::new(AtomicBool::new(true));
     let failing = |name: &'static str, down: Arc<AtomicBool>| {
@@ -1309,17 +1310,18 @@ async fn every_target_open_or_cooling_down_is_503_with_retry_after() {
     let response = post(&http, &url, &chat_body("ab")).await;
     assert_eq!(content_of(response).await, "from a");
 
-    // Both cooling down after 429s: the last 429 comes back, then 503.
+    // Both cooling down after 429s: the last 429 comes back, then the
+    // proxy's own 429 (every target skipped for a rate limit: contract).
     let response = post(&http, &url, &chat_body("cd")).await;
     assert_eq!(response.status(), 429);
     assert_eq!(json_of(response).await, rate_limit_error());
     let response = post(&http, &url, &stream_body("cd")).await;
-    assert_eq!(response.status(), 503);
+    assert_eq!(response.status(), 429);
     let wait = retry_after(&response);
     assert!((29..=30).contains(&wait), "Retry-After {wait}");
     assert_eq!(
         assert_openai_error(&json_of(response).await),
-        "no_target_available"
+        "rate_limit_exceeded"
     );
     assert_eq!((c.requests().len(), d.requests().len()), (1, 1));
 }
@@ -1603,16 +1605,17 @@ async fn exhausted_backend_limit_skips_the_target() {
     assert_eq!(primary.requests().len(), 1);
     assert_eq!(fallback.requests().len(), 2);
 
-    // No other target: 503 with Retry-After, nothing sent.
+    // No other target, skipped for its backend's limit: 429 with
+    // Retry-After, nothing sent.
     let response = post(&http, &url, &chat_body("only-primary")).await;
-    assert_eq!(response.status(), 503);
+    assert_eq!(response.status(), 429);
     let wait = retry_after(&response);
     // One request per window: room again when the backend's window ends,
     // never later than the window.
     assert!((59..=60).contains(&wait), "Retry-After {wait}");
     assert_eq!(
         assert_openai_error(&json_of(response).await),
-        "no_target_available"
+        "rate_limit_exceeded"
     );
     assert_eq!(primary.requests().len(), 1);
 

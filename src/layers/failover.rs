@@ -591,6 +591,10 @@ where
         let mut note_back = |d: Duration| {
             earliest_back = Some(earliest_back.map_or(d, |e: Duration| e.min(d)));
         };
+        // Whether a target was skipped for an open circuit: then a request
+        // no target could take is a 503; skipped only for rate limits and
+        // cooldowns, a 429.
+        let mut circuit_skipped = false;
 
         'routes: loop {
             let current = route.clone();
@@ -739,6 +743,11 @@ where
                             if let Some(d) = e.retry_after() {
                                 note_back(d);
                             }
+                            circuit_skipped |= !matches!(
+                                e,
+                                ProxyError::CoolingDown { .. }
+                                    | ProxyError::BackendRateLimited { .. }
+                            );
                         }
                     }
                     Outcome::Refused => return result,
@@ -748,6 +757,14 @@ where
         }
         match last {
             Some(result) => result,
+            // Every target was skipped for a rate limit (its backend's, or a
+            // cooldown after a 429): the client is told to come back.
+            None if !circuit_skipped && earliest_back.is_some() => Err(ProxyError::RateLimited {
+                message: format!(
+                    "Every target of `{requested}` is rate limited or cooling down; retry after the Retry-After delay"
+                ),
+                retry_after: earliest_back.unwrap_or(Duration::from_secs(1)),
+            }),
             None => Err(ProxyError::Unavailable {
                 model: requested.into_owned(),
                 retry_after: earliest_back,
