@@ -75,6 +75,23 @@ use crate::timing::{as_millis_header, Waited, OVERHEAD_HEADER_NAME};
 /// The header carrying the request id.
 pub const REQUEST_ID: &str = "x-request-id";
 
+/// Headers every answer carries: no MIME sniffing, no framing, no
+/// referrer (contract, "Coming from other routers").
+const SECURITY_HEADERS: [(http::HeaderName, HeaderValue); 3] = [
+    (
+        http::header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    ),
+    (
+        http::header::X_FRAME_OPTIONS,
+        HeaderValue::from_static("DENY"),
+    ),
+    (
+        http::header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    ),
+];
+
 /// [`REQUEST_ID`] as a header name (no parse or allocation where it is used).
 pub const REQUEST_ID_HEADER: http::HeaderName = http::HeaderName::from_static(REQUEST_ID);
 
@@ -1016,6 +1033,12 @@ where
             let headers = response.headers_mut();
             headers.insert(REQUEST_ID_HEADER, id);
             headers.insert(OVERHEAD_HEADER_NAME, as_millis_header(own));
+            // Security headers on every answer (an upstream's own win).
+            for (name, value) in SECURITY_HEADERS {
+                if !headers.contains_key(&name) {
+                    headers.insert(name, value);
+                }
+            }
             Ok(response)
         });
         Box::pin(fut)

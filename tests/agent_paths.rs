@@ -781,3 +781,22 @@ async fn translated_responses_streams_fail_over_before_their_first_output_and_fa
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
     assert_eq!(second.requests().len(), before);
 }
+
+#[tokio::test]
+async fn every_answer_carries_the_security_headers() {
+    let config = "[[backends]]\nname = \"m\"\nprovider = \"mock\"\n\n[[models]]\nname = \"echo\"\ntargets = [{ backend = \"m\" }]\n";
+    let proxy = Proxy::start(config).await;
+    let answers = [
+        post_json(&proxy, "/v1/chat/completions", &chat_body("echo")).await,
+        post_json(&proxy, "/v1/chat/completions", &stream_body("echo")).await,
+        post_json(&proxy, "/v1/nope", &json!({})).await,
+        client().get(proxy.at("/health")).send().await.unwrap(),
+        client().get(proxy.at("/metrics")).send().await.unwrap(),
+    ];
+    for r in answers {
+        let h = r.headers();
+        assert_eq!(h["x-content-type-options"], "nosniff", "{}", r.url());
+        assert_eq!(h["x-frame-options"], "DENY", "{}", r.url());
+        assert_eq!(h["referrer-policy"], "no-referrer", "{}", r.url());
+    }
+}

@@ -876,3 +876,33 @@ async fn anthropic_client_to_ollama_streamed() {
     assert!(text.contains("event: message_stop"), "{text}");
     assert_eq!(upstream.only_request().json()["stream"], true);
 }
+
+#[tokio::test]
+async fn an_ollama_address_given_with_v1_reaches_the_native_api() {
+    let upstream = MockUpstream::start(
+        "ollama",
+        Reply::Json(
+            StatusCode::OK,
+            json!({"model": "llama3.2", "created_at": "2024-07-22T20:33:28.123648Z",
+                "message": {"role": "assistant", "content": "hi"},
+                "done_reason": "stop", "done": true, "prompt_eval_count": 3, "eval_count": 1}),
+        ),
+    )
+    .await;
+    // As OLLAMA_BASE_URL is often written: the OpenAI-compatible root.
+    let config = [
+        backend(
+            "o",
+            "ollama",
+            &format!("http://{}/v1/", upstream.addr()),
+            "",
+        ),
+        model("local", "o", Some("llama3.2")),
+    ]
+    .concat();
+    let proxy = Proxy::start(&config).await;
+    let body = json!({"model": "local", "messages": [{"role": "user", "content": "hi"}]});
+    let response = post_json(&client(), &proxy.at("/v1/chat/completions"), &body).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(upstream.only_request().path, "/api/chat");
+}

@@ -59,7 +59,14 @@ impl Provider for Ollama {
         let pivot = crate::translate::pivot_request(request, call.target)?;
         let body = ollama::request_to_ollama(&pivot, model, request.is_stream())?;
         let backend = call.target.backend();
-        let uri = backend.uri_for("/api/chat")?;
+        // Ollama's address is often given as its OpenAI-compatible root
+        // (`http://host:11434/v1`, as OLLAMA_BASE_URL is by some routers):
+        // the native API is beside it.
+        let base = backend.base_url().trim_end_matches('/');
+        let uri = match base.strip_suffix("/v1") {
+            Some(root) => super::join_url(root, "/api/chat")?,
+            None => backend.uri_for("/api/chat")?,
+        };
         let mut headers = super::forward_headers_for(call);
         if let Some(key) = backend_key(call) {
             headers.insert(header::AUTHORIZATION, sensitive(format!("Bearer {key}"))?);
