@@ -101,6 +101,17 @@ impl Loader<'_> {
         stack_explicit: bool,
     ) -> Result<AuthPolicy, ConfigError> {
         let mut policy = AuthPolicy::default();
+        // `ENABLE_AUTH=false` (the other routers' switch) turns auth off,
+        // whatever the config says.
+        if (self.env)("ENABLE_AUTH").is_some_and(|v| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "false" | "0" | "no" | "off"
+            )
+        }) {
+            stack.retain(|l| *l != LayerName::Auth);
+            return Ok(policy);
+        }
         if let Some(raw) = raw {
             if let Some(jwt) = &raw.jwt {
                 policy.jwt = Some(self.jwt(jwt, dir)?);
@@ -125,6 +136,20 @@ impl Loader<'_> {
                             )
                         })?;
                 policy.header = Some(name);
+            }
+        }
+        // `AUTH_HEADER_NAME`: the header a key is also accepted from, when
+        // `[auth] header` does not name one.
+        if policy.header.is_none() {
+            if let Some(name) = (self.env)("AUTH_HEADER_NAME").filter(|v| !v.trim().is_empty()) {
+                let header = HeaderName::from_bytes(name.trim().to_ascii_lowercase().as_bytes())
+                    .map_err(|_| ConfigError {
+                        file: "environment".into(),
+                        line: None,
+                        key: Some("AUTH_HEADER_NAME".into()),
+                        message: format!("`{name}` is not a valid header name"),
+                    })?;
+                policy.header = Some(header);
             }
         }
         for var in auth_env_vars() {
@@ -521,6 +546,28 @@ mod tests {
         // An empty section with the implicit order: an error too.
         let e = parse(&format!("{MIN}\n[auth]\nkeys = [\"${{PROXY_KEY:-}}\"]\n")).unwrap_err();
         assert_eq!(e.line, Some(9), "{e}");
+    }
+
+    #[test]
+    fn enable_auth_false_and_auth_header_name() {
+        let text = format!(
+            "[stack]\norder = [\"auth\", \"failover\"]\n\n[auth]\nkeys = [\"sk-cfg\"]\n\n{MIN}"
+        );
+        let off = |n: &str| (n == "ENABLE_AUTH").then(|| "False".to_string());
+        let c = Config::parse(&text, Path::new("c.toml"), &off).unwrap();
+        assert!(!c.stack.contains(&LayerName::Auth), "{:?}", c.stack);
+        assert!(c.auth.keys.is_empty());
+        let named = |n: &str| match n {
+            "AUTH_HEADER_NAME" => Some("X-Router-Key".to_string()),
+            "ENABLE_AUTH" => Some("true".to_string()),
+            _ => None,
+        };
+        let c = Config::parse(&text, Path::new("c.toml"), &named).unwrap();
+        assert!(c.stack.contains(&LayerName::Auth));
+        assert_eq!(c.auth.header.as_ref().unwrap(), "x-router-key");
+        let bad = |n: &str| (n == "AUTH_HEADER_NAME").then(|| "bad name".to_string());
+        let e = Config::parse(&text, Path::new("c.toml"), &bad).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("AUTH_HEADER_NAME"), "{e}");
     }
 
     #[test]
