@@ -155,6 +155,75 @@ fn usage(prompt: u64, completion: u64) -> Value {
     })
 }
 
+/// One chat answer's envelope: its id, time, model and prompt size.
+struct ChatAnswer<'a> {
+    id: String,
+    created: u64,
+    model: &'a str,
+    prompt_tokens: u64,
+}
+
+impl ChatAnswer<'_> {
+    /// The `chat.completion` with this message.
+    fn completion(
+        &self,
+        message: Value,
+        finish: &str,
+        completion_tokens: u64,
+    ) -> Response<ProxyBody> {
+        json_response(
+            StatusCode::OK,
+            &json!({
+                "id": self.id,
+                "object": "chat.completion",
+                "created": self.created,
+                "model": self.model,
+                "system_fingerprint": "llm-router-mock",
+                "choices": [{
+                    "index": 0,
+                    "message": message,
+                    "logprobs": null,
+                    "finish_reason": finish,
+                }],
+                "usage": usage(self.prompt_tokens, completion_tokens),
+            }),
+        )
+    }
+
+    /// A `chat.completion.chunk` with this delta.
+    fn chunk(&self, delta: Value, finish: Option<&str>) -> Value {
+        json!({
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": "llm-router-mock",
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
+        })
+    }
+
+    /// These chunks as a stream, ending with the usage chunk when asked.
+    fn stream(
+        &self,
+        mut events: Vec<Value>,
+        body: &Map<String, Value>,
+        completion_tokens: u64,
+    ) -> Response<ProxyBody> {
+        if include_usage(body) {
+            events.push(json!({
+                "id": self.id,
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": self.model,
+                "system_fingerprint": "llm-router-mock",
+                "choices": [],
+                "usage": usage(self.prompt_tokens, completion_tokens),
+            }));
+        }
+        sse_response(events)
+    }
+}
+
 fn chat(request: &LlmRequest, model: &str) -> Response<ProxyBody> {
     let body = request.body();
     let messages = body
@@ -175,68 +244,28 @@ fn chat(request: &LlmRequest, model: &str) -> Response<ProxyBody> {
     let (echo, cut) = truncate_words(&last_user, max_tokens(body));
     let finish = if cut { "length" } else { "stop" };
     let completion_tokens = count_tokens(&echo);
-    let id = next_id("chatcmpl");
-    let created = now();
-    if let Some((name, arguments)) = forced_tool_call(body, messages) {
-        return tool_call(
-            request,
-            model,
-            &id,
-            created,
-            prompt_tokens,
-            &name,
-            &arguments,
-        );
-    }
-
-    if !request.is_stream() {
-        return json_response(
-            StatusCode::OK,
-            &json!({
-                "id": id,
-                "object": "chat.completion",
-                "created": created,
-                "model": model,
-                "system_fingerprint": "llm-router-mock",
-                "choices": [{
-                    "index": 0,
-                    "message": {"role": "assistant", "content": echo, "refusal": null},
-                    "logprobs": null,
-                    "finish_reason": finish,
-                }],
-                "usage": usage(prompt_tokens, completion_tokens),
-            }),
-        );
-    }
-
-    let chunk = |delta: Value, finish: Option<&str>| {
-        json!({
-            "id": id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "system_fingerprint": "llm-router-mock",
-            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
-        })
+    let answer = ChatAnswer {
+        id: next_id("chatcmpl"),
+        created: now(),
+        model,
+        prompt_tokens,
     };
-    let mut events = Vec::new();
-    events.push(chunk(json!({"role": "assistant", "content": ""}), None));
+    if let Some((name, arguments)) = forced_tool_call(body, messages) {
+        return tool_call(request, &answer, &name, &arguments);
+    }
+    if !request.is_stream() {
+        return answer.completion(
+            json!({"role": "assistant", "content": echo, "refusal": null}),
+            finish,
+            completion_tokens,
+        );
+    }
+    let mut events = vec![answer.chunk(json!({"role": "assistant", "content": ""}), None)];
     for piece in words_with_spaces(&echo) {
-        events.push(chunk(json!({"content": piece}), None));
+        events.push(answer.chunk(json!({"content": piece}), None));
     }
-    events.push(chunk(json!({}), Some(finish)));
-    if include_usage(body) {
-        events.push(json!({
-            "id": id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "system_fingerprint": "llm-router-mock",
-            "choices": [],
-            "usage": usage(prompt_tokens, completion_tokens),
-        }));
-    }
-    sse_response(events)
+    events.push(answer.chunk(json!({}), Some(finish)));
+    answer.stream(events, body, completion_tokens)
 }
 
 /// The call the mock makes when the client forces one (`tool_choice`
@@ -291,71 +320,35 @@ fn forced_tool_call(body: &Map<String, Value>, messages: &[Value]) -> Option<(St
 /// The answer calling `name` with `arguments` (JSON text).
 fn tool_call(
     request: &LlmRequest,
-    model: &str,
-    id: &str,
-    created: u64,
-    prompt_tokens: u64,
+    answer: &ChatAnswer<'_>,
     name: &str,
     arguments: &str,
 ) -> Response<ProxyBody> {
     let call_id = next_id("call");
     let completion_tokens = count_tokens(arguments);
     if !request.is_stream() {
-        return json_response(
-            StatusCode::OK,
-            &json!({
-                "id": id,
-                "object": "chat.completion",
-                "created": created,
-                "model": model,
-                "system_fingerprint": "llm-router-mock",
-                "choices": [{
-                    "index": 0,
-                    "message": {"role": "assistant", "content": null, "refusal": null,
-                        "tool_calls": [{"id": call_id, "type": "function",
-                            "function": {"name": name, "arguments": arguments}}]},
-                    "logprobs": null,
-                    "finish_reason": "tool_calls",
-                }],
-                "usage": usage(prompt_tokens, completion_tokens),
-            }),
+        return answer.completion(
+            json!({"role": "assistant", "content": null, "refusal": null,
+                "tool_calls": [{"id": call_id, "type": "function",
+                    "function": {"name": name, "arguments": arguments}}]}),
+            "tool_calls",
+            completion_tokens,
         );
     }
-    let chunk = |delta: Value, finish: Option<&str>| {
-        json!({
-            "id": id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "system_fingerprint": "llm-router-mock",
-            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
-        })
-    };
-    let mut events = vec![
-        chunk(json!({"role": "assistant", "content": null}), None),
-        chunk(
+    let events = vec![
+        answer.chunk(json!({"role": "assistant", "content": null}), None),
+        answer.chunk(
             json!({"tool_calls": [{"index": 0, "id": call_id, "type": "function",
                 "function": {"name": name, "arguments": ""}}]}),
             None,
         ),
-        chunk(
+        answer.chunk(
             json!({"tool_calls": [{"index": 0, "function": {"arguments": arguments}}]}),
             None,
         ),
-        chunk(json!({}), Some("tool_calls")),
+        answer.chunk(json!({}), Some("tool_calls")),
     ];
-    if include_usage(request.body()) {
-        events.push(json!({
-            "id": id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "system_fingerprint": "llm-router-mock",
-            "choices": [],
-            "usage": usage(prompt_tokens, completion_tokens),
-        }));
-    }
-    sse_response(events)
+    answer.stream(events, request.body(), completion_tokens)
 }
 
 fn completion(request: &LlmRequest, model: &str) -> Response<ProxyBody> {

@@ -41,6 +41,48 @@ pub(crate) fn upstream_name(value: Option<&Value>) -> Option<&str> {
         .filter(|s| s.len() <= MAX_UPSTREAM_NAME)
 }
 
+/// The first parameter of `body` (a Chat Completions request) that only
+/// OpenAI's Chat Completions API acts on — `logit_bias`, a non-zero
+/// penalty, audio output, the legacy `functions`, `prediction`,
+/// `web_search_options` — described for the 400 of a translation that
+/// cannot express it.
+pub(crate) fn chat_only_parameter(body: &serde_json::Map<String, Value>) -> Option<String> {
+    let present = |key: &str| !matches!(body.get(key), None | Some(Value::Null));
+    if body
+        .get("logit_bias")
+        .and_then(Value::as_object)
+        .is_some_and(|m| !m.is_empty())
+    {
+        return Some("`logit_bias`".into());
+    }
+    for key in ["presence_penalty", "frequency_penalty"] {
+        if body
+            .get(key)
+            .and_then(Value::as_f64)
+            .is_some_and(|x| x != 0.0)
+        {
+            return Some(format!("a non-zero `{key}`"));
+        }
+    }
+    if present("audio")
+        || body
+            .get("modalities")
+            .and_then(Value::as_array)
+            .is_some_and(|m| m.iter().any(|x| x != "text"))
+    {
+        return Some("audio output (`audio` / `modalities`)".into());
+    }
+    for key in ["functions", "function_call"] {
+        if present(key) {
+            return Some(format!("the legacy `{key}` parameter (use `tools`)"));
+        }
+    }
+    ["prediction", "web_search_options"]
+        .into_iter()
+        .find(|key| present(key))
+        .map(|key| format!("`{key}`"))
+}
+
 /// Turns upstream bytes into output frames.
 pub(crate) trait Convert: Send + Unpin + 'static {
     /// Bytes from the upstream; output frames are appended to `out`.

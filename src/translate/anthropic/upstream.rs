@@ -27,41 +27,8 @@ fn reject_inexpressible(body: &Map<String, Value>) -> Result<(), ProxyError> {
     {
         return Err(unsupported("`top_logprobs`"));
     }
-    if body
-        .get("logit_bias")
-        .and_then(Value::as_object)
-        .is_some_and(|m| !m.is_empty())
-    {
-        return Err(unsupported("`logit_bias`"));
-    }
-    for key in ["presence_penalty", "frequency_penalty"] {
-        if body
-            .get(key)
-            .and_then(Value::as_f64)
-            .is_some_and(|x| x != 0.0)
-        {
-            return Err(unsupported(format!("`{key}`")));
-        }
-    }
-    if !is_null_or_absent(body.get("audio"))
-        || body
-            .get("modalities")
-            .and_then(Value::as_array)
-            .is_some_and(|m| m.iter().any(|x| x != "text"))
-    {
-        return Err(unsupported("audio output (`audio` / `modalities`)"));
-    }
-    for key in ["functions", "function_call"] {
-        if !is_null_or_absent(body.get(key)) {
-            return Err(unsupported(format!(
-                "the legacy `{key}` parameter (use `tools`)"
-            )));
-        }
-    }
-    for key in ["prediction", "web_search_options"] {
-        if !is_null_or_absent(body.get(key)) {
-            return Err(unsupported(format!("`{key}`")));
-        }
+    if let Some(what) = crate::translate::convert::chat_only_parameter(body) {
+        return Err(unsupported(what));
     }
     Ok(())
 }

@@ -178,37 +178,45 @@ impl ResponsesStream {
         }
     }
 
+    /// What the Response object says in this state.
+    fn parts(
+        &self,
+        status: &'static str,
+        incomplete: Option<&'static str>,
+        error: Value,
+    ) -> Parts<'_> {
+        let in_progress = status == "in_progress";
+        Parts {
+            id: &self.id,
+            created_at: self.created_at,
+            status,
+            model: self.model.as_deref().unwrap_or(&self.echo.model),
+            output: if in_progress {
+                Vec::new()
+            } else {
+                self.items.iter().map(|i| self.item_json(i)).collect()
+            },
+            usage: if in_progress {
+                Value::Null
+            } else {
+                self.usage.clone()
+            },
+            incomplete,
+            error,
+            service_tier: self.service_tier.as_deref(),
+        }
+    }
+
     /// The Response object as JSON text (see [`Echo::write_response`]).
     fn response_json(
         &self,
-        status: &str,
+        status: &'static str,
         incomplete: Option<&'static str>,
         error: Value,
     ) -> Vec<u8> {
-        let output = if status == "in_progress" {
-            Vec::new()
-        } else {
-            self.items.iter().map(|i| self.item_json(i)).collect()
-        };
         let mut json = Vec::with_capacity(1024);
-        self.echo.write_response(
-            &Parts {
-                id: &self.id,
-                created_at: self.created_at,
-                status,
-                model: self.model.as_deref().unwrap_or(&self.echo.model),
-                output,
-                usage: if status == "in_progress" {
-                    Value::Null
-                } else {
-                    self.usage.clone()
-                },
-                incomplete,
-                error,
-                service_tier: self.service_tier.as_deref(),
-            },
-            &mut json,
-        );
+        self.echo
+            .write_response(&self.parts(status, incomplete, error), &mut json);
         json
     }
 
@@ -229,27 +237,13 @@ impl ResponsesStream {
     }
 
     #[cfg(test)]
-    fn response(&self, status: &str, incomplete: Option<&'static str>, error: Value) -> Value {
-        let output = if status == "in_progress" {
-            Vec::new()
-        } else {
-            self.items.iter().map(|i| self.item_json(i)).collect()
-        };
-        self.echo.response(Parts {
-            id: &self.id,
-            created_at: self.created_at,
-            status,
-            model: self.model.as_deref().unwrap_or(&self.echo.model),
-            output,
-            usage: if status == "in_progress" {
-                Value::Null
-            } else {
-                self.usage.clone()
-            },
-            incomplete,
-            error,
-            service_tier: self.service_tier.as_deref(),
-        })
+    fn response(
+        &self,
+        status: &'static str,
+        incomplete: Option<&'static str>,
+        error: Value,
+    ) -> Value {
+        self.echo.response(self.parts(status, incomplete, error))
     }
 
     fn start(&mut self, out: &mut BytesMut) {
