@@ -37,7 +37,7 @@ use crate::error::ProxyError;
 use crate::future::MaybeReady;
 use crate::layers::headers::HeaderRules;
 use crate::provider::Provider;
-use crate::request::LlmRequest;
+use crate::request::{ClientFormat, LlmRequest};
 use crate::secret::Secret;
 use crate::translate::xml_tools::ToolMode;
 use crate::upstream::{ClientSettings, HttpClient};
@@ -605,6 +605,59 @@ pub struct ModelRoute {
     name: String,
     targets: Vec<Target>,
     context_fallback: Option<String>,
+    clients: Option<Clients>,
+}
+
+/// The client APIs a route serves (`[[models]] clients`): a route restricted
+/// to some is skipped for requests of the others, so that two routes of one
+/// name (two `"*"`) can send OpenAI clients and Anthropic clients to
+/// different backends, as routers with one provider list per API do.
+///
+/// ```
+/// use llm_router::routing::Clients;
+/// use llm_router::request::ClientFormat;
+/// let anthropic = Clients::parse(&["anthropic"]).unwrap();
+/// assert!(anthropic.serves(ClientFormat::Anthropic));
+/// assert!(!anthropic.serves(ClientFormat::OpenAi));
+/// let openai = Clients::parse(&["openai"]).unwrap();
+/// assert!(openai.serves(ClientFormat::Responses));
+/// assert!(Clients::parse(&["grpc"]).is_err());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Clients(u8);
+
+impl Clients {
+    /// The names accepted: `openai` (Chat Completions, Completions,
+    /// Embeddings and Responses), `responses` (the Responses API only),
+    /// `anthropic` (Messages).
+    pub const NAMES: &'static [&'static str] = &["openai", "responses", "anthropic"];
+
+    fn bit(format: ClientFormat) -> u8 {
+        match format {
+            ClientFormat::OpenAi => 1,
+            ClientFormat::Responses => 2,
+            ClientFormat::Anthropic => 4,
+        }
+    }
+
+    /// From names; an unknown name is returned as the error.
+    pub fn parse<S: AsRef<str>>(names: &[S]) -> Result<Clients, String> {
+        let mut bits = 0;
+        for name in names {
+            bits |= match name.as_ref() {
+                "openai" => 1 | 2,
+                "responses" => 2,
+                "anthropic" => 4,
+                other => return Err(other.to_string()),
+            };
+        }
+        Ok(Clients(bits))
+    }
+
+    /// Whether requests of `format` may use the route.
+    pub fn serves(self, format: ClientFormat) -> bool {
+        self.0 & Self::bit(format) != 0
+    }
 }
 
 impl ModelRoute {
@@ -615,7 +668,19 @@ impl ModelRoute {
             name: name.into(),
             targets,
             context_fallback: None,
+            clients: None,
         }
+    }
+
+    /// Serve only requests of these client APIs (see [`Clients`]).
+    pub fn with_clients(mut self, clients: Clients) -> Self {
+        self.clients = Some(clients);
+        self
+    }
+
+    /// Whether requests of `format` may use this route.
+    pub fn serves(&self, format: ClientFormat) -> bool {
+        self.clients.is_none_or(|c| c.serves(format))
     }
 
     /// For a prefix pattern (`"cerebras/*"`): the targets that send the
@@ -728,32 +793,70 @@ pub fn pattern_prefix(name: &str) -> Option<&str> {
 
 /// Model name -> route: exact names first, then prefix patterns (`"gpt-*"`,
 /// the longest matching prefix wins), then the optional `"*"` catch-all.
+/// Routes restricted to some client APIs ([`Clients`]) are skipped for the
+/// others' requests ([`RouteTable::resolve_for`]).
 #[derive(Clone, Debug, Default)]
 pub struct RouteTable {
-    routes: crate::FastMap<String, Arc<ModelRoute>>,
+    routes: crate::FastMap<String, Slot>,
     /// Prefix patterns with their prefix, longest prefix first.
-    prefixes: Vec<(String, Arc<ModelRoute>)>,
-    wildcard: Option<Arc<ModelRoute>>,
+    prefixes: Vec<(String, Slot)>,
+    wildcard: Slot,
     names: Vec<String>,
 }
 
+/// The routes of one name: one, or one per client restriction (restricted
+/// routes first, so that they win over an unrestricted one of the name).
+#[derive(Clone, Debug, Default)]
+struct Slot(Vec<Arc<ModelRoute>>);
+
+impl Slot {
+    /// Add `route`: it replaces a route of the same restriction.
+    fn put(&mut self, route: Arc<ModelRoute>) {
+        self.0.retain(|r| r.clients != route.clients);
+        if route.clients.is_some() {
+            self.0.insert(0, route);
+        } else {
+            self.0.push(route);
+        }
+    }
+
+    fn any(&self) -> Option<&Arc<ModelRoute>> {
+        self.0.first()
+    }
+
+    fn serving(&self, format: ClientFormat) -> Option<&Arc<ModelRoute>> {
+        self.0.iter().find(|r| r.serves(format))
+    }
+}
+
 impl RouteTable {
-    /// Build from routes; a later route with the same name replaces an earlier one.
+    /// Build from routes; a later route with the same name (and the same
+    /// client restriction) replaces an earlier one.
     pub fn new(routes: Vec<ModelRoute>) -> Self {
         let mut table = RouteTable::default();
         for route in routes {
             let route = Arc::new(route);
             if route.name == "*" {
-                table.wildcard = Some(route);
+                table.wildcard.put(route);
             } else if let Some(prefix) = pattern_prefix(&route.name) {
                 let prefix = prefix.to_string();
-                table.prefixes.retain(|(p, _)| *p != prefix);
-                table.prefixes.push((prefix, route));
+                match table.prefixes.iter_mut().find(|(p, _)| *p == prefix) {
+                    Some((_, slot)) => slot.put(route),
+                    None => {
+                        let mut slot = Slot::default();
+                        slot.put(route);
+                        table.prefixes.push((prefix, slot));
+                    }
+                }
             } else {
                 if !table.routes.contains_key(&route.name) {
                     table.names.push(route.name.clone());
                 }
-                table.routes.insert(route.name.clone(), route);
+                table
+                    .routes
+                    .entry(route.name.clone())
+                    .or_default()
+                    .put(route);
             }
         }
         // Longest prefix first; equal lengths keep the configuration order.
@@ -764,17 +867,33 @@ impl RouteTable {
     }
 
     /// The route serving `model`: its own entry, else the prefix pattern with
-    /// the longest matching prefix, else the `"*"` entry.
+    /// the longest matching prefix, else the `"*"` entry (whatever client
+    /// API it is restricted to; requests use [`RouteTable::resolve_for`]).
     pub fn resolve(&self, model: &str) -> Option<&Arc<ModelRoute>> {
+        self.find(model, Slot::any)
+    }
+
+    /// The route serving `model` for a client of `format`: as
+    /// [`RouteTable::resolve`], skipping routes restricted to other client APIs.
+    pub fn resolve_for(&self, model: &str, format: ClientFormat) -> Option<&Arc<ModelRoute>> {
+        self.find(model, |slot| slot.serving(format))
+    }
+
+    fn find<'a>(
+        &'a self,
+        model: &str,
+        pick: impl Fn(&'a Slot) -> Option<&'a Arc<ModelRoute>>,
+    ) -> Option<&'a Arc<ModelRoute>> {
         self.routes
             .get(model)
+            .and_then(&pick)
             .or_else(|| {
                 self.prefixes
                     .iter()
-                    .find(|(prefix, _)| model.starts_with(prefix.as_str()))
-                    .map(|(_, route)| route)
+                    .filter(|(prefix, _)| model.starts_with(prefix.as_str()))
+                    .find_map(|(_, slot)| pick(slot))
             })
-            .or(self.wildcard.as_ref())
+            .or_else(|| pick(&self.wildcard))
     }
 
     /// The listed model names (not the patterns, not `"*"`), in configuration order.
@@ -787,8 +906,9 @@ impl RouteTable {
         self.names
             .iter()
             .filter_map(|n| self.routes.get(n))
-            .chain(self.prefixes.iter().map(|(_, route)| route))
-            .chain(self.wildcard.iter())
+            .chain(self.prefixes.iter().map(|(_, slot)| slot))
+            .chain(std::iter::once(&self.wildcard))
+            .flat_map(|slot| slot.0.iter())
     }
 }
 
@@ -808,7 +928,7 @@ pub fn resolve_route(
     request: &LlmRequest,
 ) -> Result<Arc<ModelRoute>, ProxyError> {
     table
-        .resolve(request.model())
+        .resolve_for(request.model(), request.format())
         .cloned()
         .ok_or_else(|| ProxyError::ModelNotFound(request.model().to_string()))
 }
@@ -925,6 +1045,42 @@ mod tests {
         let long = "m".repeat(200);
         assert_eq!(&*any.key(&long), format!("up/{long}"));
         assert_eq!(any.key("llama-3").to_string(), "up/llama-3");
+    }
+
+    #[test]
+    fn routes_restricted_to_client_apis() {
+        let openai = Clients::parse(&["openai"]).unwrap();
+        let anthropic = Clients::parse(&["anthropic"]).unwrap();
+        let table = RouteTable::new(vec![
+            ModelRoute::new("*", vec![Target::new(backend("o"), None)]).with_clients(openai),
+            ModelRoute::new("*", vec![Target::new(backend("a"), None)]).with_clients(anthropic),
+            ModelRoute::new("gpt-*", vec![Target::new(backend("g"), None)]).with_clients(openai),
+            ModelRoute::new("exact", vec![Target::new(backend("e"), None)]),
+        ]);
+        let to = |model: &str, format| {
+            table
+                .resolve_for(model, format)
+                .map(|r| r.targets()[0].backend().name().to_string())
+        };
+        assert_eq!(to("x", ClientFormat::OpenAi).as_deref(), Some("o"));
+        assert_eq!(to("x", ClientFormat::Responses).as_deref(), Some("o"));
+        assert_eq!(to("x", ClientFormat::Anthropic).as_deref(), Some("a"));
+        // A pattern restricted to other clients is passed over for the catch-all.
+        assert_eq!(to("gpt-4o", ClientFormat::OpenAi).as_deref(), Some("g"));
+        assert_eq!(to("gpt-4o", ClientFormat::Anthropic).as_deref(), Some("a"));
+        // An unrestricted exact name serves everyone.
+        assert_eq!(to("exact", ClientFormat::Anthropic).as_deref(), Some("e"));
+        assert_eq!(table.routes().count(), 4);
+        // Without the anthropic route, Anthropic clients find nothing.
+        let openai_only = RouteTable::new(vec![ModelRoute::new(
+            "*",
+            vec![Target::new(backend("o"), None)],
+        )
+        .with_clients(openai)]);
+        assert!(openai_only
+            .resolve_for("x", ClientFormat::Anthropic)
+            .is_none());
+        assert!(openai_only.resolve("x").is_some());
     }
 
     #[test]

@@ -615,6 +615,9 @@ pub fn route_table(config: &Config) -> Result<RouteTable, ConfigError> {
         if let Some(fallback) = &m.context_fallback {
             route = route.with_context_fallback(fallback.clone());
         }
+        if let Some(clients) = m.clients {
+            route = route.with_clients(clients);
+        }
         routes.push(route);
     }
     Ok(RouteTable::new(routes))

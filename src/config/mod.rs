@@ -250,6 +250,9 @@ pub struct ModelConfig {
     pub targets: Vec<TargetConfig>,
     /// Model tried after "context length exceeded".
     pub context_fallback: Option<String>,
+    /// `clients = ["openai"]`: only requests of these client APIs use this
+    /// route (`None`: every client).
+    pub clients: Option<crate::routing::Clients>,
 }
 
 /// One target of a model.
@@ -339,6 +342,7 @@ struct RawModel {
     strip_prefix: Option<Spanned<bool>>,
     targets: Spanned<Vec<RawTarget>>,
     context_fallback: Option<Spanned<String>>,
+    clients: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -694,6 +698,19 @@ impl Loader<'_> {
                 format!("`{name}`: `*` may only end a name, as a prefix pattern like \"gpt-*\", or be the whole name \"*\""),
             ));
         }
+        let clients = match &raw.clients {
+            None => None,
+            Some(c) => Some(crate::routing::Clients::parse(c.get_ref()).map_err(|bad| {
+                self.err(
+                    Some(c.span()),
+                    format!("models[{i}].clients"),
+                    format!(
+                        "unknown client API `{bad}`; expected one of: {}",
+                        crate::routing::Clients::NAMES.join(", ")
+                    ),
+                )
+            })?),
+        };
         let strip_prefix = raw.strip_prefix.as_ref().is_some_and(|s| *s.get_ref());
         if let Some(s) = raw.strip_prefix.as_ref().filter(|s| *s.get_ref()) {
             if crate::routing::pattern_prefix(&name).is_none() {
@@ -763,6 +780,7 @@ impl Loader<'_> {
             strip_prefix,
             targets,
             context_fallback: raw.context_fallback.as_ref().map(|c| c.get_ref().clone()),
+            clients,
         })
     }
 }
@@ -1271,6 +1289,19 @@ mod tests {
         assert!(parse_listen("127.0.0.1:99999").is_err());
         assert!(parse_listen(":80").is_err());
         assert!(parse_listen("bad host:80").is_err());
+    }
+
+    #[test]
+    fn clients_restrict_a_route() {
+        let text = "[[backends]]\nname = \"m\"\nprovider = \"mock\"\n\n[[models]]\nname = \"*\"\nclients = [\"anthropic\"]\ntargets = [{ backend = \"m\" }]\n";
+        let c = parse(text).unwrap();
+        let clients = c.models[0].clients.unwrap();
+        assert!(clients.serves(crate::request::ClientFormat::Anthropic));
+        assert!(!clients.serves(crate::request::ClientFormat::OpenAi));
+        let e = parse(&text.replace("anthropic", "grpc")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("models[0].clients"));
+        assert_eq!(e.line, Some(7), "{e}");
+        assert!(e.message.contains("`grpc`"), "{e}");
     }
 
     #[test]

@@ -686,23 +686,25 @@ where
                             return Ok(response);
                         }
                         match route.context_fallback() {
-                            Some(name) if !fallback_used => match layer.0.table.resolve(name) {
-                                Some(next) => {
-                                    tracing::info!(
-                                        from = route.name(),
-                                        to = name,
-                                        "context length exceeded: trying the context fallback"
-                                    );
-                                    // The fallback is asked for under its own name
-                                    // (what its targets without a model send).
-                                    requested = std::borrow::Cow::Owned(name.to_string());
-                                    ask_for_model(&mut replay, &requested);
-                                    route = next.clone();
-                                    fallback_used = true;
-                                    continue 'routes;
+                            Some(name) if !fallback_used => {
+                                match layer.0.table.resolve_for(name, llm.format()) {
+                                    Some(next) => {
+                                        tracing::info!(
+                                            from = route.name(),
+                                            to = name,
+                                            "context length exceeded: trying the context fallback"
+                                        );
+                                        // The fallback is asked for under its own name
+                                        // (what its targets without a model send).
+                                        requested = std::borrow::Cow::Owned(name.to_string());
+                                        ask_for_model(&mut replay, &requested);
+                                        route = next.clone();
+                                        fallback_used = true;
+                                        continue 'routes;
+                                    }
+                                    None => return Ok(response),
                                 }
-                                None => return Ok(response),
-                            },
+                            }
                             _ => return Ok(response),
                         }
                     }

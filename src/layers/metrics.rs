@@ -582,7 +582,9 @@ fn route_label(req: &Request<ProxyBody>, routes: Option<&RouteTable>) -> String 
     let ext = req.extensions();
     let name = ext.get::<Arc<ModelRoute>>().map(|r| r.name()).or_else(|| {
         let llm = ext.get::<LlmRequest>()?;
-        routes?.resolve(llm.model()).map(|r| r.name())
+        routes?
+            .resolve_for(llm.model(), llm.format())
+            .map(|r| r.name())
     });
     name.unwrap_or(UNKNOWN_MODEL).to_string()
 }
