@@ -36,6 +36,7 @@ use crate::body::ProxyBody;
 use crate::error::ProxyError;
 use crate::future::MaybeReady;
 use crate::layers::headers::HeaderRules;
+use crate::layers::retry::RetryPolicy;
 use crate::provider::Provider;
 use crate::request::{ClientFormat, LlmRequest};
 use crate::secret::Secret;
@@ -513,6 +514,9 @@ struct TargetInner {
     weight: u32,
     /// `backend/model` when the model is fixed (see [`Target::key`]).
     key: Option<Arc<str>>,
+    /// The model's own retry policy (`[[models]] retry`), used by the
+    /// `retry` layer instead of its own.
+    retry: Option<Arc<RetryPolicy>>,
 }
 
 impl Target {
@@ -529,6 +533,7 @@ impl Target {
             priority: 1,
             weight: 1,
             key,
+            retry: None,
         }))
     }
 
@@ -553,6 +558,18 @@ impl Target {
     pub fn weight(mut self, weight: u32) -> Self {
         Arc::make_mut(&mut self.0).weight = weight;
         self
+    }
+
+    /// Retry this target by `policy` rather than by the `retry` layer's own
+    /// (a model's `retry = { ... }`).
+    pub fn with_retry(mut self, policy: Arc<RetryPolicy>) -> Self {
+        Arc::make_mut(&mut self.0).retry = Some(policy);
+        self
+    }
+
+    /// The target's own retry policy, if it has one.
+    pub fn retry(&self) -> Option<&Arc<RetryPolicy>> {
+        self.0.retry.as_ref()
     }
 
     /// The backend.

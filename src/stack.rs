@@ -591,6 +591,8 @@ pub fn route_table(config: &Config) -> Result<RouteTable, ConfigError> {
     }
     let mut routes = Vec::new();
     for m in &config.models {
+        // One policy shared by the model's targets.
+        let retry = m.retry.clone().map(Arc::new);
         let mut targets = Vec::new();
         for t in &m.targets {
             let backend = backends
@@ -602,11 +604,13 @@ pub fn route_table(config: &Config) -> Result<RouteTable, ConfigError> {
                     key: Some(format!("models.{}.targets", m.name)),
                     message: format!("backend `{}` is not defined", t.backend),
                 })?;
-            targets.push(
-                Target::new(backend, t.model.as_deref())
-                    .priority(t.priority)
-                    .weight(t.weight),
-            );
+            let mut target = Target::new(backend, t.model.as_deref())
+                .priority(t.priority)
+                .weight(t.weight);
+            if let Some(policy) = &retry {
+                target = target.with_retry(policy.clone());
+            }
+            targets.push(target);
         }
         let mut route = ModelRoute::new(m.name.clone(), targets);
         if m.strip_prefix {

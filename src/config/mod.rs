@@ -253,6 +253,10 @@ pub struct ModelConfig {
     /// `clients = ["openai"]`: only requests of these client APIs use this
     /// route (`None`: every client).
     pub clients: Option<crate::routing::Clients>,
+    /// `retry = { ... }`: this model's retry policy (the keys of `[retry]`,
+    /// each defaulting to `[retry]`'s), used by the `retry` layer for its
+    /// targets instead of `[retry]`.
+    pub retry: Option<crate::layers::retry::RetryPolicy>,
 }
 
 /// One target of a model.
@@ -343,6 +347,7 @@ struct RawModel {
     targets: Spanned<Vec<RawTarget>>,
     context_fallback: Option<Spanned<String>>,
     clients: Option<Spanned<Vec<String>>>,
+    retry: Option<resilience::RawRetry>,
 }
 
 #[derive(Deserialize)]
@@ -682,6 +687,7 @@ impl Loader<'_> {
         i: usize,
         raw: &RawModel,
         backends: &[BackendConfig],
+        retry: &crate::layers::retry::RetryPolicy,
     ) -> Result<ModelConfig, ConfigError> {
         let name = raw.name.get_ref().trim().to_string();
         if name.is_empty() {
@@ -781,6 +787,11 @@ impl Loader<'_> {
             targets,
             context_fallback: raw.context_fallback.as_ref().map(|c| c.get_ref().clone()),
             clients,
+            retry: raw
+                .retry
+                .as_ref()
+                .map(|r| self.model_retry(r, i, retry))
+                .transpose()?,
         })
     }
 }
@@ -895,7 +906,7 @@ impl Config {
         }
         let mut models: Vec<ModelConfig> = Vec::new();
         for (i, rm) in raw.models.iter().enumerate() {
-            let m = loader.model(i, rm, &backends)?;
+            let m = loader.model(i, rm, &backends, &retry)?;
             if let Some(first) = raw.models[..i]
                 .iter()
                 .find(|o| o.name.get_ref().trim() == m.name)
@@ -1003,6 +1014,11 @@ impl Config {
             ),
             (self.pii.is_some(), LayerName::Pii, "[pii] is"),
             (self.log.is_some(), LayerName::Log, "[log] is"),
+            (
+                self.models.iter().any(|m| m.retry.is_some()),
+                LayerName::Retry,
+                "a model's `retry` is",
+            ),
         ] {
             if set && !self.stack.contains(&layer) {
                 out.push(format!(
@@ -1289,6 +1305,28 @@ mod tests {
         assert!(parse_listen("127.0.0.1:99999").is_err());
         assert!(parse_listen(":80").is_err());
         assert!(parse_listen("bad host:80").is_err());
+    }
+
+    #[test]
+    fn retry_defaults_and_a_models_own_retry() {
+        let model = "[[backends]]\nname = \"m\"\nprovider = \"mock\"\n\n[[models]]\nname = \"x\"\ntargets = [{ backend = \"m\" }]\n";
+        // No [retry]: fallback before retrying the same target.
+        assert!(parse(model).unwrap().retry.other_targets_first);
+        // A written [retry] keeps the contract's meaning unless it says so.
+        let written = format!("[retry]\nmax_retries = 2\n\n{model}");
+        let c = parse(&written).unwrap();
+        assert!(!c.retry.other_targets_first);
+        assert_eq!(c.models[0].retry, None);
+        let own = format!("{written}retry = {{ initial_delay = \"10ms\", max_delay = \"1s\" }}\n");
+        let m = parse(&own).unwrap().models[0].retry.clone().unwrap();
+        assert_eq!(m.max_retries, 2, "from [retry]");
+        assert_eq!(m.initial_delay, Duration::from_millis(10));
+        let bad = format!("{written}retry = {{ max_retries = -1 }}\n");
+        let e = parse(&bad).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("models[0].retry.max_retries"), "{e}");
+        assert_eq!(e.line, Some(11), "{e}");
+        let unknown = format!("{written}retry = {{ attempts = 2 }}\n");
+        assert!(parse(&unknown).is_err());
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub(super) struct RawRetry {
     backoff_factor: Option<Spanned<toml::Value>>,
     max_delay: Option<Spanned<String>>,
     jitter: Option<bool>,
+    other_targets_first: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -122,9 +123,35 @@ impl Loader<'_> {
         Ok(window)
     }
 
+    /// `[retry]`. Without the section, the defaults with
+    /// `other_targets_first` on (a failing primary hands over to its fallback
+    /// at once); a written section keeps the contract's meaning of each key,
+    /// `other_targets_first` off unless it says so.
     pub(super) fn retry(&self, raw: Option<RawRetry>) -> Result<RetryPolicy, ConfigError> {
-        let d = RetryPolicy::default();
-        let Some(raw) = raw else { return Ok(d) };
+        match raw {
+            None => Ok(RetryPolicy::default().other_targets_first(true)),
+            Some(raw) => self.retry_over(&raw, "retry", &RetryPolicy::default()),
+        }
+    }
+
+    /// A model's `retry = { ... }`: the keys it sets over `base` (the
+    /// `[retry]` policy).
+    pub(super) fn model_retry(
+        &self,
+        raw: &RawRetry,
+        i: usize,
+        base: &RetryPolicy,
+    ) -> Result<RetryPolicy, ConfigError> {
+        self.retry_over(raw, &format!("models[{i}].retry"), base)
+    }
+
+    fn retry_over(
+        &self,
+        raw: &RawRetry,
+        prefix: &str,
+        d: &RetryPolicy,
+    ) -> Result<RetryPolicy, ConfigError> {
+        let key = |k: &str| format!("{prefix}.{k}");
         let backoff_factor = match &raw.backoff_factor {
             None => d.backoff_factor,
             Some(v) => match v.get_ref() {
@@ -133,7 +160,7 @@ impl Loader<'_> {
                 other => {
                     return Err(self.err(
                         Some(v.span()),
-                        "retry.backoff_factor",
+                        key("backoff_factor"),
                         format!("must be a number of at least 1.0, not {other}"),
                     ))
                 }
@@ -143,26 +170,31 @@ impl Loader<'_> {
             max_retries: self
                 .count(
                     &raw.max_retries,
-                    "retry.max_retries",
+                    &key("max_retries"),
                     0,
                     u64::from(d.max_retries),
                 )?
                 .min(100) as u32,
-            retry_on: self.statuses(&raw.retry_on, "retry.retry_on", d.retry_on.clone())?,
+            retry_on: self.statuses(&raw.retry_on, &key("retry_on"), d.retry_on.clone())?,
             initial_delay: self.duration(
                 &raw.initial_delay,
-                "retry.initial_delay",
+                &key("initial_delay"),
                 d.initial_delay,
             )?,
             backoff_factor,
-            max_delay: self.duration(&raw.max_delay, "retry.max_delay", d.max_delay)?,
+            max_delay: self.duration(&raw.max_delay, &key("max_delay"), d.max_delay)?,
             jitter: raw.jitter.unwrap_or(d.jitter),
+            other_targets_first: raw.other_targets_first.unwrap_or(d.other_targets_first),
         };
         if policy.max_delay < policy.initial_delay {
-            let span = raw.max_delay.as_ref().map(Spanned::span);
+            let span = raw
+                .max_delay
+                .as_ref()
+                .or(raw.initial_delay.as_ref())
+                .map(Spanned::span);
             return Err(self.err(
                 span,
-                "retry.max_delay",
+                key("max_delay"),
                 "must not be shorter than initial_delay",
             ));
         }

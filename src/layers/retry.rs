@@ -79,6 +79,11 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
     /// Spread delays randomly over their upper half.
     pub jitter: bool,
+    /// Hand a failure straight back while another target is left
+    /// ([`Attempt::others_left`]), so failover tries the other targets
+    /// first and only the last one is retried here: a failing primary costs
+    /// the client no backoff before its fallback answers.
+    pub other_targets_first: bool,
 }
 
 impl Default for RetryPolicy {
@@ -90,6 +95,7 @@ impl Default for RetryPolicy {
             backoff_factor: 2.0,
             max_delay: Duration::from_secs(60),
             jitter: true,
+            other_targets_first: false,
         }
     }
 }
@@ -125,6 +131,12 @@ impl RetryPolicy {
         self
     }
 
+    /// Set `other_targets_first`.
+    pub fn other_targets_first(mut self, on: bool) -> Self {
+        self.other_targets_first = on;
+        self
+    }
+
     /// Set `retry_on`.
     pub fn retry_on(mut self, statuses: Vec<u16>) -> Self {
         self.retry_on = statuses;
@@ -156,7 +168,7 @@ impl RetryPolicy {
         n: u32,
         others_left: bool,
     ) -> Option<Duration> {
-        if n >= self.max_retries {
+        if n >= self.max_retries || (others_left && self.other_targets_first) {
             return None;
         }
         match result {
@@ -282,23 +294,29 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let others_left = others_left(&req);
+        let policy = policy_for(&req, &self.policy);
         let (first, keep) = first_attempt(self.given_back, req, |req| inner.call(req));
-        attempts(first, keep, others_left, inner, self.policy.clone())
+        attempts(first, keep, others_left, inner, policy)
     }
 }
 
 impl crate::stack::CallRef for Retry<crate::stack::LlmService> {
     fn call_ref(&self, req: Request<ProxyBody>) -> crate::stack::LlmFuture {
         let others_left = others_left(&req);
+        let policy = policy_for(&req, &self.policy);
         let (first, keep) = first_attempt(self.given_back, req, |req| self.inner.call_ref(req));
-        attempts(
-            first,
-            keep,
-            others_left,
-            self.inner.clone(),
-            self.policy.clone(),
-        )
+        attempts(first, keep, others_left, self.inner.clone(), policy)
     }
+}
+
+/// The policy of this request's target when its model sets its own
+/// ([`Target::retry`], from `[[models]] retry`), else the layer's.
+fn policy_for<B>(req: &Request<B>, layer: &Arc<RetryPolicy>) -> Arc<RetryPolicy> {
+    req.extensions()
+        .get::<Target>()
+        .and_then(Target::retry)
+        .unwrap_or(layer)
+        .clone()
 }
 
 /// Whether another target is left after this one ([`Attempt`]).
@@ -488,6 +506,27 @@ mod tests {
             .unwrap();
         assert_eq!(r.status(), 429);
         assert_eq!(times.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn other_targets_first_leaves_the_retry_to_the_last_target() {
+        let p = policy().other_targets_first(true);
+        let failed = |code| status(code, None);
+        for code in [500, 429] {
+            assert_eq!(p.decide(&failed(code), 0, true), None, "{code}, others left");
+            assert_eq!(
+                p.decide(&failed(code), 0, false),
+                Some(Duration::from_secs(1)),
+                "{code}, last target"
+            );
+        }
+        let reset = Err(ProxyError::UpstreamConnect {
+            backend: "b".into(),
+            source: "reset".into(),
+        });
+        assert_eq!(p.decide(&reset, 0, true), None);
+        // Off (the default of a written [retry]): the same target first.
+        assert_eq!(policy().decide(&failed(500), 0, true), Some(Duration::from_secs(1)));
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,0 +1,222 @@
+//! Fast fallback out of the box, and per-model retry: the real proxy on
+//! 127.0.0.1:0 with the resilience sections of the shipped config.toml in
+//! front of a failing primary and a healthy fallback.
+//!
+//! Users of the small routers expect a failing primary to hand over at once.
+//! With the shipped `[retry] other_targets_first = true` (and without any
+//! `[retry]` section), a 500 or a 429 with `Retry-After: 1` is not retried on
+//! the primary while the fallback is left: the primary sees exactly one
+//! request, and the client's answer does not wait out the one-second backoff
+//! or the `Retry-After`. An explicit `[retry]` without the key keeps the
+//! contract's retry-the-same-target-first behaviour, and a model's own
+//! `retry = { ... }` overrides `[retry]` for its targets.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+use serde_json::{json, Value};
+
+use support::{bounded, chat_body, client, openai_backend, MockUpstream, Proxy, Reply};
+
+/// The shipped config.toml up to its first backend: `[server]` (moved to
+/// port 0), `[stack]`, `[retry]`, `[circuit_breaker]`, `[failover]` as a
+/// user gets them.
+fn shipped_resilience() -> String {
+    let shipped = llm_router::EXAMPLE_CONFIG;
+    let head = shipped
+        .find("\n[[backends]]")
+        .map_or(shipped, |at| &shipped[..at]);
+    head.replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"")
+}
+
+/// A primary `a` and a fallback `b` behind model `m`.
+fn two_targets(a: &MockUpstream, b: &MockUpstream, model_extra: &str) -> String {
+    [
+        openai_backend("a", &a.base_url(), ""),
+        openai_backend("b", &b.base_url(), ""),
+        format!(
+            "[[models]]\nname = \"m\"\ntargets = [{{ backend = \"a\", model = \"a-model\", priority = 1 }}, \
+             {{ backend = \"b\", model = \"b-model\", priority = 2 }}]\n{model_extra}\n"
+        ),
+    ]
+    .concat()
+}
+
+fn server_error() -> Value {
+    json!({"error": {"message": "The server had an error", "type": "server_error", "param": null, "code": "server_error"}})
+}
+
+async fn ask(proxy: &Proxy) -> (StatusCode, Value, Duration) {
+    let started = Instant::now();
+    let response = bounded(
+        "the proxy's answer",
+        client()
+            .post(proxy.at("/v1/chat/completions"))
+            .json(&chat_body("m"))
+            .send(),
+    )
+    .await
+    .expect("request failed");
+    let status = response.status();
+    let body: Value = bounded("the answer body", response.json())
+        .await
+        .expect("JSON answer");
+    (status, body, started.elapsed())
+}
+
+fn content(answer: &Value) -> &str {
+    answer["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipped_config_falls_back_at_once_on_a_500() {
+    let a = MockUpstream::start(
+        "a",
+        Reply::Json(StatusCode::INTERNAL_SERVER_ERROR, server_error()),
+    )
+    .await;
+    let b = MockUpstream::start("b", Reply::Chat).await;
+    let proxy = Proxy::start(&(shipped_resilience() + &two_targets(&a, &b, ""))).await;
+
+    let (status, answer, took) = ask(&proxy).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(content(&answer), "from b");
+    assert_eq!(a.requests().len(), 1, "the primary is not retried first");
+    assert_eq!(b.requests().len(), 1);
+    // The shipped backoff would wait at least 1 s before a retry.
+    assert!(
+        took < Duration::from_secs(1),
+        "fallback took {took:?} (no backoff expected)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipped_config_falls_back_at_once_on_a_429_with_retry_after() {
+    let a = MockUpstream::start(
+        "a",
+        Reply::JsonWith(
+            StatusCode::TOO_MANY_REQUESTS,
+            vec![("retry-after", "1".to_string())],
+            json!({"error": {"message": "Rate limit reached", "type": "rate_limit_error", "param": null, "code": "rate_limit_exceeded"}}),
+        ),
+    )
+    .await;
+    let b = MockUpstream::start("b", Reply::Chat).await;
+    let proxy = Proxy::start(&(shipped_resilience() + &two_targets(&a, &b, ""))).await;
+
+    let (status, answer, took) = ask(&proxy).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(content(&answer), "from b");
+    assert_eq!(a.requests().len(), 1, "Retry-After is not waited for");
+    assert!(took < Duration::from_secs(1), "fallback took {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_retry_section_the_fallback_also_comes_first_and_the_last_target_is_retried() {
+    let a = MockUpstream::start(
+        "a",
+        Reply::Json(StatusCode::INTERNAL_SERVER_ERROR, server_error()),
+    )
+    .await;
+    let b = MockUpstream::with_handler("b", {
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        move |_| {
+            if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                Reply::Json(StatusCode::INTERNAL_SERVER_ERROR, server_error())
+            } else {
+                Reply::Chat
+            }
+        }
+    })
+    .await;
+    // No [retry]: defaults, with other_targets_first on; the model shortens
+    // the backoff so the last target's retry is quick.
+    let config = [
+        "[stack]\norder = [\"failover\", \"circuit_breaker\", \"retry\"]\n\n".to_string(),
+        two_targets(
+            &a,
+            &b,
+            "retry = { initial_delay = \"10ms\", jitter = false }",
+        ),
+    ]
+    .concat();
+    let proxy = Proxy::start(&config).await;
+
+    let (status, answer, _) = ask(&proxy).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(content(&answer), "from b");
+    assert_eq!(a.requests().len(), 1, "the primary is left at once");
+    assert_eq!(b.requests().len(), 2, "the last target left is retried");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_explicit_retry_section_retries_the_same_target_first() {
+    let a = MockUpstream::with_handler("a", {
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        move |_| {
+            if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                Reply::Json(StatusCode::INTERNAL_SERVER_ERROR, server_error())
+            } else {
+                Reply::Chat
+            }
+        }
+    })
+    .await;
+    let b = MockUpstream::start("b", Reply::Chat).await;
+    let config = [
+        "[stack]\norder = [\"failover\", \"circuit_breaker\", \"retry\"]\n\n".to_string(),
+        "[retry]\nmax_retries = 2\ninitial_delay = \"10ms\"\njitter = false\n\n".to_string(),
+        two_targets(&a, &b, ""),
+    ]
+    .concat();
+    let proxy = Proxy::start(&config).await;
+
+    let (status, answer, _) = ask(&proxy).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(content(&answer), "from a", "cured by a retry on a");
+    assert_eq!(a.requests().len(), 2);
+    assert!(b.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_models_retry_overrides_the_retry_section() {
+    let failing = || async {
+        MockUpstream::start(
+            "a",
+            Reply::Json(StatusCode::INTERNAL_SERVER_ERROR, server_error()),
+        )
+        .await
+    };
+    let (a, other) = (failing().await, failing().await);
+    let config = [
+        "[stack]\norder = [\"failover\", \"retry\"]\n\n".to_string(),
+        "[retry]\nmax_retries = 3\ninitial_delay = \"1ms\"\njitter = false\n\n".to_string(),
+        openai_backend("a", &a.base_url(), ""),
+        openai_backend("o", &other.base_url(), ""),
+        "[[models]]\nname = \"m\"\ntargets = [{ backend = \"a\" }]\nretry = { max_retries = 1 }\n\n"
+            .to_string(),
+        "[[models]]\nname = \"n\"\ntargets = [{ backend = \"o\" }]\n\n".to_string(),
+    ]
+    .concat();
+    let proxy = Proxy::start(&config).await;
+
+    let (status, _, _) = ask(&proxy).await;
+    assert_eq!(status, 500);
+    assert_eq!(a.requests().len(), 2, "the model's max_retries = 1");
+
+    let response = bounded(
+        "the proxy's answer",
+        client()
+            .post(proxy.at("/v1/chat/completions"))
+            .json(&chat_body("n"))
+            .send(),
+    )
+    .await
+    .expect("request failed");
+    assert_eq!(response.status(), 500);
+    assert_eq!(other.requests().len(), 4, "[retry] max_retries = 3");
+}
