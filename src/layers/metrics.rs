@@ -33,7 +33,6 @@
 //! assert!(text.ends_with("# EOF\n"));
 //! ```
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -120,10 +119,25 @@ struct BackendStats {
     total: u64,
     success: u64,
     total_secs: f64,
-    errors: HashMap<&'static str, u64>,
+    /// By [`error_count_key`]: `http_<status>`, `timeout`,
+    /// `connection_error`, `stream_error`, `other`.
+    errors: std::collections::BTreeMap<std::borrow::Cow<'static, str>, u64>,
     retries: u64,
     tokens_in: u64,
     tokens_out: u64,
+}
+
+/// The `error_counts` key of a failed attempt: `http_<status>` when the
+/// upstream answered (statuses are three digits, so the keys are bounded),
+/// else the kind of failure.
+fn error_count_key(a: &AttemptRecord) -> std::borrow::Cow<'static, str> {
+    match (a.error_kind, a.status) {
+        ("timeout", _) => "timeout".into(),
+        ("connect", _) => "connection_error".into(),
+        ("stream", _) => "stream_error".into(),
+        (_, Some(status)) => format!("http_{status}").into(),
+        _ => "other".into(),
+    }
 }
 
 /// Per-model totals for `GET /router/stats` (Prometheus families cannot be
@@ -476,7 +490,11 @@ impl Metrics {
     }
 
     /// Per backend: `total_requests`, `success_rate`, `avg_response_time`
-    /// (seconds, to the answer's head) and `error_counts` by kind.
+    /// (seconds, to the answer's head) and `error_counts` by kind
+    /// (`http_<status>`, `timeout`, `connection_error`, `stream_error`,
+    /// `other`), keyed by backend name at the top level (the shape other
+    /// routers' dashboards read) and, the same, under `"backends"` (which
+    /// a backend of that name cannot shadow).
     pub fn json(&self) -> serde_json::Value {
         let backends = self.backends();
         let mut names: Vec<&String> = backends.keys().collect();
@@ -500,7 +518,9 @@ impl Metrics {
                 )
             })
             .collect();
-        json!({ "backends": map })
+        let mut top = map.clone();
+        top.insert("backends".into(), serde_json::Value::Object(map));
+        serde_json::Value::Object(top)
     }
 
     /// Record the attempts of one request (errors, retries, failovers, per-backend stats).
@@ -515,7 +535,7 @@ impl Metrics {
             if a.error_kind == "none" {
                 stats.success += 1;
             } else {
-                *stats.errors.entry(a.error_kind).or_insert(0) += 1;
+                *stats.errors.entry(error_count_key(a)).or_insert(0) += 1;
                 self.upstream_errors
                     .get_or_create(&ErrorLabels {
                         backend: a.backend.clone(),
@@ -788,5 +808,58 @@ impl Body for Observed {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::Outcome;
+
+    fn attempt(status: Option<u16>, kind: &'static str) -> AttemptRecord {
+        AttemptRecord {
+            backend: "b".into(),
+            model: "m".into(),
+            outcome: Outcome::ServerError,
+            status,
+            error_kind: kind,
+            elapsed: std::time::Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn error_counts_are_keyed_by_status_or_failure() {
+        assert_eq!(
+            error_count_key(&attempt(Some(429), "status_429")),
+            "http_429"
+        );
+        assert_eq!(
+            error_count_key(&attempt(Some(503), "status_5xx")),
+            "http_503"
+        );
+        assert_eq!(error_count_key(&attempt(None, "timeout")), "timeout");
+        assert_eq!(
+            error_count_key(&attempt(None, "connect")),
+            "connection_error"
+        );
+        assert_eq!(
+            error_count_key(&attempt(Some(200), "stream")),
+            "stream_error"
+        );
+        assert_eq!(error_count_key(&attempt(None, "refused")), "other");
+    }
+
+    #[test]
+    fn json_lists_each_backend_at_the_top_and_under_backends() {
+        let metrics = Metrics::new();
+        metrics.record_attempts(
+            "m",
+            &[attempt(Some(429), "status_429"), attempt(None, "timeout")],
+        );
+        let v = metrics.json();
+        assert_eq!(v["b"]["total_requests"], 2, "{v}");
+        assert_eq!(v["b"]["error_counts"]["http_429"], 1, "{v}");
+        assert_eq!(v["b"]["error_counts"]["timeout"], 1, "{v}");
+        assert_eq!(v["backends"]["b"], v["b"]);
     }
 }

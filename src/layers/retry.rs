@@ -513,7 +513,11 @@ mod tests {
         let p = policy().other_targets_first(true);
         let failed = |code| status(code, None);
         for code in [500, 429] {
-            assert_eq!(p.decide(&failed(code), 0, true), None, "{code}, others left");
+            assert_eq!(
+                p.decide(&failed(code), 0, true),
+                None,
+                "{code}, others left"
+            );
             assert_eq!(
                 p.decide(&failed(code), 0, false),
                 Some(Duration::from_secs(1)),
@@ -526,7 +530,10 @@ mod tests {
         });
         assert_eq!(p.decide(&reset, 0, true), None);
         // Off (the default of a written [retry]): the same target first.
-        assert_eq!(policy().decide(&failed(500), 0, true), Some(Duration::from_secs(1)));
+        assert_eq!(
+            policy().decide(&failed(500), 0, true),
+            Some(Duration::from_secs(1))
+        );
     }
 
     #[tokio::test(start_paused = true)]
