@@ -598,7 +598,8 @@ impl Handler {
         let mut authed = None;
         if let Some(keys) = &self.state.router.auth {
             let check = if is_admin_path(path) {
-                Some(keys.check_admin(req.headers()))
+                let read = method == Method::GET || method == Method::HEAD;
+                Some(keys.check_operations(req.headers(), path, read))
             } else if path == "/v1/models" || path.starts_with("/v1/models/") {
                 Some(keys.authenticate(req.headers()))
             } else {

@@ -130,6 +130,25 @@ pub fn is_admin_path(path: &str) -> bool {
     ADMIN_PATHS.contains(&path) || path.starts_with("/admin/")
 }
 
+/// The read-only operational endpoints (`GET` only): while no admin key is
+/// configured at all, any valid client key may call them, as the routers
+/// llm-router replaces allowed; once an admin key exists they are admin
+/// endpoints like the others. Reloads never are.
+///
+/// ```
+/// use llm_router::layers::auth::is_read_only_operation;
+/// assert!(is_read_only_operation("/router/health"));
+/// assert!(is_read_only_operation("/auth/metrics"));
+/// assert!(!is_read_only_operation("/auth/reload-keys"));
+/// assert!(!is_read_only_operation("/admin/reload"));
+/// ```
+pub fn is_read_only_operation(path: &str) -> bool {
+    matches!(
+        path,
+        "/providers" | "/backend/info" | "/auth/status" | "/auth/metrics"
+    ) || path.starts_with("/router/")
+}
+
 /// Where a client key came from (shown by `/auth/status`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KeySource {
@@ -665,6 +684,22 @@ impl KeyStore {
         }
     }
 
+    /// Check the caller of an operational endpoint: an admin key, or — for a
+    /// `GET` of a [read-only one](is_read_only_operation) while no admin key
+    /// is configured at all — any valid client key.
+    pub fn check_operations(
+        &self,
+        headers: &HeaderMap,
+        path: &str,
+        read: bool,
+    ) -> Result<Authenticated, ProxyError> {
+        if read && is_read_only_operation(path) && self.keys().admin.is_empty() {
+            self.authenticate(headers)
+        } else {
+            self.check_admin(headers)
+        }
+    }
+
     /// Remove every header that can carry a client key.
     pub fn strip_credentials(&self, headers: &mut HeaderMap) {
         for name in crate::provider::CREDENTIAL_HEADERS {
@@ -1053,6 +1088,38 @@ mod tests {
 
     async fn body_json(r: Response<ProxyBody>) -> Value {
         serde_json::from_slice(&r.into_body().collect().await.unwrap().to_bytes()).unwrap()
+    }
+
+    #[test]
+    fn client_keys_read_operations_only_while_no_admin_key_exists() {
+        let client = headers(&[("x-api-key", CLIENT)]);
+        let clients_only = KeyStore::new(AuthPolicy::new().key(CLIENT));
+        let read = |s: &KeyStore, path, read| s.check_operations(&client, path, read);
+        for path in [
+            "/router/health",
+            "/router/stats",
+            "/providers",
+            "/auth/metrics",
+        ] {
+            assert!(read(&clients_only, path, true).is_ok(), "{path}");
+            // Once an admin key exists, the admin rule applies.
+            let e = read(&store(), path, true).unwrap_err();
+            assert_eq!(e.status(), StatusCode::FORBIDDEN, "{path}");
+        }
+        // Reloads and writes stay admin-only; a wrong key is still 401.
+        for (path, is_read) in [
+            ("/auth/reload-keys", false),
+            ("/admin/reload", false),
+            ("/router/health", false),
+        ] {
+            let e = read(&clients_only, path, is_read).unwrap_err();
+            assert_eq!(e.status(), StatusCode::FORBIDDEN, "{path}");
+        }
+        let wrong = headers(&[("x-api-key", "sk-wrong-0123456789")]);
+        let e = clients_only
+            .check_operations(&wrong, "/router/health", true)
+            .unwrap_err();
+        assert_eq!(e.status(), StatusCode::UNAUTHORIZED);
     }
 
     #[test]
