@@ -241,6 +241,28 @@ fn check_accepts_the_shipped_config_with_an_empty_environment() {
 }
 
 #[test]
+fn check_accepts_the_compose_replicas_config() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/replicas.toml");
+    let out = llm_router()
+        .arg("check")
+        .arg("--config")
+        .arg(&file)
+        .env("REDIS_URL", "redis://127.0.0.1:6379")
+        .env("PROXY_KEY", "sk-replicas-0123456789")
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(
+        out.status.success(),
+        "stdout:\n{text}\nstderr:\n{}",
+        stderr(&out)
+    );
+    assert!(text.contains("state: redis redis://127.0.0.1:6379"), "{text}");
+    assert!(text.contains("model gpt-* -> openai/*"), "{text}");
+    assert!(text.contains("model claude-* -> anthropic/*"), "{text}");
+}
+
+#[test]
 fn check_prints_one_line_per_backend_model_and_layer() {
     let text = r#"[server]
 listen = "0.0.0.0:9000"
