@@ -257,7 +257,10 @@ fn check_accepts_the_compose_replicas_config() {
         "stdout:\n{text}\nstderr:\n{}",
         stderr(&out)
     );
-    assert!(text.contains("state: redis redis://127.0.0.1:6379"), "{text}");
+    assert!(
+        text.contains("state: redis redis://127.0.0.1:6379"),
+        "{text}"
+    );
     assert!(text.contains("model gpt-* -> openai/*"), "{text}");
     assert!(text.contains("model claude-* -> anthropic/*"), "{text}");
 }

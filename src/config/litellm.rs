@@ -1545,8 +1545,17 @@ impl Importer {
                 ),
             )
         })?;
-        let (_, upstream, _) = split_provider(&model.0, Some(info.litellm))
+        let (_, mut upstream, _) = split_provider(&model.0, Some(info.litellm))
             .map_err(|m| self.err(model.1, &format!("{key}.model_name"), m))?;
+        // `model_name: openrouter/openai/gpt-4o` with `provider: openai`:
+        // LiteLLM's `openrouter/` names the service, and OpenRouter's own
+        // model id is the rest (`openai/gpt-4o`).
+        if let Some(rest) = upstream
+            .strip_prefix("openrouter/")
+            .filter(|r| !r.is_empty())
+        {
+            upstream = rest.to_string();
+        }
         let mut d = Deployment {
             key: key.clone(),
             line: item.line,

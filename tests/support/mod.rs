@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod binary;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
