@@ -8,9 +8,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_llm-router");
 /// The longest any wait in these tests may take.
@@ -41,41 +40,27 @@ fn llm_router() -> Command {
     cmd
 }
 
-/// A directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
+mod support;
 
-impl TempDir {
-    fn new(test: &str) -> TempDir {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        let dir = std::env::temp_dir().join(format!(
-            "llm-router-cli-{test}-{}-{}-{nanos}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
+/// A per-test directory, removed on drop.
+use support::binary::WorkDir as TempDir;
 
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    /// Write `text` to `name` in this directory and return its path.
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).expect("write config");
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// `llm-router check --config FILE` with `env`: asserts success, returns stdout.
+fn check_ok(file: &Path, env: &[(&str, &str)]) -> String {
+    let out = llm_router()
+        .arg("check")
+        .arg("--config")
+        .arg(file)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(
+        out.status.success(),
+        "stdout:\n{text}\nstderr:\n{}",
+        stderr(&out)
+    );
+    text
 }
 
 fn stdout(out: &Output) -> String {
@@ -198,18 +183,7 @@ fn no_subcommand_is_a_usage_error() {
 #[test]
 fn check_accepts_the_shipped_config_with_an_empty_environment() {
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
-    let out = llm_router()
-        .arg("check")
-        .arg("--config")
-        .arg(&shipped)
-        .output()
-        .unwrap();
-    let text = stdout(&out);
-    assert!(
-        out.status.success(),
-        "stdout:\n{text}\nstderr:\n{}",
-        stderr(&out)
-    );
+    let text = check_ok(&shipped, &[]);
     assert!(
         text.starts_with(&format!("config {} is valid\n", shipped.display())),
         "{text}"
@@ -243,19 +217,12 @@ fn check_accepts_the_shipped_config_with_an_empty_environment() {
 #[test]
 fn check_accepts_the_compose_replicas_config() {
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/replicas.toml");
-    let out = llm_router()
-        .arg("check")
-        .arg("--config")
-        .arg(&file)
-        .env("REDIS_URL", "redis://127.0.0.1:6379")
-        .env("PROXY_KEY", "sk-replicas-0123456789")
-        .output()
-        .unwrap();
-    let text = stdout(&out);
-    assert!(
-        out.status.success(),
-        "stdout:\n{text}\nstderr:\n{}",
-        stderr(&out)
+    let text = check_ok(
+        &file,
+        &[
+            ("REDIS_URL", "redis://127.0.0.1:6379"),
+            ("PROXY_KEY", "sk-replicas-0123456789"),
+        ],
     );
     assert!(
         text.contains("state: redis redis://127.0.0.1:6379"),

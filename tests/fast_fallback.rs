@@ -49,12 +49,16 @@ fn server_error() -> Value {
 }
 
 async fn ask(proxy: &Proxy) -> (StatusCode, Value, Duration) {
+    ask_for(proxy, "m").await
+}
+
+async fn ask_for(proxy: &Proxy, model: &str) -> (StatusCode, Value, Duration) {
     let started = Instant::now();
     let response = bounded(
         "the proxy's answer",
         client()
             .post(proxy.at("/v1/chat/completions"))
-            .json(&chat_body("m"))
+            .json(&chat_body(model))
             .send(),
     )
     .await
@@ -122,16 +126,10 @@ async fn without_a_retry_section_the_fallback_also_comes_first_and_the_last_targ
         Reply::Json(StatusCode::INTERNAL_SERVER_ERROR, server_error()),
     )
     .await;
-    let b = MockUpstream::with_handler("b", {
-        let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        move |_| {
-            if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
-                Reply::Json(StatusCode::INTERNAL_SERVER_ERROR, server_error())
-            } else {
-                Reply::Chat
-            }
-        }
-    })
+    let b = MockUpstream::failing_once(
+        "b",
+        Reply::Json(StatusCode::INTERNAL_SERVER_ERROR, server_error()),
+    )
     .await;
     // No [retry]: defaults, with other_targets_first on; the model shortens
     // the backoff so the last target's retry is quick.
@@ -155,16 +153,10 @@ async fn without_a_retry_section_the_fallback_also_comes_first_and_the_last_targ
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_explicit_retry_section_retries_the_same_target_first() {
-    let a = MockUpstream::with_handler("a", {
-        let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        move |_| {
-            if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
-                Reply::Json(StatusCode::INTERNAL_SERVER_ERROR, server_error())
-            } else {
-                Reply::Chat
-            }
-        }
-    })
+    let a = MockUpstream::failing_once(
+        "a",
+        Reply::Json(StatusCode::INTERNAL_SERVER_ERROR, server_error()),
+    )
     .await;
     let b = MockUpstream::start("b", Reply::Chat).await;
     let config = [
@@ -208,15 +200,7 @@ async fn a_models_retry_overrides_the_retry_section() {
     assert_eq!(status, 500);
     assert_eq!(a.requests().len(), 2, "the model's max_retries = 1");
 
-    let response = bounded(
-        "the proxy's answer",
-        client()
-            .post(proxy.at("/v1/chat/completions"))
-            .json(&chat_body("n"))
-            .send(),
-    )
-    .await
-    .expect("request failed");
-    assert_eq!(response.status(), 500);
+    let (status, _, _) = ask_for(&proxy, "n").await;
+    assert_eq!(status, 500);
     assert_eq!(other.requests().len(), 4, "[retry] max_retries = 3");
 }

@@ -203,6 +203,20 @@ impl MockUpstream {
         Self::with_handler(name, move |_| reply.clone()).await
     }
 
+    /// Start an upstream that answers its first request with `first` and
+    /// every later one with [`Reply::Chat`] (a failure a retry cures).
+    pub async fn failing_once(name: &str, first: Reply) -> MockUpstream {
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        Self::with_handler(name, move |_| {
+            if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                first.clone()
+            } else {
+                Reply::Chat
+            }
+        })
+        .await
+    }
+
     /// Start an upstream that decides per request (path, headers, body).
     pub async fn with_handler(
         name: &str,
