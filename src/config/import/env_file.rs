@@ -147,7 +147,8 @@ pub(super) fn import(text: &str, path: &Path) -> Result<Imported, ConfigError> {
         ),
     );
     t.blank();
-    for l in built.toml.lines() {
+    // zero's own header says no file was found: not so here.
+    for l in built.toml.lines().skip_while(|l| l.starts_with('#')) {
         t.line(l);
     }
     let mut imported = Imported::new(Format::Dotenv, t, warnings, path.display().to_string());

@@ -229,8 +229,8 @@ pub fn detect(path: &Path, text: &str) -> Result<Format, ConfigError> {
             }
             Ok(Format::Toml)
         }
-        Err(toml_error) => {
-            if dotenv_vars().is_some() {
+        Err(_) => {
+            if dotenv_vars().is_some() || looks_dotenv(body) {
                 return Ok(Format::Dotenv);
             }
             let yamlish = body.lines().any(|l| {
@@ -243,13 +243,29 @@ pub fn detect(path: &Path, text: &str) -> Result<Format, ConfigError> {
             });
             if !yamlish {
                 // Report it as the TOML it most likely is.
-                let _ = toml_error;
                 return Ok(Format::Toml);
             }
             let doc = yaml::parse(body, &file, "the file is empty")?;
             by_keys(&doc.root, &file, false)
         }
     }
+}
+
+/// A `.env` with a bad line: no TOML table header, and `NAME=value` lines
+/// written the shell's way (no space before `=`).
+fn looks_dotenv(body: &str) -> bool {
+    let lines = || {
+        body.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    };
+    !lines().any(|l| l.starts_with('['))
+        && lines().any(|l| {
+            let l = l.strip_prefix("export ").unwrap_or(l);
+            l.split_once('=').is_some_and(|(name, _)| {
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            })
+        })
 }
 
 fn is_table_like(v: &toml::Value) -> bool {
@@ -601,6 +617,9 @@ mod tests {
         assert_eq!(format("OPENAI_API_KEY=sk-1\nPORT=8000\n"), Format::Dotenv);
         assert_eq!(format("PORT=8000\n"), Format::Dotenv);
         assert_eq!(format("export A=\"x\"\n"), Format::Dotenv);
+        // A bad line is the .env's error, not TOML's.
+        assert_eq!(format("A=1\nnot a variable\n"), Format::Dotenv);
+        assert_eq!(format("[server]\nlisten = [\n"), Format::Toml);
         // A name says nothing: content decides.
         assert_eq!(
             detect(Path::new("config.yaml"), "[[models]]\nname = \"a\"\n").unwrap(),
