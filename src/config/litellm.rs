@@ -1,8 +1,7 @@
 //! LiteLLM proxy configs (`config.yaml`): `llm-router import-litellm
-//! config.yaml` prints the equivalent, commented config.toml, and `serve` /
-//! `check --config config.yaml` read such a file directly (by extension
-//! `.yaml`/`.yml`, or by a top-level `model_list:` in a file that is not
-//! `.toml`).
+//! config.yaml` (or `import`) prints the equivalent, commented config.toml,
+//! and `serve` / `check --config config.yaml` read such a file directly (told
+//! by its top-level `model_list`; see [`import`](super::import)).
 //!
 //! What maps to what:
 //!
@@ -24,6 +23,7 @@
 //! | `request_timeout`, `router_settings.timeout` | every backend's `timeout` |
 //! | `router_settings.stream_timeout` | every backend's `first_byte_timeout` |
 //! | `general_settings.master_key` | `[auth] keys` (and `auth` in the order) |
+//! | `proxy_server_config` `host`, `port` | `[server] listen` |
 //! | `environment_variables` | defaults of the `${NAME:-...}` that read them |
 //!
 //! Every other key is reported as a warning naming it (`file:line: key:
@@ -47,13 +47,15 @@ use std::path::Path;
 
 use super::generated::{quote, Origin, Toml};
 use super::import::yaml::{self, Entry, Node, Value};
-use super::import::{clean_name, duration, Format, Warning};
+use super::import::{clean_name, duration, retry_section, Format, Warning};
 use super::{Config, ConfigError};
 
 pub use super::import::Imported;
 
 /// Whether `text` read from `path` is a LiteLLM config: a `.yaml`/`.yml`
-/// file, or one (not `.toml`) with a top-level `model_list:`.
+/// file, or one (not `.toml`) with a top-level `model_list:`. (What
+/// [`Config::load`] reads is told by content: see
+/// [`import::detect`](super::import::detect).)
 pub fn is_litellm(path: &Path, text: &str) -> bool {
     match path.extension().and_then(|e| e.to_str()) {
         Some(e) if e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml") => true,
@@ -935,17 +937,23 @@ impl Importer {
         } else {
             t.line("order = [\"failover\", \"circuit_breaker\", \"retry\"]");
         }
-        if sections.retries.is_some() || sections.retry_after.is_some() {
-            t.blank();
-            t.line("[retry]");
-            if let Some(v) = &sections.retries {
-                self.emit(&mut t, "max_retries", &v.text, v);
-            }
-            if let Some(v) = &sections.retry_after {
-                let text = quote(&v.text);
-                self.emit(&mut t, "initial_delay", &text, v);
-            }
+        // [retry], with fast fallback (another deployment before a retry).
+        let mut retry = Vec::new();
+        if let Some(v) = &sections.retries {
+            retry.push((
+                format!("max_retries = {}", v.text),
+                v.comment.clone(),
+                self.origin(v.line, &v.key),
+            ));
         }
+        if let Some(v) = &sections.retry_after {
+            retry.push((
+                format!("initial_delay = {}", quote(&v.text)),
+                v.comment.clone(),
+                self.origin(v.line, &v.key),
+            ));
+        }
+        retry_section(&mut t, retry);
         if sections.failure_threshold.is_some() || sections.cooldown.is_some() {
             t.blank();
             t.line("[circuit_breaker]");
@@ -1925,6 +1933,35 @@ mod tests {
             "# x\nmodel_list:\n  - a\n"
         ));
         assert!(!is_litellm(Path::new("config"), "[[models]]\n"));
+    }
+
+    #[test]
+    fn proxy_server_config_sets_the_address() {
+        let imported = import_ok(
+            "model_list:\n  - model_name: a\n    litellm_params: { model: openai/a }\nproxy_server_config:\n  host: 127.0.0.1\n  port: 8090\n  workers: 2\n",
+        );
+        let c = imported.validate(Path::new("config.toml")).unwrap();
+        assert_eq!(c.server.listen(), "127.0.0.1:8090");
+        let w: Vec<String> = imported.warnings.iter().map(|w| w.to_string()).collect();
+        assert_eq!(
+            w,
+            ["config.yaml:4: proxy_server_config: key `workers` has no equivalent in llm-router; ignored"]
+        );
+        let e = import(
+            "model_list:\n  - model_name: a\n    litellm_params: { model: openai/a }\nproxy_server_config:\n  port: 70000\n",
+            Path::new("config.yaml"),
+        )
+        .unwrap_err();
+        assert_eq!(e.line, Some(5));
+        // Only the port: LiteLLM's default host.
+        let imported = import_ok(
+            "model_list:\n  - model_name: a\n    litellm_params: { model: openai/a }\nproxy_server_config:\n  port: 8090\n",
+        );
+        assert!(
+            imported.toml.contains("listen = \"0.0.0.0:8090\""),
+            "{}",
+            imported.toml
+        );
     }
 
     #[test]
