@@ -25,8 +25,8 @@ struct Cli {
 enum Command {
     /// Start the proxy.
     Serve {
-        /// Config file: config.toml, or a LiteLLM config.yaml [default: config.toml; when there is
-        /// none, the config is built from OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY,
+        /// Config file: config.toml or another router's (see `import`), told by its content
+        /// [default: config.toml; when there is none, the config is built from OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY,
         /// CEREBRAS_API_KEY, DEEPINFRA_TOKEN and OLLAMA_BASE_URL]
         #[arg(long, short)]
         config: Option<PathBuf>,
@@ -39,10 +39,18 @@ enum Command {
     },
     /// Validate a config file and print what it would build.
     Check {
-        /// Config file: config.toml, or a LiteLLM config.yaml [default: config.toml; when there is
-        /// none, the config built from the environment is checked]
+        /// Config file: config.toml or another router's (see `import`), told by its content
+        /// [default: config.toml; when there is none, the config built from the environment is
+        /// checked]
         #[arg(long, short)]
         config: Option<PathBuf>,
+    },
+    /// Print the config.toml equivalent to another router's config file (a LiteLLM config.yaml,
+    /// the `models:` or `providers:` YAML, the `openai`/`anthropic` JSON, a .env), told by its
+    /// content (warnings go to stderr).
+    Import {
+        /// The file to import.
+        path: PathBuf,
     },
     /// Print the config.toml equivalent to a LiteLLM proxy config (warnings go to stderr).
     ImportLitellm {
@@ -65,6 +73,7 @@ fn main() -> ExitCode {
         Command::Check { config } => check(config.as_deref()),
         Command::Init { path } => init(&path),
         Command::ImportLitellm { path } => import_litellm(&path),
+        Command::Import { path } => import(&path),
     }
 }
 
@@ -312,6 +321,33 @@ fn import_litellm(path: &Path) -> ExitCode {
     // Validated as the config.toml it is meant to become, next to the YAML.
     let target = path.with_file_name(DEFAULT_CONFIG);
     if let Err(e) = imported.validate(&target) {
+        eprintln!("error: the imported config is not valid: {e}");
+        return ExitCode::FAILURE;
+    }
+    for w in &imported.warnings {
+        eprintln!("warning: {w}");
+    }
+    print!("{}", imported.toml);
+    ExitCode::SUCCESS
+}
+
+fn import(path: &Path) -> ExitCode {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {}: cannot read the file: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let imported = match llm_router::config::import::import(&text, path) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Validated next to the source, where its relative paths resolve.
+    if let Err(e) = imported.validate(path) {
         eprintln!("error: the imported config is not valid: {e}");
         return ExitCode::FAILURE;
     }

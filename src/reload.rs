@@ -50,8 +50,8 @@ pub struct ConfigSource {
 }
 
 impl ConfigSource {
-    /// Read the config file at `path` ([`Config::load`]: a config.toml or a
-    /// LiteLLM config.yaml).
+    /// Read the config file at `path` ([`Config::load`]: a config.toml or
+    /// another router's file, a `.env` included).
     pub fn file(path: impl Into<PathBuf>) -> Self {
         ConfigSource {
             path: path.into(),

@@ -95,11 +95,11 @@ fn t(
 }
 
 fn assert_warned(imported: &Imported, file: &str, needles: &[&str]) {
-    let all = imported.warnings.join("\n");
+    let warnings: Vec<String> = imported.warnings.iter().map(|w| w.to_string()).collect();
+    let all = warnings.join("\n");
     for needle in needles {
         assert!(
-            imported
-                .warnings
+            warnings
                 .iter()
                 .any(|w| w.contains(needle) && w.contains(file)),
             "no warning with {needle:?}:\n{all}"

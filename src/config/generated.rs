@@ -55,6 +55,11 @@ impl Toml {
         }
     }
 
+    /// The lines of `other`, after these.
+    pub(crate) fn append(&mut self, other: Toml) {
+        self.lines.extend(other.lines);
+    }
+
     /// An empty line.
     pub(crate) fn blank(&mut self) {
         self.lines.push((String::new(), None));

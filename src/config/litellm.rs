@@ -1,8 +1,7 @@
 //! LiteLLM proxy configs (`config.yaml`): `llm-router import-litellm
-//! config.yaml` prints the equivalent, commented config.toml, and `serve` /
-//! `check --config config.yaml` read such a file directly (by extension
-//! `.yaml`/`.yml`, or by a top-level `model_list:` in a file that is not
-//! `.toml`).
+//! config.yaml` (or `import`) prints the equivalent, commented config.toml,
+//! and `serve` / `check --config config.yaml` read such a file directly (told
+//! by its top-level `model_list`; see [`import`](super::import)).
 //!
 //! What maps to what:
 //!
@@ -24,6 +23,7 @@
 //! | `request_timeout`, `router_settings.timeout` | every backend's `timeout` |
 //! | `router_settings.stream_timeout` | every backend's `first_byte_timeout` |
 //! | `general_settings.master_key` | `[auth] keys` (and `auth` in the order) |
+//! | `proxy_server_config` `host`, `port` | `[server] listen` |
 //! | `environment_variables` | defaults of the `${NAME:-...}` that read them |
 //!
 //! Every other key is reported as a warning naming it (`file:line: key:
@@ -45,61 +45,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::Path;
 
-use saphyr::{LoadableYamlNode, MarkedYamlOwned, ScalarOwned, YamlDataOwned};
-
 use super::generated::{quote, Origin, Toml};
+use super::import::yaml::{self, Entry, Node, Value};
+use super::import::{clean_name, duration, retry_section, Format, Warning};
 use super::{Config, ConfigError};
 
-/// A LiteLLM config turned into config.toml text.
-#[derive(Debug)]
-pub struct Imported {
-    /// The generated config.toml, commented.
-    pub toml: String,
-    /// The keys with no equivalent (or only an approximate one), each
-    /// `file:line: key: message`.
-    pub warnings: Vec<String>,
-    /// The environment variables the text reads (`${NAME}`).
-    pub variables: BTreeSet<String>,
-    generated: Toml,
-    file: String,
-}
-
-impl Imported {
-    /// Validate the generated text as `path` with every variable it needs
-    /// (`${NAME}` without a default) set to a placeholder, so that an import
-    /// does not need the keys.
-    pub fn validate(&self, path: &Path) -> Result<Config, ConfigError> {
-        let required: BTreeSet<String> = var_refs(&self.toml)
-            .into_iter()
-            .filter(|(_, has_default)| !has_default)
-            .map(|(name, _)| name)
-            .collect();
-        let placeholder = |name: &str| {
-            required
-                .contains(name)
-                .then(|| "https://placeholder.invalid".to_string())
-        };
-        Config::parse(&self.toml, path, &placeholder)
-            .map_err(|e| self.generated.map_error(e, &self.file))
-    }
-
-    /// The config, with `env` as the environment; errors name the YAML's
-    /// lines and keys, and the import's warnings are part of
-    /// [`Config::warnings`].
-    pub fn config(
-        &self,
-        path: &Path,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Config, ConfigError> {
-        let mut config = Config::parse(&self.toml, path, env)
-            .map_err(|e| self.generated.map_error(e, &self.file))?;
-        config.source_warnings = self.warnings.clone();
-        Ok(config)
-    }
-}
+pub use super::import::Imported;
 
 /// Whether `text` read from `path` is a LiteLLM config: a `.yaml`/`.yml`
-/// file, or one (not `.toml`) with a top-level `model_list:`.
+/// file, or one (not `.toml`) with a top-level `model_list:`. (What
+/// [`Config::load`] reads is told by content: see
+/// [`import::detect`](super::import::detect).)
 pub fn is_litellm(path: &Path, text: &str) -> bool {
     match path.extension().and_then(|e| e.to_str()) {
         Some(e) if e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml") => true,
@@ -115,144 +71,6 @@ pub fn load(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
     import(text, path)?.config(path, env)
-}
-
-// ---------------------------------------------------------------------------
-// A plain YAML tree with lines, so the rest does not depend on the parser.
-
-#[derive(Clone, Debug)]
-struct Node {
-    line: usize,
-    value: Value,
-}
-
-#[derive(Clone, Debug)]
-enum Value {
-    Null,
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    Str(String),
-    Seq(Vec<Node>),
-    Map(Vec<Entry>),
-}
-
-#[derive(Clone, Debug)]
-struct Entry {
-    key: String,
-    line: usize,
-    node: Node,
-}
-
-impl Node {
-    fn entries(&self) -> Option<&[Entry]> {
-        match &self.value {
-            Value::Map(m) => Some(m),
-            _ => None,
-        }
-    }
-
-    fn get(&self, key: &str) -> Option<&Entry> {
-        self.entries()?.iter().find(|e| e.key == key)
-    }
-
-    /// A scalar as text (strings, numbers, booleans).
-    fn text(&self) -> Option<String> {
-        match &self.value {
-            Value::Str(s) => Some(s.clone()),
-            Value::Int(i) => Some(i.to_string()),
-            Value::Float(f) => Some(f.to_string()),
-            Value::Bool(b) => Some(b.to_string()),
-            _ => None,
-        }
-    }
-
-    /// A number, or a string holding one.
-    fn number(&self) -> Option<f64> {
-        match &self.value {
-            Value::Int(i) => Some(*i as f64),
-            Value::Float(f) => Some(*f),
-            Value::Str(s) => s.trim().parse().ok(),
-            _ => None,
-        }
-    }
-
-    fn what(&self) -> &'static str {
-        match &self.value {
-            Value::Null => "empty",
-            Value::Bool(_) => "a boolean",
-            Value::Int(_) | Value::Float(_) => "a number",
-            Value::Str(_) => "a string",
-            Value::Seq(_) => "a list",
-            Value::Map(_) => "a mapping",
-        }
-    }
-}
-
-fn convert(y: MarkedYamlOwned) -> Result<Node, (usize, String)> {
-    let line = y.span.start.line();
-    let value = match y.data {
-        YamlDataOwned::Value(s) => match s {
-            ScalarOwned::Null => Value::Null,
-            ScalarOwned::Boolean(b) => Value::Bool(b),
-            ScalarOwned::Integer(i) => Value::Int(i),
-            ScalarOwned::FloatingPoint(f) => Value::Float(f.into_inner()),
-            ScalarOwned::String(s) => Value::Str(s),
-        },
-        YamlDataOwned::Representation(s, _, _) => Value::Str(s),
-        YamlDataOwned::Tagged(_, inner) => return convert(*inner),
-        YamlDataOwned::Sequence(items) => Value::Seq(
-            items
-                .into_iter()
-                .map(convert)
-                .collect::<Result<Vec<_>, _>>()?,
-        ),
-        YamlDataOwned::Mapping(map) => {
-            let mut entries: Vec<Entry> = Vec::new();
-            let mut merged: Vec<Entry> = Vec::new();
-            for (k, v) in map {
-                let key_line = k.span.start.line();
-                let key = convert(k)?
-                    .text()
-                    .ok_or((key_line, "a mapping key must be a plain value".to_string()))?;
-                let node = convert(v)?;
-                if key == "<<" {
-                    // YAML merge keys: `<<: *defaults` (explicit keys win).
-                    let sources = match node.value {
-                        Value::Map(m) => vec![m],
-                        Value::Seq(items) => items
-                            .into_iter()
-                            .filter_map(|n| match n.value {
-                                Value::Map(m) => Some(m),
-                                _ => None,
-                            })
-                            .collect(),
-                        _ => {
-                            return Err((key_line, "`<<` must merge a mapping".to_string()));
-                        }
-                    };
-                    merged.extend(sources.into_iter().flatten());
-                } else {
-                    entries.push(Entry {
-                        key,
-                        line: key_line,
-                        node,
-                    });
-                }
-            }
-            for m in merged {
-                if !entries.iter().any(|e| e.key == m.key) {
-                    entries.push(m);
-                }
-            }
-            Value::Map(entries)
-        }
-        YamlDataOwned::Alias(_) => {
-            return Err((line, "an alias to an unknown anchor".to_string()));
-        }
-        YamlDataOwned::BadValue => return Err((line, "an invalid value".to_string())),
-    };
-    Ok(Node { line, value })
 }
 
 // ---------------------------------------------------------------------------
@@ -487,6 +305,8 @@ struct Sections {
     retry_after: Option<Val>,
     failure_threshold: Option<Val>,
     cooldown: Option<Val>,
+    /// `proxy_server_config` `host` / `port`, as `host:port`.
+    listen: Option<Val>,
 }
 
 /// A setting that several LiteLLM keys may give: the first one found wins.
@@ -497,15 +317,18 @@ struct Setting {
 
 struct Importer {
     file: String,
-    warnings: Vec<String>,
+    warnings: Vec<Warning>,
     env_defaults: BTreeMap<String, String>,
-    variables: BTreeSet<String>,
 }
 
 impl Importer {
     fn warn(&mut self, line: usize, key: &str, message: impl std::fmt::Display) {
-        self.warnings
-            .push(format!("{}:{line}: {key}: {message}", self.file));
+        self.warnings.push(Warning {
+            file: self.file.clone(),
+            line: Some(line),
+            key: key.to_string(),
+            message: message.to_string(),
+        });
     }
 
     fn err(&self, line: usize, key: &str, message: impl Into<String>) -> ConfigError {
@@ -528,7 +351,6 @@ impl Importer {
     /// `${NAME}` for an environment reference, with the default from
     /// `environment_variables` when it has one.
     fn var(&mut self, name: &str, fallback: Option<&str>) -> String {
-        self.variables.insert(name.to_string());
         match (self.env_defaults.get(name), fallback) {
             (Some(v), _) => format!("${{{name}:-{v}}}"),
             (_, Some(f)) => format!("${{{name}:-{f}}}"),
@@ -555,9 +377,6 @@ impl Importer {
                 line: entry.line,
                 key: key.to_string(),
             });
-        }
-        for (name, _) in var_refs(&text) {
-            self.variables.insert(name);
         }
         Ok(Val {
             text,
@@ -638,56 +457,6 @@ impl Importer {
     }
 }
 
-/// `${NAME}` and `${NAME:-...}` references in a text: the name, and
-/// whether it has a default.
-fn var_refs(text: &str) -> Vec<(String, bool)> {
-    let mut out = Vec::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("${") {
-        let after = &rest[start + 2..];
-        let Some(end) = after.find('}') else { break };
-        let inner = &after[..end];
-        let (name, has_default) = match inner.split_once(":-") {
-            Some((name, _)) => (name, true),
-            None => (inner, false),
-        };
-        if !name.trim().is_empty() {
-            out.push((name.trim().to_string(), has_default));
-        }
-        rest = &after[end + 1..];
-    }
-    out
-}
-
-/// Seconds as a duration string: `"30s"`, `"1500ms"`.
-fn duration(secs: f64) -> String {
-    if secs.fract() == 0.0 {
-        format!("{}s", secs as u64)
-    } else {
-        format!("{}ms", (secs * 1000.0).round().max(1.0) as u64)
-    }
-}
-
-/// A backend or model name usable in config.toml (an id may hold anything).
-fn clean_name(s: &str) -> String {
-    let cleaned: String = s
-        .trim()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    if cleaned.is_empty() {
-        "backend".into()
-    } else {
-        cleaned
-    }
-}
-
 /// Import a LiteLLM config. `path` is used in messages and the header.
 pub fn import(text: &str, path: &Path) -> Result<Imported, ConfigError> {
     let file = path.display().to_string();
@@ -697,29 +466,18 @@ pub fn import(text: &str, path: &Path) -> Result<Imported, ConfigError> {
         key: None,
         message,
     };
-    let docs = MarkedYamlOwned::load_from_str(text).map_err(|e| {
-        syntax(
-            Some(e.marker().line().max(1)),
-            format!("invalid YAML: {}", e.info()),
-        )
-    })?;
-    let mut docs = docs.into_iter();
-    let Some(doc) = docs.next() else {
-        return Err(syntax(
-            None,
-            "the file is empty; a LiteLLM config needs a `model_list`".into(),
-        ));
-    };
-    let root =
-        convert(doc).map_err(|(line, m)| syntax(Some(line), format!("invalid YAML: {m}")))?;
+    let doc = yaml::parse(
+        text,
+        &file,
+        "the file is empty; a LiteLLM config needs a `model_list`",
+    )?;
+    let root = doc.root;
     let mut importer = Importer {
         file: file.clone(),
         warnings: Vec::new(),
         env_defaults: BTreeMap::new(),
-        variables: BTreeSet::new(),
     };
-    if let Some(extra) = docs.next() {
-        let line = extra.span.start.line();
+    if let Some(line) = doc.extra_document {
         importer.warn(line, "---", "only the first YAML document is read");
     }
     let Some(top) = root.entries() else {
@@ -748,6 +506,7 @@ impl Importer {
             "litellm_settings",
             "general_settings",
             "environment_variables",
+            "proxy_server_config",
         ];
         for e in top {
             if !SECTIONS.contains(&e.key.as_str()) {
@@ -971,6 +730,12 @@ impl Importer {
             self.unmapped(g.line, "general_settings", &names, "in llm-router");
         }
 
+        // proxy_server_config: host and port.
+        let listen = match section("proxy_server_config") {
+            Some(p) => self.proxy_server_config(p)?,
+            None => None,
+        };
+
         // Backends and targets.
         let (backends, backend_of) = self.backends(
             &deployments,
@@ -1038,13 +803,7 @@ impl Importer {
         }
 
         // In the file's order.
-        let line_of = |w: &String| -> usize {
-            w.strip_prefix(&format!("{}:", self.file))
-                .and_then(|rest| rest.split(':').next())
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0)
-        };
-        self.warnings.sort_by_key(line_of);
+        self.warnings.sort_by_key(|w| w.line);
 
         let sections = Sections {
             master_key,
@@ -1052,16 +811,73 @@ impl Importer {
             retry_after,
             failure_threshold: allowed_fails.map(|(_, v)| v),
             cooldown,
+            listen,
         };
         let t = self.write(path, &sections, &backends, &groups);
-        let toml = t.text();
-        Ok(Imported {
-            toml,
-            warnings: self.warnings,
-            variables: self.variables,
-            generated: t,
-            file: self.file,
-        })
+        Ok(Imported::new(Format::LiteLlm, t, self.warnings, self.file))
+    }
+
+    /// `proxy_server_config`: `host` and `port` become `[server] listen`
+    /// (a missing one keeps LiteLLM's default, `0.0.0.0` and `4000`).
+    fn proxy_server_config(&mut self, p: &Entry) -> Result<Option<Val>, ConfigError> {
+        let entries = match &p.node.value {
+            Value::Map(m) => m,
+            Value::Null => return Ok(None),
+            _ => {
+                return Err(self.err(
+                    p.line,
+                    "proxy_server_config",
+                    format!("must be a mapping, not {}", p.node.what()),
+                ))
+            }
+        };
+        let mut host: Option<(String, usize, String)> = None;
+        let mut port: Option<(u64, usize, String)> = None;
+        let mut names = Vec::new();
+        for e in entries {
+            let key = format!("proxy_server_config.{}", e.key);
+            match e.key.as_str() {
+                "host" => {
+                    let h = self.string(e, &key)?.text;
+                    host = Some((h.trim_matches(['[', ']']).to_string(), e.line, key));
+                }
+                "port" => {
+                    let n = self.whole(e, &key, 0)?;
+                    if n > u64::from(u16::MAX) {
+                        return Err(self.err(
+                            e.line,
+                            &key,
+                            format!("`{n}` is not a port (0-65535)"),
+                        ));
+                    }
+                    port = Some((n, e.line, key));
+                }
+                _ => names.push(e.key.as_str()),
+            }
+        }
+        self.unmapped(p.line, "proxy_server_config", &names, "in llm-router");
+        if host.is_none() && port.is_none() {
+            return Ok(None);
+        }
+        let h = host.as_ref().map_or("0.0.0.0", |h| h.0.as_str());
+        let n = port.as_ref().map_or(4000, |p| p.0);
+        let text = if h.contains(':') {
+            format!("[{h}]:{n}")
+        } else {
+            format!("{h}:{n}")
+        };
+        // The line named is the port's when there is one (a bad host is
+        // found by the listen check too, but the port is the likelier culprit).
+        let (line, key) = match (&port, &host) {
+            (Some((_, l, k)), _) | (None, Some((_, l, k))) => (*l, k.clone()),
+            (None, None) => (p.line, "proxy_server_config".to_string()),
+        };
+        Ok(Some(Val {
+            text,
+            comment: "proxy_server_config host and port".into(),
+            line,
+            key,
+        }))
     }
 
     /// The config.toml text: header, sections, backends, models.
@@ -1085,17 +901,23 @@ impl Importer {
                 "\nNot carried over, or only approximately (each also printed as a warning):",
             );
             for w in &self.warnings {
-                let w = w.strip_prefix(&format!("{}:", self.file)).unwrap_or(w);
-                t.comment(&format!("  {source}:{w}"));
+                t.comment(&format!("  {source}:{}", w.without_file()));
             }
         }
         t.blank();
         t.line("[server]");
-        t.item(
-            "listen = \"0.0.0.0:4000\"",
-            "LiteLLM's default address, so clients keep their URL",
-            None,
-        );
+        match &sections.listen {
+            Some(l) => t.item(
+                format!("listen = {}", quote(&l.text)),
+                &l.comment,
+                self.origin(l.line, &l.key),
+            ),
+            None => t.item(
+                "listen = \"0.0.0.0:4000\"",
+                "LiteLLM's default address, so clients keep their URL",
+                None,
+            ),
+        }
         t.blank();
         t.line("[stack]");
         t.comment("Middleware order, outermost first (see middleware.md).");
@@ -1115,17 +937,23 @@ impl Importer {
         } else {
             t.line("order = [\"failover\", \"circuit_breaker\", \"retry\"]");
         }
-        if sections.retries.is_some() || sections.retry_after.is_some() {
-            t.blank();
-            t.line("[retry]");
-            if let Some(v) = &sections.retries {
-                self.emit(&mut t, "max_retries", &v.text, v);
-            }
-            if let Some(v) = &sections.retry_after {
-                let text = quote(&v.text);
-                self.emit(&mut t, "initial_delay", &text, v);
-            }
+        // [retry], with fast fallback (another deployment before a retry).
+        let mut retry = Vec::new();
+        if let Some(v) = &sections.retries {
+            retry.push((
+                format!("max_retries = {}", v.text),
+                v.comment.clone(),
+                self.origin(v.line, &v.key),
+            ));
         }
+        if let Some(v) = &sections.retry_after {
+            retry.push((
+                format!("initial_delay = {}", quote(&v.text)),
+                v.comment.clone(),
+                self.origin(v.line, &v.key),
+            ));
+        }
+        retry_section(&mut t, retry);
         if sections.failure_threshold.is_some() || sections.cooldown.is_some() {
             t.blank();
             t.line("[circuit_breaker]");
@@ -2117,6 +1945,35 @@ mod tests {
     }
 
     #[test]
+    fn proxy_server_config_sets_the_address() {
+        let imported = import_ok(
+            "model_list:\n  - model_name: a\n    litellm_params: { model: openai/a }\nproxy_server_config:\n  host: 127.0.0.1\n  port: 8090\n  workers: 2\n",
+        );
+        let c = imported.validate(Path::new("config.toml")).unwrap();
+        assert_eq!(c.server.listen(), "127.0.0.1:8090");
+        let w: Vec<String> = imported.warnings.iter().map(|w| w.to_string()).collect();
+        assert_eq!(
+            w,
+            ["config.yaml:4: proxy_server_config: key `workers` has no equivalent in llm-router; ignored"]
+        );
+        let e = import(
+            "model_list:\n  - model_name: a\n    litellm_params: { model: openai/a }\nproxy_server_config:\n  port: 70000\n",
+            Path::new("config.yaml"),
+        )
+        .unwrap_err();
+        assert_eq!(e.line, Some(5));
+        // Only the port: LiteLLM's default host.
+        let imported = import_ok(
+            "model_list:\n  - model_name: a\n    litellm_params: { model: openai/a }\nproxy_server_config:\n  port: 8090\n",
+        );
+        assert!(
+            imported.toml.contains("listen = \"0.0.0.0:8090\""),
+            "{}",
+            imported.toml
+        );
+    }
+
+    #[test]
     fn a_minimal_config() {
         let imported = import_ok(
             "model_list:\n  - model_name: gpt-4o\n    litellm_params:\n      model: openai/gpt-4o\n      api_key: os.environ/OPENAI_API_KEY\n",
@@ -2232,7 +2089,12 @@ general_settings:
 server_settings: {}
 ",
         );
-        let w = imported.warnings.join("\n");
+        let w = imported
+            .warnings
+            .iter()
+            .map(|w| w.to_string())
+            .collect::<Vec<_>>()
+            .join("\n");
         for needle in [
             "config.yaml:3: model_list[0].litellm_params: key `temperature` has no equivalent",
             "config.yaml:6: model_list[0].litellm_params.tpm: no per-backend token limit",
@@ -2302,7 +2164,9 @@ model_list:
         );
         let c = imported.validate(Path::new("config.toml")).unwrap();
         assert_eq!(c.backends[0].rate_limit.unwrap().requests, 30);
-        assert!(imported.warnings[0].contains("x-defaults: section has no equivalent"));
+        assert!(imported.warnings[0]
+            .to_string()
+            .contains("x-defaults: section has no equivalent"));
     }
 
     #[test]
@@ -2350,7 +2214,7 @@ litellm_settings:
         assert_eq!(c.models[1].targets.len(), 1);
         assert_eq!(c.circuit_breaker.failure_threshold, 1);
         assert!(
-            imported.warnings.iter().any(|w| w.contains(
+            imported.warnings.iter().any(|w| w.to_string().contains(
                 "litellm_settings.request_timeout: router_settings.timeout is used instead"
             )),
             "{:?}",

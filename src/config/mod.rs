@@ -17,6 +17,7 @@
 pub mod dotenv;
 mod env;
 mod generated;
+pub mod import;
 pub mod litellm;
 mod log;
 mod policy;
@@ -797,9 +798,10 @@ impl Loader<'_> {
 }
 
 impl Config {
-    /// Read and validate a config file, with the process environment. A
-    /// LiteLLM proxy config (`.yaml`/`.yml`, or a file with a top-level
-    /// `model_list:`) is imported first (see [`litellm`]).
+    /// Read and validate a config file, with the process environment. The
+    /// other routers' files (a LiteLLM config, the `models:`-map or
+    /// `providers:` YAML, the `openai`/`anthropic` JSON, a `.env`), told by
+    /// their content, are imported first (see [`import`]).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: path.display().to_string(),
@@ -815,10 +817,7 @@ impl Config {
             },
         })?;
         let env = |name: &str| std::env::var(name).ok();
-        if litellm::is_litellm(path, &text) {
-            return litellm::load(&text, path, &env);
-        }
-        Config::parse(&text, path, &env)
+        import::load(&text, path, &env)
     }
 
     /// Validate config text read from `path`, with `env` as the environment.
@@ -907,9 +906,11 @@ impl Config {
         let mut models: Vec<ModelConfig> = Vec::new();
         for (i, rm) in raw.models.iter().enumerate() {
             let m = loader.model(i, rm, &backends, &retry)?;
-            if let Some(first) = raw.models[..i]
+            // One name may have a route per client restriction (`clients`).
+            if let Some((_, first)) = models
                 .iter()
-                .find(|o| o.name.get_ref().trim() == m.name)
+                .zip(&raw.models)
+                .find(|(o, _)| o.name == m.name && o.clients == m.clients)
             {
                 return Err(loader.err(
                     Some(rm.name.span()),
@@ -1336,6 +1337,11 @@ mod tests {
         let clients = c.models[0].clients.unwrap();
         assert!(clients.serves(crate::request::ClientFormat::Anthropic));
         assert!(!clients.serves(crate::request::ClientFormat::OpenAi));
+        // A route per restriction under one name; the same restriction twice is a duplicate.
+        let two = format!("{text}\n[[models]]\nname = \"*\"\nclients = [\"openai\"]\ntargets = [{{ backend = \"m\" }}]\n");
+        assert_eq!(parse(&two).unwrap().models.len(), 2);
+        let e = parse(&two.replace("[\"openai\"]", "[\"anthropic\"]")).unwrap_err();
+        assert!(e.message.contains("duplicate model name `*`"), "{e}");
         let e = parse(&text.replace("anthropic", "grpc")).unwrap_err();
         assert_eq!(e.key.as_deref(), Some("models[0].clients"));
         assert_eq!(e.line, Some(7), "{e}");
