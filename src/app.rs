@@ -633,7 +633,8 @@ impl Handler {
                                    "POST /anthropic/chat/completions", "POST /anthropic/v1/messages",
                                    "POST /anthropic/v1/messages/count_tokens",
                                    "POST /openai/chat/completions", "GET /v1/models", "GET /v1/models/{id}"],
-                        "operations": ["GET /health", "GET /", "GET /metrics", "GET /openapi.json"],
+                        "operations": ["GET /health", "GET /", "GET /metrics", "GET /openapi.json",
+                                       "GET /docs", "GET /redoc"],
                         "admin": ["GET /providers", "GET /backend/info", "GET /router/stats",
                                   "GET /router/health", "GET /router/rate-limits", "GET /auth/status",
                                   "GET /auth/metrics", "POST /auth/reload-keys", "POST /admin/reload"],
@@ -642,6 +643,10 @@ impl Handler {
             ),
             "/metrics" if get => self.metrics(wants_json),
             "/openapi.json" if get => crate::openapi::response(),
+            p if crate::docs::serves(p) => match crate::docs::response(p, req.headers()) {
+                Some(page) if get => page,
+                _ => wrong_method(path),
+            },
             "/health" if get => {
                 let mut health = json!({
                     "status": "healthy",

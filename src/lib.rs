@@ -38,6 +38,7 @@ pub mod app;
 pub mod body;
 pub mod classify;
 pub mod config;
+pub mod docs;
 pub mod error;
 pub mod escape;
 pub mod future;
