@@ -36,6 +36,7 @@
 mod admin;
 pub mod app;
 pub mod body;
+pub mod catalog;
 pub mod classify;
 pub mod config;
 pub mod docs;
