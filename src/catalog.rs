@@ -123,6 +123,18 @@ struct Entry {
     truncated: bool,
 }
 
+impl Entry {
+    /// Nothing known yet.
+    fn new() -> Entry {
+        Entry {
+            models: Arc::from(Vec::new()),
+            due: Instant::now(),
+            failing: false,
+            truncated: false,
+        }
+    }
+}
+
 /// Why a backend's list could not be had.
 #[derive(Debug, thiserror::Error)]
 enum FetchError {
@@ -205,10 +217,16 @@ impl Catalog {
             let mut entries = self.entries();
             let keep: HashSet<Key> = backends.iter().map(|b| Key::of(b)).collect();
             entries.retain(|k, _| keep.contains(k));
-            backends
+            let due: Vec<Arc<Backend>> = backends
                 .into_iter()
                 .filter(|b| entries.get(&Key::of(b)).is_none_or(|e| e.due <= now))
-                .collect()
+                .collect();
+            // Not due again before [`RETRY`], even if its fetch never
+            // reports (so a round can never spin).
+            for b in &due {
+                entries.entry(Key::of(b)).or_insert_with(Entry::new).due = now + RETRY;
+            }
+            due
         };
         if due.is_empty() {
             return;
@@ -234,12 +252,7 @@ impl Catalog {
     fn store(&self, backend: &Backend, result: Result<Option<Vec<String>>, FetchError>) {
         let key = Key::of(backend);
         let mut entries = self.entries();
-        let entry = entries.entry(key).or_insert_with(|| Entry {
-            models: Arc::from(Vec::new()),
-            due: Instant::now(),
-            failing: false,
-            truncated: false,
-        });
+        let entry = entries.entry(key).or_insert_with(Entry::new);
         match result {
             Ok(Some(ids)) => {
                 let (models, cut) = clean(ids);
@@ -383,7 +396,11 @@ fn client_name(
                 ClientFormat::Anthropic,
             ]
             .into_iter()
-            .any(|f| routes.resolve_for(name, f).is_some_and(|r| Arc::ptr_eq(r, route)))
+            .any(|f| {
+                routes
+                    .resolve_for(name, f)
+                    .is_some_and(|r| Arc::ptr_eq(r, route))
+            })
     })
 }
 
@@ -419,7 +436,7 @@ async fn fetch(backend: &Backend) -> Result<Option<Vec<String>>, FetchError> {
     };
     // Asked once in minutes: the connection is not kept (HTTP/1; HTTP/2
     // has no such header and hyper leaves it out).
-    let mut request = request;
+    let mut request = *request;
     request.headers_mut().insert(
         http::header::CONNECTION,
         http::HeaderValue::from_static("close"),
@@ -445,7 +462,10 @@ async fn fetch(backend: &Backend) -> Result<Option<Vec<String>>, FetchError> {
     parse(provider.as_ref(), &body).map(Some)
 }
 
-fn parse(provider: &dyn crate::provider::Provider, body: &Bytes) -> Result<Vec<String>, FetchError> {
+fn parse(
+    provider: &dyn crate::provider::Provider,
+    body: &Bytes,
+) -> Result<Vec<String>, FetchError> {
     provider.parse_model_list(body).map_err(FetchError::Parse)
 }
 
@@ -490,7 +510,11 @@ mod tests {
             ModelRoute::new("*", vec![Target::new(b.clone(), None)]),
         ]);
         let catalog = Catalog::new();
-        with(&catalog, &a, &["gpt-4o", "gpt-4", "text-embedding-3", "gpt-4o"]);
+        with(
+            &catalog,
+            &a,
+            &["gpt-4o", "gpt-4", "text-embedding-3", "gpt-4o"],
+        );
         with(&catalog, &b, &["llama", "gpt-4o", "text-embedding-3"]);
         with(&catalog, &c, &["gpt-4o", "gpt-5"]);
         assert_eq!(
@@ -542,7 +566,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn failures_keep_the_last_list_and_retry_sooner() {
         let a = backend("a");
-        let routes = RouteTable::new(vec![ModelRoute::new("*", vec![Target::new(a.clone(), None)])]);
+        let routes = RouteTable::new(vec![ModelRoute::new(
+            "*",
+            vec![Target::new(a.clone(), None)],
+        )]);
         let catalog = Catalog::new();
         with(&catalog, &a, &["m1"]);
         let fresh = catalog.next_due(&routes);
@@ -561,10 +588,16 @@ mod tests {
     async fn refresh_forgets_backends_no_longer_routed_to() {
         let (a, b) = (backend("a"), backend("b"));
         let catalog = Catalog::new();
-        let first = RouteTable::new(vec![ModelRoute::new("*", vec![Target::new(a.clone(), None)])]);
+        let first = RouteTable::new(vec![ModelRoute::new(
+            "*",
+            vec![Target::new(a.clone(), None)],
+        )]);
         catalog.refresh(&first).await;
         assert!(catalog.entries().contains_key(&Key::of(&a)));
-        let second = RouteTable::new(vec![ModelRoute::new("*", vec![Target::new(b.clone(), None)])]);
+        let second = RouteTable::new(vec![ModelRoute::new(
+            "*",
+            vec![Target::new(b.clone(), None)],
+        )]);
         catalog.refresh(&second).await;
         let entries = catalog.entries();
         assert!(!entries.contains_key(&Key::of(&a)));

@@ -310,7 +310,10 @@ mod tests {
                 .unwrap()
                 .contains("script-src 'self'"));
             let html = String::from_utf8(body(r).await.to_vec()).unwrap();
-            assert!(!html.contains("http://") && !html.contains("https://"), "{html}");
+            assert!(
+                !html.contains("http://") && !html.contains("https://"),
+                "{html}"
+            );
             // No inline script: every <script> has a src served here.
             for part in html.split("<script").skip(1) {
                 let src = part
@@ -355,7 +358,11 @@ mod tests {
         assert!(contains(&redoc, &format!("\"{REDOC_VERSION}\"")));
         let css = response(concat!(swagger_dir!(), "swagger-ui.css"), &HeaderMap::new()).unwrap();
         assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
-        assert!(response("/docs/assets/swagger-ui-0.0.1/swagger-ui.css", &HeaderMap::new()).is_none());
+        assert!(response(
+            "/docs/assets/swagger-ui-0.0.1/swagger-ui.css",
+            &HeaderMap::new()
+        )
+        .is_none());
         assert!(response("/docs/assets/", &HeaderMap::new()).is_none());
     }
 
@@ -365,7 +372,12 @@ mod tests {
         let etag = first.headers()["etag"].clone();
         assert!(etag.to_str().unwrap().starts_with('"'));
         let mut h = HeaderMap::new();
-        h.insert(header::IF_NONE_MATCH, format!("\"x\", W/{}", etag.to_str().unwrap()).parse().unwrap());
+        h.insert(
+            header::IF_NONE_MATCH,
+            format!("\"x\", W/{}", etag.to_str().unwrap())
+                .parse()
+                .unwrap(),
+        );
         let again = response("/docs", &h).unwrap();
         assert_eq!(again.status(), 304);
         assert_eq!(again.headers()["etag"], etag);

@@ -96,13 +96,21 @@ async fn swagger_ui_renders_the_operations() {
     assert_eq!(page.headers()["x-frame-options"], "DENY");
 
     let dom = rendered_dom(&proxy.at("/docs")).await;
-    assert!(dom.contains("class=\"swagger-ui"), "Swagger UI did not start:\n{dom}");
+    assert!(
+        dom.contains("class=\"swagger-ui"),
+        "Swagger UI did not start:\n{dom}"
+    );
     let operations = dom.matches("opblock-summary-path").count();
     assert!(
         operations >= 20,
         "{operations} operation blocks rendered:\n{dom}"
     );
-    for path in ["/v1/chat/completions", "/v1/messages", "/v1/models", "/health"] {
+    for path in [
+        "/v1/chat/completions",
+        "/v1/messages",
+        "/v1/models",
+        "/health",
+    ] {
         assert!(
             dom.contains(&format!("data-path=\"{path}\"")),
             "no operation block for {path}"
@@ -122,8 +130,7 @@ async fn redoc_renders_the_operations() {
     let dom = rendered_dom(&proxy.at("/redoc")).await;
     // The operations' summaries as ReDoc shows them (menu and headings),
     // and the paths of the request samples.
-    let doc: serde_json::Value =
-        serde_json::from_slice(&llm_router::openapi::document()).unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&llm_router::openapi::document()).unwrap();
     let summary = |path: &str, method: &str| {
         doc["paths"][path][method]["summary"]
             .as_str()

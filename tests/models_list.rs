@@ -92,7 +92,11 @@ async fn configured_names_plus_the_models_routes_reach() {
         "gpt-4o", // twice in alpha's own list
     ]));
     let beta = MockUpstream::start("beta", Reply::Chat).await;
-    beta.set_model_list(list_of(&["llama-3.3-70b", "gpt-4o", "text-embedding-3-small"]));
+    beta.set_model_list(list_of(&[
+        "llama-3.3-70b",
+        "gpt-4o",
+        "text-embedding-3-small",
+    ]));
     let broken = MockUpstream::start("broken", Reply::Chat).await;
     broken.set_model_list(Reply::Json(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -192,9 +196,7 @@ async fn lists_are_bounded_whatever_a_backend_sends() {
     let ids: Vec<String> = (0..MAX_MODELS_PER_BACKEND + 500)
         .map(|i| format!("many-{i:05}"))
         .collect();
-    many.set_model_list(list_of(
-        &ids.iter().map(String::as_str).collect::<Vec<_>>(),
-    ));
+    many.set_model_list(list_of(&ids.iter().map(String::as_str).collect::<Vec<_>>()));
     // One valid model in a body over the size bound: nothing is kept.
     let huge = MockUpstream::start("huge", Reply::Chat).await;
     huge.set_model_list(Reply::Json(
@@ -246,10 +248,9 @@ async fn the_cache_survives_a_reload_and_new_backends_are_asked() {
     alpha.set_model_list(list_of(&["a-1", "a-2"]));
     let gamma = MockUpstream::start("gamma", Reply::Chat).await;
     gamma.set_model_list(list_of(&["llama", "qwen"]));
-    let dir = TempDir(std::env::temp_dir().join(format!(
-        "llm-router-models-list-{}",
-        std::process::id()
-    )));
+    let dir = TempDir(
+        std::env::temp_dir().join(format!("llm-router-models-list-{}", std::process::id())),
+    );
     std::fs::create_dir_all(&dir.0).unwrap();
     let path = dir.0.join("config.toml");
     let first = format!(
@@ -266,7 +267,11 @@ async fn the_cache_survives_a_reload_and_new_backends_are_asked() {
         openai_backend("gamma", &gamma.base_url(), "")
     );
     std::fs::write(&path, &second).unwrap();
-    let reload = client().post(proxy.at("/admin/reload")).send().await.unwrap();
+    let reload = client()
+        .post(proxy.at("/admin/reload"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(reload.status(), 200, "{}", reload.text().await.unwrap());
     let list = listed_once(&proxy, "gamma's models after the reload", |l| {
         has(l, "g/qwen")

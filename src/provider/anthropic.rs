@@ -210,7 +210,10 @@ mod tests {
     fn model_list_request() {
         for (base, path) in [
             ("https://api.anthropic.com", "/v1/models?limit=1000"),
-            ("https://gw.example/anthropic/v1", "/anthropic/v1/models?limit=1000"),
+            (
+                "https://gw.example/anthropic/v1",
+                "/anthropic/v1/models?limit=1000",
+            ),
         ] {
             let backend = Backend::builder("a", std::sync::Arc::new(Anthropic))
                 .base_url(base)
@@ -226,7 +229,9 @@ mod tests {
             assert_eq!(r.headers()["anthropic-version"], ANTHROPIC_VERSION);
         }
         let ids = Anthropic
-            .parse_model_list(br#"{"data":[{"type":"model","id":"claude-sonnet-4-0"}],"has_more":false}"#)
+            .parse_model_list(
+                br#"{"data":[{"type":"model","id":"claude-sonnet-4-0"}],"has_more":false}"#,
+            )
             .unwrap();
         assert_eq!(ids, ["claude-sonnet-4-0"]);
     }

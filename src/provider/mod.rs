@@ -76,8 +76,8 @@ pub enum Outbound {
 #[derive(Debug)]
 pub enum ModelListing {
     /// Send this `GET` to the backend; its answer is read by
-    /// [`Provider::parse_model_list`].
-    Fetch(Request<Full<Bytes>>),
+    /// [`Provider::parse_model_list`]. (Boxed: made once in minutes.)
+    Fetch(Box<Request<Full<Bytes>>>),
     /// These, known without asking anyone (the mock's).
     Fixed(&'static [&'static str]),
     /// The backend cannot be asked: it has no key of its own
@@ -156,7 +156,7 @@ pub(crate) fn list_request(
     }
     builder
         .body(Full::new(Bytes::new()))
-        .map(ModelListing::Fetch)
+        .map(|r| ModelListing::Fetch(Box::new(r)))
         .map_err(|e| ProxyError::Internal(format!("building the model-list request: {e}")))
 }
 

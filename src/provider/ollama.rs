@@ -156,7 +156,9 @@ mod tests {
         assert_eq!(r.uri().to_string(), "http://127.0.0.1:11434/api/tags");
         assert!(!r.headers().contains_key("authorization"));
         let ids = Ollama
-            .parse_model_list(br#"{"models":[{"name":"llama3.2:latest","size":1},{"model":"qwen3:8b"}]}"#)
+            .parse_model_list(
+                br#"{"models":[{"name":"llama3.2:latest","size":1},{"model":"qwen3:8b"}]}"#,
+            )
             .unwrap();
         assert_eq!(ids, ["llama3.2:latest", "qwen3:8b"]);
     }
