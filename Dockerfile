@@ -19,6 +19,8 @@ WORKDIR /src
 # ring (TLS) needs a C compiler, which the rust image has; nothing else is needed.
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
+# Swagger UI and ReDoc, compiled into the binary (/docs, /redoc).
+COPY assets ./assets
 COPY benches ./benches
 COPY examples ./examples
 COPY tests ./tests

@@ -166,6 +166,8 @@ struct Shared {
     reloads: AtomicU64,
     failed_reloads: AtomicU64,
     last_reload_error: Mutex<Option<String>>,
+    /// The backends' reported models (`/v1/models`); survives reloads.
+    catalog: Arc<crate::catalog::Catalog>,
 }
 
 /// The proxy's HTTP endpoints. See the [module docs](crate::app).
@@ -212,6 +214,7 @@ impl App {
                 reloads: AtomicU64::new(0),
                 failed_reloads: AtomicU64::new(0),
                 last_reload_error: Mutex::new(None),
+                catalog: Arc::new(crate::catalog::Catalog::new()),
             }),
         }
     }
@@ -365,6 +368,7 @@ impl App {
             .unwrap_or_else(|e| e.into_inner()) = state.clone();
         state.router.attach_store();
         state.router.prune(old_config, &config);
+        self.shared.catalog.config_changed();
         let reloads = self.shared.reloads.fetch_add(1, Ordering::Relaxed) + 1;
         let models: Vec<String> = state.routes.models().map(str::to_string).collect();
         let before: Vec<&str> = old.routes.models().collect();
@@ -422,6 +426,24 @@ impl App {
             *byte = digits[((word >> shift) & 0xf) as usize];
         }
         HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("0"))
+    }
+
+    /// Start the background task that asks the backends of pattern and `"*"`
+    /// routes for their models (see [`catalog`](crate::catalog)), on the
+    /// current Tokio runtime; it follows config reloads and stops when the
+    /// returned handle is dropped. [`Server::run`](crate::Server::run)
+    /// starts it; without it `/v1/models` lists the configured names only.
+    pub fn start_model_catalog(&self) -> crate::catalog::CatalogTask {
+        let shared = Arc::downgrade(&self.shared);
+        self.shared.catalog.spawn(move || {
+            let shared = shared.upgrade()?;
+            let state = shared
+                .current
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            Some(state.routes.clone())
+        })
     }
 
     /// Re-read the keys file of `auth` (`POST /auth/reload-keys`, and SIGHUP
@@ -483,25 +505,36 @@ struct Handler {
 }
 
 impl Handler {
+    /// Every model a client can name (see [`crate::catalog`]).
+    fn models(&self) -> Vec<crate::catalog::Listed> {
+        self.app.shared.catalog.list(&self.state.routes)
+    }
+
     fn models_list(&self) -> serde_json::Value {
         let data: Vec<_> = self
-            .state
-            .routes
             .models()
-            .map(|name| self.model_object(name))
+            .into_iter()
+            .map(|m| self.model_object(&m.id, &m.owned_by))
             .collect();
         json!({"object": "list", "data": data})
     }
 
-    fn model_object(&self, name: &str) -> serde_json::Value {
-        let owner = self
-            .state
-            .routes
-            .resolve(name)
-            .and_then(|r| r.targets().first())
-            .map(|t| t.backend().name().to_string())
-            .unwrap_or_else(|| "llm-router".into());
-        json!({"id": name, "object": "model", "created": self.app.shared.created, "owned_by": owner})
+    /// `GET /v1/models/{id}`: a listed model with its owner; another name
+    /// some route serves, with its route's first backend.
+    fn model_by_id(&self, id: &str) -> Option<serde_json::Value> {
+        if let Some(m) = self.models().into_iter().find(|m| m.id == id) {
+            return Some(self.model_object(id, &m.owned_by));
+        }
+        let route = self.state.routes.resolve(id)?;
+        let owner = route
+            .targets()
+            .first()
+            .map_or("llm-router", |t| t.backend().name());
+        Some(self.model_object(id, owner))
+    }
+
+    fn model_object(&self, id: &str, owner: &str) -> serde_json::Value {
+        json!({"id": id, "object": "model", "created": self.app.shared.created, "owned_by": owner})
     }
 
     /// Each configured target with its circuit and cooldown, plus every
@@ -634,7 +667,8 @@ impl Handler {
                                    "POST /anthropic/chat/completions", "POST /anthropic/v1/messages",
                                    "POST /anthropic/v1/messages/count_tokens",
                                    "POST /openai/chat/completions", "GET /v1/models", "GET /v1/models/{id}"],
-                        "operations": ["GET /health", "GET /", "GET /metrics", "GET /openapi.json"],
+                        "operations": ["GET /health", "GET /", "GET /metrics", "GET /openapi.json",
+                                       "GET /docs", "GET /redoc"],
                         "admin": ["GET /providers", "GET /backend/info", "GET /router/stats",
                                   "GET /router/health", "GET /router/rate-limits", "GET /auth/status",
                                   "GET /auth/metrics", "POST /auth/reload-keys", "POST /admin/reload"],
@@ -643,12 +677,16 @@ impl Handler {
             ),
             "/metrics" if get => self.metrics(wants_json),
             "/openapi.json" if get => crate::openapi::response(),
+            p if crate::docs::serves(p) => match crate::docs::response(p, req.headers()) {
+                Some(page) if get => page,
+                _ => wrong_method(path),
+            },
             "/health" if get => {
                 let mut health = json!({
                     "status": "healthy",
                     "service": "llm-router",
                     "version": env!("CARGO_PKG_VERSION"),
-                    "models": self.state.routes.models().collect::<Vec<_>>(),
+                    "models": self.models().into_iter().map(|m| m.id).collect::<Vec<_>>(),
                 });
                 // Only with `[state] store = "redis"`: "ok" | "degraded".
                 if let Some(store) = self.state.router.state_store_status() {
@@ -709,10 +747,9 @@ impl Handler {
             ),
             p if get && p.starts_with("/v1/models/") => {
                 let id = &p["/v1/models/".len()..];
-                if self.state.routes.resolve(id).is_some() {
-                    json_response(StatusCode::OK, &self.model_object(id))
-                } else {
-                    ProxyError::ModelNotFound(id.to_string()).to_response(format)
+                match self.model_by_id(id) {
+                    Some(model) => json_response(StatusCode::OK, &model),
+                    None => ProxyError::ModelNotFound(id.to_string()).to_response(format),
                 }
             }
             "/auth/status" if get => json_response(StatusCode::OK, &self.auth_status()),

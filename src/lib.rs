@@ -36,8 +36,10 @@
 mod admin;
 pub mod app;
 pub mod body;
+pub mod catalog;
 pub mod classify;
 pub mod config;
+pub mod docs;
 pub mod error;
 pub mod escape;
 pub mod future;

@@ -178,6 +178,9 @@ impl Server {
             .http2()
             .timer(TokioTimer::new())
             .keep_alive_interval(Some(Duration::from_secs(30)));
+        // The backends' model lists for `/v1/models`, kept up to date in the
+        // background while the server runs.
+        let _catalog = app.start_model_catalog();
         let max = limits.max_connections.clamp(1, Permits::MAX_PERMITS);
         let permits = Arc::new(Semaphore::new(max as usize));
         let registry = Arc::new(Registry::default());

@@ -155,7 +155,7 @@ async fn models_health_and_root() {
         assert!(endpoints.contains(e), "`/` does not list {e}: {endpoints}");
     }
 
-    // With a "*" route: still only the listed names.
+    // With a "*" route on the mock: the mock reports `echo`, already listed (once).
     let star = "[[backends]]\nname = \"local\"\nprovider = \"mock\"\n\n".to_string()
         + &model("echo", "local", None)
         + &model("*", "local", None);

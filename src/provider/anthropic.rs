@@ -30,11 +30,13 @@ use http::{HeaderValue, Method, Request, Response};
 use http_body_util::Full;
 use serde_json::Value;
 
-use super::{client_key, forward_headers, strip_hop_by_hop, Call, Outbound, Provider};
+use super::{
+    client_key, forward_headers, strip_hop_by_hop, Call, ModelListing, Outbound, Provider,
+};
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
 use crate::request::{ClientFormat, Endpoint};
-use crate::routing::Credential;
+use crate::routing::{Backend, Credential};
 use crate::translate::anthropic::{answer_to_openai, request_from_openai, ANTHROPIC_VERSION};
 
 /// The Anthropic provider adapter. See the [module docs](self).
@@ -176,12 +178,63 @@ impl Provider for Anthropic {
             ClientFormat::OpenAi
         }
     }
+
+    /// `GET /v1/models?limit=1000` with `x-api-key` and `anthropic-version`
+    /// (its answer is OpenAI-shaped: `data[].id`).
+    fn model_list(&self, backend: &Backend) -> Result<ModelListing, ProxyError> {
+        let path = if backend.base_url().trim_end_matches('/').ends_with("/v1") {
+            "/models?limit=1000"
+        } else {
+            "/v1/models?limit=1000"
+        };
+        super::list_request(backend, backend.uri_for(path)?, |key| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(
+                "anthropic-version",
+                HeaderValue::from_static(ANTHROPIC_VERSION),
+            );
+            if let Some(key) = key {
+                headers.insert("x-api-key", super::gemini::sensitive(key.to_string())?);
+            }
+            Ok(headers)
+        })
+    }
 }
 
 #[cfg(test)]
 #[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn model_list_request() {
+        for (base, path) in [
+            ("https://api.anthropic.com", "/v1/models?limit=1000"),
+            (
+                "https://gw.example/anthropic/v1",
+                "/anthropic/v1/models?limit=1000",
+            ),
+        ] {
+            let backend = Backend::builder("a", std::sync::Arc::new(Anthropic))
+                .base_url(base)
+                .api_key("sk-ant-backend")
+                .build()
+                .unwrap();
+            let Ok(ModelListing::Fetch(r)) = Anthropic.model_list(&backend) else {
+                panic!("no request");
+            };
+            assert_eq!(r.method(), Method::GET);
+            assert_eq!(r.uri().path_and_query().unwrap().as_str(), path);
+            assert_eq!(r.headers()["x-api-key"], "sk-ant-backend");
+            assert_eq!(r.headers()["anthropic-version"], ANTHROPIC_VERSION);
+        }
+        let ids = Anthropic
+            .parse_model_list(
+                br#"{"data":[{"type":"model","id":"claude-sonnet-4-0"}],"has_more":false}"#,
+            )
+            .unwrap();
+        assert_eq!(ids, ["claude-sonnet-4-0"]);
+    }
     use crate::request::LlmRequest;
     use crate::routing::{Backend, Target};
     use crate::secret::Secret;

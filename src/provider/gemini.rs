@@ -18,11 +18,11 @@ use http::{HeaderValue, Method, Request, Response};
 use http_body_util::Full;
 use serde_json::Value;
 
-use super::{client_key, join_url, Call, Outbound, Provider};
+use super::{client_key, join_url, Call, ModelListing, Outbound, Provider};
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
 use crate::request::{ClientFormat, Endpoint};
-use crate::routing::Credential;
+use crate::routing::{Backend, Credential};
 use crate::translate::convert::{convert_response, CollectJson};
 use crate::translate::gemini::{self, GeminiStream};
 
@@ -190,12 +190,83 @@ impl Provider for Gemini {
             CollectJson::new(move |body: &[u8]| gemini::convert_answer_body(body, &model)),
         )
     }
+
+    /// `GET /v1beta/models?pageSize=1000` with `x-goog-api-key`.
+    fn model_list(&self, backend: &Backend) -> Result<ModelListing, ProxyError> {
+        let uri = backend.uri_for("/v1beta/models?pageSize=1000")?;
+        super::list_request(backend, uri, |key| {
+            let mut headers = http::HeaderMap::new();
+            if let Some(key) = key {
+                headers.insert("x-goog-api-key", sensitive(key.to_string())?);
+            }
+            Ok(headers)
+        })
+    }
+
+    /// `{"models": [{"name": "models/gemini-2.5-flash", "supportedGenerationMethods": [..]}]}`:
+    /// the names without `models/`, of the models that generate content
+    /// (the only ones this provider can call).
+    fn parse_model_list(&self, body: &[u8]) -> Result<Vec<String>, serde_json::Error> {
+        #[derive(serde::Deserialize)]
+        struct List {
+            #[serde(default)]
+            models: Vec<Entry>,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Entry {
+            #[serde(default)]
+            name: Option<String>,
+            #[serde(default)]
+            supported_generation_methods: Option<Vec<String>>,
+        }
+        let list: List = serde_json::from_slice(body)?;
+        Ok(list
+            .models
+            .into_iter()
+            .filter(|m| {
+                m.supported_generation_methods
+                    .as_ref()
+                    .is_none_or(|methods| methods.iter().any(|x| x == "generateContent"))
+            })
+            .filter_map(|m| m.name)
+            .map(|name| match name.strip_prefix("models/") {
+                Some(short) => short.to_string(),
+                None => name,
+            })
+            .collect())
+    }
 }
 
 #[cfg(test)]
 #[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn model_list() {
+        let backend = Backend::builder("g", std::sync::Arc::new(Gemini))
+            .api_key("gemini-key")
+            .build()
+            .unwrap();
+        let Ok(ModelListing::Fetch(r)) = Gemini.model_list(&backend) else {
+            panic!("no request");
+        };
+        assert_eq!(
+            r.uri().to_string(),
+            "https://generativelanguage.googleapis.com/v1beta/models?pageSize=1000"
+        );
+        assert_eq!(r.headers()["x-goog-api-key"], "gemini-key");
+        let ids = Gemini
+            .parse_model_list(
+                br#"{"models":[
+                {"name":"models/gemini-2.5-flash","supportedGenerationMethods":["generateContent","countTokens"]},
+                {"name":"models/text-embedding-004","supportedGenerationMethods":["embedContent"]},
+                {"name":"tunedModels/mine"}],"nextPageToken":"x"}"#,
+            )
+            .unwrap();
+        assert_eq!(ids, ["gemini-2.5-flash", "tunedModels/mine"]);
+    }
 
     #[test]
     fn paths() {

@@ -47,7 +47,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use serde_json::{json, Map, Value};
 
-use super::{Call, Outbound, Provider};
+use super::{Call, ModelListing, Outbound, Provider};
 use crate::body::{BoxError, ProxyBody};
 use crate::error::{json_response, ProxyError};
 use crate::request::{Endpoint, LlmRequest};
@@ -94,7 +94,15 @@ impl Provider for Mock {
     fn respond(&self, _call: &Call<'_>, response: Response<ProxyBody>) -> Response<ProxyBody> {
         response
     }
+
+    /// [`MODELS`], without asking anyone.
+    fn model_list(&self, _backend: &crate::routing::Backend) -> Result<ModelListing, ProxyError> {
+        Ok(ModelListing::Fixed(MODELS))
+    }
 }
+
+/// The models the mock reports for `GET /v1/models` (it answers any name).
+pub const MODELS: &[&str] = &["echo"];
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 

@@ -10,6 +10,10 @@
 //! Providers are looked up by their config name with [`by_name`]. Adding a
 //! provider means one new module here and one line in [`by_name`].
 //!
+//! A provider also says how a backend's models are listed
+//! ([`Provider::model_list`], [`Provider::parse_model_list`]): `GET /v1/models`
+//! shows them for pattern and `*` routes (see [`crate::catalog`]).
+//!
 //! ```
 //! let openai = llm_router::provider::by_name("openai").unwrap();
 //! assert_eq!(openai.default_base_url(), Some("https://api.openai.com/v1"));
@@ -33,7 +37,7 @@ use http_body_util::Full;
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
 use crate::request::LlmRequest;
-use crate::routing::Target;
+use crate::routing::{Backend, Target};
 use crate::secret::Secret;
 
 /// Everything a provider sees of one attempt.
@@ -68,6 +72,19 @@ pub enum Outbound {
     Local(Response<ProxyBody>),
 }
 
+/// How a backend's models are listed ([`Provider::model_list`]).
+#[derive(Debug)]
+pub enum ModelListing {
+    /// Send this `GET` to the backend; its answer is read by
+    /// [`Provider::parse_model_list`]. (Boxed: made once in minutes.)
+    Fetch(Box<Request<Full<Bytes>>>),
+    /// These, known without asking anyone (the mock's).
+    Fixed(&'static [&'static str]),
+    /// The backend cannot be asked: it has no key of its own
+    /// (`api_key = "passthrough"` sends each client's).
+    Unavailable,
+}
+
 /// A provider adapter. See the [module docs](crate::provider).
 pub trait Provider: fmt::Debug + Send + Sync + 'static {
     /// The name used in config (`provider = "openai"`).
@@ -90,6 +107,57 @@ pub trait Provider: fmt::Debug + Send + Sync + 'static {
     fn answer_format(&self, _call: &Call<'_>) -> crate::request::ClientFormat {
         crate::request::ClientFormat::OpenAi
     }
+
+    /// How to list the models `backend` serves: the request to its own
+    /// model-list endpoint, with its key. Default: none listed.
+    fn model_list(&self, _backend: &Backend) -> Result<ModelListing, ProxyError> {
+        Ok(ModelListing::Fixed(&[]))
+    }
+
+    /// The model ids in a backend's answer to [`model_list`](Provider::model_list)'s
+    /// request. Default: OpenAI's list, `{"data": [{"id": ..}, ..]}` (also
+    /// Anthropic's).
+    fn parse_model_list(&self, body: &[u8]) -> Result<Vec<String>, serde_json::Error> {
+        parse_data_ids(body)
+    }
+}
+
+/// The ids of an OpenAI (or Anthropic) model list, `{"data": [{"id": ..}]}`;
+/// entries without an id are skipped.
+pub fn parse_data_ids(body: &[u8]) -> Result<Vec<String>, serde_json::Error> {
+    #[derive(serde::Deserialize)]
+    struct List {
+        data: Vec<Entry>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        #[serde(default)]
+        id: Option<String>,
+    }
+    let list: List = serde_json::from_slice(body)?;
+    Ok(list.data.into_iter().filter_map(|e| e.id).collect())
+}
+
+/// The `GET` of a backend's model list: `headers` (a key among them) on
+/// `uri`. `Unavailable` for a backend whose key is each client's own.
+pub(crate) fn list_request(
+    backend: &Backend,
+    uri: http::Uri,
+    headers: impl FnOnce(Option<&str>) -> Result<HeaderMap, ProxyError>,
+) -> Result<ModelListing, ProxyError> {
+    let key = match backend.credential() {
+        crate::routing::Credential::None => None,
+        crate::routing::Credential::Key(secret) => Some(secret.expose()),
+        crate::routing::Credential::Passthrough => return Ok(ModelListing::Unavailable),
+    };
+    let mut builder = Request::builder().method(http::Method::GET).uri(uri);
+    if let Some(h) = builder.headers_mut() {
+        *h = headers(key)?;
+    }
+    builder
+        .body(Full::new(Bytes::new()))
+        .map(|r| ModelListing::Fetch(Box::new(r)))
+        .map_err(|e| ProxyError::Internal(format!("building the model-list request: {e}")))
 }
 
 /// Provider names the config accepts, built or not.

@@ -18,10 +18,11 @@ use bytes::Bytes;
 use http::{header, Response};
 
 use super::gemini::{backend_key, post, sensitive, wants_stream_usage};
-use super::{Call, Outbound, Provider};
+use super::{Call, ModelListing, Outbound, Provider};
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
 use crate::request::Endpoint;
+use crate::routing::Backend;
 use crate::translate::convert::{convert_response, CollectJson};
 use crate::translate::ollama::{self, OllamaStream};
 
@@ -98,5 +99,67 @@ impl Provider for Ollama {
             "application/json",
             CollectJson::new(move |body: &[u8]| ollama::convert_answer_body(body, &model)),
         )
+    }
+
+    /// `GET /api/tags` (beside a `/v1` root, as for chat).
+    fn model_list(&self, backend: &Backend) -> Result<ModelListing, ProxyError> {
+        let base = backend.base_url().trim_end_matches('/');
+        let uri = match base.strip_suffix("/v1") {
+            Some(root) => super::join_url(root, "/api/tags")?,
+            None => backend.uri_for("/api/tags")?,
+        };
+        super::list_request(backend, uri, |key| {
+            let mut headers = http::HeaderMap::new();
+            if let Some(key) = key {
+                headers.insert(header::AUTHORIZATION, sensitive(format!("Bearer {key}"))?);
+            }
+            Ok(headers)
+        })
+    }
+
+    /// `{"models": [{"name": "llama3.2:latest", ..}]}`.
+    fn parse_model_list(&self, body: &[u8]) -> Result<Vec<String>, serde_json::Error> {
+        #[derive(serde::Deserialize)]
+        struct Tags {
+            #[serde(default)]
+            models: Vec<Tag>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Tag {
+            #[serde(default)]
+            name: Option<String>,
+            #[serde(default)]
+            model: Option<String>,
+        }
+        let tags: Tags = serde_json::from_slice(body)?;
+        Ok(tags
+            .models
+            .into_iter()
+            .filter_map(|t| t.name.or(t.model))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_list() {
+        let backend = Backend::builder("o", std::sync::Arc::new(Ollama))
+            .base_url("http://127.0.0.1:11434/v1")
+            .build()
+            .unwrap();
+        let Ok(ModelListing::Fetch(r)) = Ollama.model_list(&backend) else {
+            panic!("no request");
+        };
+        assert_eq!(r.uri().to_string(), "http://127.0.0.1:11434/api/tags");
+        assert!(!r.headers().contains_key("authorization"));
+        let ids = Ollama
+            .parse_model_list(
+                br#"{"models":[{"name":"llama3.2:latest","size":1},{"model":"qwen3:8b"}]}"#,
+            )
+            .unwrap();
+        assert_eq!(ids, ["llama3.2:latest", "qwen3:8b"]);
     }
 }

@@ -28,11 +28,11 @@ use http::{header, HeaderValue, Method, Request, Response};
 use http_body_util::Full;
 use serde_json::Value;
 
-use super::{client_key, strip_hop_by_hop, Call, Outbound, Provider};
+use super::{client_key, strip_hop_by_hop, Call, ModelListing, Outbound, Provider};
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
 use crate::request::{ClientFormat, Endpoint};
-use crate::routing::{Credential, UpstreamApi};
+use crate::routing::{Backend, Credential, UpstreamApi};
 
 /// The OpenAI(-compatible) provider adapter.
 #[derive(Clone, Copy, Debug, Default)]
@@ -205,5 +205,58 @@ impl Provider for OpenAi {
             Plan::Native(_) => call.request.format(),
             _ => ClientFormat::OpenAi,
         }
+    }
+
+    /// `GET {base_url}/models` with `Authorization: Bearer`.
+    fn model_list(&self, backend: &Backend) -> Result<ModelListing, ProxyError> {
+        super::list_request(backend, backend.uri_for("/models")?, |key| {
+            let mut headers = http::HeaderMap::new();
+            if key.is_some() {
+                let bearer = backend.bearer_header().ok_or_else(|| {
+                    ProxyError::bad_request(
+                        "invalid_api_key",
+                        "The API key contains invalid characters",
+                    )
+                })?;
+                headers.insert(header::AUTHORIZATION, bearer);
+            }
+            Ok(headers)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn model_list_request() {
+        let backend = Backend::builder("o", Arc::new(OpenAi))
+            .base_url("http://127.0.0.1:9/v1")
+            .api_key("sk-backend-0123456789")
+            .build()
+            .unwrap();
+        let Ok(ModelListing::Fetch(r)) = OpenAi.model_list(&backend) else {
+            panic!("no request");
+        };
+        assert_eq!(r.method(), Method::GET);
+        assert_eq!(r.uri().to_string(), "http://127.0.0.1:9/v1/models");
+        assert_eq!(r.headers()["authorization"], "Bearer sk-backend-0123456789");
+        // A backend with the client's key cannot be asked in the background.
+        let passthrough = Backend::builder("p", Arc::new(OpenAi))
+            .credential(Credential::Passthrough)
+            .build()
+            .unwrap();
+        assert!(matches!(
+            OpenAi.model_list(&passthrough),
+            Ok(ModelListing::Unavailable)
+        ));
+        let ids = OpenAi
+            .parse_model_list(br#"{"object":"list","data":[{"id":"gpt-4o","object":"model"},{"object":"model"}]}"#)
+            .unwrap();
+        assert_eq!(ids, ["gpt-4o"]);
+        assert!(OpenAi.parse_model_list(b"<html>").is_err());
     }
 }

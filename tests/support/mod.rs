@@ -167,6 +167,9 @@ pub struct Stats {
     /// Streams whose body was dropped by hyper before they finished (the
     /// connection or stream was closed by the proxy).
     pub streams_aborted: usize,
+    /// Model-list requests answered (see [`MockUpstream::set_model_list`];
+    /// not in `requests`).
+    pub model_lists: usize,
 }
 
 type Handler = Arc<dyn Fn(&Recorded) -> Reply + Send + Sync>;
@@ -179,6 +182,9 @@ struct Shared {
     arrivals: Mutex<Vec<std::time::Instant>>,
     stats: watch::Sender<Stats>,
     gate: Notify,
+    /// The answer to the proxy's background model-list requests.
+    model_list: Mutex<Reply>,
+    model_list_requests: Mutex<Vec<Recorded>>,
 }
 
 /// A scriptable OpenAI-compatible upstream on 127.0.0.1:0.
@@ -233,6 +239,11 @@ impl MockUpstream {
             arrivals: Mutex::new(Vec::new()),
             stats: watch::Sender::new(Stats::default()),
             gate: Notify::new(),
+            model_list: Mutex::new(Reply::Json(
+                StatusCode::OK,
+                json!({"object": "list", "data": []}),
+            )),
+            model_list_requests: Mutex::new(Vec::new()),
         });
         let accept_shared = shared.clone();
         tokio::spawn(async move {
@@ -299,6 +310,21 @@ impl MockUpstream {
         *stats
     }
 
+    /// How to answer the proxy's model-list requests (`GET .../models`,
+    /// `GET /api/tags`, which the proxy sends in the background for pattern
+    /// and `*` routes): an empty OpenAI list unless set. They are kept apart
+    /// ([`MockUpstream::model_list_requests`], [`Stats::model_lists`]): they
+    /// are not in [`MockUpstream::requests`] nor counted as requests, and the
+    /// handler never sees them.
+    pub fn set_model_list(&self, reply: Reply) {
+        *self.shared.model_list.lock().unwrap() = reply;
+    }
+
+    /// The model-list requests received so far.
+    pub fn model_list_requests(&self) -> Vec<Recorded> {
+        self.shared.model_list_requests.lock().unwrap().clone()
+    }
+
     /// Let a stream held by `hold_before` go on.
     pub fn release(&self) {
         self.shared.gate.notify_one();
@@ -325,6 +351,27 @@ async fn handle(
         headers: parts.headers,
         body,
     };
+    let is_model_list = recorded.method == Method::GET
+        && ["/models", "/api/tags"].iter().any(|end| {
+            let path = recorded.path.split('?').next().unwrap_or_default();
+            path.ends_with(end)
+        });
+    if is_model_list {
+        let reply = shared.model_list.lock().unwrap().clone();
+        shared.model_list_requests.lock().unwrap().push(recorded);
+        shared.stats.send_modify(|s| s.model_lists += 1);
+        return Ok(match reply {
+            Reply::Json(status, value) => json_reply(status, &value),
+            Reply::JsonWith(status, headers, value) => {
+                let mut r = json_reply(status, &value);
+                for (name, v) in headers {
+                    r.headers_mut().insert(name, v.parse().unwrap());
+                }
+                r
+            }
+            other => panic!("a model list is answered with Reply::Json or JsonWith, not {other:?}"),
+        });
+    }
     let reply = (shared.handler)(&recorded);
     let model = recorded.model();
     shared
