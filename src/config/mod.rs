@@ -14,6 +14,7 @@
 //!     "config.toml:10: models[0].targets[0].backend: backend `locl` is not defined (defined: local)");
 //! ```
 
+pub mod discover;
 pub mod dotenv;
 mod env;
 mod generated;
