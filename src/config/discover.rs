@@ -153,8 +153,7 @@ impl Source {
             Source::Environment { .. } => {
                 let zero = zero::from_environment(&env)?;
                 notes.push(format!(
-                    "no {DEFAULT_CONFIG} (nor {}): the config is built from the environment",
-                    DISCOVERED.join(", ")
+                    "no {DEFAULT_CONFIG}: the config is built from the environment"
                 ));
                 notes.extend(
                     zero.summary
