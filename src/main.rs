@@ -226,16 +226,10 @@ fn check(path: Option<&Path>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let Loaded {
-        config,
-        notes,
-        mock_only,
-    } = loaded;
+    // (A mock-only config is told by the zero-config summary; `serve` warns.)
+    let Loaded { config, notes, .. } = loaded;
     for line in &notes {
         println!("{line}");
-    }
-    if mock_only {
-        println!("warning: {MOCK_ONLY_WARNING}");
     }
     let built = match llm_router::stack::build(&config) {
         Ok(b) => b,
