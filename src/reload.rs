@@ -1,9 +1,11 @@
 //! Hot reload: re-read the config and swap it in without a restart.
 //!
-//! `POST /admin/reload` and SIGHUP call [`App::reload`](crate::App::reload),
-//! which reads the config again from its [`ConfigSource`] — the file the
-//! server started with (or the environment, for a config built from it),
-//! with the command line's `--host`/`--port` applied again — builds a new
+//! `POST /admin/reload`, SIGHUP and `serve --reload` ([`watch`](crate::watch))
+//! call [`App::reload`](crate::App::reload), which reads the config again
+//! from its [`ConfigSource`] — the file the server started with (or the
+//! environment, for a config built from it), the `.env` read with it (see
+//! [`discover`](crate::config::discover)) read again too, with the command
+//! line's `--host`/`--port` applied again — builds a new
 //! stack around the state carried over from the one in force
 //! ([`RouterState::carry_over`](crate::stack::RouterState::carry_over)), and
 //! swaps it in at once. New requests use the new config; requests and
