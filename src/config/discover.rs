@@ -8,7 +8,7 @@
 //!    `config.yaml`, `config.yml`, `llm_router_config.json` found there is
 //!    the config file (read by content, see [`Config::load_with_env`]),
 //! 4. or, with none of them, the config is built from the environment
-//!    ([`zero`](super::zero)).
+//!    ([`zero`]).
 //!
 //! The choice is made once, at start-up ([`discover`]); a reload reads the
 //! same files again ([`Source::load`]), the `.env` included.

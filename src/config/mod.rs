@@ -792,7 +792,7 @@ impl Config {
     }
 
     /// [`Config::load`] with `env` as the environment (`${VAR}` and the
-    /// [overrides](overrides)): the process environment, or it overlaid
+    /// [`overrides`]): the process environment, or it overlaid
     /// with a `.env` file, or a test's own lookup.
     pub fn load_with_env(
         path: &Path,

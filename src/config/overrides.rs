@@ -1,5 +1,5 @@
 //! Environment overrides: variables that change a parsed config, applied in
-//! one place ([`Config::parse`] calls [`apply`] last), whatever the config
+//! one place ([`Config::parse`] applies them last), whatever the config
 //! was read from (config.toml, another router's file, or the environment).
 //!
 //! | variable | changes |
@@ -39,7 +39,7 @@ use std::time::Duration;
 use http::HeaderValue;
 
 use super::{env_name, ApiKeySetting, Config, ConfigError, TargetConfig};
-use crate::layers::cors::{CorsPolicy, Origins};
+use crate::layers::cors::Origins;
 use crate::stack::LayerName;
 
 /// The variables for the listen host, the first set wins.
@@ -257,7 +257,7 @@ fn allowed_origins(config: &mut Config, env: Env<'_>) -> Result<(), ConfigError>
         return Ok(());
     };
     let origins = parse_origins(&value).map_err(|m| env_err(NAME, m))?;
-    let mut cors = config.cors.take().unwrap_or_else(CorsPolicy::default);
+    let mut cors = config.cors.take().unwrap_or_default();
     cors.allow_origins = origins;
     if let Some(problem) = cors.problem() {
         return Err(env_err(NAME, format!("with [cors]: {problem}")));
