@@ -174,7 +174,6 @@ pub fn from_environment(
                 services::VARIABLE
             ));
         }
-        summary.extend(services.warnings.iter().cloned());
     } else {
         write_providers(&mut t, &used, env, &mut summary);
     }
@@ -199,8 +198,15 @@ pub fn from_environment(
     // A service's own api_key reaches the config as its backend key
     // override, which a real variable of that name wins over.
     let lookup = |name: &str| env(name).or_else(|| services.as_ref().and_then(|s| s.key_for(name)));
-    let config = Config::parse(&toml, Path::new(PATH), &lookup)
+    let mut config = Config::parse(&toml, Path::new(PATH), &lookup)
         .map_err(|e| t.map_error(e, "environment"))?;
+    if let Some(services) = &services {
+        // Keys of ROUTER_SERVICES this proxy has no use for: part of
+        // `Config::warnings`.
+        config
+            .source_warnings
+            .extend(services.warnings.iter().cloned());
+    }
     Ok(FromEnvironment {
         config,
         summary,
@@ -464,6 +470,17 @@ mod tests {
             zero.summary[1].contains("OPENAI_API_KEY"),
             "{:?}",
             zero.summary
+        );
+        assert!(
+            zero.config.warnings().is_empty(),
+            "{:?}",
+            zero.config.warnings()
+        );
+        let odd = SERVICES.replace("\"priority\": 0,", "\"priority\": 0, \"enabled\": true,");
+        let zero = with(&[("ROUTER_SERVICES", &odd)]).unwrap();
+        assert_eq!(
+            zero.config.warnings(),
+            ["environment: ROUTER_SERVICES[1].enabled: not used by llm-router (ignored)"]
         );
         // The keys never appear in the text.
         assert!(!zero.toml.contains("your_cerebras_key"), "{}", zero.toml);
