@@ -169,7 +169,7 @@ pub fn from_environment(
         if !used.is_empty() {
             let vars: Vec<&str> = used.iter().map(|(_, v)| *v).collect();
             summary.push(format!(
-                "{} not routed on their own while {} is set (they are the keys of services that give none)",
+                "{} not routed on their own while {} is set (they only give services without an api_key or base_url theirs)",
                 vars.join(", "),
                 services::VARIABLE
             ));

@@ -16,8 +16,8 @@
 //! (OpenAI-compatible `.../v1` addresses are accepted), `anthropic`,
 //! `gemini`, `custom` (any OpenAI-compatible API; `base_url` required) or
 //! `mock`. Without `base_url` the type's usual address is used (and its
-//! `<TYPE>_BASE_URL` variable); without `api_key`, the type's well-known key
-//! variable (`CEREBRAS_API_KEY`, ...). `rate_limit_requests` per
+//! `<TYPE>_BASE_URL` variable, `OLLAMA_BASE_URL` for `ollama`); without
+//! `api_key`, the type's well-known key variable (`CEREBRAS_API_KEY`, ...). `rate_limit_requests` per
 //! `rate_limit_window` seconds (default 60) is the backend's own `rate_limit`.
 //! Keys this proxy has no use for are warnings.
 
@@ -236,8 +236,12 @@ fn service(
     };
     let mut base_url = string(obj, i, "base_url")?;
     if backend_type == "ollama" {
+        let from_env = env("OLLAMA_BASE_URL").filter(|u| !u.trim().is_empty());
         base_url = Some(ollama_root(
-            base_url.as_deref().unwrap_or("http://localhost:11434"),
+            base_url
+                .as_deref()
+                .or(from_env.as_deref())
+                .unwrap_or("http://localhost:11434"),
         ));
     }
     if backend_type == "custom" && base_url.is_none() {
@@ -461,6 +465,19 @@ mod tests {
             assert_eq!(e.key.as_deref(), Some(key), "{json}: {e}");
             assert_eq!(e.file, "environment", "{json}: {e}");
         }
+    }
+
+    #[test]
+    fn an_ollama_service_defaults_to_ollama_base_url() {
+        let json = r#"[{"backend_type":"ollama"}]"#;
+        let s = read(&env_of(&[(VARIABLE, json)])).unwrap().unwrap();
+        assert_eq!(
+            s.services[0].base_url.as_deref(),
+            Some("http://localhost:11434")
+        );
+        let env = env_of(&[(VARIABLE, json), ("OLLAMA_BASE_URL", "http://gpu:11434/v1")]);
+        let s = read(&env).unwrap().unwrap();
+        assert_eq!(s.services[0].base_url.as_deref(), Some("http://gpu:11434"));
     }
 
     #[test]
