@@ -22,7 +22,8 @@
 //! - [`upstream::Upstream`] is the innermost service.
 //! - [`config`] and [`stack`] turn `config.toml` into a running stack;
 //!   [`server`] serves it; [`reload`] re-reads the config and swaps it in
-//!   (`POST /admin/reload`, SIGHUP) while requests in flight finish on the old one.
+//!   (`POST /admin/reload`, SIGHUP, and [`watch`] for `serve --reload`) while
+//!   requests in flight finish on the old one.
 //! - Every layer composes alone with [`tower::ServiceBuilder`] (see
 //!   [`layers`]); [`App::from_service`] turns such a stack into the endpoints,
 //!   a `Service` whose error is `Infallible` (axum's `route_service` takes it).
@@ -60,6 +61,7 @@ pub mod tokens;
 pub mod translate;
 pub mod upstream;
 pub mod usage;
+pub mod watch;
 
 /// The hash map of the proxy's per-request look-ups (circuits, cooldowns,
 /// limits, routes): foldhash, seeded per map, several times cheaper than

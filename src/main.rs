@@ -7,36 +7,50 @@ use clap::{Parser, Subcommand};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use llm_router::config::{Config, ConfigError};
+use llm_router::config::discover::{discover, Loaded, Source, MOCK_ONLY_WARNING};
+use llm_router::config::ConfigError;
 use llm_router::server::{shutdown_signal, Server};
 
 #[derive(Parser)]
 #[command(
     name = "llm-router",
     version,
-    about = "One OpenAI-compatible endpoint in front of many LLM providers."
+    about = "One OpenAI-compatible endpoint in front of many LLM providers.",
+    // `llm-router [OPTIONS]` without a subcommand is `serve [OPTIONS]`.
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+/// `serve`'s options (also taken without a subcommand).
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Config file: config.toml, or another router's config.yaml / JSON [default: config.toml;
+    /// when there is none, a .env is read, then config.yaml, config.yml or llm_router_config.json
+    /// is used, else the config is built from the environment (OPENAI_API_KEY, ANTHROPIC_API_KEY,
+    /// GEMINI_API_KEY, CEREBRAS_API_KEY, DEEPINFRA_TOKEN, OLLAMA_BASE_URL, ROUTER_SERVICES)]
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Host to listen on (overrides [server] listen and LLM_ROUTER_SERVER_HOST).
+    #[arg(long)]
+    host: Option<String>,
+    /// Port to listen on (overrides [server] listen and LLM_ROUTER_SERVER_PORT).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Watch the config file (and the .env read with it) and reload it when it changes, as
+    /// POST /admin/reload does; an invalid edit is logged and the config in force keeps serving.
+    #[arg(long)]
+    reload: bool,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start the proxy.
-    Serve {
-        /// Config file: config.toml or another router's (see `import`), told by its content
-        /// [default: config.toml; when there is none, the config is built from OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY,
-        /// CEREBRAS_API_KEY, DEEPINFRA_TOKEN and OLLAMA_BASE_URL]
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        /// Host to listen on (overrides [server] listen and LLM_ROUTER_SERVER_HOST).
-        #[arg(long)]
-        host: Option<String>,
-        /// Port to listen on (overrides [server] listen and LLM_ROUTER_SERVER_PORT).
-        #[arg(long)]
-        port: Option<u16>,
-    },
+    /// Start the proxy (the default without a subcommand).
+    Serve(ServeArgs),
     /// Validate a config file and print what it would build.
     Check {
         /// Config file: config.toml or another router's (see `import`), told by its content
@@ -69,11 +83,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     match cli.command {
-        Command::Serve { config, host, port } => serve(config.as_deref(), host, port),
-        Command::Check { config } => check(config.as_deref()),
-        Command::Init { path } => init(&path),
-        Command::ImportLitellm { path } => import_litellm(&path),
-        Command::Import { path } => import(&path),
+        None => serve(cli.serve),
+        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Check { config }) => check(config.as_deref()),
+        Some(Command::Init { path }) => init(&path),
+        Some(Command::ImportLitellm { path }) => import_litellm(&path),
+        Some(Command::Import { path }) => import(&path),
     }
 }
 
@@ -92,21 +107,15 @@ fn init_tracing() {
 }
 
 /// The default config file.
-const DEFAULT_CONFIG: &str = "config.toml";
+const DEFAULT_CONFIG: &str = llm_router::config::discover::DEFAULT_CONFIG;
 
-/// The config named by `--config`; else `config.toml`; else, when there is
-/// none, the config built from the environment (with its summary).
-fn load(path: Option<&Path>) -> Result<(Config, Option<Vec<String>>), ConfigError> {
-    let default = Path::new(DEFAULT_CONFIG);
-    match path {
-        Some(path) => Ok((Config::load(path)?, None)),
-        None if default.exists() => Ok((Config::load(default)?, None)),
-        None => {
-            let zero =
-                llm_router::config::zero::from_environment(&|name| std::env::var(name).ok())?;
-            Ok((zero.config, Some(zero.summary)))
-        }
-    }
+/// The config named by `--config`; else `config.toml`; else the files found
+/// in the working directory, or the environment (see
+/// [`llm_router::config::discover`]).
+fn load(path: Option<&Path>) -> Result<(Source, Loaded), ConfigError> {
+    let source = discover(path, Path::new(""));
+    let loaded = source.load(&|name| std::env::var(name).ok())?;
+    Ok((source, loaded))
 }
 
 /// The async runtime: one worker thread per CPU this process may run on.
@@ -121,24 +130,41 @@ fn runtime_builder() -> tokio::runtime::Builder {
     }
 }
 
-fn serve(path: Option<&Path>, host: Option<String>, port: Option<u16>) -> ExitCode {
-    let (mut config, from_env) = match load(path) {
+fn serve(args: ServeArgs) -> ExitCode {
+    let ServeArgs {
+        config: path,
+        host,
+        port,
+        reload,
+    } = args;
+    let (source, loaded) = match load(path.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
-    if let Some(summary) = &from_env {
-        tracing::info!("no {DEFAULT_CONFIG}: the config is built from the environment");
-        for line in summary {
-            tracing::info!("{line}");
-        }
+    let Loaded {
+        mut config,
+        notes,
+        mock_only,
+    } = loaded;
+    for line in &notes {
+        tracing::info!("{line}");
     }
-    // A reload (SIGHUP, POST /admin/reload) reads the same source and
-    // applies the same overrides.
+    if mock_only {
+        tracing::warn!("{MOCK_ONLY_WARNING}");
+    }
+    // A reload (SIGHUP, POST /admin/reload, --reload) reads the same source
+    // and applies the same overrides.
     let source =
-        llm_router::reload::ConfigSource::of(&config).with_listen_overrides(host.clone(), port);
+        llm_router::reload::ConfigSource::new(source).with_listen_overrides(host.clone(), port);
+    let watched: Vec<PathBuf> = source.files().iter().map(|p| p.to_path_buf()).collect();
+    if reload && watched.is_empty() {
+        tracing::warn!(
+            "--reload: the config is built from the environment alone, there is no file to watch"
+        );
+    }
     config.override_listen(host, port);
     for warning in config.warnings() {
         tracing::warn!("{warning}");
@@ -159,6 +185,22 @@ fn serve(path: Option<&Path>, host: Option<String>, port: Option<u16>) -> ExitCo
             }
         };
         server.app().set_config_source(source);
+        if reload && !watched.is_empty() {
+            tracing::info!(
+                "--reload: watching {} (every {:?})",
+                watched
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                llm_router::watch::POLL_INTERVAL
+            );
+            tokio::spawn(llm_router::watch::watch(
+                server.app().clone(),
+                watched,
+                llm_router::watch::POLL_INTERVAL,
+            ));
+        }
         // The signal handlers are installed here, before the address is
         // announced: a supervisor may signal as soon as it sees it.
         let shutdown = shutdown_signal();
@@ -186,18 +228,17 @@ fn serve(path: Option<&Path>, host: Option<String>, port: Option<u16>) -> ExitCo
 }
 
 fn check(path: Option<&Path>) -> ExitCode {
-    let (config, from_env) = match load(path) {
+    let (_, loaded) = match load(path) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
-    if let Some(summary) = &from_env {
-        println!("no {DEFAULT_CONFIG}: the config is built from the environment");
-        for line in summary {
-            println!("environment: {line}");
-        }
+    // (A mock-only config is told by the zero-config summary; `serve` warns.)
+    let Loaded { config, notes, .. } = loaded;
+    for line in &notes {
+        println!("{line}");
     }
     let built = match llm_router::stack::build(&config) {
         Ok(b) => b,

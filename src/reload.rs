@@ -1,9 +1,11 @@
 //! Hot reload: re-read the config and swap it in without a restart.
 //!
-//! `POST /admin/reload` and SIGHUP call [`App::reload`](crate::App::reload),
-//! which reads the config again from its [`ConfigSource`] — the file the
-//! server started with (or the environment, for a config built from it),
-//! with the command line's `--host`/`--port` applied again — builds a new
+//! `POST /admin/reload`, SIGHUP and `serve --reload` ([`watch`](crate::watch))
+//! call [`App::reload`](crate::App::reload), which reads the config again
+//! from its [`ConfigSource`] — the file the server started with (or the
+//! environment, for a config built from it), the `.env` read with it (see
+//! [`discover`](crate::config::discover)) read again too, with the command
+//! line's `--host`/`--port` applied again — builds a new
 //! stack around the state carried over from the one in force
 //! ([`RouterState::carry_over`](crate::stack::RouterState::carry_over)), and
 //! swaps it in at once. New requests use the new config; requests and
@@ -38,13 +40,13 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::config::discover::Source;
 use crate::config::{Config, ConfigError};
 
 /// Where a reload reads the config from. See the [module docs](crate::reload).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigSource {
-    path: PathBuf,
-    environment: bool,
+    source: Source,
     host: Option<String>,
     port: Option<u16>,
 }
@@ -53,20 +55,20 @@ impl ConfigSource {
     /// Read the config file at `path` ([`Config::load`]: a config.toml or
     /// another router's file, a `.env` included).
     pub fn file(path: impl Into<PathBuf>) -> Self {
-        ConfigSource {
-            path: path.into(),
-            environment: false,
-            host: None,
-            port: None,
-        }
+        ConfigSource::new(Source::File(path.into()))
     }
 
     /// Build the config from the environment again (`serve` without a
     /// config file; see [`zero`](crate::config::zero)).
     pub fn environment() -> Self {
+        ConfigSource::new(Source::Environment { dotenv: None })
+    }
+
+    /// Read `source` again (as found at start-up, see
+    /// [`discover`](crate::config::discover)): its file, and its `.env`.
+    pub fn new(source: Source) -> Self {
         ConfigSource {
-            path: PathBuf::from(crate::config::zero::PATH),
-            environment: true,
+            source,
             host: None,
             port: None,
         }
@@ -90,16 +92,18 @@ impl ConfigSource {
 
     /// The file read (`<environment>` for the environment).
     pub fn path(&self) -> &Path {
-        &self.path
+        self.source.path()
+    }
+
+    /// The files read (the config file, the `.env`): what `serve --reload`
+    /// watches.
+    pub fn files(&self) -> Vec<&Path> {
+        self.source.files()
     }
 
     /// Read and validate the config.
     pub fn load(&self) -> Result<Config, ConfigError> {
-        let mut config = if self.environment {
-            crate::config::zero::from_environment(&|name| std::env::var(name).ok())?.config
-        } else {
-            Config::load(&self.path)?
-        };
+        let mut config = self.source.load(&|name| std::env::var(name).ok())?.config;
         config.override_listen(self.host.clone(), self.port);
         Ok(config)
     }

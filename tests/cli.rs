@@ -171,10 +171,26 @@ fn help_lists_the_subcommands() {
 }
 
 #[test]
-fn no_subcommand_is_a_usage_error() {
-    let out = llm_router().output().unwrap();
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("Usage"), "{}", stderr(&out));
+fn no_subcommand_is_serve() {
+    // `llm-router --config X --port P` is `llm-router serve --config X --port P`.
+    let dir = TempDir::new("no-subcommand");
+    let config = dir.write("custom.toml", MIN);
+    let port = free_port();
+    let mut cmd = llm_router();
+    cmd.arg("--config")
+        .arg(&config)
+        .args(["--port", &port.to_string()]);
+    let mut served = Served::start(cmd);
+    let line = served.wait_listening();
+    assert!(line.contains(&format!("http://127.0.0.1:{port}")), "{line}");
+    assert_healthy(&http_get(port, "/health"));
+    served.terminate();
+    // Options and a subcommand do not mix, and a wrong option is still a usage error.
+    for args in [&["--port", "1", "check"][..], &["--prot", "1"][..]] {
+        let out = llm_router().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&out).contains("Usage"), "{}", stderr(&out));
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -77,6 +77,22 @@ pub fn overlay(vars: Vec<(String, String)>) -> impl Fn(&str) -> Option<String> {
     }
 }
 
+/// A lookup that reads `base` first and the file's variables second (as
+/// [`overlay`] does, with any environment: the process's, or a test's).
+pub fn overlay_on<'a>(
+    base: &'a dyn Fn(&str) -> Option<String>,
+    vars: Vec<(String, String)>,
+) -> impl Fn(&str) -> Option<String> + 'a {
+    move |name: &str| {
+        base(name).or_else(|| {
+            vars.iter()
+                .rev()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        })
+    }
+}
+
 /// The 1-based line where `line_text` (as dotenvy reports it) starts.
 fn line_of(text: &str, line_text: &str) -> Option<usize> {
     let first = line_text.lines().next()?.trim();

@@ -14,12 +14,14 @@
 //!     "config.toml:10: models[0].targets[0].backend: backend `locl` is not defined (defined: local)");
 //! ```
 
+pub mod discover;
 pub mod dotenv;
 mod env;
 mod generated;
 pub mod import;
 pub mod litellm;
 mod log;
+pub mod overrides;
 mod policy;
 mod resilience;
 mod state;
@@ -608,12 +610,8 @@ impl Loader<'_> {
                 Some(text.to_string())
             }
         };
-        let mut api_key = raw.api_key.as_ref().map(|k| k.get_ref().clone());
-        let override_var = format!("LLM_ROUTER_BACKEND_{}_API_KEY", env_name(&name));
-        if let Some(v) = (self.env)(&override_var).filter(|v| !v.is_empty()) {
-            api_key = Some(v);
-        }
-        let api_key = match api_key {
+        // `LLM_ROUTER_BACKEND_<NAME>_API_KEY` is applied by `overrides`.
+        let api_key = match raw.api_key.as_ref().map(|k| k.get_ref().clone()) {
             None => None,
             Some(k) if k.is_empty() => None,
             Some(k) if k == "passthrough" => Some(ApiKeySetting::Passthrough),
@@ -803,6 +801,16 @@ impl Config {
     /// `providers:` YAML, the `openai`/`anthropic` JSON, a `.env`), told by
     /// their content, are imported first (see [`import`]).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_with_env(path, &|name| std::env::var(name).ok())
+    }
+
+    /// [`Config::load`] with `env` as the environment (`${VAR}` and the
+    /// [`overrides`]): the process environment, or it overlaid
+    /// with a `.env` file, or a test's own lookup.
+    pub fn load_with_env(
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: path.display().to_string(),
             line: None,
@@ -816,8 +824,7 @@ impl Config {
                 format!("cannot read the config file: {e}")
             },
         })?;
-        let env = |name: &str| std::env::var(name).ok();
-        import::load(&text, path, &env)
+        import::load(&text, path, env)
     }
 
     /// Validate config text read from `path`, with `env` as the environment.
@@ -865,8 +872,7 @@ impl Config {
         })?;
 
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let mut server = loader.server(raw.server, &dir)?;
-        apply_server_env(&mut server, env)?;
+        let server = loader.server(raw.server, &dir)?;
         let (mut stack, stack_explicit) = loader.stack(raw.stack)?;
         let retry = loader.retry(raw.retry)?;
         let circuit_breaker = loader.circuit_breaker(raw.circuit_breaker)?;
@@ -953,7 +959,7 @@ impl Config {
                         .into(),
             });
         }
-        Ok(Config {
+        let mut config = Config {
             path: path.to_path_buf(),
             server,
             stack,
@@ -973,7 +979,9 @@ impl Config {
             state,
             log,
             source_warnings: Vec::new(),
-        })
+        };
+        overrides::apply(&mut config, env)?;
+        Ok(config)
     }
 
     /// Apply `--host` / `--port` (they win over the file and the environment).
@@ -1122,34 +1130,7 @@ fn closest<'a>(name: &str, candidates: &[&'a str]) -> Option<&'a str> {
         .map(|(_, c)| c)
 }
 
-fn apply_server_env(
-    server: &mut ServerConfig,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(), ConfigError> {
-    let env_err = |key: &str, message: String| ConfigError {
-        file: "environment".into(),
-        line: None,
-        key: Some(key.into()),
-        message,
-    };
-    if let Some(host) = env("LLM_ROUTER_SERVER_HOST").filter(|h| !h.is_empty()) {
-        server.host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
-    }
-    if let Some(port) = env("LLM_ROUTER_SERVER_PORT").filter(|p| !p.is_empty()) {
-        server.port = port.trim().parse().map_err(|_| {
-            env_err(
-                "LLM_ROUTER_SERVER_PORT",
-                format!("`{port}` is not a port number (0-65535)"),
-            )
-        })?;
-    }
-    Ok(())
-}
-
-/// `LLM_ROUTER_BACKEND_<NAME>_API_KEY`'s NAME: upper-cased, non-alphanumerics as `_`.
+/// `LLM_ROUTER_BACKEND_<NAME>_API_KEY`'s (and `LLM_ROUTER_MODEL_<NAME>_API_KEY`'s) NAME: upper-cased, non-alphanumerics as `_`.
 pub fn env_name(backend: &str) -> String {
     backend
         .chars()

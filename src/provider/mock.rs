@@ -19,7 +19,8 @@
 //!   dimensions, or `dimensions`), as floats or as base64 (`encoding_format`,
 //!   which the official SDKs set by default).
 //!
-//! Tokens are counted as whitespace-separated words.
+//! Tokens are counted as whitespace-separated words. Every answer carries
+//! the header `x-llm-router-mock: true` ([`MOCK_HEADER`]).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -76,7 +77,10 @@ impl Provider for Mock {
             Endpoint::Completions => completion(request, &model),
             Endpoint::Embeddings => embeddings(request, &model)?,
             Endpoint::CountTokens | Endpoint::InputTokens => {
-                return super::local_count(call);
+                return Ok(match super::local_count(call)? {
+                    Outbound::Local(response) => Outbound::Local(marked(response)),
+                    other => other,
+                });
             }
             // Anthropic and Responses clients: answered from the pivot,
             // translated back by the upstream edge.
@@ -88,7 +92,7 @@ impl Provider for Mock {
                 )
             }
         };
-        Ok(Outbound::Local(response))
+        Ok(Outbound::Local(marked(response)))
     }
 
     fn respond(&self, _call: &Call<'_>, response: Response<ProxyBody>) -> Response<ProxyBody> {
@@ -103,6 +107,18 @@ impl Provider for Mock {
 
 /// The models the mock reports for `GET /v1/models` (it answers any name).
 pub const MODELS: &[&str] = &["echo"];
+
+/// The header on every answer of the mock (`x-llm-router-mock: true`), so
+/// that a client can tell an echo from a model's answer.
+pub const MOCK_HEADER: &str = "x-llm-router-mock";
+
+fn marked(mut response: Response<ProxyBody>) -> Response<ProxyBody> {
+    response.headers_mut().insert(
+        http::HeaderName::from_static(MOCK_HEADER),
+        HeaderValue::from_static("true"),
+    );
+    response
+}
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -601,6 +617,34 @@ mod tests {
         let (parts, body) = r.into_parts();
         let bytes = body.collect().await.unwrap().to_bytes();
         (Response::from_parts(parts, ()), bytes)
+    }
+
+    #[tokio::test]
+    async fn every_answer_is_marked() {
+        for (endpoint, body) in [
+            (
+                Endpoint::ChatCompletions,
+                r#"{"model":"echo","messages":[{"role":"user","content":"hi"}]}"#,
+            ),
+            (
+                Endpoint::ChatCompletions,
+                r#"{"model":"echo","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+            ),
+            (
+                Endpoint::Messages,
+                r#"{"model":"echo","max_tokens":5,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+            ),
+            (Endpoint::Responses, r#"{"model":"echo","input":"hi"}"#),
+            (Endpoint::Completions, r#"{"model":"echo","prompt":"hi"}"#),
+            (Endpoint::Embeddings, r#"{"model":"echo","input":"hi"}"#),
+            (
+                Endpoint::CountTokens,
+                r#"{"model":"echo","messages":[{"role":"user","content":"hi"}]}"#,
+            ),
+        ] {
+            let (r, _) = run(endpoint, body).await;
+            assert_eq!(r.headers()[MOCK_HEADER], "true", "{body}");
+        }
     }
 
     #[tokio::test]

@@ -7,8 +7,8 @@
 //! | `ANTHROPIC_API_KEY` | `anthropic` (Anthropic) | `claude-*`, `anthropic/*` |
 //! | `GEMINI_API_KEY` | `gemini` (Google Gemini) | `gemini-*`, `gemini/*` |
 //! | `CEREBRAS_API_KEY` | `cerebras` (OpenAI-compatible, `https://api.cerebras.ai/v1`) | `cerebras/*` |
-//! | `DEEPINFRA_TOKEN` | `deepinfra` (OpenAI-compatible, `https://api.deepinfra.com/v1/openai`) | `deepinfra/*` |
-//! | `OLLAMA_BASE_URL` | `ollama` (Ollama at that address) | `ollama/*` |
+//! | `DEEPINFRA_TOKEN` (or `DEEPINFRA_API_KEY`) | `deepinfra` (OpenAI-compatible, `https://api.deepinfra.com/v1/openai`) | `deepinfra/*` |
+//! | `OLLAMA_BASE_URL` | `ollama` (Ollama at that address; a trailing `/v1` is dropped) | `ollama/*` |
 //!
 //! A `provider/` prefix is removed from the name sent upstream
 //! (`cerebras/llama-3.3-70b` asks Cerebras for `llama-3.3-70b`). Each hosted
@@ -16,6 +16,11 @@
 //! `ANTHROPIC_BASE_URL`, `GEMINI_BASE_URL`, `CEREBRAS_BASE_URL`,
 //! `DEEPINFRA_BASE_URL`). With none of the variables set, the built-in `mock`
 //! backend answers the models `echo` and `*`.
+//!
+//! `ROUTER_SERVICES` (a JSON list of services, see [`services`]) takes the
+//! place of the table: its services are the backends, and one `*` route
+//! sends every model to them by priority; the variables above then only
+//! supply the keys of services that give none.
 //!
 //! ```
 //! let env = |name: &str| (name == "ANTHROPIC_API_KEY").then(|| "sk-ant-test".to_string());
@@ -26,6 +31,8 @@
 //! assert!(!zero.mock);
 //! ```
 
+pub mod services;
+
 use std::path::Path;
 
 use super::generated::{quote, Origin, Toml};
@@ -34,8 +41,9 @@ use super::{Config, ConfigError};
 /// One well-known variable and what it builds.
 #[derive(Debug)]
 struct EnvProvider {
-    /// The variable that turns it on (the key; Ollama's address).
-    var: &'static str,
+    /// The variables that turn it on, the first set wins (the key;
+    /// Ollama's address).
+    vars: &'static [&'static str],
     backend: &'static str,
     provider: &'static str,
     /// Default address, and the variable that overrides it (`None`: `var` is the address).
@@ -48,7 +56,7 @@ struct EnvProvider {
 
 const PROVIDERS: &[EnvProvider] = &[
     EnvProvider {
-        var: "OPENAI_API_KEY",
+        vars: &["OPENAI_API_KEY"],
         backend: "openai",
         provider: "openai",
         base_url: Some(("https://api.openai.com/v1", "OPENAI_BASE_URL")),
@@ -63,7 +71,7 @@ const PROVIDERS: &[EnvProvider] = &[
         prefix: "openai/*",
     },
     EnvProvider {
-        var: "ANTHROPIC_API_KEY",
+        vars: &["ANTHROPIC_API_KEY"],
         backend: "anthropic",
         provider: "anthropic",
         base_url: Some(("https://api.anthropic.com", "ANTHROPIC_BASE_URL")),
@@ -71,7 +79,7 @@ const PROVIDERS: &[EnvProvider] = &[
         prefix: "anthropic/*",
     },
     EnvProvider {
-        var: "GEMINI_API_KEY",
+        vars: &["GEMINI_API_KEY"],
         backend: "gemini",
         provider: "gemini",
         base_url: Some((
@@ -82,7 +90,7 @@ const PROVIDERS: &[EnvProvider] = &[
         prefix: "gemini/*",
     },
     EnvProvider {
-        var: "CEREBRAS_API_KEY",
+        vars: &["CEREBRAS_API_KEY"],
         backend: "cerebras",
         provider: "openai",
         base_url: Some(("https://api.cerebras.ai/v1", "CEREBRAS_BASE_URL")),
@@ -90,7 +98,7 @@ const PROVIDERS: &[EnvProvider] = &[
         prefix: "cerebras/*",
     },
     EnvProvider {
-        var: "DEEPINFRA_TOKEN",
+        vars: &["DEEPINFRA_TOKEN", "DEEPINFRA_API_KEY"],
         backend: "deepinfra",
         provider: "openai",
         base_url: Some(("https://api.deepinfra.com/v1/openai", "DEEPINFRA_BASE_URL")),
@@ -98,7 +106,7 @@ const PROVIDERS: &[EnvProvider] = &[
         prefix: "deepinfra/*",
     },
     EnvProvider {
-        var: "OLLAMA_BASE_URL",
+        vars: &["OLLAMA_BASE_URL"],
         backend: "ollama",
         provider: "ollama",
         base_url: None,
@@ -114,7 +122,9 @@ pub const VARIABLES: &[&str] = &[
     "GEMINI_API_KEY",
     "CEREBRAS_API_KEY",
     "DEEPINFRA_TOKEN",
+    "DEEPINFRA_API_KEY",
     "OLLAMA_BASE_URL",
+    "ROUTER_SERVICES",
 ];
 
 /// The `path` of a config built from the environment.
@@ -149,54 +159,25 @@ pub fn from_environment(
     let mut t = Toml::default();
     t.comment("Built from the environment: no config file was found.");
     let mut summary = Vec::new();
-    let used: Vec<&EnvProvider> = PROVIDERS.iter().filter(|p| set(p.var)).collect();
-    for p in &used {
-        t.blank();
-        t.line("[[backends]]");
-        t.line(format!("name = {}", quote(p.backend)));
-        t.line(format!("provider = {}", quote(p.provider)));
-        match p.base_url {
-            Some((default, var)) => {
-                t.item(
-                    format!("base_url = \"${{{var}:-{default}}}\""),
-                    "",
-                    env_origin(var),
-                );
-                t.item(
-                    format!("api_key = \"${{{}}}\"", p.var),
-                    "",
-                    env_origin(p.var),
-                );
-            }
-            None => t.item(
-                format!("base_url = \"${{{}}}\"", p.var),
-                "",
-                env_origin(p.var),
-            ),
+    let services = services::read(env)?;
+    let used: Vec<(&EnvProvider, &str)> = PROVIDERS
+        .iter()
+        .filter_map(|p| p.vars.iter().find(|v| set(v)).map(|v| (p, *v)))
+        .collect();
+    if let Some(services) = &services {
+        summary.push(services.write(&mut t));
+        if !used.is_empty() {
+            let vars: Vec<&str> = used.iter().map(|(_, v)| *v).collect();
+            summary.push(format!(
+                "{} not routed on their own while {} is set (they only give services without an api_key or base_url theirs)",
+                vars.join(", "),
+                services::VARIABLE
+            ));
         }
+    } else {
+        write_providers(&mut t, &used, env, &mut summary);
     }
-    for p in &used {
-        for pattern in p.patterns {
-            t.blank();
-            t.line("[[models]]");
-            t.line(format!("name = {}", quote(pattern)));
-            t.line(format!("targets = [{{ backend = {} }}]", quote(p.backend)));
-        }
-        t.blank();
-        t.line("[[models]]");
-        t.line(format!("name = {}", quote(p.prefix)));
-        t.line("strip_prefix = true");
-        t.line(format!("targets = [{{ backend = {} }}]", quote(p.backend)));
-        let models: Vec<&str> = p.patterns.iter().copied().chain([p.prefix]).collect();
-        summary.push(format!(
-            "{} -> backend {} ({}): {}",
-            p.var,
-            p.backend,
-            p.provider,
-            models.join(", ")
-        ));
-    }
-    let mock = used.is_empty();
+    let mock = services.is_none() && used.is_empty();
     if mock {
         t.blank();
         t.line("[[backends]]");
@@ -214,14 +195,78 @@ pub fn from_environment(
         ));
     }
     let toml = t.text();
-    let config =
-        Config::parse(&toml, Path::new(PATH), env).map_err(|e| t.map_error(e, "environment"))?;
+    // A service's own api_key reaches the config as its backend key
+    // override, which a real variable of that name wins over.
+    let lookup = |name: &str| env(name).or_else(|| services.as_ref().and_then(|s| s.key_for(name)));
+    let mut config = Config::parse(&toml, Path::new(PATH), &lookup)
+        .map_err(|e| t.map_error(e, "environment"))?;
+    if let Some(services) = &services {
+        // Keys of ROUTER_SERVICES this proxy has no use for: part of
+        // `Config::warnings`.
+        config
+            .source_warnings
+            .extend(services.warnings.iter().cloned());
+    }
     Ok(FromEnvironment {
         config,
         summary,
         mock,
         toml,
     })
+}
+
+/// The backends and routes of the well-known variables that are set.
+fn write_providers(
+    t: &mut Toml,
+    used: &[(&EnvProvider, &str)],
+    env: &dyn Fn(&str) -> Option<String>,
+    summary: &mut Vec<String>,
+) {
+    for (p, var) in used {
+        t.blank();
+        t.line("[[backends]]");
+        t.line(format!("name = {}", quote(p.backend)));
+        t.line(format!("provider = {}", quote(p.provider)));
+        match p.base_url {
+            Some((default, url_var)) => {
+                t.item(
+                    format!("base_url = \"${{{url_var}:-{default}}}\""),
+                    "",
+                    env_origin(url_var),
+                );
+                t.item(format!("api_key = \"${{{var}}}\""), "", env_origin(var));
+            }
+            // Ollama: the address, without the `/v1` of its OpenAI-compatible API.
+            None => t.item(
+                format!(
+                    "base_url = {}",
+                    quote(&services::ollama_root(&env(var).unwrap_or_default()))
+                ),
+                "",
+                env_origin(var),
+            ),
+        }
+    }
+    for (p, var) in used {
+        for pattern in p.patterns {
+            t.blank();
+            t.line("[[models]]");
+            t.line(format!("name = {}", quote(pattern)));
+            t.line(format!("targets = [{{ backend = {} }}]", quote(p.backend)));
+        }
+        t.blank();
+        t.line("[[models]]");
+        t.line(format!("name = {}", quote(p.prefix)));
+        t.line("strip_prefix = true");
+        t.line(format!("targets = [{{ backend = {} }}]", quote(p.backend)));
+        let models: Vec<&str> = p.patterns.iter().copied().chain([p.prefix]).collect();
+        summary.push(format!(
+            "{var} -> backend {} ({}): {}",
+            p.backend,
+            p.provider,
+            models.join(", ")
+        ));
+    }
 }
 
 #[cfg(test)]
@@ -340,6 +385,129 @@ mod tests {
             zero.config.backends[0].base_url.as_deref(),
             Some("http://127.0.0.1:9/v1")
         );
+    }
+
+    #[test]
+    fn aliases_and_ollama_v1() {
+        let zero = with(&[
+            ("DEEPINFRA_API_KEY", "di"),
+            ("OLLAMA_BASE_URL", "http://127.0.0.1:11434/v1"),
+        ])
+        .unwrap();
+        let deepinfra = &zero.config.backends[0];
+        assert_eq!(deepinfra.name, "deepinfra");
+        assert_eq!(
+            deepinfra.api_key,
+            Some(crate::config::ApiKeySetting::Key("di".into()))
+        );
+        assert!(
+            zero.summary[0].starts_with("DEEPINFRA_API_KEY"),
+            "{:?}",
+            zero.summary
+        );
+        assert_eq!(
+            zero.config.backends[1].base_url.as_deref(),
+            Some("http://127.0.0.1:11434")
+        );
+        // DEEPINFRA_TOKEN wins over its alias.
+        let zero = with(&[("DEEPINFRA_TOKEN", "t"), ("DEEPINFRA_API_KEY", "a")]).unwrap();
+        assert_eq!(
+            zero.config.backends[0].api_key,
+            Some(crate::config::ApiKeySetting::Key("t".into()))
+        );
+    }
+
+    /// Seed 003's advanced configuration.
+    const SERVICES: &str = r#"[
+      {"name": "primary-cerebras", "backend_type": "cerebras", "base_url": "https://api.cerebras.ai/v1",
+       "api_key": "your_cerebras_key", "priority": 1, "rate_limit_requests": 100, "rate_limit_window": 60},
+      {"name": "fallback-openai", "backend_type": "openai", "base_url": "https://api.openai.com/v1",
+       "api_key": "sk-your_openai_key", "priority": 0, "rate_limit_requests": 50, "rate_limit_window": 30}
+    ]"#;
+
+    #[test]
+    fn router_services_route_every_model_by_priority() {
+        let zero = with(&[("ROUTER_SERVICES", SERVICES), ("OPENAI_API_KEY", "sk-env")]).unwrap();
+        assert!(!zero.mock);
+        let names: Vec<&str> = zero
+            .config
+            .backends
+            .iter()
+            .map(|b| b.name.as_str())
+            .collect();
+        assert_eq!(names, ["primary-cerebras", "fallback-openai"]);
+        let b = &zero.config.backends[0];
+        assert_eq!(b.provider, "openai");
+        assert_eq!(
+            b.api_key,
+            Some(crate::config::ApiKeySetting::Key(
+                "your_cerebras_key".into()
+            ))
+        );
+        let limit = b.rate_limit.unwrap();
+        assert_eq!((limit.requests, limit.window.as_secs()), (100, 60));
+        let limit = zero.config.backends[1].rate_limit.unwrap();
+        assert_eq!((limit.requests, limit.window.as_secs()), (50, 30));
+        assert_eq!(zero.config.models.len(), 1);
+        let table = route_table(&zero.config).unwrap();
+        let route = table.resolve("llama3.1-8b").unwrap();
+        let targets: Vec<(&str, u32)> = route
+            .targets()
+            .iter()
+            .map(|t| (t.backend().name(), t.get_priority()))
+            .collect();
+        assert_eq!(targets, [("fallback-openai", 0), ("primary-cerebras", 1)]);
+        assert_eq!(
+            route.targets()[0].upstream_model("llama3.1-8b"),
+            "llama3.1-8b"
+        );
+        assert!(
+            zero.summary[0].starts_with("ROUTER_SERVICES"),
+            "{:?}",
+            zero.summary
+        );
+        assert!(
+            zero.summary[1].contains("OPENAI_API_KEY"),
+            "{:?}",
+            zero.summary
+        );
+        assert!(
+            zero.config.warnings().is_empty(),
+            "{:?}",
+            zero.config.warnings()
+        );
+        let odd = SERVICES.replace("\"priority\": 0,", "\"priority\": 0, \"enabled\": true,");
+        let zero = with(&[("ROUTER_SERVICES", &odd)]).unwrap();
+        assert_eq!(
+            zero.config.warnings(),
+            ["environment: ROUTER_SERVICES[1].enabled: not used by llm-router (ignored)"]
+        );
+        // The keys never appear in the text.
+        assert!(!zero.toml.contains("your_cerebras_key"), "{}", zero.toml);
+        // A backend key variable still wins over the service's own key.
+        let zero = with(&[
+            ("ROUTER_SERVICES", SERVICES),
+            (
+                "LLM_ROUTER_BACKEND_PRIMARY_CEREBRAS_API_KEY",
+                "csk-override",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            zero.config.backends[0].api_key,
+            Some(crate::config::ApiKeySetting::Key("csk-override".into()))
+        );
+    }
+
+    #[test]
+    fn a_bad_service_is_named() {
+        let e = with(&[(
+            "ROUTER_SERVICES",
+            r#"[{"name":"a","backend_type":"custom","base_url":"ftp://x"}]"#,
+        )])
+        .unwrap_err();
+        assert_eq!(e.file, "environment");
+        assert_eq!(e.key.as_deref(), Some("ROUTER_SERVICES[0].base_url"), "{e}");
     }
 
     #[test]
