@@ -14,7 +14,9 @@
 //! (`cerebras/llama-3.3-70b` asks Cerebras for `llama-3.3-70b`). Each hosted
 //! provider's address can be changed with `<NAME>_BASE_URL` (`OPENAI_BASE_URL`,
 //! `ANTHROPIC_BASE_URL`, `GEMINI_BASE_URL`, `CEREBRAS_BASE_URL`,
-//! `DEEPINFRA_BASE_URL`). With none of the variables set, the built-in `mock`
+//! `DEEPINFRA_BASE_URL`). Any other name goes to the open-model hosts set
+//! (Cerebras, DeepInfra, Ollama, by priority), or with none of them to every
+//! provider set. With none of the variables set, the built-in `mock`
 //! backend answers the models `echo` and `*`.
 //!
 //! `ROUTER_SERVICES` (a JSON list of services, see [`services`]) takes the
@@ -27,7 +29,7 @@
 //! let zero = llm_router::config::zero::from_environment(&env).unwrap();
 //! assert_eq!(zero.config.backends[0].provider, "anthropic");
 //! let names: Vec<&str> = zero.config.models.iter().map(|m| m.name.as_str()).collect();
-//! assert_eq!(names, ["claude-*", "anthropic/*"]);
+//! assert_eq!(names, ["claude-*", "anthropic/*", "*"]);
 //! assert!(!zero.mock);
 //! ```
 
@@ -267,6 +269,35 @@ fn write_providers(
             models.join(", ")
         ));
     }
+    // Any other name (`llama3.1-8b`, as the 003 router's users send): the
+    // hosts of open models (no name family of their own) by priority, in the
+    // table's order, else every provider set; failover moves on when one
+    // fails or is rate-limited.
+    let open: Vec<&str> = used
+        .iter()
+        .filter(|(p, _)| p.patterns.is_empty())
+        .map(|(p, _)| p.backend)
+        .collect();
+    let rest: Vec<&str> = if open.is_empty() {
+        used.iter().map(|(p, _)| p.backend).collect()
+    } else {
+        open
+    };
+    if !rest.is_empty() {
+        let targets: Vec<String> = rest
+            .iter()
+            .enumerate()
+            .map(|(i, b)| format!("{{ backend = {}, priority = {} }}", quote(b), i + 1))
+            .collect();
+        t.blank();
+        t.line("[[models]]");
+        t.line("name = \"*\"");
+        t.line(format!("targets = [{}]", targets.join(", ")));
+        summary.push(format!(
+            "any other model name -> {} (in that order)",
+            rest.join(", then ")
+        ));
+    }
 }
 
 #[cfg(test)]
@@ -342,7 +373,17 @@ mod tests {
             Some("deepinfra:meta-llama/Llama-3.3-70B-Instruct")
         );
         assert_eq!(r("ollama/llama3").as_deref(), Some("ollama:llama3"));
-        assert_eq!(r("mistral-large"), None);
+        // Any other name: the open-model hosts by priority.
+        assert_eq!(r("llama3.1-8b").as_deref(), Some("cerebras:llama3.1-8b"));
+        let star = zero.config.models.iter().find(|m| m.name == "*").unwrap();
+        let order: Vec<&str> = star.targets.iter().map(|t| t.backend.as_str()).collect();
+        assert_eq!(order, ["cerebras", "deepinfra", "ollama"]);
+        // With only name-family providers, every one of them.
+        let only_openai = with(&[("OPENAI_API_KEY", "sk-o")]).unwrap();
+        assert_eq!(
+            route(&only_openai, "ft:custom").map(|(b, _)| b).as_deref(),
+            Some("openai")
+        );
         let b = |name: &str| {
             zero.config
                 .backends
@@ -369,7 +410,11 @@ mod tests {
             b("openai").api_key,
             Some(crate::config::ApiKeySetting::Key("sk-o".into()))
         );
-        assert_eq!(zero.summary.len(), 6);
+        assert_eq!(
+            zero.summary.len(),
+            7,
+            "one line per variable, one for the rest"
+        );
         // The keys never appear in the text.
         assert!(!zero.toml.contains("sk-o"));
     }
