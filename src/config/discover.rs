@@ -150,8 +150,8 @@ impl Source {
                 ));
                 Config::load_with_env(file, &env)?
             }
-            Source::Environment { .. } => {
-                let zero = zero::from_environment(&env)?;
+            Source::Environment { dotenv } => {
+                let mut zero = zero::from_environment(&env)?;
                 notes.push(format!(
                     "no {DEFAULT_CONFIG}: the config is built from the environment"
                 ));
@@ -160,6 +160,15 @@ impl Source {
                         .into_iter()
                         .map(|l| format!("environment: {l}")),
                 );
+                // A `.env` and nothing else is how the routers configured by
+                // environment ran, on their address unless it says otherwise.
+                if dotenv.is_some() && !LISTEN_VARIABLES.iter().any(|v| env(v).is_some()) {
+                    let (host, port) = DOTENV_LISTEN;
+                    zero.config.override_listen(Some(host.into()), Some(port));
+                    notes.push(format!(
+                        "listening on {host}:{port}, the address of routers configured by a .env (HOST and PORT change it)"
+                    ));
+                }
                 zero.config
             }
         };
@@ -171,6 +180,21 @@ impl Source {
         })
     }
 }
+
+/// The variables that set the listening address.
+const LISTEN_VARIABLES: &[&str] = &[
+    "LLM_ROUTER_SERVER_HOST",
+    "LLM_ROUTER_SERVER_PORT",
+    "PROXY_API_HOST",
+    "PROXY_API_PORT",
+    "HOST",
+    "PORT",
+];
+
+/// Where a config built from a `.env` (and the environment) listens when no
+/// variable says: the `HOST`/`PORT` defaults of the routers configured that
+/// way, so their clients keep their URL (`http://localhost:8000`).
+pub const DOTENV_LISTEN: (&str, u16) = ("0.0.0.0", 8000);
 
 /// The start-up warning of a config whose backends are all `mock`.
 pub const MOCK_ONLY_WARNING: &str = "only the mock backend is configured: no LLM is called, every answer is a local echo of the last user message (marked with the header `x-llm-router-mock: true`); set OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, ... or write a config (`llm-router init`)";
@@ -246,6 +270,24 @@ mod tests {
         assert_eq!(discover(None, &d.0), Source::File(toml));
         let other = d.0.join("other.toml");
         assert_eq!(discover(Some(&other), &d.0), Source::File(other));
+    }
+
+    #[test]
+    fn a_dotenv_alone_listens_where_those_routers_did() {
+        let d = Dir::new("dotenv-listen");
+        d.write(".env", "OPENAI_API_KEY=sk-file\n");
+        let none = |_: &str| None;
+        let loaded = discover(None, &d.0).load(&none).unwrap();
+        assert_eq!(loaded.config.server.listen(), "0.0.0.0:8000");
+        assert!(loaded.notes.iter().any(|n| n.contains("0.0.0.0:8000")));
+        // A variable that sets the address wins; without a .env, ours.
+        let port = |name: &str| (name == "PORT").then(|| "9002".to_string());
+        let loaded = discover(None, &d.0).load(&port).unwrap();
+        assert_eq!(loaded.config.server.port, 9002);
+        let bare = Dir::new("no-dotenv");
+        let key = |name: &str| (name == "OPENAI_API_KEY").then(|| "sk".to_string());
+        let loaded = discover(None, &bare.0).load(&key).unwrap();
+        assert_eq!(loaded.config.server.listen(), "127.0.0.1:8080");
     }
 
     #[test]
