@@ -15,8 +15,7 @@
 //! provider's address can be changed with `<NAME>_BASE_URL` (`OPENAI_BASE_URL`,
 //! `ANTHROPIC_BASE_URL`, `GEMINI_BASE_URL`, `CEREBRAS_BASE_URL`,
 //! `DEEPINFRA_BASE_URL`). Any other name goes to the open-model hosts set
-//! (Cerebras, DeepInfra, Ollama, by priority), or with none of them to every
-//! provider set. With none of the variables set, the built-in `mock`
+//! (Cerebras, DeepInfra, Ollama, by priority). With none of the variables set, the built-in `mock`
 //! backend answers the models `echo` and `*`.
 //!
 //! `ROUTER_SERVICES` (a JSON list of services, see [`services`]) takes the
@@ -29,7 +28,7 @@
 //! let zero = llm_router::config::zero::from_environment(&env).unwrap();
 //! assert_eq!(zero.config.backends[0].provider, "anthropic");
 //! let names: Vec<&str> = zero.config.models.iter().map(|m| m.name.as_str()).collect();
-//! assert_eq!(names, ["claude-*", "anthropic/*", "*"]);
+//! assert_eq!(names, ["claude-*", "anthropic/*"]);
 //! assert!(!zero.mock);
 //! ```
 
@@ -269,20 +268,16 @@ fn write_providers(
             models.join(", ")
         ));
     }
-    // Any other name (`llama3.1-8b`, as the 003 router's users send): the
+    // Any other name (`llama3.1-8b`, as the `.env` routers' users send): the
     // hosts of open models (no name family of their own) by priority, in the
-    // table's order, else every provider set; failover moves on when one
-    // fails or is rate-limited.
-    let open: Vec<&str> = used
+    // table's order; failover moves on when one fails or is rate-limited.
+    // A name of another family (`claude-*` with only OpenAI set) stays a 404
+    // rather than being sent to a provider that does not serve it.
+    let rest: Vec<&str> = used
         .iter()
         .filter(|(p, _)| p.patterns.is_empty())
         .map(|(p, _)| p.backend)
         .collect();
-    let rest: Vec<&str> = if open.is_empty() {
-        used.iter().map(|(p, _)| p.backend).collect()
-    } else {
-        open
-    };
     if !rest.is_empty() {
         let targets: Vec<String> = rest
             .iter()
@@ -378,12 +373,9 @@ mod tests {
         let star = zero.config.models.iter().find(|m| m.name == "*").unwrap();
         let order: Vec<&str> = star.targets.iter().map(|t| t.backend.as_str()).collect();
         assert_eq!(order, ["cerebras", "deepinfra", "ollama"]);
-        // With only name-family providers, every one of them.
+        // With only name-family providers, another name is no one's.
         let only_openai = with(&[("OPENAI_API_KEY", "sk-o")]).unwrap();
-        assert_eq!(
-            route(&only_openai, "ft:custom").map(|(b, _)| b).as_deref(),
-            Some("openai")
-        );
+        assert_eq!(route(&only_openai, "claude-sonnet-4-0"), None);
         let b = |name: &str| {
             zero.config
                 .backends
