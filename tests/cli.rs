@@ -11,7 +11,6 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_llm-router");
 /// The longest any wait in these tests may take.
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -28,22 +27,10 @@ targets = [{ backend = "local" }]
 // ---------------------------------------------------------------------------
 // Helpers
 
-/// The binary with an empty environment (PATH only, so that nothing from the
-/// developer's shell — RUST_LOG, LLM_ROUTER_*, API keys — leaks in).
-fn llm_router() -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.env_clear();
-    if let Some(path) = std::env::var_os("PATH") {
-        cmd.env("PATH", path);
-    }
-    cmd.stdin(Stdio::null());
-    cmd
-}
-
 mod support;
 
 /// A per-test directory, removed on drop.
-use support::binary::WorkDir as TempDir;
+use support::binary::{llm_router, stderr, stdout, WorkDir as TempDir};
 
 /// `llm-router check --config FILE` with `env`: asserts success, returns stdout.
 fn check_ok(file: &Path, env: &[(&str, &str)]) -> String {
@@ -61,14 +48,6 @@ fn check_ok(file: &Path, env: &[(&str, &str)]) -> String {
         stderr(&out)
     );
     text
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// `llm-router check --config <text written to a temp file>` with `env` as

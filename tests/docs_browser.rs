@@ -10,7 +10,8 @@
 
 mod support;
 
-use std::path::PathBuf;
+use support::binary::WorkDir as TempDir;
+
 use std::time::Duration;
 
 use support::{client, Proxy};
@@ -20,30 +21,6 @@ const CONFIG: &str = "[stack]\norder = [\"auth\", \"failover\"]\n\n[auth]\nkeys 
 /// How long one Chromium run may take at most (start-up on a loaded
 /// machine included); a safety bound, not a wait.
 const BROWSER_BOUND: Duration = Duration::from_secs(120);
-
-/// A directory removed on drop (Chromium's profile).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "llm-router-{name}-{}-{:?}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The DOM of `url` after its scripts ran (`--dump-dom`), as Chromium
 /// rendered it headless.
@@ -62,7 +39,7 @@ async fn rendered_dom(url: &str) -> String {
             "--disable-sync",
             "--disable-dev-shm-usage",
         ])
-        .arg(format!("--user-data-dir={}", profile.0.display()))
+        .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg("--virtual-time-budget=10000")
         .arg("--dump-dom")
         .arg(url)

@@ -7,10 +7,11 @@
 
 mod support;
 
+use support::binary::WorkDir as TempDir;
+
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -30,35 +31,6 @@ fn llm_router(dir: &Path) -> Command {
         cmd.env("PATH", path);
     }
     cmd
-}
-
-/// An empty directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str) -> TempDir {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "llm-router-env-cli-{test}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).expect("write file");
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// A running `llm-router`: its stderr lines on a channel; killed on drop.
@@ -196,7 +168,7 @@ async fn a_dotenv_is_loaded_and_the_process_environment_wins() {
             upstream.base_url()
         ),
     );
-    let mut cmd = llm_router(&dir.0);
+    let mut cmd = llm_router(dir.path());
     cmd.env("OPENAI_API_KEY", "sk-from-process")
         .env("LLM_ROUTER_SERVER_PORT", "0");
     let served = start(cmd).await;
@@ -232,7 +204,7 @@ async fn a_config_yaml_in_the_working_directory_is_used_and_named() {
             upstream.base_url()
         ),
     );
-    let mut cmd = llm_router(&dir.0);
+    let mut cmd = llm_router(dir.path());
     cmd.args(["--port", "0"]);
     let served = start(cmd).await;
     let log = served.log();
@@ -257,7 +229,7 @@ async fn a_config_yaml_in_the_working_directory_is_used_and_named() {
 async fn mock_only_is_warned_and_every_mock_answer_is_marked() {
     let dir = TempDir::new("mock");
     // No subcommand, no option: serve.
-    let mut cmd = llm_router(&dir.0);
+    let mut cmd = llm_router(dir.path());
     cmd.env("LLM_ROUTER_SERVER_PORT", "0");
     let served = start(cmd).await;
     let log = served.log();
@@ -330,7 +302,7 @@ async fn config_option_without_a_subcommand_and_host_port_variables() {
         .local_addr()
         .unwrap()
         .port();
-    let mut cmd = llm_router(&dir.0);
+    let mut cmd = llm_router(dir.path());
     cmd.arg("--config")
         .arg(&config)
         .env("HOST", "127.0.0.1")
@@ -339,7 +311,7 @@ async fn config_option_without_a_subcommand_and_host_port_variables() {
     assert_eq!(served.port, port, "{}", served.log());
     assert_eq!(health_models(&served).await, json!(["first"]));
     // PROXY_API_PORT wins over PORT, LLM_ROUTER_SERVER_PORT over both.
-    let mut cmd = llm_router(&dir.0);
+    let mut cmd = llm_router(dir.path());
     cmd.arg("--config")
         .arg(&config)
         .env("PORT", "1")
@@ -355,7 +327,7 @@ async fn config_option_without_a_subcommand_and_host_port_variables() {
 async fn reload_picks_up_an_edited_file_and_keeps_serving_through_a_bad_one() {
     let dir = TempDir::new("reload");
     let config = dir.write("config.toml", MOCK_CONFIG);
-    let mut cmd = llm_router(&dir.0);
+    let mut cmd = llm_router(dir.path());
     cmd.args(["serve", "--reload", "--port", "0"]);
     let served = start(cmd).await;
     let (served, _) = wait_line(served, "--reload: watching").await;
@@ -418,7 +390,7 @@ async fn router_services_fail_over_by_priority_for_a_bare_model_name() {
         ".env",
         &format!("ROUTER_SERVICES='{services}'\nAUTH_KEY=sk-your-secret-api-key\nENABLE_AUTH=false\nREQUEST_TIMEOUT=30\n"),
     );
-    let mut cmd = llm_router(&dir.0);
+    let mut cmd = llm_router(dir.path());
     cmd.env("PORT", "0");
     let served = start(cmd).await;
     let log = served.log();

@@ -13,9 +13,11 @@
 
 mod support;
 
+use support::binary::{llm_router, stderr, stdout, WorkDir as TempDir};
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -26,7 +28,6 @@ use llm_router::config::import::{self, Format};
 use llm_router::config::{ApiKeySetting, Config};
 use support::{chat_body, client, MockUpstream, Proxy, Reply};
 
-const BIN: &str = env!("CARGO_BIN_EXE_llm-router");
 const WAIT: Duration = Duration::from_secs(10);
 
 fn fixture(name: &str) -> PathBuf {
@@ -500,49 +501,6 @@ async fn seed_004_routes_its_models_with_the_variable_key() {
 // ---------------------------------------------------------------------------
 // The binary
 
-/// The binary with an empty environment (PATH only).
-fn llm_router() -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.env_clear();
-    if let Some(path) = std::env::var_os("PATH") {
-        cmd.env("PATH", path);
-    }
-    cmd.stdin(Stdio::null());
-    cmd
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// A fresh temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        let dir = std::env::temp_dir().join(format!(
-            "llm-router-import-{test}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[test]
 fn import_prints_a_config_that_check_accepts() {
     let vars = [
@@ -569,7 +527,7 @@ fn import_prints_a_config_that_check_accepts() {
             .unwrap();
         assert!(out.status.success(), "{name}: {}", stderr(&out));
         let dir = TempDir::new("check");
-        let toml = dir.0.join("config.toml");
+        let toml = dir.path().join("config.toml");
         std::fs::write(&toml, stdout(&out)).unwrap();
         let check = llm_router()
             .arg("check")
@@ -651,7 +609,7 @@ fn a_bad_file_is_an_error_naming_file_and_line() {
         ),
     ];
     for (name, body, line, words) in cases {
-        let path = dir.0.join(name);
+        let path = dir.path().join(name);
         std::fs::write(&path, body).unwrap();
         for cmd in ["check", "import"] {
             let mut c = llm_router();

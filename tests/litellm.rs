@@ -15,9 +15,11 @@
 
 mod support;
 
+use support::binary::{llm_router, stderr, stdout, WorkDir as TempDir};
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -29,7 +31,6 @@ use llm_router::config::{ApiKeySetting, Config};
 use llm_router::stack::LayerName;
 use support::{chat_body, client, MockUpstream, Proxy, Reply};
 
-const BIN: &str = env!("CARGO_BIN_EXE_llm-router");
 const WAIT: Duration = Duration::from_secs(10);
 
 fn fixture(name: &str) -> PathBuf {
@@ -798,49 +799,6 @@ async fn ollama_base_url_serves_the_ollama_prefix() {
 // ---------------------------------------------------------------------------
 // The binary
 
-/// The binary with an empty environment (PATH only).
-fn llm_router() -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.env_clear();
-    if let Some(path) = std::env::var_os("PATH") {
-        cmd.env("PATH", path);
-    }
-    cmd.stdin(Stdio::null());
-    cmd
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// An empty directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        let dir = std::env::temp_dir().join(format!(
-            "llm-router-litellm-{test}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A running `llm-router serve`: killed and reaped on drop.
 struct Served {
     child: Child,
@@ -939,7 +897,7 @@ fn import_litellm_prints_the_config_and_warns_on_stderr() {
 #[test]
 fn import_litellm_on_a_bad_file_exits_1_naming_the_line() {
     let dir = TempDir::new("import-bad");
-    let path = dir.0.join("config.yaml");
+    let path = dir.path().join("config.yaml");
     std::fs::write(
         &path,
         "model_list:\n  - model_name: claude\n    litellm_params:\n      model: vertex_ai/claude-3-sonnet\n",
@@ -1041,7 +999,7 @@ async fn serve_reads_a_litellm_config_directly() {
 async fn serve_without_a_config_or_variables_serves_the_mock() {
     let dir = TempDir::new("zero-mock");
     let mut cmd = llm_router();
-    cmd.current_dir(&dir.0).arg("serve");
+    cmd.current_dir(dir.path()).arg("serve");
     let served = tokio::task::spawn_blocking(move || Served::start(cmd))
         .await
         .unwrap();
@@ -1078,7 +1036,7 @@ async fn serve_without_a_config_uses_the_openai_key() {
     let upstream = MockUpstream::start("openai", Reply::Chat).await;
     let dir = TempDir::new("zero-openai");
     let mut cmd = llm_router();
-    cmd.current_dir(&dir.0)
+    cmd.current_dir(dir.path())
         .arg("serve")
         .env("OPENAI_API_KEY", "sk-from-env")
         .env("OPENAI_BASE_URL", upstream.base_url());
@@ -1106,7 +1064,7 @@ async fn serve_without_a_config_uses_the_openai_key() {
 fn check_without_a_config_prints_what_the_environment_builds() {
     let dir = TempDir::new("zero-check");
     let out = llm_router()
-        .current_dir(&dir.0)
+        .current_dir(dir.path())
         .arg("check")
         .env("CEREBRAS_API_KEY", "csk-0123456789abcdef")
         .env("DEEPINFRA_TOKEN", "di-0123456789abcdef")
@@ -1126,7 +1084,7 @@ fn check_without_a_config_prints_what_the_environment_builds() {
     }
     // With nothing set: the mock.
     let out = llm_router()
-        .current_dir(&dir.0)
+        .current_dir(dir.path())
         .arg("check")
         .output()
         .unwrap();
@@ -1139,7 +1097,7 @@ fn check_without_a_config_prints_what_the_environment_builds() {
     assert!(text.contains("model echo -> mock/*"), "{text}");
     // A bad variable is named.
     let out = llm_router()
-        .current_dir(&dir.0)
+        .current_dir(dir.path())
         .arg("check")
         .env("OLLAMA_BASE_URL", "ftp://nowhere")
         .output()

@@ -8,7 +8,9 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use support::binary::WorkDir as TempDir;
+
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -233,26 +235,14 @@ async fn lists_are_bounded_whatever_a_backend_sends() {
     assert_eq!(many.stats().model_lists, 1);
 }
 
-/// A directory removed on drop.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cache_survives_a_reload_and_new_backends_are_asked() {
     let alpha = MockUpstream::start("alpha", Reply::Chat).await;
     alpha.set_model_list(list_of(&["a-1", "a-2"]));
     let gamma = MockUpstream::start("gamma", Reply::Chat).await;
     gamma.set_model_list(list_of(&["llama", "qwen"]));
-    let dir = TempDir(
-        std::env::temp_dir().join(format!("llm-router-models-list-{}", std::process::id())),
-    );
-    std::fs::create_dir_all(&dir.0).unwrap();
-    let path = dir.0.join("config.toml");
+    let dir = TempDir::new("models-list");
+    let path = dir.path().join("config.toml");
     let first = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n\n{}[[models]]\nname = \"*\"\ntargets = [{{ backend = \"alpha\" }}]\n",
         openai_backend("alpha", &alpha.base_url(), "")

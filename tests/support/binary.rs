@@ -154,3 +154,26 @@ fn port_of(line: &str) -> Option<u16> {
     let addr = rest.split_whitespace().next()?;
     addr.rsplit(':').next()?.parse().ok()
 }
+
+/// The binary as a blocking command, with an empty environment but PATH
+/// (nothing from the developer's shell — RUST_LOG, LLM_ROUTER_*, API keys —
+/// leaks in) and no stdin.
+pub fn llm_router() -> std::process::Command {
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.env_clear();
+    if let Some(path) = std::env::var_os("PATH") {
+        cmd.env("PATH", path);
+    }
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+/// A finished command's stdout as text.
+pub fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A finished command's stderr as text.
+pub fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
