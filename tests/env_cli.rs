@@ -9,14 +9,13 @@ mod support;
 
 use support::binary::WorkDir as TempDir;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
 use serde_json::{json, Value};
+use support::binary::Running;
 use support::{chat_body, client, MockUpstream, Reply};
 
 const BIN: &str = env!("CARGO_BIN_EXE_llm-router");
@@ -33,105 +32,9 @@ fn llm_router(dir: &Path) -> Command {
     cmd
 }
 
-/// A running `llm-router`: its stderr lines on a channel; killed on drop.
-struct Served {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-    port: u16,
-}
-
-impl Served {
-    /// Start `cmd` (which must listen on port 0 or a given port) and wait,
-    /// bounded, for its "listening on http://127.0.0.1:PORT" line.
-    fn start(mut cmd: Command) -> Served {
-        let mut child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn llm-router");
-        let err = child.stderr.take().expect("stderr");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut served = Served {
-            child,
-            lines,
-            seen: Vec::new(),
-            port: 0,
-        };
-        let line = served.wait_line("listening on");
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .expect("an address in the listening line");
-        served.port = addr
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in {line}"));
-        served
-    }
-
-    /// Wait (bounded) for a log line containing `needle`; returns it.
-    fn wait_line(&mut self, needle: &str) -> String {
-        if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
-            return line.clone();
-        }
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!(
-                    "no log line with {needle:?} within {WAIT:?}; stderr:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn log(&self) -> String {
-        self.seen.join("\n")
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start(cmd: Command) -> Served {
-    tokio::task::spawn_blocking(move || Served::start(cmd))
-        .await
-        .expect("start task")
-}
-
-async fn wait_line(mut served: Served, needle: &'static str) -> (Served, String) {
-    tokio::task::spawn_blocking(move || {
-        let line = served.wait_line(needle);
-        (served, line)
-    })
-    .await
-    .expect("wait task")
+/// Start `cmd` and wait (bounded) for its "listening on" line.
+async fn start(cmd: Command) -> Running {
+    Running::spawn(cmd).await
 }
 
 fn content(answer: &Value) -> &str {
@@ -140,9 +43,9 @@ fn content(answer: &Value) -> &str {
         .unwrap_or_default()
 }
 
-async fn health_models(served: &Served) -> Value {
+async fn health_models(served: &Running) -> Value {
     let health: Value = client()
-        .get(served.url("/health"))
+        .get(served.at("/health"))
         .send()
         .await
         .expect("GET /health")
@@ -177,7 +80,7 @@ async fn a_dotenv_is_loaded_and_the_process_environment_wins() {
     assert!(log.contains("OPENAI_API_KEY -> backend openai"), "{log}");
     assert!(!log.contains("mock"), "{log}");
     let response = client()
-        .post(served.url("/v1/chat/completions"))
+        .post(served.at("/v1/chat/completions"))
         .json(&chat_body("gpt-4o-mini"))
         .send()
         .await
@@ -214,7 +117,7 @@ async fn a_config_yaml_in_the_working_directory_is_used_and_named() {
     );
     assert!(log.contains("(config config.yaml"), "{log}");
     let response = client()
-        .post(served.url("/v1/chat/completions"))
+        .post(served.at("/v1/chat/completions"))
         .json(&chat_body("gpt-4o"))
         .send()
         .await
@@ -271,7 +174,7 @@ async fn mock_only_is_warned_and_every_mock_answer_is_marked() {
         ("/v1/embeddings", json!({"model": "echo", "input": "Hello"})),
     ] {
         let response = client()
-            .post(served.url(path))
+            .post(served.at(path))
             .json(&body)
             .send()
             .await
@@ -330,7 +233,8 @@ async fn reload_picks_up_an_edited_file_and_keeps_serving_through_a_bad_one() {
     let mut cmd = llm_router(dir.path());
     cmd.args(["serve", "--reload", "--port", "0"]);
     let served = start(cmd).await;
-    let (served, _) = wait_line(served, "--reload: watching").await;
+    let mut served = served;
+    served.wait_line("--reload: watching").await;
     assert_eq!(health_models(&served).await, json!(["first"]));
 
     std::fs::write(
@@ -357,7 +261,7 @@ async fn reload_picks_up_an_edited_file_and_keeps_serving_through_a_bad_one() {
         "[[backends]]\nname = \"local\"\nprovder = \"mock\"\n",
     )
     .unwrap();
-    let (served, line) = wait_line(served, "config reload failed").await;
+    let line = served.wait_line("config reload failed").await;
     assert!(line.contains("provder"), "{line}");
     assert_eq!(health_models(&served).await, json!(["second-model"]));
 }
@@ -399,7 +303,7 @@ async fn router_services_fail_over_by_priority_for_a_bare_model_name() {
         "{log}"
     );
     let response = client()
-        .post(served.url("/v1/chat/completions"))
+        .post(served.at("/v1/chat/completions"))
         .json(&chat_body("llama3.1-8b"))
         .send()
         .await

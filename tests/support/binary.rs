@@ -114,6 +114,21 @@ impl Running {
         running
     }
 
+    /// [`Running::start`] for a blocking [`std::process::Command`] (its
+    /// output piped here, killed on drop).
+    pub async fn spawn(cmd: std::process::Command) -> Running {
+        let mut cmd = Command::from(cmd);
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        Running::start(cmd).await
+    }
+
+    /// Every line logged so far.
+    pub fn log(&self) -> String {
+        self.seen.join("\n")
+    }
+
     /// Wait (bounded) for a log line containing `needle`; returns it.
     pub async fn wait_line(&mut self, needle: &str) -> String {
         if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
