@@ -15,13 +15,10 @@
 
 mod support;
 
-use support::binary::{llm_router, stderr, stdout, WorkDir as TempDir};
+use support::binary::{llm_router, stderr, stdout, Running, WorkDir as TempDir};
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::StatusCode;
 use serde_json::{json, Value};
@@ -31,7 +28,6 @@ use llm_router::config::{ApiKeySetting, Config};
 use llm_router::stack::LayerName;
 use support::{chat_body, client, MockUpstream, Proxy, Reply};
 
-const WAIT: Duration = Duration::from_secs(10);
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -799,78 +795,6 @@ async fn ollama_base_url_serves_the_ollama_prefix() {
 // ---------------------------------------------------------------------------
 // The binary
 
-/// A running `llm-router serve`: killed and reaped on drop.
-struct Served {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-    port: u16,
-}
-
-impl Served {
-    fn start(mut cmd: Command) -> Served {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut child = cmd
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn llm-router serve");
-        let err = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut served = Served {
-            child,
-            lines,
-            seen: Vec::new(),
-            port,
-        };
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match served.lines.recv_timeout(left) {
-                Ok(line) => {
-                    let done = line.contains("listening on");
-                    served.seen.push(line);
-                    if done {
-                        return served;
-                    }
-                }
-                Err(_) => panic!(
-                    "serve did not start listening; stderr:\n{}",
-                    served.seen.join("\n")
-                ),
-            }
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn log(&self) -> String {
-        self.seen.join("\n")
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn import_litellm_prints_the_config_and_warns_on_stderr() {
     let path = fixture("multi_provider.yaml");
@@ -981,11 +905,9 @@ async fn serve_reads_a_litellm_config_directly() {
         .env("LIMITED_API_BASE", "http://127.0.0.1:9/v1")
         .env("OPENAI_API_KEY", "sk-upstream")
         .env("ANTHROPIC_API_KEY", "sk-ant");
-    let served = tokio::task::spawn_blocking(move || Served::start(cmd))
-        .await
-        .unwrap();
+    let served = Running::spawn(cmd).await;
     let response = client()
-        .post(served.url("/v1/chat/completions"))
+        .post(served.at("/v1/chat/completions"))
         .bearer_auth("sk-1234")
         .json(&chat_body("gpt-4o"))
         .send()
@@ -1000,9 +922,7 @@ async fn serve_without_a_config_or_variables_serves_the_mock() {
     let dir = TempDir::new("zero-mock");
     let mut cmd = llm_router();
     cmd.current_dir(dir.path()).arg("serve");
-    let served = tokio::task::spawn_blocking(move || Served::start(cmd))
-        .await
-        .unwrap();
+    let served = Running::spawn(cmd).await;
     let log = served.log();
     assert!(log.contains("built from the environment"), "{log}");
     assert!(
@@ -1011,7 +931,7 @@ async fn serve_without_a_config_or_variables_serves_the_mock() {
     );
     for model in ["echo", "whatever-model"] {
         let response = client()
-            .post(served.url("/v1/chat/completions"))
+            .post(served.at("/v1/chat/completions"))
             .json(&json!({"model": model, "messages": [{"role": "user", "content": "Hello, proxy!"}]}))
             .send()
             .await
@@ -1021,7 +941,7 @@ async fn serve_without_a_config_or_variables_serves_the_mock() {
         assert_eq!(content(&answer), "Hello, proxy!", "{answer}");
     }
     let health: Value = client()
-        .get(served.url("/health"))
+        .get(served.at("/health"))
         .send()
         .await
         .unwrap()
@@ -1040,16 +960,14 @@ async fn serve_without_a_config_uses_the_openai_key() {
         .arg("serve")
         .env("OPENAI_API_KEY", "sk-from-env")
         .env("OPENAI_BASE_URL", upstream.base_url());
-    let served = tokio::task::spawn_blocking(move || Served::start(cmd))
-        .await
-        .unwrap();
+    let served = Running::spawn(cmd).await;
     assert!(
         served.log().contains("OPENAI_API_KEY -> backend openai"),
         "{}",
         served.log()
     );
     let response = client()
-        .post(served.url("/v1/chat/completions"))
+        .post(served.at("/v1/chat/completions"))
         .json(&chat_body("gpt-4o-mini"))
         .send()
         .await
