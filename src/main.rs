@@ -345,34 +345,23 @@ fn check(path: Option<&Path>) -> ExitCode {
 }
 
 fn import_litellm(path: &Path) -> ExitCode {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: {}: cannot read the file: {e}", path.display());
-            return ExitCode::FAILURE;
-        }
-    };
-    let imported = match llm_router::config::litellm::import(&text, path) {
-        Ok(i) => i,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     // Validated as the config.toml it is meant to become, next to the YAML.
     let target = path.with_file_name(DEFAULT_CONFIG);
-    if let Err(e) = imported.validate(&target) {
-        eprintln!("error: the imported config is not valid: {e}");
-        return ExitCode::FAILURE;
-    }
-    for w in &imported.warnings {
-        eprintln!("warning: {w}");
-    }
-    print!("{}", imported.toml);
-    ExitCode::SUCCESS
+    print_import(path, &target, llm_router::config::litellm::import)
 }
 
 fn import(path: &Path) -> ExitCode {
+    // Validated next to the source, where its relative paths resolve.
+    print_import(path, path, llm_router::config::import::import)
+}
+
+/// Read `path`, turn it into config.toml text with `convert`, validate that
+/// as if it were at `validate_as`, and print it (warnings on stderr).
+fn print_import(
+    path: &Path,
+    validate_as: &Path,
+    convert: fn(&str, &Path) -> Result<llm_router::config::import::Imported, ConfigError>,
+) -> ExitCode {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
@@ -380,15 +369,14 @@ fn import(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let imported = match llm_router::config::import::import(&text, path) {
+    let imported = match convert(&text, path) {
         Ok(i) => i,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
-    // Validated next to the source, where its relative paths resolve.
-    if let Err(e) = imported.validate(path) {
+    if let Err(e) = imported.validate(validate_as) {
         eprintln!("error: the imported config is not valid: {e}");
         return ExitCode::FAILURE;
     }
