@@ -28,7 +28,6 @@ use llm_router::config::{ApiKeySetting, Config};
 use llm_router::stack::LayerName;
 use support::{chat_body, client, MockUpstream, Proxy, Reply};
 
-
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/litellm")

@@ -109,19 +109,13 @@ pub(super) fn import(text: &str, path: &Path) -> Result<Imported, ConfigError> {
             &format!("only {list}-format requests use this route"),
             None,
         );
-        body.line("targets = [");
-        for t in targets {
-            body.item(
-                format!(
-                    "  {{ backend = {}, priority = {} }},",
-                    quote(&t.backend),
-                    t.priority
-                ),
-                &format!("{}.priority", t.key),
-                src.origin(t.line, &t.key),
-            );
-        }
-        body.line("]");
+        super::write_targets(
+            &mut body,
+            &src,
+            targets
+                .iter()
+                .map(|t| (t.backend.as_str(), t.priority, t.key.as_str(), t.line)),
+        );
     }
     let warnings = src.sorted_warnings();
     let mut t = Toml::default();

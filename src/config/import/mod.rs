@@ -38,7 +38,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::path::Path;
 
-use super::generated::{Origin, Toml};
+use super::generated::{quote, Origin, Toml};
 use super::{Config, ConfigError};
 use yaml::{Entry, Node, Value};
 
@@ -557,6 +557,27 @@ pub(crate) fn header(t: &mut Toml, path: &Path, format: Format, warnings: &[Warn
             t.comment(&format!("  {source}:{}", w.without_file()));
         }
     }
+}
+
+/// A route's `targets = [...]`, one `(backend, priority, key, line)` a
+/// line, each commented with the key its priority came from.
+pub(crate) fn write_targets<'a>(
+    body: &mut Toml,
+    src: &Source,
+    targets: impl Iterator<Item = (&'a str, impl std::fmt::Display, &'a str, usize)>,
+) {
+    body.line("targets = [");
+    for (backend, priority, key, line) in targets {
+        body.item(
+            format!(
+                "  {{ backend = {}, priority = {priority} }},",
+                quote(backend)
+            ),
+            &format!("{key}.priority"),
+            src.origin(line, key),
+        );
+    }
+    body.line("]");
 }
 
 /// `[retry]` with `lines` (text, comment, origin) and `other_targets_first =

@@ -96,19 +96,13 @@ pub(super) fn import(text: &str, path: &Path) -> Result<Imported, ConfigError> {
             &format!("{key}.models"),
             src.origin(*line, &format!("{key}.models")),
         );
-        body.line("targets = [");
-        for p in serving {
-            body.item(
-                format!(
-                    "  {{ backend = {}, priority = {} }},",
-                    quote(&p.backend),
-                    p.priority
-                ),
-                &format!("{}.priority", p.key),
-                src.origin(p.line, &p.key),
-            );
-        }
-        body.line("]");
+        super::write_targets(
+            &mut body,
+            &src,
+            serving
+                .iter()
+                .map(|p| (p.backend.as_str(), p.priority, p.key.as_str(), p.line)),
+        );
     }
     let auth_lines = match auth {
         Some(a) => auth_section(&mut src, a)?,
