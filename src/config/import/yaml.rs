@@ -3,7 +3,9 @@
 //! the JSON one (JSON is YAML 1.2, so the same parser gives its lines too).
 //! The importers depend on this tree, not on the parser.
 //!
-//! ```ignore
+//! (The module is private to the crate; its unit tests run this.)
+//!
+//! ```text
 //! let doc = yaml::parse("a:\n  b: 1\n", "c.yaml")?;
 //! assert_eq!(doc.root.get("a").unwrap().node.get("b").unwrap().line, 2);
 //! ```

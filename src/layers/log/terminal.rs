@@ -7,7 +7,9 @@
 //! start of its data — a few dozen bytes at most are kept, whatever the
 //! events' size — and remembers whether the last event was a terminal one.
 //!
-//! ```ignore
+//! (The module is private to the crate; its unit tests run this.)
+//!
+//! ```text
 //! let mut watch = TerminalWatch::default();
 //! watch.feed(b"data: {\"choices\":[]}\n\ndata: [DO");
 //! assert!(!watch.ended());
