@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
-use support::{bounded, chat_body, client, model, openai_backend, MockUpstream, Proxy, Reply};
+use support::{
+    bounded, chat_body, client, json_of, model, openai_backend, MockUpstream, Proxy, Reply,
+};
 
 const SECRET: &str = "test-jwt-secret-0123456789abcdefghij";
 const ISS: &str = "https://idp.example";
@@ -97,14 +99,6 @@ async fn send(request: reqwest::RequestBuilder) -> reqwest::Response {
     bounded("the proxy's answer", request.send())
         .await
         .expect("request failed")
-}
-
-async fn json_of(response: reqwest::Response) -> Value {
-    let bytes = bounded("the answer body", response.bytes())
-        .await
-        .expect("body");
-    serde_json::from_slice(&bytes)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)))
 }
 
 /// POST a chat request with `token` as a Bearer credential: (status, body).

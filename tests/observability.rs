@@ -16,8 +16,8 @@ use http::StatusCode;
 use openmetrics_parser::{MetricsExposition, OpenMetricsType, OpenMetricsValue};
 use serde_json::{json, Value};
 use support::{
-    assert_openai_error, bounded, chat_body, chunk, client, model, openai_backend, role_chunk,
-    stream_body, usage_chunk, MockUpstream, Proxy, Reply, SseReader, Step, DONE,
+    assert_openai_error, bounded, chat_body, chunk, client, json_of, model, openai_backend,
+    role_chunk, stream_body, usage_chunk, MockUpstream, Proxy, Reply, SseReader, Step, DONE,
 };
 
 const CLIENT: &str = "sk-obs-client-000000000000";
@@ -33,11 +33,6 @@ async fn get(url: String, key: Option<&str>) -> reqwest::Response {
         req = req.bearer_auth(key);
     }
     req.send().await.expect("send")
-}
-
-async fn json_of(r: reqwest::Response) -> Value {
-    let text = r.text().await.expect("body");
-    serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
 }
 
 async fn chat_as(proxy: &Proxy, key: &str, body: &Value) -> reqwest::Response {

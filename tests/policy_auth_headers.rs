@@ -10,24 +10,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
-use serde_json::Value;
 
 use support::{
-    assert_openai_error, bounded, chat_body, client, model, openai_backend, MockUpstream, Proxy,
-    Reply,
+    assert_openai_error, bounded, chat_body, client, json_of, model, openai_backend, MockUpstream,
+    Proxy, Reply,
 };
 
 const CLIENT: &str = "sk-client-0123456789abcdef";
 const OTHER: &str = "sk-other-0123456789abcdef";
 const ADMIN: &str = "sk-admin-0123456789abcdef";
-
-async fn json_of(response: reqwest::Response) -> Value {
-    let bytes = bounded("the answer body", response.bytes())
-        .await
-        .expect("body");
-    serde_json::from_slice(&bytes)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)))
-}
 
 async fn send(request: reqwest::RequestBuilder) -> reqwest::Response {
     bounded("the proxy's answer", request.send())

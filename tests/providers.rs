@@ -9,21 +9,14 @@ use http::StatusCode;
 use serde_json::{json, Value};
 
 use support::{
-    bounded, client, model, openai_backend, MockUpstream, Proxy, Reply, SseReader, Step, DONE,
+    bounded, client, json_of, model, openai_backend, MockUpstream, Proxy, Reply, SseReader, Step,
+    DONE,
 };
 
 async fn post_json(http: &reqwest::Client, url: &str, body: &Value) -> reqwest::Response {
     bounded("the proxy's answer", http.post(url).json(body).send())
         .await
         .expect("request failed")
-}
-
-async fn json_of(response: reqwest::Response) -> Value {
-    let bytes = bounded("the answer body", response.bytes())
-        .await
-        .expect("body");
-    serde_json::from_slice(&bytes)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)))
 }
 
 /// Every event of a streamed answer: JSON values, `[DONE]` as a string.

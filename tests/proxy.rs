@@ -10,7 +10,7 @@ use http::StatusCode;
 use serde_json::{json, Value};
 
 use support::{
-    assert_openai_error, bounded, chat_body, client, closed_port_url, h2_client, model,
+    assert_openai_error, bounded, chat_body, client, closed_port_url, h2_client, json_of, model,
     openai_backend, sse_body, sse_event, stream_body, MockUpstream, Proxy, Reply, SseReader,
 };
 
@@ -18,14 +18,6 @@ async fn post_json(client: &reqwest::Client, url: &str, body: &Value) -> reqwest
     bounded("the proxy's answer", client.post(url).json(body).send())
         .await
         .expect("request failed")
-}
-
-async fn json_of(response: reqwest::Response) -> Value {
-    let bytes = bounded("the answer body", response.bytes())
-        .await
-        .expect("body");
-    serde_json::from_slice(&bytes)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)))
 }
 
 async fn get(client: &reqwest::Client, url: &str) -> reqwest::Response {

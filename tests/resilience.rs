@@ -19,8 +19,8 @@ use http::StatusCode;
 use serde_json::{json, Value};
 
 use support::{
-    assert_openai_error, bounded, chat_body, chunk, client, openai_backend, role_chunk, sse_body,
-    sse_event, stream_body, usage_chunk, Gate, MockUpstream, Proxy, Reply, ResetUpstream,
+    assert_openai_error, bounded, chat_body, chunk, client, json_of, openai_backend, role_chunk,
+    sse_body, sse_event, stream_body, usage_chunk, Gate, MockUpstream, Proxy, Reply, ResetUpstream,
     SseReader, Step, BOUND, DONE,
 };
 
@@ -65,14 +65,6 @@ async fn post(http: &reqwest::Client, url: &str, body: &Value) -> reqwest::Respo
     bounded("the proxy's answer", http.post(url).json(body).send())
         .await
         .expect("request failed")
-}
-
-async fn json_of(response: reqwest::Response) -> Value {
-    let bytes = bounded("the answer body", response.bytes())
-        .await
-        .expect("body");
-    serde_json::from_slice(&bytes)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)))
 }
 
 async fn get_json(http: &reqwest::Client, url: &str) -> Value {

@@ -40,6 +40,15 @@ pub async fn bounded<F: Future>(what: &str, fut: F) -> F::Output {
     }
 }
 
+/// A response body as JSON (bounded; panics with the body when it is not JSON).
+pub async fn json_of(response: reqwest::Response) -> Value {
+    let bytes = bounded("the answer body", response.bytes())
+        .await
+        .expect("body");
+    serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)))
+}
+
 // ---------------------------------------------------------------------------
 // Mock upstream
 
