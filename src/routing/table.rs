@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+#[cfg(doc)]
+use super::Clients;
 use super::ModelRoute;
 use crate::request::ClientFormat;
 
