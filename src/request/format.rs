@@ -1,0 +1,22 @@
+//! [`ClientFormat`]: the API dialect a client speaks.
+
+/// The API dialect a client speaks; errors and answers are rendered in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ClientFormat {
+    /// OpenAI's Chat Completions / Completions / Embeddings API.
+    OpenAi,
+    /// Anthropic's Messages API.
+    Anthropic,
+    /// OpenAI's Responses API (`/v1/responses`); its errors are OpenAI's.
+    Responses,
+}
+
+impl ClientFormat {
+    /// The format errors are rendered in: Responses clients read OpenAI's.
+    pub fn error_format(self) -> ClientFormat {
+        match self {
+            ClientFormat::Responses => ClientFormat::OpenAi,
+            other => other,
+        }
+    }
+}

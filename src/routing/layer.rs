@@ -1,0 +1,162 @@
+//! [`RouteLayer`] and its [`Route`] service: resolve each request's model
+//! ([`resolve_route`]) and send it to the route's first target.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower::{Layer, Service};
+
+use super::{ModelRoute, RouteTable};
+use crate::body::ProxyBody;
+use crate::error::ProxyError;
+use crate::future::MaybeReady;
+use crate::request::LlmRequest;
+
+/// The error of a request that reached `layer` without an [`LlmRequest`]:
+/// 404 for a path that is no endpoint ([`UnknownPath`](crate::request::UnknownPath)),
+/// else an internal error.
+pub fn without_request(extensions: &http::Extensions, layer: &str) -> ProxyError {
+    match extensions.get::<crate::request::UnknownPath>() {
+        Some(unknown) => unknown.error(),
+        None => ProxyError::Internal(format!("the request reached {layer} without a parsed body")),
+    }
+}
+
+/// Resolve a request's model into its route (404 when nothing matches).
+pub fn resolve_route(
+    table: &RouteTable,
+    request: &LlmRequest,
+) -> Result<Arc<ModelRoute>, ProxyError> {
+    table
+        .resolve_for(request.model(), request.format())
+        .cloned()
+        .ok_or_else(|| ProxyError::ModelNotFound(request.model().to_string()))
+}
+
+/// Routes every request to the first target of its model. See the
+/// [module docs](crate::routing).
+#[derive(Clone, Debug)]
+pub struct RouteLayer {
+    table: Arc<RouteTable>,
+    limits: Option<Arc<crate::layers::rate_limit::BackendLimits>>,
+}
+
+impl RouteLayer {
+    /// Route with this table.
+    pub fn new(table: Arc<RouteTable>) -> Self {
+        RouteLayer {
+            table,
+            limits: None,
+        }
+    }
+
+    /// Refuse (429) a request whose target's backend limit is exhausted.
+    pub fn with_backend_limits(
+        mut self,
+        limits: Arc<crate::layers::rate_limit::BackendLimits>,
+    ) -> Self {
+        self.limits = Some(limits);
+        self
+    }
+}
+
+impl<S> Layer<S> for RouteLayer {
+    type Service = Route<S>;
+
+    fn layer(&self, inner: S) -> Route<S> {
+        Route {
+            inner,
+            table: self.table.clone(),
+            limits: self.limits.clone(),
+        }
+    }
+}
+
+/// The service made by [`RouteLayer`].
+#[derive(Clone, Debug)]
+pub struct Route<S> {
+    inner: S,
+    table: Arc<RouteTable>,
+    limits: Option<Arc<crate::layers::rate_limit::BackendLimits>>,
+}
+
+impl<S, B> Service<Request<B>> for Route<S>
+where
+    S: Service<Request<B>, Response = Response<ProxyBody>, Error = ProxyError>,
+{
+    type Response = Response<ProxyBody>;
+    type Error = ProxyError;
+    type Future = MaybeReady<S::Future, Response<ProxyBody>, ProxyError>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let Some(llm) = req.extensions().get::<LlmRequest>() else {
+            return MaybeReady::ready(Err(without_request(req.extensions(), "routing")));
+        };
+        let route = match resolve_route(&self.table, llm) {
+            Ok(route) => route,
+            Err(e) => return MaybeReady::ready(Err(e)),
+        };
+        let Some(target) = route.first_choice().cloned() else {
+            return MaybeReady::ready(Err(ProxyError::Unavailable {
+                model: llm.model().to_string(),
+                retry_after: None,
+            }));
+        };
+        if let Some(limits) = &self.limits {
+            if let Err(retry_after) = limits.check(target.backend().name()) {
+                // The only target skipped for its backend's limit: 429.
+                return MaybeReady::ready(Err(ProxyError::RateLimited {
+                    message: format!(
+                        "Backend `{}` is over its rate limit; retry after the Retry-After delay",
+                        target.backend().name()
+                    ),
+                    retry_after,
+                }));
+            }
+        }
+        req.extensions_mut().insert(target);
+        req.extensions_mut().insert(route);
+        MaybeReady::inner(self.inner.call(req))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::mock::Mock;
+    use crate::request::Endpoint;
+    use crate::routing::{Backend, Target};
+    use tower::ServiceExt;
+
+    fn backend(name: &str) -> Arc<Backend> {
+        Arc::new(Backend::builder(name, Arc::new(Mock)).build().unwrap())
+    }
+
+    #[tokio::test]
+    async fn route_sets_target_or_404s() {
+        let table = Arc::new(RouteTable::new(vec![ModelRoute::new(
+            "echo",
+            vec![Target::new(backend("local"), Some("up"))],
+        )]));
+        let svc = RouteLayer::new(table).layer(tower::service_fn(|req: Request<()>| async move {
+            let t = req.extensions().get::<Target>().unwrap();
+            assert_eq!(t.upstream_model("echo"), "up");
+            Ok::<_, ProxyError>(Response::new(ProxyBody::empty()))
+        }));
+        let mut req = Request::new(());
+        req.extensions_mut()
+            .insert(LlmRequest::parse(Endpoint::ChatCompletions, br#"{"model":"echo"}"#).unwrap());
+        svc.clone().oneshot(req).await.unwrap();
+
+        let mut req = Request::new(());
+        req.extensions_mut()
+            .insert(LlmRequest::parse(Endpoint::ChatCompletions, br#"{"model":"nope"}"#).unwrap());
+        let e = svc.oneshot(req).await.unwrap_err();
+        assert_eq!(e.status(), 404);
+    }
+}

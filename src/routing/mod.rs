@@ -1,0 +1,35 @@
+//! Backends, targets, the model route table, and [`RouteLayer`] — the
+//! split point of the stack when `failover` is not in `[stack] order`.
+//!
+//! A [`RouteTable`] maps the model name a client sends to a [`ModelRoute`]:
+//! its [`Target`]s, each a [`Backend`] plus the model name to send there.
+//! [`RouteLayer`] resolves the model of every request (404 when nothing
+//! matches), picks the first target by priority (weighted among equals), puts
+//! it into the request's extensions and calls the per-target stack.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use llm_router::provider::mock::Mock;
+//! use llm_router::routing::{Backend, ModelRoute, RouteTable, Target};
+//!
+//! let mock = Arc::new(Backend::builder("local", Arc::new(Mock)).build().unwrap());
+//! let table = RouteTable::new(vec![
+//!     ModelRoute::new("echo", vec![Target::new(mock.clone(), None)]),
+//!     ModelRoute::new("*", vec![Target::new(mock, Some("echo-any"))]),
+//! ]);
+//! assert_eq!(table.resolve("echo").unwrap().name(), "echo");
+//! assert_eq!(table.resolve("anything").unwrap().name(), "*");
+//! assert_eq!(table.models().collect::<Vec<_>>(), ["echo"]);
+//! ```
+
+mod backend;
+mod layer;
+mod route;
+mod table;
+mod target;
+
+pub use backend::{Backend, BackendBuilder, BuildError, Credential, UpstreamApi};
+pub use layer::{resolve_route, without_request, Route, RouteLayer};
+pub use route::{Clients, ModelRoute};
+pub use table::{pattern_prefix, RouteTable};
+pub use target::{Target, TargetKey};
