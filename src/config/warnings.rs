@@ -1,0 +1,61 @@
+//! [`Config::warnings`]: settings that are valid but probably not what was meant.
+
+use std::collections::HashSet;
+
+use super::Config;
+use crate::stack::LayerName;
+
+impl Config {
+    /// Things that are valid but probably not what was meant.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = self.source_warnings.clone();
+        if let Some(weak) = self.auth.jwt.as_ref().and_then(|j| j.weakness()) {
+            out.push(format!("auth.jwt.secret: {weak}"));
+        }
+        if !self.stack.contains(&LayerName::Failover) {
+            for m in self.models.iter().filter(|m| m.targets.len() > 1) {
+                out.push(format!(
+                    "model `{}` has {} targets but `failover` is not in [stack] order: only the first target by priority is used",
+                    m.name,
+                    m.targets.len()
+                ));
+            }
+        }
+        for (set, layer, section) in [
+            (!self.auth.is_empty(), LayerName::Auth, "[auth] keys are"),
+            (!self.headers.is_empty(), LayerName::Headers, "[headers] is"),
+            (self.cors.is_some(), LayerName::Cors, "[cors] is"),
+            (
+                !self.transforms.is_empty(),
+                LayerName::Transform,
+                "[[transforms]] is",
+            ),
+            (self.pii.is_some(), LayerName::Pii, "[pii] is"),
+            (self.log.is_some(), LayerName::Log, "[log] is"),
+            (
+                self.models.iter().any(|m| m.retry.is_some()),
+                LayerName::Retry,
+                "a model's `retry` is",
+            ),
+        ] {
+            if set && !self.stack.contains(&layer) {
+                out.push(format!(
+                    "{section} set but `{layer}` is not in [stack] order, so it has no effect"
+                ));
+            }
+        }
+        let used: HashSet<&str> = self
+            .models
+            .iter()
+            .flat_map(|m| m.targets.iter().map(|t| t.backend.as_str()))
+            .collect();
+        for b in self
+            .backends
+            .iter()
+            .filter(|b| !used.contains(b.name.as_str()))
+        {
+            out.push(format!("backend `{}` is not used by any model", b.name));
+        }
+        out
+    }
+}
