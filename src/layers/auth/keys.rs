@@ -1,0 +1,490 @@
+//! [`KeyStore`]: the key set in force ([`KeySet`], swapped whole on reload),
+//! credential extraction and checks, and the per-key counters.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::header::{self, HeaderName};
+use http::{HeaderMap, StatusCode};
+use serde_json::{json, Value};
+use subtle::{Choice, ConstantTimeEq};
+
+use super::{read_keys_file, AuthKey, AuthPolicy, KeySource, KeysFileError};
+use crate::error::ProxyError;
+use crate::layers::jwt::{looks_like_jwt, JwtPolicy, IDENTITY_PREFIX};
+use crate::secret::{mask_key, Secret};
+use crate::FastMap;
+
+/// Compare two keys in constant time (for keys of equal length; the
+/// length itself is not hidden).
+///
+/// ```
+/// use llm_router::layers::auth::keys_equal;
+/// assert!(keys_equal("sk-abc", "sk-abc"));
+/// assert!(!keys_equal("sk-abc", "sk-abd"));
+/// assert!(!keys_equal("sk-abc", "sk-ab"));
+/// ```
+pub fn keys_equal(a: &str, b: &str) -> bool {
+    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// The keys in force at one moment. Swapped whole on reload.
+#[derive(Debug)]
+pub struct KeySet {
+    pub(super) client: Vec<AuthKey>,
+    pub(super) admin: Vec<Secret>,
+    pub(super) loaded_at: SystemTime,
+}
+
+impl KeySet {
+    /// Client keys (admin keys not included).
+    pub fn client_keys(&self) -> &[AuthKey] {
+        &self.client
+    }
+
+    /// Admin keys.
+    pub fn admin_keys(&self) -> &[Secret] {
+        &self.admin
+    }
+
+    /// The role of `presented`, comparing it with every key in constant time.
+    pub(super) fn role_of(&self, presented: &str) -> Option<Role> {
+        let presented = presented.as_bytes();
+        let mut admin = Choice::from(0);
+        for k in &self.admin {
+            admin |= k.expose().as_bytes().ct_eq(presented);
+        }
+        let mut client = Choice::from(0);
+        for k in &self.client {
+            client |= k.key.expose().as_bytes().ct_eq(presented);
+        }
+        if bool::from(admin) {
+            Some(Role::Admin)
+        } else if bool::from(client) {
+            Some(Role::Client)
+        } else {
+            None
+        }
+    }
+}
+
+/// What a valid key may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The client API.
+    Client,
+    /// The client API and the admin endpoints.
+    Admin,
+}
+
+/// A client whose key (or JWT) is valid.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Authenticated {
+    /// The key it presented (for a JWT client, the token).
+    pub key: Secret,
+    /// What it may do.
+    pub role: Role,
+    /// A JWT client's `sub`; `None` for a key.
+    pub subject: Option<String>,
+}
+
+impl Authenticated {
+    /// The client's identity: the key, or `jwt:<sub>` for a JWT client
+    /// (what [`ClientIdentity`](super::ClientIdentity) carries).
+    pub fn identity(&self) -> String {
+        match &self.subject {
+            Some(sub) => format!("{IDENTITY_PREFIX}{sub}"),
+            None => self.key.expose().to_string(),
+        }
+    }
+
+    /// What the per-client counters are kept under ([`KeyStore::begin`],
+    /// [`KeyStore::finish`]): the key, or `jwt:<sub>` (tokens rotate, the
+    /// subject stays).
+    pub fn stats_key(&self) -> Secret {
+        match &self.subject {
+            Some(_) => Secret::new(self.identity()),
+            None => self.key.clone(),
+        }
+    }
+}
+
+/// Counters of one key.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct KeyStats {
+    /// Requests that presented the key.
+    pub requests: u64,
+    /// Answered with a status below 400.
+    pub successes: u64,
+    /// Answered with a status of 400 or more (or an error).
+    pub failures: u64,
+    /// Unix time (seconds) of the last request.
+    pub last_seen: Option<u64>,
+}
+
+/// What a reload found.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ReloadReport {
+    /// Client keys now in force (all sources).
+    pub client_keys: usize,
+    /// Of which from the keys file.
+    pub from_file: usize,
+    /// Admin keys.
+    pub admin_keys: usize,
+}
+
+/// The keys of `auth`, their counters, and reload. Shared (`Arc`) by the
+/// layer and the admin API. See the [module docs](crate::layers::auth).
+pub struct KeyStore {
+    header: Option<HeaderName>,
+    fixed: Vec<AuthKey>,
+    admin: Vec<Secret>,
+    keys_file: Option<PathBuf>,
+    jwt: Option<Arc<JwtPolicy>>,
+    current: RwLock<Arc<KeySet>>,
+    stats: Mutex<FastMap<String, KeyStats>>,
+    missing: AtomicU64,
+    invalid: AtomicU64,
+    /// Refused tokens, by reason (`token_expired`, ...).
+    refused_tokens: Mutex<HashMap<&'static str, u64>>,
+    reloads: AtomicU64,
+}
+
+impl fmt::Debug for KeyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let set = self.keys();
+        f.debug_struct("KeyStore")
+            .field("client_keys", &set.client.len())
+            .field("admin_keys", &set.admin.len())
+            .field("keys_file", &self.keys_file)
+            .field("header", &self.header)
+            .field("jwt", &self.jwt)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The key a header value carries (`Bearer K` or `K`), if any.
+fn bearer(value: &http::HeaderValue) -> Option<&str> {
+    let v = value.to_str().ok()?.trim();
+    let key = match v.split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+        _ => v,
+    };
+    (!key.is_empty()).then_some(key)
+}
+
+impl KeyStore {
+    /// A store holding the keys of `policy` (the keys file is not read
+    /// again until [`reload`](Self::reload)).
+    pub fn new(policy: AuthPolicy) -> Self {
+        let fixed: Vec<AuthKey> = policy
+            .keys
+            .iter()
+            .filter(|k| k.source != KeySource::File)
+            .cloned()
+            .collect();
+        let set = KeySet {
+            client: dedup(policy.keys),
+            admin: policy.admin_keys.clone(),
+            loaded_at: SystemTime::now(),
+        };
+        KeyStore {
+            header: policy.header,
+            fixed,
+            admin: policy.admin_keys,
+            keys_file: policy.keys_file,
+            jwt: policy.jwt.map(Arc::new),
+            current: RwLock::new(Arc::new(set)),
+            stats: Mutex::new(FastMap::default()),
+            missing: AtomicU64::new(0),
+            invalid: AtomicU64::new(0),
+            refused_tokens: Mutex::new(HashMap::new()),
+            reloads: AtomicU64::new(0),
+        }
+    }
+
+    /// The keys in force now.
+    pub fn keys(&self) -> Arc<KeySet> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The custom key header, if any.
+    pub fn header(&self) -> Option<&HeaderName> {
+        self.header.as_ref()
+    }
+
+    /// The keys file, if any.
+    pub fn keys_file(&self) -> Option<&Path> {
+        self.keys_file.as_deref()
+    }
+
+    /// How JWT clients are verified, if they are accepted.
+    pub fn jwt(&self) -> Option<&JwtPolicy> {
+        self.jwt.as_deref()
+    }
+
+    /// Re-read the keys file and swap in the new key set. On any error (an
+    /// unreadable file, a bad line, or a result with no key at all) the
+    /// keys in force stay as they are.
+    pub fn reload(&self) -> Result<ReloadReport, KeysFileError> {
+        let from_file = match &self.keys_file {
+            Some(path) => read_keys_file(path)?,
+            None => Vec::new(),
+        };
+        let n_file = from_file.len();
+        let mut client = self.fixed.clone();
+        client.extend(from_file.into_iter().map(|key| AuthKey {
+            key,
+            source: KeySource::File,
+        }));
+        let client = dedup(client);
+        if client.is_empty() && self.admin.is_empty() && self.jwt.is_none() {
+            return Err(KeysFileError::NoKeys {
+                path: self.keys_file.clone().unwrap_or_default(),
+            });
+        }
+        let report = ReloadReport {
+            client_keys: client.len(),
+            from_file: n_file,
+            admin_keys: self.admin.len(),
+        };
+        let set = Arc::new(KeySet {
+            client,
+            admin: self.admin.clone(),
+            loaded_at: SystemTime::now(),
+        });
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = set;
+        self.reloads.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            client_keys = report.client_keys,
+            from_file = report.from_file,
+            admin_keys = report.admin_keys,
+            "auth keys reloaded"
+        );
+        Ok(report)
+    }
+
+    /// The keys presented in `headers`: the custom header, then
+    /// `Authorization`, then `x-api-key`.
+    fn presented<'h>(&self, headers: &'h HeaderMap) -> impl Iterator<Item = &'h str> + 'h {
+        let custom = self.header.clone();
+        custom
+            .into_iter()
+            .flat_map(move |name| headers.get_all(name).iter())
+            .chain(headers.get_all(header::AUTHORIZATION).iter())
+            .chain(headers.get_all("x-api-key").iter())
+            .filter_map(bearer)
+    }
+
+    /// Check the key (or JWT) in `headers`: 401 when there is none, it is
+    /// unknown, or the token is not valid (the code and message say why).
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Authenticated, ProxyError> {
+        let set = self.keys();
+        let mut any = false;
+        let mut refused_token = None;
+        for presented in self.presented(headers) {
+            any = true;
+            if let Some(role) = set.role_of(presented) {
+                return Ok(Authenticated {
+                    key: Secret::new(presented),
+                    role,
+                    subject: None,
+                });
+            }
+            if let Some(jwt) = self.jwt.as_deref().filter(|_| looks_like_jwt(presented)) {
+                match jwt.verify(presented) {
+                    Ok(claims) => {
+                        return Ok(Authenticated {
+                            key: Secret::new(presented),
+                            role: Role::Client,
+                            subject: Some(claims.subject),
+                        })
+                    }
+                    Err(why) => refused_token = refused_token.or(Some(why)),
+                }
+            }
+        }
+        if let Some(why) = refused_token {
+            *self
+                .refused_tokens
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(why.code())
+                .or_default() += 1;
+            return Err(ProxyError::Unauthorized {
+                message: why.to_string(),
+                code: why.code(),
+            });
+        }
+        let what = if self.jwt.is_some() {
+            "API key or token"
+        } else {
+            "API key"
+        };
+        if any {
+            self.invalid.fetch_add(1, Ordering::Relaxed);
+            Err(ProxyError::Unauthorized {
+                message: format!("Invalid {what}"),
+                code: "invalid_api_key",
+            })
+        } else {
+            self.missing.fetch_add(1, Ordering::Relaxed);
+            let how = match &self.header {
+                Some(h) => format!("`Authorization: Bearer KEY`, `x-api-key: KEY` or `{h}: KEY`"),
+                None => "`Authorization: Bearer KEY` or `x-api-key: KEY`".into(),
+            };
+            Err(ProxyError::Unauthorized {
+                message: format!("No {what} given; send it as {how}"),
+                code: "missing_api_key",
+            })
+        }
+    }
+
+    /// Check for an admin key: 401 without a valid key, 403 for a client key.
+    pub fn check_admin(&self, headers: &HeaderMap) -> Result<Authenticated, ProxyError> {
+        let client = self.authenticate(headers)?;
+        if client.role == Role::Admin {
+            Ok(client)
+        } else {
+            Err(ProxyError::Forbidden {
+                message: "This endpoint needs an admin key".into(),
+                code: "admin_key_required",
+            })
+        }
+    }
+
+    /// Remove every header that can carry a client key.
+    pub fn strip_credentials(&self, headers: &mut HeaderMap) {
+        for name in crate::provider::CREDENTIAL_HEADERS {
+            headers.remove(*name);
+        }
+        if let Some(name) = &self.header {
+            headers.remove(name);
+        }
+    }
+
+    fn with_stats(&self, key: &Secret, f: impl FnOnce(&mut KeyStats)) {
+        let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        match stats.get_mut(key.expose()) {
+            Some(s) => f(s),
+            None => f(stats.entry(key.expose().to_string()).or_default()),
+        }
+    }
+
+    /// Count a request of `key` (when it starts).
+    pub fn begin(&self, key: &Secret) {
+        let now = unix_now();
+        self.with_stats(key, |s| {
+            s.requests += 1;
+            s.last_seen = Some(now);
+        });
+    }
+
+    /// Count how a request of `key` ended.
+    pub fn finish(&self, key: &Secret, status: StatusCode) {
+        self.with_stats(key, |s| {
+            if status.as_u16() >= 400 {
+                s.failures += 1;
+            } else {
+                s.successes += 1;
+            }
+        });
+    }
+
+    /// The counters of `key`.
+    pub fn stats_of(&self, key: &str) -> KeyStats {
+        let stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        stats.get(key).copied().unwrap_or_default()
+    }
+
+    fn stats_json(&self, key: &Secret, stats: &FastMap<String, KeyStats>) -> Value {
+        serde_json::to_value(stats.get(key.expose()).copied().unwrap_or_default())
+            .unwrap_or(Value::Null)
+    }
+
+    /// `GET /auth/status`: every key in force (masked), its source, role and
+    /// counters.
+    pub fn status(&self) -> Value {
+        let set = self.keys();
+        let stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        let mut keys: Vec<Value> = Vec::new();
+        for k in &set.admin {
+            let mut v = json!({"key": k.masked(), "role": "admin", "source": "admin_keys"});
+            v["stats"] = self.stats_json(k, &stats);
+            keys.push(v);
+        }
+        for k in &set.client {
+            let mut v =
+                json!({"key": k.key.masked(), "role": "client", "source": k.source.to_string()});
+            v["stats"] = self.stats_json(&k.key, &stats);
+            keys.push(v);
+        }
+        json!({
+            "enabled": true,
+            "client_keys": set.client.len(),
+            "admin_keys": set.admin.len(),
+            "keys_file": self.keys_file.as_ref().map(|p| p.display().to_string()),
+            "header": self.header.as_ref().map(HeaderName::as_str),
+            "jwt": self.jwt.as_ref().map(|j| j.describe()),
+            "loaded_at": set.loaded_at.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            "reloads": self.reloads.load(Ordering::Relaxed),
+            "keys": keys,
+        })
+    }
+
+    /// `GET /auth/metrics`: counters per key (masked), keys no longer in
+    /// force included, plus the rejected requests.
+    pub fn metrics(&self) -> Value {
+        let stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        let mut keys: Vec<Value> = stats
+            .iter()
+            .map(|(k, s)| {
+                let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
+                // A JWT client's `jwt:<sub>` is an identity, not a secret.
+                v["key"] = Value::String(if k.starts_with(IDENTITY_PREFIX) {
+                    k.clone()
+                } else {
+                    mask_key(k)
+                });
+                v
+            })
+            .collect();
+        keys.sort_by(|a, b| a["key"].as_str().cmp(&b["key"].as_str()));
+        let total = |f: fn(&KeyStats) -> u64| stats.values().map(f).sum::<u64>();
+        json!({
+            "requests": total(|s| s.requests),
+            "successes": total(|s| s.successes),
+            "failures": total(|s| s.failures),
+            "rejected": {
+                "missing_key": self.missing.load(Ordering::Relaxed),
+                "invalid_key": self.invalid.load(Ordering::Relaxed),
+                "invalid_token": self.refused_tokens.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            },
+            "keys": keys,
+        })
+    }
+}
+
+fn dedup(keys: Vec<AuthKey>) -> Vec<AuthKey> {
+    let mut out: Vec<AuthKey> = Vec::with_capacity(keys.len());
+    for k in keys {
+        if !out.iter().any(|o| o.key == k.key) {
+            out.push(k);
+        }
+    }
+    out
+}

@@ -1,0 +1,92 @@
+//! `auth`: client keys and admin keys.
+//!
+//! A client presents its key as `Authorization: Bearer K`, `x-api-key: K`,
+//! or in the header named by [`AuthPolicy::header`]. Keys are compared in
+//! constant time (the [`subtle`] crate: every configured key is compared,
+//! with no early exit on a match). Then:
+//!
+//! - **no key** → 401 `missing_api_key`, **an unknown key** → 401
+//!   `invalid_api_key`, in the client's format (OpenAI or Anthropic), with
+//!   `WWW-Authenticate: Bearer`; nothing further runs.
+//! - **a valid key** → the request goes on with [`ClientIdentity`] (which
+//!   `rate_limit` keys on) and [`ClientCredential`] (which a backend with
+//!   `api_key = "passthrough"` forwards) in its extensions, and with every
+//!   credential header — `authorization`, `x-api-key`, `api-key`,
+//!   `x-goog-api-key` and the custom header — removed, so no layer and no
+//!   upstream ever sees the client's key in a header.
+//!
+//! **JWT clients** ([`AuthPolicy::jwt`], `[auth] jwt`): a presented
+//! credential shaped like a JWT (`a.b.c`) that is not a configured key is
+//! verified as a token ([`JwtPolicy::verify`](crate::layers::jwt::JwtPolicy::verify):
+//! algorithm, signature, `exp`/`nbf` with a 30 s leeway, `iss`, `aud`, `sub`).
+//! A valid one is a client whose identity is `jwt:<sub>` (for `rate_limit`,
+//! logs and the counters); an invalid one is a 401 whose code and message say
+//! why (`token_expired`, `token_not_yet_valid`, `invalid_token_signature`,
+//! `invalid_token_issuer`, `invalid_token_audience`, `invalid_token_algorithm`,
+//! `invalid_token_claims`, `malformed_token`). A token is never an admin
+//! credential.
+//!
+//! **Before the body.** In the server, [`App`](crate::app::App) makes this
+//! check from the headers before it reads a request's body, and passes the
+//! result ([`Checked`]) in the request's extensions; the layer takes it
+//! instead of checking again (so a refusal is counted once, a JWT verified
+//! once). A refused request reaches the layer with an
+//! [`LlmRequest::unread`](crate::request::LlmRequest::unread): its body was
+//! never read. Used alone, the layer checks the headers itself.
+//!
+//! Admin keys ([`AuthPolicy::admin_key`]) may also call the admin endpoints
+//! (see [`is_admin_path`] and [`KeyStore::check_admin`]); an admin key is a
+//! valid client key too.
+//!
+//! The keys live in a [`KeyStore`] shared by the layer and the admin API.
+//! [`KeyStore::reload`] re-reads the keys file and swaps the whole key set at
+//! once (`RwLock<Arc<KeySet>>`, held only to clone the `Arc`): requests in
+//! flight finish with the set they started with, new ones see the new set,
+//! nothing is dropped. The store also counts requests, successes and
+//! failures (status ≥ 400) per key; keys only ever leave it masked
+//! ([`mask_key`](crate::secret::mask_key)).
+//!
+//! ```
+//! use http::{Request, Response};
+//! use tower::{service_fn, Layer, ServiceExt};
+//! use llm_router::body::ProxyBody;
+//! use llm_router::layers::auth::{AuthLayer, AuthPolicy, KeyStore};
+//! use llm_router::layers::rate_limit::ClientIdentity;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let keys = KeyStore::new(AuthPolicy::new().key("sk-team-a-0123456789").admin_key("sk-admin-0123456789"));
+//! let upstream = service_fn(|req: Request<ProxyBody>| async move {
+//!     // The key reached the stack as an identity, not as a header.
+//!     assert!(req.headers().get("authorization").is_none());
+//!     assert!(req.extensions().get::<ClientIdentity>().is_some());
+//!     Ok::<_, std::convert::Infallible>(Response::new(ProxyBody::empty()))
+//! });
+//! let service = AuthLayer::new(keys.into()).layer(upstream);
+//!
+//! let req = Request::post("/v1/chat/completions")
+//!     .header("authorization", "Bearer sk-team-a-0123456789")
+//!     .body(ProxyBody::empty()).unwrap();
+//! assert_eq!(service.clone().oneshot(req).await.unwrap().status(), 200);
+//!
+//! let req = Request::post("/v1/chat/completions")
+//!     .header("x-api-key", "sk-wrong")
+//!     .body(ProxyBody::empty()).unwrap();
+//! assert_eq!(service.oneshot(req).await.unwrap().status(), 401);
+//! # }
+//! ```
+
+mod keys;
+mod layer;
+mod paths;
+mod policy;
+#[cfg(test)]
+mod tests;
+
+pub use keys::{keys_equal, Authenticated, KeySet, KeyStats, KeyStore, ReloadReport, Role};
+pub use layer::{Auth, AuthLayer, Checked, ResponseFuture};
+pub use paths::{is_admin_path, is_read_only_operation, ADMIN_PATHS};
+pub use policy::{key_problem, read_keys_file, AuthKey, AuthPolicy, KeySource, KeysFileError};
+
+pub use crate::layers::rate_limit::ClientIdentity;
+pub use crate::provider::ClientCredential;

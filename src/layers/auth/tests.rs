@@ -1,0 +1,313 @@
+//! Unit tests of `auth`: key checks, admin rules, reload, and the layer.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use http::header::HeaderName;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::{service_fn, Layer, ServiceExt};
+
+use super::*;
+use crate::body::ProxyBody;
+use crate::secret::{mask_key, Secret};
+
+const CLIENT: &str = "sk-client-0123456789";
+const ADMIN: &str = "sk-admin-0123456789";
+
+fn store() -> Arc<KeyStore> {
+    Arc::new(KeyStore::new(
+        AuthPolicy::new()
+            .key(CLIENT)
+            .admin_key(ADMIN)
+            .header(HeaderName::from_static("x-proxy-key")),
+    ))
+}
+
+fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(*k, v.parse().unwrap());
+    }
+    h
+}
+
+async fn body_json(r: Response<ProxyBody>) -> Value {
+    serde_json::from_slice(&r.into_body().collect().await.unwrap().to_bytes()).unwrap()
+}
+
+#[test]
+fn client_keys_read_operations_only_while_no_admin_key_exists() {
+    let client = headers(&[("x-api-key", CLIENT)]);
+    let clients_only = KeyStore::new(AuthPolicy::new().key(CLIENT));
+    let read = |s: &KeyStore, path, read| s.check_operations(&client, path, read);
+    for path in [
+        "/router/health",
+        "/router/stats",
+        "/providers",
+        "/auth/metrics",
+    ] {
+        assert!(read(&clients_only, path, true).is_ok(), "{path}");
+        // Once an admin key exists, the admin rule applies.
+        let e = read(&store(), path, true).unwrap_err();
+        assert_eq!(e.status(), StatusCode::FORBIDDEN, "{path}");
+    }
+    // Reloads and writes stay admin-only; a wrong key is still 401.
+    for (path, is_read) in [
+        ("/auth/reload-keys", false),
+        ("/admin/reload", false),
+        ("/router/health", false),
+    ] {
+        let e = read(&clients_only, path, is_read).unwrap_err();
+        assert_eq!(e.status(), StatusCode::FORBIDDEN, "{path}");
+    }
+    let wrong = headers(&[("x-api-key", "sk-wrong-0123456789")]);
+    let e = clients_only
+        .check_operations(&wrong, "/router/health", true)
+        .unwrap_err();
+    assert_eq!(e.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[test]
+fn accepted_from_every_header_form() {
+    let s = store();
+    for h in [
+        headers(&[("authorization", &format!("Bearer {CLIENT}"))]),
+        headers(&[("authorization", &format!("bearer  {CLIENT} "))]),
+        headers(&[("x-api-key", CLIENT)]),
+        headers(&[("x-proxy-key", CLIENT)]),
+    ] {
+        let who = s.authenticate(&h).unwrap();
+        assert_eq!(who.role, Role::Client);
+        assert_eq!(who.key.expose(), CLIENT);
+    }
+    // A wrong key in one header, the right one in another: accepted.
+    let h = headers(&[("authorization", "Bearer nope"), ("x-api-key", CLIENT)]);
+    assert!(s.authenticate(&h).is_ok());
+}
+
+#[test]
+fn missing_and_invalid_are_401() {
+    let s = store();
+    let e = s.authenticate(&HeaderMap::new()).unwrap_err();
+    assert_eq!(e.status(), 401);
+    assert_eq!(e.code(), "missing_api_key");
+    let e = s
+        .authenticate(&headers(&[("x-api-key", "sk-client-012345678")]))
+        .unwrap_err();
+    assert_eq!(e.code(), "invalid_api_key");
+    // A prefix or an extension of a key is not the key.
+    let e = s
+        .authenticate(&headers(&[("x-api-key", "sk-client-0123456789x")]))
+        .unwrap_err();
+    assert_eq!(e.status(), 401);
+    let m = s.metrics();
+    assert_eq!(m["rejected"]["missing_key"], 1);
+    assert_eq!(m["rejected"]["invalid_key"], 2);
+}
+
+#[test]
+fn admin_rules() {
+    let s = store();
+    assert_eq!(s.check_admin(&HeaderMap::new()).unwrap_err().status(), 401);
+    assert_eq!(
+        s.check_admin(&headers(&[("x-api-key", "wrong")]))
+            .unwrap_err()
+            .status(),
+        401
+    );
+    let e = s
+        .check_admin(&headers(&[("x-api-key", CLIENT)]))
+        .unwrap_err();
+    assert_eq!(e.status(), 403);
+    assert_eq!(
+        s.check_admin(&headers(&[("x-api-key", ADMIN)]))
+            .unwrap()
+            .role,
+        Role::Admin
+    );
+    // An admin key is a client key too.
+    assert!(s.authenticate(&headers(&[("x-api-key", ADMIN)])).is_ok());
+}
+
+#[test]
+fn constant_time_comparison() {
+    assert!(keys_equal("abc", "abc"));
+    assert!(!keys_equal("abc", "abd"));
+    assert!(!keys_equal("abc", ""));
+    // Every key is compared, the matching one first or last.
+    let set = KeySet {
+        client: ["k1", "k2", "k3"]
+            .into_iter()
+            .map(|k| AuthKey {
+                key: Secret::new(k),
+                source: KeySource::Config,
+            })
+            .collect(),
+        admin: vec![],
+        loaded_at: SystemTime::now(),
+    };
+    assert_eq!(set.role_of("k1"), Some(Role::Client));
+    assert_eq!(set.role_of("k3"), Some(Role::Client));
+    assert_eq!(set.role_of("k4"), None);
+}
+
+/// The app's check before the body stands: a refusal is counted once,
+/// an accepted client is let in as if the layer had checked; a check
+/// made by another store does not count.
+#[tokio::test]
+async fn a_check_made_before_the_body_is_taken_once() {
+    let inner = service_fn(|req: Request<ProxyBody>| async move {
+        assert!(req.headers().get("authorization").is_none());
+        assert!(req.extensions().get::<Checked>().is_none());
+        assert_eq!(req.extensions().get::<ClientIdentity>().unwrap().0, CLIENT);
+        Ok::<_, Infallible>(Response::new(ProxyBody::empty()))
+    });
+    let s = store();
+    let svc = AuthLayer::new(s.clone()).layer(inner);
+    let request = |key: Option<&str>| {
+        let mut req = Request::post("/v1/chat/completions");
+        if let Some(key) = key {
+            req = req.header("authorization", format!("Bearer {key}"));
+        }
+        req.body(ProxyBody::empty()).unwrap()
+    };
+
+    let mut req = request(None);
+    let checked = Checked::check(&s, req.headers());
+    req.extensions_mut().insert(checked);
+    assert_eq!(svc.clone().oneshot(req).await.unwrap().status(), 401);
+    assert_eq!(s.metrics()["rejected"]["missing_key"], 1);
+
+    let mut req = request(Some(CLIENT));
+    let checked = Checked::check(&s, req.headers());
+    req.extensions_mut().insert(checked);
+    assert_eq!(svc.clone().oneshot(req).await.unwrap().status(), 200);
+    assert_eq!(s.stats_of(CLIENT).requests, 1);
+
+    // Another store's refusal: the layer checks the headers itself.
+    let other = store();
+    let mut req = request(Some(CLIENT));
+    req.extensions_mut()
+        .insert(Checked::check(&other, &HeaderMap::new()));
+    assert_eq!(svc.clone().oneshot(req).await.unwrap().status(), 200);
+    // Another store's acceptance does not let a keyless request in.
+    let mut req = request(None);
+    req.extensions_mut().insert(Checked::check(
+        &other,
+        &headers(&[("authorization", &format!("Bearer {CLIENT}"))]),
+    ));
+    assert_eq!(svc.oneshot(req).await.unwrap().status(), 401);
+    assert_eq!(s.metrics()["rejected"]["missing_key"], 2);
+}
+
+#[tokio::test]
+async fn layer_strips_credentials_and_sets_identity() {
+    let inner = service_fn(|req: Request<ProxyBody>| async move {
+        for h in ["authorization", "x-api-key", "x-proxy-key", "api-key"] {
+            assert!(req.headers().get(h).is_none(), "{h} left in the request");
+        }
+        assert_eq!(req.headers()["x-team"], "a");
+        let id = req.extensions().get::<ClientIdentity>().unwrap();
+        assert_eq!(id.0, CLIENT);
+        let cred = req.extensions().get::<ClientCredential>().unwrap();
+        assert_eq!(cred.0.expose(), CLIENT);
+        let status = if req.uri().path() == "/fail" {
+            502
+        } else {
+            200
+        };
+        let mut r = Response::new(ProxyBody::empty());
+        *r.status_mut() = StatusCode::from_u16(status).unwrap();
+        Ok::<_, Infallible>(r)
+    });
+    let s = store();
+    let svc = AuthLayer::new(s.clone()).layer(inner);
+    for path in ["/ok", "/ok", "/fail"] {
+        let req = Request::post(path)
+            .header("x-proxy-key", CLIENT)
+            .header("authorization", "Bearer something-else")
+            .header("api-key", "x")
+            .header("x-team", "a")
+            .body(ProxyBody::empty())
+            .unwrap();
+        svc.clone().oneshot(req).await.unwrap();
+    }
+    let stats = s.stats_of(CLIENT);
+    assert_eq!((stats.requests, stats.successes, stats.failures), (3, 2, 1));
+    assert!(stats.last_seen.is_some());
+    // Keys only leave the store masked.
+    let text = format!("{}{}{:?}", s.status(), s.metrics(), s);
+    assert!(!text.contains(CLIENT), "{text}");
+    assert!(!text.contains(ADMIN), "{text}");
+    assert!(text.contains(&mask_key(CLIENT)), "{text}");
+}
+
+#[tokio::test]
+async fn refusal_is_in_the_clients_format() {
+    let inner = service_fn(|_req: Request<ProxyBody>| async move {
+        Ok::<_, Infallible>(Response::new(ProxyBody::empty()))
+    });
+    let svc = AuthLayer::new(store()).layer(inner);
+    let req = Request::post("/v1/chat/completions")
+        .body(ProxyBody::empty())
+        .unwrap();
+    let r = svc.clone().oneshot(req).await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(body_json(r).await["error"]["code"] == "missing_api_key");
+    let req = Request::post("/v1/messages")
+        .header("x-api-key", "bad")
+        .body(ProxyBody::empty())
+        .unwrap();
+    let r = svc.oneshot(req).await.unwrap();
+    assert_eq!(r.status(), 401);
+    let v = body_json(r).await;
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["error"]["type"], "authentication_error");
+}
+
+#[test]
+fn reload_swaps_file_keys_and_keeps_others() {
+    let dir = std::env::temp_dir().join(format!(
+        "llm-router-auth-unit-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("keys.txt");
+    std::fs::write(&path, "# keys\nsk-file-one\n\n").unwrap();
+    let s = KeyStore::new(AuthPolicy::new().key("sk-config").keys_file(&path).unwrap());
+    let has = |k: &str| s.authenticate(&headers(&[("x-api-key", k)])).is_ok();
+    assert!(has("sk-file-one") && has("sk-config"));
+    std::fs::write(&path, "sk-file-two # new\n").unwrap();
+    let report = s.reload().unwrap();
+    assert_eq!((report.client_keys, report.from_file), (2, 1));
+    assert!(!has("sk-file-one") && has("sk-file-two") && has("sk-config"));
+    // A broken file keeps the keys in force.
+    std::fs::write(&path, "bad key with spaces\n").unwrap();
+    let e = s.reload().unwrap_err();
+    assert!(e.to_string().contains("line 1"), "{e}");
+    assert!(!e.to_string().contains("spaces"), "the key leaked: {e}");
+    assert!(has("sk-file-two"));
+    std::fs::remove_file(&path).unwrap();
+    assert!(s.reload().is_err());
+    assert!(has("sk-file-two"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_emptied_file_with_no_other_key_is_refused() {
+    let dir = std::env::temp_dir().join(format!("llm-router-auth-empty-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("keys.txt");
+    std::fs::write(&path, "sk-only\n").unwrap();
+    let s = KeyStore::new(AuthPolicy::new().keys_file(&path).unwrap());
+    std::fs::write(&path, "# nobody\n").unwrap();
+    assert!(s.reload().is_err());
+    assert!(s
+        .authenticate(&headers(&[("x-api-key", "sk-only")]))
+        .is_ok());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,291 @@
+//! [`RateLimitLayer`] and its [`RateLimit`] service: the limit headers, the
+//! 429s, and the answer body that holds the concurrency slot and counts the
+//! tokens.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use serde_json::Value;
+use tower::{Layer, Service};
+
+use super::client_limits::{InFlight, Refusal};
+use super::{ClientLimits, LimitState, WindowLimiter};
+use crate::body::{BoxError, ProxyBody};
+use crate::error::ProxyError;
+use crate::request::{ClientFormat, LlmRequest};
+use crate::usage::{UsageRequestedByProxy, UsageSlot};
+
+/// Applies [`RateLimit`]. See the [module docs](crate::layers::rate_limit).
+#[derive(Clone, Debug)]
+pub struct RateLimitLayer {
+    limits: Arc<ClientLimits>,
+}
+
+impl RateLimitLayer {
+    /// Limit clients with a shared state.
+    pub fn new(limits: Arc<ClientLimits>) -> Self {
+        RateLimitLayer { limits }
+    }
+}
+
+impl<S> Layer<S> for RateLimitLayer {
+    type Service = RateLimit<S>;
+
+    fn layer(&self, inner: S) -> RateLimit<S> {
+        RateLimit {
+            inner,
+            limits: self.limits.clone(),
+        }
+    }
+}
+
+/// The client rate limit service. See the [module docs](crate::layers::rate_limit).
+#[derive(Clone, Debug)]
+pub struct RateLimit<S> {
+    inner: S,
+    limits: Arc<ClientLimits>,
+}
+
+fn set_headers(headers: &mut HeaderMap, state: &LimitState) {
+    headers.insert("x-ratelimit-limit", HeaderValue::from(state.limit));
+    headers.insert("x-ratelimit-remaining", HeaderValue::from(state.remaining));
+    let reset = state.reset.as_secs() + u64::from(state.reset.subsec_nanos() > 0);
+    headers.insert("x-ratelimit-reset", HeaderValue::from(reset));
+}
+
+/// The client's format, for a rejection.
+fn format_of<B>(req: &Request<B>) -> ClientFormat {
+    req.extensions()
+        .get::<LlmRequest>()
+        .map(LlmRequest::format)
+        .unwrap_or(ClientFormat::OpenAi)
+}
+
+fn reject(
+    format: ClientFormat,
+    retry_after: Duration,
+    what: &str,
+    state: Option<LimitState>,
+) -> Response<ProxyBody> {
+    let error = ProxyError::RateLimited {
+        message: format!("Rate limit exceeded: {what}"),
+        retry_after,
+    };
+    let mut response = error.to_response(format);
+    response
+        .extensions_mut()
+        .insert(crate::classify::RejectedBy("rate_limit"));
+    if let Some(state) = state {
+        set_headers(response.headers_mut(), &state);
+    }
+    response
+}
+
+impl ClientLimits {
+    /// The 429 of a refused request, in the client's format.
+    fn refuse(&self, refusal: Refusal, key: &str, format: ClientFormat) -> Response<ProxyBody> {
+        match refusal {
+            Refusal::Tokens(wait) => {
+                let limit = self.tokens.as_ref().map_or(0, WindowLimiter::limit);
+                reject(
+                    format,
+                    wait,
+                    &format!("token budget of {limit} per window used up"),
+                    None,
+                )
+            }
+            Refusal::Requests(wait) => {
+                let (limit, window) = self
+                    .requests
+                    .as_ref()
+                    .map_or((0, self.policy.window), |r| (r.limit(), r.window()));
+                let state = LimitState {
+                    limit,
+                    remaining: 0,
+                    reset: wait,
+                };
+                let what = format!("{limit} requests per {}", crate::error::humanize(window));
+                reject(format, wait, &what, Some(state))
+            }
+            Refusal::Concurrency => {
+                let max = self.policy.concurrency.unwrap_or(0);
+                let state = self.requests.as_ref().and_then(|r| r.check(key).ok());
+                reject(
+                    format,
+                    Duration::from_secs(1),
+                    &format!("{max} requests in flight"),
+                    state,
+                )
+            }
+        }
+    }
+}
+
+impl<S> Service<Request<ProxyBody>> for RateLimit<S>
+where
+    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ProxyError>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<ProxyBody>;
+    type Error = ProxyError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ProxyBody>) -> Self::Future {
+        let limits = self.limits.clone();
+        let key = limits.key_of(&req);
+        if let Some(store) = limits.store.get() {
+            // Shared limits are decided before the inner service is called:
+            // take the service that was polled ready, leave a clone.
+            let store = store.clone();
+            let clone = self.inner.clone();
+            let mut inner = std::mem::replace(&mut self.inner, clone);
+            return Box::pin(async move {
+                match limits.decide_shared(&store, &key).await {
+                    Ok((state, in_flight)) => {
+                        forward(&mut inner, limits, key, state, in_flight, req).await
+                    }
+                    Err(refusal) => Ok(limits.refuse(refusal, &key, format_of(&req))),
+                }
+            });
+        }
+        match limits.decide(&key) {
+            Ok((state, in_flight)) => forward(&mut self.inner, limits, key, state, in_flight, req),
+            Err(refusal) => {
+                let refused = limits.refuse(refusal, &key, format_of(&req));
+                Box::pin(std::future::ready(Ok(refused)))
+            }
+        }
+    }
+}
+
+/// Call the inner service with a request that passed the limits; the
+/// answer carries the limit headers, its body holds the concurrency slot
+/// and counts the tokens when it ends.
+fn forward<S>(
+    inner: &mut S,
+    limits: Arc<ClientLimits>,
+    key: String,
+    state: Option<LimitState>,
+    in_flight: InFlight,
+    mut req: Request<ProxyBody>,
+) -> Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send>>
+where
+    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ProxyError>,
+    S::Future: Send + 'static,
+{
+    // Token budgets need the usage of streamed answers too.
+    if limits.tokens.is_some() {
+        req.extensions_mut().insert(crate::usage::UsageWanted);
+        if let Some(llm) = req.extensions_mut().get_mut::<LlmRequest>() {
+            // Responses streams always end with their usage.
+            if llm.is_stream()
+                && llm.format() != crate::request::ClientFormat::Responses
+                && !client_asked_for_usage(llm)
+            {
+                let body = llm.body_mut();
+                let options = body
+                    .entry("stream_options")
+                    .or_insert_with(|| Value::Object(Default::default()));
+                if let Value::Object(o) = options {
+                    o.insert("include_usage".into(), Value::Bool(true));
+                }
+                req.extensions_mut().insert(UsageRequestedByProxy);
+            }
+        }
+    }
+
+    let future = inner.call(req);
+    Box::pin(async move {
+        let mut response = future.await?;
+        if let Some(state) = &state {
+            set_headers(response.headers_mut(), state);
+        }
+        let slot = response.extensions().get::<UsageSlot>().cloned();
+        let account = limits.tokens.is_some().then(|| (limits.clone(), key));
+        if account.is_none() && in_flight.limits.is_none() {
+            return Ok(response);
+        }
+        Ok(response.map(|body| {
+            ProxyBody::new(Accounted {
+                inner: body,
+                slot,
+                account,
+                _in_flight: in_flight,
+            })
+        }))
+    })
+}
+
+fn client_asked_for_usage(llm: &LlmRequest) -> bool {
+    llm.body()
+        .get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        == Some(true)
+}
+
+/// Holds the concurrency slot until the answer ends, then counts its tokens.
+struct Accounted {
+    inner: ProxyBody,
+    slot: Option<UsageSlot>,
+    account: Option<(Arc<ClientLimits>, String)>,
+    _in_flight: InFlight,
+}
+
+impl Accounted {
+    fn settle(&mut self) {
+        if let (Some((limits, key)), Some(slot)) = (self.account.take(), &self.slot) {
+            if let (Some(tokens), Some(usage)) = (&limits.tokens, slot.get()) {
+                tokens.add(&key, usage.total());
+                if let Some(store) = limits.store.get() {
+                    let shared = store.client_limit_key(&key, "tokens");
+                    store.count(shared, usage.total(), tokens.limit(), tokens.window());
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Accounted {
+    fn drop(&mut self) {
+        self.settle();
+    }
+}
+
+impl Body for Accounted {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(None) = polled {
+            this.settle();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
