@@ -899,6 +899,7 @@ async fn serve_reads_a_litellm_config_directly() {
     cmd.arg("serve")
         .arg("--config")
         .arg(fixture("fallbacks.yaml"))
+        .env("LLM_ROUTER_SERVER_PORT", "0")
         .env("PRIMARY_API_BASE", primary.base_url())
         .env("FALLBACK_API_BASE", "http://127.0.0.1:9/v1")
         .env("LIMITED_API_BASE", "http://127.0.0.1:9/v1")
@@ -920,7 +921,10 @@ async fn serve_reads_a_litellm_config_directly() {
 async fn serve_without_a_config_or_variables_serves_the_mock() {
     let dir = TempDir::new("zero-mock");
     let mut cmd = llm_router();
-    cmd.current_dir(dir.path()).arg("serve");
+    // Port 0: tests run in parallel, the default 8080 may be taken.
+    cmd.current_dir(dir.path())
+        .arg("serve")
+        .env("LLM_ROUTER_SERVER_PORT", "0");
     let served = Running::spawn(cmd).await;
     let log = served.log();
     assert!(log.contains("built from the environment"), "{log}");
@@ -957,6 +961,7 @@ async fn serve_without_a_config_uses_the_openai_key() {
     let mut cmd = llm_router();
     cmd.current_dir(dir.path())
         .arg("serve")
+        .env("LLM_ROUTER_SERVER_PORT", "0")
         .env("OPENAI_API_KEY", "sk-from-env")
         .env("OPENAI_BASE_URL", upstream.base_url());
     let served = Running::spawn(cmd).await;
