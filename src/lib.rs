@@ -53,6 +53,7 @@ pub mod request;
 pub mod routing;
 pub mod secret;
 pub mod server;
+mod service;
 pub mod sse;
 pub mod stack;
 pub mod store;

@@ -23,19 +23,12 @@
 //! assert_eq!(built.routes.models().collect::<Vec<_>>(), ["echo"]);
 //! ```
 
-use std::any::Any;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use http::{Request, Response};
-use tower::{Layer, Service};
+use tower::Layer;
 
-use crate::body::ProxyBody;
 use crate::config::{ApiKeySetting, Config, ConfigError};
-use crate::error::ProxyError;
 use crate::layers::auth::{AuthLayer, KeyStore};
 use crate::layers::circuit_breaker::{Breakers, CircuitBreakerLayer};
 use crate::layers::cors::CorsLayer;
@@ -46,139 +39,7 @@ use crate::layers::retry::RetryLayer;
 use crate::routing::{Backend, Credential, ModelRoute, RouteLayer, RouteTable, Target};
 use crate::upstream::Upstream;
 
-/// The future of an [`LlmService`].
-pub type LlmFuture = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send>>;
-
-/// The boxed service the configured stack is folded into.
-///
-/// Unlike [`tower::util::BoxCloneSyncService`], a clone is one reference
-/// count (the layers below are shared, not cloned level by level), and a
-/// layer whose future already is an [`LlmFuture`] is not boxed a second
-/// time. Each call clones the wrapped service and drives its `poll_ready`
-/// first, as tower asks; llm-router's layers are always ready, so that
-/// costs nothing, and a service that is not ready is waited for.
-///
-/// ```
-/// use llm_router::stack::LlmService;
-/// use llm_router::upstream::Upstream;
-///
-/// let service = LlmService::new(Upstream::new());
-/// let _shared = service.clone();
-/// ```
-#[derive(Clone)]
-pub struct LlmService(Arc<dyn DynService>);
-
-impl fmt::Debug for LlmService {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LlmService").finish_non_exhaustive()
-    }
-}
-
-impl LlmService {
-    /// Box `service`.
-    pub fn new<S>(service: S) -> Self
-    where
-        S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ProxyError>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Future: Send + 'static,
-    {
-        LlmService(Arc::new(Shared(service)))
-    }
-}
-
-trait DynService: Send + Sync {
-    fn call(&self, req: Request<ProxyBody>) -> LlmFuture;
-}
-
-/// llm-router's own layers over an [`LlmService`], and the upstream edge:
-/// always ready, and called through `&self`, so a call clones only what its
-/// future keeps (the tower way clones the whole service, and the layer then
-/// clones its inner service again).
-pub(crate) trait CallRef: Send + Sync + 'static {
-    fn call_ref(&self, req: Request<ProxyBody>) -> LlmFuture;
-}
-
-struct ByRef<S>(S);
-
-impl<S: CallRef> DynService for ByRef<S> {
-    fn call(&self, req: Request<ProxyBody>) -> LlmFuture {
-        self.0.call_ref(req)
-    }
-}
-
-impl LlmService {
-    /// Box one of llm-router's own services, called by reference.
-    pub(crate) fn by_ref<S: CallRef>(service: S) -> Self {
-        LlmService(Arc::new(ByRef(service)))
-    }
-
-    /// Call through a shared reference (the service is always ready).
-    pub(crate) fn call_ref(&self, req: Request<ProxyBody>) -> LlmFuture {
-        self.0.call(req)
-    }
-}
-
-struct Shared<S>(S);
-
-impl<S> DynService for Shared<S>
-where
-    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ProxyError>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-{
-    fn call(&self, req: Request<ProxyBody>) -> LlmFuture {
-        let mut service = self.0.clone();
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        match service.poll_ready(&mut cx) {
-            Poll::Ready(Ok(())) => into_llm_future(service.call(req)),
-            Poll::Ready(Err(e)) => Box::pin(std::future::ready(Err(e))),
-            Poll::Pending => Box::pin(async move {
-                use tower::ServiceExt;
-                service.ready().await?.call(req).await
-            }),
-        }
-    }
-}
-
-/// `future` as an [`LlmFuture`]: as it is when it already is one (most of
-/// llm-router's layers box their own future), boxed otherwise.
-fn into_llm_future<F>(future: F) -> LlmFuture
-where
-    F: Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send + 'static,
-{
-    let mut slot = Some(future);
-    if let Some(boxed) = (&mut slot as &mut dyn Any).downcast_mut::<Option<LlmFuture>>() {
-        if let Some(boxed) = boxed.take() {
-            return boxed;
-        }
-    }
-    match slot {
-        Some(future) => Box::pin(future),
-        None => Box::pin(std::future::ready(Err(ProxyError::Internal(
-            "a layer's future was taken twice".into(),
-        )))),
-    }
-}
-
-impl Service<Request<ProxyBody>> for LlmService {
-    type Response = Response<ProxyBody>;
-    type Error = ProxyError;
-    type Future = LlmFuture;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<ProxyBody>) -> LlmFuture {
-        self.0.call(req)
-    }
-}
+pub use crate::service::{LlmFuture, LlmService};
 
 /// The names `[stack] order` accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -653,14 +514,14 @@ pub fn build_with_state(config: &Config, mut state: RouterState) -> Result<Built
         .filter(|l| *l != LayerName::Failover)
         .collect();
 
-    let mut service: LlmService = LlmService::by_ref(Upstream::new());
+    let mut service: LlmService = LlmService::new(Upstream::new());
     // Layers that never edit a request: with only these between `retry`
     // and the upstream, the upstream hands each attempt's request back to
     // `retry` and no copy is made (see `RetryLayer::given_back`).
     let mut only_readers_below = true;
     for layer in inner.iter().rev() {
         service = match layer {
-            LayerName::Retry => LlmService::by_ref(
+            LayerName::Retry => LlmService::new(
                 RetryLayer::new(config.retry.clone())
                     .given_back(only_readers_below)
                     .layer(service),
@@ -676,7 +537,7 @@ pub fn build_with_state(config: &Config, mut state: RouterState) -> Result<Built
             state.cooldowns.clone(),
         )
         .with_backend_limits(state.backend_limits.clone());
-        LlmService::by_ref(failover.layer(service))
+        LlmService::new(failover.layer(service))
     } else {
         let route =
             RouteLayer::new(routes.clone()).with_backend_limits(state.backend_limits.clone());
@@ -724,11 +585,9 @@ fn apply(
             LlmService::new(RateLimitLayer::new(state.client_limits.clone()).layer(service))
         }
         LayerName::CircuitBreaker => {
-            LlmService::by_ref(CircuitBreakerLayer::new(state.breakers.clone()).layer(service))
+            LlmService::new(CircuitBreakerLayer::new(state.breakers.clone()).layer(service))
         }
-        LayerName::Retry => {
-            LlmService::by_ref(RetryLayer::new(config.retry.clone()).layer(service))
-        }
+        LayerName::Retry => LlmService::new(RetryLayer::new(config.retry.clone()).layer(service)),
         LayerName::Auth => {
             // `build_with_state` makes sure the state has the keys.
             let keys = state

@@ -97,7 +97,9 @@ impl Handler {
         if json {
             return json_response(StatusCode::OK, &metrics.json());
         }
-        let mut response = Response::new(ProxyBody::full(metrics.encode(Some(&self.state.router))));
+        let mut response = Response::new(ProxyBody::full(
+            metrics.encode(Some(&self.state.router.breakers)),
+        ));
         response.headers_mut().insert(
             http::header::CONTENT_TYPE,
             HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),

@@ -668,12 +668,6 @@ where
     }
 }
 
-impl crate::stack::CallRef for CircuitBreaker<crate::stack::LlmService> {
-    fn call_ref(&self, req: Request<crate::ProxyBody>) -> crate::stack::LlmFuture {
-        guarded(&self.breakers, req, |req| self.inner.call_ref(req))
-    }
-}
-
 /// Admit `req` to its target's circuit and record how the call went.
 fn guarded<B, F>(
     breakers: &Arc<Breakers>,

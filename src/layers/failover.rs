@@ -63,7 +63,6 @@ use crate::layers::rate_limit::BackendLimits;
 use crate::provider::ClientCredential;
 use crate::request::LlmRequest;
 use crate::routing::{resolve_route, Credential, ModelRoute, RouteTable, Target, TargetKey};
-use crate::stack::LlmService;
 use crate::store::RedisStore;
 use crate::FastMap;
 
@@ -537,13 +536,6 @@ where
         let layer = self.layer.clone();
         let replay = layer.keep(req);
         Box::pin(run(inner, layer, replay))
-    }
-}
-
-impl crate::stack::CallRef for Failover<LlmService> {
-    fn call_ref(&self, req: Request<ProxyBody>) -> crate::stack::LlmFuture {
-        let replay = self.layer.keep(req);
-        Box::pin(run(self.inner.clone(), self.layer.clone(), replay))
     }
 }
 

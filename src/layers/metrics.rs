@@ -54,9 +54,9 @@ use tower::{Layer, Service};
 use crate::body::{BoxError, ProxyBody};
 use crate::classify::{AttemptLog, AttemptRecord, RejectedBy};
 use crate::error::ProxyError;
+use crate::layers::circuit_breaker::Breakers;
 use crate::request::LlmRequest;
 use crate::routing::{ModelRoute, RouteTable};
-use crate::stack::RouterState;
 use crate::timing::Waited;
 use crate::usage::UsageSlot;
 use crate::FastMap;
@@ -439,10 +439,10 @@ impl Metrics {
     }
 
     /// The exposition text (OpenMetrics, which Prometheus reads), with the
-    /// circuit states of `state` read at this moment.
-    pub fn encode(&self, state: Option<&RouterState>) -> String {
-        if let Some(state) = state {
-            let views = state.breakers.snapshot();
+    /// circuit states of `breakers` read at this moment.
+    pub fn encode(&self, breakers: Option<&Breakers>) -> String {
+        if let Some(breakers) = breakers {
+            let views = breakers.snapshot();
             // One series per label, the worst state of the circuits under it.
             let mut current: FastMap<String, i64> = FastMap::default();
             {

@@ -300,15 +300,6 @@ where
     }
 }
 
-impl crate::stack::CallRef for Retry<crate::stack::LlmService> {
-    fn call_ref(&self, req: Request<ProxyBody>) -> crate::stack::LlmFuture {
-        let others_left = others_left(&req);
-        let policy = policy_for(&req, &self.policy);
-        let (first, keep) = first_attempt(self.given_back, req, |req| self.inner.call_ref(req));
-        attempts(first, keep, others_left, self.inner.clone(), policy)
-    }
-}
-
 /// The policy of this request's target when its model sets its own
 /// ([`Target::retry`], from `[[models]] retry`), else the layer's.
 fn policy_for<B>(req: &Request<B>, layer: &Arc<RetryPolicy>) -> Arc<RetryPolicy> {

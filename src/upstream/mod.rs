@@ -371,12 +371,6 @@ impl<B> Service<Request<B>> for Upstream {
     }
 }
 
-impl crate::stack::CallRef for Upstream {
-    fn call_ref(&self, req: Request<ProxyBody>) -> crate::stack::LlmFuture {
-        Upstream { _priv: () }.call(req)
-    }
-}
-
 /// An attempt under way: a local answer, or the upstream's answer to come.
 enum Sending {
     Local(Response<ProxyBody>),
