@@ -105,9 +105,38 @@ pub fn status_of(result: &Result<Response<ProxyBody>, ProxyError>) -> Option<Sta
     result.as_ref().ok().map(Response::status)
 }
 
+/// Phrases providers use for "the prompt does not fit the context window".
+const CONTEXT_EXCEEDED: &[&str] = &[
+    "context_length_exceeded",
+    "maximum context length",
+    "context window",
+    "prompt is too long",
+    "exceeds the maximum number of tokens",
+    "input is too long",
+    "too many tokens",
+];
+
+/// Whether an error body says the context length was exceeded.
+pub fn is_context_exceeded(body: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(body).to_lowercase();
+    CONTEXT_EXCEEDED.iter().any(|p| text.contains(p))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn context_phrases() {
+        assert!(is_context_exceeded(
+            br#"{"error":{"code":"context_length_exceeded"}}"#
+        ));
+        assert!(is_context_exceeded(br#"{"type":"error","error":{"message":"prompt is too long: 210000 tokens > 200000 maximum"}}"#));
+        assert!(is_context_exceeded(b"The input token count (1200000) exceeds the maximum number of tokens allowed (1048576)."));
+        assert!(!is_context_exceeded(
+            br#"{"error":{"code":"content_policy_violation"}}"#
+        ));
+    }
 
     #[test]
     fn retry_after_forms() {

@@ -25,11 +25,14 @@
 mod backend;
 mod layer;
 mod route;
+mod state_key;
 mod table;
 mod target;
 
 pub use backend::{Backend, BackendBuilder, BuildError, Credential, UpstreamApi};
 pub use layer::{resolve_route, without_request, Route, RouteLayer};
 pub use route::{Clients, ModelRoute};
+pub(crate) use state_key::is_passthrough;
+pub use state_key::{state_key, target_key, without_credential_tag, CredentialTag};
 pub use table::{pattern_prefix, RouteTable};
 pub use target::{Target, TargetKey};

@@ -416,7 +416,7 @@ impl ChunkBuilder {
 /// A context-length message gets the `context_length_exceeded` code, so
 /// failover recognises it whatever the provider said.
 pub(crate) fn openai_error(status: StatusCode, code: &str, message: &str) -> Value {
-    let code = if crate::layers::failover::is_context_exceeded(message.as_bytes()) {
+    let code = if crate::classify::is_context_exceeded(message.as_bytes()) {
         "context_length_exceeded"
     } else {
         code

@@ -252,7 +252,7 @@ fn errors_keep_message_and_status() {
     let v = error_to_openai(StatusCode::BAD_REQUEST, body);
     assert_eq!(v["error"]["code"], "context_length_exceeded");
     assert_eq!(v["error"]["type"], "invalid_request_error");
-    assert!(crate::layers::failover::is_context_exceeded(
+    assert!(crate::classify::is_context_exceeded(
         v.to_string().as_bytes()
     ));
     let v = error_to_openai(

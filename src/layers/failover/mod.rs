@@ -1,0 +1,189 @@
+//! `failover`: the split point. Tries the targets of the requested model in
+//! order until one answers.
+//!
+//! Targets are tried by priority; within one priority the order is drawn by
+//! weight, so load is shared. A target is skipped without a call while it is
+//! cooling down or its backend's rate limit is exhausted; the inner stack
+//! (circuit breaker, retry, upstream) is called once per attempt with the
+//! target and an [`Attempt`] in the request's extensions. The next target is
+//! tried after a status in `on` (default 429, 500, 502, 503, 504), a
+//! connection error, a timeout, a stream that failed before its first
+//! content event, or an open circuit. A 429 puts its (backend, model) in
+//! cooldown for its `Retry-After`, or `cooldown`; a 5xx that carries a
+//! `Retry-After` cools it down for that long too. No cooldown lasts longer
+//! than `max_cooldown` (default 5 minutes), whatever the upstream said.
+//!
+//! Cooldowns (like circuits) of an `api_key = "passthrough"` backend are
+//! kept per client credential: the key is `backend/model#<tag>`, the tag 16
+//! hex digits of the credential's SHA-256 (see [`state_key`]), so one
+//! tenant's own 429 does not cool the target down for the others. The
+//! registry is bounded ([`MAX_COOLDOWNS`]): expired cooldowns are dropped,
+//! and a new one that finds it full of running ones is not kept.
+//!
+//! A "context length exceeded" answer is never retried: the model's
+//! `context_fallback` is tried instead when it has one. Any other 4xx goes
+//! back to the client as it came. When every target failed, the client gets
+//! the last failure; when none could be tried at all, a 503 with
+//! `Retry-After` set to when the earliest target comes back.
+//!
+//! Streams are safe to fail over because the upstream edge holds a streamed
+//! answer's head until its first content event: a stream that breaks before
+//! it is an error here, invisible to the client.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use llm_router::layers::failover::{Cooldowns, FailoverLayer, FailoverPolicy};
+//! use llm_router::routing::RouteTable;
+//!
+//! let layer = FailoverLayer::new(
+//!     Arc::new(RouteTable::default()),
+//!     FailoverPolicy::default(),
+//!     Arc::new(Cooldowns::default()),
+//! );
+//! # let _ = layer;
+//! ```
+
+mod cooldowns;
+mod decide;
+mod run;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{Request, Response};
+use tower::{Layer, Service};
+
+use crate::body::ProxyBody;
+use crate::classify::Replay;
+use crate::error::ProxyError;
+use crate::layers::rate_limit::BackendLimits;
+use crate::routing::{is_passthrough, RouteTable};
+
+pub use self::cooldowns::{CooldownView, Cooldowns, MAX_COOLDOWNS};
+pub use crate::classify::is_context_exceeded;
+pub use crate::routing::{state_key, target_key, without_credential_tag, CredentialTag};
+
+/// Failover settings (`[failover]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FailoverPolicy {
+    /// Statuses that move on to the next target.
+    pub on: Vec<u16>,
+    /// Cooldown after a 429 without `Retry-After`.
+    pub cooldown: Duration,
+    /// The longest any cooldown lasts (`max_cooldown`), whatever the
+    /// upstream's `Retry-After` or another replica says.
+    pub max_cooldown: Duration,
+}
+
+/// Default `[failover] max_cooldown`.
+pub const DEFAULT_MAX_COOLDOWN: Duration = Duration::from_secs(300);
+
+impl Default for FailoverPolicy {
+    fn default() -> Self {
+        FailoverPolicy {
+            on: vec![429, 500, 502, 503, 504, 529],
+            cooldown: Duration::from_secs(60),
+            max_cooldown: DEFAULT_MAX_COOLDOWN,
+        }
+    }
+}
+
+/// Applies [`Failover`]. See the [module docs](crate::layers::failover).
+///
+/// One reference count to clone: each request's attempts keep a clone.
+#[derive(Clone, Debug)]
+pub struct FailoverLayer(Arc<FailoverParts>);
+
+#[derive(Clone, Debug)]
+struct FailoverParts {
+    table: Arc<RouteTable>,
+    policy: FailoverPolicy,
+    cooldowns: Arc<Cooldowns>,
+    limits: Option<Arc<BackendLimits>>,
+    /// Whether any target forwards the client's key: then each request's
+    /// [`CredentialTag`] is computed once, on the way in.
+    passthrough: bool,
+}
+
+impl FailoverLayer {
+    /// Fail over across the routes of `table`. `cooldowns` takes the
+    /// policy's `max_cooldown`.
+    pub fn new(table: Arc<RouteTable>, policy: FailoverPolicy, cooldowns: Arc<Cooldowns>) -> Self {
+        cooldowns.set_max(policy.max_cooldown);
+        let passthrough = table
+            .routes()
+            .any(|route| route.targets().iter().any(is_passthrough));
+        FailoverLayer(Arc::new(FailoverParts {
+            table,
+            policy,
+            cooldowns,
+            limits: None,
+            passthrough,
+        }))
+    }
+
+    /// Skip targets whose backend rate limit is exhausted.
+    pub fn with_backend_limits(mut self, limits: Arc<BackendLimits>) -> Self {
+        Arc::make_mut(&mut self.0).limits = Some(limits);
+        self
+    }
+}
+
+impl<S> Layer<S> for FailoverLayer {
+    type Service = Failover<S>;
+
+    fn layer(&self, inner: S) -> Failover<S> {
+        Failover {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The failover service. See the [module docs](crate::layers::failover).
+#[derive(Clone, Debug)]
+pub struct Failover<S> {
+    inner: S,
+    layer: FailoverLayer,
+}
+
+impl<S> Service<Request<ProxyBody>> for Failover<S>
+where
+    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ProxyError>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    type Response = Response<ProxyBody>;
+    type Error = ProxyError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ProxyBody>) -> Self::Future {
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let layer = self.layer.clone();
+        let replay = layer.keep(req);
+        Box::pin(run::run(inner, layer, replay))
+    }
+}
+
+impl FailoverLayer {
+    /// Keep `req` for its attempts, with its [`CredentialTag`] when a
+    /// target may need it.
+    fn keep(&self, mut req: Request<ProxyBody>) -> Replay {
+        if self.0.passthrough {
+            if let Some(tag) = CredentialTag::of_request(req.extensions(), req.headers()) {
+                req.extensions_mut().insert(tag);
+            }
+        }
+        Replay::new(req)
+    }
+}
