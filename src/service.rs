@@ -18,6 +18,7 @@ use tower::Service;
 
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
+use crate::routing::Target;
 
 /// The future of an [`LlmService`].
 pub type LlmFuture = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send>>;
@@ -130,5 +131,95 @@ impl Service<Request<ProxyBody>> for LlmService {
 
     fn call(&mut self, req: Request<ProxyBody>) -> LlmFuture {
         self.0.call(req)
+    }
+}
+
+/// Makes one service per target (the shape of linkerd2-proxy's
+/// `NewService`): the split point (`failover`, or [`RouteLayer`] without
+/// it) calls it once for each target of its route table when the stack is
+/// built, so a target, its backend and its policies are constructor inputs
+/// of the per-target layers and of the upstream edge, not values they look
+/// up in each request.
+///
+/// Per-target layers ([`CircuitBreakerLayer`], [`RetryLayer`]) wrap one
+/// `NewService` into another; [`Upstream`] is the innermost. A closure
+/// `Fn(Target) -> S` is one too.
+///
+/// ```
+/// use std::sync::Arc;
+/// use llm_router::provider::mock::Mock;
+/// use llm_router::routing::{Backend, Target};
+/// use llm_router::stack::NewService;
+/// use llm_router::upstream::Upstream;
+///
+/// let backend = Arc::new(Backend::builder("local", Arc::new(Mock)).build().unwrap());
+/// let _service = Upstream::new().new_service(Target::new(backend, Some("echo")));
+/// ```
+///
+/// [`RouteLayer`]: crate::routing::RouteLayer
+/// [`CircuitBreakerLayer`]: crate::layers::circuit_breaker::CircuitBreakerLayer
+/// [`RetryLayer`]: crate::layers::retry::RetryLayer
+/// [`Upstream`]: crate::upstream::Upstream
+pub trait NewService<T> {
+    /// The service made for one target.
+    type Service;
+
+    /// The service of `target`.
+    fn new_service(&self, target: T) -> Self::Service;
+}
+
+impl<T, F, S> NewService<T> for F
+where
+    F: Fn(T) -> S,
+{
+    type Service = S;
+
+    fn new_service(&self, target: T) -> S {
+        self(target)
+    }
+}
+
+/// A boxed [`NewService`] of targets, making [`LlmService`]s: what the stack
+/// built from a config folds its per-target layers into.
+#[derive(Clone)]
+pub struct NewLlmService(Arc<dyn Fn(Target) -> LlmService + Send + Sync>);
+
+impl NewLlmService {
+    /// Box `new`.
+    pub fn new<N>(new: N) -> Self
+    where
+        N: NewService<Target> + Send + Sync + 'static,
+        N::Service: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ProxyError>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        <N::Service as Service<Request<ProxyBody>>>::Future: Send + 'static,
+    {
+        NewLlmService(Arc::new(move |target| {
+            LlmService::new(new.new_service(target))
+        }))
+    }
+
+    /// A function of the target that already makes boxed services.
+    pub fn from_fn<F>(new: F) -> Self
+    where
+        F: Fn(Target) -> LlmService + Send + Sync + 'static,
+    {
+        NewLlmService(Arc::new(new))
+    }
+}
+
+impl NewService<Target> for NewLlmService {
+    type Service = LlmService;
+
+    fn new_service(&self, target: Target) -> LlmService {
+        (self.0)(target)
+    }
+}
+
+impl fmt::Debug for NewLlmService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewLlmService").finish_non_exhaustive()
     }
 }

@@ -39,7 +39,7 @@ use crate::layers::retry::RetryLayer;
 use crate::routing::{Backend, Credential, ModelRoute, RouteLayer, RouteTable, Target};
 use crate::upstream::Upstream;
 
-pub use crate::service::{LlmFuture, LlmService};
+pub use crate::service::{LlmFuture, LlmService, NewLlmService, NewService};
 
 /// The names `[stack] order` accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -514,37 +514,46 @@ pub fn build_with_state(config: &Config, mut state: RouterState) -> Result<Built
         .filter(|l| *l != LayerName::Failover)
         .collect();
 
-    let mut service: LlmService = LlmService::new(Upstream::new());
+    // Below the split point: one service per target, each made with its
+    // target as a constructor input.
+    let mut per_target = NewLlmService::new(Upstream::new());
     // Layers that never edit a request: with only these between `retry`
     // and the upstream, the upstream hands each attempt's request back to
     // `retry` and no copy is made (see `RetryLayer::given_back`).
     let mut only_readers_below = true;
     for layer in inner.iter().rev() {
-        service = match layer {
-            LayerName::Retry => LlmService::new(
+        per_target = match layer {
+            LayerName::Retry => NewLlmService::new(
                 RetryLayer::new(config.retry.clone())
                     .given_back(only_readers_below)
-                    .layer(service),
+                    .layer(per_target),
             ),
-            _ => apply(*layer, service, config, &state, &routes)?,
+            LayerName::CircuitBreaker => NewLlmService::new(
+                CircuitBreakerLayer::new(state.breakers.clone()).layer(per_target),
+            ),
+            // A request-level layer named after the split: around each target.
+            other => {
+                let wrap = layer_of(*other, config, &state, &routes)?;
+                NewLlmService::from_fn(move |target| wrap(per_target.new_service(target)))
+            }
         };
         only_readers_below &= *layer == LayerName::CircuitBreaker;
     }
-    service = if order.contains(&LayerName::Failover) {
+    let mut service = if order.contains(&LayerName::Failover) {
         let failover = FailoverLayer::new(
             routes.clone(),
             config.failover.clone(),
             state.cooldowns.clone(),
         )
         .with_backend_limits(state.backend_limits.clone());
-        LlmService::new(failover.layer(service))
+        LlmService::new(failover.layer(per_target))
     } else {
         let route =
             RouteLayer::new(routes.clone()).with_backend_limits(state.backend_limits.clone());
-        LlmService::new(route.layer(service))
+        LlmService::new(route.layer(per_target))
     };
     for layer in outer.iter().rev() {
-        service = apply(*layer, service, config, &state, &routes)?;
+        service = layer_of(*layer, config, &state, &routes)?(service);
     }
     let cors = if order.contains(&LayerName::Cors) {
         let policy = config.cors.clone().unwrap_or_default();
@@ -567,57 +576,71 @@ pub fn build_with_state(config: &Config, mut state: RouterState) -> Result<Built
     })
 }
 
-/// Wrap `service` in one named layer.
-fn apply(
+/// One named layer of the configured stack, boxed: it wraps an
+/// [`LlmService`] into another.
+type BoxedLayer = Arc<dyn Fn(LlmService) -> LlmService + Send + Sync>;
+
+/// Box `layer` as a [`BoxedLayer`].
+fn boxed<L>(layer: L) -> BoxedLayer
+where
+    L: Layer<LlmService> + Send + Sync + 'static,
+    L::Service: tower::Service<
+            http::Request<crate::body::ProxyBody>,
+            Response = http::Response<crate::body::ProxyBody>,
+            Error = crate::error::ProxyError,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+    <L::Service as tower::Service<http::Request<crate::body::ProxyBody>>>::Future: Send + 'static,
+{
+    Arc::new(move |service| LlmService::new(layer.layer(service)))
+}
+
+/// The named layer, built from the config and the shared state.
+fn layer_of(
     layer: LayerName,
-    service: LlmService,
     config: &Config,
     state: &RouterState,
     routes: &Arc<RouteTable>,
-) -> Result<LlmService, ConfigError> {
+) -> Result<BoxedLayer, ConfigError> {
     Ok(match layer {
-        LayerName::Metrics => LlmService::new(
+        LayerName::Metrics => boxed(
             crate::layers::metrics::MetricsLayer::new(state.metrics.clone())
-                .with_routes(routes.clone())
-                .layer(service),
+                .with_routes(routes.clone()),
         ),
-        LayerName::RateLimit => {
-            LlmService::new(RateLimitLayer::new(state.client_limits.clone()).layer(service))
-        }
-        LayerName::CircuitBreaker => {
-            LlmService::new(CircuitBreakerLayer::new(state.breakers.clone()).layer(service))
-        }
-        LayerName::Retry => LlmService::new(RetryLayer::new(config.retry.clone()).layer(service)),
+        LayerName::RateLimit => boxed(RateLimitLayer::new(state.client_limits.clone())),
+        // Above the split point: no target, so every request goes through.
+        LayerName::CircuitBreaker => boxed(CircuitBreakerLayer::new(state.breakers.clone())),
+        // Above the split point: whole requests are retried.
+        LayerName::Retry => boxed(RetryLayer::new(config.retry.clone())),
         LayerName::Auth => {
             // `build_with_state` makes sure the state has the keys.
             let keys = state
                 .auth
                 .clone()
                 .unwrap_or_else(|| Arc::new(KeyStore::new(config.auth.clone())));
+            let auth = AuthLayer::new(keys);
             if config.stack.contains(&LayerName::Log) {
                 // Tells `log` (outside `auth`) whom `auth` let in.
-                let service = crate::layers::log::IdentityTap::new(service);
-                LlmService::new(AuthLayer::new(keys).layer(service))
+                Arc::new(move |service| {
+                    let service = crate::layers::log::IdentityTap::new(service);
+                    LlmService::new(auth.layer(service))
+                })
             } else {
-                LlmService::new(AuthLayer::new(keys).layer(service))
+                boxed(auth)
             }
         }
-        LayerName::Log => {
-            LlmService::new(crate::layers::log::LogLayer::from_config(config, state).layer(service))
-        }
-        LayerName::Headers => {
-            LlmService::new(HeadersLayer::new(config.headers.clone()).layer(service))
-        }
+        LayerName::Log => boxed(crate::layers::log::LogLayer::from_config(config, state)),
+        LayerName::Headers => boxed(HeadersLayer::new(config.headers.clone())),
         // CORS wraps the whole app (see `Built::cors`), not the LLM stack.
-        LayerName::Cors => service,
-        LayerName::Pii => LlmService::new(
-            crate::layers::pii::PiiLayer::new(config.pii.clone().unwrap_or_default())
-                .layer(service),
-        ),
-        LayerName::Transform => LlmService::new(
-            crate::layers::transform::TransformLayer::new(config.transforms.iter().cloned())
-                .layer(service),
-        ),
+        LayerName::Cors => Arc::new(|service| service),
+        LayerName::Pii => boxed(crate::layers::pii::PiiLayer::new(
+            config.pii.clone().unwrap_or_default(),
+        )),
+        LayerName::Transform => boxed(crate::layers::transform::TransformLayer::new(
+            config.transforms.iter().cloned(),
+        )),
         // Validation refuses names whose layer is not built, so this is only
         // reached through a bug.
         other => {

@@ -2228,25 +2228,24 @@ mod in_process {
             (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let (p, f) = (to_primary.clone(), to_fallback.clone());
         let primary_status = Arc::new(primary_status);
-        let upstream = tower::service_fn(move |req: Request<ProxyBody>| {
-            let backend = req
-                .extensions()
-                .get::<Target>()
-                .map(|t| t.backend().name().to_string())
-                .unwrap_or_default();
-            let status = if backend == "primary" {
-                p.fetch_add(1, Ordering::SeqCst);
-                primary_status()
-            } else {
-                f.fetch_add(1, Ordering::SeqCst);
-                StatusCode::OK
-            };
-            async move {
-                let mut response = Response::new(ProxyBody::empty());
-                *response.status_mut() = status;
-                Ok::<_, ProxyError>(response)
-            }
-        });
+        // The upstream edge: one service per target, as the split point makes them.
+        let upstream = move |target: Target| {
+            let (p, f, primary_status) = (p.clone(), f.clone(), primary_status.clone());
+            tower::service_fn(move |_req: Request<ProxyBody>| {
+                let status = if target.backend().name() == "primary" {
+                    p.fetch_add(1, Ordering::SeqCst);
+                    primary_status()
+                } else {
+                    f.fetch_add(1, Ordering::SeqCst);
+                    StatusCode::OK
+                };
+                async move {
+                    let mut response = Response::new(ProxyBody::empty());
+                    *response.status_mut() = status;
+                    Ok::<_, ProxyError>(response)
+                }
+            })
+        };
         let breakers = Arc::new(Breakers::new(breaker));
         let service = FailoverLayer::new(
             Arc::new(table),

@@ -66,6 +66,7 @@ use crate::error::ProxyError;
 use crate::request::LlmRequest;
 use crate::routing::{state_key, CredentialTag};
 use crate::routing::{Credential, Target, TargetKey};
+use crate::service::NewService;
 use crate::store::RedisStore;
 use crate::FastMap;
 
@@ -559,15 +560,35 @@ impl<S> Layer<S> for CircuitBreakerLayer {
         CircuitBreaker {
             inner,
             breakers: self.breakers.clone(),
+            target: None,
         }
     }
 }
 
-/// The breaker service. See the [module docs](crate::layers::circuit_breaker).
+/// The breaker. Below the split point it wraps a [`NewService`] of targets
+/// and makes each target's breaker (its own circuit); a breaker made over a
+/// plain service has no target and lets every request through.
+/// See the [module docs](crate::layers::circuit_breaker).
 #[derive(Clone, Debug)]
 pub struct CircuitBreaker<S> {
     inner: S,
     breakers: Arc<Breakers>,
+    target: Option<Target>,
+}
+
+impl<N> NewService<Target> for CircuitBreaker<N>
+where
+    N: NewService<Target>,
+{
+    type Service = CircuitBreaker<N::Service>;
+
+    fn new_service(&self, target: Target) -> CircuitBreaker<N::Service> {
+        CircuitBreaker {
+            inner: self.inner.new_service(target.clone()),
+            breakers: self.breakers.clone(),
+            target: Some(target),
+        }
+    }
 }
 
 /// Put into each admitted call's extensions by the breaker, for a `retry`
@@ -664,22 +685,23 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        guarded(&self.breakers, req, |req| self.inner.call(req))
+        let Some(target) = &self.target else {
+            return Box::pin(self.inner.call(req));
+        };
+        guarded(&self.breakers, target, req, |req| self.inner.call(req))
     }
 }
 
-/// Admit `req` to its target's circuit and record how the call went.
+/// Admit `req` to `target`'s circuit and record how the call went.
 fn guarded<B, F>(
     breakers: &Arc<Breakers>,
+    target: &Target,
     mut req: Request<B>,
     call: impl FnOnce(Request<B>) -> F,
 ) -> Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send>>
 where
     F: Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send + 'static,
 {
-    let Some(target) = req.extensions().get::<Target>() else {
-        return Box::pin(call(req));
-    };
     let key: TargetKey = match req.extensions().get::<LlmRequest>() {
         Some(llm) => {
             // Computed by failover when it runs; else here.

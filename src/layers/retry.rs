@@ -62,6 +62,7 @@ use crate::classify::{retry_after, Attempt, GiveBack, Outcome, Replay};
 use crate::error::ProxyError;
 use crate::layers::circuit_breaker::CircuitGate;
 use crate::routing::Target;
+use crate::service::NewService;
 use crate::timing::Waited;
 
 /// When and how to retry. See the [module docs](crate::layers::retry).
@@ -239,16 +240,38 @@ impl<S> Layer<S> for RetryLayer {
             inner,
             policy: self.policy.clone(),
             given_back: self.given_back,
+            target: None,
         }
     }
 }
 
-/// The retry service. See the [module docs](crate::layers::retry).
+/// The retry service. Below the split point it wraps a [`NewService`] of
+/// targets and makes each target's retry, with the target's own policy
+/// when its model sets one ([`Target::retry`], from `[[models]] retry`);
+/// over a plain service it retries whole requests with the layer's policy.
+/// See the [module docs](crate::layers::retry).
 #[derive(Clone, Debug)]
 pub struct Retry<S> {
     inner: S,
     policy: Arc<RetryPolicy>,
     given_back: bool,
+    target: Option<Target>,
+}
+
+impl<N> NewService<Target> for Retry<N>
+where
+    N: NewService<Target>,
+{
+    type Service = Retry<N::Service>;
+
+    fn new_service(&self, target: Target) -> Retry<N::Service> {
+        Retry {
+            inner: self.inner.new_service(target.clone()),
+            policy: target.retry().unwrap_or(&self.policy).clone(),
+            given_back: self.given_back,
+            target: Some(target),
+        }
+    }
 }
 
 /// Where the next attempt's request comes from.
@@ -294,20 +317,10 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let others_left = others_left(&req);
-        let policy = policy_for(&req, &self.policy);
         let (first, keep) = first_attempt(self.given_back, req, |req| inner.call(req));
-        attempts(first, keep, others_left, inner, policy)
+        let target = self.target.clone();
+        attempts(first, keep, others_left, inner, self.policy.clone(), target)
     }
-}
-
-/// The policy of this request's target when its model sets its own
-/// ([`Target::retry`], from `[[models]] retry`), else the layer's.
-fn policy_for<B>(req: &Request<B>, layer: &Arc<RetryPolicy>) -> Arc<RetryPolicy> {
-    req.extensions()
-        .get::<Target>()
-        .and_then(Target::retry)
-        .unwrap_or(layer)
-        .clone()
 }
 
 /// Whether another target is left after this one ([`Attempt`]).
@@ -340,6 +353,7 @@ fn attempts<S, F>(
     others_left: bool,
     mut inner: S,
     policy: Arc<RetryPolicy>,
+    target: Option<Target>,
 ) -> Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send>>
 where
     S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ProxyError>
@@ -366,9 +380,8 @@ where
                 tracing::debug!("not retrying: the circuit breaker decides");
                 break;
             }
-            let target = next.extensions().get::<Target>().map(Target::label);
             tracing::debug!(
-                target = target.as_deref().unwrap_or("-"),
+                target = target.as_ref().map(Target::label).as_deref().unwrap_or("-"),
                 retry = n + 1,
                 delay_ms = delay.as_millis() as u64,
                 outcome = ?Outcome::of(&result),

@@ -5,13 +5,15 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
-use tower::{Layer, Service};
+use tower::util::Oneshot;
+use tower::{Layer, Service, ServiceExt};
 
-use super::{ModelRoute, RouteTable};
+use super::{ModelRoute, PerTarget, RouteTable, Target};
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
 use crate::future::MaybeReady;
 use crate::request::LlmRequest;
+use crate::service::NewService;
 
 /// The error of a request that reached `layer` without an [`LlmRequest`]:
 /// 404 for a path that is no endpoint ([`UnknownPath`](crate::request::UnknownPath)),
@@ -61,39 +63,44 @@ impl RouteLayer {
     }
 }
 
-impl<S> Layer<S> for RouteLayer {
-    type Service = Route<S>;
+impl<N> Layer<N> for RouteLayer
+where
+    N: NewService<Target>,
+{
+    type Service = Route<N::Service>;
 
-    fn layer(&self, inner: S) -> Route<S> {
+    /// Make the service of each target of the table with `new`.
+    fn layer(&self, new: N) -> Route<N::Service> {
         Route {
-            inner,
+            targets: PerTarget::new(&self.table, &new),
             table: self.table.clone(),
             limits: self.limits.clone(),
         }
     }
 }
 
-/// The service made by [`RouteLayer`].
+/// The service made by [`RouteLayer`]: the routes, and each target's service.
 #[derive(Clone, Debug)]
 pub struct Route<S> {
-    inner: S,
+    targets: PerTarget<S>,
     table: Arc<RouteTable>,
     limits: Option<Arc<crate::layers::rate_limit::BackendLimits>>,
 }
 
 impl<S, B> Service<Request<B>> for Route<S>
 where
-    S: Service<Request<B>, Response = Response<ProxyBody>, Error = ProxyError>,
+    S: Service<Request<B>, Response = Response<ProxyBody>, Error = ProxyError> + Clone,
 {
     type Response = Response<ProxyBody>;
     type Error = ProxyError;
-    type Future = MaybeReady<S::Future, Response<ProxyBody>, ProxyError>;
+    type Future = MaybeReady<Oneshot<S, Request<B>>, Response<ProxyBody>, ProxyError>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
-        self.inner.poll_ready(cx)
+    /// Always ready: each call readies its target's service.
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+        Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+    fn call(&mut self, req: Request<B>) -> Self::Future {
         let Some(llm) = req.extensions().get::<LlmRequest>() else {
             return MaybeReady::ready(Err(without_request(req.extensions(), "routing")));
         };
@@ -101,7 +108,7 @@ where
             Ok(route) => route,
             Err(e) => return MaybeReady::ready(Err(e)),
         };
-        let Some(target) = route.first_choice().cloned() else {
+        let Some(target) = route.first_choice() else {
             return MaybeReady::ready(Err(ProxyError::Unavailable {
                 model: llm.model().to_string(),
                 retry_after: None,
@@ -119,9 +126,10 @@ where
                 }));
             }
         }
-        req.extensions_mut().insert(target);
-        req.extensions_mut().insert(route);
-        MaybeReady::inner(self.inner.call(req))
+        match self.targets.for_call(target) {
+            Ok(service) => MaybeReady::inner(service.oneshot(req)),
+            Err(e) => MaybeReady::ready(Err(e)),
+        }
     }
 }
 
@@ -130,24 +138,24 @@ mod tests {
     use super::*;
     use crate::provider::mock::Mock;
     use crate::request::Endpoint;
-    use crate::routing::{Backend, Target};
-    use tower::ServiceExt;
+    use crate::routing::Backend;
 
     fn backend(name: &str) -> Arc<Backend> {
         Arc::new(Backend::builder(name, Arc::new(Mock)).build().unwrap())
     }
 
     #[tokio::test]
-    async fn route_sets_target_or_404s() {
+    async fn route_calls_the_target_service_or_404s() {
         let table = Arc::new(RouteTable::new(vec![ModelRoute::new(
             "echo",
             vec![Target::new(backend("local"), Some("up"))],
         )]));
-        let svc = RouteLayer::new(table).layer(tower::service_fn(|req: Request<()>| async move {
-            let t = req.extensions().get::<Target>().unwrap();
-            assert_eq!(t.upstream_model("echo"), "up");
-            Ok::<_, ProxyError>(Response::new(ProxyBody::empty()))
-        }));
+        let svc = RouteLayer::new(table).layer(|target: Target| {
+            tower::service_fn(move |_req: Request<()>| {
+                assert_eq!(target.upstream_model("echo"), "up");
+                async { Ok::<_, ProxyError>(Response::new(ProxyBody::empty())) }
+            })
+        });
         let mut req = Request::new(());
         req.extensions_mut()
             .insert(LlmRequest::parse(Endpoint::ChatCompletions, br#"{"model":"echo"}"#).unwrap());

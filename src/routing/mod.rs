@@ -4,8 +4,10 @@
 //! A [`RouteTable`] maps the model name a client sends to a [`ModelRoute`]:
 //! its [`Target`]s, each a [`Backend`] plus the model name to send there.
 //! [`RouteLayer`] resolves the model of every request (404 when nothing
-//! matches), picks the first target by priority (weighted among equals), puts
-//! it into the request's extensions and calls the per-target stack.
+//! matches), picks the first target by priority (weighted among equals)
+//! and calls that target's own service: [`RouteLayer`] wraps a
+//! [`NewService`](crate::stack::NewService) of targets and makes one service
+//! per target of the table ([`PerTarget`]) when the stack is built.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -24,6 +26,7 @@
 
 mod backend;
 mod layer;
+mod per_target;
 mod route;
 mod state_key;
 mod table;
@@ -31,6 +34,7 @@ mod target;
 
 pub use backend::{Backend, BackendBuilder, BuildError, Credential, UpstreamApi};
 pub use layer::{resolve_route, without_request, Route, RouteLayer};
+pub use per_target::PerTarget;
 pub use route::{Clients, ModelRoute};
 pub(crate) use state_key::is_passthrough;
 pub use state_key::{state_key, target_key, without_credential_tag, CredentialTag};

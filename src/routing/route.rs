@@ -122,6 +122,10 @@ impl ModelRoute {
         &self.targets
     }
 
+    pub(super) fn targets_mut(&mut self) -> &mut [Target] {
+        &mut self.targets
+    }
+
     /// The context fallback model, if any.
     pub fn context_fallback(&self) -> Option<&str> {
         self.context_fallback.as_deref()

@@ -35,6 +35,8 @@ pub struct RouteTable {
     prefixes: Vec<(String, Slot)>,
     wildcard: Slot,
     names: Vec<String>,
+    /// How many targets the routes hold (each numbered, see [`Target`](super::Target)).
+    targets: usize,
 }
 
 /// The routes of one name: one, or one per client restriction (restricted
@@ -96,7 +98,34 @@ impl RouteTable {
         table
             .prefixes
             .sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+        table.number_targets();
         table
+    }
+
+    /// Number the targets of the routes kept, so that the split point keeps
+    /// one service per target in a `Vec` ([`RouteTable::target_count`]).
+    fn number_targets(&mut self) {
+        let mut next = 0;
+        let slots = self
+            .routes
+            .values_mut()
+            .chain(self.prefixes.iter_mut().map(|(_, slot)| slot))
+            .chain(std::iter::once(&mut self.wildcard));
+        for slot in slots {
+            for route in &mut slot.0 {
+                for target in Arc::make_mut(route).targets_mut() {
+                    target.set_slot(next);
+                    next += 1;
+                }
+            }
+        }
+        self.targets = next;
+    }
+
+    /// How many targets the routes hold: each [`ModelRoute::targets`] entry
+    /// of [`RouteTable::routes`] has its own place below this number.
+    pub fn target_count(&self) -> usize {
+        self.targets
     }
 
     /// The route serving `model`: its own entry, else the prefix pattern with

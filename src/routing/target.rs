@@ -126,6 +126,9 @@ pub(super) struct TargetInner {
     /// The model's own retry policy (`[[models]] retry`), used by the
     /// `retry` layer instead of its own.
     retry: Option<Arc<RetryPolicy>>,
+    /// Its place among the targets of its [`RouteTable`](super::RouteTable):
+    /// where the split point keeps the target's own service.
+    slot: usize,
 }
 
 impl Target {
@@ -143,6 +146,7 @@ impl Target {
             weight: 1,
             key,
             retry: None,
+            slot: 0,
         }))
     }
 
@@ -154,6 +158,18 @@ impl Target {
         match &self.0.key {
             Some(key) => TargetKey(KeyRepr::Shared(key.clone())),
             None => TargetKey::join(&self.0.backend.name, self.upstream_model(requested_model)),
+        }
+    }
+
+    /// Its place among the targets of the [`RouteTable`](super::RouteTable)
+    /// it is in (numbered by the table; 0 outside one).
+    pub(crate) fn slot(&self) -> usize {
+        self.0.slot
+    }
+
+    pub(super) fn set_slot(&mut self, slot: usize) {
+        if self.0.slot != slot {
+            Arc::make_mut(&mut self.0).slot = slot;
         }
     }
 

@@ -1,8 +1,9 @@
-//! The innermost service: [`Upstream`] sends a request to its chosen target
-//! and streams the answer back, frame by frame.
+//! The innermost service: [`Upstream`] makes, for each target, the
+//! [`TargetUpstream`] service that sends requests to that target and streams
+//! the answers back, frame by frame.
 //!
-//! `Upstream` reads the [`LlmRequest`] and the [`Target`] from the request's
-//! extensions, lets the target's [`Provider`](crate::provider::Provider) build
+//! The target is a constructor input ([`NewService`]); each request brings
+//! its [`LlmRequest`] in its extensions. The target's [`Provider`](crate::provider::Provider) build
 //! the upstream request (serializing the body once), sends it through the
 //! backend's pooled [`HttpClient`] (HTTP/1.1 or HTTP/2 by ALPN, rustls with
 //! webpki roots), waits at most the backend's `timeout` for the response head
@@ -18,16 +19,17 @@
 //! use llm_router::provider::mock::Mock;
 //! use llm_router::request::{Endpoint, LlmRequest};
 //! use llm_router::routing::{Backend, Target};
+//! use llm_router::stack::NewService;
 //! use llm_router::upstream::Upstream;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
 //! let backend = Arc::new(Backend::builder("local", Arc::new(Mock)).build().unwrap());
+//! let local = Upstream::new().new_service(Target::new(backend, None));
 //! let mut req = Request::new(());
-//! req.extensions_mut().insert(Target::new(backend, None));
 //! req.extensions_mut().insert(LlmRequest::parse(Endpoint::ChatCompletions,
 //!     br#"{"model":"echo","messages":[{"role":"user","content":"hi"}]}"#).unwrap());
-//! let answer = Upstream::new().oneshot(req).await.unwrap();
+//! let answer = local.oneshot(req).await.unwrap();
 //! let body = answer.into_body().collect().await.unwrap().to_bytes();
 //! let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
 //! assert_eq!(json["choices"][0]["message"]["content"], "hi");
@@ -51,6 +53,8 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tower::Service;
+
+use crate::service::NewService;
 
 pub mod limits;
 pub mod mask;
@@ -217,24 +221,46 @@ impl ServerCertVerifier for NoCertificateCheck {
     }
 }
 
-/// The upstream edge of the stack. See the [module docs](crate::upstream).
+/// The upstream edge of the stack: makes each target's [`TargetUpstream`].
+/// See the [module docs](crate::upstream).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Upstream {
     _priv: (),
 }
 
 impl Upstream {
-    /// The upstream service (stateless: each backend owns its client).
+    /// The upstream edge (stateless: each backend owns its client).
     pub fn new() -> Self {
         Upstream { _priv: () }
     }
 }
 
-/// The future returned by [`Upstream`].
+impl NewService<Target> for Upstream {
+    type Service = TargetUpstream;
+
+    fn new_service(&self, target: Target) -> TargetUpstream {
+        TargetUpstream { target }
+    }
+}
+
+/// Sends requests to one target. Made by [`Upstream`].
+#[derive(Clone, Debug)]
+pub struct TargetUpstream {
+    target: Target,
+}
+
+impl TargetUpstream {
+    /// The target this service sends to.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+}
+
+/// The future returned by [`TargetUpstream`].
 pub type UpstreamFuture =
     Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send>>;
 
-impl<B> Service<Request<B>> for Upstream {
+impl<B> Service<Request<B>> for TargetUpstream {
     type Response = Response<ProxyBody>;
     type Error = ProxyError;
     type Future = UpstreamFuture;
@@ -245,14 +271,13 @@ impl<B> Service<Request<B>> for Upstream {
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let (mut parts, _body) = req.into_parts();
-        let (Some(llm), Some(target)) = (
-            parts.extensions.get::<LlmRequest>().cloned(),
-            parts.extensions.get::<Target>().cloned(),
-        ) else {
-            return Box::pin(std::future::ready(Err(ProxyError::Internal(
-                "the request reached the upstream without a parsed body or a target".into(),
+        let Some(llm) = parts.extensions.get::<LlmRequest>().cloned() else {
+            return Box::pin(std::future::ready(Err(crate::routing::without_request(
+                &parts.extensions,
+                "the upstream",
             ))));
         };
+        let target = self.target.clone();
         // Handed back to `retry` once read (see `GiveBack`), as it came.
         // Taken out of the extensions: the parts it holds do not hold it.
         let give_back = parts.extensions.remove::<GiveBack>();
@@ -588,16 +613,20 @@ mod tests {
     #[derive(Clone)]
     struct Tracked(Arc<()>);
 
-    /// A chat request to a mock backend with `rules`, carrying `tracked`.
-    fn to_local(rules: HeaderRules, tracked: &Tracked) -> Request<ProxyBody> {
+    /// The upstream of a mock backend with `rules`.
+    fn local(rules: HeaderRules) -> TargetUpstream {
         let backend = Arc::new(
             Backend::builder("local", Arc::new(Mock))
                 .header_rules(rules)
                 .build()
                 .unwrap(),
         );
+        Upstream::new().new_service(Target::new(backend, None))
+    }
+
+    /// A chat request carrying `tracked`.
+    fn chat(tracked: &Tracked) -> Request<ProxyBody> {
         let mut req = Request::new(ProxyBody::empty());
-        req.extensions_mut().insert(Target::new(backend, None));
         req.extensions_mut().insert(
             LlmRequest::parse(
                 Endpoint::ChatCompletions,
@@ -617,13 +646,13 @@ mod tests {
             HeaderValue::from_static("forced"),
         );
         let tracked = Tracked(Arc::new(()));
-        let mut req = to_local(rules, &tracked);
+        let mut req = chat(&tracked);
         req.headers_mut()
             .insert("x-team", HeaderValue::from_static("a"));
         let slot = GiveBack::default();
         req.extensions_mut().insert(slot.clone());
 
-        let answer = Upstream::new().oneshot(req).await.unwrap();
+        let answer = local(rules).oneshot(req).await.unwrap();
         assert_eq!(answer.status(), 200);
         let again: Request<ProxyBody> = slot.take().expect("handed back").into_request();
         assert_eq!(again.headers()["x-team"], "a");
@@ -638,8 +667,8 @@ mod tests {
     #[tokio::test]
     async fn without_a_slot_nothing_is_kept() {
         let tracked = Tracked(Arc::new(()));
-        let req = to_local(HeaderRules::new(), &tracked);
-        let answer = Upstream::new().oneshot(req).await.unwrap();
+        let req = chat(&tracked);
+        let answer = local(HeaderRules::new()).oneshot(req).await.unwrap();
         assert_eq!(answer.status(), 200);
         drop(answer);
         assert_eq!(Arc::strong_count(&tracked.0), 1);

@@ -3,9 +3,13 @@
 //!
 //! Targets are tried by priority; within one priority the order is drawn by
 //! weight, so load is shared. A target is skipped without a call while it is
-//! cooling down or its backend's rate limit is exhausted; the inner stack
-//! (circuit breaker, retry, upstream) is called once per attempt with the
-//! target and an [`Attempt`] in the request's extensions. The next target is
+//! cooling down or its backend's rate limit is exhausted. The layer wraps a
+//! [`NewService`] of targets: when the stack is built it makes each target's
+//! own service (circuit breaker, retry, upstream, with the target as a
+//! constructor input), and each attempt calls the chosen target's service
+//! with an [`Attempt`] in the request's extensions. After each attempt a
+//! pure decision (`decide`, unit-tested without I/O) says what comes next.
+//! The next target is
 //! tried after a status in `on` (default 429, 500, 502, 503, 504), a
 //! connection error, a timeout, a stream that failed before its first
 //! content event, or an open circuit. A 429 puts its (backend, model) in
@@ -60,7 +64,8 @@ use crate::body::ProxyBody;
 use crate::classify::Replay;
 use crate::error::ProxyError;
 use crate::layers::rate_limit::BackendLimits;
-use crate::routing::{is_passthrough, RouteTable};
+use crate::routing::{is_passthrough, PerTarget, RouteTable, Target};
+use crate::service::NewService;
 
 pub use self::cooldowns::{CooldownView, Cooldowns, MAX_COOLDOWNS};
 pub use crate::classify::is_context_exceeded;
@@ -132,21 +137,26 @@ impl FailoverLayer {
     }
 }
 
-impl<S> Layer<S> for FailoverLayer {
-    type Service = Failover<S>;
+impl<N> Layer<N> for FailoverLayer
+where
+    N: NewService<Target>,
+{
+    type Service = Failover<N::Service>;
 
-    fn layer(&self, inner: S) -> Failover<S> {
+    /// Make the service of each target of the table with `new`.
+    fn layer(&self, new: N) -> Failover<N::Service> {
         Failover {
-            inner,
+            targets: PerTarget::new(&self.0.table, &new),
             layer: self.clone(),
         }
     }
 }
 
-/// The failover service. See the [module docs](crate::layers::failover).
+/// The failover service: the routes, and each target's service. See the
+/// [module docs](crate::layers::failover).
 #[derive(Clone, Debug)]
 pub struct Failover<S> {
-    inner: S,
+    targets: PerTarget<S>,
     layer: FailoverLayer,
 }
 
@@ -155,6 +165,7 @@ where
     S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ProxyError>
         + Clone
         + Send
+        + Sync
         + 'static,
     S::Future: Send,
 {
@@ -162,16 +173,14 @@ where
     type Error = ProxyError;
     type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
-        self.inner.poll_ready(cx)
+    /// Always ready: each attempt readies its target's service.
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Request<ProxyBody>) -> Self::Future {
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        let layer = self.layer.clone();
-        let replay = layer.keep(req);
-        Box::pin(run::run(inner, layer, replay))
+        let replay = self.layer.keep(req);
+        Box::pin(run::run(self.targets.clone(), self.layer.clone(), replay))
     }
 }
 

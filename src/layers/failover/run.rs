@@ -15,7 +15,7 @@ use crate::body::ProxyBody;
 use crate::classify::{is_context_exceeded, Attempt, Replay};
 use crate::error::ProxyError;
 use crate::request::LlmRequest;
-use crate::routing::{resolve_route, state_key, CredentialTag, ModelRoute, Target};
+use crate::routing::{resolve_route, state_key, CredentialTag, ModelRoute, PerTarget, Target};
 
 /// Read a (small) error answer's body, keeping the answer intact.
 async fn read_error_body(response: Response<ProxyBody>) -> (Response<ProxyBody>, Bytes) {
@@ -42,12 +42,15 @@ fn ask_for_model(replay: &mut Replay, model: &str) {
 /// lives as long as a slow stream takes to its first token).
 #[allow(clippy::manual_async_fn)]
 pub(super) fn run<S>(
-    mut inner: S,
+    services: PerTarget<S>,
     layer: FailoverLayer,
     mut replay: Replay,
 ) -> impl Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send
 where
-    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ProxyError> + Send,
+    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ProxyError>
+        + Clone
+        + Send
+        + Sync,
     S::Future: Send,
 {
     async move {
@@ -106,7 +109,6 @@ where
                     }
                 }
                 let extensions = replay.extensions_mut();
-                extensions.insert(target.clone());
                 // A target that will be skipped is not "left": with none, a
                 // timeout is retried here rather than ending the request.
                 let others_left = targets[i + 1..].iter().any(|t| {
@@ -131,7 +133,11 @@ where
                 // kept request itself: no copy.
                 let last_chance =
                     i + 1 == targets.len() && (fallback_used || route.context_fallback().is_none());
-                let result = match inner.ready().await {
+                let mut service = match services.for_call(target) {
+                    Ok(service) => service,
+                    Err(e) => return Err(e),
+                };
+                let result = match service.ready().await {
                     Ok(svc) => {
                         let request = if last_chance {
                             std::mem::take(&mut replay).into_request()
