@@ -110,46 +110,18 @@ pub(super) fn detect(d: Detector, text: &str, out: &mut Vec<Finding>) {
         })
     };
     match d {
-        Detector::Email => {
-            for m in EMAIL.find_iter(text) {
-                if email_ok(text, m.start(), m.end()) {
-                    push(m.start(), m.end());
-                }
-            }
-        }
+        Detector::Email => valid(&EMAIL, text, email_ok).for_each(|(s, e)| push(s, e)),
         Detector::Phone => {
             for m in PHONE_INTL.find_iter(text) {
                 if let Some(end) = intl_phone_end(text, m.start(), m.end()) {
                     push(m.start(), end);
                 }
             }
-            for m in PHONE_US.find_iter(text) {
-                if us_phone_ok(text, m.start(), m.end()) {
-                    push(m.start(), m.end());
-                }
-            }
+            valid(&PHONE_US, text, us_phone_ok).for_each(|(s, e)| push(s, e));
         }
-        Detector::CreditCard => {
-            for m in CARD.find_iter(text) {
-                if card_ok(text, m.start(), m.end()) {
-                    push(m.start(), m.end());
-                }
-            }
-        }
-        Detector::Ssn => {
-            for m in SSN.find_iter(text) {
-                if ssn_ok(text, m.start(), m.end()) {
-                    push(m.start(), m.end());
-                }
-            }
-        }
-        Detector::Ipv4 => {
-            for m in IPV4.find_iter(text) {
-                if ipv4_ok(text, m.start(), m.end()) {
-                    push(m.start(), m.end());
-                }
-            }
-        }
+        Detector::CreditCard => valid(&CARD, text, card_ok).for_each(|(s, e)| push(s, e)),
+        Detector::Ssn => valid(&SSN, text, ssn_ok).for_each(|(s, e)| push(s, e)),
+        Detector::Ipv4 => valid(&IPV4, text, ipv4_ok).for_each(|(s, e)| push(s, e)),
         Detector::Ipv6 => {
             for m in IPV6.find_iter(text) {
                 if let Some(end) = ipv6_end(text, m.start(), m.end()) {
@@ -177,4 +149,15 @@ pub(super) fn detect(d: Detector, text: &str, out: &mut Vec<Finding>) {
             }
         }
     }
+}
+
+/// Every match of `re` in `text` that `ok` accepts, as a byte range.
+fn valid<'t>(
+    re: &'static Regex,
+    text: &'t str,
+    ok: fn(&str, usize, usize) -> bool,
+) -> impl Iterator<Item = (usize, usize)> + 't {
+    re.find_iter(text)
+        .map(|m| (m.start(), m.end()))
+        .filter(move |&(start, end)| ok(text, start, end))
 }
