@@ -58,7 +58,8 @@ pub mod cors;
 mod edit;
 pub mod failover;
 pub mod headers;
-pub mod jwt;
+/// JWT clients of `auth`; the code lives in [`auth::jwt`].
+pub use auth::jwt;
 pub mod log;
 pub mod metrics;
 pub mod pii;

@@ -76,6 +76,7 @@
 //! # }
 //! ```
 
+pub mod jwt;
 mod keys;
 mod layer;
 mod paths;
