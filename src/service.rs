@@ -18,7 +18,6 @@ use tower::Service;
 
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
-use crate::routing::Target;
 
 /// The future of an [`LlmService`].
 pub type LlmFuture = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send>>;
@@ -33,10 +32,14 @@ pub type LlmFuture = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Pro
 /// costs nothing, and a service that is not ready is waited for.
 ///
 /// ```
-/// use llm_router::stack::LlmService;
+/// use std::sync::Arc;
+/// use llm_router::provider::mock::Mock;
+/// use llm_router::routing::{Backend, Target};
+/// use llm_router::stack::{LlmService, NewService};
 /// use llm_router::upstream::Upstream;
 ///
-/// let service = LlmService::new(Upstream::new());
+/// let local = Arc::new(Backend::builder("local", Arc::new(Mock)).build().unwrap());
+/// let service = LlmService::new(Upstream::new().new_service(Target::new(local, None)));
 /// let _shared = service.clone();
 /// ```
 #[derive(Clone)]
@@ -143,7 +146,7 @@ impl Service<Request<ProxyBody>> for LlmService {
 ///
 /// Per-target layers ([`CircuitBreakerLayer`], [`RetryLayer`]) wrap one
 /// `NewService` into another; [`Upstream`] is the innermost. A closure
-/// `Fn(Target) -> S` is one too.
+/// `Fn(T) -> S` is one too.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -176,50 +179,5 @@ where
 
     fn new_service(&self, target: T) -> S {
         self(target)
-    }
-}
-
-/// A boxed [`NewService`] of targets, making [`LlmService`]s: what the stack
-/// built from a config folds its per-target layers into.
-#[derive(Clone)]
-pub struct NewLlmService(Arc<dyn Fn(Target) -> LlmService + Send + Sync>);
-
-impl NewLlmService {
-    /// Box `new`.
-    pub fn new<N>(new: N) -> Self
-    where
-        N: NewService<Target> + Send + Sync + 'static,
-        N::Service: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ProxyError>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        <N::Service as Service<Request<ProxyBody>>>::Future: Send + 'static,
-    {
-        NewLlmService(Arc::new(move |target| {
-            LlmService::new(new.new_service(target))
-        }))
-    }
-
-    /// A function of the target that already makes boxed services.
-    pub fn from_fn<F>(new: F) -> Self
-    where
-        F: Fn(Target) -> LlmService + Send + Sync + 'static,
-    {
-        NewLlmService(Arc::new(new))
-    }
-}
-
-impl NewService<Target> for NewLlmService {
-    type Service = LlmService;
-
-    fn new_service(&self, target: Target) -> LlmService {
-        (self.0)(target)
-    }
-}
-
-impl fmt::Debug for NewLlmService {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NewLlmService").finish_non_exhaustive()
     }
 }

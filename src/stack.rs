@@ -26,9 +26,12 @@
 use std::fmt;
 use std::sync::Arc;
 
-use tower::Layer;
+use http::{Request, Response};
+use tower::{Layer, Service};
 
+use crate::body::ProxyBody;
 use crate::config::{ApiKeySetting, Config, ConfigError};
+use crate::error::ProxyError;
 use crate::layers::auth::{AuthLayer, KeyStore};
 use crate::layers::circuit_breaker::{Breakers, CircuitBreakerLayer};
 use crate::layers::cors::CorsLayer;
@@ -39,7 +42,52 @@ use crate::layers::retry::RetryLayer;
 use crate::routing::{Backend, Credential, ModelRoute, RouteLayer, RouteTable, Target};
 use crate::upstream::Upstream;
 
-pub use crate::service::{LlmFuture, LlmService, NewLlmService, NewService};
+pub use crate::service::{LlmFuture, LlmService, NewService};
+
+/// A boxed [`NewService`] of targets, making [`LlmService`]s: what the stack
+/// built from a config folds its per-target layers into.
+#[derive(Clone)]
+pub struct NewLlmService(Arc<dyn Fn(Target) -> LlmService + Send + Sync>);
+
+impl NewLlmService {
+    /// Box `new`.
+    pub fn new<N>(new: N) -> Self
+    where
+        N: NewService<Target> + Send + Sync + 'static,
+        N::Service: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ProxyError>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        <N::Service as Service<Request<ProxyBody>>>::Future: Send + 'static,
+    {
+        NewLlmService(Arc::new(move |target| {
+            LlmService::new(new.new_service(target))
+        }))
+    }
+
+    /// A function of the target that already makes boxed services.
+    pub fn from_fn<F>(new: F) -> Self
+    where
+        F: Fn(Target) -> LlmService + Send + Sync + 'static,
+    {
+        NewLlmService(Arc::new(new))
+    }
+}
+
+impl NewService<Target> for NewLlmService {
+    type Service = LlmService;
+
+    fn new_service(&self, target: Target) -> LlmService {
+        (self.0)(target)
+    }
+}
+
+impl fmt::Debug for NewLlmService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewLlmService").finish_non_exhaustive()
+    }
+}
 
 /// The names `[stack] order` accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
