@@ -91,16 +91,7 @@ impl ResponsesStream {
             body,
         });
         self.open = true;
-        let item = self
-            .items
-            .last()
-            .map(|i| self.item_json(i))
-            .unwrap_or_default();
-        self.emit(
-            out,
-            "response.output_item.added",
-            json!({"output_index": index, "item": item}),
-        );
+        self.emit_last_item(out, "response.output_item.added", index);
         Ok(index)
     }
 
@@ -195,15 +186,17 @@ impl ResponsesStream {
                 );
             }
         }
+        self.emit_last_item(out, "response.output_item.done", index);
+    }
+
+    /// `kind` (`response.output_item.added` or `.done`) with the last item,
+    /// at `index`, as it is now.
+    fn emit_last_item(&mut self, out: &mut BytesMut, kind: &str, index: usize) {
         let item = self
             .items
             .last()
             .map(|i| self.item_json(i))
             .unwrap_or_default();
-        self.emit(
-            out,
-            "response.output_item.done",
-            json!({"output_index": index, "item": item}),
-        );
+        self.emit(out, kind, json!({"output_index": index, "item": item}));
     }
 }
