@@ -97,17 +97,22 @@ async fn golden_openai_stream_to_anthropic_events() {
     .await;
 }
 
+/// The `event:` names of a stream read by [`events_of`].
+fn event_names(events: &Value) -> Vec<&str> {
+    events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect()
+}
+
 #[tokio::test]
 async fn openai_stream_finished_without_done_still_completes() {
     let input = "data: {\"id\":\"c\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n\
                  data: {\"id\":\"c\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"length\"}]}\n\n";
     let out = events_of(&transcode(input, 3, OpenAiToAnthropicStream::new()).await);
-    let names: Vec<&str> = out
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["event"].as_str().unwrap())
-        .collect();
+    let names = event_names(&out);
     assert_eq!(
         names,
         [
@@ -134,12 +139,7 @@ async fn openai_stream_finished_without_done_still_completes() {
 #[tokio::test]
 async fn openai_empty_answer_and_reasoning() {
     let out = events_of(&transcode("data: [DONE]\n\n", 1, OpenAiToAnthropicStream::new()).await);
-    let names: Vec<&str> = out
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["event"].as_str().unwrap())
-        .collect();
+    let names = event_names(&out);
     assert_eq!(names, ["message_start", "message_delta", "message_stop"]);
 
     let input = "data: {\"id\":\"c\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"reasoning_content\":\"think\"}}]}\n\n\
