@@ -40,8 +40,6 @@ mod chat;
 mod completion;
 mod embeddings;
 mod sse;
-#[cfg(test)]
-mod tests;
 mod words;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -145,3 +143,6 @@ fn usage(prompt: u64, completion: u64) -> Value {
         "total_tokens": prompt + completion,
     })
 }
+
+#[cfg(test)]
+mod tests;
