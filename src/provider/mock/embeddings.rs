@@ -10,7 +10,10 @@ use crate::body::ProxyBody;
 use crate::error::{json_response, ProxyError};
 use crate::request::LlmRequest;
 
-pub(super) fn embeddings(request: &LlmRequest, model: &str) -> Result<Response<ProxyBody>, ProxyError> {
+pub(super) fn embeddings(
+    request: &LlmRequest,
+    model: &str,
+) -> Result<Response<ProxyBody>, ProxyError> {
     let body = request.body();
     let inputs: Vec<String> = match body.get("input") {
         Some(Value::String(s)) => vec![s.clone()],

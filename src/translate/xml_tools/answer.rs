@@ -109,4 +109,3 @@ pub fn rewrite_answer(body: &[u8]) -> Bytes {
     }
     Bytes::from(serde_json::to_vec(&answer).unwrap_or_else(|_| body.to_vec()))
 }
-

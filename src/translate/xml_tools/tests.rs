@@ -138,7 +138,9 @@ fn lenient_forms() {
     );
     // Arguments whose JSON holds a closing tag of their own.
     assert_eq!(
-        parse_text("<tool_call><name>f</name><arguments>{\"h\":\"</arguments>\"}</arguments></tool_call>"),
+        parse_text(
+            "<tool_call><name>f</name><arguments>{\"h\":\"</arguments>\"}</arguments></tool_call>"
+        ),
         vec![call("f", r#"{"h":"</arguments>"}"#)]
     );
 }
@@ -264,8 +266,7 @@ fn json_answer_rewrite() {
         "choices": [{"index": 0, "message": {"role": "assistant", "content": "On it.\n<tool_call><name>f</name><arguments>{\"a\":1}</arguments></tool_call>"}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
     });
-    let out: Value =
-        serde_json::from_slice(&rewrite_answer(body.to_string().as_bytes())).unwrap();
+    let out: Value = serde_json::from_slice(&rewrite_answer(body.to_string().as_bytes())).unwrap();
     let choice = &out["choices"][0];
     assert_eq!(choice["finish_reason"], "tool_calls");
     assert_eq!(choice["message"]["content"], "On it.");
@@ -277,8 +278,7 @@ fn json_answer_rewrite() {
     assert_eq!(calls[0]["function"]["arguments"], "{\"a\":1}");
     assert_eq!(out["usage"]["total_tokens"], 3);
 
-    let plain =
-        br#"{"choices":[{"message":{"content":"no <b>tags</b>"},"finish_reason":"stop"}]}"#;
+    let plain = br#"{"choices":[{"message":{"content":"no <b>tags</b>"},"finish_reason":"stop"}]}"#;
     assert_eq!(&rewrite_answer(plain)[..], &plain[..]);
     assert_eq!(&rewrite_answer(b"not json")[..], b"not json");
 }

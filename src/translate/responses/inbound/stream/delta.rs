@@ -153,7 +153,6 @@ impl ResponsesStream {
         Ok((index, id, Some(0)))
     }
 
-
     pub(super) fn tool_call(&mut self, out: &mut BytesMut, call: &Value) -> Result<(), Failure> {
         let k = call.get("index").and_then(Value::as_u64).unwrap_or(0);
         let bit =

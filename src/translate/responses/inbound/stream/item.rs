@@ -51,7 +51,6 @@ impl Part {
 }
 
 impl ResponsesStream {
-
     pub(super) fn item_json(&self, item: &Item) -> Value {
         match &item.body {
             Body::Reasoning(text) => reasoning_item(&item.id, item.status, text),
@@ -81,7 +80,12 @@ impl ResponsesStream {
     }
 
     /// Close the open item, then open `body` as the next one.
-    pub(super) fn add(&mut self, out: &mut BytesMut, prefix: &str, body: Body) -> Result<usize, Failure> {
+    pub(super) fn add(
+        &mut self,
+        out: &mut BytesMut,
+        prefix: &str,
+        body: Body,
+    ) -> Result<usize, Failure> {
         self.close(out);
         self.keep(ITEM_COST)?;
         let index = self.items.len();

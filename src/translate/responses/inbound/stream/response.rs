@@ -173,4 +173,3 @@ mod written_response {
         }
     }
 }
-

@@ -9,7 +9,9 @@ use super::*;
 const FIXTURES: &[(&str, &str)] = &[
     (
         "codex-responses-first-turn.json",
-        include_str!("../../../../../tests/fixtures/agent-requests/codex-responses-first-turn.json"),
+        include_str!(
+            "../../../../../tests/fixtures/agent-requests/codex-responses-first-turn.json"
+        ),
     ),
     (
         "codex-responses-tool-result-turn.json",
@@ -39,11 +41,15 @@ const FIXTURES: &[(&str, &str)] = &[
     ),
     (
         "ai-sdk-responses-json-schema.json",
-        include_str!("../../../../../tests/fixtures/agent-requests/ai-sdk-responses-json-schema.json"),
+        include_str!(
+            "../../../../../tests/fixtures/agent-requests/ai-sdk-responses-json-schema.json"
+        ),
     ),
     (
         "ai-sdk-responses-tool-result.json",
-        include_str!("../../../../../tests/fixtures/agent-requests/ai-sdk-responses-tool-result.json"),
+        include_str!(
+            "../../../../../tests/fixtures/agent-requests/ai-sdk-responses-tool-result.json"
+        ),
     ),
 ];
 
