@@ -219,8 +219,14 @@ fn no_new_module_cycle() {
         let text = std::fs::read_to_string(file).unwrap_or_default();
         // The unit tests at the end of a file do not make a dependency.
         let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        // Comments (doc links included) do not make a dependency either.
+        let code: String = code
+            .lines()
+            .map(|line| line.split("//").next().unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n");
         let entry = graph.entry(unit.clone()).or_default();
-        entry.extend(named_units(code).into_iter().filter(|u| *u != unit));
+        entry.extend(named_units(&code).into_iter().filter(|u| *u != unit));
     }
     assert!(graph.len() > 10, "the source tree was not read: {graph:?}");
     let known: Vec<BTreeSet<&str>> = KNOWN.iter().map(|c| c.iter().copied().collect()).collect();
