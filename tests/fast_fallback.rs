@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use http::StatusCode;
 use serde_json::{json, Value};
 
-use support::{bounded, chat_body, client, openai_backend, MockUpstream, Proxy, Reply};
+use support::config::{BackendToml, ModelToml, TestConfig};
+use support::{bounded, chat_body, client, MockUpstream, Proxy, Reply};
 
 /// The shipped config.toml up to its first backend: `[server]` (moved to
 /// port 0), `[stack]`, `[retry]`, `[circuit_breaker]`, `[failover]` as a
@@ -33,15 +34,17 @@ fn shipped_resilience() -> String {
 
 /// A primary `a` and a fallback `b` behind model `m`.
 fn two_targets(a: &MockUpstream, b: &MockUpstream, model_extra: &str) -> String {
-    [
-        openai_backend("a", &a.base_url(), ""),
-        openai_backend("b", &b.base_url(), ""),
-        format!(
-            "[[models]]\nname = \"m\"\ntargets = [{{ backend = \"a\", model = \"a-model\", priority = 1 }}, \
-             {{ backend = \"b\", model = \"b-model\", priority = 2 }}]\n{model_extra}\n"
-        ),
-    ]
-    .concat()
+    let mut model = ModelToml::new("m")
+        .target("a", "a-model", 1)
+        .target("b", "b-model", 2);
+    if let Some((key, value)) = model_extra.split_once(" = ") {
+        model = model.set(key, value.trim());
+    }
+    TestConfig::new()
+        .backend(BackendToml::openai("a", &a.base_url()))
+        .backend(BackendToml::openai("b", &b.base_url()))
+        .model(model)
+        .toml()
 }
 
 fn server_error() -> Value {
@@ -133,15 +136,14 @@ async fn without_a_retry_section_the_fallback_also_comes_first_and_the_last_targ
     .await;
     // No [retry]: defaults, with other_targets_first on; the model shortens
     // the backoff so the last target's retry is quick.
-    let config = [
-        "[stack]\norder = [\"failover\", \"circuit_breaker\", \"retry\"]\n\n".to_string(),
-        two_targets(
+    let config = TestConfig::new()
+        .stack(&["failover", "circuit_breaker", "retry"])
+        .toml()
+        + &two_targets(
             &a,
             &b,
             "retry = { initial_delay = \"10ms\", jitter = false }",
-        ),
-    ]
-    .concat();
+        );
     let proxy = Proxy::start(&config).await;
 
     let (status, answer, _) = ask(&proxy).await;
@@ -184,16 +186,25 @@ async fn a_models_retry_overrides_the_retry_section() {
         .await
     };
     let (a, other) = (failing().await, failing().await);
-    let config = [
-        "[stack]\norder = [\"failover\", \"retry\"]\n\n".to_string(),
-        "[retry]\nmax_retries = 3\ninitial_delay = \"1ms\"\njitter = false\n\n".to_string(),
-        openai_backend("a", &a.base_url(), ""),
-        openai_backend("o", &other.base_url(), ""),
-        "[[models]]\nname = \"m\"\ntargets = [{ backend = \"a\" }]\nretry = { max_retries = 1 }\n\n"
-            .to_string(),
-        "[[models]]\nname = \"n\"\ntargets = [{ backend = \"o\" }]\n\n".to_string(),
-    ]
-    .concat();
+    let config = TestConfig::new()
+        .stack(&["failover", "retry"])
+        .section(
+            "retry",
+            &[
+                ("max_retries", "3"),
+                ("initial_delay", "\"1ms\""),
+                ("jitter", "false"),
+            ],
+        )
+        .backend(BackendToml::openai("a", &a.base_url()))
+        .backend(BackendToml::openai("o", &other.base_url()))
+        .model(
+            ModelToml::new("m")
+                .passthrough_target("a")
+                .set("retry", "{ max_retries = 1 }"),
+        )
+        .model(ModelToml::new("n").passthrough_target("o"))
+        .toml();
     let proxy = Proxy::start(&config).await;
 
     let (status, _, _) = ask(&proxy).await;
@@ -203,4 +214,30 @@ async fn a_models_retry_overrides_the_retry_section() {
     let (status, _, _) = ask_for(&proxy, "n").await;
     assert_eq!(status, 500);
     assert_eq!(other.requests().len(), 4, "[retry] max_retries = 3");
+}
+
+/// The typed test config renders what the proxy reads.
+#[test]
+fn the_test_config_builder_renders_every_section() {
+    let text = TestConfig::new()
+        .server("port", "0")
+        .stack(&["failover", "retry"])
+        .section("retry", &[("max_retries", "0")])
+        .backend(BackendToml::openai("a", "http://127.0.0.1:1/v1").set("timeout", "\"2s\""))
+        .backend(BackendToml::mock("local"))
+        .model(
+            ModelToml::new("m")
+                .target("a", "x", 1)
+                .passthrough_target("local"),
+        )
+        .toml();
+    let parsed: toml::Value = toml::from_str(&text).expect("valid TOML");
+    assert_eq!(parsed["stack"]["order"][1].as_str(), Some("retry"));
+    assert_eq!(parsed["backends"][0]["timeout"].as_str(), Some("2s"));
+    assert_eq!(parsed["backends"][1]["provider"].as_str(), Some("mock"));
+    assert_eq!(
+        parsed["models"][0]["targets"][0]["priority"].as_integer(),
+        Some(1)
+    );
+    assert_eq!(parsed["retry"]["max_retries"].as_integer(), Some(0));
 }

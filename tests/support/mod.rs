@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod config;
 
 use std::future::Future;
 use std::net::SocketAddr;
