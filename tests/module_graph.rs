@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 
 /// The cycles that exist today, each a set of units.
 const KNOWN: &[&[&str]] = &[
-    &["error", "request"],
     &[
         "admin",
         "app",

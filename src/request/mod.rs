@@ -19,13 +19,12 @@
 //! ```
 
 mod endpoint;
-mod format;
 mod llm_request;
 mod read_body;
 mod scan;
 
 pub use endpoint::{Endpoint, UnknownPath};
-pub use format::ClientFormat;
+pub use crate::client_format::ClientFormat;
 pub use llm_request::LlmRequest;
 pub use read_body::{read_body, read_body_within};
 #[cfg(test)]
