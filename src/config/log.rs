@@ -18,9 +18,8 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Config, ConfigError, Loader};
+use super::{Config, ConfigError, LayerName, Loader};
 use crate::layers::log::LogPolicy;
-use crate::stack::LayerName;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

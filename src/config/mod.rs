@@ -43,6 +43,7 @@ pub use error::ConfigError;
 pub use loader::parse_duration;
 pub use names::env_name;
 pub use resilience::BackendLimit;
+pub use stack::LayerName;
 pub use tools::{BackendTools, ToolsConfig};
 pub use types::{ApiKeySetting, BackendConfig, Config, ModelConfig, ServerConfig, TargetConfig};
 

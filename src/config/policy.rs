@@ -8,13 +8,12 @@ use http::{HeaderName, HeaderValue, Method};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{ConfigError, Loader};
+use super::{ConfigError, LayerName, Loader};
 use crate::layers::auth::{key_problem, read_keys_file, AuthKey, AuthPolicy, KeySource};
 use crate::layers::cors::{CorsPolicy, HeaderList, Origins};
 use crate::layers::headers::{proxy_owned, HeaderMatcher, HeaderRules};
 use crate::layers::jwt::{parse_algorithm, JwtPolicy, DEFAULT_LEEWAY};
 use crate::secret::Secret;
-use crate::stack::LayerName;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -5,8 +5,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{BackendLimit, BackendTools, ToolsConfig};
-use crate::stack::LayerName;
+use super::{BackendLimit, BackendTools, LayerName, ToolsConfig};
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
