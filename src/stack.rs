@@ -635,9 +635,14 @@ fn apply(
                 LlmService::new(AuthLayer::new(keys).layer(service))
             }
         }
-        LayerName::Log => {
-            LlmService::new(crate::layers::log::LogLayer::from_config(config, state).layer(service))
-        }
+        LayerName::Log => LlmService::new(
+            crate::layers::log::LogLayer::from_config(
+                config,
+                state.auth.clone(),
+                state.metrics.clone(),
+            )
+            .layer(service),
+        ),
         LayerName::Headers => {
             LlmService::new(HeadersLayer::new(config.headers.clone()).layer(service))
         }

@@ -41,6 +41,7 @@ pub mod zero;
 
 pub use error::ConfigError;
 pub use loader::parse_duration;
+pub use log::LogPolicy;
 pub use names::env_name;
 pub use resilience::BackendLimit;
 pub use stack::LayerName;
