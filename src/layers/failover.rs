@@ -305,6 +305,16 @@ impl Cooldowns {
     }
 }
 
+/// What the Redis store reads and updates of this replica's cooldowns.
+impl crate::store::LocalCooldowns for Cooldowns {
+    fn active(&self) -> Vec<(String, Duration)> {
+        Cooldowns::active(self)
+    }
+    fn apply_shared(&self, key: &str, left: Duration) {
+        Cooldowns::apply_shared(self, key, left);
+    }
+}
+
 /// The key under which a target's cooldown and circuit are kept: the backend
 /// and the model actually asked for there.
 pub fn target_key(target: &Target, requested_model: &str) -> crate::routing::TargetKey {

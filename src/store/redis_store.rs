@@ -13,9 +13,7 @@ use redis::{RedisError, RedisResult, Script};
 use serde::Deserialize;
 use tokio::sync::{mpsc, watch, Notify};
 
-use super::{StateConfig, StoreStatus};
-use crate::layers::circuit_breaker::Breakers;
-use crate::layers::failover::Cooldowns;
+use super::{LocalCircuits, LocalCooldowns, StateConfig, StoreStatus};
 
 /// The longest a connection attempt, the sync after it, or a background
 /// write may take (the request path uses `timeout`).
@@ -28,6 +26,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 const QUEUE: usize = 4096;
 /// Most writes sent in one pipeline.
 const BATCH: usize = 128;
+
+/// The registries tied by [`RedisStore::start`], held weakly: this
+/// replica's circuits and cooldowns.
+type Local = (Weak<dyn LocalCircuits>, Weak<dyn LocalCooldowns>);
 
 /// Where the connection stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,9 +170,9 @@ impl Message {
 /// Rate limits, cooldowns and circuits shared through Redis. See the
 /// [module docs](crate::store).
 ///
-/// Created by [`RouterState::new`](crate::stack::RouterState::new) for
-/// `[state] store = "redis"`; [`RedisStore::start`] ties it to the local
-/// registries and starts its background task (connection, pub/sub,
+/// Created by the stack's `RouterState::new` for `[state] store =
+/// "redis"`; [`RedisStore::start`] ties it to the local registries and
+/// starts its background task (connection, pub/sub,
 /// writes, reconnects).
 pub struct RedisStore {
     config: StateConfig,
@@ -183,7 +185,7 @@ pub struct RedisStore {
     wake: Arc<Notify>,
     events: mpsc::Sender<Event>,
     receiver: Mutex<Option<mpsc::Receiver<Event>>>,
-    local: RwLock<(Weak<Breakers>, Weak<Cooldowns>)>,
+    local: RwLock<Option<Local>>,
     replica: String,
     channel: String,
     limit_script: Script,
@@ -226,7 +228,7 @@ impl RedisStore {
             wake: Arc::new(Notify::new()),
             events,
             receiver: Mutex::new(Some(receiver)),
-            local: RwLock::new((Weak::new(), Weak::new())),
+            local: RwLock::new(None),
             replica,
             limit_script: Script::new(include_str!("limit.lua")),
             transition_script: Script::new(include_str!("transition.lua")),
@@ -237,9 +239,12 @@ impl RedisStore {
     /// other replicas publish is applied; again after a reload replaced
     /// them) and start the background task, once. Outside a tokio runtime
     /// (`llm-router check`) nothing starts.
-    pub fn start(self: &Arc<Self>, breakers: &Arc<Breakers>, cooldowns: &Arc<Cooldowns>) {
-        *self.local.write().unwrap_or_else(|e| e.into_inner()) =
-            (Arc::downgrade(breakers), Arc::downgrade(cooldowns));
+    pub fn start<B, C>(self: &Arc<Self>, breakers: &Arc<B>, cooldowns: &Arc<C>)
+    where
+        B: LocalCircuits + 'static,
+        C: LocalCooldowns + 'static,
+    {
+        self.tie(breakers, cooldowns);
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
@@ -252,6 +257,17 @@ impl RedisStore {
             return;
         };
         runtime.spawn(supervise(Arc::downgrade(self), receiver, self.wake.clone()));
+    }
+
+    /// Hold `breakers` and `cooldowns` (weakly) as the local copy.
+    fn tie<B, C>(&self, breakers: &Arc<B>, cooldowns: &Arc<C>)
+    where
+        B: LocalCircuits + 'static,
+        C: LocalCooldowns + 'static,
+    {
+        let circuits: Weak<dyn LocalCircuits> = Arc::<B>::downgrade(breakers);
+        let cooldowns: Weak<dyn LocalCooldowns> = Arc::<C>::downgrade(cooldowns);
+        *self.local.write().unwrap_or_else(|e| e.into_inner()) = Some((circuits, cooldowns));
     }
 
     /// The config.
@@ -507,9 +523,10 @@ impl RedisStore {
         *self.conn.write().unwrap_or_else(|e| e.into_inner()) = conn;
     }
 
-    fn local(&self) -> Option<(Arc<Breakers>, Arc<Cooldowns>)> {
+    fn local(&self) -> Option<(Arc<dyn LocalCircuits>, Arc<dyn LocalCooldowns>)> {
         let local = self.local.read().unwrap_or_else(|e| e.into_inner());
-        Some((local.0.upgrade()?, local.1.upgrade()?))
+        let (circuits, cooldowns) = local.as_ref()?;
+        Some((circuits.upgrade()?, cooldowns.upgrade()?))
     }
 
     /// Connect, load the scripts, subscribe, then exchange circuits and
@@ -815,7 +832,8 @@ async fn supervise(weak: Weak<RedisStore>, mut events: mpsc::Receiver<Event>, wa
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::circuit_breaker::BreakerPolicy;
+    use crate::layers::circuit_breaker::{BreakerPolicy, Breakers};
+    use crate::layers::failover::Cooldowns;
 
     fn event(json: &str) -> Option<Message> {
         Message::parse(json.as_bytes())
@@ -862,7 +880,7 @@ mod tests {
         }));
         let cooldowns = Arc::new(Cooldowns::default());
         cooldowns.set_max(Duration::from_secs(300));
-        *store.local.write().unwrap() = (Arc::downgrade(&breakers), Arc::downgrade(&cooldowns));
+        store.tie(&breakers, &cooldowns);
         let years = 31 * 365 * 24 * 3600 * 1000u64;
         store.apply_payload(
             format!(r#"{{"from":"other","kind":"open","target":"a/m","ms":{years}}}"#).as_bytes(),
