@@ -24,12 +24,14 @@
 
 mod backend;
 mod layer;
+mod retry_policy;
 mod route;
 mod table;
 mod target;
 
 pub use backend::{Backend, BackendBuilder, BuildError, Credential, UpstreamApi};
 pub use layer::{resolve_route, without_request, Route, RouteLayer};
+pub use retry_policy::RetryPolicy;
 pub use route::{Clients, ModelRoute};
 pub use table::{pattern_prefix, RouteTable};
 pub use target::{Target, TargetKey};
