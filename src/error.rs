@@ -22,7 +22,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 use serde_json::json;
 
 use crate::body::{BoxError, ProxyBody};
-use crate::request::ClientFormat;
+use crate::client_format::ClientFormat;
 
 /// Everything that can go wrong between a client and an upstream.
 #[derive(Debug, thiserror::Error)]

@@ -39,6 +39,7 @@ pub mod app;
 pub mod body;
 pub mod catalog;
 pub mod classify;
+mod client_format;
 pub mod config;
 pub mod docs;
 pub mod error;

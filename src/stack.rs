@@ -30,6 +30,7 @@ use http::{Request, Response};
 use tower::{Layer, Service};
 
 use crate::body::ProxyBody;
+pub use crate::config::LayerName;
 use crate::config::{ApiKeySetting, Config, ConfigError};
 use crate::error::ProxyError;
 use crate::layers::auth::{AuthLayer, KeyStore};
@@ -86,115 +87,6 @@ impl NewService<Target> for NewLlmService {
 impl fmt::Debug for NewLlmService {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NewLlmService").finish_non_exhaustive()
-    }
-}
-
-/// The names `[stack] order` accepts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum LayerName {
-    /// Request/response logging to JSONL files.
-    Log,
-    /// Prometheus metrics.
-    Metrics,
-    /// Client keys.
-    Auth,
-    /// Per-client limits.
-    RateLimit,
-    /// PII scrubbing.
-    Pii,
-    /// Regex and JSONPath transforms.
-    Transform,
-    /// Header drop/add/force rules.
-    Headers,
-    /// CORS and security headers.
-    Cors,
-    /// Target selection and failover (the split point).
-    Failover,
-    /// Per-target circuit breaker.
-    CircuitBreaker,
-    /// Per-target retry with backoff.
-    Retry,
-}
-
-impl LayerName {
-    /// Every name, in the default order (`cors` last, as it is not in the default).
-    pub const ALL: [LayerName; 11] = [
-        LayerName::Log,
-        LayerName::Metrics,
-        LayerName::Auth,
-        LayerName::RateLimit,
-        LayerName::Pii,
-        LayerName::Transform,
-        LayerName::Headers,
-        LayerName::Failover,
-        LayerName::CircuitBreaker,
-        LayerName::Retry,
-        LayerName::Cors,
-    ];
-
-    /// The order used when the config has no `[stack]` section.
-    pub const DEFAULT_ORDER: [LayerName; 10] = [
-        LayerName::Log,
-        LayerName::Metrics,
-        LayerName::Auth,
-        LayerName::RateLimit,
-        LayerName::Pii,
-        LayerName::Transform,
-        LayerName::Headers,
-        LayerName::Failover,
-        LayerName::CircuitBreaker,
-        LayerName::Retry,
-    ];
-
-    /// The config name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LayerName::Log => "log",
-            LayerName::Metrics => "metrics",
-            LayerName::Auth => "auth",
-            LayerName::RateLimit => "rate_limit",
-            LayerName::Pii => "pii",
-            LayerName::Transform => "transform",
-            LayerName::Headers => "headers",
-            LayerName::Cors => "cors",
-            LayerName::Failover => "failover",
-            LayerName::CircuitBreaker => "circuit_breaker",
-            LayerName::Retry => "retry",
-        }
-    }
-
-    /// Parse a config name.
-    pub fn parse(name: &str) -> Option<LayerName> {
-        LayerName::ALL.into_iter().find(|l| l.as_str() == name)
-    }
-
-    /// Whether this version of llm-router has the layer.
-    pub fn is_built(self) -> bool {
-        matches!(
-            self,
-            LayerName::RateLimit
-                | LayerName::Log
-                | LayerName::Metrics
-                | LayerName::Failover
-                | LayerName::CircuitBreaker
-                | LayerName::Retry
-                | LayerName::Auth
-                | LayerName::Headers
-                | LayerName::Cors
-                | LayerName::Pii
-                | LayerName::Transform
-        )
-    }
-
-    /// Whether the layer works on one target's attempts (it belongs under the split).
-    pub fn is_per_target(self) -> bool {
-        matches!(self, LayerName::CircuitBreaker | LayerName::Retry)
-    }
-}
-
-impl fmt::Display for LayerName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -679,7 +571,11 @@ fn layer_of(
                 boxed(auth)
             }
         }
-        LayerName::Log => boxed(crate::layers::log::LogLayer::from_config(config, state)),
+        LayerName::Log => boxed(crate::layers::log::LogLayer::from_config(
+            config,
+            state.auth.clone(),
+            state.metrics.clone(),
+        )),
         LayerName::Headers => boxed(HeadersLayer::new(config.headers.clone())),
         // CORS wraps the whole app (see `Built::cors`), not the LLM stack.
         LayerName::Cors => Arc::new(|service| service),

@@ -13,35 +13,32 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The cycles that exist today, each a set of units.
-const KNOWN: &[&[&str]] = &[
-    &["error", "request"],
-    &[
-        "admin",
-        "app",
-        "catalog",
-        "config",
-        "guard",
-        "layers::auth",
-        "layers::circuit_breaker",
-        "layers::cors",
-        "layers::edit",
-        "layers::failover",
-        "layers::headers",
-        "layers::log",
-        "layers::metrics",
-        "layers::pii",
-        "layers::rate_limit",
-        "layers::retry",
-        "layers::transform",
-        "provider",
-        "reload",
-        "routing",
-        "stack",
-        "store",
-        "translate",
-        "upstream",
-    ],
-];
+const KNOWN: &[&[&str]] = &[&[
+    "admin",
+    "app",
+    "catalog",
+    "config",
+    "guard",
+    "layers::auth",
+    "layers::circuit_breaker",
+    "layers::cors",
+    "layers::edit",
+    "layers::failover",
+    "layers::headers",
+    "layers::log",
+    "layers::metrics",
+    "layers::pii",
+    "layers::rate_limit",
+    "layers::retry",
+    "layers::transform",
+    "provider",
+    "reload",
+    "routing",
+    "stack",
+    "store",
+    "translate",
+    "upstream",
+]];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {

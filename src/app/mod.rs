@@ -52,7 +52,6 @@ use std::collections::hash_map::RandomState;
 use std::convert::Infallible;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -76,8 +75,7 @@ use crate::stack::{Built, LayerName, LlmService, RouterState};
 use crate::timing::{as_millis_header, Waited, OVERHEAD_HEADER_NAME};
 use handler::{Endpoints, Handler};
 
-/// The header carrying the request id.
-pub const REQUEST_ID: &str = "x-request-id";
+pub use crate::request::{ClientAddr, RequestId, REQUEST_ID, REQUEST_ID_HEADER};
 
 /// Headers every answer carries: no MIME sniffing, no framing, no
 /// referrer (contract, "Coming from other routers").
@@ -95,17 +93,6 @@ const SECURITY_HEADERS: [(http::HeaderName, HeaderValue); 3] = [
         HeaderValue::from_static("no-referrer"),
     ),
 ];
-
-/// [`REQUEST_ID`] as a header name (no parse or allocation where it is used).
-pub const REQUEST_ID_HEADER: http::HeaderName = http::HeaderName::from_static(REQUEST_ID);
-
-/// The client's address, put into every request's extensions by the server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ClientAddr(pub SocketAddr);
-
-/// The request id, also in the request's extensions.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RequestId(pub HeaderValue);
 
 /// One configuration in force: the stack built from it and what the
 /// endpoints read. A reload builds a new one and swaps it in; requests in

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{policy, resilience, ApiKeySetting, BackendConfig, ConfigError, Loader};
+use super::{headers, resilience, ApiKeySetting, BackendConfig, ConfigError, Loader};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -21,7 +21,7 @@ pub(super) struct RawBackend {
     tools: Option<Spanned<String>>,
     api: Option<Spanned<String>>,
     rate_limit: Option<Spanned<resilience::RawBackendLimit>>,
-    headers: Option<policy::RawHeaders>,
+    headers: Option<headers::RawHeaders>,
 }
 
 impl Loader<'_> {

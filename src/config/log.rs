@@ -1,5 +1,5 @@
-//! `[log]`: the raw serde struct and its conversion into a
-//! [`LogPolicy`](crate::layers::log::LogPolicy).
+//! `[log]`: the typed [`LogPolicy`] the `log` layer takes, the raw serde
+//! struct and its conversion into the policy.
 //!
 //! ```toml
 //! [log]
@@ -13,14 +13,64 @@
 //! max_file_bytes = 104857600  # a file past this size is renamed <name>.1 (5 kept) and a new one started
 //! ```
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Config, ConfigError, Loader};
-use crate::layers::log::LogPolicy;
-use crate::stack::LayerName;
+use super::{Config, ConfigError, LayerName, Loader};
+
+/// `[log]`, typed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogPolicy {
+    /// Where the files go (`dir`, resolved against the config's directory).
+    pub dir: PathBuf,
+    /// Log each request's body (`requests`).
+    pub requests: bool,
+    /// Log each answer's body, a stream's text reassembled (`responses`).
+    pub responses: bool,
+    /// Mask API keys wherever they appear (`mask_api_keys`).
+    pub mask_api_keys: bool,
+    /// The cap of each logged body, in bytes (`max_body_bytes`).
+    pub max_body_bytes: usize,
+    /// Records waiting for the writer; beyond, records are dropped (`queue`).
+    pub queue: usize,
+    /// Bytes of records waiting for the writer (or for being freed once
+    /// written); beyond, records are dropped and counted (`queue_bytes`).
+    pub queue_bytes: usize,
+    /// A log file past this size is rotated (`max_file_bytes`).
+    pub max_file_bytes: u64,
+}
+
+impl LogPolicy {
+    /// Default `dir`, relative to the config's directory.
+    pub const DEFAULT_DIR: &'static str = "logs";
+    /// Default `max_body_bytes`: 64 KiB.
+    pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+    /// Default `queue`.
+    pub const DEFAULT_QUEUE: usize = 4096;
+    /// Default `queue_bytes`: 64 MiB.
+    pub const DEFAULT_QUEUE_BYTES: usize = 64 * 1024 * 1024;
+    /// Default `max_file_bytes`: 100 MiB.
+    pub const DEFAULT_MAX_FILE_BYTES: u64 = 100 * 1024 * 1024;
+    /// How many rotated files are kept of each log file (`.1` the newest
+    /// … `.5` the oldest); an older one is deleted.
+    pub const ROTATED_FILES_KEPT: u32 = 5;
+
+    /// The defaults, writing into `dir`: bodies on, keys masked.
+    pub fn new(dir: impl AsRef<Path>) -> Self {
+        LogPolicy {
+            dir: dir.as_ref().to_path_buf(),
+            requests: true,
+            responses: true,
+            mask_api_keys: true,
+            max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
+            queue: Self::DEFAULT_QUEUE,
+            queue_bytes: Self::DEFAULT_QUEUE_BYTES,
+            max_file_bytes: Self::DEFAULT_MAX_FILE_BYTES,
+        }
+    }
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -14,12 +14,15 @@
 //!     "config.toml:10: models[0].targets[0].backend: backend `locl` is not defined (defined: local)");
 //! ```
 
+mod auth;
 mod backends;
+mod cors;
 pub mod discover;
 pub mod dotenv;
 mod env;
 mod error;
 mod generated;
+mod headers;
 pub mod import;
 pub mod litellm;
 mod loader;
@@ -27,7 +30,6 @@ mod log;
 mod models;
 mod names;
 pub mod overrides;
-mod policy;
 mod raw;
 mod resilience;
 mod server;
@@ -41,8 +43,10 @@ pub mod zero;
 
 pub use error::ConfigError;
 pub use loader::parse_duration;
+pub use log::LogPolicy;
 pub use names::env_name;
 pub use resilience::BackendLimit;
+pub use stack::LayerName;
 pub use tools::{BackendTools, ToolsConfig};
 pub use types::{ApiKeySetting, BackendConfig, Config, ModelConfig, ServerConfig, TargetConfig};
 

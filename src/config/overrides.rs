@@ -38,9 +38,8 @@ use std::time::Duration;
 
 use http::HeaderValue;
 
-use super::{env_name, ApiKeySetting, Config, ConfigError, TargetConfig};
+use super::{env_name, ApiKeySetting, Config, ConfigError, LayerName, TargetConfig};
 use crate::layers::cors::Origins;
-use crate::stack::LayerName;
 
 /// The variables for the listen host, the first set wins.
 pub const HOST_VARIABLES: &[&str] = &["LLM_ROUTER_SERVER_HOST", "PROXY_API_HOST", "HOST"];

@@ -8,7 +8,7 @@ use super::backends::RawBackend;
 use super::models::RawModel;
 use super::server::RawServer;
 use super::stack::RawStack;
-use super::{log, policy, resilience, state, tools, transforms};
+use super::{auth, cors, headers, log, resilience, state, tools, transforms};
 
 // ---------------------------------------------------------------------------
 // Raw, serde-facing structs. Every table rejects unknown keys.
@@ -28,14 +28,14 @@ pub(super) struct RawConfig {
     pub(super) circuit_breaker: Option<resilience::RawBreaker>,
     pub(super) failover: Option<resilience::RawFailover>,
     pub(super) rate_limit: Option<resilience::RawRateLimit>,
-    pub(super) auth: Option<policy::RawAuth>,
-    pub(super) headers: Option<policy::RawHeaders>,
+    pub(super) auth: Option<auth::RawAuth>,
+    pub(super) headers: Option<headers::RawHeaders>,
     #[serde(default)]
     pub(super) transforms: Vec<transforms::RawTransform>,
     pub(super) pii: Option<transforms::RawPii>,
     pub(super) log: Option<log::RawLog>,
     pub(super) tools: Option<tools::RawTools>,
-    pub(super) cors: Option<policy::RawCors>,
+    pub(super) cors: Option<cors::RawCors>,
     pub(super) state: Option<state::RawState>,
 }
 

@@ -1,10 +1,12 @@
-//! `[stack]`: the layer order, checked against the layers this build has.
+//! `[stack]`: the layer order, checked against the layers this build has,
+//! and [`LayerName`], the names it accepts (the stack builder re-exports it).
+
+use std::fmt;
 
 use serde::Deserialize;
 use toml::Spanned;
 
 use super::{ConfigError, Loader};
-use crate::stack::LayerName;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -67,5 +69,114 @@ impl Loader<'_> {
             }
         }
         Ok((order, true))
+    }
+}
+
+/// The names `[stack] order` accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LayerName {
+    /// Request/response logging to JSONL files.
+    Log,
+    /// Prometheus metrics.
+    Metrics,
+    /// Client keys.
+    Auth,
+    /// Per-client limits.
+    RateLimit,
+    /// PII scrubbing.
+    Pii,
+    /// Regex and JSONPath transforms.
+    Transform,
+    /// Header drop/add/force rules.
+    Headers,
+    /// CORS and security headers.
+    Cors,
+    /// Target selection and failover (the split point).
+    Failover,
+    /// Per-target circuit breaker.
+    CircuitBreaker,
+    /// Per-target retry with backoff.
+    Retry,
+}
+
+impl LayerName {
+    /// Every name, in the default order (`cors` last, as it is not in the default).
+    pub const ALL: [LayerName; 11] = [
+        LayerName::Log,
+        LayerName::Metrics,
+        LayerName::Auth,
+        LayerName::RateLimit,
+        LayerName::Pii,
+        LayerName::Transform,
+        LayerName::Headers,
+        LayerName::Failover,
+        LayerName::CircuitBreaker,
+        LayerName::Retry,
+        LayerName::Cors,
+    ];
+
+    /// The order used when the config has no `[stack]` section.
+    pub const DEFAULT_ORDER: [LayerName; 10] = [
+        LayerName::Log,
+        LayerName::Metrics,
+        LayerName::Auth,
+        LayerName::RateLimit,
+        LayerName::Pii,
+        LayerName::Transform,
+        LayerName::Headers,
+        LayerName::Failover,
+        LayerName::CircuitBreaker,
+        LayerName::Retry,
+    ];
+
+    /// The config name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LayerName::Log => "log",
+            LayerName::Metrics => "metrics",
+            LayerName::Auth => "auth",
+            LayerName::RateLimit => "rate_limit",
+            LayerName::Pii => "pii",
+            LayerName::Transform => "transform",
+            LayerName::Headers => "headers",
+            LayerName::Cors => "cors",
+            LayerName::Failover => "failover",
+            LayerName::CircuitBreaker => "circuit_breaker",
+            LayerName::Retry => "retry",
+        }
+    }
+
+    /// Parse a config name.
+    pub fn parse(name: &str) -> Option<LayerName> {
+        LayerName::ALL.into_iter().find(|l| l.as_str() == name)
+    }
+
+    /// Whether this version of llm-router has the layer.
+    pub fn is_built(self) -> bool {
+        matches!(
+            self,
+            LayerName::RateLimit
+                | LayerName::Log
+                | LayerName::Metrics
+                | LayerName::Failover
+                | LayerName::CircuitBreaker
+                | LayerName::Retry
+                | LayerName::Auth
+                | LayerName::Headers
+                | LayerName::Cors
+                | LayerName::Pii
+                | LayerName::Transform
+        )
+    }
+
+    /// Whether the layer works on one target's attempts (it belongs under the split).
+    pub fn is_per_target(self) -> bool {
+        matches!(self, LayerName::CircuitBreaker | LayerName::Retry)
+    }
+}
+
+impl fmt::Display for LayerName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }

@@ -5,10 +5,9 @@
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{ConfigError, Loader};
+use super::{ConfigError, LayerName, Loader};
 use crate::layers::pii::{Detector, PiiAction, PiiPolicy, PiiScope};
 use crate::layers::transform::{Direction, RegexFlags, TransformRule};
-use crate::stack::LayerName;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

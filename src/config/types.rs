@@ -5,8 +5,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{BackendLimit, BackendTools, ToolsConfig};
-use crate::stack::LayerName;
+use super::{BackendLimit, BackendTools, LayerName, ToolsConfig};
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -49,7 +48,7 @@ pub struct Config {
     pub state: crate::store::StateConfig,
     /// `[log]` (`None` when absent: see [`Config::log_policy`] for the
     /// defaults that apply when `log` is in the order).
-    pub log: Option<crate::layers::log::LogPolicy>,
+    pub log: Option<super::LogPolicy>,
     /// Warnings from turning another format into this config (a LiteLLM
     /// `config.yaml`: its keys with no equivalent); part of [`Config::warnings`].
     pub source_warnings: Vec<String>,

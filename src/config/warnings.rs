@@ -2,8 +2,7 @@
 
 use std::collections::HashSet;
 
-use super::Config;
-use crate::stack::LayerName;
+use super::{Config, LayerName};
 
 impl Config {
     /// Things that are valid but probably not what was meant.

@@ -540,6 +540,19 @@ impl Breakers {
     }
 }
 
+/// What the Redis store reads and updates of this replica's circuits.
+impl crate::store::LocalCircuits for Breakers {
+    fn open_circuits(&self) -> Vec<(String, Duration)> {
+        Breakers::open_circuits(self)
+    }
+    fn apply_shared_open(&self, key: &str, left: Duration) {
+        Breakers::apply_shared_open(self, key, left);
+    }
+    fn apply_shared_closed(&self, key: &str) {
+        Breakers::apply_shared_closed(self, key);
+    }
+}
+
 /// Applies [`CircuitBreaker`]. See the [module docs](crate::layers::circuit_breaker).
 #[derive(Clone, Debug)]
 pub struct CircuitBreakerLayer {

@@ -11,7 +11,7 @@
 //!
 //! Preflight requests (`OPTIONS`) are answered by the layer itself, without
 //! calling the service inside. That is why, in llm-router, `cors` wraps the
-//! whole [`App`](crate::app::App) — the endpoints, and the LLM stack inside
+//! whole [`App`](crate::App) — the endpoints, and the LLM stack inside
 //! them — wherever it is named in `[stack] order`: a preflight has no body
 //! and no model, so it never reaches the LLM stack, and CORS headers must be
 //! on every answer (401s, 429s and `/v1/models` included) for a browser to

@@ -19,13 +19,14 @@
 //! ```
 
 mod endpoint;
-mod format;
+mod extensions;
 mod llm_request;
 mod read_body;
 mod scan;
 
+pub use crate::client_format::ClientFormat;
 pub use endpoint::{Endpoint, UnknownPath};
-pub use format::ClientFormat;
+pub use extensions::{ClientAddr, RequestId, REQUEST_ID, REQUEST_ID_HEADER};
 pub use llm_request::LlmRequest;
 pub use read_body::{read_body, read_body_within};
 #[cfg(test)]

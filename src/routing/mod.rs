@@ -27,6 +27,7 @@
 mod backend;
 mod layer;
 mod per_target;
+mod retry_policy;
 mod route;
 mod state_key;
 mod table;
@@ -35,6 +36,7 @@ mod target;
 pub use backend::{Backend, BackendBuilder, BuildError, Credential, UpstreamApi};
 pub use layer::{resolve_route, without_request, Route, RouteLayer};
 pub use per_target::PerTarget;
+pub use retry_policy::RetryPolicy;
 pub use route::{Clients, ModelRoute};
 pub(crate) use state_key::is_passthrough;
 pub use state_key::{state_key, target_key, without_credential_tag, CredentialTag};

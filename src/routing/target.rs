@@ -5,8 +5,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::Backend;
-use crate::layers::retry::RetryPolicy;
+use super::{Backend, RetryPolicy};
 
 /// A target's key, `backend/model` (see [`Target::key`]): reads as a `&str`.
 ///

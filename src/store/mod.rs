@@ -1,15 +1,14 @@
 //! Where rate limits, cooldowns and circuit state live (`[state]`).
 //!
 //! - **`store = "memory"`** (the default): in this process. The registries
-//!   of the layers — [`ClientLimits`](crate::layers::rate_limit::ClientLimits),
-//!   [`BackendLimits`](crate::layers::rate_limit::BackendLimits),
-//!   [`Cooldowns`](crate::layers::failover::Cooldowns) and
-//!   [`Breakers`](crate::layers::circuit_breaker::Breakers) — are the whole
-//!   state: every decision is a synchronous look-up under a lock, with no
+//!   of the layers — `ClientLimits` and `BackendLimits` (`rate_limit`),
+//!   `Cooldowns` (`failover`) and `Breakers` (`circuit_breaker`) — are the
+//!   whole state: every decision is a synchronous look-up under a lock, with no
 //!   await and nothing allocated for the store.
 //! - **`store = "redis"`**: shared by every replica through a
 //!   [`RedisStore`]. The same registries stay as each replica's *local copy*
-//!   and its fallback:
+//!   (the store sees them as [`LocalCircuits`] and [`LocalCooldowns`]) and
+//!   its fallback:
 //!   - **limits** are decided in Redis, atomically, by one Lua script
 //!     (`EVALSHA`, `EVAL` when Redis lost the script): the same per-key
 //!     window arithmetic as the memory store, the token check and the request
@@ -56,11 +55,13 @@
 //! assert_eq!(config.timeout, Duration::from_millis(100));
 //! ```
 
+mod local;
 mod redis_store;
 
 use std::fmt;
 use std::time::Duration;
 
+pub use local::{LocalCircuits, LocalCooldowns};
 pub use redis_store::{LimitOp, Op, RedisStore, Verdict};
 
 /// `[state] store`.

@@ -19,7 +19,7 @@ use crate::secret::Secret;
 
 /// The outcome of [`KeyStore::authenticate`] for a request's headers,
 /// reached before its body was read (by the app, see
-/// [`App`](crate::app::App)). [`Auth`] takes it from the extensions instead
+/// [`App`](crate::App)). [`Auth`] takes it from the extensions instead
 /// of checking the headers again; only the crate can make one, and it only
 /// counts for the store that made it.
 #[derive(Clone, Debug)]

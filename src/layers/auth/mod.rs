@@ -26,7 +26,7 @@
 //! `invalid_token_claims`, `malformed_token`). A token is never an admin
 //! credential.
 //!
-//! **Before the body.** In the server, [`App`](crate::app::App) makes this
+//! **Before the body.** In the server, [`App`](crate::App) makes this
 //! check from the headers before it reads a request's body, and passes the
 //! result ([`Checked`]) in the request's extensions; the layer takes it
 //! instead of checking again (so a refusal is counted once, a JWT verified

@@ -224,6 +224,16 @@ impl Cooldowns {
     }
 }
 
+/// What the Redis store reads and updates of this replica's cooldowns.
+impl crate::store::LocalCooldowns for Cooldowns {
+    fn active(&self) -> Vec<(String, Duration)> {
+        Cooldowns::active(self)
+    }
+    fn apply_shared(&self, key: &str, left: Duration) {
+        Cooldowns::apply_shared(self, key, left);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -98,10 +98,10 @@ mod redact;
 mod terminal;
 mod writer;
 
+pub use crate::config::LogPolicy;
 pub use writer::flush;
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -113,17 +113,15 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tower::{Layer, Service};
 
-use crate::app::{ClientAddr, RequestId};
 use crate::body::ProxyBody;
 use crate::classify::AttemptLog;
-use crate::config::{ApiKeySetting, Config};
+use crate::config::{ApiKeySetting, Config, LayerName};
 use crate::error::ProxyError;
 use crate::layers::auth::KeyStore;
 use crate::layers::metrics::Metrics;
 use crate::layers::pii::Scrubber;
 use crate::layers::rate_limit::ClientIdentity;
-use crate::request::LlmRequest;
-use crate::stack::{LayerName, RouterState};
+use crate::request::{ClientAddr, LlmRequest, RequestId, REQUEST_ID_HEADER};
 use crate::timing::Waited;
 use crate::usage::UsageSlot;
 
@@ -131,58 +129,6 @@ use capture::{Done, Logged, Tap};
 use record::{Client, LoggedRequest, Record, StackError};
 use redact::Redactor;
 use writer::{Progress, Starter};
-
-/// `[log]`, typed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LogPolicy {
-    /// Where the files go (`dir`, resolved against the config's directory).
-    pub dir: PathBuf,
-    /// Log each request's body (`requests`).
-    pub requests: bool,
-    /// Log each answer's body, a stream's text reassembled (`responses`).
-    pub responses: bool,
-    /// Mask API keys wherever they appear (`mask_api_keys`).
-    pub mask_api_keys: bool,
-    /// The cap of each logged body, in bytes (`max_body_bytes`).
-    pub max_body_bytes: usize,
-    /// Records waiting for the writer; beyond, records are dropped (`queue`).
-    pub queue: usize,
-    /// Bytes of records waiting for the writer (or for being freed once
-    /// written); beyond, records are dropped and counted (`queue_bytes`).
-    pub queue_bytes: usize,
-    /// A log file past this size is rotated (`max_file_bytes`).
-    pub max_file_bytes: u64,
-}
-
-impl LogPolicy {
-    /// Default `dir`, relative to the config's directory.
-    pub const DEFAULT_DIR: &'static str = "logs";
-    /// Default `max_body_bytes`: 64 KiB.
-    pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
-    /// Default `queue`.
-    pub const DEFAULT_QUEUE: usize = 4096;
-    /// Default `queue_bytes`: 64 MiB.
-    pub const DEFAULT_QUEUE_BYTES: usize = 64 * 1024 * 1024;
-    /// Default `max_file_bytes`: 100 MiB.
-    pub const DEFAULT_MAX_FILE_BYTES: u64 = 100 * 1024 * 1024;
-    /// How many rotated files are kept of each log file (`.1` the newest
-    /// … `.5` the oldest); an older one is deleted.
-    pub const ROTATED_FILES_KEPT: u32 = 5;
-
-    /// The defaults, writing into `dir`: bodies on, keys masked.
-    pub fn new(dir: impl AsRef<Path>) -> Self {
-        LogPolicy {
-            dir: dir.as_ref().to_path_buf(),
-            requests: true,
-            responses: true,
-            mask_api_keys: true,
-            max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
-            queue: Self::DEFAULT_QUEUE,
-            queue_bytes: Self::DEFAULT_QUEUE_BYTES,
-            max_file_bytes: Self::DEFAULT_MAX_FILE_BYTES,
-        }
-    }
-}
 
 /// What the layer and its services share.
 pub(crate) struct Shared {
@@ -405,9 +351,13 @@ impl LogLayer {
 
     /// The layer of a config's `[log]` (see [`Config::log_policy`]), with
     /// the `pii` layer's scrubber when `[pii]` is on (or `pii` is in the
-    /// order), the keys of `auth` and the backends' keys to mask exactly,
-    /// and dropped records counted in the state's metrics.
-    pub fn from_config(config: &Config, state: &RouterState) -> Self {
+    /// order), the keys of `auth` (`keys`) and the backends' keys to mask
+    /// exactly, and dropped records counted in `metrics`.
+    pub fn from_config(
+        config: &Config,
+        keys: Option<Arc<KeyStore>>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let pii_on = config.pii.is_some() || config.stack.contains(&LayerName::Pii);
         let scrubber = pii_on
             .then(|| crate::layers::pii::PiiLayer::new(config.pii.clone().unwrap_or_default()))
@@ -419,8 +369,8 @@ impl LogLayer {
         );
         let mut builder = Self::builder(config.log_policy())
             .scrubber(scrubber)
-            .keys(state.auth.clone())
-            .metrics(state.metrics.clone())
+            .keys(keys)
+            .metrics(metrics)
             .auth_inside(auth_inside);
         for b in &config.backends {
             if let Some(ApiKeySetting::Key(key)) = &b.api_key {
@@ -534,7 +484,7 @@ where
         let request_id = ext
             .get::<RequestId>()
             .map(|r| &r.0)
-            .or_else(|| req.headers().get(crate::app::REQUEST_ID_HEADER))
+            .or_else(|| req.headers().get(REQUEST_ID_HEADER))
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let presented = crate::provider::client_key(req.headers()).map(str::to_string);

@@ -1,4 +1,5 @@
 use std::convert::Infallible;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use http::{Request, Response, StatusCode};

@@ -9,7 +9,7 @@ use std::time::Duration;
 use http::Request;
 
 use super::{ClientIdentity, KeyBy, LimitState, RateLimitPolicy, WindowLimiter};
-use crate::app::ClientAddr;
+use crate::request::ClientAddr;
 use crate::store::{LimitOp, Op, RedisStore, Verdict};
 
 /// The shared state of the client limits.

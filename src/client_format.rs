@@ -1,4 +1,7 @@
 //! [`ClientFormat`]: the API dialect a client speaks.
+//!
+//! Shared vocabulary of the `request` module (which re-exports it) and the
+//! `error` module (which renders errors in it); it depends on neither.
 
 /// The API dialect a client speaks; errors and answers are rendered in it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

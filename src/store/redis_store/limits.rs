@@ -1,0 +1,154 @@
+//! Limit decisions made in Redis: what a request asks of its limit keys
+//! ([`LimitOp`]), the answer ([`Verdict`]), and the keys themselves.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::{millis, Event, RedisStore};
+
+/// What a limit key is asked to do (see `limit.lua`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Count `n` if that stays within the limit.
+    Acquire,
+    /// Whether the count is under the limit; counts nothing.
+    Check,
+    /// Count `n` whatever the limit.
+    Add,
+}
+
+impl Op {
+    pub(super) fn code(self) -> &'static str {
+        match self {
+            Op::Acquire => "a",
+            Op::Check => "c",
+            Op::Add => "f",
+        }
+    }
+}
+
+/// One limit of a decision: a Redis key and what to do with it.
+#[derive(Clone, Debug)]
+pub struct LimitOp {
+    /// The full key (see [`RedisStore::client_limit_key`]).
+    pub key: String,
+    /// What to do.
+    pub op: Op,
+    /// How much to count.
+    pub n: u64,
+    /// The limit per window.
+    pub limit: u64,
+    /// The window.
+    pub window: Duration,
+}
+
+/// The shared decision over a list of [`LimitOp`]s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every limit has room; the state of the last one.
+    Allowed {
+        /// What is left of the last limit.
+        remaining: u64,
+        /// Time until its current window ends.
+        reset: Duration,
+    },
+    /// The limit at `index` (of the ops given) refused.
+    Refused {
+        /// Which op refused.
+        index: usize,
+        /// Time until it would have room.
+        wait: Duration,
+    },
+}
+
+impl RedisStore {
+    /// The key of one of a client's limits (`what`: `requests`, `tokens`).
+    /// The client key (an API key, `ip:...`, `global`) is hashed.
+    pub fn client_limit_key(&self, client: &str, what: &str) -> String {
+        let digest = ring::digest::digest(&ring::digest::SHA256, client.as_bytes());
+        let mut hex = String::with_capacity(32);
+        for b in &digest.as_ref()[..16] {
+            use fmt::Write;
+            let _ = write!(hex, "{b:02x}");
+        }
+        format!("{}:limit:client:{{{hex}}}:{what}", self.config.prefix)
+    }
+
+    /// The key of a backend's request limit.
+    pub fn backend_limit_key(&self, backend: &str) -> String {
+        format!(
+            "{}:limit:backend:{{{backend}}}:requests",
+            self.config.prefix
+        )
+    }
+
+    /// Decide `ops` atomically in Redis (one script call, one round trip).
+    /// `None` when Redis is unavailable or did not answer within `timeout`:
+    /// the caller decides locally.
+    pub async fn decide(&self, ops: &[LimitOp]) -> Option<Verdict> {
+        if ops.is_empty() || !self.usable().await {
+            return None;
+        }
+        let mut conn = self
+            .conn
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        let mut invocation = self.limit_script.prepare_invoke();
+        for op in ops {
+            invocation
+                .key(&op.key)
+                .arg(op.op.code())
+                .arg(op.n)
+                .arg(op.limit)
+                .arg(millis(op.window));
+        }
+        let answer = tokio::time::timeout(
+            self.config.timeout,
+            invocation.invoke_async::<Vec<i64>>(&mut conn),
+        )
+        .await;
+        match answer {
+            Ok(Ok(v)) if v.len() == 4 => Some(if v[0] == 1 {
+                Verdict::Allowed {
+                    remaining: v[2].max(0) as u64,
+                    reset: Duration::from_millis(v[3].max(0) as u64),
+                }
+            } else {
+                Verdict::Refused {
+                    index: (v[1].max(1) - 1) as usize,
+                    wait: Duration::from_millis(v[3].max(1) as u64),
+                }
+            }),
+            Ok(Ok(v)) => {
+                self.script_failed(&format!("unexpected answer {v:?}"));
+                None
+            }
+            Ok(Err(e)) => {
+                self.call_failed(&e);
+                None
+            }
+            Err(_) => {
+                self.lost(&format!(
+                    "no answer within {}",
+                    crate::error::humanize(self.config.timeout)
+                ));
+                None
+            }
+        }
+    }
+
+    /// Count `n` on `key` after the fact (tokens of a finished answer), in
+    /// the background.
+    pub fn count(&self, key: String, n: u64, limit: u64, window: Duration) {
+        if n == 0 {
+            return;
+        }
+        self.enqueue(|| Event::Count {
+            key,
+            n,
+            limit,
+            window_ms: millis(window),
+        });
+    }
+}
