@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::request::ClientFormat;
 
-/// Settings of a [`StreamGuard`].
+/// Settings of a [`StreamGuard`](super::StreamGuard).
 #[derive(Clone, Debug)]
 pub struct GuardConfig {
     /// The format of the stream (and of the error events it may add).

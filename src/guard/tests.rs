@@ -206,8 +206,7 @@ fn rev(kind: &str, seq: u64, extra: &str) -> String {
 
 #[tokio::test(start_paused = true)]
 async fn responses_preamble_commit_and_failure() {
-    let head =
-        r#","response":{"id":"resp_1","model":"m","created_at":5,"status":"in_progress"}"#;
+    let head = r#","response":{"id":"resp_1","model":"m","created_at":5,"status":"in_progress"}"#;
     let (tx, body) = channel_body();
     let mut guard = StreamGuard::new(body, GuardConfig::new(ClientFormat::Responses));
     tx.send(Ok(Frame::data(Bytes::from(rev(
