@@ -7,7 +7,7 @@
 //! [`NewService`] of targets: when the stack is built it makes each target's
 //! own service (circuit breaker, retry, upstream, with the target as a
 //! constructor input), and each attempt calls the chosen target's service
-//! with an [`Attempt`] in the request's extensions. After each attempt a
+//! with an [`Attempt`](crate::classify::Attempt) in the request's extensions. After each attempt a
 //! pure decision (`decide`, unit-tested without I/O) says what comes next.
 //! The next target is
 //! tried after a status in `on` (default 429, 500, 502, 503, 504), a

@@ -1,0 +1,336 @@
+//! Event classification: what one SSE event means for the stream (preamble,
+//! content, end, error, malformed) and the usage it carries, per client format.
+
+use bytes::Bytes;
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+
+use crate::request::ClientFormat;
+
+/// What one event means for the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum EventKind {
+    /// Role-only deltas, empty content, keep-alives: held until the commit.
+    Preamble,
+    /// Text, tool calls, a finish reason or usage.
+    Content { finished: bool },
+    /// The end marker (`[DONE]` / `message_stop`).
+    Done,
+    /// An error event from the upstream.
+    Error(String),
+    /// Not JSON: skipped.
+    Malformed,
+}
+
+#[derive(Deserialize)]
+struct OpenAiChunk<'a> {
+    #[serde(default, borrow)]
+    choices: Vec<OpenAiChoice<'a>>,
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+    #[serde(default)]
+    usage: Option<crate::usage::Usage>,
+}
+
+#[derive(Deserialize)]
+struct OpenAiChoice<'a> {
+    #[serde(default, borrow)]
+    delta: Option<OpenAiDelta<'a>>,
+    #[serde(default, borrow)]
+    text: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    finish_reason: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct OpenAiDelta<'a> {
+    #[serde(default, borrow)]
+    content: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    refusal: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    reasoning_content: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    tool_calls: Option<IgnoredAny>,
+    #[serde(default)]
+    function_call: Option<IgnoredAny>,
+}
+
+/// After the commit only the end, errors and usage matter: the deltas are
+/// validated but not looked at.
+#[derive(Deserialize)]
+struct OpenAiChunkTail {
+    #[serde(default)]
+    choices: Vec<OpenAiChoiceTail>,
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+    #[serde(default)]
+    usage: Option<crate::usage::Usage>,
+}
+
+#[derive(Deserialize)]
+struct OpenAiChoiceTail {
+    #[serde(default)]
+    finish_reason: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct AnthropicEvent<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+    /// `message_start` carries the input tokens here...
+    #[serde(default)]
+    message: Option<AnthropicMessageHead>,
+    /// ... and `message_delta` the output tokens here.
+    #[serde(default)]
+    usage: Option<crate::usage::AnthropicUsage>,
+}
+
+/// An event of the Responses API: only what the guard needs of it.
+#[derive(Deserialize)]
+pub(super) struct ResponsesEvent<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    sequence_number: Option<u64>,
+    /// `error` events carry their message at the top level.
+    #[serde(default, borrow)]
+    message: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    pub(super) response: Option<ResponsesHead>,
+}
+
+/// The `response` object of `response.*` lifecycle events.
+#[derive(Deserialize)]
+pub(super) struct ResponsesHead {
+    #[serde(default)]
+    pub(super) id: Option<String>,
+    #[serde(default)]
+    pub(super) model: Option<String>,
+    #[serde(default)]
+    pub(super) created_at: Option<serde_json::Value>,
+    #[serde(default)]
+    usage: Option<crate::usage::Usage>,
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct AnthropicMessageHead {
+    #[serde(default)]
+    usage: Option<crate::usage::AnthropicUsage>,
+}
+
+fn error_message(error: &serde_json::Value) -> String {
+    error
+        .get("message")
+        .and_then(|m| m.as_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| error.to_string())
+}
+
+/// An event's meaning, plus the usage it carries.
+pub(super) struct Classified {
+    pub(super) kind: EventKind,
+    pub(super) usage: Option<crate::usage::Usage>,
+    /// A piece of Anthropic usage (`message_start` / `message_delta`).
+    pub(super) anthropic_usage: Option<crate::usage::AnthropicUsage>,
+    /// A chunk that carries usage and nothing else.
+    pub(super) usage_only: bool,
+    /// A Responses event's sequence number, its response head when parsed,
+    /// and the text of `response.created` when it was not.
+    pub(super) responses: Option<(Option<u64>, Option<ResponsesHead>, Option<Bytes>)>,
+}
+
+impl From<EventKind> for Classified {
+    fn from(kind: EventKind) -> Self {
+        Classified {
+            kind,
+            usage: None,
+            anthropic_usage: None,
+            usage_only: false,
+            responses: None,
+        }
+    }
+}
+
+pub(super) fn classify(
+    format: ClientFormat,
+    event: &crate::sse::SseEvent,
+    committed: bool,
+    usage_wanted: bool,
+) -> Classified {
+    if event.data.is_empty() {
+        return EventKind::Preamble.into();
+    }
+    match format {
+        ClientFormat::OpenAi if committed => {
+            if event.is_done() {
+                return EventKind::Done.into();
+            }
+            let Ok(chunk) = serde_json::from_slice::<OpenAiChunkTail>(&event.data) else {
+                return EventKind::Malformed.into();
+            };
+            if let Some(error) = chunk.error {
+                return EventKind::Error(error_message(&error)).into();
+            }
+            let finished = chunk.choices.iter().any(|c| c.finish_reason.is_some());
+            Classified {
+                kind: EventKind::Content { finished },
+                usage: chunk.usage,
+                anthropic_usage: None,
+                usage_only: chunk.usage.is_some() && chunk.choices.is_empty(),
+                responses: None,
+            }
+        }
+        ClientFormat::OpenAi => {
+            if event.is_done() {
+                return EventKind::Done.into();
+            }
+            let Ok(chunk) = serde_json::from_slice::<OpenAiChunk<'_>>(&event.data) else {
+                return EventKind::Malformed.into();
+            };
+            if let Some(error) = chunk.error {
+                return EventKind::Error(error_message(&error)).into();
+            }
+            let mut content = false;
+            let mut finished = false;
+            for choice in &chunk.choices {
+                if choice.finish_reason.is_some() {
+                    finished = true;
+                }
+                if choice.text.as_deref().is_some_and(|t| !t.is_empty()) {
+                    content = true;
+                }
+                if let Some(d) = &choice.delta {
+                    let non_empty = |s: &Option<std::borrow::Cow<'_, str>>| {
+                        s.as_deref().is_some_and(|t| !t.is_empty())
+                    };
+                    if non_empty(&d.content)
+                        || non_empty(&d.refusal)
+                        || non_empty(&d.reasoning_content)
+                        || d.tool_calls.is_some()
+                        || d.function_call.is_some()
+                    {
+                        content = true;
+                    }
+                }
+            }
+            let kind = if content || finished {
+                EventKind::Content { finished }
+            } else {
+                EventKind::Preamble
+            };
+            Classified {
+                kind,
+                usage: chunk.usage,
+                anthropic_usage: None,
+                usage_only: chunk.usage.is_some() && chunk.choices.is_empty(),
+                responses: None,
+            }
+        }
+        ClientFormat::Anthropic => {
+            let Ok(e) = serde_json::from_slice::<AnthropicEvent<'_>>(&event.data) else {
+                return EventKind::Malformed.into();
+            };
+            let kind = match e.kind.as_ref() {
+                "error" => {
+                    EventKind::Error(e.error.as_ref().map(error_message).unwrap_or_default())
+                }
+                "message_stop" => EventKind::Done,
+                "content_block_start" | "content_block_delta" => {
+                    EventKind::Content { finished: false }
+                }
+                "message_delta" => EventKind::Content { finished: true },
+                _ => EventKind::Preamble,
+            };
+            let anthropic_usage = e.usage.or_else(|| e.message.and_then(|m| m.usage));
+            Classified {
+                kind,
+                usage: None,
+                anthropic_usage,
+                usage_only: false,
+                responses: None,
+            }
+        }
+        ClientFormat::Responses => classify_responses(event, usage_wanted),
+    }
+}
+
+/// A Responses API event: `response.created` / `in_progress` / `queued`
+/// are preamble; the first output item commits; `response.completed` and
+/// `response.incomplete` end it; `error` and `response.failed` are errors.
+fn classify_responses(event: &crate::sse::SseEvent, usage_wanted: bool) -> Classified {
+    // Events named by their `event:` line are read without parsing their
+    // JSON when the guard needs nothing in them but their number (the last
+    // field of the events the proxy writes): output deltas and items
+    // (content), `created` (its head is kept, parsed only if the stream
+    // fails), `in_progress`/`queued` (preamble), and the end when no layer
+    // wants the usage. Errors are always parsed.
+    if let Some(name) = event.event.as_deref() {
+        let looks_whole = event.data.first() == Some(&b'{') && event.data.last() == Some(&b'}');
+        let kind = match name {
+            _ if !looks_whole => None,
+            "error" | "response.failed" => None,
+            "response.completed" | "response.incomplete" if usage_wanted => None,
+            "response.completed" | "response.incomplete" => Some(EventKind::Done),
+            "response.created" | "response.in_progress" | "response.queued" => {
+                Some(EventKind::Preamble)
+            }
+            _ => Some(EventKind::Content { finished: false }),
+        };
+        if let Some(kind) = kind {
+            let head = (name == "response.created").then(|| event.data.clone());
+            return Classified {
+                kind,
+                usage: None,
+                anthropic_usage: None,
+                usage_only: false,
+                responses: Some((sequence_number(&event.data), None, head)),
+            };
+        }
+    }
+    let Ok(e) = serde_json::from_slice::<ResponsesEvent<'_>>(&event.data) else {
+        return EventKind::Malformed.into();
+    };
+    let kind = match e.kind.as_ref() {
+        "response.created" | "response.in_progress" | "response.queued" => EventKind::Preamble,
+        "response.completed" | "response.incomplete" => EventKind::Done,
+        "error" => EventKind::Error(e.message.as_deref().unwrap_or_default().to_string()),
+        "response.failed" => EventKind::Error(
+            e.response
+                .as_ref()
+                .and_then(|r| r.error.as_ref())
+                .map(error_message)
+                .unwrap_or_else(|| "the response failed".into()),
+        ),
+        _ => EventKind::Content { finished: false },
+    };
+    let usage = match kind {
+        EventKind::Done => e.response.as_ref().and_then(|r| r.usage),
+        _ => None,
+    };
+    Classified {
+        kind,
+        usage,
+        anthropic_usage: None,
+        usage_only: false,
+        responses: Some((e.sequence_number, e.response, None)),
+    }
+}
+
+/// An event's `"sequence_number": N`, found from the end of its JSON text
+/// (where the Responses API and the proxy put it); `None` when absent.
+fn sequence_number(data: &[u8]) -> Option<u64> {
+    const KEY: &[u8] = b"\"sequence_number\":";
+    let at = memchr::memmem::rfind(data, KEY)?;
+    let digits = data.get(at.checked_add(KEY.len())?..)?;
+    let digits = digits.strip_prefix(b" ").unwrap_or(digits);
+    let end = digits
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(digits.len());
+    std::str::from_utf8(digits.get(..end)?).ok()?.parse().ok()
+}

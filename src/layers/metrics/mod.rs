@@ -1,0 +1,53 @@
+//! `metrics`: Prometheus metrics of every request, and the per-backend JSON
+//! summary of `GET /metrics` with `Accept: application/json`.
+//!
+//! Recorded per client request: requests by model, backend and status; total
+//! latency (until the answer's last byte), time to first byte (the answer's
+//! head — for a stream, its first content event) and the proxy's own overhead
+//! as histograms; tokens in and out from the upstream's usage (streamed
+//! answers included); rate-limit rejections. Per upstream attempt (from the
+//! [`AttemptLog`] the upstream edge fills): upstream errors by kind, retries
+//! and failovers. At scrape time: each circuit's state. The log layer's dropped
+//! records are counted through [`Metrics::log_records_dropped`].
+//!
+//! **Bounded labels.** Every label value comes from the config, never from
+//! what a client sent, so `/metrics` stays the same size whatever clients
+//! send: `model` is the name of the configured route that served the request
+//! (`"gpt-4o"`, a pattern such as `"gpt-*"`, or `"*"`), or `"(unknown)"` when
+//! no route matches (or the layer was given no [`RouteTable`], see
+//! [`MetricsLayer::with_routes`]); `backend` is a configured backend's name.
+//! A circuit of a target whose upstream model is the client's name (a target
+//! without `model` under a pattern or `"*"` route) is shown as
+//! `backend/*`, the worst state among them.
+//!
+//! [`AttemptLog`]: crate::classify::AttemptLog
+//! [`RouteTable`]: crate::routing::RouteTable
+//!
+//! ```
+//! use std::sync::Arc;
+//! use llm_router::layers::metrics::{Metrics, MetricsLayer};
+//! use llm_router::routing::RouteTable;
+//!
+//! let metrics = Arc::new(Metrics::new());
+//! let routes = Arc::new(RouteTable::new(Vec::new()));
+//! let _layer = MetricsLayer::new(metrics.clone()).with_routes(routes);
+//! let text = metrics.encode(None);
+//! assert!(text.contains("llm_router_rate_limit_rejections_total 0"));
+//! assert!(text.ends_with("# EOF\n"));
+//! ```
+
+mod body;
+mod encode;
+mod labels;
+mod layer;
+mod registry;
+mod service;
+mod stats;
+
+pub use labels::UNKNOWN_MODEL;
+pub use layer::MetricsLayer;
+pub use registry::Metrics;
+pub use service::MetricsService;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,143 @@
+//! [`MetricsService`]: labels each request by its route and records its
+//! head, status and attempts; the body records the rest when it ends.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tokio::time::Instant;
+use tower::Service;
+
+use super::body::{Done, Observed};
+use super::labels::{RequestLabels, RouteLabels};
+use super::{Metrics, UNKNOWN_MODEL};
+use crate::body::ProxyBody;
+use crate::classify::{AttemptLog, RejectedBy};
+use crate::error::ProxyError;
+use crate::request::LlmRequest;
+use crate::routing::{ModelRoute, RouteTable};
+use crate::timing::Waited;
+use crate::usage::UsageSlot;
+
+/// The `model` label of a request: the name of its configured route.
+fn route_label(req: &Request<ProxyBody>, routes: Option<&RouteTable>) -> String {
+    let ext = req.extensions();
+    let name = ext.get::<Arc<ModelRoute>>().map(|r| r.name()).or_else(|| {
+        let llm = ext.get::<LlmRequest>()?;
+        routes?
+            .resolve_for(llm.model(), llm.format())
+            .map(|r| r.name())
+    });
+    name.unwrap_or(UNKNOWN_MODEL).to_string()
+}
+
+/// The metrics service. See the [module docs](crate::layers::metrics).
+#[derive(Clone, Debug)]
+pub struct MetricsService<S> {
+    pub(super) inner: S,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) routes: Option<Arc<RouteTable>>,
+}
+
+impl<S> Service<Request<ProxyBody>> for MetricsService<S>
+where
+    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ProxyError>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<ProxyBody>;
+    type Error = ProxyError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ProxyBody>) -> Self::Future {
+        let started = Instant::now();
+        req.extensions_mut().insert(crate::usage::UsageWanted);
+        let model = route_label(&req, self.routes.as_deref());
+        let attempts = match req.extensions().get::<AttemptLog>() {
+            Some(log) => log.clone(),
+            None => {
+                let log = AttemptLog::default();
+                req.extensions_mut().insert(log.clone());
+                log
+            }
+        };
+        let waited = match req.extensions().get::<Waited>() {
+            Some(w) => w.clone(),
+            None => {
+                let w = Waited::default();
+                req.extensions_mut().insert(w.clone());
+                w
+            }
+        };
+        let metrics = self.metrics.clone();
+        let future = self.inner.call(req);
+        Box::pin(async move {
+            let result = future.await;
+            let head = started.elapsed();
+            let records = attempts.records();
+            metrics.record_attempts(&model, &records);
+            let backend = records
+                .last()
+                .map(|a| a.backend.clone())
+                .unwrap_or_else(|| "none".into());
+            let status = match &result {
+                Ok(r) => r.status().as_u16(),
+                Err(e) => e.status().as_u16(),
+            };
+            metrics
+                .overhead
+                .observe(head.saturating_sub(waited.get()).as_secs_f64());
+            let route = RouteLabels {
+                model: model.clone(),
+                backend: backend.clone(),
+            };
+            metrics
+                .ttfb
+                .get_or_create(&route)
+                .observe(head.as_secs_f64());
+            metrics.with_model(&model, |m| {
+                m.requests += 1;
+                *m.statuses.entry(status).or_insert(0) += 1;
+            });
+            metrics
+                .requests
+                .get_or_create(&RequestLabels {
+                    model: model.clone(),
+                    backend: backend.clone(),
+                    status,
+                })
+                .inc();
+            let response = match result {
+                Ok(r) => r,
+                Err(e) => {
+                    metrics
+                        .latency
+                        .get_or_create(&route)
+                        .observe(head.as_secs_f64());
+                    return Err(e);
+                }
+            };
+            if response.extensions().get::<RejectedBy>() == Some(&RejectedBy("rate_limit")) {
+                metrics.rate_limited.inc();
+            }
+            let slot = response.extensions().get::<UsageSlot>().cloned();
+            let done = Done {
+                metrics,
+                route,
+                started,
+                slot,
+            };
+            Ok(response.map(|body| {
+                ProxyBody::new(Observed {
+                    inner: body,
+                    done: Some(done),
+                })
+            }))
+        })
+    }
+}
