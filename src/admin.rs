@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 use crate::config::{ApiKeySetting, BackendTools, Config};
 use crate::routing::{Backend, Credential, RouteTable};
 use crate::stack::RouterState;
-use crate::translate::xml_tools::ToolMode;
+use crate::upstream::translate::xml_tools::ToolMode;
 
 /// `60s`, `1.5s`, `250ms`: how the config writes durations.
 pub(crate) fn duration(d: Duration) -> String {
@@ -77,7 +77,7 @@ fn describe(name: &str, config: Option<&Config>, routes: &RouteTable) -> Value {
         .map(|b| b.base_url().to_string())
         .or_else(|| from_config.and_then(|b| b.base_url.clone()))
         .or_else(|| {
-            crate::provider::by_name(&provider)
+            crate::upstream::provider::by_name(&provider)
                 .and_then(|p| p.default_base_url())
                 .map(str::to_string)
         })

@@ -55,7 +55,7 @@
 //! # }
 //! ```
 //!
-//! [`Provider::model_list`]: crate::provider::Provider::model_list
+//! [`Provider::model_list`]: crate::upstream::provider::Provider::model_list
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -66,9 +66,9 @@ use http_body_util::{BodyExt, Limited};
 use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 
-use crate::provider::ModelListing;
 use crate::request::ClientFormat;
 use crate::routing::{pattern_prefix, Backend, ModelRoute, RouteTable};
+use crate::upstream::provider::ModelListing;
 
 /// How often a backend's list is asked again.
 pub const REFRESH: Duration = Duration::from_secs(600);
@@ -463,7 +463,7 @@ async fn fetch(backend: &Backend) -> Result<Option<Vec<String>>, FetchError> {
 }
 
 fn parse(
-    provider: &dyn crate::provider::Provider,
+    provider: &dyn crate::upstream::provider::Provider,
     body: &Bytes,
 ) -> Result<Vec<String>, FetchError> {
     provider.parse_model_list(body).map_err(FetchError::Parse)
@@ -473,8 +473,8 @@ fn parse(
 #[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
-    use crate::provider::mock::Mock;
     use crate::routing::Target;
+    use crate::upstream::provider::mock::Mock;
 
     fn backend(name: &str) -> Arc<Backend> {
         Arc::new(Backend::builder(name, Arc::new(Mock)).build().unwrap())

@@ -45,10 +45,8 @@ pub mod docs;
 pub mod error;
 pub mod escape;
 pub mod future;
-pub mod guard;
 pub mod layers;
 pub mod openapi;
-pub mod provider;
 pub mod reload;
 pub mod request;
 pub mod routing;
@@ -60,10 +58,12 @@ pub mod stack;
 pub mod store;
 pub mod timing;
 pub mod tokens;
-pub mod translate;
 pub mod upstream;
 pub mod usage;
 pub mod watch;
+
+// The upstream edge's parts, at the paths they have always had.
+pub use upstream::{guard, provider, translate};
 
 /// The hash map of the proxy's per-request look-ups (circuits, cooldowns,
 /// limits, routes): foldhash, seeded per map, several times cheaper than

@@ -366,7 +366,7 @@ pub fn route_table(config: &Config) -> Result<RouteTable, ConfigError> {
             key: Some(format!("backends.{}", b.name)),
             message,
         };
-        let provider = crate::provider::by_name(&b.provider)
+        let provider = crate::upstream::provider::by_name(&b.provider)
             .ok_or_else(|| err(format!("provider `{}` is not available", b.provider)))?;
         let mut builder = Backend::builder(b.name.clone(), provider)
             .timeout(b.timeout)

@@ -32,13 +32,13 @@ impl Loader<'_> {
             return Err(self.err(Some(raw.name.span()), key("name"), "must not be empty"));
         }
         let provider = raw.provider.get_ref().as_str();
-        if crate::provider::by_name(provider).is_none() {
-            let message = if crate::provider::KNOWN_PROVIDERS.contains(&provider) {
+        if crate::upstream::provider::by_name(provider).is_none() {
+            let message = if crate::upstream::provider::KNOWN_PROVIDERS.contains(&provider) {
                 format!("provider `{provider}` is not available in this version of llm-router yet")
             } else {
                 format!(
                     "unknown provider `{provider}`; known providers: {} (any OpenAI-compatible API, such as cerebras, deepinfra, openrouter or vllm, is provider = \"openai\" with its base_url)",
-                    crate::provider::KNOWN_PROVIDERS.join(", ")
+                    crate::upstream::provider::KNOWN_PROVIDERS.join(", ")
                 )
             };
             return Err(self.err(Some(raw.provider.span()), key("provider"), message));

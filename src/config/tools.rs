@@ -5,7 +5,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{ConfigError, Loader};
-use crate::translate::xml_tools::ToolMode;
+use crate::upstream::translate::xml_tools::ToolMode;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -17,7 +17,7 @@ pub(super) struct RawTools {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ToolsConfig {
     /// The prompt template of XML tool emulation (`None`: the built-in one,
-    /// [`crate::translate::xml_tools::DEFAULT_TEMPLATE`]).
+    /// [`crate::upstream::translate::xml_tools::DEFAULT_TEMPLATE`]).
     pub xml_prompt_template: Option<String>,
 }
 
@@ -88,7 +88,7 @@ mod tests {
     use std::path::Path;
 
     use crate::config::{Config, ConfigError};
-    use crate::translate::xml_tools::{ToolMode, DEFAULT_TEMPLATE};
+    use crate::upstream::translate::xml_tools::{ToolMode, DEFAULT_TEMPLATE};
 
     use super::BackendTools;
 

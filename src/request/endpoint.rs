@@ -123,3 +123,13 @@ impl UnknownPath {
         }
     }
 }
+
+/// The error of a request that reached `layer` without an [`LlmRequest`]:
+/// 404 for a path that is no endpoint ([`UnknownPath`]),
+/// else an internal error.
+pub fn without_request(extensions: &http::Extensions, layer: &str) -> ProxyError {
+    match extensions.get::<UnknownPath>() {
+        Some(unknown) => unknown.error(),
+        None => ProxyError::Internal(format!("the request reached {layer} without a parsed body")),
+    }
+}

@@ -25,7 +25,7 @@ mod read_body;
 mod scan;
 
 pub use crate::client_format::ClientFormat;
-pub use endpoint::{Endpoint, UnknownPath};
+pub use endpoint::{without_request, Endpoint, UnknownPath};
 pub use extensions::{ClientAddr, RequestId, REQUEST_ID, REQUEST_ID_HEADER};
 pub use llm_request::LlmRequest;
 pub use read_body::{read_body, read_body_within};

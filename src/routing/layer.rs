@@ -12,18 +12,8 @@ use super::{ModelRoute, PerTarget, RouteTable, Target};
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
 use crate::future::MaybeReady;
-use crate::request::LlmRequest;
+use crate::request::{without_request, LlmRequest};
 use crate::service::NewService;
-
-/// The error of a request that reached `layer` without an [`LlmRequest`]:
-/// 404 for a path that is no endpoint ([`UnknownPath`](crate::request::UnknownPath)),
-/// else an internal error.
-pub fn without_request(extensions: &http::Extensions, layer: &str) -> ProxyError {
-    match extensions.get::<crate::request::UnknownPath>() {
-        Some(unknown) => unknown.error(),
-        None => ProxyError::Internal(format!("the request reached {layer} without a parsed body")),
-    }
-}
 
 /// Resolve a request's model into its route (404 when nothing matches).
 pub fn resolve_route(
@@ -136,9 +126,9 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider::mock::Mock;
     use crate::request::Endpoint;
     use crate::routing::Backend;
+    use crate::upstream::provider::mock::Mock;
 
     fn backend(name: &str) -> Arc<Backend> {
         Arc::new(Backend::builder(name, Arc::new(Mock)).build().unwrap())

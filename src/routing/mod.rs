@@ -24,21 +24,19 @@
 //! assert_eq!(table.models().collect::<Vec<_>>(), ["echo"]);
 //! ```
 
-mod backend;
 mod layer;
 mod per_target;
-mod retry_policy;
 mod route;
-mod state_key;
 mod table;
-mod target;
 
-pub use backend::{Backend, BackendBuilder, BuildError, Credential, UpstreamApi};
-pub use layer::{resolve_route, without_request, Route, RouteLayer};
+pub use crate::classify::RetryPolicy;
+pub use crate::request::without_request;
+pub(crate) use crate::upstream::is_passthrough;
+pub use crate::upstream::{
+    state_key, target_key, without_credential_tag, Backend, BackendBuilder, BuildError, Credential,
+    CredentialTag, Target, TargetKey, UpstreamApi,
+};
+pub use layer::{resolve_route, Route, RouteLayer};
 pub use per_target::PerTarget;
-pub use retry_policy::RetryPolicy;
 pub use route::{Clients, ModelRoute};
-pub(crate) use state_key::is_passthrough;
-pub use state_key::{state_key, target_key, without_credential_tag, CredentialTag};
 pub use table::{pattern_prefix, RouteTable};
-pub use target::{Target, TargetKey};

@@ -192,8 +192,8 @@ fn random_u64() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider::mock::Mock;
     use crate::routing::Backend;
+    use crate::upstream::provider::mock::Mock;
 
     fn backend(name: &str) -> Arc<Backend> {
         Arc::new(Backend::builder(name, Arc::new(Mock)).build().unwrap())

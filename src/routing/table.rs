@@ -177,8 +177,8 @@ impl RouteTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider::mock::Mock;
     use crate::routing::{Backend, Clients, Target};
+    use crate::upstream::provider::mock::Mock;
 
     fn backend(name: &str) -> Arc<Backend> {
         Arc::new(Backend::builder(name, Arc::new(Mock)).build().unwrap())

@@ -3,7 +3,7 @@
 //! the answers back, frame by frame.
 //!
 //! The target is a constructor input ([`NewService`]); each request brings
-//! its [`LlmRequest`] in its extensions. The target's [`Provider`](crate::provider::Provider) build
+//! its [`LlmRequest`] in its extensions. The target's [`Provider`](crate::upstream::provider::Provider) build
 //! the upstream request (serializing the body once), sends it through the
 //! backend's pooled [`HttpClient`] (HTTP/1.1 or HTTP/2 by ALPN, rustls with
 //! webpki roots), waits at most the backend's `timeout` for the response head
@@ -56,9 +56,22 @@ use tower::Service;
 
 use crate::service::NewService;
 
+mod backend;
+pub mod guard;
+mod header_rules;
 pub mod limits;
 pub mod mask;
 pub mod pool;
+pub mod provider;
+mod state_key;
+mod target;
+pub mod translate;
+
+pub use backend::{Backend, BackendBuilder, BuildError, Credential, UpstreamApi};
+pub use header_rules::{proxy_owned, BadMatcher, HeaderMatcher, HeaderRules};
+pub(crate) use state_key::is_passthrough;
+pub use state_key::{state_key, target_key, without_credential_tag, CredentialTag};
+pub use target::{Target, TargetKey};
 
 use pool::Pool;
 pub use pool::{ClientError, PooledBody};
@@ -66,11 +79,10 @@ pub use pool::{ClientError, PooledBody};
 use crate::body::ProxyBody;
 use crate::classify::{error_kind, AttemptLog, AttemptRecord, GiveBack, Outcome, Replay};
 use crate::error::ProxyError;
-use crate::guard::{GuardConfig, StreamFailure, StreamGuard};
-use crate::provider::{Call, ClientCredential, Outbound};
 use crate::request::LlmRequest;
-use crate::routing::{Credential, Target};
 use crate::timing::Waited;
+use crate::upstream::guard::{GuardConfig, StreamFailure, StreamGuard};
+use crate::upstream::provider::{Call, ClientCredential, Outbound};
 use crate::usage::{UsageRequestedByProxy, UsageSlot, UsageTap, UsageWanted};
 use tokio::time::Instant;
 
@@ -272,7 +284,7 @@ impl<B> Service<Request<B>> for TargetUpstream {
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let (mut parts, _body) = req.into_parts();
         let Some(llm) = parts.extensions.get::<LlmRequest>().cloned() else {
-            return Box::pin(std::future::ready(Err(crate::routing::without_request(
+            return Box::pin(std::future::ready(Err(crate::request::without_request(
                 &parts.extensions,
                 "the upstream",
             ))));
@@ -441,8 +453,8 @@ fn without_secrets(response: Response<ProxyBody>, target: &Target) -> Response<P
     let key = target.backend().key_mask();
     let (mut parts, body) = response.into_parts();
     mask::sanitize_answer_headers(&mut parts.headers, key.map(|k| &**k));
-    let may_carry_an_error =
-        !parts.status.is_success() || crate::translate::body::is_event_stream(&parts.headers);
+    let may_carry_an_error = !parts.status.is_success()
+        || crate::upstream::translate::body::is_event_stream(&parts.headers);
     let body = match key {
         Some(key) if may_carry_an_error => {
             // The length may change.
@@ -472,14 +484,14 @@ fn to_client(
     response: Response<ProxyBody>,
     llm: &LlmRequest,
     target: &Target,
-    provider: &Arc<dyn crate::provider::Provider>,
+    provider: &Arc<dyn crate::upstream::provider::Provider>,
     native: bool,
 ) -> Response<ProxyBody> {
     // XML tool emulation reads tool calls out of the pivot answer's text.
     let response = if target.backend().tool_mode().is_xml()
         && provider.answer_format(&answer_call(llm, target)) == crate::request::ClientFormat::OpenAi
     {
-        crate::translate::xml_tools::answer(response, llm)
+        crate::upstream::translate::xml_tools::answer(response, llm)
     } else {
         response
     };
@@ -488,11 +500,11 @@ fn to_client(
     if native || llm.endpoint().counts_tokens() {
         return response;
     }
-    let mut response = crate::translate::answer_to_client(llm, response);
+    let mut response = crate::upstream::translate::answer_to_client(llm, response);
     if llm.format() == crate::request::ClientFormat::Responses {
         // Hosted tools the translated backend could not run were removed
         // from the request: say which.
-        let dropped = crate::translate::responses::inbound::dropped_tools(llm.body());
+        let dropped = crate::upstream::translate::responses::inbound::dropped_tools(llm.body());
         if !dropped.is_empty() {
             if let Ok(value) = http::HeaderValue::try_from(dropped.join(", ")) {
                 response.headers_mut().insert(DROPPED_HEADER, value);
@@ -603,9 +615,9 @@ fn classify_client_error(err: ClientError, target: &Target) -> ProxyError {
 mod tests {
     use super::*;
     use crate::layers::headers::HeaderRules;
-    use crate::provider::mock::Mock;
     use crate::request::Endpoint;
-    use crate::routing::Backend;
+    use crate::upstream::provider::mock::Mock;
+    use crate::upstream::Backend;
     use http::{HeaderName, HeaderValue};
     use tower::ServiceExt;
 

@@ -165,7 +165,7 @@ fn write_model(src: &mut Source, t: &mut Toml, m: &Entry) -> Result<(), ConfigEr
         match e.key.as_str() {
             "provider" => {
                 let p = src.string(e, &key)?.to_ascii_lowercase();
-                if crate::provider::by_name(&p).is_none() || p == "mock" {
+                if crate::upstream::provider::by_name(&p).is_none() || p == "mock" {
                     return Err(src.err(
                         e.line,
                         &key,

@@ -221,7 +221,7 @@ fn write_provider(
             "has no `type` (openai, anthropic, gemini or ollama)",
         ));
     };
-    if crate::provider::by_name(&kind).is_none() || kind == "mock" {
+    if crate::upstream::provider::by_name(&kind).is_none() || kind == "mock" {
         return Err(src.err(
             kind_line,
             &kind_key,

@@ -369,7 +369,7 @@ impl KeyStore {
 
     /// Remove every header that can carry a client key.
     pub fn strip_credentials(&self, headers: &mut HeaderMap) {
-        for name in crate::provider::CREDENTIAL_HEADERS {
+        for name in crate::upstream::provider::CREDENTIAL_HEADERS {
             headers.remove(*name);
         }
         if let Some(name) = &self.header {

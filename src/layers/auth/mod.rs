@@ -90,4 +90,4 @@ pub use paths::{is_admin_path, is_read_only_operation, ADMIN_PATHS};
 pub use policy::{key_problem, read_keys_file, AuthKey, AuthPolicy, KeySource, KeysFileError};
 
 pub use crate::layers::rate_limit::ClientIdentity;
-pub use crate::provider::ClientCredential;
+pub use crate::upstream::provider::ClientCredential;

@@ -487,7 +487,7 @@ where
             .or_else(|| req.headers().get(REQUEST_ID_HEADER))
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let presented = crate::provider::client_key(req.headers()).map(str::to_string);
+        let presented = crate::upstream::provider::client_key(req.headers()).map(str::to_string);
         let identity = ext.get::<ClientIdentity>().map(|c| c.0.clone());
         let mut record = Box::new(Record {
             time,
@@ -597,7 +597,7 @@ where
                 started,
                 slot,
             };
-            let watch = crate::translate::body::is_event_stream(response.headers())
+            let watch = crate::upstream::translate::body::is_event_stream(response.headers())
                 .then(terminal::TerminalWatch::default);
             Ok(response.map(|inner| {
                 ProxyBody::new(Logged {

@@ -92,7 +92,9 @@ impl ClientLimits {
                 .extensions()
                 .get::<ClientIdentity>()
                 .map(|c| c.0.clone())
-                .or_else(|| crate::provider::client_key(req.headers()).map(str::to_string))
+                .or_else(|| {
+                    crate::upstream::provider::client_key(req.headers()).map(str::to_string)
+                })
                 .unwrap_or_else(ip),
         }
     }
