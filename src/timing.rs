@@ -1,19 +1,14 @@
-//! The proxy's own time: [`Waited`] collects the time a request spends
-//! waiting outside the proxy (for the upstream's head and first content, in
-//! retry backoff), so that `x-llm-router-overhead-ms` can report the rest.
+//! The proxy's own time, `x-llm-router-overhead-ms`: the request's time
+//! less what it spent waiting outside the proxy, which the
+//! [`RequestContext`](crate::request::RequestContext) collects.
 //!
 //! ```
 //! use std::time::Duration;
-//! use llm_router::timing::Waited;
+//! use llm_router::timing::as_millis_header;
 //!
-//! let waited = Waited::default();
-//! waited.add(Duration::from_millis(120));
-//! waited.clone().add(Duration::from_millis(30)); // clones share the total
-//! assert_eq!(waited.get(), Duration::from_millis(150));
+//! assert_eq!(as_millis_header(Duration::from_micros(42)), "0.042");
 //! ```
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// The header carrying the proxy's own time, in milliseconds.
@@ -21,23 +16,6 @@ pub const OVERHEAD_HEADER: &str = "x-llm-router-overhead-ms";
 
 /// [`OVERHEAD_HEADER`] as a header name (no parse or allocation where it is used).
 pub const OVERHEAD_HEADER_NAME: http::HeaderName = http::HeaderName::from_static(OVERHEAD_HEADER);
-
-/// Time spent waiting outside the proxy; shared by every copy of a request.
-#[derive(Clone, Debug, Default)]
-pub struct Waited(Arc<AtomicU64>);
-
-impl Waited {
-    /// Add a wait.
-    pub fn add(&self, d: Duration) {
-        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        self.0.fetch_add(nanos, Ordering::Relaxed);
-    }
-
-    /// The total so far.
-    pub fn get(&self) -> Duration {
-        Duration::from_nanos(self.0.load(Ordering::Relaxed))
-    }
-}
 
 /// Format a duration as milliseconds with microsecond precision (`0.042`).
 pub fn as_millis_header(d: Duration) -> http::HeaderValue {

@@ -70,9 +70,10 @@ use crate::error::ProxyError;
 use crate::layers::auth::{KeyStore, KeysFileError, ReloadReport};
 use crate::layers::cors::CorsLayer;
 use crate::reload::ConfigSource;
+use crate::request::RequestContext;
 use crate::routing::RouteTable;
 use crate::stack::{Built, LayerName, LlmService, RouterState};
-use crate::timing::{as_millis_header, Waited, OVERHEAD_HEADER_NAME};
+use crate::timing::{as_millis_header, OVERHEAD_HEADER_NAME};
 use handler::{Endpoints, Handler};
 
 pub use crate::request::{ClientAddr, RequestId, REQUEST_ID, REQUEST_ID_HEADER};
@@ -359,10 +360,10 @@ where
             state: self.current(),
         };
         let id = self.request_id(req.headers());
-        let waited = Waited::default();
+        let context = RequestContext::default();
         req.headers_mut().insert(REQUEST_ID_HEADER, id.clone());
         req.extensions_mut().insert(RequestId(id.clone()));
-        req.extensions_mut().insert(waited.clone());
+        req.extensions_mut().insert(context.clone());
         // Combinators rather than an `async` block, so the future is the
         // endpoint's own plus these few fields (an `async` block would keep
         // the request a second time).
@@ -377,7 +378,7 @@ where
             None => Either::Right(handler.handle(req)),
         };
         let fut = answer.map(move |mut response| {
-            let own = started.elapsed().saturating_sub(waited.get());
+            let own = started.elapsed().saturating_sub(context.waited());
             let headers = response.headers_mut();
             headers.insert(REQUEST_ID_HEADER, id);
             headers.insert(OVERHEAD_HEADER_NAME, as_millis_header(own));

@@ -321,27 +321,6 @@ pub struct AttemptRecord {
     pub elapsed: std::time::Duration,
 }
 
-/// Every attempt of one client request, shared through the request's
-/// extensions: retries, failovers and the target that answered can be read
-/// from it by outer layers (metrics, logs) once the answer is back.
-#[derive(Clone, Debug, Default)]
-pub struct AttemptLog(std::sync::Arc<std::sync::Mutex<Vec<AttemptRecord>>>);
-
-impl AttemptLog {
-    /// Record an attempt.
-    pub fn push(&self, record: AttemptRecord) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(record);
-    }
-
-    /// The attempts so far.
-    pub fn records(&self) -> Vec<AttemptRecord> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-}
-
 /// The error kind label of an attempt's result.
 pub fn error_kind(result: &Result<Response<ProxyBody>, ProxyError>) -> &'static str {
     match result {

@@ -58,10 +58,10 @@ use crate::body::ProxyBody;
 use crate::classify::{Attempt, GiveBack, Outcome, Replay};
 use crate::error::ProxyError;
 use crate::layers::circuit_breaker::CircuitGate;
+use crate::request::RequestContext;
 pub use crate::routing::RetryPolicy;
 use crate::routing::Target;
 use crate::service::NewService;
-use crate::timing::Waited;
 
 /// Applies [`Retry`]. See the [module docs](crate::layers::retry).
 #[derive(Clone, Debug)]
@@ -259,8 +259,8 @@ where
                 "retrying"
             );
             drop(result);
-            if let Some(waited) = next.extensions().get::<Waited>() {
-                waited.add(delay);
+            if let Some(context) = next.extensions().get::<RequestContext>() {
+                context.add_wait(delay);
             }
             // Boxed: only on a retry, and it would enlarge every future.
             Box::pin(tokio::time::sleep(delay)).await;

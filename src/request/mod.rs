@@ -18,6 +18,7 @@
 //! assert_eq!(&upstream[..], br#"{"model":"gpt-4o","stream":true,"messages":[]}"#);
 //! ```
 
+mod context;
 mod endpoint;
 mod extensions;
 mod llm_request;
@@ -25,6 +26,7 @@ mod read_body;
 mod scan;
 
 pub use crate::client_format::ClientFormat;
+pub use context::RequestContext;
 pub use endpoint::{without_request, Endpoint, UnknownPath};
 pub use extensions::{ClientAddr, RequestId, REQUEST_ID, REQUEST_ID_HEADER};
 pub use llm_request::LlmRequest;

@@ -77,10 +77,9 @@ use pool::Pool;
 pub use pool::{ClientError, PooledBody};
 
 use crate::body::ProxyBody;
-use crate::classify::{error_kind, AttemptLog, AttemptRecord, GiveBack, Outcome, Replay};
+use crate::classify::{error_kind, AttemptRecord, GiveBack, Outcome, Replay};
 use crate::error::ProxyError;
-use crate::request::LlmRequest;
-use crate::timing::Waited;
+use crate::request::{LlmRequest, RequestContext};
 use crate::upstream::guard::{GuardConfig, StreamFailure, StreamGuard};
 use crate::upstream::provider::{Call, ClientCredential, Outbound};
 use crate::usage::{UsageRequestedByProxy, UsageSlot, UsageTap, UsageWanted};
@@ -327,8 +326,7 @@ impl<B> Service<Request<B>> for TargetUpstream {
             wanted: strip_usage || parts.extensions.get::<UsageWanted>().is_some(),
             strip: strip_usage,
         };
-        let waited = parts.extensions.get::<Waited>().cloned();
-        let attempts = parts.extensions.get::<AttemptLog>().cloned();
+        let context = parts.extensions.get::<RequestContext>().cloned();
         // Started here, so the future holds only what the answer needs: the
         // request's headers and body are gone once this returns.
         let sending = start(outbound, &llm, &target);
@@ -390,11 +388,9 @@ impl<B> Service<Request<B>> for TargetUpstream {
             }
             .await;
             let elapsed = started.elapsed();
-            if let Some(waited) = waited {
-                waited.add(elapsed);
-            }
-            if let Some(attempts) = attempts {
-                attempts.push(AttemptRecord {
+            if let Some(context) = context {
+                context.add_wait(elapsed);
+                context.push_attempt(|| AttemptRecord {
                     backend: target.backend().name().to_string(),
                     model: target.upstream_model(llm.model()).to_string(),
                     outcome: Outcome::of(&result),

@@ -49,10 +49,10 @@
 //! calls it on shutdown).
 //!
 //! **Needs:** nothing (reads [`LlmRequest`], [`RequestId`], [`ClientAddr`],
-//! [`ClientIdentity`] when present). **Provides:** an [`AttemptLog`] and a
-//! [`Waited`] for the layers below when none is there, and an
-//! [`IdentityNote`] that [`IdentityTap`] (placed inside `auth` by the stack)
-//! fills with the verified identity.
+//! [`ClientIdentity`] when present). **Provides:** the request's
+//! [`RequestContext`] (when none is there) with its attempts recorded, which
+//! [`IdentityTap`] (placed inside `auth` by the stack) tells the verified
+//! identity.
 //!
 //! # Redaction
 //!
@@ -104,7 +104,7 @@ pub use writer::flush;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
@@ -114,15 +114,13 @@ use tokio::time::Instant;
 use tower::{Layer, Service};
 
 use crate::body::ProxyBody;
-use crate::classify::AttemptLog;
 use crate::config::{ApiKeySetting, Config, LayerName};
 use crate::error::ProxyError;
 use crate::layers::auth::KeyStore;
 use crate::layers::metrics::Metrics;
 use crate::layers::pii::Scrubber;
 use crate::layers::rate_limit::ClientIdentity;
-use crate::request::{ClientAddr, LlmRequest, RequestId, REQUEST_ID_HEADER};
-use crate::timing::Waited;
+use crate::request::{ClientAddr, LlmRequest, RequestContext, RequestId, REQUEST_ID_HEADER};
 use crate::usage::UsageSlot;
 
 use capture::{Done, Logged, Tap};
@@ -409,19 +407,7 @@ pub struct LogService<S> {
     shared: Arc<Shared>,
 }
 
-/// Filled by [`IdentityTap`] with the identity `auth` verified, for the
-/// record of a request whose log layer runs before `auth`.
-#[derive(Clone, Debug, Default)]
-pub struct IdentityNote(Arc<OnceLock<String>>);
-
-impl IdentityNote {
-    /// The identity, once noted.
-    pub fn get(&self) -> Option<&str> {
-        self.0.get().map(String::as_str)
-    }
-}
-
-/// Copies [`ClientIdentity`] into the request's [`IdentityNote`]; the stack
+/// Notes [`ClientIdentity`] in the request's [`RequestContext`]; the stack
 /// puts it just inside `auth` when `log` runs outside it.
 #[derive(Clone, Debug)]
 pub struct IdentityTap<S> {
@@ -448,11 +434,11 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> S::Future {
-        if let (Some(note), Some(id)) = (
-            req.extensions().get::<IdentityNote>(),
+        if let (Some(context), Some(id)) = (
+            req.extensions().get::<RequestContext>(),
             req.extensions().get::<ClientIdentity>(),
         ) {
-            let _ = note.0.set(id.0.clone());
+            context.note_identity(&id.0);
         }
         self.inner.call(req)
     }
@@ -517,43 +503,22 @@ where
             max_body: policy.max_body_bytes,
             weight: 0,
         });
-        let note = if identity.is_none() {
-            let note = IdentityNote::default();
-            req.extensions_mut().insert(note.clone());
-            Some(note)
-        } else {
-            None
-        };
-        let attempts = match req.extensions().get::<AttemptLog>() {
-            Some(log) => log.clone(),
-            None => {
-                let log = AttemptLog::default();
-                req.extensions_mut().insert(log.clone());
-                log
-            }
-        };
-        let waited = match req.extensions().get::<Waited>() {
-            Some(w) => w.clone(),
-            None => {
-                let w = Waited::default();
-                req.extensions_mut().insert(w.clone());
-                w
-            }
-        };
+        let context = RequestContext::of(req.extensions_mut()).clone();
+        context.record_attempts();
         let future = self.inner.call(req);
         Box::pin(async move {
             let result = future.await;
             let head = started.elapsed();
             record.ttfb = head;
-            record.overhead = head.saturating_sub(waited.get());
-            record.attempts = attempts.records();
+            record.overhead = head.saturating_sub(context.waited());
+            record.attempts = context.attempts();
             for a in &mut record.attempts {
                 // A target that sends the client's model name upstream.
                 if a.model.len() > shared.policy.max_body_bytes {
                     a.model = capped(&a.model, shared.policy.max_body_bytes);
                 }
             }
-            let identity = identity.or_else(|| note.and_then(|n| n.get().map(str::to_string)));
+            let identity = identity.or_else(|| context.identity().map(str::to_string));
             if identity.is_none() && shared.auth_inside {
                 // Not authenticated: logged without its body.
                 record.request = None;

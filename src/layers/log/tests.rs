@@ -56,7 +56,7 @@ async fn json_answer_record() {
     let layer = LogLayer::new(LogPolicy::new(&dir));
     let service = layer.layer(service_fn(|req: Request<ProxyBody>| async move {
         // Bodies keep their key order; the log sees the client's request.
-        assert!(req.extensions().get::<AttemptLog>().is_some());
+        assert!(req.extensions().get::<RequestContext>().is_some());
         Ok::<_, ProxyError>(
             Response::builder()
                 .header("content-type", "application/json")
@@ -300,8 +300,8 @@ async fn an_unauthenticated_request_is_logged_without_its_body() {
     // with a key, refuses one without.
     let service = layer.layer(service_fn(|req: Request<ProxyBody>| async move {
         if req.headers().contains_key("authorization") {
-            let note = req.extensions().get::<IdentityNote>().unwrap();
-            note.0.set("sk-client-0123456789abcdef".into()).unwrap();
+            let context = req.extensions().get::<RequestContext>().unwrap();
+            context.note_identity("sk-client-0123456789abcdef");
             Ok::<_, ProxyError>(Response::new(ProxyBody::full("x")))
         } else {
             Ok(ProxyError::Unauthorized {

@@ -6,7 +6,7 @@
 //! head — for a stream, its first content event) and the proxy's own overhead
 //! as histograms; tokens in and out from the upstream's usage (streamed
 //! answers included); rate-limit rejections. Per upstream attempt (from the
-//! [`AttemptLog`] the upstream edge fills): upstream errors by kind, retries
+//! [`RequestContext`] the upstream edge records them in): upstream errors by kind, retries
 //! and failovers. At scrape time: each circuit's state. The log layer's dropped
 //! records are counted through [`Metrics::log_records_dropped`].
 //!
@@ -20,7 +20,7 @@
 //! without `model` under a pattern or `"*"` route) is shown as
 //! `backend/*`, the worst state among them.
 //!
-//! [`AttemptLog`]: crate::classify::AttemptLog
+//! [`RequestContext`]: crate::request::RequestContext
 //! [`RouteTable`]: crate::routing::RouteTable
 //!
 //! ```

@@ -14,11 +14,10 @@ use super::body::{Done, Observed};
 use super::labels::{RequestLabels, RouteLabels};
 use super::{Metrics, UNKNOWN_MODEL};
 use crate::body::ProxyBody;
-use crate::classify::{AttemptLog, RejectedBy};
+use crate::classify::RejectedBy;
 use crate::error::ProxyError;
-use crate::request::LlmRequest;
+use crate::request::{LlmRequest, RequestContext};
 use crate::routing::{ModelRoute, RouteTable};
-use crate::timing::Waited;
 use crate::usage::UsageSlot;
 
 /// The `model` label of a request: the name of its configured route.
@@ -58,28 +57,14 @@ where
         let started = Instant::now();
         req.extensions_mut().insert(crate::usage::UsageWanted);
         let model = route_label(&req, self.routes.as_deref());
-        let attempts = match req.extensions().get::<AttemptLog>() {
-            Some(log) => log.clone(),
-            None => {
-                let log = AttemptLog::default();
-                req.extensions_mut().insert(log.clone());
-                log
-            }
-        };
-        let waited = match req.extensions().get::<Waited>() {
-            Some(w) => w.clone(),
-            None => {
-                let w = Waited::default();
-                req.extensions_mut().insert(w.clone());
-                w
-            }
-        };
+        let context = RequestContext::of(req.extensions_mut()).clone();
+        context.record_attempts();
         let metrics = self.metrics.clone();
         let future = self.inner.call(req);
         Box::pin(async move {
             let result = future.await;
             let head = started.elapsed();
-            let records = attempts.records();
+            let records = context.attempts();
             metrics.record_attempts(&model, &records);
             let backend = records
                 .last()
@@ -91,7 +76,7 @@ where
             };
             metrics
                 .overhead
-                .observe(head.saturating_sub(waited.get()).as_secs_f64());
+                .observe(head.saturating_sub(context.waited()).as_secs_f64());
             let route = RouteLabels {
                 model: model.clone(),
                 backend: backend.clone(),
