@@ -56,6 +56,8 @@ pub mod auth;
 pub mod circuit_breaker;
 pub mod cors;
 mod edit;
+
+pub use edit::{AnswerEdit, EditFuture};
 pub mod failover;
 pub mod headers;
 /// JWT clients of `auth`; the code lives in [`auth::jwt`].

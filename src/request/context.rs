@@ -29,8 +29,11 @@ use std::time::Duration;
 
 use crate::classify::AttemptRecord;
 
-/// What the layers of one request tell each other on the way back. Cheap to
-/// clone (one reference count); see the [module docs](self).
+/// What the layers of one request tell each other on the way back: the time
+/// spent waiting on upstreams, the attempts made, whom `auth` let in. One per
+/// request, in its extensions, shared by every copy of it (retries and
+/// failover attempts write into the same one). Cheap to clone (one
+/// reference count).
 #[derive(Clone, Debug, Default)]
 pub struct RequestContext(Arc<Shared>);
 

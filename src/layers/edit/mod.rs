@@ -38,6 +38,7 @@
 
 #![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
+mod future;
 mod holdback;
 mod json;
 mod responses;
@@ -52,6 +53,7 @@ use serde_json::Value;
 use crate::body::ProxyBody;
 use crate::request::ClientFormat;
 
+pub use future::{AnswerEdit, EditFuture};
 pub(crate) use holdback::{Finder, Holdback, Prefixes, RegexFinder};
 pub(crate) use json::JsonEdit;
 pub(crate) use sse::SseEdit;

@@ -76,7 +76,7 @@ pub mod scrubber;
 mod service;
 
 pub use scrubber::{mask, Detector, Finding, PiiAction, Scrubber, Vault};
-pub use service::{Pii, PiiLayer, PiiPolicy, PiiScope, ResponseFuture};
+pub use service::{Pii, PiiEdit, PiiLayer, PiiPolicy, PiiScope, ResponseFuture};
 
 #[cfg(test)]
 mod tests {

@@ -2,8 +2,6 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -13,7 +11,7 @@ use tower::{Layer, Service};
 use super::body::{AnswerScrubber, Restorer};
 use super::scrubber::{Detector, PiiAction, Scrubber, Vault};
 use crate::body::ProxyBody;
-use crate::layers::edit::{edit_answer, edit_strings};
+use crate::layers::edit::{edit_answer, edit_strings, AnswerEdit, EditFuture};
 use crate::request::{ClientFormat, LlmRequest};
 
 /// Which side of the exchange is scrubbed.
@@ -187,48 +185,35 @@ where
         if !reversible && self.policy.on.response() {
             plan = Some(Plan::Scrub(self.scrubber, self.policy.holdback));
         }
-        ResponseFuture {
-            inner: self.inner.call(req),
-            plan: plan.map(|p| (format, p)),
-        }
+        EditFuture::new(self.inner.call(req), plan.map(|p| PiiEdit(format, p)))
     }
 }
 
-pin_project_lite::pin_project! {
-    /// The answer of a [`Pii`] service: the inner answer, restored or
-    /// scrubbed as the policy says.
-    pub struct ResponseFuture<F> {
-        #[pin]
-        inner: F,
-        plan: Option<(ClientFormat, Plan)>,
-    }
-}
+/// The answer of a [`Pii`] service: the inner answer, restored or scrubbed
+/// as the policy says.
+pub type ResponseFuture<F> = EditFuture<F, PiiEdit>;
 
-impl<F> fmt::Debug for ResponseFuture<F> {
+/// What a [`Pii`] service does to an answer: restore the placeholders of
+/// its request, or scrub it.
+pub struct PiiEdit(ClientFormat, Plan);
+
+impl fmt::Debug for PiiEdit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture")
-            .field("edits", &self.plan.is_some())
+        f.debug_tuple("PiiEdit")
+            .field(&self.0)
             .finish_non_exhaustive()
     }
 }
 
-impl<F, E> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<Response<ProxyBody>, E>>,
-{
-    type Output = Result<Response<ProxyBody>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let response = std::task::ready!(this.inner.poll(cx))?;
-        Poll::Ready(Ok(match this.plan.take() {
-            Some((format, Plan::Restore(vault))) => {
+impl AnswerEdit for PiiEdit {
+    fn apply(self, response: Response<ProxyBody>) -> Response<ProxyBody> {
+        match self {
+            PiiEdit(format, Plan::Restore(vault)) => {
                 edit_answer(response, format, Restorer::new(vault))
             }
-            Some((format, Plan::Scrub(scrubber, holdback))) => {
+            PiiEdit(format, Plan::Scrub(scrubber, holdback)) => {
                 edit_answer(response, format, AnswerScrubber::new(scrubber, holdback))
             }
-            None => response,
-        }))
+        }
     }
 }

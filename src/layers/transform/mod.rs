@@ -145,7 +145,7 @@ mod rule;
 mod service;
 
 pub use rule::{Direction, RegexFlags, TransformError, TransformRule};
-pub use service::{ResponseFuture, Transform, TransformLayer};
+pub use service::{ResponseFuture, Transform, TransformEdit, TransformLayer};
 
 #[cfg(test)]
 mod tests {

@@ -1,8 +1,5 @@
 //! [`TransformLayer`] and the [`Transform`] service.
 
-use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -13,7 +10,7 @@ use tower::{Layer, Service};
 use super::body::TransformEditor;
 use super::rule::{Direction, TransformRule};
 use crate::body::ProxyBody;
-use crate::layers::edit::edit_answer;
+use crate::layers::edit::{edit_answer, AnswerEdit, EditFuture};
 use crate::request::{ClientFormat, LlmRequest};
 
 /// Applies [`Transform`]. See the [module docs](crate::layers::transform).
@@ -100,46 +97,27 @@ where
                 apply_to_request(llm, &self.request);
             }
         }
-        let edit = (!self.response.is_empty()).then(|| (format, self.response.clone()));
-        ResponseFuture {
-            inner: self.inner.call(req),
-            edit,
+        let edit =
+            (!self.response.is_empty()).then(|| TransformEdit(format, self.response.clone()));
+        EditFuture::new(self.inner.call(req), edit)
+    }
+}
+
+/// The answer of a [`Transform`]: the inner answer, its body wrapped by the
+/// response rules.
+pub type ResponseFuture<F> = EditFuture<F, TransformEdit>;
+
+/// What a [`Transform`] does to an answer: its response rules, on a
+/// successful answer.
+#[derive(Debug)]
+pub struct TransformEdit(ClientFormat, Arc<[TransformRule]>);
+
+impl AnswerEdit for TransformEdit {
+    fn apply(self, response: Response<ProxyBody>) -> Response<ProxyBody> {
+        if response.status().is_success() {
+            edit_answer(response, self.0, TransformEditor::new(self.1))
+        } else {
+            response
         }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// The answer of a [`Transform`]: the inner answer, its body wrapped by
-    /// the response rules.
-    pub struct ResponseFuture<F> {
-        #[pin]
-        inner: F,
-        edit: Option<(ClientFormat, Arc<[TransformRule]>)>,
-    }
-}
-
-impl<F> fmt::Debug for ResponseFuture<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture")
-            .field("edits", &self.edit.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-impl<F, E> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<Response<ProxyBody>, E>>,
-{
-    type Output = Result<Response<ProxyBody>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let response = std::task::ready!(this.inner.poll(cx))?;
-        Poll::Ready(Ok(match this.edit.take() {
-            Some((format, rules)) if response.status().is_success() => {
-                edit_answer(response, format, TransformEditor::new(rules))
-            }
-            _ => response,
-        }))
     }
 }
