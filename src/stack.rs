@@ -149,8 +149,12 @@ impl RouterState {
                 .stack
                 .contains(&LayerName::Auth)
                 .then(|| Arc::new(KeyStore::new(config.auth.clone()))),
+            // Without the `redis` feature the config refuses `store = "redis"`.
+            #[cfg(feature = "redis")]
             store: (config.state.store == crate::store::StoreKind::Redis)
                 .then(|| crate::store::RedisStore::new(config.state.clone())),
+            #[cfg(not(feature = "redis"))]
+            store: None,
         };
         state.attach_store();
         state

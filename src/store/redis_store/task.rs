@@ -9,7 +9,7 @@ use redis::aio::ConnectionManager;
 use redis::{RedisError, RedisResult};
 use tokio::sync::{mpsc, Notify};
 
-use super::limits::Op;
+use crate::store::Op;
 use super::{
     is_connection_error, Event, Link, RedisStore, BACKGROUND_TIMEOUT, BATCH, MAX_BACKOFF,
     MIN_BACKOFF,
