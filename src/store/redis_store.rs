@@ -11,7 +11,6 @@ mod events;
 mod limits;
 mod task;
 
-
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};

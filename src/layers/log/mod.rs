@@ -359,9 +359,12 @@ impl LogLayer {
         metrics: Arc<Metrics>,
     ) -> Self {
         let pii_on = config.pii.is_some() || config.stack.contains(&LayerName::Pii);
-        let scrubber = pii_on
-            .then(|| crate::layers::pii::PiiLayer::new(config.pii.clone().unwrap_or_default()))
-            .map(|pii| pii.scrubber());
+        // The scrubber `PiiLayer::new` makes, built here so that `log` needs
+        // no `pii` layer (a build may have `log` without `pii`).
+        let scrubber = pii_on.then(|| {
+            let policy = config.pii.clone().unwrap_or_default();
+            Scrubber::new(&policy.detect, policy.action)
+        });
         let position = |name| config.stack.iter().position(|l| *l == name);
         let auth_inside = matches!(
             (position(LayerName::Log), position(LayerName::Auth)),

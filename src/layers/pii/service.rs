@@ -1,5 +1,8 @@
 //! [`PiiLayer`], the [`Pii`] service and their policy.
 
+// Parts of this file are the `content` feature's layer; without it, what only they use is unused.
+#![cfg_attr(not(feature = "content"), allow(unused_imports, dead_code))]
+
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
@@ -10,6 +13,7 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower::{Layer, Service};
 
+#[cfg(feature = "content")]
 use super::body::{AnswerScrubber, Restorer};
 use super::scrubber::{Detector, PiiAction, Scrubber, Vault};
 use crate::body::ProxyBody;
@@ -82,6 +86,7 @@ impl Default for PiiPolicy {
     }
 }
 
+#[cfg(feature = "content")]
 /// Applies [`Pii`]. See the [module docs](crate::layers::pii).
 #[derive(Clone, Debug)]
 pub struct PiiLayer {
@@ -89,6 +94,7 @@ pub struct PiiLayer {
     scrubber: Scrubber,
 }
 
+#[cfg(feature = "content")]
 impl PiiLayer {
     /// A layer scrubbing per `policy`.
     pub fn new(policy: PiiPolicy) -> Self {
@@ -109,6 +115,7 @@ impl PiiLayer {
     }
 }
 
+#[cfg(feature = "content")]
 impl<S> Layer<S> for PiiLayer {
     type Service = Pii<S>;
 
@@ -121,6 +128,7 @@ impl<S> Layer<S> for PiiLayer {
     }
 }
 
+#[cfg(feature = "content")]
 /// The PII service. See the [module docs](crate::layers::pii).
 #[derive(Clone, Debug)]
 pub struct Pii<S> {
@@ -129,6 +137,7 @@ pub struct Pii<S> {
     scrubber: Scrubber,
 }
 
+#[cfg(feature = "content")]
 /// Scrub every string value of a parsed request except the top-level
 /// `model` and `data:` URLs (inline images); whether anything changed.
 pub(crate) fn scrub_request(llm: &mut LlmRequest, scrubber: &Scrubber, vault: &mut Vault) -> bool {
@@ -150,12 +159,14 @@ pub(crate) fn scrub_request(llm: &mut LlmRequest, scrubber: &Scrubber, vault: &m
     changed
 }
 
+#[cfg(feature = "content")]
 /// What happens to the answer.
 enum Plan {
     Restore(Arc<Vault>),
     Scrub(Scrubber, usize),
 }
 
+#[cfg(feature = "content")]
 impl<S, B> Service<Request<B>> for Pii<S>
 where
     S: Service<Request<B>, Response = Response<ProxyBody>>,
@@ -194,6 +205,7 @@ where
     }
 }
 
+#[cfg(feature = "content")]
 pin_project_lite::pin_project! {
     /// The answer of a [`Pii`] service: the inner answer, restored or
     /// scrubbed as the policy says.
@@ -204,6 +216,7 @@ pin_project_lite::pin_project! {
     }
 }
 
+#[cfg(feature = "content")]
 impl<F> fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
@@ -212,6 +225,7 @@ impl<F> fmt::Debug for ResponseFuture<F> {
     }
 }
 
+#[cfg(feature = "content")]
 impl<F, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<ProxyBody>, E>>,
