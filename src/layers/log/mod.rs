@@ -6,8 +6,8 @@
 //! the stack. Records of errors — a status ≥ 400, an error of the stack, an
 //! answer body that broke, or an error event in a stream — also go to
 //! `router_YYYYMMDD_HHMMSS_<session>_errors.jsonl`, without their bodies
-//! (each body is written once). Panics (a hook installed when the layer is
-//! built) and unhandled errors (500 `internal_error`) are appended to
+//! (each body is written once). Panics (once [`install_panic_hook`] has
+//! installed its hook: the binary does at start) and unhandled errors (500 `internal_error`) are appended to
 //! `<dir>/exceptions.json`, one JSON object a line. Files are created 0600
 //! (unix), and rotated past `max_file_bytes`: renamed `<name>.1` (the
 //! previous `.1` becoming `.2`…, [`LogPolicy::ROTATED_FILES_KEPT`] kept).
@@ -99,6 +99,7 @@ mod terminal;
 mod writer;
 
 pub use crate::config::LogPolicy;
+pub use panic::install_panic_hook;
 pub use writer::flush;
 
 use std::future::Future;
@@ -284,7 +285,8 @@ impl LogLayerBuilder {
         self
     }
 
-    /// The layer. Registers `dir` for panics (see the [module docs](self)).
+    /// The layer. Registers `dir` for panics, which reach it once
+    /// [`install_panic_hook`] has run (see the [module docs](self)).
     pub fn build(self) -> LogLayer {
         let redactor = Redactor::new(
             self.policy.mask_api_keys,
