@@ -13,7 +13,7 @@ use crate::body::ProxyBody;
 use crate::error::ProxyError;
 
 /// When and how to retry: the `retry` layer's policy, or a model's own
-/// (`[[models]] retry`, carried by its [`Target`](super::Target)).
+/// (`[[models]] retry`, carried by its [`Target`](crate::routing::Target)).
 #[derive(Clone, Debug, PartialEq)]
 pub struct RetryPolicy {
     /// Retries after the first attempt.
