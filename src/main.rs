@@ -82,6 +82,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
+    // Panics go to the `exceptions.json` of each live `log` layer (none
+    // until a stack with `log` is built: until then the hook only passes
+    // them on to the default one).
+    #[cfg(feature = "observability")]
+    llm_router::layers::log::install_panic_hook();
     match cli.command {
         None => serve(cli.serve),
         Some(Command::Serve(args)) => serve(args),

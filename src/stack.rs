@@ -33,12 +33,22 @@ use crate::body::ProxyBody;
 pub use crate::config::LayerName;
 use crate::config::{ApiKeySetting, Config, ConfigError};
 use crate::error::ProxyError;
-use crate::layers::auth::{AuthLayer, KeyStore};
-use crate::layers::circuit_breaker::{Breakers, CircuitBreakerLayer};
+#[cfg(feature = "access")]
+use crate::layers::auth::AuthLayer;
+use crate::layers::auth::KeyStore;
+use crate::layers::circuit_breaker::Breakers;
+#[cfg(feature = "resilience")]
+use crate::layers::circuit_breaker::CircuitBreakerLayer;
 use crate::layers::cors::CorsLayer;
-use crate::layers::failover::{Cooldowns, FailoverLayer};
+use crate::layers::failover::Cooldowns;
+#[cfg(feature = "resilience")]
+use crate::layers::failover::FailoverLayer;
+#[cfg(feature = "access")]
 use crate::layers::headers::HeadersLayer;
-use crate::layers::rate_limit::{BackendLimits, ClientLimits, RateLimitLayer, WindowLimiter};
+#[cfg(feature = "access")]
+use crate::layers::rate_limit::RateLimitLayer;
+use crate::layers::rate_limit::{BackendLimits, ClientLimits, WindowLimiter};
+#[cfg(feature = "resilience")]
 use crate::layers::retry::RetryLayer;
 use crate::routing::{Backend, Credential, ModelRoute, RouteLayer, RouteTable, Target};
 use crate::upstream::Upstream;
@@ -149,8 +159,12 @@ impl RouterState {
                 .stack
                 .contains(&LayerName::Auth)
                 .then(|| Arc::new(KeyStore::new(config.auth.clone()))),
+            // Without the `redis` feature the config refuses `store = "redis"`.
+            #[cfg(feature = "redis")]
             store: (config.state.store == crate::store::StoreKind::Redis)
                 .then(|| crate::store::RedisStore::new(config.state.clone())),
+            #[cfg(not(feature = "redis"))]
+            store: None,
         };
         state.attach_store();
         state
@@ -435,6 +449,11 @@ pub fn build(config: &Config) -> Result<Built, ConfigError> {
 
 /// Build the whole stack of a config around existing state (so circuits,
 /// cooldowns and limits carry over a reload).
+// Without `resilience` there is no `retry` to hand requests back to.
+#[cfg_attr(
+    not(feature = "resilience"),
+    allow(unused_variables, unused_assignments)
+)]
 pub fn build_with_state(config: &Config, mut state: RouterState) -> Result<Built, ConfigError> {
     let routes = Arc::new(route_table(config)?);
     let order = &config.stack;
@@ -463,11 +482,13 @@ pub fn build_with_state(config: &Config, mut state: RouterState) -> Result<Built
     let mut only_readers_below = true;
     for layer in inner.iter().rev() {
         per_target = match layer {
+            #[cfg(feature = "resilience")]
             LayerName::Retry => NewLlmService::new(
                 RetryLayer::new(config.retry.clone())
                     .given_back(only_readers_below)
                     .layer(per_target),
             ),
+            #[cfg(feature = "resilience")]
             LayerName::CircuitBreaker => NewLlmService::new(
                 CircuitBreakerLayer::new(state.breakers.clone()).layer(per_target),
             ),
@@ -479,18 +500,23 @@ pub fn build_with_state(config: &Config, mut state: RouterState) -> Result<Built
         };
         only_readers_below &= *layer == LayerName::CircuitBreaker;
     }
-    let mut service = if order.contains(&LayerName::Failover) {
-        let failover = FailoverLayer::new(
-            routes.clone(),
-            config.failover.clone(),
-            state.cooldowns.clone(),
-        )
-        .with_backend_limits(state.backend_limits.clone());
-        LlmService::new(failover.layer(per_target))
-    } else {
-        let route =
-            RouteLayer::new(routes.clone()).with_backend_limits(state.backend_limits.clone());
-        LlmService::new(route.layer(per_target))
+    let mut service = match order.contains(&LayerName::Failover) {
+        #[cfg(feature = "resilience")]
+        true => {
+            let failover = FailoverLayer::new(
+                routes.clone(),
+                config.failover.clone(),
+                state.cooldowns.clone(),
+            )
+            .with_backend_limits(state.backend_limits.clone());
+            LlmService::new(failover.layer(per_target))
+        }
+        // Without the `resilience` feature the config refuses `failover`.
+        _ => {
+            let route =
+                RouteLayer::new(routes.clone()).with_backend_limits(state.backend_limits.clone());
+            LlmService::new(route.layer(per_target))
+        }
     };
     for layer in outer.iter().rev() {
         service = layer_of(*layer, config, &state, &routes)?(service);
@@ -521,6 +547,10 @@ pub fn build_with_state(config: &Config, mut state: RouterState) -> Result<Built
 type BoxedLayer = Arc<dyn Fn(LlmService) -> LlmService + Send + Sync>;
 
 /// Box `layer` as a [`BoxedLayer`].
+#[cfg_attr(
+    not(any(feature = "observability", feature = "access", feature = "content")),
+    allow(dead_code)
+)]
 fn boxed<L>(layer: L) -> BoxedLayer
 where
     L: Layer<LlmService> + Send + Sync + 'static,
@@ -538,6 +568,16 @@ where
 }
 
 /// The named layer, built from the config and the shared state.
+// In a build without some layer family, its arms are gone.
+#[cfg_attr(
+    not(all(
+        feature = "observability",
+        feature = "access",
+        feature = "content",
+        feature = "resilience"
+    )),
+    allow(unused_variables, unreachable_code)
+)]
 fn layer_of(
     layer: LayerName,
     config: &Config,
@@ -545,15 +585,20 @@ fn layer_of(
     routes: &Arc<RouteTable>,
 ) -> Result<BoxedLayer, ConfigError> {
     Ok(match layer {
+        #[cfg(feature = "observability")]
         LayerName::Metrics => boxed(
             crate::layers::metrics::MetricsLayer::new(state.metrics.clone())
                 .with_routes(routes.clone()),
         ),
+        #[cfg(feature = "access")]
         LayerName::RateLimit => boxed(RateLimitLayer::new(state.client_limits.clone())),
         // Above the split point: no target, so every request goes through.
+        #[cfg(feature = "resilience")]
         LayerName::CircuitBreaker => boxed(CircuitBreakerLayer::new(state.breakers.clone())),
         // Above the split point: whole requests are retried.
+        #[cfg(feature = "resilience")]
         LayerName::Retry => boxed(RetryLayer::new(config.retry.clone())),
+        #[cfg(feature = "access")]
         LayerName::Auth => {
             // `build_with_state` makes sure the state has the keys.
             let keys = state
@@ -561,32 +606,38 @@ fn layer_of(
                 .clone()
                 .unwrap_or_else(|| Arc::new(KeyStore::new(config.auth.clone())));
             let auth = AuthLayer::new(keys);
+            #[cfg(feature = "observability")]
             if config.stack.contains(&LayerName::Log) {
                 // Tells `log` (outside `auth`) whom `auth` let in.
-                Arc::new(move |service| {
+                return Ok(Arc::new(move |service| {
                     let service = crate::layers::log::IdentityTap::new(service);
                     LlmService::new(auth.layer(service))
-                })
-            } else {
-                boxed(auth)
+                }));
             }
+            boxed(auth)
         }
+        #[cfg(feature = "observability")]
         LayerName::Log => boxed(crate::layers::log::LogLayer::from_config(
             config,
             state.auth.clone(),
             state.metrics.clone(),
         )),
+        #[cfg(feature = "access")]
         LayerName::Headers => boxed(HeadersLayer::new(config.headers.clone())),
         // CORS wraps the whole app (see `Built::cors`), not the LLM stack.
+        #[cfg(feature = "access")]
         LayerName::Cors => Arc::new(|service| service),
+        #[cfg(feature = "content")]
         LayerName::Pii => boxed(crate::layers::pii::PiiLayer::new(
             config.pii.clone().unwrap_or_default(),
         )),
+        #[cfg(feature = "content")]
         LayerName::Transform => boxed(crate::layers::transform::TransformLayer::new(
             config.transforms.iter().cloned(),
         )),
         // Validation refuses names whose layer is not built, so this is only
         // reached through a bug.
+        #[allow(unreachable_patterns)]
         other => {
             return Err(ConfigError {
                 file: config.path.display().to_string(),

@@ -151,22 +151,19 @@ impl LayerName {
         LayerName::ALL.into_iter().find(|l| l.as_str() == name)
     }
 
-    /// Whether this version of llm-router has the layer.
+    /// Whether this build of llm-router has the layer: its cargo feature
+    /// (`observability`, `access`, `content` or `resilience`) is on.
     pub fn is_built(self) -> bool {
-        matches!(
-            self,
-            LayerName::RateLimit
-                | LayerName::Log
-                | LayerName::Metrics
-                | LayerName::Failover
-                | LayerName::CircuitBreaker
-                | LayerName::Retry
-                | LayerName::Auth
-                | LayerName::Headers
-                | LayerName::Cors
-                | LayerName::Pii
-                | LayerName::Transform
-        )
+        match self {
+            LayerName::Log | LayerName::Metrics => cfg!(feature = "observability"),
+            LayerName::Auth | LayerName::RateLimit | LayerName::Headers | LayerName::Cors => {
+                cfg!(feature = "access")
+            }
+            LayerName::Pii | LayerName::Transform => cfg!(feature = "content"),
+            LayerName::Failover | LayerName::CircuitBreaker | LayerName::Retry => {
+                cfg!(feature = "resilience")
+            }
+        }
     }
 
     /// Whether the layer works on one target's attempts (it belongs under the split).

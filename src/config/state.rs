@@ -29,7 +29,17 @@ impl Loader<'_> {
         if let Some(store) = &raw.store {
             config.store = match store.get_ref().as_str() {
                 "memory" => StoreKind::Memory,
+                #[cfg(feature = "redis")]
                 "redis" => StoreKind::Redis,
+                #[cfg(not(feature = "redis"))]
+                "redis" => {
+                    return Err(self.err(
+                        Some(store.span()),
+                        "state.store",
+                        "\"redis\" needs the Redis store, which this build of llm-router \
+                         does not have (cargo feature `redis`)",
+                    ))
+                }
                 other => {
                     return Err(self.err(
                         Some(store.span()),
@@ -41,6 +51,7 @@ impl Loader<'_> {
         }
         if let Some(url) = &raw.redis_url {
             let text = url.get_ref().trim();
+            #[cfg(feature = "redis")]
             if let Err(e) = redis::Client::open(text) {
                 return Err(self.err(
                     Some(url.span()),
@@ -115,6 +126,7 @@ mod tests {
     /// `rediss://` (TLS to Redis) is accepted, and the store's client is
     /// built from it.
     #[test]
+    #[cfg(feature = "redis")]
     fn rediss_urls_are_accepted() {
         let c = parse(
             "[state]\nstore = \"redis\"\nredis_url = \"rediss://:pw@cache.example:6380/1\"\n",

@@ -51,6 +51,9 @@
 //! # }
 //! ```
 
+// Parts of this file are the `access` feature's layer; without it, what only they use is unused.
+#![cfg_attr(not(feature = "access"), allow(unused_imports, dead_code))]
+
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -59,12 +62,14 @@ use tower::{Layer, Service};
 
 pub use crate::upstream::{proxy_owned, BadMatcher, HeaderMatcher, HeaderRules};
 
+#[cfg(feature = "access")]
 /// Applies [`Headers`]. See the [module docs](crate::layers::headers).
 #[derive(Clone, Debug)]
 pub struct HeadersLayer {
     rules: Arc<HeaderRules>,
 }
 
+#[cfg(feature = "access")]
 impl HeadersLayer {
     /// Apply `rules` to every request.
     pub fn new(rules: HeaderRules) -> Self {
@@ -74,6 +79,7 @@ impl HeadersLayer {
     }
 }
 
+#[cfg(feature = "access")]
 impl<S> Layer<S> for HeadersLayer {
     type Service = Headers<S>;
 
@@ -85,6 +91,7 @@ impl<S> Layer<S> for HeadersLayer {
     }
 }
 
+#[cfg(feature = "access")]
 /// The header rules service. See the [module docs](crate::layers::headers).
 #[derive(Clone, Debug)]
 pub struct Headers<S> {
@@ -92,6 +99,7 @@ pub struct Headers<S> {
     rules: Arc<HeaderRules>,
 }
 
+#[cfg(feature = "access")]
 impl<S> Headers<S> {
     /// The rules.
     pub fn rules(&self) -> &HeaderRules {
@@ -104,6 +112,7 @@ impl<S> Headers<S> {
     }
 }
 
+#[cfg(feature = "access")]
 impl<S, B> Service<Request<B>> for Headers<S>
 where
     S: Service<Request<B>>,

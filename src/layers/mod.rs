@@ -62,6 +62,7 @@ pub mod failover;
 pub mod headers;
 /// JWT clients of `auth`; the code lives in [`auth::jwt`].
 pub use auth::jwt;
+#[cfg(feature = "observability")]
 pub mod log;
 pub mod metrics;
 pub mod pii;

@@ -46,6 +46,9 @@
 //! # }
 //! ```
 
+// Parts of this file are the `resilience` feature's layer; without it, what only they use is unused.
+#![cfg_attr(not(feature = "resilience"), allow(unused_imports, dead_code))]
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -63,6 +66,7 @@ pub use crate::routing::RetryPolicy;
 use crate::routing::Target;
 use crate::service::NewService;
 
+#[cfg(feature = "resilience")]
 /// Applies [`Retry`]. See the [module docs](crate::layers::retry).
 #[derive(Clone, Debug)]
 pub struct RetryLayer {
@@ -70,6 +74,7 @@ pub struct RetryLayer {
     given_back: bool,
 }
 
+#[cfg(feature = "resilience")]
 impl RetryLayer {
     /// Retry with `policy`.
     pub fn new(policy: RetryPolicy) -> Self {
@@ -103,6 +108,7 @@ impl RetryLayer {
     }
 }
 
+#[cfg(feature = "resilience")]
 impl<S> Layer<S> for RetryLayer {
     type Service = Retry<S>;
 
@@ -116,6 +122,7 @@ impl<S> Layer<S> for RetryLayer {
     }
 }
 
+#[cfg(feature = "resilience")]
 /// The retry service. Below the split point it wraps a [`NewService`] of
 /// targets and makes each target's retry, with the target's own policy
 /// when its model sets one ([`Target::retry`], from `[[models]] retry`);
@@ -129,6 +136,7 @@ pub struct Retry<S> {
     target: Option<Target>,
 }
 
+#[cfg(feature = "resilience")]
 impl<N> NewService<Target> for Retry<N>
 where
     N: NewService<Target>,
@@ -145,6 +153,7 @@ where
     }
 }
 
+#[cfg(feature = "resilience")]
 /// Where the next attempt's request comes from.
 enum Keep {
     /// A copy kept here (boxed: the future waiting on a slow stream's
@@ -154,6 +163,7 @@ enum Keep {
     GivenBack(GiveBack),
 }
 
+#[cfg(feature = "resilience")]
 impl Keep {
     fn next(&self) -> Option<Request<ProxyBody>> {
         match self {
@@ -167,6 +177,7 @@ impl Keep {
     }
 }
 
+#[cfg(feature = "resilience")]
 impl<S> Service<Request<ProxyBody>> for Retry<S>
 where
     S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ProxyError>
@@ -194,6 +205,7 @@ where
     }
 }
 
+#[cfg(feature = "resilience")]
 /// Whether another target is left after this one ([`Attempt`]).
 fn others_left<B>(req: &Request<B>) -> bool {
     req.extensions()
@@ -201,6 +213,7 @@ fn others_left<B>(req: &Request<B>) -> bool {
         .is_some_and(|a| a.others_left)
 }
 
+#[cfg(feature = "resilience")]
 /// Start the first attempt, keeping the means to make the next ones.
 fn first_attempt<F>(
     given_back: bool,
@@ -217,6 +230,7 @@ fn first_attempt<F>(
     }
 }
 
+#[cfg(feature = "resilience")]
 /// The first attempt's outcome, then the retries it calls for.
 fn attempts<S, F>(
     first: F,
@@ -279,7 +293,7 @@ where
     })
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "resilience"))]
 mod tests {
     use super::*;
     use http::StatusCode;

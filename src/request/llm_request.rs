@@ -184,6 +184,7 @@ impl LlmRequest {
 
     /// The client's JSON text, when no layer has edited this request
     /// (read without parsing it, unlike [`body`](Self::body)).
+    #[cfg_attr(not(feature = "observability"), allow(dead_code))] // the `log` layer's
     pub(crate) fn raw_json(&self) -> Option<&[u8]> {
         match &self.doc {
             Doc::Raw(raw) => Some(&raw.bytes),

@@ -56,13 +56,21 @@
 //! ```
 
 mod local;
+#[cfg(not(feature = "redis"))]
+mod no_redis;
+mod ops;
+#[cfg(feature = "redis")]
 mod redis_store;
 
 use std::fmt;
 use std::time::Duration;
 
 pub use local::{LocalCircuits, LocalCooldowns};
-pub use redis_store::{LimitOp, Op, RedisStore, Verdict};
+#[cfg(not(feature = "redis"))]
+pub use no_redis::RedisStore;
+pub use ops::{LimitOp, Op, Verdict};
+#[cfg(feature = "redis")]
+pub use redis_store::RedisStore;
 
 /// `[state] store`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

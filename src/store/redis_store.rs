@@ -1,7 +1,7 @@
 //! The Redis state store: [`RedisStore`], its link to Redis and its write
 //! queue. See the [module docs](crate::store). Its parts:
 //!
-//! - `limits`: limit decisions made in Redis ([`LimitOp`], [`Verdict`]);
+//! - `limits`: limit decisions made in Redis ([`LimitOp`](super::LimitOp), [`Verdict`](super::Verdict));
 //! - `events`: circuit and cooldown transitions, published and applied;
 //! - `connect`: connecting, and exchanging circuits and cooldowns with Redis;
 //! - `task`: the background task (reconnects, pub/sub, batched writes).
@@ -10,8 +10,6 @@ mod connect;
 mod events;
 mod limits;
 mod task;
-
-pub use limits::{LimitOp, Op, Verdict};
 
 use std::collections::hash_map::RandomState;
 use std::fmt;

@@ -1,6 +1,9 @@
 //! [`AuthLayer`] and its [`Auth`] service and future, and [`Checked`]: the
 //! check the app makes before a request's body is read.
 
+// Parts of this file are the `access` feature's layer; without it, what only they use is unused.
+#![cfg_attr(not(feature = "access"), allow(unused_imports, dead_code))]
+
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -83,12 +86,14 @@ fn format_of<B>(req: &Request<B>) -> ClientFormat {
     }
 }
 
+#[cfg(feature = "access")]
 /// Applies [`Auth`]. See the [module docs](crate::layers::auth).
 #[derive(Clone, Debug)]
 pub struct AuthLayer {
     keys: Arc<KeyStore>,
 }
 
+#[cfg(feature = "access")]
 impl AuthLayer {
     /// Check clients against `keys`.
     pub fn new(keys: Arc<KeyStore>) -> Self {
@@ -96,6 +101,7 @@ impl AuthLayer {
     }
 }
 
+#[cfg(feature = "access")]
 impl<S> Layer<S> for AuthLayer {
     type Service = Auth<S>;
 
@@ -107,6 +113,7 @@ impl<S> Layer<S> for AuthLayer {
     }
 }
 
+#[cfg(feature = "access")]
 /// The client key check. See the [module docs](crate::layers::auth).
 #[derive(Clone, Debug)]
 pub struct Auth<S> {
@@ -114,6 +121,7 @@ pub struct Auth<S> {
     keys: Arc<KeyStore>,
 }
 
+#[cfg(feature = "access")]
 impl<S> Auth<S> {
     /// The shared key store.
     pub fn keys(&self) -> &Arc<KeyStore> {
@@ -126,6 +134,7 @@ impl<S> Auth<S> {
     }
 }
 
+#[cfg(feature = "access")]
 impl<S, B> Service<Request<B>> for Auth<S>
 where
     S: Service<Request<B>, Response = Response<ProxyBody>>,
@@ -201,6 +210,7 @@ where
     }
 }
 
+#[cfg(feature = "access")]
 pin_project! {
     /// The future of [`Auth`]: a refusal at once, or the inner call, counted
     /// per key when it ends.
@@ -210,6 +220,7 @@ pin_project! {
     }
 }
 
+#[cfg(feature = "access")]
 pin_project! {
     #[project = KindProj]
     enum Kind<F> {
@@ -222,12 +233,14 @@ pin_project! {
     }
 }
 
+#[cfg(feature = "access")]
 impl<F> fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }
 
+#[cfg(feature = "access")]
 impl<F, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<ProxyBody>, E>>,

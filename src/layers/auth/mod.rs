@@ -85,7 +85,9 @@ mod policy;
 mod tests;
 
 pub use keys::{keys_equal, Authenticated, KeySet, KeyStats, KeyStore, ReloadReport, Role};
-pub use layer::{Auth, AuthLayer, Checked, ResponseFuture};
+pub use layer::Checked;
+#[cfg(feature = "access")]
+pub use layer::{Auth, AuthLayer, ResponseFuture};
 pub use paths::{is_admin_path, is_read_only_operation, ADMIN_PATHS};
 pub use policy::{key_problem, read_keys_file, AuthKey, AuthPolicy, KeySource, KeysFileError};
 

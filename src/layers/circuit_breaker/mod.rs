@@ -54,14 +54,18 @@
 //! ```
 
 mod gate;
+#[cfg(feature = "resilience")]
 mod layer;
 mod registry;
+#[cfg(feature = "resilience")]
 mod service;
 mod state;
 
 pub use gate::CircuitGate;
+#[cfg(feature = "resilience")]
 pub use layer::CircuitBreakerLayer;
 pub use registry::{BreakerView, Breakers};
+#[cfg(feature = "resilience")]
 pub use service::CircuitBreaker;
 pub use state::{Admission, BreakerPolicy, MAX_CIRCUITS};
 

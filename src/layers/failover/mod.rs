@@ -47,8 +47,13 @@
 //! # let _ = layer;
 //! ```
 
+// Parts of this file are the `resilience` feature's layer; without it, what only they use is unused.
+#![cfg_attr(not(feature = "resilience"), allow(unused_imports, dead_code))]
+
 mod cooldowns;
+#[cfg(feature = "resilience")]
 mod decide;
+#[cfg(feature = "resilience")]
 mod run;
 
 use std::future::Future;
@@ -96,12 +101,14 @@ impl Default for FailoverPolicy {
     }
 }
 
+#[cfg(feature = "resilience")]
 /// Applies [`Failover`]. See the [module docs](crate::layers::failover).
 ///
 /// One reference count to clone: each request's attempts keep a clone.
 #[derive(Clone, Debug)]
 pub struct FailoverLayer(Arc<FailoverParts>);
 
+#[cfg(feature = "resilience")]
 #[derive(Clone, Debug)]
 struct FailoverParts {
     table: Arc<RouteTable>,
@@ -113,6 +120,7 @@ struct FailoverParts {
     passthrough: bool,
 }
 
+#[cfg(feature = "resilience")]
 impl FailoverLayer {
     /// Fail over across the routes of `table`. `cooldowns` takes the
     /// policy's `max_cooldown`.
@@ -137,6 +145,7 @@ impl FailoverLayer {
     }
 }
 
+#[cfg(feature = "resilience")]
 impl<N> Layer<N> for FailoverLayer
 where
     N: NewService<Target>,
@@ -152,6 +161,7 @@ where
     }
 }
 
+#[cfg(feature = "resilience")]
 /// The failover service: the routes, and each target's service. See the
 /// [module docs](crate::layers::failover).
 #[derive(Clone, Debug)]
@@ -160,6 +170,7 @@ pub struct Failover<S> {
     layer: FailoverLayer,
 }
 
+#[cfg(feature = "resilience")]
 impl<S> Service<Request<ProxyBody>> for Failover<S>
 where
     S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ProxyError>
@@ -184,6 +195,7 @@ where
     }
 }
 
+#[cfg(feature = "resilience")]
 impl FailoverLayer {
     /// Keep `req` for its attempts, with its [`CredentialTag`] when a
     /// target may need it.

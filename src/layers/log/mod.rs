@@ -6,8 +6,8 @@
 //! the stack. Records of errors — a status ≥ 400, an error of the stack, an
 //! answer body that broke, or an error event in a stream — also go to
 //! `router_YYYYMMDD_HHMMSS_<session>_errors.jsonl`, without their bodies
-//! (each body is written once). Panics (a hook installed when the layer is
-//! built) and unhandled errors (500 `internal_error`) are appended to
+//! (each body is written once). Panics (once [`install_panic_hook`] has
+//! installed its hook: the binary does at start) and unhandled errors (500 `internal_error`) are appended to
 //! `<dir>/exceptions.json`, one JSON object a line. Files are created 0600
 //! (unix), and rotated past `max_file_bytes`: renamed `<name>.1` (the
 //! previous `.1` becoming `.2`…, [`LogPolicy::ROTATED_FILES_KEPT`] kept).
@@ -99,6 +99,7 @@ mod terminal;
 mod writer;
 
 pub use crate::config::LogPolicy;
+pub use panic::install_panic_hook;
 pub use writer::flush;
 
 use std::future::Future;
@@ -282,7 +283,8 @@ impl LogLayerBuilder {
         self
     }
 
-    /// The layer. Registers `dir` for panics (see the [module docs](self)).
+    /// The layer. Registers `dir` for panics, which reach it once
+    /// [`install_panic_hook`] has run (see the [module docs](self)).
     pub fn build(self) -> LogLayer {
         let redactor = Redactor::new(
             self.policy.mask_api_keys,
@@ -357,9 +359,12 @@ impl LogLayer {
         metrics: Arc<Metrics>,
     ) -> Self {
         let pii_on = config.pii.is_some() || config.stack.contains(&LayerName::Pii);
-        let scrubber = pii_on
-            .then(|| crate::layers::pii::PiiLayer::new(config.pii.clone().unwrap_or_default()))
-            .map(|pii| pii.scrubber());
+        // The scrubber `PiiLayer::new` makes, built here so that `log` needs
+        // no `pii` layer (a build may have `log` without `pii`).
+        let scrubber = pii_on.then(|| {
+            let policy = config.pii.clone().unwrap_or_default();
+            Scrubber::new(&policy.detect, policy.action)
+        });
         let position = |name| config.stack.iter().position(|l| *l == name);
         let auth_inside = matches!(
             (position(LayerName::Log), position(LayerName::Auth)),

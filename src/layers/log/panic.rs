@@ -1,8 +1,9 @@
 //! `<dir>/exceptions.json`: panics and unhandled errors, one JSON object a
 //! line.
 //!
-//! Building a log layer registers its directory here and installs (once per
-//! process) a panic hook that appends a record for every panic to the
+//! Building a log layer registers its directory here. [`install_panic_hook`]
+//! (once per process; the binary calls it at start, a layer never does)
+//! installs a panic hook that appends a record for every panic to the
 //! `exceptions.json` of each live log layer, then runs the hook that was in
 //! place before (the default one prints the panic to stderr). A panic is
 //! exceptional, so the hook writes at once, from the panicking thread. The
@@ -31,7 +32,6 @@ static HOOK: Once = Once::new();
 
 /// Register `dir`; panics go there while the returned handle lives.
 pub(crate) fn register(dir: &Path, redactor: Redactor, max_file_bytes: u64) -> Arc<Target> {
-    HOOK.call_once(install_hook);
     let target = Arc::new(Target {
         dir: dir.to_path_buf(),
         redactor: Mutex::new(redactor),
@@ -41,6 +41,15 @@ pub(crate) fn register(dir: &Path, redactor: Redactor, max_file_bytes: u64) -> A
     targets.retain(|t| t.strong_count() > 0);
     targets.push(Arc::downgrade(&target));
     target
+}
+
+/// Install (once per process; later calls do nothing) the panic hook that
+/// appends every panic to the `exceptions.json` of each live
+/// [`LogLayer`](super::LogLayer), then runs the hook that was in place
+/// before. Building a layer does not install it: a program that wants its
+/// panics in the request logs calls this at start, as `llm-router` does.
+pub fn install_panic_hook() {
+    HOOK.call_once(install_hook);
 }
 
 fn install_hook() {

@@ -36,17 +36,25 @@
 //! assert!(text.ends_with("# EOF\n"));
 //! ```
 
+// Parts of this file are the `observability` feature's layer; without it, what only they use is unused.
+#![cfg_attr(not(feature = "observability"), allow(unused_imports, dead_code))]
+
+#[cfg(feature = "observability")]
 mod body;
 mod encode;
 mod labels;
+#[cfg(feature = "observability")]
 mod layer;
 mod registry;
+#[cfg(feature = "observability")]
 mod service;
 mod stats;
 
 pub use labels::UNKNOWN_MODEL;
+#[cfg(feature = "observability")]
 pub use layer::MetricsLayer;
 pub use registry::Metrics;
+#[cfg(feature = "observability")]
 pub use service::MetricsService;
 
 #[cfg(test)]

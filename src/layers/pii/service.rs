@@ -1,5 +1,8 @@
 //! [`PiiLayer`], the [`Pii`] service and their policy.
 
+// Parts of this file are the `content` feature's layer; without it, what only they use is unused.
+#![cfg_attr(not(feature = "content"), allow(unused_imports, dead_code))]
+
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
@@ -8,6 +11,7 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower::{Layer, Service};
 
+#[cfg(feature = "content")]
 use super::body::{AnswerScrubber, Restorer};
 use super::scrubber::{Detector, PiiAction, Scrubber, Vault};
 use crate::body::ProxyBody;
@@ -80,6 +84,7 @@ impl Default for PiiPolicy {
     }
 }
 
+#[cfg(feature = "content")]
 /// Applies [`Pii`]. See the [module docs](crate::layers::pii).
 #[derive(Clone, Debug)]
 pub struct PiiLayer {
@@ -87,6 +92,7 @@ pub struct PiiLayer {
     scrubber: Scrubber,
 }
 
+#[cfg(feature = "content")]
 impl PiiLayer {
     /// A layer scrubbing per `policy`.
     pub fn new(policy: PiiPolicy) -> Self {
@@ -107,6 +113,7 @@ impl PiiLayer {
     }
 }
 
+#[cfg(feature = "content")]
 impl<S> Layer<S> for PiiLayer {
     type Service = Pii<S>;
 
@@ -119,6 +126,7 @@ impl<S> Layer<S> for PiiLayer {
     }
 }
 
+#[cfg(feature = "content")]
 /// The PII service. See the [module docs](crate::layers::pii).
 #[derive(Clone, Debug)]
 pub struct Pii<S> {
@@ -127,6 +135,7 @@ pub struct Pii<S> {
     scrubber: Scrubber,
 }
 
+#[cfg(feature = "content")]
 /// Scrub every string value of a parsed request except the top-level
 /// `model` and `data:` URLs (inline images); whether anything changed.
 pub(crate) fn scrub_request(llm: &mut LlmRequest, scrubber: &Scrubber, vault: &mut Vault) -> bool {
@@ -148,12 +157,14 @@ pub(crate) fn scrub_request(llm: &mut LlmRequest, scrubber: &Scrubber, vault: &m
     changed
 }
 
+#[cfg(feature = "content")]
 /// What happens to the answer.
 enum Plan {
     Restore(Arc<Vault>),
     Scrub(Scrubber, usize),
 }
 
+#[cfg(feature = "content")]
 impl<S, B> Service<Request<B>> for Pii<S>
 where
     S: Service<Request<B>, Response = Response<ProxyBody>>,
@@ -189,14 +200,17 @@ where
     }
 }
 
+#[cfg(feature = "content")]
 /// The answer of a [`Pii`] service: the inner answer, restored or scrubbed
 /// as the policy says.
 pub type ResponseFuture<F> = EditFuture<F, PiiEdit>;
 
+#[cfg(feature = "content")]
 /// What a [`Pii`] service does to an answer: restore the placeholders of
 /// its request, or scrub it.
 pub struct PiiEdit(ClientFormat, Plan);
 
+#[cfg(feature = "content")]
 impl fmt::Debug for PiiEdit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("PiiEdit")
@@ -205,6 +219,7 @@ impl fmt::Debug for PiiEdit {
     }
 }
 
+#[cfg(feature = "content")]
 impl AnswerEdit for PiiEdit {
     fn apply(self, response: Response<ProxyBody>) -> Response<ProxyBody> {
         match self {

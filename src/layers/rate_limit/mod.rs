@@ -40,9 +40,13 @@
 //! assert!(limiter.try_acquire("client-b", 1).is_ok());
 //! ```
 
+// Parts of this file are the `access` feature's layer; without it, what only they use is unused.
+#![cfg_attr(not(feature = "access"), allow(unused_imports, dead_code))]
+
 mod backend_limits;
 mod client_limits;
 mod identity;
+#[cfg(feature = "access")]
 mod layer;
 mod limiter;
 mod policy;
@@ -50,6 +54,7 @@ mod policy;
 pub use backend_limits::BackendLimits;
 pub use client_limits::ClientLimits;
 pub use identity::ClientIdentity;
+#[cfg(feature = "access")]
 pub use layer::{RateLimit, RateLimitLayer};
 pub use limiter::{LimitState, LimitView, WindowLimiter, MAX_LIMITER_KEYS, OVERFLOW_KEY};
 pub use policy::{KeyBy, RateLimitPolicy};

@@ -140,11 +140,17 @@
 //! # }
 //! ```
 
+// Parts of this file are the `content` feature's layer; without it, what only they use is unused.
+#![cfg_attr(not(feature = "content"), allow(unused_imports, dead_code))]
+
+#[cfg(feature = "content")]
 mod body;
 mod rule;
+#[cfg(feature = "content")]
 mod service;
 
 pub use rule::{Direction, RegexFlags, TransformError, TransformRule};
+#[cfg(feature = "content")]
 pub use service::{ResponseFuture, Transform, TransformEdit, TransformLayer};
 
 #[cfg(test)]

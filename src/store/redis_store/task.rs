@@ -9,11 +9,11 @@ use redis::aio::ConnectionManager;
 use redis::{RedisError, RedisResult};
 use tokio::sync::{mpsc, Notify};
 
-use super::limits::Op;
 use super::{
     is_connection_error, Event, Link, RedisStore, BACKGROUND_TIMEOUT, BATCH, MAX_BACKOFF,
     MIN_BACKOFF,
 };
+use crate::store::Op;
 
 /// The background task: connect (with backoff), then apply what other
 /// replicas publish and write this replica's transitions until the
