@@ -28,8 +28,45 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::BodyExt;
 
 mod idle;
+mod map;
+mod sse;
+#[cfg(test)]
+mod testing;
 
 pub use idle::{IdleTimeout, Stalled};
+pub use map::{MapBody, MapFrames};
+pub use sse::{MapEvents, SseEvents};
+
+/// `impl Body` for a newtype over another body (its field `.0`), forwarding
+/// `poll_frame`, `is_end_stream` and `size_hint`, as tower-http's
+/// `opaque_body!` does: a named body type made of the generic ones above
+/// ([`MapBody`], [`Observe`]).
+macro_rules! opaque_body {
+    (impl[$($generics:tt)*] $ty:ty $(where $($bounds:tt)+)?) => {
+        impl<$($generics)*> ::http_body::Body for $ty $(where $($bounds)+)? {
+            type Data = ::bytes::Bytes;
+            type Error = $crate::body::BoxError;
+
+            fn poll_frame(
+                self: ::std::pin::Pin<&mut Self>,
+                cx: &mut ::std::task::Context<'_>,
+            ) -> ::std::task::Poll<
+                Option<Result<::http_body::Frame<::bytes::Bytes>, $crate::body::BoxError>>,
+            > {
+                ::http_body::Body::poll_frame(::std::pin::Pin::new(&mut self.get_mut().0), cx)
+            }
+
+            fn is_end_stream(&self) -> bool {
+                ::http_body::Body::is_end_stream(&self.0)
+            }
+
+            fn size_hint(&self) -> ::http_body::SizeHint {
+                ::http_body::Body::size_hint(&self.0)
+            }
+        }
+    };
+}
+pub(crate) use opaque_body;
 
 /// A type-erased error, used for body errors and boxed causes.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
