@@ -29,12 +29,14 @@ use http_body_util::BodyExt;
 
 mod idle;
 mod map;
+mod observe;
 mod sse;
 #[cfg(test)]
 mod testing;
 
 pub use idle::{IdleTimeout, Stalled};
 pub use map::{MapBody, MapFrames};
+pub use observe::{End, Observe, Observer};
 pub use sse::{MapEvents, SseEvents};
 
 /// `impl Body` for a newtype over another body (its field `.0`), forwarding
