@@ -114,7 +114,7 @@ use tokio::time::Instant;
 use tower::{Layer, Service};
 
 use crate::app::{ClientAddr, RequestId};
-use crate::body::ProxyBody;
+use crate::body::{Observe, ProxyBody};
 use crate::classify::AttemptLog;
 use crate::config::{ApiKeySetting, Config};
 use crate::error::ProxyError;
@@ -649,14 +649,8 @@ where
             };
             let watch = crate::translate::body::is_event_stream(response.headers())
                 .then(terminal::TerminalWatch::default);
-            Ok(response.map(|inner| {
-                ProxyBody::new(Logged {
-                    inner,
-                    tap,
-                    watch,
-                    done: Some(done),
-                })
-            }))
+            Ok(response
+                .map(|inner| ProxyBody::new(Observe::new(inner, Logged { tap, watch, done }))))
         })
     }
 }
