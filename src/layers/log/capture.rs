@@ -21,8 +21,9 @@ use crate::body::{End, Observer};
 use crate::sse::SseParser;
 use crate::usage::UsageSlot;
 
-/// The largest streamed event the tap reads; a larger one ends the tap.
-const MAX_EVENT: usize = 1 << 20;
+/// The largest streamed event the tap reads; a larger one ends the tap:
+/// [`limits::MAX_LOG_EVENT_BYTES`](crate::upstream::limits::MAX_LOG_EVENT_BYTES).
+const MAX_EVENT: usize = crate::upstream::limits::MAX_LOG_EVENT_BYTES;
 /// At most this many choices and tool calls are reassembled.
 const MAX_SLOTS: u64 = 64;
 
