@@ -50,7 +50,6 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -62,7 +61,10 @@ use crate::sse::{EventTooLarge, SseEvent, SseParser};
 /// drives it (see the [module docs](self)).
 ///
 /// Only [`event`](Self::event) and [`finish`](Self::finish) are required.
-/// The settings and hooks shared with [`MapFrames`] mean the same here.
+/// The two settings shared with [`MapFrames`] mean the same here. For the
+/// other frame-level hooks (an upstream error, a quiet spell, ending early),
+/// implement [`MapFrames`] on a type of your own that holds the
+/// [`SseEvents`] and hands it the frames.
 pub trait MapEvents {
     /// As [`MapFrames::EMPTY_WHEN_HELD`]: one frame out for each data frame
     /// in, empty if its events gave nothing (default: `true`).
@@ -95,25 +97,6 @@ pub trait MapEvents {
     /// As [`MapFrames::trailers`]. The default drops them.
     fn trailers(&mut self, _trailers: HeaderMap) -> Option<HeaderMap> {
         None
-    }
-
-    /// As [`MapFrames::error`]. The default passes the error on.
-    fn error(&mut self, error: BoxError, _out: &mut VecDeque<Bytes>) -> Result<(), BoxError> {
-        Err(error)
-    }
-
-    /// As [`MapFrames::poll_pending`]. The default is `Pending`.
-    fn poll_pending(
-        &mut self,
-        _cx: &mut Context<'_>,
-        _out: &mut VecDeque<Bytes>,
-    ) -> Poll<Result<(), BoxError>> {
-        Poll::Pending
-    }
-
-    /// As [`MapFrames::is_done`]. The default is `false`.
-    fn is_done(&self) -> bool {
-        false
     }
 }
 
@@ -199,22 +182,6 @@ impl<M: MapEvents> MapFrames for SseEvents<M> {
 
     fn trailers(&mut self, trailers: HeaderMap) -> Option<HeaderMap> {
         self.events.trailers(trailers)
-    }
-
-    fn error(&mut self, error: BoxError, out: &mut VecDeque<Bytes>) -> Result<(), BoxError> {
-        self.events.error(error, out)
-    }
-
-    fn poll_pending(
-        &mut self,
-        cx: &mut Context<'_>,
-        out: &mut VecDeque<Bytes>,
-    ) -> Poll<Result<(), BoxError>> {
-        self.events.poll_pending(cx, out)
-    }
-
-    fn is_done(&self) -> bool {
-        self.events.is_done()
     }
 }
 
@@ -312,6 +279,39 @@ mod tests {
         ]);
         let got = drain(MapBody::new(script, SseEvents::new(1024, Echo::default())));
         assert_eq!(got, [data("a;"), Got::Error("cut".into())]);
+    }
+
+    /// Frame-level hooks on top: a mapper of its own around the events
+    /// turns an upstream error into a last frame.
+    struct Guarded(SseEvents<Echo>);
+
+    impl MapFrames for Guarded {
+        const EMPTY_WHEN_HELD: bool = false;
+
+        fn push(&mut self, chunk: &[u8], out: &mut VecDeque<Bytes>) -> Result<(), BoxError> {
+            self.0.push(chunk, out)
+        }
+
+        fn finish(&mut self, out: &mut VecDeque<Bytes>) -> Result<(), BoxError> {
+            self.0.finish(out)
+        }
+
+        fn error(&mut self, error: BoxError, out: &mut VecDeque<Bytes>) -> Result<(), BoxError> {
+            out.push_back(Bytes::from(format!("error: {error}")));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn frame_level_hooks_wrap_the_event_mapper() {
+        let script = Script::new([
+            Step::Data(Bytes::from_static(b"data: a\n\ndata: held")),
+            Step::Data(Bytes::from_static(b"")),
+            Step::Error("cut"),
+        ]);
+        let events = Guarded(SseEvents::new(1024, Echo::default()));
+        let got = drain(MapBody::new(script, events));
+        assert_eq!(got, [data("a;"), data("error: cut")]);
     }
 
     proptest! {
