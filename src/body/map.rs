@@ -1,52 +1,7 @@
 //! [`MapBody`]: a body that feeds its inner body's frames through a
 //! [`MapFrames`] as they come. This is the one `poll_frame` loop that the
-//! translating and editing bodies share.
-//!
-//! The mapper sees the bytes of each data frame and appends output frames to
-//! a queue. The body does the rest:
-//!
-//! - Output goes out in order, one queued [`Bytes`] per frame.
-//! - An error, whether the inner body's or the mapper's, goes out after the
-//!   output produced before it, and then the body ends.
-//! - When the inner body ends cleanly, [`finish`](MapFrames::finish) adds the
-//!   closing output.
-//! - Trailers are dropped unless the mapper keeps them
-//!   ([`trailers`](MapFrames::trailers)).
-//! - With [`EMPTY_WHEN_HELD`](MapFrames::EMPTY_WHEN_HELD) (the default), a
-//!   data frame that gave no output still gives one empty frame. A body
-//!   further out that times idleness then sees an upstream that is busy
-//!   (hyper sends nothing for an empty frame).
-//!
-//! ```
-//! use std::collections::VecDeque;
-//!
-//! use bytes::Bytes;
-//! use http_body_util::BodyExt;
-//! use llm_router::body::{BoxError, MapBody, MapFrames};
-//! use llm_router::ProxyBody;
-//!
-//! /// Upper-cases the answer and closes it with `!`.
-//! struct Shout;
-//!
-//! impl MapFrames for Shout {
-//!     fn push(&mut self, chunk: &[u8], out: &mut VecDeque<Bytes>) -> Result<(), BoxError> {
-//!         out.push_back(Bytes::from(chunk.to_ascii_uppercase()));
-//!         Ok(())
-//!     }
-//!
-//!     fn finish(&mut self, out: &mut VecDeque<Bytes>) -> Result<(), BoxError> {
-//!         out.push_back(Bytes::from_static(b"!"));
-//!         Ok(())
-//!     }
-//! }
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() {
-//! let body = MapBody::new(ProxyBody::full("hello"), Shout);
-//! let out = body.collect().await.unwrap().to_bytes();
-//! assert_eq!(&out[..], b"HELLO!");
-//! # }
-//! ```
+//! translating and editing bodies share. The rules it keeps are on
+//! [`MapBody`], an example on [`MapFrames`].
 
 // Untrusted bytes (clients, upstreams) pass through here: no unchecked
 // indexing, slicing or arithmetic on them.
@@ -64,12 +19,43 @@ use http_body::{Body, Frame, SizeHint};
 use super::{BoxError, ProxyBody};
 
 /// Turns the bytes of a body into output frames, a data frame at a time.
-/// [`MapBody`] drives it (see the [module docs](self)).
+/// [`MapBody`] drives it.
 ///
 /// Only [`push`](Self::push) and [`finish`](Self::finish) are required.
 /// The other methods are hooks with defaults: pass frames on without a copy,
 /// keep trailers, turn an upstream error into output, act while the inner
 /// body has nothing ready, end early.
+///
+/// ```
+/// use std::collections::VecDeque;
+///
+/// use bytes::Bytes;
+/// use http_body_util::BodyExt;
+/// use llm_router::body::{BoxError, MapBody, MapFrames};
+/// use llm_router::ProxyBody;
+///
+/// /// Upper-cases the answer and closes it with `!`.
+/// struct Shout;
+///
+/// impl MapFrames for Shout {
+///     fn push(&mut self, chunk: &[u8], out: &mut VecDeque<Bytes>) -> Result<(), BoxError> {
+///         out.push_back(Bytes::from(chunk.to_ascii_uppercase()));
+///         Ok(())
+///     }
+///
+///     fn finish(&mut self, out: &mut VecDeque<Bytes>) -> Result<(), BoxError> {
+///         out.push_back(Bytes::from_static(b"!"));
+///         Ok(())
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let body = MapBody::new(ProxyBody::full("hello"), Shout);
+/// let out = body.collect().await.unwrap().to_bytes();
+/// assert_eq!(&out[..], b"HELLO!");
+/// # }
+/// ```
 pub trait MapFrames {
     /// When a data frame gives no output, send one empty frame anyway, so
     /// that there is one frame out for each data frame in (default: `true`).
@@ -123,8 +109,22 @@ pub trait MapFrames {
     }
 }
 
-/// A body mapped frame by frame through a [`MapFrames`]. See the
-/// [module docs](self).
+/// A body mapped frame by frame through a [`MapFrames`].
+///
+/// The mapper sees the bytes of each data frame and appends output frames to
+/// a queue. The body does the rest:
+///
+/// - Output goes out in order, one queued [`Bytes`] per frame.
+/// - An error, whether the inner body's or the mapper's, goes out after the
+///   output produced before it, and then the body ends.
+/// - When the inner body ends cleanly, [`finish`](MapFrames::finish) adds the
+///   closing output.
+/// - Trailers are dropped unless the mapper keeps them
+///   ([`trailers`](MapFrames::trailers)).
+/// - With [`EMPTY_WHEN_HELD`](MapFrames::EMPTY_WHEN_HELD) (the default), a
+///   data frame that gave no output still gives one empty frame. A body
+///   further out that times idleness then sees an upstream that is busy
+///   (hyper sends nothing for an empty frame).
 pub struct MapBody<M, B = ProxyBody> {
     /// `None` once it ended, failed, or the mapper was done.
     inner: Option<B>,

@@ -1,10 +1,25 @@
-//! The one body type that flows out of the stack: [`ProxyBody`].
+//! The one body type that flows out of the stack, [`ProxyBody`], and the
+//! toolkit the bodies that wrap it are built from.
 //!
 //! Upstream bodies are wrapped, never collected: [`ProxyBody::new`] boxes any
 //! [`http_body::Body`] and forwards `poll_frame`, `is_end_stream` and
 //! `size_hint`, so frames reach the client as they arrive and a known
 //! `Content-Length` survives. Small local answers (errors, the `mock`
 //! provider, `/health`) use the unboxed [`ProxyBody::full`].
+//!
+//! The toolkit has one generic body for each way of wrapping a body, so that
+//! each `poll_frame` loop is written once:
+//!
+//! - [`MapBody`] changes the answer. It feeds the inner body's frames
+//!   through a [`MapFrames`] and owns the output queue, errors that come
+//!   after the output before them, the end, and trailers. [`SseEvents`]
+//!   is the `MapFrames` of event streams: it hands whole events to a
+//!   [`MapEvents`]. The translations and the answer edits run on these.
+//! - [`Observe`] passes the answer through unchanged and tells an
+//!   [`Observer`] what went by and how it ended, exactly once: complete,
+//!   failed or dropped ([`End`]). Usage, token accounting and logging run
+//!   on it.
+//! - [`IdleTimeout`] fails a body whose inner body goes quiet for too long.
 //!
 //! ```
 //! use http_body_util::BodyExt;

@@ -1,48 +1,6 @@
-//! [`Observe`]: a body passed through unchanged, with an [`Observer`] that
-//! sees its data go by and learns how it ended. The observer is told the
-//! [`End`] exactly once, and the end rule is kept here:
-//!
-//! - [`End::Complete`]: the inner body returned its end, or said it had
-//!   ended after a frame (hyper stops polling a body once it has said so,
-//!   so the last frame is where the end is seen), or it was dropped after
-//!   saying so (an empty body that is never polled).
-//! - [`End::Error`]: the inner body failed. The error then goes on to the
-//!   client unchanged.
-//! - [`End::Dropped`]: the body was dropped before either, for example
-//!   because the client went away.
-//!
-//! ```
-//! use bytes::Bytes;
-//! use http_body_util::BodyExt;
-//! use llm_router::body::{End, Observe, Observer};
-//! use llm_router::ProxyBody;
-//! use std::sync::{Arc, Mutex};
-//!
-//! /// Counts the bytes of an answer and records whether all of it went out.
-//! struct Count(usize, Arc<Mutex<Option<(usize, bool)>>>);
-//!
-//! impl Observer for Count {
-//!     fn on_data(&mut self, data: &Bytes) {
-//!         self.0 += data.len();
-//!     }
-//!
-//!     fn on_end(self, end: End<'_>) {
-//!         *self.1.lock().unwrap() = Some((self.0, matches!(end, End::Complete)));
-//!     }
-//! }
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() {
-//! let seen = Arc::new(Mutex::new(None));
-//! let body = Observe::new(ProxyBody::full("hello"), Count(0, seen.clone()));
-//! body.collect().await.unwrap();
-//! assert_eq!(*seen.lock().unwrap(), Some((5, true)));
-//!
-//! let body = Observe::new(ProxyBody::full("hello"), Count(0, seen.clone()));
-//! drop(body);
-//! assert_eq!(*seen.lock().unwrap(), Some((0, false)));
-//! # }
-//! ```
+//! [`Observe`]: a body passed through unchanged to an [`Observer`], which
+//! learns how it ended ([`End`]). The end rule is on [`Observe`], an example
+//! on [`Observer`].
 
 use std::fmt;
 use std::pin::Pin;
@@ -53,7 +11,7 @@ use http_body::{Body, Frame, SizeHint};
 
 use super::BoxError;
 
-/// How an observed body ended. See the [module docs](self).
+/// How an observed body ended. See [`Observe`] for when each is told.
 #[derive(Debug)]
 pub enum End<'a> {
     /// All of it went out.
@@ -64,7 +22,40 @@ pub enum End<'a> {
     Dropped,
 }
 
-/// Watches a body go by. [`Observe`] drives it (see the [module docs](self)).
+/// Watches a body go by. [`Observe`] drives it.
+///
+/// ```
+/// use bytes::Bytes;
+/// use http_body_util::BodyExt;
+/// use llm_router::body::{End, Observe, Observer};
+/// use llm_router::ProxyBody;
+/// use std::sync::{Arc, Mutex};
+///
+/// /// Counts the bytes of an answer and records whether all of it went out.
+/// struct Count(usize, Arc<Mutex<Option<(usize, bool)>>>);
+///
+/// impl Observer for Count {
+///     fn on_data(&mut self, data: &Bytes) {
+///         self.0 += data.len();
+///     }
+///
+///     fn on_end(self, end: End<'_>) {
+///         *self.1.lock().unwrap() = Some((self.0, matches!(end, End::Complete)));
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let seen = Arc::new(Mutex::new(None));
+/// let body = Observe::new(ProxyBody::full("hello"), Count(0, seen.clone()));
+/// body.collect().await.unwrap();
+/// assert_eq!(*seen.lock().unwrap(), Some((5, true)));
+///
+/// let body = Observe::new(ProxyBody::full("hello"), Count(0, seen.clone()));
+/// drop(body);
+/// assert_eq!(*seen.lock().unwrap(), Some((0, false)));
+/// # }
+/// ```
 pub trait Observer {
     /// The body is polled. This runs before the inner body is polled and
     /// until the end, so work kept back from the previous frame can be done
@@ -78,7 +69,18 @@ pub trait Observer {
     fn on_end(self, end: End<'_>);
 }
 
-/// A body passed through to an [`Observer`]. See the [module docs](self).
+/// A body passed through unchanged, with an [`Observer`] that
+/// sees its data go by and learns how it ended. The observer is told the
+/// [`End`] exactly once, and the end rule is kept here:
+///
+/// - [`End::Complete`]: the inner body returned its end, or said it had
+///   ended after a frame (hyper stops polling a body once it has said so,
+///   so the last frame is where the end is seen), or it was dropped after
+///   saying so (an empty body that is never polled).
+/// - [`End::Error`]: the inner body failed. The error then goes on to the
+///   client unchanged.
+/// - [`End::Dropped`]: the body was dropped before either, for example
+///   because the client went away.
 pub struct Observe<B: Body, O: Observer> {
     inner: B,
     /// `None` once told the end.

@@ -1,48 +1,6 @@
-//! [`SseEvents`]: the frame mapper of event streams. It re-frames a body's
-//! bytes into whole events with [`SseParser`] and hands each event to a
-//! [`MapEvents`], the event-level trait. An event split at any byte is joined
-//! first. The parser holds at most one incomplete event, up to a cap.
-//!
-//! Translated streams
-//! ([`EventTranscoder`](crate::translate::body::EventTranscoder)s) and
-//! edited ones (`transform`, `pii`) both run on it, and a
-//! [`MapBody`](super::MapBody) around
-//! it owns the body's loop.
-//!
-//! ```
-//! use std::collections::VecDeque;
-//!
-//! use bytes::Bytes;
-//! use http_body_util::BodyExt;
-//! use llm_router::body::{BoxError, MapBody, MapEvents, SseEvents};
-//! use llm_router::sse::SseEvent;
-//! use llm_router::ProxyBody;
-//!
-//! /// Drops keep-alives and ends the stream with `[DONE]`.
-//! struct Tidy;
-//!
-//! impl MapEvents for Tidy {
-//!     fn event(&mut self, event: SseEvent, out: &mut VecDeque<Bytes>) -> Result<(), BoxError> {
-//!         if !event.is_empty() {
-//!             out.push_back(event.raw);
-//!         }
-//!         Ok(())
-//!     }
-//!
-//!     fn finish(&mut self, out: &mut VecDeque<Bytes>) -> Result<(), BoxError> {
-//!         out.push_back(Bytes::from_static(b"data: [DONE]\n\n"));
-//!         Ok(())
-//!     }
-//! }
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() {
-//! let upstream = ProxyBody::full(": ping\n\ndata: a\n\n");
-//! let body = MapBody::new(upstream, SseEvents::new(1 << 20, Tidy));
-//! let out = body.collect().await.unwrap().to_bytes();
-//! assert_eq!(&out[..], b"data: a\n\ndata: [DONE]\n\n");
-//! # }
-//! ```
+//! [`SseEvents`]: the frame mapper of event streams, which hands whole
+//! events to a [`MapEvents`], the event-level trait. An example is on
+//! [`MapEvents`].
 
 // Untrusted bytes (clients, upstreams) pass through here: no unchecked
 // indexing, slicing or arithmetic on them.
@@ -58,13 +16,48 @@ use super::{BoxError, MapFrames};
 use crate::sse::{EventTooLarge, SseEvent, SseParser};
 
 /// Turns the whole events of a stream into output frames. [`SseEvents`]
-/// drives it (see the [module docs](self)).
+/// drives it.
 ///
 /// Only [`event`](Self::event) and [`finish`](Self::finish) are required.
 /// The two settings shared with [`MapFrames`] mean the same here. For the
 /// other frame-level hooks (an upstream error, a quiet spell, ending early),
 /// implement [`MapFrames`] on a type of your own that holds the
 /// [`SseEvents`] and hands it the frames.
+///
+/// ```
+/// use std::collections::VecDeque;
+///
+/// use bytes::Bytes;
+/// use http_body_util::BodyExt;
+/// use llm_router::body::{BoxError, MapBody, MapEvents, SseEvents};
+/// use llm_router::sse::SseEvent;
+/// use llm_router::ProxyBody;
+///
+/// /// Drops keep-alives and ends the stream with `[DONE]`.
+/// struct Tidy;
+///
+/// impl MapEvents for Tidy {
+///     fn event(&mut self, event: SseEvent, out: &mut VecDeque<Bytes>) -> Result<(), BoxError> {
+///         if !event.is_empty() {
+///             out.push_back(event.raw);
+///         }
+///         Ok(())
+///     }
+///
+///     fn finish(&mut self, out: &mut VecDeque<Bytes>) -> Result<(), BoxError> {
+///         out.push_back(Bytes::from_static(b"data: [DONE]\n\n"));
+///         Ok(())
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let upstream = ProxyBody::full(": ping\n\ndata: a\n\n");
+/// let body = MapBody::new(upstream, SseEvents::new(1 << 20, Tidy));
+/// let out = body.collect().await.unwrap().to_bytes();
+/// assert_eq!(&out[..], b"data: a\n\ndata: [DONE]\n\n");
+/// # }
+/// ```
 pub trait MapEvents {
     /// As [`MapFrames::EMPTY_WHEN_HELD`]: one frame out for each data frame
     /// in, empty if its events gave nothing (default: `true`).
@@ -100,8 +93,18 @@ pub trait MapEvents {
     }
 }
 
-/// A [`MapFrames`] that parses events and hands them to a [`MapEvents`].
-/// See the [module docs](self).
+/// The frame mapper of event streams. It re-frames a body's bytes into whole
+/// events with [`SseParser`] and hands each event to a [`MapEvents`], the
+/// event-level trait. An event split at any byte is joined first. The parser
+/// holds at most one incomplete event, up to a cap.
+///
+/// Translated streams
+/// ([`EventTranscoder`](crate::translate::body::EventTranscoder)s) and edited
+/// ones (`transform`, `pii`) both run on it, and a
+/// [`MapBody`](super::MapBody) around it owns the body's loop. A mapper that
+/// also needs the frame-level hooks (an upstream error turned into an error
+/// event, an idle timer) implements [`MapFrames`] itself around an
+/// `SseEvents`.
 pub struct SseEvents<M> {
     parser: SseParser,
     events: M,
