@@ -4,10 +4,11 @@
 //! - [`SseTranscode`] re-frames an event stream into whole events (with
 //!   [`SseParser`](crate::sse::SseParser), so an event split at any byte is
 //!   joined first) and hands each one to an [`EventTranscoder`], which
-//!   writes the events of the other format. Memory is bounded by one event plus what that event produced.
-//!   Each upstream frame gives exactly one output frame — possibly empty, so
-//!   the stream guard's idle timer still sees an upstream that only sends
-//!   keep-alives (a zero-length frame never reaches the client).
+//!   writes the events of the other format. Memory is bounded by one event
+//!   plus what that event produced. Each upstream frame gives exactly one
+//!   output frame — possibly empty, so the stream guard's idle timer still
+//!   sees an upstream that only sends keep-alives (a zero-length frame never
+//!   reaches the client).
 //! - [`JsonTranscode`] collects a JSON answer (bounded) and rewrites it once
 //!   it has ended: a JSON document cannot be translated piecewise.
 //!

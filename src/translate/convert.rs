@@ -1,9 +1,8 @@
 //! Shared machinery of the provider translations: a body that converts an
-//! upstream answer chunk by chunk ([`ConvertBody`], a
-//! [`MapBody`](crate::body::MapBody)), bounded collection of a
-//! JSON answer ([`CollectJson`]), newline-delimited JSON framing
-//! ([`LineSplitter`]), and the small builders every translation uses (ids,
-//! chunk events, OpenAI error bodies).
+//! upstream answer chunk by chunk ([`ConvertBody`], a [`MapBody`]), bounded
+//! collection of a JSON answer ([`CollectJson`]), newline-delimited JSON
+//! framing ([`LineSplitter`]), and the small builders every translation uses
+//! (ids, chunk events, OpenAI error bodies).
 
 // Untrusted bytes (clients, upstreams) pass through here: no unchecked
 // indexing, slicing or arithmetic on them.
@@ -82,10 +81,11 @@ pub(crate) fn chat_only_parameter(body: &serde_json::Map<String, Value>) -> Opti
 }
 
 /// Turns upstream bytes into output frames: the body toolkit's
-/// [`MapFrames`] under the name the translations give it. Each
-/// upstream data frame gives at least one frame out (an empty one when the
-/// converter held everything back), as
-/// [`EMPTY_WHEN_HELD`](MapFrames::EMPTY_WHEN_HELD) is on by default.
+/// [`MapFrames`](crate::body::MapFrames) under the name the translations give
+/// it. Each upstream data frame gives at least one frame out (an empty one
+/// when the converter held everything back), as
+/// [`EMPTY_WHEN_HELD`](crate::body::MapFrames::EMPTY_WHEN_HELD) is on by
+/// default.
 pub(crate) use crate::body::MapFrames as Convert;
 
 /// A body that feeds its upstream's frames through a [`Convert`] as they

@@ -58,8 +58,8 @@ pub(super) struct EventEdit<E> {
 }
 
 impl<E: Editor> MapEvents for EventEdit<E> {
-    /// Nothing held back is signalled: the edit sits outside the stream
-    /// guard, which times the upstream itself.
+    /// A frame whose events are all held back gives no frame: the stream
+    /// guard, further in, has already timed the upstream.
     const EMPTY_WHEN_HELD: bool = false;
 
     fn event(&mut self, event: SseEvent, out: &mut VecDeque<Bytes>) -> Result<(), BoxError> {
