@@ -31,15 +31,13 @@
 // indexing, slicing or arithmetic on them.
 #![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 use serde::Deserialize;
 
-use crate::body::BoxError;
+use crate::body::{opaque_body, BoxError, End, Observe, Observer};
 
 /// Tokens in and out, normalized across providers (see the [module docs](self)).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -244,82 +242,48 @@ pub fn usage_of_json(body: &[u8]) -> Option<Usage> {
 /// Passes a JSON answer through frame by frame, keeping a copy (up to a cap)
 /// to read its `usage` at the end.
 #[derive(Debug)]
-pub struct UsageTap<B> {
-    inner: B,
+pub struct UsageTap<B: Body>(Observe<B, ReadUsage>);
+
+impl<B: Body> UsageTap<B> {
+    /// Tap `inner`, keeping at most `cap` bytes.
+    pub fn new(inner: B, slot: UsageSlot, cap: usize) -> Self {
+        let read = ReadUsage {
+            buf: Some(BytesMut::new()),
+            cap,
+            slot,
+        };
+        UsageTap(Observe::new(inner, read))
+    }
+}
+
+opaque_body!(impl[B] UsageTap<B> where B: Body<Data = Bytes> + Unpin, B::Error: Into<BoxError>);
+
+/// Keeps a copy of the answer (none once it grows past `cap`) and reads its
+/// usage when all of it went out; a failed or dropped answer is not read.
+#[derive(Debug)]
+struct ReadUsage {
     buf: Option<BytesMut>,
     cap: usize,
     slot: UsageSlot,
 }
 
-impl<B> UsageTap<B> {
-    /// Tap `inner`, keeping at most `cap` bytes.
-    pub fn new(inner: B, slot: UsageSlot, cap: usize) -> Self {
-        UsageTap {
-            inner,
-            buf: Some(BytesMut::new()),
-            cap,
-            slot,
+impl Observer for ReadUsage {
+    fn on_data(&mut self, data: &Bytes) {
+        if let Some(buf) = &mut self.buf {
+            if buf.len().saturating_add(data.len()) <= self.cap {
+                buf.extend_from_slice(data);
+            } else {
+                self.buf = None;
+            }
         }
     }
-}
 
-impl<B> UsageTap<B> {
-    fn settle(&mut self) {
-        if let Some(buf) = self.buf.take() {
+    fn on_end(self, end: End<'_>) {
+        if let (End::Complete, Some(buf)) = (end, self.buf) {
             if let Some(usage) = usage_of_json(&buf) {
                 self.slot.set(usage);
             }
         }
-    }
-}
-
-impl<B> Body for UsageTap<B>
-where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<BoxError>,
-{
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(buf), Some(data)) = (this.buf.as_mut(), frame.data_ref()) {
-                    if buf.len().saturating_add(data.len()) <= this.cap {
-                        buf.extend_from_slice(data);
-                    } else {
-                        this.buf = None;
-                    }
-                }
-                // hyper stops polling once the body says it has ended, so
-                // the last frame is where the usage is read.
-                if this.inner.is_end_stream() {
-                    this.settle();
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(e))) => {
-                this.buf = None;
-                Poll::Ready(Some(Err(e.into())))
-            }
-            Poll::Ready(None) => {
-                this.settle();
-                Poll::Ready(None)
-            }
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 

@@ -14,6 +14,7 @@
 //! | stream preamble held before the commit point | [`MAX_PREAMBLE_BYTES`] | committed early |
 //! | XML tool text held while a tag may still close | [`MAX_XML_TAG_BYTES`] | sent as plain text |
 //! | a JSON answer kept aside to read its usage | [`MAX_USAGE_TAP_BYTES`] | usage not read |
+//! | one streamed event read by the `log` layer for its record | [`MAX_LOG_EVENT_BYTES`] | the rest of the answer's text not logged |
 //!
 //! Indexes an upstream chooses (OpenAI `choices[].index`, Gemini
 //! `candidates[].index`, tool call `index`es, Anthropic content block
@@ -50,6 +51,11 @@ pub const MAX_XML_TAG_BYTES: usize = 1 << 20;
 
 /// Largest JSON answer kept aside to read its usage (4 MiB).
 pub const MAX_USAGE_TAP_BYTES: usize = 4 << 20;
+
+/// Largest streamed event the `log` layer's tap reads to reassemble an
+/// answer's text (1 MiB); a larger one ends the tap (the record says
+/// `truncated`).
+pub const MAX_LOG_EVENT_BYTES: usize = 1 << 20;
 
 /// Bound (exclusive) of the indexes an upstream chooses: choices and
 /// candidates, tool calls of one choice, content blocks of one message.

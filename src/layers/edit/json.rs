@@ -1,39 +1,46 @@
-//! [`JsonEdit`]: a JSON answer, collected (up to a cap) and edited whole.
+//! [`JsonEdit`]: a JSON answer, collected (up to a cap) and edited whole, an
+//! [`EditDocument`] driven by the body toolkit's [`MapBody`].
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
-use http_body::{Body, Frame, SizeHint};
+use http::HeaderMap;
 use serde_json::Value;
 
 use super::Editor;
-use crate::body::{BoxError, ProxyBody};
+use crate::body::{opaque_body, BoxError, MapBody, MapFrames, ProxyBody};
+
+/// A JSON answer, collected (up to a cap) and edited as a document.
+pub(crate) struct JsonEdit<E>(MapBody<EditDocument<E>>);
+
+impl<E: Editor> JsonEdit<E> {
+    pub(crate) fn new(inner: ProxyBody, editor: E, cap: usize) -> Self {
+        let edit = EditDocument {
+            state: JsonState::Collecting(BytesMut::new()),
+            editor,
+            cap,
+        };
+        JsonEdit(MapBody::new(inner, edit))
+    }
+}
+
+opaque_body!(impl[E: Editor] JsonEdit<E>);
 
 enum JsonState {
     Collecting(BytesMut),
-    Passing(Option<Bytes>),
-    Done,
+    /// Over the cap: the frames pass as they come.
+    Passing,
 }
 
-/// A JSON answer, collected (up to a cap) and edited as a document.
-pub(crate) struct JsonEdit<E> {
-    inner: ProxyBody,
+/// Collects the answer, then edits it as one document at its end; an
+/// answer over `cap` bytes passes unchanged, its frames as they come.
+struct EditDocument<E> {
     state: JsonState,
     editor: E,
     cap: usize,
 }
 
-impl<E: Editor> JsonEdit<E> {
-    pub(crate) fn new(inner: ProxyBody, editor: E, cap: usize) -> Self {
-        JsonEdit {
-            inner,
-            state: JsonState::Collecting(BytesMut::new()),
-            editor,
-            cap,
-        }
-    }
-
+impl<E: Editor> EditDocument<E> {
     fn edit(&mut self, bytes: Bytes) -> Bytes {
         let Ok(mut doc) = serde_json::from_slice::<Value>(&bytes) else {
             return bytes;
@@ -45,66 +52,44 @@ impl<E: Editor> JsonEdit<E> {
     }
 }
 
-impl<E: Editor> Body for JsonEdit<E> {
-    type Data = Bytes;
-    type Error = BoxError;
+impl<E: Editor> MapFrames for EditDocument<E> {
+    const EMPTY_WHEN_HELD: bool = false;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        loop {
-            match &mut this.state {
-                JsonState::Done => return Poll::Ready(None),
-                JsonState::Passing(first) => {
-                    if let Some(first) = first.take() {
-                        return Poll::Ready(Some(Ok(Frame::data(first))));
-                    }
-                    return Pin::new(&mut this.inner).poll_frame(cx);
-                }
-                JsonState::Collecting(buf) => {
-                    match std::task::ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
-                        Some(Ok(frame)) => {
-                            if let Some(data) = frame.data_ref() {
-                                buf.extend_from_slice(data);
-                                if buf.len() > this.cap {
-                                    tracing::warn!(
-                                        cap = this.cap,
-                                        "a JSON answer is too large to edit; it passes unchanged"
-                                    );
-                                    let first = std::mem::take(buf).freeze();
-                                    this.state = JsonState::Passing(Some(first));
-                                }
-                            }
-                        }
-                        Some(Err(e)) => {
-                            this.state = JsonState::Done;
-                            return Poll::Ready(Some(Err(e)));
-                        }
-                        None => {
-                            let bytes = std::mem::take(buf).freeze();
-                            this.state = JsonState::Done;
-                            let out = this.edit(bytes);
-                            if out.is_empty() {
-                                return Poll::Ready(None);
-                            }
-                            return Poll::Ready(Some(Ok(Frame::data(out))));
-                        }
-                    }
+    fn push(&mut self, chunk: &[u8], out: &mut VecDeque<Bytes>) -> Result<(), BoxError> {
+        self.push_frame(Bytes::copy_from_slice(chunk), out)
+    }
+
+    fn push_frame(&mut self, frame: Bytes, out: &mut VecDeque<Bytes>) -> Result<(), BoxError> {
+        match &mut self.state {
+            JsonState::Passing => out.push_back(frame),
+            JsonState::Collecting(buf) => {
+                buf.extend_from_slice(&frame);
+                if buf.len() > self.cap {
+                    tracing::warn!(
+                        cap = self.cap,
+                        "a JSON answer is too large to edit; it passes unchanged"
+                    );
+                    out.push_back(std::mem::take(buf).freeze());
+                    self.state = JsonState::Passing;
                 }
             }
         }
+        Ok(())
     }
 
-    fn is_end_stream(&self) -> bool {
-        matches!(self.state, JsonState::Done)
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.state {
-            JsonState::Done => SizeHint::with_exact(0),
-            _ => SizeHint::default(),
+    fn finish(&mut self, out: &mut VecDeque<Bytes>) -> Result<(), BoxError> {
+        if let JsonState::Collecting(buf) = &mut self.state {
+            let bytes = std::mem::take(buf).freeze();
+            let edited = self.edit(bytes);
+            if !edited.is_empty() {
+                out.push_back(edited);
+            }
         }
+        Ok(())
+    }
+
+    /// Trailers of an answer passing unchanged go with it.
+    fn trailers(&mut self, trailers: HeaderMap) -> Option<HeaderMap> {
+        matches!(self.state, JsonState::Passing).then_some(trailers)
     }
 }

@@ -1,12 +1,15 @@
-//! OpenAI Responses streams in [`SseEdit`]: channels per output item and
+//! OpenAI Responses streams in [`SseEdit`](super::SseEdit) ([`EventEdit`]): channels per output item and
 //! part, held text given up in added `.delta` events (sequence numbers
 //! renumbered on), and the full texts of `.done` events, items and the final
 //! `response` edited whole. See the [module docs](super).
 
+use std::collections::VecDeque;
+
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use super::{render, Channel, Editor, SseEdit};
+use super::sse::EventEdit;
+use super::{render, Channel, Editor};
 use crate::sse::SseEvent;
 
 /// The delta event type of a Responses channel.
@@ -18,15 +21,15 @@ fn delta_type(channel: Channel) -> &'static str {
     }
 }
 
-impl<E: Editor> SseEdit<E> {
-    pub(super) fn on_responses(&mut self, event: SseEvent) {
+impl<E: Editor> EventEdit<E> {
+    pub(super) fn on_responses(&mut self, event: SseEvent, out: &mut VecDeque<Bytes>) {
         if event.is_done() {
-            self.flush_all();
-            self.out.push_back(event.raw);
+            self.flush_all(out);
+            out.push_back(event.raw);
             return;
         }
         let Ok(Value::Object(mut doc)) = serde_json::from_slice::<Value>(&event.data) else {
-            self.out.push_back(event.raw);
+            out.push_back(event.raw);
             return;
         };
         let kind = doc
@@ -52,36 +55,38 @@ impl<E: Editor> SseEdit<E> {
                 changed |= self.responses_delta(Channel::Summary(output, summary), &mut doc);
             }
             "response.output_text.done" => {
-                changed |= self.end_channel(Channel::OutputText(output, content), &mut doc, "text");
+                changed |=
+                    self.end_channel(Channel::OutputText(output, content), &mut doc, "text", out);
             }
             "response.function_call_arguments.done" => {
-                changed |= self.end_channel(Channel::CallArgs(output), &mut doc, "arguments");
+                changed |= self.end_channel(Channel::CallArgs(output), &mut doc, "arguments", out);
             }
             "response.reasoning_summary_text.done" => {
-                changed |= self.end_channel(Channel::Summary(output, summary), &mut doc, "text");
+                changed |=
+                    self.end_channel(Channel::Summary(output, summary), &mut doc, "text", out);
             }
             "response.content_part.done" => {
                 let channel = Channel::OutputText(output, content);
-                self.flush_where(|c| c == channel);
+                self.flush_where(|c| c == channel, out);
                 if let Some(part) = doc.get_mut("part") {
                     changed |= self.edit_part(channel, "output_text", part);
                 }
             }
             "response.reasoning_summary_part.done" => {
                 let channel = Channel::Summary(output, summary);
-                self.flush_where(|c| c == channel);
+                self.flush_where(|c| c == channel, out);
                 if let Some(part) = doc.get_mut("part") {
                     changed |= self.edit_part(channel, "summary_text", part);
                 }
             }
             "response.output_item.done" => {
-                self.flush_where(|c| c.is_responses() && c.group() == output);
+                self.flush_where(|c| c.is_responses() && c.group() == output, out);
                 if let Some(item) = doc.get_mut("item") {
                     changed |= self.edit_item(output, item);
                 }
             }
             "response.completed" | "response.incomplete" | "response.failed" => {
-                self.flush_all();
+                self.flush_all(out);
                 let output = doc.get_mut("response").and_then(|r| r.get_mut("output"));
                 if let Some(Value::Array(items)) = output {
                     for (o, item) in (0u64..).zip(items.iter_mut()) {
@@ -89,13 +94,13 @@ impl<E: Editor> SseEdit<E> {
                     }
                 }
             }
-            "error" => self.flush_all(),
+            "error" => self.flush_all(out),
             _ => {}
         }
         let mut doc = Value::Object(doc);
         changed |= self.editor.event(&mut doc);
         changed |= self.renumber(&mut doc);
-        self.out.push_back(if changed {
+        out.push_back(if changed {
             render(event.event.as_deref(), &doc)
         } else {
             event.raw
@@ -124,8 +129,14 @@ impl<E: Editor> SseEdit<E> {
 
     /// `channel` ends with this event: what it holds goes out first, in a
     /// delta of its own; the full text at `field` is edited whole.
-    fn end_channel(&mut self, channel: Channel, doc: &mut Map<String, Value>, field: &str) -> bool {
-        self.flush_where(|c| c == channel);
+    fn end_channel(
+        &mut self,
+        channel: Channel,
+        doc: &mut Map<String, Value>,
+        field: &str,
+        out: &mut VecDeque<Bytes>,
+    ) -> bool {
+        self.flush_where(|c| c == channel, out);
         self.edit_whole(channel, doc.get_mut(field))
     }
 

@@ -1,18 +1,17 @@
 //! [`SseEdit`]: a streamed answer edited event by event (OpenAI and
-//! Anthropic here, Responses in [`super::responses`]).
+//! Anthropic here, Responses in [`super::responses`]), an [`EventEdit`]
+//! driven by the body toolkit's [`SseEvents`].
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
+use http::HeaderMap;
 use serde_json::{json, Map, Value};
 
 use super::{append, render, Channel, Editor};
-use crate::body::{BoxError, ProxyBody};
+use crate::body::{opaque_body, BoxError, MapBody, MapEvents, ProxyBody, SseEvents};
 use crate::request::ClientFormat;
-use crate::sse::{SseEvent, SseParser};
+use crate::sse::{EventTooLarge, SseEvent};
 
 /// The largest streamed event parsed: twice the upstream event cap
 /// ([`MAX_EVENT_BYTES`](crate::upstream::limits::MAX_EVENT_BYTES)), so events
@@ -20,10 +19,29 @@ use crate::sse::{SseEvent, SseParser};
 const EVENT_CAP: usize = 2 * crate::upstream::limits::MAX_EVENT_BYTES;
 
 /// A streamed answer edited event by event. See the [module docs](super).
-pub(crate) struct SseEdit<E> {
-    inner: Option<ProxyBody>,
-    parser: SseParser,
-    pub(super) out: VecDeque<Bytes>,
+pub(crate) struct SseEdit<E>(MapBody<SseEvents<EventEdit<E>>>);
+
+impl<E: Editor> SseEdit<E> {
+    pub(crate) fn new(inner: ProxyBody, format: ClientFormat, editor: E) -> Self {
+        let edit = EventEdit {
+            format,
+            editor,
+            open: BTreeSet::new(),
+            envelope: Map::new(),
+            templates: BTreeMap::new(),
+            seq_offset: 0,
+            last_seq: None,
+        };
+        SseEdit(MapBody::new(inner, SseEvents::new(EVENT_CAP, edit)))
+    }
+}
+
+opaque_body!(impl[E: Editor] SseEdit<E>);
+
+/// The edit of one event at a time, behind [`SseEdit`]: the events each
+/// upstream event becomes are appended to `out` (the event itself, edited
+/// or as it came, and the held text of channels that end there).
+pub(super) struct EventEdit<E> {
     format: ClientFormat,
     pub(super) editor: E,
     /// Channels that received text and were not flushed yet.
@@ -39,22 +57,40 @@ pub(crate) struct SseEdit<E> {
     pub(super) last_seq: Option<u64>,
 }
 
-impl<E: Editor> SseEdit<E> {
-    pub(crate) fn new(inner: ProxyBody, format: ClientFormat, editor: E) -> Self {
-        SseEdit {
-            inner: Some(inner),
-            parser: SseParser::new(EVENT_CAP),
-            out: VecDeque::new(),
-            format,
-            editor,
-            open: BTreeSet::new(),
-            envelope: Map::new(),
-            templates: BTreeMap::new(),
-            seq_offset: 0,
-            last_seq: None,
-        }
+impl<E: Editor> MapEvents for EventEdit<E> {
+    /// A frame whose events are all held back gives no frame: the stream
+    /// guard, further in, has already timed the upstream.
+    const EMPTY_WHEN_HELD: bool = false;
+
+    fn event(&mut self, event: SseEvent, out: &mut VecDeque<Bytes>) -> Result<(), BoxError> {
+        self.on_event(event, out);
+        Ok(())
     }
 
+    /// Too large to edit: pass it as it is.
+    fn too_large(
+        &mut self,
+        _error: EventTooLarge,
+        rest: Option<SseEvent>,
+        out: &mut VecDeque<Bytes>,
+    ) -> Result<(), BoxError> {
+        if let Some(event) = rest {
+            out.push_back(event.raw);
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut VecDeque<Bytes>) -> Result<(), BoxError> {
+        self.flush_all(out);
+        Ok(())
+    }
+
+    fn trailers(&mut self, trailers: HeaderMap) -> Option<HeaderMap> {
+        Some(trailers)
+    }
+}
+
+impl<E: Editor> EventEdit<E> {
     pub(super) fn edit_text(&mut self, channel: Channel, text: &mut String) -> bool {
         if !self.editor.wants(channel) {
             return false;
@@ -69,31 +105,31 @@ impl<E: Editor> SseEdit<E> {
         }
     }
 
-    fn on_event(&mut self, event: SseEvent) {
+    fn on_event(&mut self, event: SseEvent, out: &mut VecDeque<Bytes>) {
         if event.data.is_empty() {
-            self.out.push_back(event.raw);
+            out.push_back(event.raw);
             return;
         }
         match self.format {
-            ClientFormat::OpenAi => self.on_openai(event),
-            ClientFormat::Anthropic => self.on_anthropic(event),
-            ClientFormat::Responses => self.on_responses(event),
+            ClientFormat::OpenAi => self.on_openai(event, out),
+            ClientFormat::Anthropic => self.on_anthropic(event, out),
+            ClientFormat::Responses => self.on_responses(event, out),
         }
     }
 
-    fn on_openai(&mut self, event: SseEvent) {
+    fn on_openai(&mut self, event: SseEvent, out: &mut VecDeque<Bytes>) {
         if event.is_done() {
-            self.flush_all();
-            self.out.push_back(event.raw);
+            self.flush_all(out);
+            out.push_back(event.raw);
             return;
         }
         let Ok(Value::Object(mut doc)) = serde_json::from_slice::<Value>(&event.data) else {
-            self.out.push_back(event.raw);
+            out.push_back(event.raw);
             return;
         };
         if doc.contains_key("error") {
-            self.flush_all();
-            self.out.push_back(event.raw);
+            self.flush_all(out);
+            out.push_back(event.raw);
             return;
         }
         let mut changed = false;
@@ -111,7 +147,7 @@ impl<E: Editor> SseEdit<E> {
         }
         let mut doc = Value::Object(doc);
         changed |= self.editor.event(&mut doc);
-        self.out.push_back(if changed {
+        out.push_back(if changed {
             render(event.event.as_deref(), &doc)
         } else {
             event.raw
@@ -182,9 +218,9 @@ impl<E: Editor> SseEdit<E> {
         changed
     }
 
-    fn on_anthropic(&mut self, event: SseEvent) {
+    fn on_anthropic(&mut self, event: SseEvent, out: &mut VecDeque<Bytes>) {
         let Ok(Value::Object(doc)) = serde_json::from_slice::<Value>(&event.data) else {
-            self.out.push_back(event.raw);
+            out.push_back(event.raw);
             return;
         };
         let kind = doc
@@ -195,9 +231,9 @@ impl<E: Editor> SseEdit<E> {
         let index = doc.get("index").and_then(Value::as_u64).unwrap_or(0);
         match kind.as_str() {
             "content_block_stop" => {
-                self.flush_where(|c| c.group() == index && !c.is_responses());
+                self.flush_where(|c| c.group() == index && !c.is_responses(), out);
             }
-            "message_delta" | "message_stop" | "error" => self.flush_all(),
+            "message_delta" | "message_stop" | "error" => self.flush_all(out),
             _ => {}
         }
         let mut doc = Value::Object(doc);
@@ -219,7 +255,7 @@ impl<E: Editor> SseEdit<E> {
             }
         }
         changed |= self.editor.event(&mut doc);
-        self.out.push_back(if changed {
+        out.push_back(if changed {
             render(event.event.as_deref(), &doc)
         } else {
             event.raw
@@ -235,7 +271,11 @@ impl<E: Editor> SseEdit<E> {
     }
 
     /// Flush the channels matching `pred` as events of their own.
-    pub(super) fn flush_where(&mut self, pred: impl Fn(Channel) -> bool) {
+    pub(super) fn flush_where(
+        &mut self,
+        pred: impl Fn(Channel) -> bool,
+        out: &mut VecDeque<Bytes>,
+    ) {
         for channel in self.take_open(pred) {
             let rest = self.editor.flush(channel);
             let template = self.templates.remove(&channel);
@@ -266,12 +306,12 @@ impl<E: Editor> SseEdit<E> {
                     self.responses_added_delta(channel, template, rest)
                 }
             };
-            self.out.push_back(event);
+            out.push_back(event);
         }
     }
 
-    pub(super) fn flush_all(&mut self) {
-        self.flush_where(|_| true);
+    pub(super) fn flush_all(&mut self, out: &mut VecDeque<Bytes>) {
+        self.flush_where(|_| true, out);
     }
 
     fn openai_chunk(&self, choice: Value) -> Bytes {
@@ -296,65 +336,5 @@ fn append_tool_args(delta: &mut Map<String, Value>, ti: u64, rest: &str) {
             }
         }
         _ => calls.push(json!({"index": ti, "function": {"arguments": rest}})),
-    }
-}
-
-impl<E: Editor> Body for SseEdit<E> {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        loop {
-            if let Some(bytes) = this.out.pop_front() {
-                return Poll::Ready(Some(Ok(Frame::data(bytes))));
-            }
-            let Some(inner) = this.inner.as_mut() else {
-                return Poll::Ready(None);
-            };
-            match std::task::ready!(Pin::new(inner).poll_frame(cx)) {
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => {
-                        this.parser.push(&data);
-                        loop {
-                            match this.parser.next_event() {
-                                Ok(Some(event)) => this.on_event(event),
-                                Ok(None) => break,
-                                Err(_) => {
-                                    // Too large to edit: pass it as it is.
-                                    if let Some(event) = this.parser.finish() {
-                                        this.out.push_back(event.raw);
-                                    }
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    Err(frame) => return Poll::Ready(Some(Ok(frame))),
-                },
-                Some(Err(e)) => {
-                    this.inner = None;
-                    return Poll::Ready(Some(Err(e)));
-                }
-                None => {
-                    this.inner = None;
-                    if let Some(event) = this.parser.finish() {
-                        this.on_event(event);
-                    }
-                    this.flush_all();
-                }
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_none() && self.out.is_empty()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
     }
 }

@@ -8,24 +8,22 @@
 //! next poll (or when the body ends or is dropped).
 
 use std::borrow::Cow;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use http_body::{Body, Frame, SizeHint};
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::time::Instant;
 
 use super::record::Record;
 use super::Shared;
-use crate::body::{BoxError, ProxyBody};
+use crate::body::{End, Observer};
 use crate::sse::SseParser;
 use crate::usage::UsageSlot;
 
-/// The largest streamed event the tap reads; a larger one ends the tap.
-const MAX_EVENT: usize = 1 << 20;
+/// The largest streamed event the tap reads; a larger one ends the tap:
+/// [`limits::MAX_LOG_EVENT_BYTES`](crate::upstream::limits::MAX_LOG_EVENT_BYTES).
+const MAX_EVENT: usize = crate::upstream::limits::MAX_LOG_EVENT_BYTES;
 /// At most this many choices and tool calls are reassembled.
 const MAX_SLOTS: u64 = 64;
 
@@ -468,90 +466,53 @@ pub(crate) struct Done {
     pub(crate) slot: Option<UsageSlot>,
 }
 
-/// The answer's body, passed through; the record is completed and sent
-/// when it ends, breaks, or is dropped (a client that went away).
+/// Watches the answer's body go by ([`Observe`](crate::body::Observe));
+/// the record is completed and sent when it ends, breaks, or is dropped (a
+/// client that went away).
 pub(crate) struct Logged {
-    pub(crate) inner: ProxyBody,
     pub(crate) tap: Option<Tap>,
     /// For an event stream: whether its terminal event went out.
     pub(crate) watch: Option<super::terminal::TerminalWatch>,
-    pub(crate) done: Option<Done>,
+    pub(crate) done: Done,
 }
 
-impl Logged {
-    fn finish(&mut self, complete: bool, error: Option<String>) {
-        let Some(Done {
+impl Observer for Logged {
+    /// The previous frame is on its way: read it now.
+    fn before_poll(&mut self) {
+        if let Some(tap) = &mut self.tap {
+            tap.catch_up();
+        }
+    }
+
+    fn on_data(&mut self, data: &Bytes) {
+        if let Some(tap) = &mut self.tap {
+            tap.defer(data);
+        }
+        if let Some(watch) = &mut self.watch {
+            watch.feed(data);
+        }
+    }
+
+    fn on_end(self, end: End<'_>) {
+        let (complete, error) = match end {
+            End::Complete => (true, None),
+            End::Error(e) => (false, Some(e.to_string())),
+            // A client that left after the stream's terminal event got the
+            // whole answer.
+            End::Dropped => (self.watch.as_ref().is_some_and(|w| w.ended()), None),
+        };
+        let Done {
             shared,
             mut record,
             started,
             slot,
-        }) = self.done.take()
-        else {
-            return;
-        };
+        } = self.done;
         record.latency = started.elapsed();
         record.complete = complete;
         record.body_error = error;
         record.usage = slot.and_then(|s| s.get());
-        record.response = self.tap.take().map(Tap::finish);
+        record.response = self.tap.map(Tap::finish);
         shared.send(record);
-    }
-}
-
-impl Drop for Logged {
-    fn drop(&mut self) {
-        if self.done.is_some() {
-            // A client that left after the stream's terminal event got the
-            // whole answer.
-            let complete =
-                self.inner.is_end_stream() || self.watch.as_ref().is_some_and(|w| w.ended());
-            self.finish(complete, None);
-        }
-    }
-}
-
-impl Body for Logged {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        // The previous frame is on its way: read it now.
-        if let Some(tap) = &mut this.tap {
-            tap.catch_up();
-        }
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(tap), Some(data)) = (&mut this.tap, frame.data_ref()) {
-                    tap.defer(data);
-                }
-                if let (Some(watch), Some(data)) = (&mut this.watch, frame.data_ref()) {
-                    watch.feed(data);
-                }
-                if this.inner.is_end_stream() {
-                    this.finish(true, None);
-                }
-            }
-            Poll::Ready(Some(Err(e))) => {
-                let message = e.to_string();
-                this.finish(false, Some(message));
-            }
-            Poll::Ready(None) => this.finish(true, None),
-            Poll::Pending => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 

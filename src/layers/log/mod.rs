@@ -114,7 +114,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tower::{Layer, Service};
 
-use crate::body::ProxyBody;
+use crate::body::{Observe, ProxyBody};
 use crate::config::{ApiKeySetting, Config, LayerName};
 use crate::error::ProxyError;
 use crate::layers::auth::KeyStore;
@@ -569,14 +569,8 @@ where
             };
             let watch = crate::upstream::translate::body::is_event_stream(response.headers())
                 .then(terminal::TerminalWatch::default);
-            Ok(response.map(|inner| {
-                ProxyBody::new(Logged {
-                    inner,
-                    tap,
-                    watch,
-                    done: Some(done),
-                })
-            }))
+            Ok(response
+                .map(|inner| ProxyBody::new(Observe::new(inner, Logged { tap, watch, done }))))
         })
     }
 }

@@ -8,15 +8,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response};
-use http_body::{Body, Frame, SizeHint};
 use serde_json::Value;
 use tower::{Layer, Service};
 
 use super::client_limits::{InFlight, Refusal};
 use super::{ClientLimits, LimitState, WindowLimiter};
-use crate::body::{BoxError, ProxyBody};
+use crate::body::{End, Observe, Observer, ProxyBody};
 use crate::error::ProxyError;
 use crate::request::{ClientFormat, LlmRequest};
 use crate::usage::{UsageRequestedByProxy, UsageSlot};
@@ -219,12 +217,12 @@ where
             return Ok(response);
         }
         Ok(response.map(|body| {
-            ProxyBody::new(Accounted {
-                inner: body,
+            let accounted = Accounted {
                 slot,
                 account,
                 _in_flight: in_flight,
-            })
+            };
+            ProxyBody::new(Observe::new(body, accounted))
         }))
     })
 }
@@ -237,17 +235,17 @@ fn client_asked_for_usage(llm: &LlmRequest) -> bool {
         == Some(true)
 }
 
-/// Holds the concurrency slot until the answer ends, then counts its tokens.
+/// Holds the concurrency slot until the answer ends (it is complete, fails,
+/// or is dropped), then counts its tokens.
 struct Accounted {
-    inner: ProxyBody,
     slot: Option<UsageSlot>,
     account: Option<(Arc<ClientLimits>, String)>,
     _in_flight: InFlight,
 }
 
-impl Accounted {
-    fn settle(&mut self) {
-        if let (Some((limits, key)), Some(slot)) = (self.account.take(), &self.slot) {
+impl Observer for Accounted {
+    fn on_end(self, _end: End<'_>) {
+        if let (Some((limits, key)), Some(slot)) = (self.account, &self.slot) {
             if let (Some(tokens), Some(usage)) = (&limits.tokens, slot.get()) {
                 tokens.add(&key, usage.total());
                 if let Some(store) = limits.store.get() {
@@ -256,36 +254,5 @@ impl Accounted {
                 }
             }
         }
-    }
-}
-
-impl Drop for Accounted {
-    fn drop(&mut self) {
-        self.settle();
-    }
-}
-
-impl Body for Accounted {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if let Poll::Ready(None) = polled {
-            this.settle();
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }

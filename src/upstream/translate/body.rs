@@ -1,12 +1,14 @@
-//! Body wrappers for translated answers.
+//! Body wrappers for translated answers, built on the body toolkit
+//! ([`MapBody`], [`SseEvents`]).
 //!
 //! - [`SseTranscode`] re-frames an event stream into whole events (with
-//!   [`SseParser`], so an event split at any byte is joined first) and hands
-//!   each one to an [`EventTranscoder`], which writes the events of the other
-//!   format. Memory is bounded by one event plus what that event produced.
-//!   Each upstream frame gives exactly one output frame — possibly empty, so
-//!   the stream guard's idle timer still sees an upstream that only sends
-//!   keep-alives (a zero-length frame never reaches the client).
+//!   [`SseParser`](crate::sse::SseParser), so an event split at any byte is
+//!   joined first) and hands each one to an [`EventTranscoder`], which
+//!   writes the events of the other format. Memory is bounded by one event
+//!   plus what that event produced. Each upstream frame gives exactly one
+//!   output frame — possibly empty, so the stream guard's idle timer still
+//!   sees an upstream that only sends keep-alives (a zero-length frame never
+//!   reaches the client).
 //! - [`JsonTranscode`] collects a JSON answer (bounded) and rewrites it once
 //!   it has ended: a JSON document cannot be translated piecewise.
 //!
@@ -39,15 +41,15 @@
 // indexing, slicing or arithmetic on them.
 #![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
-use http_body::{Body, Frame, SizeHint};
 
-use crate::body::{BoxError, ProxyBody};
-use crate::sse::{SseEvent, SseParser};
+use crate::body::{opaque_body, BoxError, MapBody, MapEvents, MapFrames, ProxyBody, SseEvents};
+use crate::sse::SseEvent;
+#[cfg(test)]
+use http_body::Frame;
 
 /// Largest single event a transcoder accepts (like the stream guard):
 /// [`limits::MAX_EVENT_BYTES`](crate::upstream::limits::MAX_EVENT_BYTES).
@@ -75,18 +77,12 @@ pub fn is_event_stream(headers: &HeaderMap) -> bool {
 }
 
 /// An event stream translated event by event. See the [module docs](self).
-pub struct SseTranscode<T> {
-    inner: Option<ProxyBody>,
-    parser: SseParser,
-    transcoder: T,
-    /// An error to report after the output produced before it.
-    pending_error: Option<BoxError>,
-}
+pub struct SseTranscode<T>(MapBody<SseEvents<Transcode<T>>>);
 
 impl<T> std::fmt::Debug for SseTranscode<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SseTranscode")
-            .field("pending", &self.parser.pending())
+            .field("pending", &self.0.mapper().pending())
             .finish_non_exhaustive()
     }
 }
@@ -94,98 +90,51 @@ impl<T> std::fmt::Debug for SseTranscode<T> {
 impl<T: EventTranscoder> SseTranscode<T> {
     /// Translate `inner` with `transcoder`.
     pub fn new(inner: ProxyBody, transcoder: T) -> Self {
-        SseTranscode {
-            inner: Some(inner),
-            parser: SseParser::new(MAX_EVENT),
+        let events = Transcode {
             transcoder,
-            pending_error: None,
-        }
-    }
-
-    fn drain(&mut self, out: &mut BytesMut) -> Result<(), BoxError> {
-        while let Some(event) = self.parser.next_event()? {
-            self.transcoder.event(&event, out);
-        }
-        Ok(())
+            buf: BytesMut::new(),
+        };
+        SseTranscode(MapBody::new(inner, SseEvents::new(MAX_EVENT, events)))
     }
 }
 
-impl<T: EventTranscoder> Body for SseTranscode<T> {
-    type Data = Bytes;
-    type Error = BoxError;
+opaque_body!(impl[T: EventTranscoder] SseTranscode<T>);
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        loop {
-            if let Some(e) = this.pending_error.take() {
-                return Poll::Ready(Some(Err(e)));
-            }
-            let Some(inner) = this.inner.as_mut() else {
-                return Poll::Ready(None);
-            };
-            match Pin::new(inner).poll_frame(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(frame))) => {
-                    // Trailers carry nothing for the client.
-                    let Ok(data) = frame.into_data() else {
-                        continue;
-                    };
-                    this.parser.push(&data);
-                    let mut out = BytesMut::new();
-                    if let Err(e) = this.drain(&mut out) {
-                        this.inner = None;
-                        if out.is_empty() {
-                            return Poll::Ready(Some(Err(e)));
-                        }
-                        this.pending_error = Some(e);
-                    }
-                    return Poll::Ready(Some(Ok(Frame::data(out.freeze()))));
-                }
-                Poll::Ready(Some(Err(e))) => {
-                    this.inner = None;
-                    return Poll::Ready(Some(Err(e)));
-                }
-                Poll::Ready(None) => {
-                    this.inner = None;
-                    let mut out = BytesMut::new();
-                    if let Some(event) = this.parser.finish() {
-                        this.transcoder.event(&event, &mut out);
-                    }
-                    this.transcoder.finish(&mut out);
-                    if out.is_empty() {
-                        return Poll::Ready(None);
-                    }
-                    return Poll::Ready(Some(Ok(Frame::data(out.freeze()))));
-                }
-            }
+/// An [`EventTranscoder`] as a [`MapEvents`]: what the events of one
+/// upstream frame become is written into one output frame (an empty one
+/// when they gave nothing).
+struct Transcode<T> {
+    transcoder: T,
+    buf: BytesMut,
+}
+
+impl<T: EventTranscoder> MapEvents for Transcode<T> {
+    fn event(&mut self, event: SseEvent, _out: &mut VecDeque<Bytes>) -> Result<(), BoxError> {
+        self.transcoder.event(&event, &mut self.buf);
+        Ok(())
+    }
+
+    fn end_of_frame(&mut self, out: &mut VecDeque<Bytes>) {
+        if !self.buf.is_empty() {
+            out.push_back(std::mem::take(&mut self.buf).freeze());
         }
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_none() && self.pending_error.is_none()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
+    fn finish(&mut self, _out: &mut VecDeque<Bytes>) -> Result<(), BoxError> {
+        self.transcoder.finish(&mut self.buf);
+        Ok(())
     }
 }
 
 type JsonMap = Box<dyn FnOnce(Bytes) -> Bytes + Send>;
 
 /// A JSON answer rewritten at its end. See the [module docs](self).
-pub struct JsonTranscode {
-    inner: Option<ProxyBody>,
-    buf: BytesMut,
-    map: Option<JsonMap>,
-}
+pub struct JsonTranscode(MapBody<CollectThenMap>);
 
 impl std::fmt::Debug for JsonTranscode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JsonTranscode")
-            .field("buffered", &self.buf.len())
+            .field("buffered", &self.0.mapper().buf.len())
             .finish_non_exhaustive()
     }
 }
@@ -193,63 +142,46 @@ impl std::fmt::Debug for JsonTranscode {
 impl JsonTranscode {
     /// Collect `inner` and hand the whole of it to `map`.
     pub fn new(inner: ProxyBody, map: impl FnOnce(Bytes) -> Bytes + Send + 'static) -> Self {
-        JsonTranscode {
-            inner: Some(inner),
+        let collect = CollectThenMap {
             buf: BytesMut::new(),
             map: Some(Box::new(map)),
-        }
+        };
+        JsonTranscode(MapBody::new(inner, collect))
     }
 }
 
-impl Body for JsonTranscode {
-    type Data = Bytes;
-    type Error = BoxError;
+opaque_body!(impl[] JsonTranscode);
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        loop {
-            let Some(inner) = this.inner.as_mut() else {
-                return Poll::Ready(None);
-            };
-            match Pin::new(inner).poll_frame(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(frame))) => {
-                    if let Ok(data) = frame.into_data() {
-                        if this.buf.len().saturating_add(data.len()) > MAX_JSON {
-                            this.inner = None;
-                            return Poll::Ready(Some(Err(format!(
-                                "the upstream answer is larger than {MAX_JSON} bytes and cannot be translated"
-                            )
-                            .into())));
-                        }
-                        this.buf.extend_from_slice(&data);
-                    }
-                }
-                Poll::Ready(Some(Err(e))) => {
-                    this.inner = None;
-                    return Poll::Ready(Some(Err(e)));
-                }
-                Poll::Ready(None) => {
-                    this.inner = None;
-                    let whole = std::mem::take(&mut this.buf).freeze();
-                    let out = match this.map.take() {
-                        Some(map) => map(whole),
-                        None => whole,
-                    };
-                    if out.is_empty() {
-                        return Poll::Ready(None);
-                    }
-                    return Poll::Ready(Some(Ok(Frame::data(out))));
-                }
-            }
+/// Collects up to [`MAX_JSON`] bytes, then maps the whole once at the end.
+struct CollectThenMap {
+    buf: BytesMut,
+    map: Option<JsonMap>,
+}
+
+impl MapFrames for CollectThenMap {
+    const EMPTY_WHEN_HELD: bool = false;
+
+    fn push(&mut self, chunk: &[u8], _out: &mut VecDeque<Bytes>) -> Result<(), BoxError> {
+        if self.buf.len().saturating_add(chunk.len()) > MAX_JSON {
+            return Err(format!(
+                "the upstream answer is larger than {MAX_JSON} bytes and cannot be translated"
+            )
+            .into());
         }
+        self.buf.extend_from_slice(chunk);
+        Ok(())
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_none()
+    fn finish(&mut self, out: &mut VecDeque<Bytes>) -> Result<(), BoxError> {
+        let whole = std::mem::take(&mut self.buf).freeze();
+        let mapped = match self.map.take() {
+            Some(map) => map(whole),
+            None => whole,
+        };
+        if !mapped.is_empty() {
+            out.push_back(mapped);
+        }
+        Ok(())
     }
 }
 

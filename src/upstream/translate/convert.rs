@@ -1,8 +1,8 @@
 //! Shared machinery of the provider translations: a body that converts an
-//! upstream answer chunk by chunk ([`ConvertBody`]), bounded collection of a
-//! JSON answer ([`CollectJson`]), newline-delimited JSON framing
-//! ([`LineSplitter`]), and the small builders every translation uses (ids,
-//! chunk events, OpenAI error bodies).
+//! upstream answer chunk by chunk ([`ConvertBody`], a [`MapBody`]), bounded
+//! collection of a JSON answer ([`CollectJson`]), newline-delimited JSON
+//! framing ([`LineSplitter`]), and the small builders every translation uses
+//! (ids, chunk events, OpenAI error bodies).
 
 // Untrusted bytes (clients, upstreams) pass through here: no unchecked
 // indexing, slicing or arithmetic on them.
@@ -11,16 +11,13 @@
 use std::collections::hash_map::RandomState;
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderValue, Response, StatusCode};
-use http_body::{Body, Frame, SizeHint};
 use serde_json::{json, Value};
 
-use crate::body::{BoxError, ProxyBody};
+use crate::body::{BoxError, MapBody, ProxyBody};
 
 /// Largest non-streamed upstream answer collected for translation.
 pub(crate) const MAX_JSON_ANSWER: usize = crate::upstream::limits::MAX_JSON_ANSWER_BYTES;
@@ -83,96 +80,22 @@ pub(crate) fn chat_only_parameter(body: &serde_json::Map<String, Value>) -> Opti
         .map(|key| format!("`{key}`"))
 }
 
-/// Turns upstream bytes into output frames.
-pub(crate) trait Convert: Send + Unpin + 'static {
-    /// Bytes from the upstream; output frames are appended to `out`.
-    fn push(&mut self, chunk: &[u8], out: &mut VecDeque<Bytes>) -> Result<(), BoxError>;
-    /// The upstream body ended cleanly.
-    fn finish(&mut self, out: &mut VecDeque<Bytes>) -> Result<(), BoxError>;
-}
+/// Turns upstream bytes into output frames: the body toolkit's
+/// [`MapFrames`](crate::body::MapFrames) under the name the translations give
+/// it. Each upstream data frame gives at least one frame out (an empty one
+/// when the converter held everything back), as
+/// [`EMPTY_WHEN_HELD`](crate::body::MapFrames::EMPTY_WHEN_HELD) is on by
+/// default.
+pub(crate) use crate::body::MapFrames as Convert;
 
 /// A body that feeds its upstream's frames through a [`Convert`] as they
-/// come. An upstream error is passed on after the output produced before it.
-/// Every upstream data frame gives at least one frame out (an empty one when
-/// the converter held everything back); hyper never sends an empty frame.
-pub(crate) struct ConvertBody<C> {
-    inner: Option<ProxyBody>,
-    conv: C,
-    out: VecDeque<Bytes>,
-    error: Option<BoxError>,
-}
-
-impl<C: Convert> ConvertBody<C> {
-    pub(crate) fn new(inner: ProxyBody, conv: C) -> Self {
-        ConvertBody {
-            inner: Some(inner),
-            conv,
-            out: VecDeque::new(),
-            error: None,
-        }
-    }
-}
-
-impl<C: Convert> Body for ConvertBody<C> {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        loop {
-            if let Some(bytes) = this.out.pop_front() {
-                return Poll::Ready(Some(Ok(Frame::data(bytes))));
-            }
-            if let Some(e) = this.error.take() {
-                return Poll::Ready(Some(Err(e)));
-            }
-            let Some(inner) = this.inner.as_mut() else {
-                return Poll::Ready(None);
-            };
-            match Pin::new(inner).poll_frame(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(frame))) => {
-                    if let Ok(data) = frame.into_data() {
-                        if let Err(e) = this.conv.push(&data, &mut this.out) {
-                            this.inner = None;
-                            this.error = Some(e);
-                        } else if this.out.is_empty() {
-                            // One frame out for each frame in, empty if need
-                            // be: the stream guard's idle timer sees an
-                            // upstream that is busy (a held tool call, say).
-                            return Poll::Ready(Some(Ok(Frame::data(Bytes::new()))));
-                        }
-                    }
-                }
-                Poll::Ready(Some(Err(e))) => {
-                    this.inner = None;
-                    this.error = Some(e);
-                }
-                Poll::Ready(None) => {
-                    this.inner = None;
-                    if let Err(e) = this.conv.finish(&mut this.out) {
-                        this.error = Some(e);
-                    }
-                }
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_none() && self.out.is_empty() && self.error.is_none()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
-    }
-}
+/// come ([`MapBody`]): an upstream error is passed on after the output
+/// produced before it; hyper never sends an empty frame.
+pub(crate) type ConvertBody<C> = MapBody<C>;
 
 /// Wrap an upstream answer's body in `conv`, with `content_type`; the length
 /// changes, so `Content-Length` goes.
-pub(crate) fn convert_response<C: Convert>(
+pub(crate) fn convert_response<C: Convert + Send + Unpin + 'static>(
     response: Response<ProxyBody>,
     content_type: &'static str,
     conv: C,

@@ -1,10 +1,25 @@
-//! The one body type that flows out of the stack: [`ProxyBody`].
+//! The one body type that flows out of the stack, [`ProxyBody`], and the
+//! toolkit the bodies that wrap it are built from.
 //!
 //! Upstream bodies are wrapped, never collected: [`ProxyBody::new`] boxes any
 //! [`http_body::Body`] and forwards `poll_frame`, `is_end_stream` and
 //! `size_hint`, so frames reach the client as they arrive and a known
 //! `Content-Length` survives. Small local answers (errors, the `mock`
 //! provider, `/health`) use the unboxed [`ProxyBody::full`].
+//!
+//! The toolkit has one generic body for each way of wrapping a body, so that
+//! each `poll_frame` loop is written once:
+//!
+//! - [`MapBody`] changes the answer. It feeds the inner body's frames
+//!   through a [`MapFrames`] and owns the output queue, errors that come
+//!   after the output before them, the end, and trailers. [`SseEvents`]
+//!   is the `MapFrames` of event streams: it hands whole events to a
+//!   [`MapEvents`]. The translations and the answer edits run on these.
+//! - [`Observe`] passes the answer through unchanged and tells an
+//!   [`Observer`] what went by and how it ended, exactly once: complete,
+//!   failed or dropped ([`End`]). Usage, token accounting and logging run
+//!   on it.
+//! - [`IdleTimeout`] fails a body whose inner body goes quiet for too long.
 //!
 //! ```
 //! use http_body_util::BodyExt;
@@ -21,12 +36,54 @@
 use std::fmt;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::BodyExt;
+
+mod idle;
+mod map;
+mod observe;
+mod sse;
+#[cfg(test)]
+mod testing;
+
+pub use idle::{IdleTimeout, Stalled};
+pub use map::{MapBody, MapFrames};
+pub use observe::{End, Observe, Observer};
+pub use sse::{MapEvents, SseEvents};
+
+/// `impl Body` for a newtype over another body (its field `.0`), forwarding
+/// `poll_frame`, `is_end_stream` and `size_hint`, as tower-http's
+/// `opaque_body!` does: a named body type made of the generic ones above
+/// ([`MapBody`], [`Observe`]).
+macro_rules! opaque_body {
+    (impl[$($generics:tt)*] $ty:ty $(where $($bounds:tt)+)?) => {
+        impl<$($generics)*> ::http_body::Body for $ty $(where $($bounds)+)? {
+            type Data = ::bytes::Bytes;
+            type Error = $crate::body::BoxError;
+
+            fn poll_frame(
+                self: ::std::pin::Pin<&mut Self>,
+                cx: &mut ::std::task::Context<'_>,
+            ) -> ::std::task::Poll<
+                Option<Result<::http_body::Frame<::bytes::Bytes>, $crate::body::BoxError>>,
+            > {
+                ::http_body::Body::poll_frame(::std::pin::Pin::new(&mut self.get_mut().0), cx)
+            }
+
+            fn is_end_stream(&self) -> bool {
+                ::http_body::Body::is_end_stream(&self.0)
+            }
+
+            fn size_hint(&self) -> ::http_body::SizeHint {
+                ::http_body::Body::size_hint(&self.0)
+            }
+        }
+    };
+}
+pub(crate) use opaque_body;
 
 /// A type-erased error, used for body errors and boxed causes.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -162,24 +219,6 @@ mod tests {
         assert!(ProxyBody::empty().is_end_stream());
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn idle_timeout_fails_a_stalled_body() {
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(1);
-        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        });
-        let mut body = IdleTimeout::new(StreamBody::new(Box::pin(stream)), Duration::from_secs(5));
-        tx.send(Ok(Frame::data(Bytes::from_static(b"{"))))
-            .await
-            .unwrap();
-        assert!(body.frame().await.unwrap().is_ok());
-        let started = tokio::time::Instant::now();
-        let err = body.frame().await.unwrap().unwrap_err();
-        assert!(err.is::<Stalled>());
-        assert_eq!(started.elapsed(), Duration::from_secs(5));
-        drop(tx);
-    }
-
     #[tokio::test]
     async fn boxed_body_forwards_frames_one_by_one() {
         let frames = vec![
@@ -193,97 +232,5 @@ mod tests {
         let second = body.frame().await.unwrap().unwrap().into_data().unwrap();
         assert_eq!(&second[..], b"b");
         assert!(body.frame().await.is_none());
-    }
-}
-
-/// A body that fails when its inner body sends nothing for `idle`: a JSON
-/// answer that stalls after its head ends (the connection is aborted, so the
-/// client sees an incomplete answer, never a silent hang).
-///
-/// The timer is armed only when the inner body has nothing ready, so a body
-/// that arrives in one piece (most JSON answers) never touches the timer.
-pub struct IdleTimeout<B> {
-    inner: B,
-    idle: Duration,
-    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// A frame came since the timer was last set.
-    stale: bool,
-}
-
-impl<B> IdleTimeout<B> {
-    /// Wrap `inner`.
-    pub fn new(inner: B, idle: Duration) -> Self {
-        IdleTimeout {
-            inner,
-            idle,
-            sleep: None,
-            stale: true,
-        }
-    }
-}
-
-impl<B> fmt::Debug for IdleTimeout<B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IdleTimeout")
-            .field("idle", &self.idle)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The error of a body that stalled.
-#[derive(Debug, thiserror::Error)]
-#[error("the upstream sent nothing for {0:?}")]
-pub struct Stalled(pub Duration);
-
-impl<B> Body for IdleTimeout<B>
-where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<BoxError>,
-{
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                this.stale = true;
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => {
-                use std::future::Future;
-                // The gap starts now: the last frame was just handed on.
-                if this.stale || this.sleep.is_none() {
-                    let deadline = tokio::time::Instant::now() + this.idle;
-                    match &mut this.sleep {
-                        Some(sleep) => sleep.as_mut().reset(deadline),
-                        None => this.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
-                    }
-                    this.stale = false;
-                }
-                if this
-                    .sleep
-                    .as_mut()
-                    .is_some_and(|sleep| sleep.as_mut().poll(cx).is_ready())
-                {
-                    Poll::Ready(Some(Err(Box::new(Stalled(this.idle)))))
-                } else {
-                    Poll::Pending
-                }
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
