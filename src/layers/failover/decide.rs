@@ -33,12 +33,19 @@ impl Attempted {
     /// Read an attempt's result.
     pub(super) fn of(result: &Result<Response<ProxyBody>, ProxyError>) -> Self {
         match result {
-            Ok(response) => Attempted {
-                outcome: Outcome::of(result),
-                status: Some(response.status().as_u16()),
-                retry_after: retry_after(response.headers()),
-                circuit_open: false,
-            },
+            Ok(response) => {
+                let outcome = Outcome::of(result);
+                Attempted {
+                    outcome,
+                    status: Some(response.status().as_u16()),
+                    // A success is answered as it is: its headers are not read.
+                    retry_after: match outcome {
+                        Outcome::Success => None,
+                        _ => retry_after(response.headers()),
+                    },
+                    circuit_open: false,
+                }
+            }
             Err(e) => Attempted {
                 outcome: Outcome::of(result),
                 status: None,
