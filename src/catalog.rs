@@ -37,8 +37,8 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use llm_router::catalog::Catalog;
-//! use llm_router::provider::mock::Mock;
+//! use llm_router::__private::catalog::Catalog;
+//! use llm_router::upstream::provider::mock::Mock;
 //! use llm_router::routing::{Backend, ModelRoute, RouteTable, Target};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -152,7 +152,7 @@ enum FetchError {
     Parse(serde_json::Error),
 }
 
-/// The backends' reported models. See the [module docs](crate::catalog).
+/// The backends' reported models. See the module docs of `catalog`.
 #[derive(Debug, Default)]
 pub struct Catalog {
     entries: Mutex<HashMap<Key, Entry>>,

@@ -22,11 +22,11 @@
 //!
 //! ```
 //! use http::HeaderMap;
-//! let page = llm_router::docs::response("/docs", &HeaderMap::new()).unwrap();
+//! let page = llm_router::__private::docs::response("/docs", &HeaderMap::new()).unwrap();
 //! assert_eq!(page.status(), 200);
 //! assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
-//! assert!(llm_router::docs::response("/redoc", &HeaderMap::new()).is_some());
-//! assert!(llm_router::docs::response("/v1/models", &HeaderMap::new()).is_none());
+//! assert!(llm_router::__private::docs::response("/redoc", &HeaderMap::new()).is_some());
+//! assert!(llm_router::__private::docs::response("/v1/models", &HeaderMap::new()).is_none());
 //! ```
 
 use std::sync::OnceLock;

@@ -7,8 +7,8 @@
 //!
 //! ```
 //! use http::StatusCode;
-//! use llm_router::error::ProxyError;
-//! use llm_router::request::ClientFormat;
+//! use llm_router::ProxyError;
+//! use llm_router::ClientFormat;
 //!
 //! let err = ProxyError::ModelNotFound("gpt-5".into());
 //! assert_eq!(err.status(), StatusCode::NOT_FOUND);
@@ -277,8 +277,8 @@ pub fn anthropic_error_type(status: StatusCode) -> &'static str {
 ///
 /// ```
 /// use http::StatusCode;
-/// use llm_router::error::error_response;
-/// use llm_router::request::ClientFormat;
+/// use llm_router::__private::error::error_response;
+/// use llm_router::ClientFormat;
 ///
 /// let r = error_response(StatusCode::BAD_REQUEST, ClientFormat::Anthropic, "invalid_json", "bad");
 /// assert_eq!(r.status(), StatusCode::BAD_REQUEST);

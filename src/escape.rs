@@ -10,7 +10,7 @@
 //! characters (a 20 KB model name is not worth 20 KB of log).
 //!
 //! ```
-//! use llm_router::escape::Escaped;
+//! use llm_router::__private::escape::Escaped;
 //!
 //! let model = "gpt-4\nINFO forged line";
 //! assert_eq!(
@@ -23,7 +23,7 @@
 use std::fmt::{self, Display, Write};
 
 /// A value whose `Display` is the wrapped value's, quoted and escaped for a
-/// text log line (see the [module docs](self)).
+/// text log line (see the module docs of `escape`).
 #[derive(Clone, Copy, Debug)]
 pub struct Escaped<T>(pub T);
 

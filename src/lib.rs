@@ -18,11 +18,11 @@
 //! - [`request::LlmRequest`] is the parsed body, carried in the request's
 //!   extensions; layers edit it there and the upstream serializes it once.
 //! - [`routing`] holds backends, targets, the route table and [`routing::RouteLayer`].
-//! - [`provider`] adapts requests and answers per provider.
+//! - [`upstream::provider`] adapts requests and answers per provider.
 //! - [`upstream::Upstream`] is the innermost service.
 //! - [`config`] and [`stack`] turn `config.toml` into a running stack;
-//!   [`server`] serves it; [`reload`] re-reads the config and swaps it in
-//!   (`POST /admin/reload`, SIGHUP, and [`watch`] for `serve --reload`) while
+//!   [`server`] serves it; [`server::ConfigSource`] re-reads the config and swaps it in
+//!   (`POST /admin/reload`, SIGHUP, and [`server::watch`] for `serve --reload`) while
 //!   requests in flight finish on the old one.
 //! - Every layer composes alone with [`tower::ServiceBuilder`] (see
 //!   [`layers`]); [`App::from_service`] turns such a stack into the endpoints,
@@ -36,34 +36,36 @@
 
 mod admin;
 pub mod app;
-pub mod body;
-pub mod catalog;
-pub mod classify;
+mod body;
+mod catalog;
+mod classify;
 mod client_format;
 pub mod config;
-pub mod docs;
-pub mod error;
-pub mod escape;
-pub mod future;
+mod docs;
+mod error;
+mod escape;
+mod future;
 pub mod layers;
-pub mod openapi;
-pub mod reload;
-pub mod request;
+mod openapi;
+mod reload;
+mod request;
 pub mod routing;
-pub mod secret;
+mod secret;
 pub mod server;
 mod service;
-pub mod sse;
+mod sse;
 pub mod stack;
-pub mod store;
-pub mod timing;
-pub mod tokens;
+mod store;
+mod timing;
+mod tokens;
 pub mod upstream;
-pub mod usage;
-pub mod watch;
+mod usage;
+mod watch;
 
-// The upstream edge's parts, at the paths they have always had.
-pub use upstream::{guard, provider, translate};
+/// Internals for the crate's own tests, benches and doc examples; not API.
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
 
 /// The hash map of the proxy's per-request look-ups (circuits, cooldowns,
 /// limits, routes): foldhash, seeded per map, several times cheaper than
@@ -72,9 +74,10 @@ pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::
 
 pub use app::App;
 pub use body::{BoxError, ProxyBody};
+pub use client_format::ClientFormat;
 pub use config::{Config, ConfigError};
 pub use error::ProxyError;
-pub use request::LlmRequest;
+pub use request::{Endpoint, LlmRequest, RequestContext};
 pub use server::Server;
 
 /// The example config that ships as `config.toml` and that `llm-router init` writes.

@@ -163,7 +163,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     // A reload (SIGHUP, POST /admin/reload, --reload) reads the same source
     // and applies the same overrides.
     let source =
-        llm_router::reload::ConfigSource::new(source).with_listen_overrides(host.clone(), port);
+        llm_router::server::ConfigSource::new(source).with_listen_overrides(host.clone(), port);
     let watched: Vec<PathBuf> = source.files().iter().map(|p| p.to_path_buf()).collect();
     if reload && watched.is_empty() {
         tracing::warn!(
@@ -198,12 +198,12 @@ fn serve(args: ServeArgs) -> ExitCode {
                     .map(|p| p.display().to_string())
                     .collect::<Vec<_>>()
                     .join(", "),
-                llm_router::watch::POLL_INTERVAL
+                llm_router::server::POLL_INTERVAL
             );
-            tokio::spawn(llm_router::watch::watch(
+            tokio::spawn(llm_router::server::watch(
                 server.app().clone(),
                 watched,
-                llm_router::watch::POLL_INTERVAL,
+                llm_router::server::POLL_INTERVAL,
             ));
         }
         // The signal handlers are installed here, before the address is
@@ -265,7 +265,7 @@ fn check(path: Option<&Path>) -> ExitCode {
     );
     for b in &config.backends {
         let url = b.base_url.clone().or_else(|| {
-            llm_router::provider::by_name(&b.provider)
+            llm_router::upstream::provider::by_name(&b.provider)
                 .and_then(|p| p.default_base_url())
                 .map(str::to_string)
         });
@@ -275,7 +275,7 @@ fn check(path: Option<&Path>) -> ExitCode {
                 "client's key (passthrough)".to_string()
             }
             Some(llm_router::config::ApiKeySetting::Key(k)) => {
-                format!("key {}", llm_router::secret::mask_key(k))
+                format!("key {}", llm_router::config::mask_key(k))
             }
         };
         println!(
@@ -335,7 +335,7 @@ fn check(path: Option<&Path>) -> ExitCode {
     for l in names(&built.inner) {
         println!("layer {l} (per target)");
     }
-    if config.state.store == llm_router::store::StoreKind::Redis {
+    if config.state.store == llm_router::config::StoreKind::Redis {
         println!(
             "state: redis {} (prefix {}, timeout {:?}): limits, cooldowns and circuits shared",
             config.state.redis_url_for_logs(),

@@ -12,7 +12,7 @@
 //! checks real answers of the proxy against its schemas.
 //!
 //! ```
-//! let doc: serde_json::Value = serde_json::from_slice(&llm_router::openapi::document()).unwrap();
+//! let doc: serde_json::Value = serde_json::from_slice(&llm_router::__private::openapi::document()).unwrap();
 //! assert_eq!(doc["openapi"], "3.1.0");
 //! assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
 //! assert!(doc["paths"]["/v1/chat/completions"]["post"].is_object());

@@ -43,7 +43,7 @@ use serde::Serialize;
 use crate::config::discover::Source;
 use crate::config::{Config, ConfigError};
 
-/// Where a reload reads the config from. See the [module docs](crate::reload).
+/// Where a reload reads the config from. See the module docs of `reload`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigSource {
     source: Source,

@@ -1,7 +1,7 @@
 //! Keys that must never show up raw: [`Secret`] and [`mask_key`].
 //!
 //! ```
-//! use llm_router::secret::Secret;
+//! use llm_router::config::Secret;
 //!
 //! let key = Secret::new("sk-1234567890abcdef");
 //! assert_eq!(format!("{key:?}"), "Secret(sk-...def)");
@@ -54,7 +54,7 @@ impl fmt::Display for Secret {
 /// become `***`.
 ///
 /// ```
-/// use llm_router::secret::mask_key;
+/// use llm_router::config::mask_key;
 /// assert_eq!(mask_key("sk-1234567890abcdef"), "sk-...def");
 /// assert_eq!(mask_key("sk-proj-1234567890abcdefghij"), "sk-p...ghij");
 /// assert_eq!(mask_key("short"), "***");
@@ -87,7 +87,7 @@ pub const MIN_MASKED_KEY: usize = 8;
 ///
 /// ```
 /// use bytes::{Bytes, BytesMut};
-/// use llm_router::secret::{KeyMask, Secret};
+/// use llm_router::__private::secret::{KeyMask, Secret};
 ///
 /// let mask = KeyMask::new(&Secret::new("sk-live-0123456789abcdef")).unwrap();
 /// let mut carry = BytesMut::new();

@@ -33,7 +33,7 @@ pub type LlmFuture = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Pro
 ///
 /// ```
 /// use std::sync::Arc;
-/// use llm_router::provider::mock::Mock;
+/// use llm_router::upstream::provider::mock::Mock;
 /// use llm_router::routing::{Backend, Target};
 /// use llm_router::stack::{LlmService, NewService};
 /// use llm_router::upstream::Upstream;
@@ -150,7 +150,7 @@ impl Service<Request<ProxyBody>> for LlmService {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use llm_router::provider::mock::Mock;
+/// use llm_router::upstream::provider::mock::Mock;
 /// use llm_router::routing::{Backend, Target};
 /// use llm_router::stack::NewService;
 /// use llm_router::upstream::Upstream;

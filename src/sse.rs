@@ -6,7 +6,7 @@
 //! one larger than its cap instead of growing without bound.
 //!
 //! ```
-//! use llm_router::sse::SseParser;
+//! use llm_router::__private::sse::SseParser;
 //!
 //! let mut p = SseParser::new(1 << 20);
 //! p.push(b"event: ping\ndata: {\"a\"");
@@ -55,7 +55,7 @@ pub struct EventTooLarge {
     pub limit: usize,
 }
 
-/// The incremental parser. See the [module docs](crate::sse).
+/// The incremental parser. See the module docs of `sse`.
 #[derive(Debug)]
 pub struct SseParser {
     buf: BytesMut,

@@ -4,7 +4,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use llm_router::timing::as_millis_header;
+//! use llm_router::__private::timing::as_millis_header;
 //!
 //! assert_eq!(as_millis_header(Duration::from_micros(42)), "0.042");
 //! ```

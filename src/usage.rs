@@ -7,7 +7,7 @@
 //! parses the answer twice.
 //!
 //! ```
-//! use llm_router::usage::{Usage, UsageSlot};
+//! use llm_router::__private::usage::{Usage, UsageSlot};
 //!
 //! let slot = UsageSlot::default();
 //! slot.set(Usage { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5, cached_tokens: 0 });
@@ -21,7 +21,7 @@
 //! Anthropic's `cache_read_input_tokens`.
 //!
 //! ```
-//! use llm_router::usage::usage_of_json;
+//! use llm_router::__private::usage::usage_of_json;
 //!
 //! let u = usage_of_json(br#"{"usage":{"input_tokens":10,"output_tokens":5,"cache_read_input_tokens":90}}"#).unwrap();
 //! assert_eq!((u.prompt_tokens, u.completion_tokens, u.cached_tokens, u.total()), (100, 5, 90, 105));
@@ -39,7 +39,7 @@ use serde::Deserialize;
 
 use crate::body::{opaque_body, BoxError, End, Observe, Observer};
 
-/// Tokens in and out, normalized across providers (see the [module docs](self)).
+/// Tokens in and out, normalized across providers (see the module docs of `usage`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(from = "RawUsage")]
 pub struct Usage {
@@ -102,7 +102,7 @@ impl From<RawUsage> for Usage {
 /// `message_delta` — and [`merge`](AnthropicUsage::merge) puts them together.
 ///
 /// ```
-/// use llm_router::usage::AnthropicUsage;
+/// use llm_router::__private::usage::AnthropicUsage;
 ///
 /// let mut u: AnthropicUsage = serde_json::from_str(r#"{"input_tokens":7,"output_tokens":1}"#).unwrap();
 /// u.merge(&serde_json::from_str(r#"{"output_tokens":20}"#).unwrap());

@@ -15,7 +15,7 @@
 //! file), so a reload follows an edit within about two intervals.
 //!
 //! ```
-//! use llm_router::watch::Debounce;
+//! use llm_router::__private::watch::Debounce;
 //!
 //! let mut d = Debounce::new(vec![Some((10, 1))]);
 //! assert!(!d.observe(vec![Some((10, 1))]));   // unchanged
@@ -95,8 +95,8 @@ async fn stamps(files: &[PathBuf]) -> Vec<Option<Stamp>> {
     out
 }
 
-/// Watch `files` and reload `app` when they change (see the [module
-/// docs](self)); runs until the task is dropped.
+/// Watch `files` and reload `app` when they change (see the module
+/// docs of `watch`); runs until the task is dropped.
 pub async fn watch(app: App, files: Vec<PathBuf>, interval: Duration) {
     let mut debounce = Debounce::new(stamps(&files).await);
     let mut ticker = tokio::time::interval(interval);

@@ -107,7 +107,8 @@ async fn redoc_renders_the_operations() {
     let dom = rendered_dom(&proxy.at("/redoc")).await;
     // The operations' summaries as ReDoc shows them (menu and headings),
     // and the paths of the request samples.
-    let doc: serde_json::Value = serde_json::from_slice(&llm_router::openapi::document()).unwrap();
+    let doc: serde_json::Value =
+        serde_json::from_slice(&llm_router::__private::openapi::document()).unwrap();
     let summary = |path: &str, method: &str| {
         doc["paths"][path][method]["summary"]
             .as_str()

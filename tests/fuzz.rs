@@ -40,12 +40,12 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use serde_json::{json, Map, Value};
 
-use llm_router::provider::{self, Call};
-use llm_router::request::{Endpoint, LlmRequest};
+use llm_router::__private::sse::{SseEvent, SseParser};
+use llm_router::__private::translate::xml_tools::{self, Piece, XmlScanner};
 use llm_router::routing::{Backend, Target};
-use llm_router::sse::{SseEvent, SseParser};
-use llm_router::translate::xml_tools::{self, Piece, XmlScanner};
+use llm_router::upstream::provider::{self, Call};
 use llm_router::ProxyBody;
+use llm_router::{Endpoint, LlmRequest};
 
 // ---------------------------------------------------------------------------
 // Harness
@@ -666,7 +666,7 @@ mod request_scanner {
 
 mod anthropic_to_openai {
     use super::*;
-    use llm_router::translate::anthropic;
+    use llm_router::__private::translate::anthropic;
 
     pub(super) fn usage() -> impl Strategy<Value = Value> {
         (opt(number()), opt(number()), opt(number()), opt(number())).prop_map(|(i, o, r, c)| {
@@ -765,7 +765,7 @@ mod anthropic_to_openai {
 
 mod openai_to_anthropic {
     use super::*;
-    use llm_router::translate::anthropic;
+    use llm_router::__private::translate::anthropic;
 
     pub(super) fn tool_call(index: BoxedStrategy<u64>) -> impl Strategy<Value = Value> {
         (opt(index), opt(name()), opt(name()), opt(text())).prop_map(|(i, id, n, args)| {
@@ -1234,7 +1234,7 @@ mod amplification {
             events.extend((0..n).map(|_| json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "hello"}})));
             let input = sse(&events, false);
             let response = answer("text/event-stream", vec![Bytes::from(input.clone())]);
-            let (out, _) = drain(llm_router::translate::anthropic::answer_to_openai(response, false).into_body());
+            let (out, _) = drain(llm_router::__private::translate::anthropic::answer_to_openai(response, false).into_body());
             assert_bounded(input.len(), out.len(), 32)?;
         }
 
@@ -1277,7 +1277,7 @@ mod amplification {
 
 mod regressions {
     use super::*;
-    use llm_router::translate::anthropic;
+    use llm_router::__private::translate::anthropic;
 
     /// The `data:` JSON of each output event.
     fn data(out: &[u8]) -> Vec<Value> {
@@ -1496,7 +1496,7 @@ fn assert_numbered(out: &[u8]) -> Result<(), TestCaseError> {
 
 mod openai_to_responses {
     use super::*;
-    use llm_router::translate::responses::inbound;
+    use llm_router::__private::translate::responses::inbound;
 
     static REQUEST: LazyLock<Map<String, Value>> = LazyLock::new(|| {
         json!({"model": "m", "stream": true, "input": "hi", "tools": [
@@ -1555,7 +1555,7 @@ mod openai_to_responses {
 
 mod responses_to_openai {
     use super::*;
-    use llm_router::translate::responses::upstream;
+    use llm_router::__private::translate::responses::upstream;
 
     fn event() -> impl Strategy<Value = Value> {
         let item = (
@@ -1672,7 +1672,7 @@ mod responses_to_openai {
 
 mod token_estimates {
     use super::*;
-    use llm_router::tokens::{estimate, CountFormat};
+    use llm_router::__private::tokens::{estimate, CountFormat};
 
     proptest! {
         #![proptest_config(config(256))]

@@ -17,9 +17,9 @@ use std::time::Duration;
 use http::StatusCode;
 use serde_json::{json, Value};
 
-use llm_router::catalog::{Catalog, MAX_BODY_BYTES, MAX_ID_LEN, MAX_MODELS_PER_BACKEND};
-use llm_router::provider::openai::OpenAi;
+use llm_router::__private::catalog::{Catalog, MAX_BODY_BYTES, MAX_ID_LEN, MAX_MODELS_PER_BACKEND};
 use llm_router::routing::{Backend, ModelRoute, RouteTable, Target};
+use llm_router::upstream::provider::openai::OpenAi;
 use support::{bounded, chat_body, client, openai_backend, MockUpstream, Proxy, Reply};
 
 /// An OpenAI model list of these ids.

@@ -2194,13 +2194,13 @@ mod in_process {
     use std::sync::Arc;
 
     use http::{Request, Response, StatusCode};
-    use llm_router::classify::Outcome;
+    use llm_router::__private::classify::Outcome;
     use llm_router::layers::circuit_breaker::{BreakerPolicy, Breakers, CircuitBreakerLayer};
     use llm_router::layers::failover::{Cooldowns, FailoverLayer, FailoverPolicy};
     use llm_router::layers::retry::{RetryLayer, RetryPolicy};
-    use llm_router::provider::mock::Mock;
-    use llm_router::request::{Endpoint, LlmRequest};
     use llm_router::routing::{Backend, ModelRoute, RouteTable, Target};
+    use llm_router::upstream::provider::mock::Mock;
+    use llm_router::{Endpoint, LlmRequest};
     use llm_router::{ProxyBody, ProxyError};
     use tower::{Layer, ServiceExt};
 
@@ -2290,7 +2290,7 @@ mod in_process {
 /// half-open probe per `open_for` may reach it.
 #[tokio::test(start_paused = true)]
 async fn a_flapping_primary_sees_only_the_opening_failures_and_the_probes() {
-    use llm_router::classify::Outcome;
+    use llm_router::__private::classify::Outcome;
     use llm_router::layers::circuit_breaker::BreakerPolicy;
     use llm_router::layers::retry::RetryPolicy;
 
@@ -2345,7 +2345,7 @@ async fn a_flapping_primary_sees_only_the_opening_failures_and_the_probes() {
 /// circuit for `open_for`.
 #[tokio::test(start_paused = true)]
 async fn a_probe_is_alone_and_never_retried() {
-    use llm_router::classify::Outcome;
+    use llm_router::__private::classify::Outcome;
     use llm_router::layers::circuit_breaker::BreakerPolicy;
     use llm_router::layers::retry::RetryPolicy;
 

@@ -207,7 +207,7 @@ async fn the_backend_key_and_account_headers_never_reach_the_client() {
     ]
     .concat();
     let proxy = Proxy::start(&config).await;
-    let masked = llm_router::secret::mask_key(BACKEND_KEY);
+    let masked = llm_router::config::mask_key(BACKEND_KEY);
     for (path, model) in [
         ("/v1/chat/completions", "m"),
         ("/v1/chat/completions", "claude"),

@@ -19,14 +19,14 @@
 //!
 //! The stack and everything built from the config sit behind one
 //! `RwLock<Arc<…>>`, read once per request: a config reload
-//! ([`App::reload`], see [`reload`](crate::reload)) swaps in a new one for new
+//! ([`App::reload`], see [`crate::server::ConfigSource`]) swaps in a new one for new
 //! requests while requests and streams in flight finish on the old one.
 //!
 //! ```
 //! use std::path::Path;
 //! use http::Request;
 //! use tower::ServiceExt;
-//! use llm_router::{app::App, body::ProxyBody, config::Config};
+//! use llm_router::{app::App, config::Config, ProxyBody};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
@@ -221,7 +221,7 @@ impl App {
     /// use std::sync::Arc;
     /// use http::Request;
     /// use tower::{ServiceBuilder, ServiceExt};
-    /// use llm_router::provider::mock::Mock;
+    /// use llm_router::upstream::provider::mock::Mock;
     /// use llm_router::routing::{Backend, ModelRoute, RouteLayer, RouteTable, Target};
     /// use llm_router::upstream::Upstream;
     /// use llm_router::{App, ProxyBody};
@@ -310,7 +310,7 @@ impl App {
     }
 
     /// Start the background task that asks the backends of pattern and `"*"`
-    /// routes for their models (see [`catalog`](crate::catalog)), on the
+    /// routes for their models (the model catalog), on the
     /// current Tokio runtime; it follows config reloads and stops when the
     /// returned handle is dropped. [`Server::run`](crate::Server::run)
     /// starts it; without it `/v1/models` lists the configured names only.

@@ -10,7 +10,7 @@ use crate::reload::{ConfigReload, ReloadError};
 
 impl App {
     /// Read the config again from its source (`POST /admin/reload`, SIGHUP)
-    /// and swap it in; see the [`reload`](crate::reload) module. On an
+    /// and swap it in; see [`ConfigSource`](crate::server::ConfigSource). On an
     /// error nothing changes, and the error is logged.
     ///
     /// It reads a file and builds the backends' clients: from async code,

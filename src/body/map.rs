@@ -31,7 +31,7 @@ use super::{BoxError, ProxyBody};
 ///
 /// use bytes::Bytes;
 /// use http_body_util::BodyExt;
-/// use llm_router::body::{BoxError, MapBody, MapFrames};
+/// use llm_router::__private::body::{BoxError, MapBody, MapFrames};
 /// use llm_router::ProxyBody;
 ///
 /// /// Upper-cases the answer and closes it with `!`.

@@ -23,7 +23,7 @@
 //!
 //! ```
 //! use http_body_util::BodyExt;
-//! use llm_router::body::ProxyBody;
+//! use llm_router::ProxyBody;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {

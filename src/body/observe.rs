@@ -27,7 +27,7 @@ pub enum End<'a> {
 /// ```
 /// use bytes::Bytes;
 /// use http_body_util::BodyExt;
-/// use llm_router::body::{End, Observe, Observer};
+/// use llm_router::__private::body::{End, Observe, Observer};
 /// use llm_router::ProxyBody;
 /// use std::sync::{Arc, Mutex};
 ///

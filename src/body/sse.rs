@@ -29,8 +29,8 @@ use crate::sse::{EventTooLarge, SseEvent, SseParser};
 ///
 /// use bytes::Bytes;
 /// use http_body_util::BodyExt;
-/// use llm_router::body::{BoxError, MapBody, MapEvents, SseEvents};
-/// use llm_router::sse::SseEvent;
+/// use llm_router::__private::body::{BoxError, MapBody, MapEvents, SseEvents};
+/// use llm_router::__private::sse::SseEvent;
 /// use llm_router::ProxyBody;
 ///
 /// /// Drops keep-alives and ends the stream with `[DONE]`.
@@ -99,7 +99,7 @@ pub trait MapEvents {
 /// holds at most one incomplete event, up to a cap.
 ///
 /// Translated streams
-/// ([`EventTranscoder`](crate::translate::body::EventTranscoder)s) and edited
+/// (`EventTranscoder`s) and edited
 /// ones (`transform`, `pii`) both run on it, and a
 /// [`MapBody`](super::MapBody) around it owns the body's loop. A mapper that
 /// also needs the frame-level hooks (an upstream error turned into an error

@@ -4,7 +4,7 @@
 //! ```
 //! use std::time::Duration;
 //! use http::HeaderMap;
-//! use llm_router::classify::retry_after;
+//! use llm_router::__private::classify::retry_after;
 //!
 //! let mut h = HeaderMap::new();
 //! h.insert("retry-after", "7".parse().unwrap());
@@ -216,7 +216,7 @@ impl Replay {
     /// Keep a request's parts for replay.
     ///
     /// ```
-    /// use llm_router::classify::Replay;
+    /// use llm_router::__private::classify::Replay;
     ///
     /// let (parts, _body) = http::Request::post("/v1/chat/completions").body(()).unwrap().into_parts();
     /// let again: http::Request<()> = Replay::from_parts(parts).into_request();
@@ -276,7 +276,7 @@ impl Replay {
 /// retry costs no copy of the request.
 ///
 /// ```
-/// use llm_router::classify::{GiveBack, Replay};
+/// use llm_router::__private::classify::{GiveBack, Replay};
 ///
 /// let slot = GiveBack::default();
 /// let mut req = http::Request::new(());

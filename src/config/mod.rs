@@ -41,6 +41,8 @@ mod types;
 mod warnings;
 pub mod zero;
 
+pub use crate::secret::{mask_key, Secret};
+pub use crate::store::{StateConfig, StoreKind};
 pub use error::ConfigError;
 pub use loader::parse_duration;
 pub use log::LogPolicy;

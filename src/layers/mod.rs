@@ -19,7 +19,7 @@
 //! use llm_router::layers::metrics::{Metrics, MetricsLayer};
 //! use llm_router::layers::rate_limit::{ClientLimits, RateLimitLayer, RateLimitPolicy};
 //! use llm_router::layers::retry::{RetryLayer, RetryPolicy};
-//! use llm_router::provider::mock::Mock;
+//! use llm_router::upstream::provider::mock::Mock;
 //! use llm_router::routing::{Backend, ModelRoute, RouteTable, Target};
 //! use llm_router::upstream::Upstream;
 //! use llm_router::{App, ProxyBody};
@@ -57,6 +57,8 @@ pub mod circuit_breaker;
 pub mod cors;
 mod edit;
 
+/// The shared state store the layers' registries attach to (`[state] store = "redis"`).
+pub use crate::store::RedisStore;
 pub use edit::{AnswerEdit, EditFuture};
 pub mod failover;
 pub mod headers;

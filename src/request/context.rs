@@ -10,7 +10,7 @@
 //! ```
 //! use std::time::Duration;
 //! use http::Extensions;
-//! use llm_router::request::RequestContext;
+//! use llm_router::RequestContext;
 //!
 //! let mut extensions = Extensions::new();
 //! let context = RequestContext::of(&mut extensions).clone();

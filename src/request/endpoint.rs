@@ -69,7 +69,7 @@ impl Endpoint {
     /// `/anthropic/chat/completions`.
     ///
     /// ```
-    /// use llm_router::request::Endpoint;
+    /// use llm_router::Endpoint;
     /// assert_eq!(Endpoint::from_path("/openai/v1/responses"), Some(Endpoint::Responses));
     /// assert_eq!(Endpoint::from_path("/anthropic/v1/messages"), Some(Endpoint::Messages));
     /// assert_eq!(Endpoint::from_path("/v1/nope"), None);

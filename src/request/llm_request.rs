@@ -128,7 +128,7 @@ impl LlmRequest {
     /// records it without a body.
     ///
     /// ```
-    /// use llm_router::request::{Endpoint, LlmRequest};
+    /// use llm_router::{Endpoint, LlmRequest};
     ///
     /// let req = LlmRequest::unread(Endpoint::Messages);
     /// assert!(!req.is_body_read());

@@ -8,7 +8,7 @@
 //! behind an `Arc`), which is what retry and failover rely on to replay it.
 //!
 //! ```
-//! use llm_router::request::{Endpoint, LlmRequest};
+//! use llm_router::{Endpoint, LlmRequest};
 //!
 //! let req = LlmRequest::parse(Endpoint::ChatCompletions,
 //!     br#"{"model":"gpt-4","stream":true,"messages":[]}"#).unwrap();

@@ -25,8 +25,8 @@ where
 /// ```
 /// use std::time::Duration;
 /// use http::HeaderMap;
-/// use llm_router::body::ProxyBody;
-/// use llm_router::request::read_body_within;
+/// use llm_router::ProxyBody;
+/// use llm_router::__private::request::read_body_within;
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {

@@ -11,7 +11,7 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use llm_router::provider::mock::Mock;
+//! use llm_router::upstream::provider::mock::Mock;
 //! use llm_router::routing::{Backend, ModelRoute, RouteTable, Target};
 //!
 //! let mock = Arc::new(Backend::builder("local", Arc::new(Mock)).build().unwrap());

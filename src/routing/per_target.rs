@@ -12,7 +12,7 @@ use crate::service::NewService;
 ///
 /// ```
 /// use std::sync::Arc;
-/// use llm_router::provider::mock::Mock;
+/// use llm_router::upstream::provider::mock::Mock;
 /// use llm_router::routing::{Backend, ModelRoute, PerTarget, RouteTable, Target};
 /// use llm_router::upstream::Upstream;
 ///

@@ -25,7 +25,7 @@ pub struct ModelRoute {
 ///
 /// ```
 /// use llm_router::routing::Clients;
-/// use llm_router::request::ClientFormat;
+/// use llm_router::ClientFormat;
 /// let anthropic = Clients::parse(&["anthropic"]).unwrap();
 /// assert!(anthropic.serves(ClientFormat::Anthropic));
 /// assert!(!anthropic.serves(ClientFormat::OpenAi));

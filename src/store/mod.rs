@@ -47,7 +47,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use llm_router::store::{StateConfig, StoreKind};
+//! use llm_router::__private::store::{StateConfig, StoreKind};
 //!
 //! let config = StateConfig::default();
 //! assert_eq!(config.store, StoreKind::Memory);

@@ -1,5 +1,5 @@
 //! The Redis state store: [`RedisStore`], its link to Redis and its write
-//! queue. See the [module docs](crate::store). Its parts:
+//! queue. See the module docs of `store`. Its parts:
 //!
 //! - `limits`: limit decisions made in Redis ([`LimitOp`](super::LimitOp), [`Verdict`](super::Verdict));
 //! - `events`: circuit and cooldown transitions, published and applied;
@@ -54,7 +54,7 @@ enum Link {
 }
 
 /// Rate limits, cooldowns and circuits shared through Redis. See the
-/// [module docs](crate::store).
+/// module docs of `store`.
 ///
 /// Created by the stack's `RouterState::new` for `[state] store =
 /// "redis"`; [`RedisStore::start`] ties it to the local registries and

@@ -41,7 +41,7 @@
 //!
 //! ```
 //! use serde_json::json;
-//! use llm_router::tokens::{estimate, CountFormat};
+//! use llm_router::__private::tokens::{estimate, CountFormat};
 //!
 //! let body = json!({"model": "claude-x", "messages": [
 //!     {"role": "user", "content": "hello world"}]});
@@ -137,7 +137,7 @@ pub fn estimate(format: CountFormat, body: &Map<String, Value>) -> u64 {
 /// ```
 /// use std::sync::Arc;
 /// use http_body_util::BodyExt;
-/// use llm_router::tokens::{estimate_response, CountFormat};
+/// use llm_router::__private::tokens::{estimate_response, CountFormat};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {

@@ -17,7 +17,7 @@
 //!
 //! ```
 //! use http::{HeaderMap, HeaderValue};
-//! use llm_router::secret::{KeyMask, Secret};
+//! use llm_router::__private::secret::{KeyMask, Secret};
 //! use llm_router::upstream::mask::sanitize_answer_headers;
 //!
 //! let mask = KeyMask::new(&Secret::new("sk-live-0123456789abcdef")).unwrap();

@@ -16,8 +16,8 @@
 //! use http::Request;
 //! use http_body_util::BodyExt;
 //! use tower::ServiceExt;
-//! use llm_router::provider::mock::Mock;
-//! use llm_router::request::{Endpoint, LlmRequest};
+//! use llm_router::upstream::provider::mock::Mock;
+//! use llm_router::{Endpoint, LlmRequest};
 //! use llm_router::routing::{Backend, Target};
 //! use llm_router::stack::NewService;
 //! use llm_router::upstream::Upstream;
@@ -57,7 +57,7 @@ use tower::Service;
 use crate::service::NewService;
 
 mod backend;
-pub mod guard;
+pub(crate) mod guard;
 mod header_rules;
 pub mod limits;
 pub mod mask;
@@ -65,7 +65,7 @@ pub mod pool;
 pub mod provider;
 mod state_key;
 mod target;
-pub mod translate;
+pub(crate) mod translate;
 
 pub use backend::{Backend, BackendBuilder, BuildError, Credential, UpstreamApi};
 pub use header_rules::{proxy_owned, BadMatcher, HeaderMatcher, HeaderRules};

@@ -92,7 +92,7 @@ pub(crate) fn is_passthrough(target: &Target) -> bool {
 /// ```
 /// use llm_router::routing::{state_key, CredentialTag};
 /// use llm_router::routing::{Backend, Credential, Target};
-/// use llm_router::provider::mock::Mock;
+/// use llm_router::upstream::provider::mock::Mock;
 /// use std::sync::Arc;
 ///
 /// let backend = |name: &str, credential| {

@@ -49,7 +49,7 @@
 //! ```
 //! use http::{Request, Response};
 //! use tower::{service_fn, Layer, ServiceExt};
-//! use llm_router::body::ProxyBody;
+//! use llm_router::ProxyBody;
 //! use llm_router::layers::auth::{AuthLayer, AuthPolicy, KeyStore};
 //! use llm_router::layers::rate_limit::ClientIdentity;
 //!

@@ -15,7 +15,7 @@ use crate::routing::TargetKey;
 ///
 /// ```
 /// use std::sync::Arc;
-/// use llm_router::classify::Outcome;
+/// use llm_router::__private::classify::Outcome;
 /// use llm_router::layers::circuit_breaker::{Admission, BreakerPolicy, Breakers, CircuitGate};
 /// use llm_router::routing::TargetKey;
 ///

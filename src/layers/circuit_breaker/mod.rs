@@ -37,7 +37,7 @@
 //! ```
 //! use std::sync::Arc;
 //! use std::time::Duration;
-//! use llm_router::classify::Outcome;
+//! use llm_router::__private::classify::Outcome;
 //! use llm_router::layers::circuit_breaker::{BreakerPolicy, Breakers, CircuitBreakerLayer};
 //!
 //! let breakers = Arc::new(Breakers::new(BreakerPolicy {

@@ -340,7 +340,7 @@ impl Breakers {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use llm_router::classify::Outcome;
+    /// use llm_router::__private::classify::Outcome;
     /// use llm_router::layers::circuit_breaker::{BreakerPolicy, Breakers};
     ///
     /// let old = Breakers::new(BreakerPolicy { failure_threshold: 1, ..Default::default() });

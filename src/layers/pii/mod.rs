@@ -42,7 +42,7 @@
 //! use http_body_util::BodyExt;
 //! use tower::{service_fn, ServiceBuilder, ServiceExt};
 //! use llm_router::layers::pii::{PiiAction, PiiLayer, PiiPolicy};
-//! use llm_router::request::{Endpoint, LlmRequest};
+//! use llm_router::{Endpoint, LlmRequest};
 //! use llm_router::ProxyBody;
 //!
 //! # #[tokio::main(flavor = "current_thread")]

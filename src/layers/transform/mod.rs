@@ -59,7 +59,7 @@
 //! use serde_json::json;
 //! use tower::{service_fn, ServiceBuilder, ServiceExt};
 //! use llm_router::layers::transform::{Direction, RegexFlags, TransformLayer, TransformRule};
-//! use llm_router::request::{Endpoint, LlmRequest};
+//! use llm_router::{Endpoint, LlmRequest};
 //! use llm_router::ProxyBody;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -104,7 +104,7 @@
 //! use http_body_util::BodyExt;
 //! use tower::{service_fn, ServiceBuilder, ServiceExt};
 //! use llm_router::layers::transform::{Direction, RegexFlags, TransformLayer, TransformRule};
-//! use llm_router::request::{Endpoint, LlmRequest};
+//! use llm_router::{Endpoint, LlmRequest};
 //! use llm_router::ProxyBody;
 //!
 //! # #[tokio::main(flavor = "current_thread")]

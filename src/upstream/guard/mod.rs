@@ -25,8 +25,8 @@
 //! ```
 //! use std::time::Duration;
 //! use http_body_util::BodyExt;
-//! use llm_router::guard::{GuardConfig, StreamGuard};
-//! use llm_router::request::ClientFormat;
+//! use llm_router::__private::guard::{GuardConfig, StreamGuard};
+//! use llm_router::ClientFormat;
 //! use llm_router::ProxyBody;
 //!
 //! # #[tokio::main(flavor = "current_thread")]

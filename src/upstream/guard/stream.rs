@@ -18,7 +18,7 @@ use crate::body::{BoxError, ProxyBody};
 use crate::request::ClientFormat;
 use crate::sse::SseParser;
 
-/// The guarded stream body. See the [module docs](crate::upstream::guard).
+/// The guarded stream body. See the module docs of `upstream::guard`.
 pub struct StreamGuard<B = ProxyBody> {
     inner: Option<B>,
     parser: SseParser,

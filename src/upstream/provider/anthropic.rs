@@ -20,7 +20,7 @@
 //! tool emulation sees every answer.
 //!
 //! ```
-//! use llm_router::provider::{anthropic::Anthropic, Provider};
+//! use llm_router::upstream::provider::{anthropic::Anthropic, Provider};
 //! assert_eq!(Anthropic.name(), "anthropic");
 //! assert_eq!(Anthropic.default_base_url(), Some("https://api.anthropic.com"));
 //! ```

@@ -3,12 +3,12 @@
 //! Requests are sent to `{base_url}/v1beta/models/{model}:generateContent`,
 //! or `:streamGenerateContent?alt=sse` for streamed answers, with the key in
 //! `x-goog-api-key`. The client's request (as the pivot, see
-//! [`crate::upstream::translate`]) is translated by [`crate::upstream::translate::gemini`], and
+//! `upstream::translate`) is translated by `upstream::translate::gemini`, and
 //! so is the answer, streamed or not, errors included: the upstream edge gets
 //! the pivot back.
 //!
 //! ```
-//! use llm_router::provider::{gemini::Gemini, Provider};
+//! use llm_router::upstream::provider::{gemini::Gemini, Provider};
 //! assert_eq!(Gemini.name(), "gemini");
 //! assert_eq!(Gemini.default_base_url(), Some("https://generativelanguage.googleapis.com"));
 //! ```

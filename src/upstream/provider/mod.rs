@@ -12,12 +12,12 @@
 //!
 //! A provider also says how a backend's models are listed
 //! ([`Provider::model_list`], [`Provider::parse_model_list`]): `GET /v1/models`
-//! shows them for pattern and `*` routes (see [`crate::catalog`]).
+//! shows them for pattern and `*` routes (see the model catalog, `catalog`).
 //!
 //! ```
-//! let openai = llm_router::provider::by_name("openai").unwrap();
+//! let openai = llm_router::upstream::provider::by_name("openai").unwrap();
 //! assert_eq!(openai.default_base_url(), Some("https://api.openai.com/v1"));
-//! assert!(llm_router::provider::by_name("nope").is_none());
+//! assert!(llm_router::upstream::provider::by_name("nope").is_none());
 //! ```
 
 pub mod anthropic;

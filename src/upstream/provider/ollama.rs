@@ -1,6 +1,6 @@
 //! The `ollama` provider: Ollama's native API (`POST {base_url}/api/chat`).
 //!
-//! The client's request (as the pivot, see [`crate::upstream::translate`]) is
+//! The client's request (as the pivot, see `upstream::translate`) is
 //! translated by [`crate::upstream::translate::ollama`]; the answer — one JSON object,
 //! or newline-delimited JSON when streamed — comes back as the pivot
 //! (`chat.completion` or `chat.completion.chunk` events). Ollama needs no
@@ -9,7 +9,7 @@
 //! reachable too, as `provider = "openai"`.
 //!
 //! ```
-//! use llm_router::provider::{ollama::Ollama, Provider};
+//! use llm_router::upstream::provider::{ollama::Ollama, Provider};
 //! assert_eq!(Ollama.name(), "ollama");
 //! assert_eq!(Ollama.default_base_url(), Some("http://localhost:11434"));
 //! ```

@@ -19,7 +19,7 @@
 //! and the upstream edge translates them into the client's format.
 //!
 //! ```
-//! use llm_router::provider::{openai::OpenAi, Provider};
+//! use llm_router::upstream::provider::{openai::OpenAi, Provider};
 //! assert_eq!(OpenAi.name(), "openai");
 //! ```
 

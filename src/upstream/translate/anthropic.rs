@@ -55,7 +55,7 @@
 //!
 //! ```
 //! use serde_json::{json, Value};
-//! use llm_router::translate::anthropic::request_from_openai;
+//! use llm_router::__private::translate::anthropic::request_from_openai;
 //!
 //! let openai = json!({"model": "claude", "messages": [
 //!     {"role": "system", "content": "Be brief."},
@@ -70,7 +70,7 @@
 //!
 //! ```
 //! use serde_json::json;
-//! use llm_router::translate::anthropic::request_to_openai;
+//! use llm_router::__private::translate::anthropic::request_to_openai;
 //!
 //! let anthropic = json!({"model": "claude", "max_tokens": 64000,
 //!     "thinking": {"type": "adaptive"}, "output_config": {"effort": "max"},

@@ -15,8 +15,8 @@
 //! ```
 //! use bytes::BytesMut;
 //! use http_body_util::BodyExt;
-//! use llm_router::sse::SseEvent;
-//! use llm_router::translate::body::{EventTranscoder, SseTranscode};
+//! use llm_router::__private::sse::SseEvent;
+//! use llm_router::__private::translate::body::{EventTranscoder, SseTranscode};
 //! use llm_router::ProxyBody;
 //!
 //! struct Upper;

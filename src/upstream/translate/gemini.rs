@@ -41,7 +41,7 @@
 //!
 //! ```
 //! use serde_json::json;
-//! use llm_router::translate::gemini::request_to_gemini;
+//! use llm_router::__private::translate::gemini::request_to_gemini;
 //!
 //! let pivot = json!({"model": "gemini-2.5-flash", "messages": [
 //!     {"role": "system", "content": "Be brief."},

@@ -13,8 +13,8 @@
 //! [`crate::sse`]); nothing collects a streamed answer.
 //!
 //! ```
-//! use llm_router::request::{Endpoint, LlmRequest};
-//! use llm_router::translate::request_as_openai;
+//! use llm_router::{Endpoint, LlmRequest};
+//! use llm_router::__private::translate::request_as_openai;
 //!
 //! let req = LlmRequest::parse(Endpoint::ChatCompletions, br#"{"model":"m","messages":[]}"#).unwrap();
 //! assert_eq!(request_as_openai(&req).unwrap()["model"], "m");

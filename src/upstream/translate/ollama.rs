@@ -29,7 +29,7 @@
 //!
 //! ```
 //! use serde_json::json;
-//! use llm_router::translate::ollama::request_to_ollama;
+//! use llm_router::__private::translate::ollama::request_to_ollama;
 //!
 //! let pivot = json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "Hi"}]});
 //! let o = request_to_ollama(pivot.as_object().unwrap(), "llama3.2", false).unwrap();

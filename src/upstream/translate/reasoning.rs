@@ -19,7 +19,7 @@
 //!
 //! ```
 //! use serde_json::json;
-//! use llm_router::translate::reasoning::{fit_token_limit, is_reasoning_model};
+//! use llm_router::__private::translate::reasoning::{fit_token_limit, is_reasoning_model};
 //!
 //! assert!(is_reasoning_model("openai/o3-mini"));
 //! assert!(!is_reasoning_model("gpt-4o"));

@@ -24,8 +24,8 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use llm_router::provider::{mock::Mock, Call, Outbound, Provider};
-//! use llm_router::request::{Endpoint, LlmRequest};
+//! use llm_router::upstream::provider::{mock::Mock, Call, Outbound, Provider};
+//! use llm_router::{Endpoint, LlmRequest};
 //! use llm_router::routing::{Backend, Target};
 //!
 //! let target = Target::new(Arc::new(Backend::builder("m", Arc::new(Mock)).build().unwrap()), None);

@@ -130,7 +130,7 @@
 //!
 //! ```
 //! use serde_json::json;
-//! use llm_router::translate::responses::inbound::{dropped_tools, request_to_openai};
+//! use llm_router::__private::translate::responses::inbound::{dropped_tools, request_to_openai};
 //!
 //! let request = json!({
 //!     "model": "gpt-5",
@@ -153,7 +153,7 @@
 //! ```
 //! use http_body_util::BodyExt;
 //! use serde_json::{json, Value};
-//! use llm_router::translate::responses::inbound::answer_from_openai;
+//! use llm_router::__private::translate::responses::inbound::answer_from_openai;
 //! use llm_router::ProxyBody;
 //!
 //! # #[tokio::main(flavor = "current_thread")]

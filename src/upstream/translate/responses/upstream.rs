@@ -84,7 +84,7 @@
 //!
 //! ```
 //! use serde_json::json;
-//! use llm_router::translate::responses::upstream::request_from_openai;
+//! use llm_router::__private::translate::responses::upstream::request_from_openai;
 //!
 //! let pivot = json!({"model": "gpt-5", "max_tokens": 100, "messages": [
 //!     {"role": "system", "content": "Be brief."},

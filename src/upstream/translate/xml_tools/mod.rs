@@ -11,7 +11,7 @@
 //! user message of `<tool_result>` elements: no `tool` role and no `tools`
 //! go upstream.
 //!
-//! **Answer side** ([`answer`], on the pivot answer, streamed or not): the
+//! **Answer side** (`answer`, on the pivot answer, streamed or not): the
 //! text is scanned for
 //! `<tool_call><name>NAME</name><arguments>{JSON}</arguments></tool_call>`
 //! and the older `<use_mcp_tool><tool_name>NAME</tool_name><arguments>{JSON}</arguments></use_mcp_tool>`;
@@ -23,7 +23,7 @@
 //! unclosed or oversized tag) degrades to plain text, never to an error.
 //!
 //! ```
-//! use llm_router::translate::xml_tools::{parse_text, Piece};
+//! use llm_router::__private::translate::xml_tools::{parse_text, Piece};
 //!
 //! let pieces = parse_text(r#"Let me look. <tool_call><name>get_weather</name><arguments>{"city":"Paris"}</arguments></tool_call>"#);
 //! assert_eq!(pieces[0], Piece::Text("Let me look. ".into()));
