@@ -449,11 +449,6 @@ pub fn build(config: &Config) -> Result<Built, ConfigError> {
 
 /// Build the whole stack of a config around existing state (so circuits,
 /// cooldowns and limits carry over a reload).
-// Without `resilience` there is no `retry` to hand requests back to.
-#[cfg_attr(
-    not(feature = "resilience"),
-    allow(unused_variables, unused_assignments)
-)]
 pub fn build_with_state(config: &Config, mut state: RouterState) -> Result<Built, ConfigError> {
     let routes = Arc::new(route_table(config)?);
     let order = &config.stack;
@@ -476,18 +471,12 @@ pub fn build_with_state(config: &Config, mut state: RouterState) -> Result<Built
     // Below the split point: one service per target, each made with its
     // target as a constructor input.
     let mut per_target = NewLlmService::new(Upstream::new());
-    // Layers that never edit a request: with only these between `retry`
-    // and the upstream, the upstream hands each attempt's request back to
-    // `retry` and no copy is made (see `RetryLayer::given_back`).
-    let mut only_readers_below = true;
     for layer in inner.iter().rev() {
         per_target = match layer {
             #[cfg(feature = "resilience")]
-            LayerName::Retry => NewLlmService::new(
-                RetryLayer::new(config.retry.clone())
-                    .given_back(only_readers_below)
-                    .layer(per_target),
-            ),
+            LayerName::Retry => {
+                NewLlmService::new(RetryLayer::new(config.retry.clone()).layer(per_target))
+            }
             #[cfg(feature = "resilience")]
             LayerName::CircuitBreaker => NewLlmService::new(
                 CircuitBreakerLayer::new(state.breakers.clone()).layer(per_target),
@@ -498,7 +487,6 @@ pub fn build_with_state(config: &Config, mut state: RouterState) -> Result<Built
                 NewLlmService::from_fn(move |target| wrap(per_target.new_service(target)))
             }
         };
-        only_readers_below &= *layer == LayerName::CircuitBreaker;
     }
     let mut service = match order.contains(&LayerName::Failover) {
         #[cfg(feature = "resilience")]
