@@ -43,6 +43,8 @@ use crate::layers::cors::CorsLayer;
 use crate::layers::failover::Cooldowns;
 #[cfg(feature = "resilience")]
 use crate::layers::failover::FailoverLayer;
+#[cfg(feature = "observability")]
+use crate::layers::log::LogFlush;
 #[cfg(feature = "access")]
 use crate::layers::headers::HeadersLayer;
 #[cfg(feature = "access")]
@@ -344,7 +346,19 @@ pub struct Built {
     /// CORS, when `cors` is in the order: it wraps the whole app (endpoints
     /// included), not the LLM stack, since preflights never reach the stack.
     pub cors: Option<CorsLayer>,
+    /// The writers of the stack's `log` layers, for a graceful shutdown to
+    /// wait on (see [`App::log_flush`](crate::App::log_flush)); a stack
+    /// composed in code adds its own with [`LogFlush::include`].
+    #[cfg(feature = "observability")]
+    pub log_flush: LogFlush,
 }
+
+/// The log writers of a stack being built: their [`LogFlush`] (nothing
+/// without the `observability` feature).
+#[cfg(feature = "observability")]
+type LogWriters = LogFlush;
+#[cfg(not(feature = "observability"))]
+type LogWriters = ();
 
 impl Built {
     /// A stack composed in code: `service` serving the models of `routes`,
@@ -357,6 +371,8 @@ impl Built {
             inner: Vec::new(),
             state: RouterState::default(),
             cors: None,
+            #[cfg(feature = "observability")]
+            log_flush: LogFlush::default(),
         }
     }
 }
@@ -451,6 +467,7 @@ pub fn build(config: &Config) -> Result<Built, ConfigError> {
 /// cooldowns and limits carry over a reload).
 pub fn build_with_state(config: &Config, mut state: RouterState) -> Result<Built, ConfigError> {
     let routes = Arc::new(route_table(config)?);
+    let log_writers = LogWriters::default();
     let order = &config.stack;
     // The key store is shared by the `auth` layer and the admin endpoints.
     if order.contains(&LayerName::Auth) && state.auth.is_none() {
@@ -483,7 +500,7 @@ pub fn build_with_state(config: &Config, mut state: RouterState) -> Result<Built
             ),
             // A request-level layer named after the split: around each target.
             other => {
-                let wrap = layer_of(*other, config, &state, &routes)?;
+                let wrap = layer_of(*other, config, &state, &routes, &log_writers)?;
                 NewLlmService::from_fn(move |target| wrap(per_target.new_service(target)))
             }
         };
@@ -507,7 +524,7 @@ pub fn build_with_state(config: &Config, mut state: RouterState) -> Result<Built
         }
     };
     for layer in outer.iter().rev() {
-        service = layer_of(*layer, config, &state, &routes)?(service);
+        service = layer_of(*layer, config, &state, &routes, &log_writers)?(service);
     }
     let cors = if order.contains(&LayerName::Cors) {
         let policy = config.cors.clone().unwrap_or_default();
@@ -527,6 +544,8 @@ pub fn build_with_state(config: &Config, mut state: RouterState) -> Result<Built
         inner,
         state,
         cors,
+        #[cfg(feature = "observability")]
+        log_flush: log_writers,
     })
 }
 
@@ -555,7 +574,8 @@ where
     Arc::new(move |service| LlmService::new(layer.layer(service)))
 }
 
-/// The named layer, built from the config and the shared state.
+/// The named layer, built from the config and the shared state; a `log`
+/// layer's writer joins `log_writers`.
 // In a build without some layer family, its arms are gone.
 #[cfg_attr(
     not(all(
@@ -571,6 +591,7 @@ fn layer_of(
     config: &Config,
     state: &RouterState,
     routes: &Arc<RouteTable>,
+    log_writers: &LogWriters,
 ) -> Result<BoxedLayer, ConfigError> {
     Ok(match layer {
         #[cfg(feature = "observability")]
@@ -605,11 +626,15 @@ fn layer_of(
             boxed(auth)
         }
         #[cfg(feature = "observability")]
-        LayerName::Log => boxed(crate::layers::log::LogLayer::from_config(
-            config,
-            state.auth.clone(),
-            state.metrics.clone(),
-        )),
+        LayerName::Log => {
+            let log = crate::layers::log::LogLayer::from_config(
+                config,
+                state.auth.clone(),
+                state.metrics.clone(),
+            );
+            log_writers.include(&log.flush_handle());
+            boxed(log)
+        }
         #[cfg(feature = "access")]
         LayerName::Headers => boxed(HeadersLayer::new(config.headers.clone())),
         // CORS wraps the whole app (see `Built::cors`), not the LLM stack.
