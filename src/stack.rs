@@ -43,10 +43,10 @@ use crate::layers::cors::CorsLayer;
 use crate::layers::failover::Cooldowns;
 #[cfg(feature = "resilience")]
 use crate::layers::failover::FailoverLayer;
-#[cfg(feature = "observability")]
-use crate::layers::log::LogFlush;
 #[cfg(feature = "access")]
 use crate::layers::headers::HeadersLayer;
+#[cfg(feature = "observability")]
+use crate::layers::log::LogFlush;
 #[cfg(feature = "access")]
 use crate::layers::rate_limit::RateLimitLayer;
 use crate::layers::rate_limit::{BackendLimits, ClientLimits, WindowLimiter};

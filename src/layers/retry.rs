@@ -157,7 +157,14 @@ where
         let others_left = others_left(&req);
         let (first, replay) = first_attempt(&self.policy, others_left, req, |req| inner.call(req));
         let target = self.target.clone();
-        attempts(first, replay, others_left, inner, self.policy.clone(), target)
+        attempts(
+            first,
+            replay,
+            others_left,
+            inner,
+            self.policy.clone(),
+            target,
+        )
     }
 }
 

@@ -101,8 +101,8 @@ mod terminal;
 mod writer;
 
 pub use crate::config::LogPolicy;
-pub use panic::install_panic_hook;
 pub use flush::LogFlush;
+pub use panic::install_panic_hook;
 
 use std::future::Future;
 use std::pin::Pin;
