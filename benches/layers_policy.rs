@@ -176,10 +176,13 @@ fn main() {
         .map(|(_, s)| s)
         .collect();
     runtime.block_on(async {
+        // The request log writers of every stack.
+        let logs = llm_router::layers::log::LogFlush::default();
         for (_, app) in &stacks {
             run(app, &body, n / 10 + 1).await; // warm up
+            logs.include(&app.log_flush());
         }
-        llm_router::layers::log::flush(Duration::from_secs(60)).await;
+        logs.wait(Duration::from_secs(60)).await;
         println!(
             "{n} requests each of {} bytes, µs per request, best of 3 (wall clock; CPU time of the request thread):",
             body.len()
@@ -191,7 +194,7 @@ fn main() {
                 let before = writer_cpu();
                 let (w, c) = run(app, &body, n).await;
                 // Let the log writer finish before the next round.
-                llm_router::layers::log::flush(Duration::from_secs(300)).await;
+                app.log_flush().wait(Duration::from_secs(300)).await;
                 wall = wall.min(w);
                 cpu = cpu.min(c);
                 writer = writer.min((writer_cpu() - before) as f64 / 1e3 / n as f64);

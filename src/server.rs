@@ -236,7 +236,7 @@ impl Server {
         }
         // The request log's last records (the `log` layer writes off-thread).
         #[cfg(feature = "observability")]
-        if !crate::layers::log::flush(Duration::from_secs(5)).await {
+        if !app.log_flush().wait(Duration::from_secs(5)).await {
             tracing::warn!(
                 "the request log writer did not catch up within 5s; its last records may be lost"
             );

@@ -45,6 +45,8 @@ use crate::layers::failover::Cooldowns;
 use crate::layers::failover::FailoverLayer;
 #[cfg(feature = "access")]
 use crate::layers::headers::HeadersLayer;
+#[cfg(feature = "observability")]
+use crate::layers::log::LogFlush;
 #[cfg(feature = "access")]
 use crate::layers::rate_limit::RateLimitLayer;
 use crate::layers::rate_limit::{BackendLimits, ClientLimits, WindowLimiter};
@@ -344,7 +346,19 @@ pub struct Built {
     /// CORS, when `cors` is in the order: it wraps the whole app (endpoints
     /// included), not the LLM stack, since preflights never reach the stack.
     pub cors: Option<CorsLayer>,
+    /// The writers of the stack's `log` layers, for a graceful shutdown to
+    /// wait on (see [`App::log_flush`](crate::App::log_flush)); a stack
+    /// composed in code adds its own with [`LogFlush::include`].
+    #[cfg(feature = "observability")]
+    pub log_flush: LogFlush,
 }
+
+/// The log writers of a stack being built: their [`LogFlush`] (nothing
+/// without the `observability` feature).
+#[cfg(feature = "observability")]
+type LogWriters = LogFlush;
+#[cfg(not(feature = "observability"))]
+type LogWriters = ();
 
 impl Built {
     /// A stack composed in code: `service` serving the models of `routes`,
@@ -357,6 +371,8 @@ impl Built {
             inner: Vec::new(),
             state: RouterState::default(),
             cors: None,
+            #[cfg(feature = "observability")]
+            log_flush: LogFlush::default(),
         }
     }
 }
@@ -449,13 +465,9 @@ pub fn build(config: &Config) -> Result<Built, ConfigError> {
 
 /// Build the whole stack of a config around existing state (so circuits,
 /// cooldowns and limits carry over a reload).
-// Without `resilience` there is no `retry` to hand requests back to.
-#[cfg_attr(
-    not(feature = "resilience"),
-    allow(unused_variables, unused_assignments)
-)]
 pub fn build_with_state(config: &Config, mut state: RouterState) -> Result<Built, ConfigError> {
     let routes = Arc::new(route_table(config)?);
+    let log_writers = LogWriters::default();
     let order = &config.stack;
     // The key store is shared by the `auth` layer and the admin endpoints.
     if order.contains(&LayerName::Auth) && state.auth.is_none() {
@@ -476,29 +488,22 @@ pub fn build_with_state(config: &Config, mut state: RouterState) -> Result<Built
     // Below the split point: one service per target, each made with its
     // target as a constructor input.
     let mut per_target = NewLlmService::new(Upstream::new());
-    // Layers that never edit a request: with only these between `retry`
-    // and the upstream, the upstream hands each attempt's request back to
-    // `retry` and no copy is made (see `RetryLayer::given_back`).
-    let mut only_readers_below = true;
     for layer in inner.iter().rev() {
         per_target = match layer {
             #[cfg(feature = "resilience")]
-            LayerName::Retry => NewLlmService::new(
-                RetryLayer::new(config.retry.clone())
-                    .given_back(only_readers_below)
-                    .layer(per_target),
-            ),
+            LayerName::Retry => {
+                NewLlmService::new(RetryLayer::new(config.retry.clone()).layer(per_target))
+            }
             #[cfg(feature = "resilience")]
             LayerName::CircuitBreaker => NewLlmService::new(
                 CircuitBreakerLayer::new(state.breakers.clone()).layer(per_target),
             ),
             // A request-level layer named after the split: around each target.
             other => {
-                let wrap = layer_of(*other, config, &state, &routes)?;
+                let wrap = layer_of(*other, config, &state, &routes, &log_writers)?;
                 NewLlmService::from_fn(move |target| wrap(per_target.new_service(target)))
             }
         };
-        only_readers_below &= *layer == LayerName::CircuitBreaker;
     }
     let mut service = match order.contains(&LayerName::Failover) {
         #[cfg(feature = "resilience")]
@@ -519,7 +524,7 @@ pub fn build_with_state(config: &Config, mut state: RouterState) -> Result<Built
         }
     };
     for layer in outer.iter().rev() {
-        service = layer_of(*layer, config, &state, &routes)?(service);
+        service = layer_of(*layer, config, &state, &routes, &log_writers)?(service);
     }
     let cors = if order.contains(&LayerName::Cors) {
         let policy = config.cors.clone().unwrap_or_default();
@@ -539,6 +544,8 @@ pub fn build_with_state(config: &Config, mut state: RouterState) -> Result<Built
         inner,
         state,
         cors,
+        #[cfg(feature = "observability")]
+        log_flush: log_writers,
     })
 }
 
@@ -567,7 +574,8 @@ where
     Arc::new(move |service| LlmService::new(layer.layer(service)))
 }
 
-/// The named layer, built from the config and the shared state.
+/// The named layer, built from the config and the shared state; a `log`
+/// layer's writer joins `log_writers`.
 // In a build without some layer family, its arms are gone.
 #[cfg_attr(
     not(all(
@@ -583,6 +591,7 @@ fn layer_of(
     config: &Config,
     state: &RouterState,
     routes: &Arc<RouteTable>,
+    log_writers: &LogWriters,
 ) -> Result<BoxedLayer, ConfigError> {
     Ok(match layer {
         #[cfg(feature = "observability")]
@@ -617,11 +626,15 @@ fn layer_of(
             boxed(auth)
         }
         #[cfg(feature = "observability")]
-        LayerName::Log => boxed(crate::layers::log::LogLayer::from_config(
-            config,
-            state.auth.clone(),
-            state.metrics.clone(),
-        )),
+        LayerName::Log => {
+            let log = crate::layers::log::LogLayer::from_config(
+                config,
+                state.auth.clone(),
+                state.metrics.clone(),
+            );
+            log_writers.include(&log.flush_handle());
+            boxed(log)
+        }
         #[cfg(feature = "access")]
         LayerName::Headers => boxed(HeadersLayer::new(config.headers.clone())),
         // CORS wraps the whole app (see `Built::cors`), not the LLM stack.

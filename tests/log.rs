@@ -460,7 +460,7 @@ async fn a_full_queue_drops_records_and_counts_them() {
         assert_eq!(answer.status(), 200);
         answer.into_body().collect().await.unwrap();
     }
-    assert!(llm_router::layers::log::flush(Duration::from_secs(30)).await);
+    assert!(app.log_flush().wait(Duration::from_secs(30)).await);
     let metrics = app
         .clone()
         .oneshot(
@@ -611,7 +611,7 @@ async fn a_queue_over_queue_bytes_drops_and_counts() {
         assert_eq!(s, 200);
         small_ids.push(id);
     }
-    assert!(llm_router::layers::log::flush(Duration::from_secs(10)).await);
+    assert!(proxy.flush_logs(Duration::from_secs(10)).await);
     let dropped = dropped_records(&proxy).await;
     stop(proxy).await;
     let written = records(&dir.join("logs"), false);

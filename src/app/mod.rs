@@ -118,6 +118,9 @@ struct State {
     /// The layers named in the order, outermost first (empty in code).
     stack: Vec<LayerName>,
     loaded_at: SystemTime,
+    /// The writers of the stack's `log` layers.
+    #[cfg(feature = "observability")]
+    log_flush: crate::layers::log::LogFlush,
 }
 
 impl State {
@@ -132,6 +135,8 @@ impl State {
             auth_in_outer: built.outer.contains(&LayerName::Auth),
             router: built.state,
             cors: built.cors,
+            #[cfg(feature = "observability")]
+            log_flush: built.log_flush,
             body_limit,
             body_read_timeout: config.as_ref().map_or(
                 crate::config::ServerConfig::DEFAULT_BODY_READ_TIMEOUT,
@@ -160,6 +165,10 @@ struct Shared {
     last_reload_error: Mutex<Option<String>>,
     /// The backends' reported models (`/v1/models`); survives reloads.
     catalog: Arc<crate::catalog::Catalog>,
+    /// The log writers of every stack built (a stack a reload replaced
+    /// included, while its writer has records to write).
+    #[cfg(feature = "observability")]
+    log_flush: crate::layers::log::LogFlush,
 }
 
 /// The proxy's HTTP endpoints. See the [module docs](crate::app).
@@ -194,6 +203,8 @@ impl App {
 
     fn with_state(state: State, source: Option<ConfigSource>) -> Self {
         let now = SystemTime::now();
+        #[cfg(feature = "observability")]
+        let log_flush = state.log_flush.clone();
         App {
             shared: Arc::new(Shared {
                 current: RwLock::new(Arc::new(state)),
@@ -207,6 +218,8 @@ impl App {
                 failed_reloads: AtomicU64::new(0),
                 last_reload_error: Mutex::new(None),
                 catalog: Arc::new(crate::catalog::Catalog::new()),
+                #[cfg(feature = "observability")]
+                log_flush,
             }),
         }
     }
@@ -284,6 +297,33 @@ impl App {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// A handle on the request log writers of every stack this app has
+    /// built, those a reload will build included (clones share one set),
+    /// to wait until their records are on disk:
+    /// [`Server::run`](crate::Server::run) waits on it at shutdown. A
+    /// stack a reload replaced is waited for while its writer has records
+    /// to write; a writer that is done is forgotten.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use llm_router::{App, Config};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let dir = std::env::temp_dir().join(format!("llm-router-app-flush-doc-{}", std::process::id()));
+    /// let text = "[stack]\norder = [\"log\"]\n\n[log]\ndir = \"logs\"\n\n\
+    ///             [[backends]]\nname = \"local\"\nprovider = \"mock\"\n\n\
+    ///             [[models]]\nname = \"echo\"\ntargets = [{ backend = \"local\" }]\n";
+    /// let config = Config::parse(text, &dir.join("config.toml"), &|_| None).unwrap();
+    /// let app = App::from_config(&config).unwrap();
+    /// assert!(app.log_flush().wait(Duration::from_secs(5)).await);
+    /// # }
+    /// ```
+    #[cfg(feature = "observability")]
+    pub fn log_flush(&self) -> crate::layers::log::LogFlush {
+        self.shared.log_flush.clone()
     }
 
     /// Successful config reloads since start.

@@ -71,6 +71,10 @@ impl App {
             config.server.body_limit,
             Some(config.clone()),
         ));
+        // A shutdown waits for this stack's writers, and for the old
+        // stack's while its requests finish.
+        #[cfg(feature = "observability")]
+        self.shared.log_flush.include(&state.log_flush);
         *self
             .shared
             .current

@@ -266,44 +266,6 @@ impl Replay {
     }
 }
 
-/// A way back for an attempt's request. [`Retry`](crate::layers::retry::Retry)
-/// puts one into the extensions when the service below it hands requests
-/// back (see [`RetryLayer::given_back`](crate::layers::retry::RetryLayer::given_back));
-/// llm-router's upstream edge ([`Upstream`](crate::upstream::Upstream))
-/// takes it out of the extensions and puts the request's parts into it,
-/// unchanged, once it has read them. A
-/// retry is then built from what came back, and an attempt that needs no
-/// retry costs no copy of the request.
-///
-/// ```
-/// use llm_router::__private::classify::{GiveBack, Replay};
-///
-/// let slot = GiveBack::default();
-/// let mut req = http::Request::new(());
-/// req.extensions_mut().insert(slot.clone());
-/// // The service that reads the request takes the slot out (the parts it
-/// // holds must not hold it) and hands the request back:
-/// if let Some(back) = req.extensions_mut().remove::<GiveBack>() {
-///     back.put(Replay::new(req));
-/// }
-/// let again: http::Request<()> = slot.take().unwrap().into_request();
-/// assert!(again.extensions().get::<GiveBack>().is_none());
-/// ```
-#[derive(Clone, Debug, Default)]
-pub struct GiveBack(std::sync::Arc<std::sync::Mutex<Option<Replay>>>);
-
-impl GiveBack {
-    /// Hand the request's parts back (replacing any handed back before).
-    pub fn put(&self, replay: Replay) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(replay);
-    }
-
-    /// What was handed back, if anything (taken: the slot is empty after).
-    pub fn take(&self) -> Option<Replay> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
-    }
-}
-
 /// One call to an upstream, as the upstream edge records it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AttemptRecord {

@@ -109,6 +109,14 @@ impl RetryPolicy {
         d.mul_f64(0.5 + 0.5 * frac)
     }
 
+    /// Whether an attempt may be retried at all, whatever its outcome: not
+    /// when `max_retries` is 0, nor while another target is left with
+    /// `other_targets_first`. When it is false, [`decide`](Self::decide)
+    /// hands every result back, so the `retry` layer keeps no replay.
+    pub(crate) fn may_retry(&self, others_left: bool) -> bool {
+        self.max_retries > 0 && !(others_left && self.other_targets_first)
+    }
+
     /// What to do after retry number `n` (0-based) produced `result`: the
     /// delay before trying again, or `None` to hand the result back.
     pub fn decide(
@@ -117,7 +125,7 @@ impl RetryPolicy {
         n: u32,
         others_left: bool,
     ) -> Option<Duration> {
-        if n >= self.max_retries || (others_left && self.other_targets_first) {
+        if n >= self.max_retries || !self.may_retry(others_left) {
             return None;
         }
         match result {

@@ -18,6 +18,14 @@
 //! from the parsed value in its extensions — the client's body is never read
 //! again.
 //!
+//! `retry` owns its replay: before the first attempt it keeps a [`Replay`]
+//! of the request (its head and extensions; the body is empty after the
+//! parse, and the parsed [`LlmRequest`](crate::request::LlmRequest) is
+//! shared, not copied), and each retry is built from it, as the request came
+//! to `retry`, whatever the services below did to theirs. When no retry can
+//! follow the attempt (`max_retries = 0`, or another target is left and the
+//! policy leaves retries to the last one) nothing is kept.
+//!
 //! ```
 //! use std::time::Duration;
 //! use http::{Request, Response, StatusCode};
@@ -58,7 +66,7 @@ use http::{Request, Response};
 use tower::{Layer, Service, ServiceExt};
 
 use crate::body::ProxyBody;
-use crate::classify::{Attempt, GiveBack, Outcome, Replay};
+use crate::classify::{Attempt, Outcome, Replay};
 use crate::error::ProxyError;
 use crate::layers::circuit_breaker::CircuitGate;
 use crate::request::RequestContext;
@@ -71,7 +79,6 @@ use crate::service::NewService;
 #[derive(Clone, Debug)]
 pub struct RetryLayer {
     policy: Arc<RetryPolicy>,
-    given_back: bool,
 }
 
 #[cfg(feature = "resilience")]
@@ -80,31 +87,7 @@ impl RetryLayer {
     pub fn new(policy: RetryPolicy) -> Self {
         RetryLayer {
             policy: Arc::new(policy),
-            given_back: false,
         }
-    }
-
-    /// Whether the service below hands each request back through a
-    /// [`GiveBack`] in its extensions, unchanged. llm-router's
-    /// [`Upstream`](crate::upstream::Upstream) does, and the stack built
-    /// from the config turns this on when only layers that do not edit
-    /// requests (`circuit_breaker`) sit between `retry` and the upstream.
-    /// Then the first attempt gets the request itself, and a retry is built
-    /// from what came back; a retry that finds nothing handed back is not
-    /// made. Off (the default), `retry` keeps a copy of every attempt.
-    ///
-    /// ```
-    /// use llm_router::layers::retry::{RetryLayer, RetryPolicy};
-    /// use llm_router::upstream::Upstream;
-    /// use tower::Layer;
-    ///
-    /// let _svc = RetryLayer::new(RetryPolicy::default())
-    ///     .given_back(true)
-    ///     .layer(Upstream::new());
-    /// ```
-    pub fn given_back(mut self, on: bool) -> Self {
-        self.given_back = on;
-        self
     }
 }
 
@@ -116,7 +99,6 @@ impl<S> Layer<S> for RetryLayer {
         Retry {
             inner,
             policy: self.policy.clone(),
-            given_back: self.given_back,
             target: None,
         }
     }
@@ -132,7 +114,6 @@ impl<S> Layer<S> for RetryLayer {
 pub struct Retry<S> {
     inner: S,
     policy: Arc<RetryPolicy>,
-    given_back: bool,
     target: Option<Target>,
 }
 
@@ -147,32 +128,7 @@ where
         Retry {
             inner: self.inner.new_service(target.clone()),
             policy: target.retry().unwrap_or(&self.policy).clone(),
-            given_back: self.given_back,
             target: Some(target),
-        }
-    }
-}
-
-#[cfg(feature = "resilience")]
-/// Where the next attempt's request comes from.
-enum Keep {
-    /// A copy kept here (boxed: the future waiting on a slow stream's
-    /// first token stays small either way).
-    Copy(Box<Replay>),
-    /// Handed back by the service below.
-    GivenBack(GiveBack),
-}
-
-#[cfg(feature = "resilience")]
-impl Keep {
-    fn next(&self) -> Option<Request<ProxyBody>> {
-        match self {
-            Keep::Copy(replay) => Some(replay.build()),
-            Keep::GivenBack(slot) => slot.take().map(|replay| {
-                let mut req = replay.into_request();
-                req.extensions_mut().insert(slot.clone());
-                req
-            }),
         }
     }
 }
@@ -199,9 +155,16 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let others_left = others_left(&req);
-        let (first, keep) = first_attempt(self.given_back, req, |req| inner.call(req));
+        let (first, replay) = first_attempt(&self.policy, others_left, req, |req| inner.call(req));
         let target = self.target.clone();
-        attempts(first, keep, others_left, inner, self.policy.clone(), target)
+        attempts(
+            first,
+            replay,
+            others_left,
+            inner,
+            self.policy.clone(),
+            target,
+        )
     }
 }
 
@@ -214,27 +177,27 @@ fn others_left<B>(req: &Request<B>) -> bool {
 }
 
 #[cfg(feature = "resilience")]
-/// Start the first attempt, keeping the means to make the next ones.
+/// Start the first attempt, keeping a replay of the request when a retry
+/// may follow (boxed: the future waiting on a slow stream's first token
+/// stays small either way).
 fn first_attempt<F>(
-    given_back: bool,
-    mut req: Request<ProxyBody>,
+    policy: &RetryPolicy,
+    others_left: bool,
+    req: Request<ProxyBody>,
     call: impl FnOnce(Request<ProxyBody>) -> F,
-) -> (F, Keep) {
-    if given_back {
-        let slot = GiveBack::default();
-        req.extensions_mut().insert(slot.clone());
-        (call(req), Keep::GivenBack(slot))
-    } else {
-        let replay = Replay::new(req);
-        (call(replay.build()), Keep::Copy(Box::new(replay)))
+) -> (F, Option<Box<Replay>>) {
+    if !policy.may_retry(others_left) {
+        return (call(req), None);
     }
+    let replay = Replay::new(req);
+    (call(replay.build()), Some(Box::new(replay)))
 }
 
 #[cfg(feature = "resilience")]
 /// The first attempt's outcome, then the retries it calls for.
 fn attempts<S, F>(
     first: F,
-    keep: Keep,
+    mut replay: Option<Box<Replay>>,
     others_left: bool,
     mut inner: S,
     policy: Arc<RetryPolicy>,
@@ -251,9 +214,17 @@ where
         let mut result = first.await;
         let mut n = 0;
         while let Some(delay) = policy.decide(&result, n, others_left) {
-            let Some(next) = keep.next() else {
-                tracing::debug!("not retrying: the request was not handed back");
-                break;
+            // The last retry takes the replay itself; the others a copy.
+            let last = n.saturating_add(1) >= policy.max_retries;
+            let next = match replay.take() {
+                Some(kept) if last => (*kept).into_request(),
+                Some(kept) => {
+                    let next = kept.build();
+                    replay = Some(kept);
+                    next
+                }
+                // Not kept: `may_retry` said no retry could follow.
+                None => break,
             };
             // A circuit breaker above: the failure counts now, and a retry
             // that would hit an opening circuit is not made.
@@ -483,11 +454,16 @@ mod tests {
     #[derive(Clone)]
     struct Tracked(Arc<()>);
 
-    /// Like the upstream edge: reads the request, hands it back when asked,
-    /// answers 503 then 200.
-    fn handing_back(
-        hand_back: bool,
-        seen: Arc<Mutex<Vec<Option<String>>>>,
+    /// What one attempt saw: its `x-team` header and the live copies of
+    /// its [`Tracked`] extension (the test's own included).
+    type Seen = Arc<Mutex<Vec<(Option<String>, usize)>>>;
+
+    /// Like a layer that edits requests over the upstream edge: records
+    /// what each attempt carries, edits its request, consumes it, and
+    /// answers from `codes` (200 once they run out).
+    fn editing(
+        codes: Vec<u16>,
+        seen: Seen,
     ) -> impl Service<
         Request<ProxyBody>,
         Response = Response<ProxyBody>,
@@ -496,21 +472,23 @@ mod tests {
     > + Clone
            + Send
            + 'static {
-        tower::service_fn(move |req: Request<ProxyBody>| {
-            let (mut parts, _body) = req.into_parts();
-            let header = parts
-                .headers
+        let codes = Arc::new(Mutex::new(std::collections::VecDeque::from(codes)));
+        tower::service_fn(move |mut req: Request<ProxyBody>| {
+            let header = req
+                .headers()
                 .get("x-team")
                 .map(|v| v.to_str().unwrap().to_string());
-            let mut seen = seen.lock().unwrap();
-            seen.push(header);
-            let n = seen.len();
-            if let Some(slot) = parts.extensions.remove::<GiveBack>() {
-                if hand_back {
-                    slot.put(Replay::from_parts(parts));
-                }
-            }
-            let answer = status(if n == 1 { 503 } else { 200 }, None);
+            let copies = req
+                .extensions()
+                .get::<Tracked>()
+                .map_or(0, |t| Arc::strong_count(&t.0));
+            seen.lock().unwrap().push((header, copies));
+            req.headers_mut()
+                .insert("x-team", "edited".parse().unwrap());
+            req.extensions_mut().remove::<Tracked>();
+            drop(req);
+            let code = codes.lock().unwrap().pop_front().unwrap_or(200);
+            let answer = status(code, None);
             async move { answer }
         })
     }
@@ -523,17 +501,16 @@ mod tests {
         req
     }
 
-    /// `req` through retry (`given_back` on or off) over a service that
-    /// hands requests back or not: the status, and the team each attempt saw.
+    /// `req` through retry with `policy` over [`editing`] answering
+    /// `codes`: the status, and what each attempt saw.
     async fn through(
-        given_back: bool,
-        hand_back: bool,
+        policy: RetryPolicy,
+        codes: Vec<u16>,
         req: Request<ProxyBody>,
-    ) -> (u16, Vec<Option<String>>) {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let r = RetryLayer::new(policy())
-            .given_back(given_back)
-            .layer(handing_back(hand_back, seen.clone()))
+    ) -> (u16, Vec<(Option<String>, usize)>) {
+        let seen: Seen = Arc::new(Mutex::new(Vec::new()));
+        let r = RetryLayer::new(policy)
+            .layer(editing(codes, seen.clone()))
             .oneshot(req)
             .await
             .unwrap();
@@ -543,29 +520,50 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_handed_back_request_is_retried_without_a_copy_and_nothing_leaks() {
+    async fn a_retry_replays_the_request_as_it_came_and_nothing_leaks() {
         let tracked = Tracked(Arc::new(()));
-        let (status, seen) = through(true, true, from_team("a", &tracked)).await;
+        let (status, seen) = through(policy(), vec![503], from_team("a", &tracked)).await;
         assert_eq!(status, 200);
-        // The retry carried the same request.
-        assert_eq!(seen, vec![Some("a".to_string()), Some("a".to_string())]);
+        // The edit below did not reach the replay; each attempt ran beside
+        // retry's own copy (two retries were left after the first).
+        assert_eq!(
+            seen,
+            vec![(Some("a".to_string()), 3), (Some("a".to_string()), 3)]
+        );
         // Every copy of the request's extensions is gone with the call.
         assert_eq!(Arc::strong_count(&tracked.0), 1);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_request_not_handed_back_is_not_retried() {
+    async fn the_replay_is_copied_for_each_retry_but_the_last() {
         let tracked = Tracked(Arc::new(()));
-        let (status, seen) = through(true, false, from_team("a", &tracked)).await;
+        let (status, seen) = through(
+            policy().max_retries(2),
+            vec![503, 503, 503],
+            from_team("b", &tracked),
+        )
+        .await;
         assert_eq!(status, 503);
-        assert_eq!(seen.len(), 1);
+        let copies: Vec<usize> = seen.iter().map(|(_, copies)| *copies).collect();
+        assert_eq!(copies, vec![3, 3, 2]);
+        assert!(seen.iter().all(|(team, _)| team.as_deref() == Some("b")));
+        assert_eq!(Arc::strong_count(&tracked.0), 1);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn without_hand_back_retry_keeps_its_own_copy() {
+    async fn no_replay_is_kept_when_no_retry_can_follow() {
         let tracked = Tracked(Arc::new(()));
-        let (status, seen) = through(false, false, from_team("b", &tracked)).await;
-        assert_eq!(status, 200);
-        assert_eq!(seen, vec![Some("b".to_string()), Some("b".to_string())]);
+        // Retries left to the last target while another is left.
+        let mut req = from_team("c", &tracked);
+        req.extensions_mut().insert(Attempt { others_left: true });
+        let (status, seen) = through(policy().other_targets_first(true), vec![503], req).await;
+        assert_eq!(status, 503);
+        assert_eq!(seen, vec![(Some("c".to_string()), 2)]);
+        // No retries at all.
+        let (status, seen) =
+            through(policy().max_retries(0), vec![503], from_team("c", &tracked)).await;
+        assert_eq!(status, 503);
+        assert_eq!(seen, vec![(Some("c".to_string()), 2)]);
+        assert_eq!(Arc::strong_count(&tracked.0), 1);
     }
 }

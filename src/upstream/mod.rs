@@ -77,7 +77,7 @@ use pool::Pool;
 pub use pool::{ClientError, PooledBody};
 
 use crate::body::ProxyBody;
-use crate::classify::{error_kind, AttemptRecord, GiveBack, Outcome, Replay};
+use crate::classify::{error_kind, AttemptRecord, Outcome};
 use crate::error::ProxyError;
 use crate::request::{LlmRequest, RequestContext};
 use crate::upstream::guard::{GuardConfig, StreamFailure, StreamGuard};
@@ -289,21 +289,13 @@ impl<B> Service<Request<B>> for TargetUpstream {
             ))));
         };
         let target = self.target.clone();
-        // Handed back to `retry` once read (see `GiveBack`), as it came.
-        // Taken out of the extensions: the parts it holds do not hold it.
-        let give_back = parts.extensions.remove::<GiveBack>();
-        // The backend's header rules, after the global ones (the `headers` layer);
-        // on a copy when the request goes back.
+        // The backend's header rules, after the global ones (the `headers` layer).
         let rules = target.backend().header_rules();
         let mut headers = std::mem::take(&mut parts.headers);
         // The client's account headers do not ride on the backend's own key
         // (the backend's rules may still set them).
         let keyed = matches!(target.backend().credential(), Credential::Key(_))
             && mask::has_client_account_headers(&headers);
-        let as_came = match &give_back {
-            Some(_) if !rules.is_empty() || keyed => Some(headers.clone()),
-            _ => None,
-        };
         if keyed {
             mask::strip_client_account_headers(&mut headers);
         }
@@ -330,13 +322,7 @@ impl<B> Service<Request<B>> for TargetUpstream {
         // Started here, so the future holds only what the answer needs: the
         // request's headers and body are gone once this returns.
         let sending = start(outbound, &llm, &target);
-        match give_back {
-            Some(slot) => {
-                parts.headers = as_came.unwrap_or(headers);
-                slot.put(Replay::from_parts(parts));
-            }
-            None => drop(headers),
-        }
+        drop(headers);
         Box::pin(async move {
             let started = Instant::now();
             let result = async {
@@ -647,8 +633,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn hands_the_request_back_as_it_came_and_keeps_no_cycle() {
-        // The backend's header rules edit what goes upstream, not what goes back.
+    async fn keeps_nothing_of_the_request_once_sent() {
+        // The backend's header rules edit the request's own headers: a
+        // retry above replays its own copy (see `layers::retry`).
         let rules = HeaderRules::new().force(
             HeaderName::from_static("x-team"),
             HeaderValue::from_static("forced"),
@@ -657,27 +644,10 @@ mod tests {
         let mut req = chat(&tracked);
         req.headers_mut()
             .insert("x-team", HeaderValue::from_static("a"));
-        let slot = GiveBack::default();
-        req.extensions_mut().insert(slot.clone());
-
         let answer = local(rules).oneshot(req).await.unwrap();
         assert_eq!(answer.status(), 200);
-        let again: Request<ProxyBody> = slot.take().expect("handed back").into_request();
-        assert_eq!(again.headers()["x-team"], "a");
-        assert!(again.extensions().get::<LlmRequest>().is_some());
-        assert!(again.extensions().get::<Tracked>().is_some());
-        // The slot is not inside what it holds: nothing keeps the request alive.
-        assert!(again.extensions().get::<GiveBack>().is_none());
-        drop((again, answer));
+        // The answer holds no part of the request.
         assert_eq!(Arc::strong_count(&tracked.0), 1);
-    }
-
-    #[tokio::test]
-    async fn without_a_slot_nothing_is_kept() {
-        let tracked = Tracked(Arc::new(()));
-        let req = chat(&tracked);
-        let answer = local(HeaderRules::new()).oneshot(req).await.unwrap();
-        assert_eq!(answer.status(), 200);
         drop(answer);
         assert_eq!(Arc::strong_count(&tracked.0), 1);
     }

@@ -621,6 +621,8 @@ pub struct Proxy {
     addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
+    /// The app's request log writers (see `App::log_flush`).
+    log_flush: llm_router::layers::log::LogFlush,
 }
 
 impl Proxy {
@@ -638,6 +640,7 @@ impl Proxy {
             .await
             .expect("bind the proxy");
         let addr = server.local_addr();
+        let log_flush = server.app().log_flush();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async move {
             let _ = rx.await;
@@ -646,6 +649,7 @@ impl Proxy {
             addr,
             shutdown: Some(tx),
             task: Some(task),
+            log_flush,
         }
     }
 
@@ -689,6 +693,12 @@ impl Proxy {
         .await;
     }
 
+    /// Wait (at most `timeout`) until every record handed to the request
+    /// log's writers is on disk; whether it got there.
+    pub async fn flush_logs(&self, timeout: Duration) -> bool {
+        self.log_flush.wait(timeout).await
+    }
+
     /// Whether the server task (`Server::run`) is still running.
     pub fn is_running(&self) -> bool {
         self.task.as_ref().is_some_and(|t| !t.is_finished())
@@ -723,6 +733,7 @@ impl Proxy {
             .await
             .expect("bind the proxy");
         let addr = server.local_addr();
+        let log_flush = server.app().log_flush();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async move {
             let _ = rx.await;
@@ -731,6 +742,7 @@ impl Proxy {
             addr,
             shutdown: Some(tx),
             task: Some(task),
+            log_flush,
         }
     }
 }
@@ -1019,6 +1031,7 @@ impl Proxy {
             .await
             .expect("bind the proxy");
         let addr = server.local_addr();
+        let log_flush = server.app().log_flush();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async move {
             let _ = rx.await;
@@ -1027,6 +1040,7 @@ impl Proxy {
             addr,
             shutdown: Some(tx),
             task: Some(task),
+            log_flush,
         }
     }
 }

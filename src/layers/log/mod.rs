@@ -45,8 +45,9 @@
 //! warning per episode), it never makes a request wait.
 //! Rendering, redaction and I/O happen in the writer. A streamed answer is
 //! never delayed: the tap keeps a handle to each frame's bytes and reads them
-//! after the frame has gone on. [`flush`] waits for the writers (the server
-//! calls it on shutdown).
+//! after the frame has gone on. A [`LogFlush`] from
+//! [`LogLayer::flush_handle`] waits for the layer's writer (the server waits
+//! on those of the stacks it built on shutdown).
 //!
 //! **Needs:** nothing (reads [`LlmRequest`], [`RequestId`], [`ClientAddr`],
 //! [`ClientIdentity`] when present). **Provides:** the request's
@@ -80,7 +81,7 @@
 //! }));
 //! let answer = service.oneshot(Request::new(ProxyBody::empty())).await.unwrap();
 //! answer.into_body().collect().await.unwrap();
-//! assert!(llm_router::layers::log::flush(std::time::Duration::from_secs(5)).await);
+//! assert!(layer.flush_handle().wait(std::time::Duration::from_secs(5)).await);
 //! let file = std::fs::read_dir(&dir).unwrap().next().unwrap().unwrap().path();
 //! let line = std::fs::read_to_string(&file).unwrap();
 //! assert!(line.contains("\"status\":200"));
@@ -90,6 +91,7 @@
 
 mod capture;
 mod copier;
+mod flush;
 mod panic;
 #[cfg(test)]
 mod proptests;
@@ -99,8 +101,8 @@ mod terminal;
 mod writer;
 
 pub use crate::config::LogPolicy;
+pub use flush::LogFlush;
 pub use panic::install_panic_hook;
-pub use writer::flush;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -386,6 +388,13 @@ impl LogLayer {
     /// The policy.
     pub fn policy(&self) -> &LogPolicy {
         &self.shared.policy
+    }
+
+    /// A handle to wait until the records this layer handed to its writer
+    /// are on disk (see [`LogFlush`]); it waits for no other layer's writer
+    /// and does not keep this layer alive.
+    pub fn flush_handle(&self) -> LogFlush {
+        LogFlush::of(&self.shared.progress)
     }
 
     /// Records dropped so far because the writer fell behind.

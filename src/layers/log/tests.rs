@@ -73,7 +73,7 @@ async fn json_answer_record() {
         .await
         .unwrap();
     answer.into_body().collect().await.unwrap();
-    assert!(flush(Duration::from_secs(5)).await);
+    assert!(layer.flush_handle().wait(Duration::from_secs(5)).await);
     let all = records(&dir, ".jsonl");
     assert_eq!(all.len(), 1, "{all:?}");
     let r = &all[0];
@@ -127,7 +127,7 @@ async fn errors_go_to_both_files_and_internal_ones_to_exceptions() {
             answer.into_body().collect().await.unwrap();
         }
     }
-    assert!(flush(Duration::from_secs(5)).await);
+    assert!(layer.flush_handle().wait(Duration::from_secs(5)).await);
     let all = records(&dir, ".jsonl");
     assert_eq!(all.len(), 3, "{all:?}");
     let errors = records(&dir, "_errors.jsonl");
@@ -381,7 +381,7 @@ async fn a_client_that_goes_away_is_logged_incomplete() {
     let first = body.frame().await.unwrap().unwrap();
     assert!(first.is_data());
     drop(body);
-    assert!(flush(Duration::from_secs(5)).await);
+    assert!(layer.flush_handle().wait(Duration::from_secs(5)).await);
     let all = records(&dir, ".jsonl");
     assert_eq!(all.len(), 1, "{all:?}");
     assert_eq!(all[0]["complete"], false);
@@ -432,4 +432,66 @@ fn panics_are_appended_to_exceptions_json() {
     std::fs::remove_dir_all(&dir).unwrap();
     let _ = std::panic::catch_unwind(|| panic!("boom again"));
     assert!(!dir.exists());
+}
+
+/// A writer that will never catch up: a record counted as handed over that
+/// the writer never got (its thread is not even started).
+fn behind(layer: &LogLayer) {
+    layer.shared.progress.sent();
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_layers_do_not_wait_for_each_others_writers() {
+    let slow = LogLayer::new(LogPolicy::new(temp_dir("flush-slow")));
+    let fast = LogLayer::new(LogPolicy::new(temp_dir("flush-fast")));
+    behind(&slow);
+    let started = tokio::time::Instant::now();
+    assert!(fast.flush_handle().wait(Duration::from_secs(5)).await);
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    // The slow one's own handle waits for it, up to the timeout.
+    assert!(!slow.flush_handle().wait(Duration::from_secs(5)).await);
+    assert!(started.elapsed() >= Duration::from_secs(5));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_gathered_handle_waits_for_a_replaced_layer_until_it_is_gone() {
+    let old = LogLayer::new(LogPolicy::new(temp_dir("flush-old")));
+    let new = LogLayer::new(LogPolicy::new(temp_dir("flush-new")));
+    let all = LogFlush::default();
+    all.include(&old.flush_handle());
+    // A clone sees what is included later (a reload's stack).
+    let seen_before = all.clone();
+    all.include(&new.flush_handle());
+    all.include(&new.flush_handle());
+    assert_eq!(format!("{all:?}"), "LogFlush { writers: 2 }");
+    // The replaced layer, still held by a request in flight, is behind.
+    behind(&old);
+    assert!(!seen_before.wait(Duration::from_secs(1)).await);
+    // Gone (its writer never started): nothing left to wait for, and the
+    // set forgets it at the next include.
+    drop(old);
+    assert!(seen_before.wait(Duration::from_secs(1)).await);
+    all.include(&LogFlush::default());
+    assert_eq!(format!("{all:?}"), "LogFlush { writers: 1 }");
+}
+
+#[tokio::test]
+async fn a_gathered_handle_waits_for_records_written_after_the_layer_is_dropped() {
+    let dir = temp_dir("flush-dropped");
+    let layer = LogLayer::new(LogPolicy::new(&dir));
+    let all = LogFlush::default();
+    all.include(&layer.flush_handle());
+    let service = layer.layer(service_fn(|_req: Request<ProxyBody>| async {
+        Ok::<_, ProxyError>(Response::new(ProxyBody::full("fine")))
+    }));
+    let answer = service
+        .oneshot(request(r#"{"model":"m","messages":[]}"#))
+        .await
+        .unwrap();
+    answer.into_body().collect().await.unwrap();
+    // The stack is gone (a reload replaced it); its writer finishes.
+    drop(layer);
+    assert!(all.wait(Duration::from_secs(5)).await);
+    assert_eq!(records(&dir, ".jsonl").len(), 1);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -17,14 +17,14 @@
 //! ends, after a last flush, when every sender is gone (the stack was
 //! dropped: shutdown, or a reload that replaced it).
 //!
-//! [`flush`] lets the server's graceful shutdown wait until every record
-//! handed over so far is on disk.
+//! A [`LogFlush`](super::LogFlush) lets the server's graceful shutdown wait
+//! until every record handed over so far is on disk.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
@@ -40,57 +40,14 @@ const BUSY_POLL: Duration = Duration::from_millis(10);
 /// How far a writer got: records handed over and records done with.
 #[derive(Debug, Default)]
 pub(crate) struct Progress {
-    sent: AtomicU64,
-    written: AtomicU64,
-    done: AtomicBool,
+    pub(super) sent: AtomicU64,
+    pub(super) written: AtomicU64,
+    pub(super) done: AtomicBool,
 }
 
 impl Progress {
     pub(crate) fn sent(&self) {
         self.sent.fetch_add(1, Ordering::AcqRel);
-    }
-}
-
-/// Every writer started in this process, for [`flush`].
-static WRITERS: Mutex<Vec<Weak<Progress>>> = Mutex::new(Vec::new());
-
-fn register(progress: &Arc<Progress>) {
-    let mut writers = WRITERS.lock().unwrap_or_else(|e| e.into_inner());
-    writers.retain(|w| w.strong_count() > 0);
-    writers.push(Arc::downgrade(progress));
-}
-
-/// Wait until every log writer of this process has written (and flushed)
-/// every record handed to it before this call, or until `timeout`; whether
-/// they all got there. Records still being produced (an answer still
-/// streaming) are not waited for.
-///
-/// `Server::run` calls it once the connections are drained, so a shutdown
-/// does not lose the last records.
-pub async fn flush(timeout: Duration) -> bool {
-    let targets: Vec<(Arc<Progress>, u64)> = {
-        let writers = WRITERS.lock().unwrap_or_else(|e| e.into_inner());
-        writers
-            .iter()
-            .filter_map(Weak::upgrade)
-            .map(|p| {
-                let sent = p.sent.load(Ordering::Acquire);
-                (p, sent)
-            })
-            .collect()
-    };
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let behind = targets.iter().any(|(p, sent)| {
-            !p.done.load(Ordering::Acquire) && p.written.load(Ordering::Acquire) < *sent
-        });
-        if !behind {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 
@@ -107,7 +64,6 @@ pub(crate) struct Starter {
 
 /// Start the writer thread.
 pub(crate) fn start(starter: Starter, progress: Arc<Progress>) {
-    register(&progress);
     let spawned = std::thread::Builder::new()
         .name("llm-router-log".into())
         .spawn(move || run(starter, &progress));
