@@ -23,6 +23,7 @@ mod env;
 mod error;
 mod generated;
 mod headers;
+mod keys;
 pub mod import;
 pub mod litellm;
 mod loader;
@@ -138,7 +139,13 @@ impl Config {
         let circuit_breaker = loader.circuit_breaker(raw.circuit_breaker)?;
         let failover = loader.failover(raw.failover)?;
         let rate_limit = loader.rate_limit(raw.rate_limit)?;
-        let auth = loader.auth(raw.auth.as_ref(), &dir, &mut stack, stack_explicit)?;
+        let auth = loader.auth(
+            raw.auth.as_ref(),
+            &raw.keys,
+            &dir,
+            &mut stack,
+            stack_explicit,
+        )?;
         let headers = match &raw.headers {
             Some(h) => loader.header_rules(h, "headers")?,
             None => Default::default(),

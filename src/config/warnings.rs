@@ -43,6 +43,16 @@ impl Config {
                 ));
             }
         }
+        if self.stack.contains(&LayerName::Auth) && !self.stack.contains(&LayerName::RateLimit) {
+            for k in self.auth.keys.iter().filter_map(|k| k.virtual_key.as_ref()) {
+                if k.rate_limit().is_some() {
+                    out.push(format!(
+                        "key `{}` has a rate_limit but `rate_limit` is not in [stack] order, so it has no effect",
+                        k.name()
+                    ));
+                }
+            }
+        }
         let used: HashSet<&str> = self
             .models
             .iter()

@@ -141,17 +141,16 @@ fn constant_time_comparison() {
     let set = KeySet {
         client: ["k1", "k2", "k3"]
             .into_iter()
-            .map(|k| AuthKey {
-                key: Secret::new(k),
-                source: KeySource::Config,
-            })
+            .map(|k| AuthKey::plain(Secret::new(k), KeySource::Config))
             .collect(),
         admin: vec![],
         loaded_at: SystemTime::now(),
     };
-    assert_eq!(set.role_of("k1"), Some(Role::Client));
-    assert_eq!(set.role_of("k3"), Some(Role::Client));
-    assert_eq!(set.role_of("k4"), None);
+    let which = |k: &str| set.role_of(k).map(|(role, key)| (role, key.map(|k| k.key.expose())));
+    assert_eq!(which("k1"), Some((Role::Client, Some("k1"))));
+    assert_eq!(which("k2"), Some((Role::Client, Some("k2"))));
+    assert_eq!(which("k3"), Some((Role::Client, Some("k3"))));
+    assert_eq!(which("k4"), None);
 }
 
 /// The app's check before the body stands: a refusal is counted once,
