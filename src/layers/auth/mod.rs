@@ -100,6 +100,7 @@
 //! # }
 //! ```
 
+mod info;
 pub mod jwt;
 mod keys;
 mod layer;
