@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use crate::config::{Config, ConfigError};
 use crate::layers::auth::{BudgetLimit, BudgetPeriod, KeySource, VirtualKey};
-use crate::stack::LayerName;
+use crate::config::LayerName;
 
 const MIN: &str = "[[backends]]\nname = \"m\"\nprovider = \"mock\"\n\n[[models]]\nname = \"echo\"\ntargets = [{ backend = \"m\" }]\n";
 
