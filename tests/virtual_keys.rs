@@ -13,7 +13,9 @@ use http::StatusCode;
 use serde_json::{json, Value};
 
 use support::config::{BackendToml, ModelToml, TestConfig};
-use support::{assert_openai_error, bounded, chat_body, client, json_of, MockUpstream, Proxy, Reply};
+use support::{
+    assert_openai_error, bounded, chat_body, client, json_of, MockUpstream, Proxy, Reply,
+};
 
 const ADMIN: &str = "sk-admin-key-0123456789";
 const PLAIN: &str = "sk-plain-key-0123456789";
@@ -66,7 +68,10 @@ fn anthropic_error(v: &Value) -> (String, String) {
     assert_eq!(v["type"], "error", "{v}");
     (
         v["error"]["type"].as_str().expect("error.type").to_string(),
-        v["error"]["message"].as_str().expect("error.message").to_string(),
+        v["error"]["message"]
+            .as_str()
+            .expect("error.message")
+            .to_string(),
     )
 }
 
@@ -76,7 +81,13 @@ fn config(up: &MockUpstream, extra: &str) -> String {
     TestConfig::new()
         .stack(&["auth", "rate_limit", "failover"])
         .section("rate_limit", &[("requests", "3"), ("window", "\"60s\"")])
-        .section("auth", &[("keys", &format!("[\"{PLAIN}\"]")), ("admin_keys", &format!("[\"{ADMIN}\"]"))])
+        .section(
+            "auth",
+            &[
+                ("keys", &format!("[\"{PLAIN}\"]")),
+                ("admin_keys", &format!("[\"{ADMIN}\"]")),
+            ],
+        )
         .backend(BackendToml::openai("up", &up.base_url()))
         .model(ModelToml::new("allowed").passthrough_target("up"))
         .model(ModelToml::new("other").passthrough_target("up"))
@@ -124,7 +135,10 @@ async fn models_outside_the_allow_list_are_403_in_the_clients_format() {
 
     // Allowed: an exact name, and a name the pattern matches (Anthropic client).
     assert_eq!(chat(&proxy, TEAM, "allowed").await.status(), StatusCode::OK);
-    assert_eq!(messages(&proxy, TEAM, "claude-test").await.status(), StatusCode::OK);
+    assert_eq!(
+        messages(&proxy, TEAM, "claude-test").await.status(),
+        StatusCode::OK
+    );
     assert_eq!(up.requests().len(), 2);
 
     // Not allowed: 403 model_not_allowed, OpenAI's shape...
@@ -134,7 +148,10 @@ async fn models_outside_the_allow_list_are_403_in_the_clients_format() {
     assert_eq!(assert_openai_error(&body), "model_not_allowed");
     assert_eq!(body["error"]["type"], "permission_error");
     let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("`other`") && message.contains("`team-a`"), "{message}");
+    assert!(
+        message.contains("`other`") && message.contains("`team-a`"),
+        "{message}"
+    );
     assert!(!body.to_string().contains(TEAM), "the key leaked: {body}");
     // ... and Anthropic's.
     let answer = messages(&proxy, TEAM, "other").await;
@@ -162,10 +179,16 @@ async fn models_outside_the_allow_list_are_403_in_the_clients_format() {
     assert!(all.contains(&"other".to_string()), "{all:?}");
     let team = ids(json_of(get(&proxy, "/v1/models", Some(TEAM)).await).await);
     assert_eq!(team, ["allowed"]);
-    assert_eq!(get(&proxy, "/v1/models/allowed", Some(TEAM)).await.status(), StatusCode::OK);
+    assert_eq!(
+        get(&proxy, "/v1/models/allowed", Some(TEAM)).await.status(),
+        StatusCode::OK
+    );
     let answer = get(&proxy, "/v1/models/other", Some(TEAM)).await;
     assert_eq!(answer.status(), StatusCode::FORBIDDEN);
-    assert_eq!(assert_openai_error(&json_of(answer).await), "model_not_allowed");
+    assert_eq!(
+        assert_openai_error(&json_of(answer).await),
+        "model_not_allowed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -188,8 +211,14 @@ async fn an_expired_key_is_401_before_its_body_is_read() {
     assert_eq!(kind, "authentication_error");
     assert!(message.contains("expired"), "{message}");
     // Its own info and the model list too.
-    assert_eq!(get(&proxy, "/v1/key/info", Some(OLD)).await.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(get(&proxy, "/v1/models", Some(OLD)).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        get(&proxy, "/v1/key/info", Some(OLD)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        get(&proxy, "/v1/models", Some(OLD)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
     assert!(up.requests().is_empty());
     // Counted apart in /auth/metrics.
     let metrics = json_of(get(&proxy, "/auth/metrics", Some(ADMIN)).await).await;
@@ -209,9 +238,16 @@ async fn a_keys_own_rate_limit_replaces_the_global_one() {
     }
     let refused = chat(&proxy, TIGHT, "allowed").await;
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
-    let retry_after: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=60).contains(&retry_after), "{retry_after}");
-    assert_eq!(assert_openai_error(&json_of(refused).await), "rate_limit_exceeded");
+    assert_eq!(
+        assert_openai_error(&json_of(refused).await),
+        "rate_limit_exceeded"
+    );
 
     // Another key still passes: `wide` gets its own 5, over the global 3.
     for i in 0..5 {
@@ -258,7 +294,10 @@ async fn key_info_and_admin_keys_show_masked_keys() {
     assert_eq!(info["expired"], false);
     assert_eq!(info["budget"], json!({"usd": 100.0, "period": "month"}));
     assert_eq!(info["metadata"], json!({"team": "platform"}));
-    assert_eq!(info["budget_group"], json!({"key": "team", "value": "platform"}));
+    assert_eq!(
+        info["budget_group"],
+        json!({"key": "team", "value": "platform"})
+    );
     assert_eq!(info["rate_limit"], Value::Null);
     assert_eq!(info["stats"]["requests"], 2, "the chat and this: {info}");
     assert!(info.get("spend").is_none(), "no budget layer yet: {info}");
@@ -271,15 +310,27 @@ async fn key_info_and_admin_keys_show_masked_keys() {
     );
     // A plain key: what is known of it.
     let info = json_of(get(&proxy, "/v1/key/info", Some(PLAIN)).await).await;
-    assert_eq!((&info["name"], &info["virtual"], &info["role"]), (&Value::Null, &json!(false), &json!("client")));
+    assert_eq!(
+        (&info["name"], &info["virtual"], &info["role"]),
+        (&Value::Null, &json!(false), &json!("client"))
+    );
     assert!(!info.to_string().contains(PLAIN), "{info}");
-    assert_eq!(get(&proxy, "/v1/key/info", None).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        get(&proxy, "/v1/key/info", None).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
 
     // /admin/keys: admin only, every virtual key, masked.
-    assert_eq!(get(&proxy, "/admin/keys", None).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        get(&proxy, "/admin/keys", None).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
     let answer = get(&proxy, "/admin/keys", Some(TEAM)).await;
     assert_eq!(answer.status(), StatusCode::FORBIDDEN);
-    assert_eq!(assert_openai_error(&json_of(answer).await), "admin_key_required");
+    assert_eq!(
+        assert_openai_error(&json_of(answer).await),
+        "admin_key_required"
+    );
     let all = json_of(get(&proxy, "/admin/keys", Some(ADMIN)).await).await;
     assert_eq!(all["count"], 4);
     let names: Vec<&str> = all["keys"]
@@ -296,8 +347,14 @@ async fn key_info_and_admin_keys_show_masked_keys() {
     }
     // Listed at `/` with the other endpoints.
     let root = json_of(get(&proxy, "/", None).await).await;
-    assert!(root["endpoints"]["client"].as_array().unwrap().contains(&json!("GET /v1/key/info")));
-    assert!(root["endpoints"]["admin"].as_array().unwrap().contains(&json!("GET /admin/keys")));
+    assert!(root["endpoints"]["client"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("GET /v1/key/info")));
+    assert!(root["endpoints"]["admin"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("GET /admin/keys")));
 }
 
 /// A fresh directory for a config file and its keys file.
@@ -322,14 +379,23 @@ async fn a_keys_file_reload_picks_up_a_new_virtual_key() {
     write_atomically(&keys, &format!("# plain keys and virtual keys\n{PLAIN}\n"));
     let text = TestConfig::new()
         .stack(&["auth", "rate_limit", "failover"])
-        .section("auth", &[("keys_file", "\"keys.txt\""), ("admin_keys", &format!("[\"{ADMIN}\"]"))])
+        .section(
+            "auth",
+            &[
+                ("keys_file", "\"keys.txt\""),
+                ("admin_keys", &format!("[\"{ADMIN}\"]")),
+            ],
+        )
         .backend(BackendToml::openai("up", &up.base_url()))
         .model(ModelToml::new("allowed").passthrough_target("up"))
         .model(ModelToml::new("other").passthrough_target("up"))
         .toml();
     let proxy = Proxy::start_with(&text, &dir.join("config.toml"), |_| None).await;
     let new = "sk-file-key-0123456789";
-    assert_eq!(chat(&proxy, new, "allowed").await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        chat(&proxy, new, "allowed").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
 
     write_atomically(
         &keys,
@@ -337,7 +403,12 @@ async fn a_keys_file_reload_picks_up_a_new_virtual_key() {
             "{PLAIN}\n{{\"name\": \"from-file\", \"key\": \"{new}\", \"models\": [\"allowed\"], \"rate_limit\": {{\"requests\": 1}}, \"metadata\": {{\"team\": \"data\"}}}}\n"
         ),
     );
-    let reload = send(client().post(proxy.at("/auth/reload-keys")).bearer_auth(ADMIN)).await;
+    let reload = send(
+        client()
+            .post(proxy.at("/auth/reload-keys"))
+            .bearer_auth(ADMIN),
+    )
+    .await;
     assert_eq!(reload.status(), StatusCode::OK);
     let report = json_of(reload).await;
     assert_eq!(report["keys"]["from_file"], 2, "{report}");
@@ -346,7 +417,10 @@ async fn a_keys_file_reload_picks_up_a_new_virtual_key() {
     assert_eq!(chat(&proxy, new, "allowed").await.status(), StatusCode::OK);
     let answer = chat(&proxy, new, "other").await;
     assert_eq!(answer.status(), StatusCode::FORBIDDEN);
-    assert_eq!(assert_openai_error(&json_of(answer).await), "model_not_allowed");
+    assert_eq!(
+        assert_openai_error(&json_of(answer).await),
+        "model_not_allowed"
+    );
     assert_eq!(
         chat(&proxy, new, "allowed").await.status(),
         StatusCode::TOO_MANY_REQUESTS
@@ -358,13 +432,24 @@ async fn a_keys_file_reload_picks_up_a_new_virtual_key() {
     assert_eq!(all["keys"][0]["metadata"], json!({"team": "data"}));
 
     // A bad JSON line: the reload fails naming the line, the keys in force stay.
-    write_atomically(&keys, &format!("{PLAIN}\n{{\"name\": \"x\", \"key\": \"{new}\", \"modles\": []}}\n"));
-    let answer = send(client().post(proxy.at("/auth/reload-keys")).bearer_auth(ADMIN)).await;
+    write_atomically(
+        &keys,
+        &format!("{PLAIN}\n{{\"name\": \"x\", \"key\": \"{new}\", \"modles\": []}}\n"),
+    );
+    let answer = send(
+        client()
+            .post(proxy.at("/auth/reload-keys"))
+            .bearer_auth(ADMIN),
+    )
+    .await;
     assert_eq!(answer.status(), StatusCode::INTERNAL_SERVER_ERROR);
     let body = json_of(answer).await;
     assert_eq!(assert_openai_error(&body), "keys_reload_failed");
     let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("line 2") && message.contains("modles"), "{message}");
+    assert!(
+        message.contains("line 2") && message.contains("modles"),
+        "{message}"
+    );
     assert!(!message.contains(new), "{message}");
     let all = json_of(get(&proxy, "/admin/keys", Some(ADMIN)).await).await;
     assert_eq!(all["count"], 1, "{all}");

@@ -195,7 +195,9 @@ impl Handler {
                 }
                 json_response(StatusCode::OK, &health)
             }
-            "/v1/models" if get => json_response(StatusCode::OK, &self.models_list(client.as_ref())),
+            "/v1/models" if get => {
+                json_response(StatusCode::OK, &self.models_list(client.as_ref()))
+            }
             "/v1/key/info" if get => match (&self.state.router.auth, &client) {
                 (Some(keys), Some(client)) => json_response(StatusCode::OK, &keys.key_info(client)),
                 _ => ProxyError::bad_request(

@@ -8,8 +8,8 @@ use http::HeaderName;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{ConfigError, LayerName, Loader};
 use super::keys::RawKey;
+use super::{ConfigError, LayerName, Loader};
 use crate::layers::auth::{
     key_problem, merge_keys, read_keys_file, AuthKey, AuthPolicy, KeySource,
 };

@@ -117,7 +117,8 @@ impl Loader<'_> {
             }
         };
         // A `KeyError` about a field of this entry, at `span`.
-        let fail = |span: Range<usize>, e: KeyError| self.err(Some(span), path(&e.field), e.message);
+        let fail =
+            |span: Range<usize>, e: KeyError| self.err(Some(span), path(&e.field), e.message);
         let key_text = raw.key.get_ref().trim();
         if key_text.is_empty() {
             return Err(self.err(

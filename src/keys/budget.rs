@@ -87,7 +87,12 @@ impl BudgetPeriod {
         let secs = n
             .checked_mul(unit)
             .filter(|s| *s <= MAX_ROLLING.as_secs())
-            .ok_or_else(|| format!("`{text}` is longer than {} days", MAX_ROLLING.as_secs() / 86_400))?;
+            .ok_or_else(|| {
+                format!(
+                    "`{text}` is longer than {} days",
+                    MAX_ROLLING.as_secs() / 86_400
+                )
+            })?;
         Ok(BudgetPeriod::Rolling(Duration::from_secs(secs)))
     }
 }
@@ -191,7 +196,19 @@ mod tests {
         );
         assert_eq!(BudgetPeriod::parse("48h").unwrap().to_string(), "2d");
         assert_eq!(BudgetPeriod::parse("7d").unwrap().to_string(), "7d");
-        for bad in ["", "d", "0d", "-1d", "1.5h", "1m", "30s", "monthly", "Day", "99999999999999999999d", "3661d"] {
+        for bad in [
+            "",
+            "d",
+            "0d",
+            "-1d",
+            "1.5h",
+            "1m",
+            "30s",
+            "monthly",
+            "Day",
+            "99999999999999999999d",
+            "3661d",
+        ] {
             assert!(BudgetPeriod::parse(bad).is_err(), "{bad}");
         }
     }
@@ -204,11 +221,32 @@ mod tests {
             s.describe(),
             serde_json::json!({"tokens": 5_000_000, "period": "30d"})
         );
-        assert_eq!(BudgetSpec::parse(None, None, Some("day")).unwrap_err().0, "");
+        assert_eq!(
+            BudgetSpec::parse(None, None, Some("day")).unwrap_err().0,
+            ""
+        );
         assert_eq!(BudgetSpec::parse(Some(1.0), None, None).unwrap_err().0, "");
-        assert_eq!(BudgetSpec::parse(Some(0.0), None, Some("day")).unwrap_err().0, "usd");
-        assert_eq!(BudgetSpec::parse(Some(f64::NAN), None, Some("day")).unwrap_err().0, "usd");
-        assert_eq!(BudgetSpec::parse(None, Some(0), Some("day")).unwrap_err().0, "tokens");
-        assert_eq!(BudgetSpec::parse(Some(1.0), None, Some("year")).unwrap_err().0, "period");
+        assert_eq!(
+            BudgetSpec::parse(Some(0.0), None, Some("day"))
+                .unwrap_err()
+                .0,
+            "usd"
+        );
+        assert_eq!(
+            BudgetSpec::parse(Some(f64::NAN), None, Some("day"))
+                .unwrap_err()
+                .0,
+            "usd"
+        );
+        assert_eq!(
+            BudgetSpec::parse(None, Some(0), Some("day")).unwrap_err().0,
+            "tokens"
+        );
+        assert_eq!(
+            BudgetSpec::parse(Some(1.0), None, Some("year"))
+                .unwrap_err()
+                .0,
+            "period"
+        );
     }
 }

@@ -140,17 +140,16 @@ impl Expiry {
     /// ```
     pub fn parse(text: &str) -> Result<Expiry, String> {
         let t = text.trim();
-        let parsed =
-            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-                .map_err(|e| {
-                    format!(
-                        "`{}` is not an RFC 3339 timestamp such as \"2027-01-31T00:00:00Z\" ({e})",
-                        t.escape_debug()
-                    )
-                })?;
+        let parsed = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+            .map_err(|e| {
+                format!(
+                    "`{}` is not an RFC 3339 timestamp such as \"2027-01-31T00:00:00Z\" ({e})",
+                    t.escape_debug()
+                )
+            })?;
         let nanos = parsed.unix_timestamp_nanos();
-        let nanos = u64::try_from(nanos)
-            .map_err(|_| format!("`{t}` is before 1970 or too far ahead"))?;
+        let nanos =
+            u64::try_from(nanos).map_err(|_| format!("`{t}` is before 1970 or too far ahead"))?;
         Ok(Expiry {
             at: UNIX_EPOCH + Duration::from_nanos(nanos),
             text: t.into(),
@@ -281,10 +280,7 @@ impl VirtualKey {
                 ));
             }
             if k.chars().any(char::is_control) {
-                return Err(KeyError::new(
-                    "metadata",
-                    "a key holds a control character",
-                ));
+                return Err(KeyError::new("metadata", "a key holds a control character"));
             }
             if v.chars().count() > MAX_METADATA_VALUE_LEN || v.chars().any(char::is_control) {
                 return Err(KeyError::new(

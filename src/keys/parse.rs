@@ -70,7 +70,14 @@ impl VirtualKey {
                     None => m,
                 }
             };
-            KeyError::new(if path == "." || path == "?" { String::new() } else { path }, message)
+            KeyError::new(
+                if path == "." || path == "?" {
+                    String::new()
+                } else {
+                    path
+                },
+                message,
+            )
         })?;
         de.end()
             .map_err(|_| KeyError::new("", "trailing characters after the JSON object"))?;
@@ -92,7 +99,8 @@ impl VirtualKey {
             key = key.with_models(list);
         }
         if let Some(expires) = raw.expires {
-            key = key.with_expiry(Expiry::parse(&expires).map_err(|m| KeyError::new("expires", m))?);
+            key =
+                key.with_expiry(Expiry::parse(&expires).map_err(|m| KeyError::new("expires", m))?);
         }
         if let Some(r) = raw.rate_limit {
             let window = match &r.window {

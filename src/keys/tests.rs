@@ -51,7 +51,10 @@ fn a_full_json_line() {
     assert_eq!(d["expired"], false);
     assert_eq!(d["budget"], json!({"usd": 100.0, "period": "month"}));
     assert_eq!(d["rate_limit"]["window"], "1m");
-    assert_eq!(d["budget_group"], json!({"key": "team", "value": "platform"}));
+    assert_eq!(
+        d["budget_group"],
+        json!({"key": "team", "value": "platform"})
+    );
 }
 
 #[test]
@@ -105,29 +108,105 @@ fn refused(line: &str, field: &str, says: &str) {
 #[test]
 fn bad_lines_name_the_field() {
     let k = r#""key":"sk-secret-0123456789""#;
-    refused(&format!(r#"{{"name":"a",{k},"kee":1}}"#), "kee", "unknown field `kee`");
+    refused(
+        &format!(r#"{{"name":"a",{k},"kee":1}}"#),
+        "kee",
+        "unknown field `kee`",
+    );
     refused(&format!(r#"{{{k}}}"#), "", "missing field `name`");
     refused(r#"{"name":"a"}"#, "", "missing field `key`");
-    refused(r#"{"name":"a","key":12345678901}"#, "key", "must be a string");
+    refused(
+        r#"{"name":"a","key":12345678901}"#,
+        "key",
+        "must be a string",
+    );
     refused(r#"{"name":"a","key":"sk-secret two"}"#, "key", "space");
-    refused(r#"{"name":"a","key":"${SECRET}"}"#, "key", "does not expand");
-    refused(&format!(r#"{{"name":"a b",{k}}}"#), "name", "letters, digits");
+    refused(
+        r#"{"name":"a","key":"${SECRET}"}"#,
+        "key",
+        "does not expand",
+    );
+    refused(
+        &format!(r#"{{"name":"a b",{k}}}"#),
+        "name",
+        "letters, digits",
+    );
     refused(&format!(r#"{{"name":"",{k}}}"#), "name", "empty");
-    refused(&format!(r#"{{"name":"a",{k},"models":[]}}"#), "models", "allows no model");
-    refused(&format!(r#"{{"name":"a",{k},"models":["ok","a b"]}}"#), "models[1]", "whitespace");
-    refused(&format!(r#"{{"name":"a",{k},"expires":"soon"}}"#), "expires", "RFC 3339");
-    refused(&format!(r#"{{"name":"a",{k},"rate_limit":{{}}}}"#), "rate_limit", "sets no limit");
-    refused(&format!(r#"{{"name":"a",{k},"rate_limit":{{"requests":0}}}}"#), "rate_limit.requests", "at least 1");
-    refused(&format!(r#"{{"name":"a",{k},"rate_limit":{{"requests":1,"window":"10"}}}}"#), "rate_limit.window", "no unit");
-    refused(&format!(r#"{{"name":"a",{k},"rate_limit":{{"requests":-1}}}}"#), "rate_limit.requests", "invalid value");
-    refused(&format!(r#"{{"name":"a",{k},"rate_limit":{{"key":"ip","requests":1}}}}"#), "rate_limit.key", "unknown field `key`");
-    refused(&format!(r#"{{"name":"a",{k},"budget":{{"usd":1,"tokens":2,"period":"day"}}}}"#), "budget.tokens", "not both");
-    refused(&format!(r#"{{"name":"a",{k},"budget":{{"usd":1}}}}"#), "budget", "period");
-    refused(&format!(r#"{{"name":"a",{k},"budget":{{"usd":-1,"period":"day"}}}}"#), "budget.usd", "above 0");
-    refused(&format!(r#"{{"name":"a",{k},"budget":{{"usd":1,"period":"fortnight"}}}}"#), "budget.period", "not a period");
-    refused(&format!(r#"{{"name":"a",{k},"metadata":{{"team":1}}}}"#), "metadata.team", "invalid type");
-    refused(&format!(r#"{{"name":"a",{k},"budget_group":"team"}}"#), "budget_group", "no metadata");
-    refused(&format!(r#"{{"name":"a",{k},"metadata":{{"org":"x"}},"budget_group":"team"}}"#), "budget_group", "`org`");
+    refused(
+        &format!(r#"{{"name":"a",{k},"models":[]}}"#),
+        "models",
+        "allows no model",
+    );
+    refused(
+        &format!(r#"{{"name":"a",{k},"models":["ok","a b"]}}"#),
+        "models[1]",
+        "whitespace",
+    );
+    refused(
+        &format!(r#"{{"name":"a",{k},"expires":"soon"}}"#),
+        "expires",
+        "RFC 3339",
+    );
+    refused(
+        &format!(r#"{{"name":"a",{k},"rate_limit":{{}}}}"#),
+        "rate_limit",
+        "sets no limit",
+    );
+    refused(
+        &format!(r#"{{"name":"a",{k},"rate_limit":{{"requests":0}}}}"#),
+        "rate_limit.requests",
+        "at least 1",
+    );
+    refused(
+        &format!(r#"{{"name":"a",{k},"rate_limit":{{"requests":1,"window":"10"}}}}"#),
+        "rate_limit.window",
+        "no unit",
+    );
+    refused(
+        &format!(r#"{{"name":"a",{k},"rate_limit":{{"requests":-1}}}}"#),
+        "rate_limit.requests",
+        "invalid value",
+    );
+    refused(
+        &format!(r#"{{"name":"a",{k},"rate_limit":{{"key":"ip","requests":1}}}}"#),
+        "rate_limit.key",
+        "unknown field `key`",
+    );
+    refused(
+        &format!(r#"{{"name":"a",{k},"budget":{{"usd":1,"tokens":2,"period":"day"}}}}"#),
+        "budget.tokens",
+        "not both",
+    );
+    refused(
+        &format!(r#"{{"name":"a",{k},"budget":{{"usd":1}}}}"#),
+        "budget",
+        "period",
+    );
+    refused(
+        &format!(r#"{{"name":"a",{k},"budget":{{"usd":-1,"period":"day"}}}}"#),
+        "budget.usd",
+        "above 0",
+    );
+    refused(
+        &format!(r#"{{"name":"a",{k},"budget":{{"usd":1,"period":"fortnight"}}}}"#),
+        "budget.period",
+        "not a period",
+    );
+    refused(
+        &format!(r#"{{"name":"a",{k},"metadata":{{"team":1}}}}"#),
+        "metadata.team",
+        "invalid type",
+    );
+    refused(
+        &format!(r#"{{"name":"a",{k},"budget_group":"team"}}"#),
+        "budget_group",
+        "no metadata",
+    );
+    refused(
+        &format!(r#"{{"name":"a",{k},"metadata":{{"org":"x"}},"budget_group":"team"}}"#),
+        "budget_group",
+        "`org`",
+    );
     refused(&format!(r#"{{"name":"a",{k}}} x"#), "", "trailing");
     refused(&format!(r#"{{"name":"a",{k}"#), "", "EOF");
 }
@@ -138,9 +217,15 @@ fn metadata_is_bounded() {
     let many: BTreeMap<String, String> = (0..=MAX_METADATA_ENTRIES)
         .map(|i| (format!("k{i}"), "v".into()))
         .collect();
-    assert_eq!(base.clone().with_metadata(many).unwrap_err().field, "metadata");
+    assert_eq!(
+        base.clone().with_metadata(many).unwrap_err().field,
+        "metadata"
+    );
     let long = BTreeMap::from([("k".to_string(), "v".repeat(MAX_METADATA_VALUE_LEN + 1))]);
-    assert_eq!(base.clone().with_metadata(long).unwrap_err().field, "metadata.k");
+    assert_eq!(
+        base.clone().with_metadata(long).unwrap_err().field,
+        "metadata.k"
+    );
     let ctl = BTreeMap::from([("k".to_string(), "a\nb".to_string())]);
     assert!(base.with_metadata(ctl).is_err());
 }

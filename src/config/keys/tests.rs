@@ -1,9 +1,9 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::config::LayerName;
 use crate::config::{Config, ConfigError};
 use crate::layers::auth::{BudgetLimit, BudgetPeriod, KeySource, VirtualKey};
-use crate::config::LayerName;
 
 const MIN: &str = "[[backends]]\nname = \"m\"\nprovider = \"mock\"\n\n[[models]]\nname = \"echo\"\ntargets = [{ backend = \"m\" }]\n";
 
@@ -72,11 +72,20 @@ fn keys_are_client_keys_of_auth() {
     assert_eq!(a.expires().unwrap().as_str(), "2027-01-31T00:00:00Z");
     let limit = a.rate_limit().unwrap();
     assert_eq!(
-        (limit.requests, limit.tokens, limit.concurrency, limit.window),
+        (
+            limit.requests,
+            limit.tokens,
+            limit.concurrency,
+            limit.window
+        ),
         (Some(600), Some(200_000), Some(20), Duration::from_secs(60))
     );
     let budget = a.budget().unwrap();
-    assert_eq!(budget.limit, BudgetLimit::Usd(100.0), "an integer is dollars too");
+    assert_eq!(
+        budget.limit,
+        BudgetLimit::Usd(100.0),
+        "an integer is dollars too"
+    );
     assert_eq!(budget.period, BudgetPeriod::Month);
     assert_eq!(a.budget_group().unwrap().value, "platform");
     assert_eq!(a.metadata().len(), 2);
@@ -110,26 +119,126 @@ fn keys_are_client_keys_of_auth() {
 fn bad_values_name_file_line_and_key() {
     let head = "[[keys]]\nname = \"a\"\nkey = \"${TEAM_KEY}\"\n";
     // The entry starts at line 9: name 10, key 11, the next line 12.
-    refused("[[keys]]\nname = \"a\"\n", 9, "keys[0]", "missing field `key`");
-    refused(&format!("{head}modles = [\"x\"]\n"), 12, "keys[0].modles", "unknown key `modles` (did you mean `models`?)");
-    refused("[[keys]]\nname = \"a b\"\nkey = \"k-0123456789\"\n", 10, "keys[0].name", "letters, digits");
-    refused("[[keys]]\nname = \"a\"\nkey = \"${MISSING:-}\"\n", 11, "keys[0].key", "is empty");
-    refused("[[keys]]\nname = \"a\"\nkey = \"sk 0123456789\"\n", 11, "keys[0].key", "space");
-    refused(&format!("{head}models = [\"ok\",\n  \"a b\"]\n"), 13, "keys[0].models[1]", "whitespace");
-    refused(&format!("{head}models = []\n"), 12, "keys[0].models", "allows no model");
-    refused(&format!("{head}expires = \"2027-01-31\"\n"), 12, "keys[0].expires", "RFC 3339");
-    refused(&format!("{head}rate_limit = {{ window = \"60s\" }}\n"), 12, "keys[0].rate_limit", "sets no limit");
-    refused(&format!("{head}rate_limit = {{ requests = 0 }}\n"), 12, "keys[0].rate_limit.requests", "from 1");
-    refused(&format!("{head}rate_limit = {{ requests = 1, window = \"1.5s\" }}\n"), 12, "keys[0].rate_limit.window", "whole number of seconds");
-    refused(&format!("{head}rate_limit = {{ requests = 1, key = \"ip\" }}\n"), 12, "keys[0].rate_limit.key", "unknown key `key`");
-    refused(&format!("{head}budget = {{ usd = 1.0 }}\n"), 12, "keys[0].budget", "period");
-    refused(&format!("{head}budget = {{ usd = 1.0, tokens = 5, period = \"day\" }}\n"), 12, "keys[0].budget.tokens", "not both");
-    refused(&format!("{head}budget = {{ usd = -1.0, period = \"day\" }}\n"), 12, "keys[0].budget.usd", "above 0");
-    refused(&format!("{head}budget = {{ tokens = -5, period = \"day\" }}\n"), 12, "keys[0].budget.tokens", "from 1");
-    refused(&format!("{head}budget = {{ usd = 1.0, period = \"quarter\" }}\n"), 12, "keys[0].budget.period", "not a period");
-    refused(&format!("{head}metadata = {{ team = 1 }}\n"), 12, "keys[0].metadata.team", "invalid type");
-    refused(&format!("{head}metadata = {{ team = \"x\" }}\nbudget_group = \"org\"\n"), 13, "keys[0].budget_group", "`team`");
-    refused(&format!("{head}budget_group = \"org\"\n"), 12, "keys[0].budget_group", "no metadata");
+    refused(
+        "[[keys]]\nname = \"a\"\n",
+        9,
+        "keys[0]",
+        "missing field `key`",
+    );
+    refused(
+        &format!("{head}modles = [\"x\"]\n"),
+        12,
+        "keys[0].modles",
+        "unknown key `modles` (did you mean `models`?)",
+    );
+    refused(
+        "[[keys]]\nname = \"a b\"\nkey = \"k-0123456789\"\n",
+        10,
+        "keys[0].name",
+        "letters, digits",
+    );
+    refused(
+        "[[keys]]\nname = \"a\"\nkey = \"${MISSING:-}\"\n",
+        11,
+        "keys[0].key",
+        "is empty",
+    );
+    refused(
+        "[[keys]]\nname = \"a\"\nkey = \"sk 0123456789\"\n",
+        11,
+        "keys[0].key",
+        "space",
+    );
+    refused(
+        &format!("{head}models = [\"ok\",\n  \"a b\"]\n"),
+        13,
+        "keys[0].models[1]",
+        "whitespace",
+    );
+    refused(
+        &format!("{head}models = []\n"),
+        12,
+        "keys[0].models",
+        "allows no model",
+    );
+    refused(
+        &format!("{head}expires = \"2027-01-31\"\n"),
+        12,
+        "keys[0].expires",
+        "RFC 3339",
+    );
+    refused(
+        &format!("{head}rate_limit = {{ window = \"60s\" }}\n"),
+        12,
+        "keys[0].rate_limit",
+        "sets no limit",
+    );
+    refused(
+        &format!("{head}rate_limit = {{ requests = 0 }}\n"),
+        12,
+        "keys[0].rate_limit.requests",
+        "from 1",
+    );
+    refused(
+        &format!("{head}rate_limit = {{ requests = 1, window = \"1.5s\" }}\n"),
+        12,
+        "keys[0].rate_limit.window",
+        "whole number of seconds",
+    );
+    refused(
+        &format!("{head}rate_limit = {{ requests = 1, key = \"ip\" }}\n"),
+        12,
+        "keys[0].rate_limit.key",
+        "unknown key `key`",
+    );
+    refused(
+        &format!("{head}budget = {{ usd = 1.0 }}\n"),
+        12,
+        "keys[0].budget",
+        "period",
+    );
+    refused(
+        &format!("{head}budget = {{ usd = 1.0, tokens = 5, period = \"day\" }}\n"),
+        12,
+        "keys[0].budget.tokens",
+        "not both",
+    );
+    refused(
+        &format!("{head}budget = {{ usd = -1.0, period = \"day\" }}\n"),
+        12,
+        "keys[0].budget.usd",
+        "above 0",
+    );
+    refused(
+        &format!("{head}budget = {{ tokens = -5, period = \"day\" }}\n"),
+        12,
+        "keys[0].budget.tokens",
+        "from 1",
+    );
+    refused(
+        &format!("{head}budget = {{ usd = 1.0, period = \"quarter\" }}\n"),
+        12,
+        "keys[0].budget.period",
+        "not a period",
+    );
+    refused(
+        &format!("{head}metadata = {{ team = 1 }}\n"),
+        12,
+        "keys[0].metadata.team",
+        "invalid type",
+    );
+    refused(
+        &format!("{head}metadata = {{ team = \"x\" }}\nbudget_group = \"org\"\n"),
+        13,
+        "keys[0].budget_group",
+        "`team`",
+    );
+    refused(
+        &format!("{head}budget_group = \"org\"\n"),
+        12,
+        "keys[0].budget_group",
+        "no metadata",
+    );
     // Names and keys are unique.
     refused(
         &format!("{head}\n[[keys]]\nname = \"a\"\nkey = \"sk-other-0123456789\"\n"),
@@ -158,7 +267,11 @@ fn bad_values_name_file_line_and_key() {
     );
     // An unset variable: the substitution's own error, at its line.
     let e = parse("[[keys]]\nname = \"a\"\nkey = \"${NOPE}\"\n").unwrap_err();
-    assert_eq!((e.line, e.key.as_deref()), (Some(11), Some("keys[0].key")), "{e}");
+    assert_eq!(
+        (e.line, e.key.as_deref()),
+        (Some(11), Some("keys[0].key")),
+        "{e}"
+    );
     assert!(e.message.contains("NOPE"), "{e}");
 }
 
@@ -200,12 +313,22 @@ fn keys_file_json_lines() {
         ]
     );
     assert_eq!(
-        c.auth.keys[1].virtual_key.as_ref().unwrap().rate_limit().unwrap().requests,
+        c.auth.keys[1]
+            .virtual_key
+            .as_ref()
+            .unwrap()
+            .rate_limit()
+            .unwrap()
+            .requests,
         Some(5)
     );
     // A `[[keys]]` name used in the file too: an error at `keys_file`.
     let e = config("[[keys]]\nname = \"f\"\nkey = \"sk-cfg-0123456789\"\n").unwrap_err();
-    assert_eq!((e.line, e.key.as_deref()), (Some(10), Some("auth.keys_file")), "{e}");
+    assert_eq!(
+        (e.line, e.key.as_deref()),
+        (Some(10), Some("auth.keys_file")),
+        "{e}"
+    );
     assert!(e.message.contains("name `f`"), "{e}");
     // A bad line: the file's line, and never the key.
     std::fs::write(&file, "sk-plain-0123456789\n\n{\"name\": \"f\", \"key\": \"sk-file-0123456789\", \"expires\": \"never\"}\n").unwrap();

@@ -49,7 +49,11 @@ impl KeyStore {
             let set = self.keys();
             let found = set
                 .virtual_keys()
-                .find(|k| k.virtual_key.as_ref().is_some_and(|o| o.name() == vk.name()))
+                .find(|k| {
+                    k.virtual_key
+                        .as_ref()
+                        .is_some_and(|o| o.name() == vk.name())
+                })
                 .and_then(|k| self.describe_virtual(k, now));
             // A key of a set reloaded meanwhile: what the request saw.
             return found.unwrap_or_else(|| {

@@ -14,8 +14,8 @@ use serde_json::{json, Value};
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
 use super::{merge_keys, read_keys_file, AuthKey, AuthPolicy, KeySource, KeysFileError};
-use crate::keys::{BudgetGroup, ClientKey, VirtualKey};
 use crate::error::ProxyError;
+use crate::keys::{BudgetGroup, ClientKey, VirtualKey};
 use crate::layers::jwt::{looks_like_jwt, JwtPolicy, IDENTITY_PREFIX};
 use crate::secret::{mask_key, Secret};
 use crate::FastMap;
@@ -351,9 +351,7 @@ impl KeyStore {
                     key: key.map_or_else(|| Secret::new(presented), |k| k.key.clone()),
                     role,
                     subject: None,
-                    budget_group: virtual_key
-                        .as_ref()
-                        .and_then(|k| k.budget_group().cloned()),
+                    budget_group: virtual_key.as_ref().and_then(|k| k.budget_group().cloned()),
                     virtual_key,
                 });
             }

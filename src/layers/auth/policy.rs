@@ -113,11 +113,12 @@ impl AuthPolicy {
     pub fn keys_file(mut self, path: impl Into<PathBuf>) -> Result<Self, KeysFileError> {
         let path = path.into();
         let keys = read_keys_file(&path)?;
-        self.keys = merge_keys(std::mem::take(&mut self.keys), keys, &self.admin_keys)
-            .map_err(|message| KeysFileError::Conflict {
+        self.keys = merge_keys(std::mem::take(&mut self.keys), keys, &self.admin_keys).map_err(
+            |message| KeysFileError::Conflict {
                 path: path.clone(),
                 message,
-            })?;
+            },
+        )?;
         self.keys_file = Some(path);
         Ok(self)
     }

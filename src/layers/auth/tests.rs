@@ -146,7 +146,10 @@ fn constant_time_comparison() {
         admin: vec![],
         loaded_at: SystemTime::now(),
     };
-    let which = |k: &str| set.role_of(k).map(|(role, key)| (role, key.map(|k| k.key.expose())));
+    let which = |k: &str| {
+        set.role_of(k)
+            .map(|(role, key)| (role, key.map(|k| k.key.expose())))
+    };
     assert_eq!(which("k1"), Some((Role::Client, Some("k1"))));
     assert_eq!(which("k2"), Some((Role::Client, Some("k2"))));
     assert_eq!(which("k3"), Some((Role::Client, Some("k3"))));
@@ -326,7 +329,9 @@ fn virtual_store() -> Arc<KeyStore> {
         .unwrap();
     let done = VirtualKey::new("done", DONE)
         .unwrap()
-        .with_expiry(Expiry::at_time(SystemTime::now() - std::time::Duration::from_secs(1)));
+        .with_expiry(Expiry::at_time(
+            SystemTime::now() - std::time::Duration::from_secs(1),
+        ));
     Arc::new(KeyStore::new(
         AuthPolicy::new()
             .key(CLIENT)
@@ -342,9 +347,11 @@ fn chat_request(key: &str, model: Option<&str>) -> Request<ProxyBody> {
         .unwrap();
     if let Some(model) = model {
         let body = format!(r#"{{"model":"{model}","messages":[]}}"#);
-        let llm =
-            crate::request::LlmRequest::parse(crate::request::Endpoint::ChatCompletions, body.as_bytes())
-                .unwrap();
+        let llm = crate::request::LlmRequest::parse(
+            crate::request::Endpoint::ChatCompletions,
+            body.as_bytes(),
+        )
+        .unwrap();
         req.extensions_mut().insert(llm);
     }
     req.extensions_mut()
@@ -365,7 +372,9 @@ fn a_virtual_key_is_found_and_an_expired_one_refused() {
     let plain = s.authenticate(&headers(&[("x-api-key", CLIENT)])).unwrap();
     assert!(plain.virtual_key.is_none() && plain.client_key().is_none());
     assert!(plain.allows("anything"));
-    let e = s.authenticate(&headers(&[("x-api-key", DONE)])).unwrap_err();
+    let e = s
+        .authenticate(&headers(&[("x-api-key", DONE)]))
+        .unwrap_err();
     assert_eq!(e.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(e.code(), "key_expired");
     assert!(e.to_string().contains("`done` expired"), "{e}");
@@ -373,24 +382,43 @@ fn a_virtual_key_is_found_and_an_expired_one_refused() {
     assert_eq!(s.metrics()["rejected"]["expired_key"], 1);
     // `/auth/status` names the virtual keys.
     let status = s.status();
-    assert!(status["keys"].as_array().unwrap().iter().any(|k| k["name"] == "team"));
+    assert!(status["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|k| k["name"] == "team"));
     assert!(!status.to_string().contains(TEAM));
 }
 
 #[tokio::test]
 async fn the_layer_checks_the_model_and_passes_the_client_key_on() {
     let inner = service_fn(|req: Request<ProxyBody>| async move {
-        let key = req.extensions().get::<ClientKey>().expect("a ClientKey").clone();
+        let key = req
+            .extensions()
+            .get::<ClientKey>()
+            .expect("a ClientKey")
+            .clone();
         assert_eq!(key.name(), Some("team"));
-        let context = req.extensions().get::<crate::request::RequestContext>().unwrap();
+        let context = req
+            .extensions()
+            .get::<crate::request::RequestContext>()
+            .unwrap();
         assert_eq!(context.client_key(), Some(&key));
         Ok::<_, Infallible>(Response::new(ProxyBody::empty()))
     });
     let svc = AuthLayer::new(virtual_store()).layer(inner);
-    let ok = svc.clone().oneshot(chat_request(TEAM, Some("gpt-4o"))).await.unwrap();
+    let ok = svc
+        .clone()
+        .oneshot(chat_request(TEAM, Some("gpt-4o")))
+        .await
+        .unwrap();
     assert_eq!(ok.status(), StatusCode::OK);
 
-    let refused = svc.clone().oneshot(chat_request(TEAM, Some("claude-3"))).await.unwrap();
+    let refused = svc
+        .clone()
+        .oneshot(chat_request(TEAM, Some("claude-3")))
+        .await
+        .unwrap();
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     let v = body_json(refused).await;
     assert_eq!(v["error"]["code"], "model_not_allowed");
@@ -401,12 +429,18 @@ async fn the_layer_checks_the_model_and_passes_the_client_key_on() {
     // A plain key: no ClientKey, any model.
     let plain = service_fn(|req: Request<ProxyBody>| async move {
         assert!(req.extensions().get::<ClientKey>().is_none());
-        let context = req.extensions().get::<crate::request::RequestContext>().unwrap();
+        let context = req
+            .extensions()
+            .get::<crate::request::RequestContext>()
+            .unwrap();
         assert!(context.client_key().is_none());
         Ok::<_, Infallible>(Response::new(ProxyBody::empty()))
     });
     let svc = AuthLayer::new(virtual_store()).layer(plain);
-    let ok = svc.oneshot(chat_request(CLIENT, Some("claude-3"))).await.unwrap();
+    let ok = svc
+        .oneshot(chat_request(CLIENT, Some("claude-3")))
+        .await
+        .unwrap();
     assert_eq!(ok.status(), StatusCode::OK);
 }
 
@@ -429,14 +463,29 @@ fn a_reloaded_file_may_not_reuse_a_name_or_a_key() {
     std::fs::write(&path, line("other", TEAM)).unwrap();
     let e = s.reload().unwrap_err().to_string();
     assert!(e.contains("same key") && !e.contains(TEAM), "{e}");
-    std::fs::write(&path, format!("{}{}", line("a", "sk-a-0123456789"), line("a", "sk-b-0123456789"))).unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "{}{}",
+            line("a", "sk-a-0123456789"),
+            line("a", "sk-b-0123456789")
+        ),
+    )
+    .unwrap();
     let e = s.reload().unwrap_err().to_string();
-    assert!(e.contains("line 2") && e.contains("already used on line 1"), "{e}");
+    assert!(
+        e.contains("line 2") && e.contains("already used on line 1"),
+        "{e}"
+    );
     // The keys in force stayed.
-    assert!(s.authenticate(&headers(&[("x-api-key", "sk-file-0123456789")])).is_ok());
+    assert!(s
+        .authenticate(&headers(&[("x-api-key", "sk-file-0123456789")]))
+        .is_ok());
     std::fs::write(&path, line("other", "sk-other-0123456789")).unwrap();
     assert_eq!(s.reload().unwrap().from_file, 1);
-    let c = s.authenticate(&headers(&[("x-api-key", "sk-other-0123456789")])).unwrap();
+    let c = s
+        .authenticate(&headers(&[("x-api-key", "sk-other-0123456789")]))
+        .unwrap();
     assert_eq!(c.virtual_key.unwrap().name(), "other");
     assert_eq!(s.virtual_keys_info()["count"], 2);
     std::fs::remove_dir_all(&dir).unwrap();

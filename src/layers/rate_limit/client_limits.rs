@@ -128,7 +128,11 @@ impl ClientLimits {
             new.carry_over(old);
         }
         // Virtual keys' own limits do not depend on `[rate_limit]`.
-        let old_keys = old.per_key.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let old_keys = old
+            .per_key
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         self.per_key
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -354,7 +358,10 @@ mod tests {
         }
         let n = limits.per_key.lock().unwrap().len();
         assert!(n <= MAX_KEY_LIMITS, "{n}");
-        assert!(Arc::ptr_eq(&held, &limits.for_key("held", &one)), "a table in use stays");
+        assert!(
+            Arc::ptr_eq(&held, &limits.for_key("held", &one)),
+            "a table in use stays"
+        );
     }
 
     #[test]
