@@ -182,6 +182,16 @@ impl BudgetSpec {
     }
 }
 
+impl fmt::Display for BudgetSpec {
+    /// `$100 per month`, `5000000 tokens per 30d`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.limit {
+            BudgetLimit::Usd(usd) => write!(f, "${usd} per {}", self.period),
+            BudgetLimit::Tokens(t) => write!(f, "{t} tokens per {}", self.period),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,6 +231,9 @@ mod tests {
             s.describe(),
             serde_json::json!({"tokens": 5_000_000, "period": "30d"})
         );
+        assert_eq!(s.to_string(), "5000000 tokens per 30d");
+        let usd = BudgetSpec::parse(Some(12.5), None, Some("day")).unwrap();
+        assert_eq!(usd.to_string(), "$12.5 per day");
         assert_eq!(
             BudgetSpec::parse(None, None, Some("day")).unwrap_err().0,
             ""
