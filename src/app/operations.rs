@@ -199,6 +199,8 @@ impl Handler {
                 json_response(StatusCode::OK, &self.models_list(client.as_ref()))
             }
             "/v1/key/info" if get => match (&self.state.router.auth, &client) {
+                // Spend: the `budget` layer adds a `spend` object to the
+                // key's description here (absent without it).
                 (Some(keys), Some(client)) => json_response(StatusCode::OK, &keys.key_info(client)),
                 _ => ProxyError::bad_request(
                     "auth_not_enabled",
@@ -206,6 +208,9 @@ impl Handler {
                 )
                 .to_response(format),
             },
+            // Spend: the `budget` layer adds each key's `spend` (spend,
+            // remaining budget, reservations in flight, reset time) here,
+            // by `name`.
             "/admin/keys" if get => json_response(
                 StatusCode::OK,
                 &self.state.router.auth.as_ref().map_or_else(
