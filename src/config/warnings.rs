@@ -21,7 +21,11 @@ impl Config {
             }
         }
         for (set, layer, section) in [
-            (!self.auth.is_empty(), LayerName::Auth, "[auth] keys are"),
+            (
+                !self.auth.is_empty(),
+                LayerName::Auth,
+                "[auth] keys (or [[keys]]) are",
+            ),
             (!self.headers.is_empty(), LayerName::Headers, "[headers] is"),
             (self.cors.is_some(), LayerName::Cors, "[cors] is"),
             (
