@@ -102,6 +102,15 @@ pub enum ProxyError {
         /// `admin_key_required`, ...
         code: &'static str,
     },
+    /// A virtual key asked for a model outside its `models`: 403
+    /// `model_not_allowed`.
+    #[error("The API key `{key}` may not use the model `{model}`")]
+    ModelNotAllowed {
+        /// The model asked for.
+        model: String,
+        /// The virtual key's name.
+        key: String,
+    },
     /// A client is over its rate limit: 429.
     #[error("{message}")]
     RateLimited {
@@ -173,7 +182,9 @@ impl ProxyError {
             }
             ProxyError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
-            ProxyError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ProxyError::Forbidden { .. } | ProxyError::ModelNotAllowed { .. } => {
+                StatusCode::FORBIDDEN
+            }
             ProxyError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ProxyError::UpstreamConnect { .. } => StatusCode::BAD_GATEWAY,
@@ -195,6 +206,7 @@ impl ProxyError {
             | ProxyError::Unauthorized { code, .. }
             | ProxyError::Forbidden { code, .. } => code,
             ProxyError::ModelNotFound(_) => "model_not_found",
+            ProxyError::ModelNotAllowed { .. } => "model_not_allowed",
             ProxyError::UnknownEndpoint { .. } => "unknown_url",
             ProxyError::MethodNotAllowed { .. } => "method_not_allowed",
             ProxyError::PayloadTooLarge { .. } => "request_too_large",
@@ -398,6 +410,24 @@ mod tests {
         let v = body_json(e().to_response(ClientFormat::Anthropic)).await;
         assert_eq!(v["type"], "error");
         assert_eq!(v["error"]["type"], "permission_error");
+    }
+
+    #[tokio::test]
+    async fn model_not_allowed_in_both_formats() {
+        let e = || ProxyError::ModelNotAllowed {
+            model: "gpt-4o".into(),
+            key: "team-a".into(),
+        };
+        let r = e().to_response(ClientFormat::OpenAi);
+        assert_eq!(r.status(), 403);
+        let v = body_json(r).await;
+        assert_eq!(v["error"]["code"], "model_not_allowed");
+        assert_eq!(v["error"]["type"], "permission_error");
+        assert!(v["error"]["message"].as_str().unwrap().contains("`gpt-4o`"));
+        let v = body_json(e().to_response(ClientFormat::Anthropic)).await;
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["error"]["type"], "permission_error");
+        assert!(v["error"]["message"].as_str().unwrap().contains("`team-a`"));
     }
 
     #[test]

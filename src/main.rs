@@ -316,6 +316,30 @@ fn check(path: Option<&Path>) -> ExitCode {
             targets.join(", ")
         );
     }
+    for k in config
+        .auth
+        .keys
+        .iter()
+        .filter_map(|k| k.virtual_key.as_deref())
+    {
+        let mut parts = vec![format!("key {}", k.key().masked())];
+        if let Some(models) = k.models() {
+            parts.push(format!(
+                "models {}",
+                models.patterns().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        if let Some(e) = k.expires() {
+            parts.push(format!("expires {}", e.as_str()));
+        }
+        if k.rate_limit().is_some() {
+            parts.push("own rate_limit".into());
+        }
+        if let Some(b) = k.budget() {
+            parts.push(format!("budget {b}"));
+        }
+        println!("virtual key {}: {}", k.name(), parts.join("; "));
+    }
     let names =
         |v: &[llm_router::stack::LayerName]| v.iter().map(|l| l.as_str()).collect::<Vec<_>>();
     for l in names(&built.outer) {

@@ -289,6 +289,38 @@ fn check_on_a_bad_config_exits_1_naming_file_line_and_key() {
 }
 
 #[test]
+fn check_lists_virtual_keys_masked_and_names_a_bad_one() {
+    let text = format!(
+        "{MIN}\n[[keys]]\nname = \"team-a\"\nkey = \"${{TEAM_KEY}}\"\nmodels = [\"echo\", \"claude-*\"]\nbudget = {{ usd = 10, period = \"week\" }}\n"
+    );
+    let out = expect_valid(
+        "check-keys",
+        &text,
+        &[("TEAM_KEY", "sk-team-key-0123456789abcd")],
+    );
+    assert!(
+        out.lines().any(|l| l
+            == "virtual key team-a: key sk-t...abcd; models echo, claude-*; budget $10 per week"),
+        "{out}"
+    );
+    assert!(!out.contains("0123456789"), "{out}");
+    let bad = text.replace("period = \"week\"", "period = \"fortnight\"");
+    let (_dir, path, out) = check_config(
+        "check-keys-bad",
+        &bad,
+        &[("TEAM_KEY", "sk-team-key-0123456789abcd")],
+    );
+    let line = bad.lines().position(|l| l.starts_with("budget")).unwrap() + 1;
+    assert_config_error(
+        &out,
+        &path,
+        line,
+        "keys[0].budget.period",
+        &["fortnight", "30d"],
+    );
+}
+
+#[test]
 fn check_on_a_missing_file_exits_1() {
     let dir = TempDir::new("check-missing");
     let path = dir.path().join("nope.toml");

@@ -13,7 +13,7 @@ use super::handler::{method_not_allowed, path_and_format, Handler};
 use super::unix_secs;
 use crate::body::{BoxError, ProxyBody};
 use crate::error::{json_response, ProxyError};
-use crate::layers::auth::is_admin_path;
+use crate::layers::auth::{is_admin_path, Authenticated};
 use crate::reload::ReloadError;
 use crate::request::ClientFormat;
 use crate::stack::LayerName;
@@ -24,10 +24,13 @@ impl Handler {
         self.app.shared.catalog.list(&self.state.routes)
     }
 
-    fn models_list(&self) -> serde_json::Value {
+    /// `GET /v1/models`: for a virtual key with `models`, only the ones it
+    /// may ask for.
+    fn models_list(&self, client: Option<&Authenticated>) -> serde_json::Value {
         let data: Vec<_> = self
             .models()
             .into_iter()
+            .filter(|m| client.is_none_or(|c| c.allows(&m.id)))
             .map(|m| self.model_object(&m.id, &m.owned_by))
             .collect();
         json!({"object": "list", "data": data})
@@ -120,21 +123,26 @@ impl Handler {
         // With `auth` on, the admin endpoints need an admin key and the model
         // list a client key (the client API is checked by the layer itself).
         let mut authed = None;
+        let mut client = None;
         if let Some(keys) = &self.state.router.auth {
             let check = if is_admin_path(path) {
                 let read = method == Method::GET || method == Method::HEAD;
                 Some(keys.check_operations(req.headers(), path, read))
-            } else if path == "/v1/models" || path.starts_with("/v1/models/") {
+            } else if path == "/v1/models"
+                || path.starts_with("/v1/models/")
+                || path == "/v1/key/info"
+            {
                 Some(keys.authenticate(req.headers()))
             } else {
                 None
             };
             match check {
                 Some(Err(e)) => return e.to_response(format),
-                Some(Ok(client)) => {
-                    let key = client.stats_key();
+                Some(Ok(c)) => {
+                    let key = c.stats_key();
                     keys.begin(&key);
                     authed = Some(key);
+                    client = Some(c);
                 }
                 None => {}
             }
@@ -157,12 +165,14 @@ impl Handler {
                                    "POST /v1/messages", "POST /v1/messages/count_tokens",
                                    "POST /anthropic/chat/completions", "POST /anthropic/v1/messages",
                                    "POST /anthropic/v1/messages/count_tokens",
-                                   "POST /openai/chat/completions", "GET /v1/models", "GET /v1/models/{id}"],
+                                   "POST /openai/chat/completions", "GET /v1/models", "GET /v1/models/{id}",
+                                   "GET /v1/key/info"],
                         "operations": ["GET /health", "GET /", "GET /metrics", "GET /openapi.json",
                                        "GET /docs", "GET /redoc"],
                         "admin": ["GET /providers", "GET /backend/info", "GET /router/stats",
                                   "GET /router/health", "GET /router/rate-limits", "GET /auth/status",
-                                  "GET /auth/metrics", "POST /auth/reload-keys", "POST /admin/reload"],
+                                  "GET /auth/metrics", "POST /auth/reload-keys", "POST /admin/reload",
+                                  "GET /admin/keys"],
                     },
                 }),
             ),
@@ -185,7 +195,29 @@ impl Handler {
                 }
                 json_response(StatusCode::OK, &health)
             }
-            "/v1/models" if get => json_response(StatusCode::OK, &self.models_list()),
+            "/v1/models" if get => {
+                json_response(StatusCode::OK, &self.models_list(client.as_ref()))
+            }
+            "/v1/key/info" if get => match (&self.state.router.auth, &client) {
+                // Spend: the `budget` layer adds a `spend` object to the
+                // key's description here (absent without it).
+                (Some(keys), Some(client)) => json_response(StatusCode::OK, &keys.key_info(client)),
+                _ => ProxyError::bad_request(
+                    "auth_not_enabled",
+                    "`auth` is not in [stack] order: requests carry no key to describe",
+                )
+                .to_response(format),
+            },
+            // Spend: the `budget` layer adds each key's `spend` (spend,
+            // remaining budget, reservations in flight, reset time) here,
+            // by `name`.
+            "/admin/keys" if get => json_response(
+                StatusCode::OK,
+                &self.state.router.auth.as_ref().map_or_else(
+                    || json!({"enabled": false, "count": 0, "keys": []}),
+                    |k| k.virtual_keys_info(),
+                ),
+            ),
             "/router/health" if get => json_response(StatusCode::OK, &self.router_health()),
             "/providers" if get => json_response(
                 StatusCode::OK,
@@ -238,6 +270,19 @@ impl Handler {
             ),
             p if get && p.starts_with("/v1/models/") => {
                 let id = &p["/v1/models/".len()..];
+                match client.as_ref().and_then(|c| c.virtual_key.as_ref()) {
+                    Some(key) if !key.allows(id) => {
+                        return self.finish(
+                            ProxyError::ModelNotAllowed {
+                                model: id.chars().take(200).collect(),
+                                key: key.name().to_string(),
+                            }
+                            .to_response(format),
+                            authed.as_ref(),
+                        )
+                    }
+                    _ => {}
+                }
                 match self.model_by_id(id) {
                     Some(model) => json_response(StatusCode::OK, &model),
                     None => ProxyError::ModelNotFound(id.to_string()).to_response(format),
@@ -281,11 +326,22 @@ impl Handler {
             | "/admin/reload"
             | "/auth/status"
             | "/auth/metrics"
-            | "/auth/reload-keys" => wrong_method(path),
+            | "/auth/reload-keys"
+            | "/v1/key/info"
+            | "/admin/keys" => wrong_method(path),
             p if p.starts_with("/v1/models/") => wrong_method(path),
             _ => return self.unknown_path(req, format).await,
         };
-        if let (Some(keys), Some(key)) = (&self.state.router.auth, &authed) {
+        self.finish(response, authed.as_ref())
+    }
+
+    /// Count the answer for the key that asked, if one did.
+    fn finish(
+        &self,
+        response: Response<ProxyBody>,
+        key: Option<&crate::secret::Secret>,
+    ) -> Response<ProxyBody> {
+        if let (Some(keys), Some(key)) = (&self.state.router.auth, key) {
             keys.finish(key, response.status());
         }
         response

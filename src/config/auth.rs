@@ -8,8 +8,11 @@ use http::HeaderName;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::keys::RawKey;
 use super::{ConfigError, LayerName, Loader};
-use crate::layers::auth::{key_problem, read_keys_file, AuthKey, AuthPolicy, KeySource};
+use crate::layers::auth::{
+    key_problem, merge_keys, read_keys_file, AuthKey, AuthPolicy, KeySource,
+};
 use crate::layers::jwt::{parse_algorithm, JwtPolicy, DEFAULT_LEEWAY};
 use crate::secret::Secret;
 
@@ -33,6 +36,7 @@ pub(super) struct RawJwt {
     issuer: Option<Spanned<String>>,
     audience: Option<Spanned<String>>,
     leeway: Option<Spanned<String>>,
+    budget_group_claim: Option<Spanned<String>>,
 }
 
 /// The environment variables `auth` reads keys from, in order.
@@ -73,6 +77,7 @@ impl Loader<'_> {
     pub(super) fn auth(
         &self,
         raw: Option<&RawAuth>,
+        raw_keys: &[RawKey],
         dir: &Path,
         stack: &mut Vec<LayerName>,
         stack_explicit: bool,
@@ -96,10 +101,7 @@ impl Loader<'_> {
             policy.keys = self
                 .secrets(&raw.keys, "auth.keys")?
                 .into_iter()
-                .map(|key| AuthKey {
-                    key,
-                    source: KeySource::Config,
-                })
+                .map(|key| AuthKey::plain(key, KeySource::Config))
                 .collect();
             policy.admin_keys = self.secrets(&raw.admin_keys, "auth.admin_keys")?;
             if let Some(h) = &raw.header {
@@ -146,24 +148,25 @@ impl Loader<'_> {
                 });
             }
             if !policy.keys.iter().any(|k| k.key.expose() == value) {
-                policy.keys.push(AuthKey {
-                    key: Secret::new(value),
-                    source: KeySource::Env(var),
-                });
+                policy
+                    .keys
+                    .push(AuthKey::plain(Secret::new(value), KeySource::Env(var)));
             }
         }
+        let virtual_keys = self.virtual_keys(raw_keys, &policy.keys, &policy.admin_keys)?;
+        policy.keys.extend(virtual_keys);
         if let Some(file) = raw.and_then(|r| r.keys_file.as_ref()) {
             let path = dir.join(file.get_ref());
             let keys = read_keys_file(&path)
                 .map_err(|e| self.err(Some(file.span()), "auth.keys_file", e.to_string()))?;
-            for key in keys {
-                if !policy.keys.iter().any(|k| k.key == key) {
-                    policy.keys.push(AuthKey {
-                        key,
-                        source: KeySource::File,
-                    });
-                }
-            }
+            policy.keys = merge_keys(std::mem::take(&mut policy.keys), keys, &policy.admin_keys)
+                .map_err(|m| {
+                    self.err(
+                        Some(file.span()),
+                        "auth.keys_file",
+                        format!("`{}`: {m}", path.display()),
+                    )
+                })?;
             policy.keys_file = Some(path);
         }
 
@@ -184,7 +187,7 @@ impl Loader<'_> {
                 line,
                 key: Some("auth".into()),
                 message: format!(
-                    "`auth` is in [stack] order but no key is configured{from_file}; set [auth] keys, keys_file, admin_keys or jwt, or the environment variable AUTH_KEY (or AUTH_KEY_01..AUTH_KEY_99)"
+                    "`auth` is in [stack] order but no key is configured{from_file}; set [auth] keys, keys_file, admin_keys or jwt, a [[keys]] entry, or the environment variable AUTH_KEY (or AUTH_KEY_01..AUTH_KEY_99)"
                 ),
             });
         }
@@ -288,7 +291,19 @@ impl Loader<'_> {
                 "is longer than 10m; the leeway only absorbs clock skew (the default is 30s)",
             ));
         }
-        Ok(policy.leeway(leeway))
+        let mut policy = policy.leeway(leeway);
+        if let Some(claim) = &raw.budget_group_claim {
+            let name = claim.get_ref().trim();
+            if name.is_empty() {
+                return Err(self.err(
+                    Some(claim.span()),
+                    "auth.jwt.budget_group_claim",
+                    "is empty; name the claim that holds a client's budget group, e.g. \"team\"",
+                ));
+            }
+            policy = policy.budget_group_claim(name);
+        }
+        Ok(policy)
     }
 }
 

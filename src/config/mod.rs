@@ -24,6 +24,7 @@ mod error;
 mod generated;
 mod headers;
 pub mod import;
+mod keys;
 pub mod litellm;
 mod loader;
 mod log;
@@ -140,7 +141,13 @@ impl Config {
         let circuit_breaker = loader.circuit_breaker(raw.circuit_breaker)?;
         let failover = loader.failover(raw.failover)?;
         let rate_limit = loader.rate_limit(raw.rate_limit)?;
-        let auth = loader.auth(raw.auth.as_ref(), &dir, &mut stack, stack_explicit)?;
+        let auth = loader.auth(
+            raw.auth.as_ref(),
+            &raw.keys,
+            &dir,
+            &mut stack,
+            stack_explicit,
+        )?;
         let headers = match &raw.headers {
             Some(h) => loader.header_rules(h, "headers")?,
             None => Default::default(),

@@ -8,7 +8,7 @@ use super::backends::RawBackend;
 use super::models::RawModel;
 use super::server::RawServer;
 use super::stack::RawStack;
-use super::{auth, cors, headers, log, resilience, state, tools, transforms};
+use super::{auth, cors, headers, keys, log, resilience, state, tools, transforms};
 
 // ---------------------------------------------------------------------------
 // Raw, serde-facing structs. Every table rejects unknown keys.
@@ -29,6 +29,8 @@ pub(super) struct RawConfig {
     pub(super) failover: Option<resilience::RawFailover>,
     pub(super) rate_limit: Option<resilience::RawRateLimit>,
     pub(super) auth: Option<auth::RawAuth>,
+    #[serde(default)]
+    pub(super) keys: Vec<keys::RawKey>,
     pub(super) headers: Option<headers::RawHeaders>,
     #[serde(default)]
     pub(super) transforms: Vec<transforms::RawTransform>,

@@ -68,7 +68,7 @@ pub struct BackendLimit {
 }
 
 impl Loader<'_> {
-    fn count(
+    pub(super) fn count(
         &self,
         v: &Option<Spanned<i64>>,
         key: &str,
@@ -111,7 +111,11 @@ impl Loader<'_> {
 
     /// A rate-limit window: whole seconds, at least one (`Retry-After`
     /// counts whole seconds, and never exceeds the window).
-    fn window(&self, v: &Option<Spanned<String>>, key: &str) -> Result<Duration, ConfigError> {
+    pub(super) fn window(
+        &self,
+        v: &Option<Spanned<String>>,
+        key: &str,
+    ) -> Result<Duration, ConfigError> {
         let window = self.duration(v, key, Duration::from_secs(60))?;
         if window < Duration::from_secs(1) || window.subsec_nanos() != 0 {
             return Err(self.err(

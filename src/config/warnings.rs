@@ -21,7 +21,11 @@ impl Config {
             }
         }
         for (set, layer, section) in [
-            (!self.auth.is_empty(), LayerName::Auth, "[auth] keys are"),
+            (
+                !self.auth.is_empty(),
+                LayerName::Auth,
+                "[auth] keys (or [[keys]]) are",
+            ),
             (!self.headers.is_empty(), LayerName::Headers, "[headers] is"),
             (self.cors.is_some(), LayerName::Cors, "[cors] is"),
             (
@@ -41,6 +45,16 @@ impl Config {
                 out.push(format!(
                     "{section} set but `{layer}` is not in [stack] order, so it has no effect"
                 ));
+            }
+        }
+        if self.stack.contains(&LayerName::Auth) && !self.stack.contains(&LayerName::RateLimit) {
+            for k in self.auth.keys.iter().filter_map(|k| k.virtual_key.as_ref()) {
+                if k.rate_limit().is_some() {
+                    out.push(format!(
+                        "key `{}` has a rate_limit but `rate_limit` is not in [stack] order, so it has no effect",
+                        k.name()
+                    ));
+                }
             }
         }
         let used: HashSet<&str> = self

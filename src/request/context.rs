@@ -1,7 +1,8 @@
 //! [`RequestContext`]: the one value through which the layers of a request
 //! learn, on the way back, what happened below them — the time spent
 //! waiting on upstreams (for `x-llm-router-overhead-ms`), the attempts made
-//! (for metrics and logs), and whom `auth` let in (for a `log` outside it).
+//! (for metrics and logs), and whom `auth` let in (for a `log` outside it;
+//! with a virtual key, its [`ClientKey`](RequestContext::client_key)).
 //!
 //! It is put into the request's extensions once (by `App`, or by the first
 //! layer that reads it) and shared by every copy of the request: retries and
@@ -28,6 +29,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::classify::AttemptRecord;
+use crate::keys::ClientKey;
 
 /// What the layers of one request tell each other on the way back: the time
 /// spent waiting on upstreams, the attempts made, whom `auth` let in. One per
@@ -46,6 +48,8 @@ struct Shared {
     attempts: Mutex<Vec<AttemptRecord>>,
     /// The identity `auth` verified.
     identity: OnceLock<String>,
+    /// The client's virtual key and budget group, when `auth` found one.
+    client_key: OnceLock<ClientKey>,
 }
 
 impl RequestContext {
@@ -101,6 +105,19 @@ impl RequestContext {
     /// The identity `auth` verified, once noted.
     pub fn identity(&self) -> Option<&str> {
         self.0.identity.get().map(String::as_str)
+    }
+
+    /// Note the client's virtual key and budget group (`auth` does, for a
+    /// client that has one; the first one noted stays).
+    pub fn note_client_key(&self, key: ClientKey) {
+        let _ = self.0.client_key.set(key);
+    }
+
+    /// The client's virtual key and budget group, when `auth` noted them:
+    /// the key's name, budget and metadata for a layer that runs outside
+    /// `auth` or reads them once the answer is over.
+    pub fn client_key(&self) -> Option<&ClientKey> {
+        self.0.client_key.get()
     }
 }
 

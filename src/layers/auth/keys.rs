@@ -11,10 +11,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::header::{self, HeaderName};
 use http::{HeaderMap, StatusCode};
 use serde_json::{json, Value};
-use subtle::{Choice, ConstantTimeEq};
+use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
-use super::{read_keys_file, AuthKey, AuthPolicy, KeySource, KeysFileError};
+use super::{merge_keys, read_keys_file, AuthKey, AuthPolicy, KeySource, KeysFileError};
 use crate::error::ProxyError;
+use crate::keys::{BudgetGroup, ClientKey, VirtualKey};
 use crate::layers::jwt::{looks_like_jwt, JwtPolicy, IDENTITY_PREFIX};
 use crate::secret::{mask_key, Secret};
 use crate::FastMap;
@@ -51,21 +52,31 @@ impl KeySet {
         &self.admin
     }
 
-    /// The role of `presented`, comparing it with every key in constant time.
-    pub(super) fn role_of(&self, presented: &str) -> Option<Role> {
+    /// The virtual keys in force.
+    pub fn virtual_keys(&self) -> impl Iterator<Item = &AuthKey> {
+        self.client.iter().filter(|k| k.virtual_key.is_some())
+    }
+
+    /// The role of `presented`, comparing it with every key in constant
+    /// time, and for a client key, which one it is.
+    pub(super) fn role_of(&self, presented: &str) -> Option<(Role, Option<&AuthKey>)> {
         let presented = presented.as_bytes();
         let mut admin = Choice::from(0);
         for k in &self.admin {
             admin |= k.expose().as_bytes().ct_eq(presented);
         }
         let mut client = Choice::from(0);
-        for k in &self.client {
-            client |= k.key.expose().as_bytes().ct_eq(presented);
+        let mut index = 0u64;
+        for (i, k) in self.client.iter().enumerate() {
+            let equal = k.key.expose().as_bytes().ct_eq(presented);
+            index = u64::conditional_select(&index, &(i as u64), equal);
+            client |= equal;
         }
         if bool::from(admin) {
-            Some(Role::Admin)
+            Some((Role::Admin, None))
         } else if bool::from(client) {
-            Some(Role::Client)
+            let key = usize::try_from(index).ok().and_then(|i| self.client.get(i));
+            Some((Role::Client, key))
         } else {
             None
         }
@@ -82,7 +93,7 @@ pub enum Role {
 }
 
 /// A client whose key (or JWT) is valid.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Authenticated {
     /// The key it presented (for a JWT client, the token).
     pub key: Secret,
@@ -90,6 +101,11 @@ pub struct Authenticated {
     pub role: Role,
     /// A JWT client's `sub`; `None` for a key.
     pub subject: Option<String>,
+    /// The virtual key it presented, if it is one.
+    pub virtual_key: Option<Arc<VirtualKey>>,
+    /// Its budget group: the virtual key's, or the JWT's
+    /// `budget_group_claim`.
+    pub budget_group: Option<BudgetGroup>,
 }
 
 impl Authenticated {
@@ -110,6 +126,20 @@ impl Authenticated {
             Some(_) => Secret::new(self.identity()),
             None => self.key.clone(),
         }
+    }
+
+    /// What `auth` tells the layers after it ([`ClientKey`]), when there
+    /// is anything to tell: a virtual key or a budget group.
+    pub fn client_key(&self) -> Option<ClientKey> {
+        (self.virtual_key.is_some() || self.budget_group.is_some()).then(|| ClientKey {
+            virtual_key: self.virtual_key.clone(),
+            budget_group: self.budget_group.clone(),
+        })
+    }
+
+    /// Whether this client may ask for `model` (a virtual key's `models`).
+    pub fn allows(&self, model: &str) -> bool {
+        self.virtual_key.as_ref().is_none_or(|k| k.allows(model))
     }
 }
 
@@ -149,6 +179,8 @@ pub struct KeyStore {
     stats: Mutex<FastMap<String, KeyStats>>,
     missing: AtomicU64,
     invalid: AtomicU64,
+    /// Virtual keys presented after they expired.
+    expired: AtomicU64,
     /// Refused tokens, by reason (`token_expired`, ...).
     refused_tokens: Mutex<HashMap<&'static str, u64>>,
     reloads: AtomicU64,
@@ -209,6 +241,7 @@ impl KeyStore {
             stats: Mutex::new(FastMap::default()),
             missing: AtomicU64::new(0),
             invalid: AtomicU64::new(0),
+            expired: AtomicU64::new(0),
             refused_tokens: Mutex::new(HashMap::new()),
             reloads: AtomicU64::new(0),
         }
@@ -238,20 +271,21 @@ impl KeyStore {
     }
 
     /// Re-read the keys file and swap in the new key set. On any error (an
-    /// unreadable file, a bad line, or a result with no key at all) the
-    /// keys in force stay as they are.
+    /// unreadable file, a bad line, a virtual key that clashes with another
+    /// key, or a result with no key at all) the keys in force stay as they
+    /// are.
     pub fn reload(&self) -> Result<ReloadReport, KeysFileError> {
         let from_file = match &self.keys_file {
             Some(path) => read_keys_file(path)?,
             None => Vec::new(),
         };
         let n_file = from_file.len();
-        let mut client = self.fixed.clone();
-        client.extend(from_file.into_iter().map(|key| AuthKey {
-            key,
-            source: KeySource::File,
-        }));
-        let client = dedup(client);
+        let client = merge_keys(self.fixed.clone(), from_file, &self.admin).map_err(|message| {
+            KeysFileError::Conflict {
+                path: self.keys_file.clone().unwrap_or_default(),
+                message,
+            }
+        })?;
         if client.is_empty() && self.admin.is_empty() && self.jwt.is_none() {
             return Err(KeysFileError::NoKeys {
                 path: self.keys_file.clone().unwrap_or_default(),
@@ -298,11 +332,27 @@ impl KeyStore {
         let mut refused_token = None;
         for presented in self.presented(headers) {
             any = true;
-            if let Some(role) = set.role_of(presented) {
+            if let Some((role, key)) = set.role_of(presented) {
+                let virtual_key = key.and_then(|k| k.virtual_key.clone());
+                if let Some(vk) = &virtual_key {
+                    if vk.is_expired_at(SystemTime::now()) {
+                        self.expired.fetch_add(1, Ordering::Relaxed);
+                        return Err(ProxyError::Unauthorized {
+                            message: format!(
+                                "The API key `{}` expired at {}",
+                                vk.name(),
+                                vk.expires().map_or("", |e| e.as_str())
+                            ),
+                            code: "key_expired",
+                        });
+                    }
+                }
                 return Ok(Authenticated {
-                    key: Secret::new(presented),
+                    key: key.map_or_else(|| Secret::new(presented), |k| k.key.clone()),
                     role,
                     subject: None,
+                    budget_group: virtual_key.as_ref().and_then(|k| k.budget_group().cloned()),
+                    virtual_key,
                 });
             }
             if let Some(jwt) = self.jwt.as_deref().filter(|_| looks_like_jwt(presented)) {
@@ -312,6 +362,8 @@ impl KeyStore {
                             key: Secret::new(presented),
                             role: Role::Client,
                             subject: Some(claims.subject),
+                            virtual_key: None,
+                            budget_group: claims.budget_group,
                         })
                     }
                     Err(why) => refused_token = refused_token.or(Some(why)),
@@ -430,6 +482,9 @@ impl KeyStore {
         for k in &set.client {
             let mut v =
                 json!({"key": k.key.masked(), "role": "client", "source": k.source.to_string()});
+            if let Some(vk) = &k.virtual_key {
+                v["name"] = vk.name().into();
+            }
             v["stats"] = self.stats_json(&k.key, &stats);
             keys.push(v);
         }
@@ -472,6 +527,7 @@ impl KeyStore {
             "rejected": {
                 "missing_key": self.missing.load(Ordering::Relaxed),
                 "invalid_key": self.invalid.load(Ordering::Relaxed),
+                "expired_key": self.expired.load(Ordering::Relaxed),
                 "invalid_token": self.refused_tokens.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             },
             "keys": keys,

@@ -17,7 +17,7 @@ use tower::{Layer, Service};
 use super::{Authenticated, ClientCredential, ClientIdentity, KeyStore};
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
-use crate::request::{ClientFormat, LlmRequest};
+use crate::request::{ClientFormat, LlmRequest, RequestContext};
 use crate::secret::Secret;
 
 /// The outcome of [`KeyStore::authenticate`] for a request's headers,
@@ -70,6 +70,33 @@ impl Checked {
             },
             Ok(_) => ProxyError::Internal("the client was authenticated".into()),
         }
+    }
+}
+
+/// The longest model name an error message repeats.
+const MODEL_IN_MESSAGE: usize = 200;
+
+/// A virtual key's allow-list against the model of the parsed request: the
+/// 403 when the model is not allowed, or when there is no parsed request
+/// to tell the model (refused rather than let through: the list is a limit).
+fn check_model<B>(client: &Authenticated, req: &Request<B>) -> Option<ProxyError> {
+    let key = client.virtual_key.as_ref()?;
+    key.models()?;
+    let model = req
+        .extensions()
+        .get::<LlmRequest>()
+        .filter(|llm| llm.is_body_read())
+        .map(LlmRequest::model);
+    match model {
+        Some(model) if key.allows(model) => None,
+        Some(model) => Some(ProxyError::ModelNotAllowed {
+            model: model.chars().take(MODEL_IN_MESSAGE).collect(),
+            key: key.name().to_string(),
+        }),
+        None => Some(ProxyError::ModelNotAllowed {
+            model: "(none: the request was not parsed)".into(),
+            key: key.name().to_string(),
+        }),
     }
 }
 
@@ -190,7 +217,32 @@ where
                 }
             }
             Ok(client) => {
+                if let Some(refused) = check_model(&client, &req) {
+                    tracing::debug!(
+                        code = refused.code(),
+                        path = req.uri().path(),
+                        "request refused by auth"
+                    );
+                    self.keys.strip_credentials(req.headers_mut());
+                    // Counted like any answer of this key.
+                    let stats_key = client.stats_key();
+                    self.keys.begin(&stats_key);
+                    self.keys.finish(&stats_key, refused.status());
+                    return ResponseFuture {
+                        kind: Kind::Refused {
+                            response: Some(refused.to_response(format_of(&req))),
+                        },
+                    };
+                }
                 self.keys.strip_credentials(req.headers_mut());
+                if let Some(key) = client.client_key() {
+                    // The virtual key and budget group, for the layers after
+                    // this one (and, through the context, those outside it).
+                    if let Some(context) = req.extensions().get::<RequestContext>() {
+                        context.note_client_key(key.clone());
+                    }
+                    req.extensions_mut().insert(key);
+                }
                 req.extensions_mut()
                     .insert(ClientIdentity(client.identity()));
                 // A JWT client's credential is its token (forwarded by

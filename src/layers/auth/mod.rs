@@ -34,6 +34,30 @@
 //! [`LlmRequest::unread`](crate::request::LlmRequest::unread): its body was
 //! never read. Used alone, the layer checks the headers itself.
 //!
+//! # Virtual keys
+//!
+//! A [`VirtualKey`] (`[[keys]]`, or a JSON line of the keys file) is a
+//! client key with a name and its own rules:
+//!
+//! - **`expires`**: presented at or after that instant → 401 `key_expired`
+//!   (the message names the key and when it expired), checked with the
+//!   credential, before the body is read.
+//! - **`models`** ([`ModelAllowList`]: exact names and `*`/`?` patterns): the
+//!   model of the parsed request ([`LlmRequest::model`](crate::request::LlmRequest::model),
+//!   which the app put in the extensions before the stack runs — no second
+//!   parse) outside the list → 403 `model_not_allowed` in the client's format.
+//!   A request with no parsed body cannot show its model: refused too.
+//! - the rest is for the layers after `auth`: the request carries a
+//!   [`ClientKey`] (the key, and its [`BudgetGroup`]) in its extensions and
+//!   its [`RequestContext`](crate::request::RequestContext) —
+//!   `rate_limit` applies the key's [`KeyRateLimit`] instead of
+//!   `[rate_limit]`, and the [`BudgetSpec`] is the `budget` layer's.
+//!
+//! A JWT client may carry a budget group too
+//! ([`JwtPolicy::budget_group_claim`](crate::layers::jwt::JwtPolicy::budget_group_claim)).
+//! A plain key, an admin key and a JWT without a group carry no
+//! [`ClientKey`]: nothing is added to their requests.
+//!
 //! Admin keys ([`AuthPolicy::admin_key`]) may also call the admin endpoints
 //! (see [`is_admin_path`] and [`KeyStore::check_admin`]); an admin key is a
 //! valid client key too.
@@ -76,6 +100,7 @@
 //! # }
 //! ```
 
+mod info;
 pub mod jwt;
 mod keys;
 mod layer;
@@ -89,7 +114,16 @@ pub use layer::Checked;
 #[cfg(feature = "access")]
 pub use layer::{Auth, AuthLayer, ResponseFuture};
 pub use paths::{is_admin_path, is_read_only_operation, ADMIN_PATHS};
-pub use policy::{key_problem, read_keys_file, AuthKey, AuthPolicy, KeySource, KeysFileError};
+pub use policy::{
+    key_problem, merge_keys, read_keys_file, AuthKey, AuthPolicy, KeySource, KeysFileError,
+};
+
+pub use crate::keys::{
+    name_problem, BudgetError, BudgetGroup, BudgetLimit, BudgetPeriod, BudgetSpec, ClientKey,
+    Expiry, KeyError, KeyRateLimit, ModelAllowList, ModelPattern, VirtualKey, MAX_METADATA_ENTRIES,
+    MAX_METADATA_KEY_LEN, MAX_METADATA_VALUE_LEN, MAX_MODEL_NAME_LEN, MAX_NAME_LEN, MAX_PATTERNS,
+    MAX_PATTERN_LEN, MAX_ROLLING,
+};
 
 pub use crate::layers::rate_limit::ClientIdentity;
 pub use crate::upstream::provider::ClientCredential;

@@ -19,6 +19,7 @@ pub const ADMIN_PATHS: &[&str] = &[
     "/auth/metrics",
     "/auth/reload-keys",
     "/admin/reload",
+    "/admin/keys",
 ];
 
 /// Whether `path` is an admin endpoint.

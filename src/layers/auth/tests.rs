@@ -141,17 +141,19 @@ fn constant_time_comparison() {
     let set = KeySet {
         client: ["k1", "k2", "k3"]
             .into_iter()
-            .map(|k| AuthKey {
-                key: Secret::new(k),
-                source: KeySource::Config,
-            })
+            .map(|k| AuthKey::plain(Secret::new(k), KeySource::Config))
             .collect(),
         admin: vec![],
         loaded_at: SystemTime::now(),
     };
-    assert_eq!(set.role_of("k1"), Some(Role::Client));
-    assert_eq!(set.role_of("k3"), Some(Role::Client));
-    assert_eq!(set.role_of("k4"), None);
+    let which = |k: &str| {
+        set.role_of(k)
+            .map(|(role, key)| (role, key.map(|k| k.key.expose())))
+    };
+    assert_eq!(which("k1"), Some((Role::Client, Some("k1"))));
+    assert_eq!(which("k2"), Some((Role::Client, Some("k2"))));
+    assert_eq!(which("k3"), Some((Role::Client, Some("k3"))));
+    assert_eq!(which("k4"), None);
 }
 
 /// The app's check before the body stands: a refusal is counted once,
@@ -309,5 +311,182 @@ fn an_emptied_file_with_no_other_key_is_refused() {
     assert!(s
         .authenticate(&headers(&[("x-api-key", "sk-only")]))
         .is_ok());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+// Virtual keys -----------------------------------------------------------------
+
+const TEAM: &str = "sk-team-0123456789";
+const DONE: &str = "sk-done-0123456789";
+
+fn virtual_store() -> Arc<KeyStore> {
+    let team = VirtualKey::new("team", TEAM)
+        .unwrap()
+        .with_models(ModelAllowList::new(["gpt-*"]).unwrap())
+        .with_metadata([("team".to_string(), "data".to_string())].into())
+        .unwrap()
+        .with_budget_group("team")
+        .unwrap();
+    let done = VirtualKey::new("done", DONE)
+        .unwrap()
+        .with_expiry(Expiry::at_time(
+            SystemTime::now() - std::time::Duration::from_secs(1),
+        ));
+    Arc::new(KeyStore::new(
+        AuthPolicy::new()
+            .key(CLIENT)
+            .virtual_key(team)
+            .virtual_key(done),
+    ))
+}
+
+fn chat_request(key: &str, model: Option<&str>) -> Request<ProxyBody> {
+    let mut req = Request::post("/v1/chat/completions")
+        .header("authorization", format!("Bearer {key}"))
+        .body(ProxyBody::empty())
+        .unwrap();
+    if let Some(model) = model {
+        let body = format!(r#"{{"model":"{model}","messages":[]}}"#);
+        let llm = crate::request::LlmRequest::parse(
+            crate::request::Endpoint::ChatCompletions,
+            body.as_bytes(),
+        )
+        .unwrap();
+        req.extensions_mut().insert(llm);
+    }
+    req.extensions_mut()
+        .insert(crate::request::RequestContext::default());
+    req
+}
+
+#[test]
+fn a_virtual_key_is_found_and_an_expired_one_refused() {
+    let s = virtual_store();
+    let c = s.authenticate(&headers(&[("x-api-key", TEAM)])).unwrap();
+    assert_eq!(c.role, Role::Client);
+    assert_eq!(c.virtual_key.as_ref().unwrap().name(), "team");
+    assert_eq!(c.budget_group.as_ref().unwrap().value, "data");
+    assert!(c.allows("gpt-4o") && !c.allows("claude-3"));
+    assert_eq!(c.client_key().unwrap().name(), Some("team"));
+    // A plain key carries nothing more.
+    let plain = s.authenticate(&headers(&[("x-api-key", CLIENT)])).unwrap();
+    assert!(plain.virtual_key.is_none() && plain.client_key().is_none());
+    assert!(plain.allows("anything"));
+    let e = s
+        .authenticate(&headers(&[("x-api-key", DONE)]))
+        .unwrap_err();
+    assert_eq!(e.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(e.code(), "key_expired");
+    assert!(e.to_string().contains("`done` expired"), "{e}");
+    assert!(!e.to_string().contains(DONE));
+    assert_eq!(s.metrics()["rejected"]["expired_key"], 1);
+    // `/auth/status` names the virtual keys.
+    let status = s.status();
+    assert!(status["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|k| k["name"] == "team"));
+    assert!(!status.to_string().contains(TEAM));
+}
+
+#[tokio::test]
+async fn the_layer_checks_the_model_and_passes_the_client_key_on() {
+    let inner = service_fn(|req: Request<ProxyBody>| async move {
+        let key = req
+            .extensions()
+            .get::<ClientKey>()
+            .expect("a ClientKey")
+            .clone();
+        assert_eq!(key.name(), Some("team"));
+        let context = req
+            .extensions()
+            .get::<crate::request::RequestContext>()
+            .unwrap();
+        assert_eq!(context.client_key(), Some(&key));
+        Ok::<_, Infallible>(Response::new(ProxyBody::empty()))
+    });
+    let svc = AuthLayer::new(virtual_store()).layer(inner);
+    let ok = svc
+        .clone()
+        .oneshot(chat_request(TEAM, Some("gpt-4o")))
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+
+    let refused = svc
+        .clone()
+        .oneshot(chat_request(TEAM, Some("claude-3")))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let v = body_json(refused).await;
+    assert_eq!(v["error"]["code"], "model_not_allowed");
+    // No parsed request to tell the model: refused, not let through.
+    let unknown = svc.clone().oneshot(chat_request(TEAM, None)).await.unwrap();
+    assert_eq!(unknown.status(), StatusCode::FORBIDDEN);
+
+    // A plain key: no ClientKey, any model.
+    let plain = service_fn(|req: Request<ProxyBody>| async move {
+        assert!(req.extensions().get::<ClientKey>().is_none());
+        let context = req
+            .extensions()
+            .get::<crate::request::RequestContext>()
+            .unwrap();
+        assert!(context.client_key().is_none());
+        Ok::<_, Infallible>(Response::new(ProxyBody::empty()))
+    });
+    let svc = AuthLayer::new(virtual_store()).layer(plain);
+    let ok = svc
+        .oneshot(chat_request(CLIENT, Some("claude-3")))
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+}
+
+#[test]
+fn a_reloaded_file_may_not_reuse_a_name_or_a_key() {
+    let dir = std::env::temp_dir().join(format!("llm-router-auth-vkeys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("keys.txt");
+    std::fs::write(&path, "sk-file-0123456789\n").unwrap();
+    let s = KeyStore::new(
+        AuthPolicy::new()
+            .virtual_key(VirtualKey::new("team", TEAM).unwrap())
+            .keys_file(&path)
+            .unwrap(),
+    );
+    let line = |name: &str, key: &str| format!("{{\"name\": \"{name}\", \"key\": \"{key}\"}}\n");
+    std::fs::write(&path, line("team", "sk-other-0123456789")).unwrap();
+    let e = s.reload().unwrap_err().to_string();
+    assert!(e.contains("name `team`"), "{e}");
+    std::fs::write(&path, line("other", TEAM)).unwrap();
+    let e = s.reload().unwrap_err().to_string();
+    assert!(e.contains("same key") && !e.contains(TEAM), "{e}");
+    std::fs::write(
+        &path,
+        format!(
+            "{}{}",
+            line("a", "sk-a-0123456789"),
+            line("a", "sk-b-0123456789")
+        ),
+    )
+    .unwrap();
+    let e = s.reload().unwrap_err().to_string();
+    assert!(
+        e.contains("line 2") && e.contains("already used on line 1"),
+        "{e}"
+    );
+    // The keys in force stayed.
+    assert!(s
+        .authenticate(&headers(&[("x-api-key", "sk-file-0123456789")]))
+        .is_ok());
+    std::fs::write(&path, line("other", "sk-other-0123456789")).unwrap();
+    assert_eq!(s.reload().unwrap().from_file, 1);
+    let c = s
+        .authenticate(&headers(&[("x-api-key", "sk-other-0123456789")]))
+        .unwrap();
+    assert_eq!(c.virtual_key.unwrap().name(), "other");
+    assert_eq!(s.virtual_keys_info()["count"], 2);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use http::Request;
 
 use super::{ClientIdentity, KeyBy, LimitState, RateLimitPolicy, WindowLimiter};
+use crate::keys::{ClientKey, KeyRateLimit};
 use crate::request::ClientAddr;
 use crate::store::{LimitOp, Op, RedisStore, Verdict};
 
@@ -21,7 +22,19 @@ pub struct ClientLimits {
     in_flight: Mutex<HashMap<String, u64>>,
     /// With `[state] store = "redis"`: where the limits are decided.
     pub(super) store: OnceLock<Arc<RedisStore>>,
+    /// The limits of virtual keys with a `rate_limit` of their own, by key
+    /// name (at most [`MAX_KEY_LIMITS`] idle ones).
+    per_key: Mutex<HashMap<String, Arc<ClientLimits>>>,
 }
+
+/// The most per-key limit tables kept: beyond it, the tables of keys with
+/// no request in flight are dropped (their counts start over). The virtual
+/// keys in force are far fewer; names only pile up across reloads.
+pub const MAX_KEY_LIMITS: usize = 10_000;
+
+/// The prefix of the counters of a virtual key's own limits (`key:<name>`,
+/// in the admin API and the shared store): never a client's raw key.
+pub const KEY_PREFIX: &str = "key:";
 
 impl ClientLimits {
     /// Limits per `policy`.
@@ -32,7 +45,54 @@ impl ClientLimits {
             tokens: policy.tokens.map(|n| WindowLimiter::new(n, window)),
             in_flight: Mutex::new(HashMap::new()),
             store: OnceLock::new(),
+            per_key: Mutex::new(HashMap::new()),
             policy,
+        }
+    }
+
+    /// The limits of the virtual key `name` whose own limits are `limit`:
+    /// the same table as long as they do not change (a changed `rate_limit`
+    /// starts a new one that keeps the counts of an unchanged window).
+    pub fn for_key(&self, name: &str, limit: &KeyRateLimit) -> Arc<ClientLimits> {
+        let policy = RateLimitPolicy {
+            requests: limit.requests,
+            tokens: limit.tokens,
+            concurrency: limit.concurrency,
+            window: limit.window,
+            key: KeyBy::ApiKey,
+        };
+        let mut map = self.per_key.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(found) = map.get(name).filter(|l| l.policy == policy) {
+            return found.clone();
+        }
+        let limits = ClientLimits::new(policy);
+        if let Some(old) = map.get(name) {
+            limits.carry_over(old);
+        }
+        if let Some(store) = self.store.get() {
+            limits.attach_store(store);
+        }
+        if map.len() >= MAX_KEY_LIMITS && !map.contains_key(name) {
+            // Only this map holds an idle table.
+            map.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        let limits = Arc::new(limits);
+        map.insert(name.to_string(), limits.clone());
+        limits
+    }
+
+    /// The limits a request is held to, and the key it is counted under:
+    /// its virtual key's own (under `key:<name>`) when it has a
+    /// `rate_limit`, else these, by [`RateLimitPolicy::key`].
+    pub fn limits_of<B>(self: &Arc<Self>, req: &Request<B>) -> (Arc<ClientLimits>, String) {
+        let own = req
+            .extensions()
+            .get::<ClientKey>()
+            .and_then(|c| c.virtual_key.as_deref())
+            .and_then(|k| Some((k.name(), k.rate_limit()?)));
+        match own {
+            Some((name, limit)) => (self.for_key(name, limit), format!("{KEY_PREFIX}{name}")),
+            None => (self.clone(), self.key_of(req)),
         }
     }
 
@@ -41,6 +101,14 @@ impl ClientLimits {
     /// to a store keep it. Concurrency stays per replica.
     pub fn attach_store(&self, store: &Arc<RedisStore>) {
         let _ = self.store.set(store.clone());
+        for limits in self
+            .per_key
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+        {
+            limits.attach_store(store);
+        }
     }
 
     /// The policy.
@@ -59,23 +127,48 @@ impl ClientLimits {
         if let (Some(new), Some(old)) = (&self.tokens, &old.tokens) {
             new.carry_over(old);
         }
+        // Virtual keys' own limits do not depend on `[rate_limit]`.
+        let old_keys = old
+            .per_key
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        self.per_key
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(old_keys);
     }
 
     /// Request and token limits per client, for the admin API.
     pub fn snapshot(&self) -> serde_json::Value {
         let mask = |k: &str| {
             // A JWT client's `jwt:<sub>` is an identity, not a secret.
-            if k.starts_with("ip:") || k == "global" || k.starts_with("jwt:") {
+            if k.starts_with("ip:")
+                || k == "global"
+                || k.starts_with("jwt:")
+                || k.starts_with(KEY_PREFIX)
+            {
                 k.to_string()
             } else {
                 crate::secret::mask_key(k)
             }
         };
-        serde_json::json!({
+        let mut out = serde_json::json!({
             "requests": self.requests.as_ref().map(|l| l.snapshot(mask)),
             "tokens": self.tokens.as_ref().map(|l| l.snapshot(mask)),
             "window_secs": self.policy.window.as_secs_f64(),
-        })
+        });
+        let per_key = self.per_key.lock().unwrap_or_else(|e| e.into_inner());
+        if !per_key.is_empty() {
+            let mut keys: Vec<(&String, &Arc<ClientLimits>)> = per_key.iter().collect();
+            keys.sort_by(|a, b| a.0.cmp(b.0));
+            out["keys"] = keys
+                .into_iter()
+                .map(|(name, l)| (name.clone(), l.snapshot()))
+                .collect::<serde_json::Map<_, _>>()
+                .into();
+        }
+        out
     }
 
     pub(super) fn key_of<B>(&self, req: &Request<B>) -> String {
@@ -236,6 +329,40 @@ impl ClientLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_keeps_its_table_until_its_limits_change() {
+        let limits = ClientLimits::new(RateLimitPolicy::default());
+        let one = KeyRateLimit::new(Some(1), None, None, Duration::from_secs(60)).unwrap();
+        let a = limits.for_key("a", &one);
+        assert!(Arc::ptr_eq(&a, &limits.for_key("a", &one)));
+        assert!(!Arc::ptr_eq(&a, &limits.for_key("b", &one)));
+        assert!(a.acquire_request("key:a").is_ok());
+        assert!(a.acquire_request("key:a").is_err());
+        // New limits, same window: the count carries over.
+        let two = KeyRateLimit::new(Some(2), None, None, Duration::from_secs(60)).unwrap();
+        let a2 = limits.for_key("a", &two);
+        assert!(!Arc::ptr_eq(&a, &a2));
+        assert!(a2.acquire_request("key:a").is_ok());
+        assert!(a2.acquire_request("key:a").is_err());
+        assert!(limits.snapshot()["keys"]["a"]["requests"].is_array());
+    }
+
+    #[test]
+    fn idle_key_tables_are_bounded() {
+        let limits = ClientLimits::new(RateLimitPolicy::default());
+        let one = KeyRateLimit::new(Some(1), None, None, Duration::from_secs(60)).unwrap();
+        let held = limits.for_key("held", &one);
+        for i in 0..MAX_KEY_LIMITS + 10 {
+            drop(limits.for_key(&format!("k{i}"), &one));
+        }
+        let n = limits.per_key.lock().unwrap().len();
+        assert!(n <= MAX_KEY_LIMITS, "{n}");
+        assert!(
+            Arc::ptr_eq(&held, &limits.for_key("held", &one)),
+            "a table in use stays"
+        );
+    }
 
     #[test]
     fn concurrency_slots_release_on_drop() {

@@ -142,8 +142,8 @@ where
     }
 
     fn call(&mut self, req: Request<ProxyBody>) -> Self::Future {
-        let limits = self.limits.clone();
-        let key = limits.key_of(&req);
+        // A virtual key with limits of its own is held to them instead.
+        let (limits, key) = self.limits.limits_of(&req);
         if let Some(store) = limits.store.get() {
             // Shared limits are decided before the inner service is called:
             // take the service that was polled ready, leave a clone.

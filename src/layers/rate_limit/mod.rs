@@ -12,6 +12,15 @@
 //! by `key`: its API key (or verified identity, when `auth` runs first), its
 //! IP address, or one global bucket.
 //!
+//! A virtual key with a `rate_limit` of its own (see
+//! [`KeyRateLimit`](crate::layers::auth::KeyRateLimit), read from the
+//! [`ClientKey`](crate::layers::auth::ClientKey) `auth` puts in the
+//! request's extensions) is held to those limits *instead of* these,
+//! counted under `key:<name>` in a table of its own
+//! ([`ClientLimits::for_key`], at most [`MAX_KEY_LIMITS`] idle tables): its
+//! requests never spend the global per-client quota, and what its
+//! `rate_limit` leaves out is not limited for it.
+//!
 //! - `requests` per `window`: a request over the limit gets a 429 in the
 //!   client's format with `Retry-After`; every answer carries
 //!   `x-ratelimit-limit`, `x-ratelimit-remaining` and `x-ratelimit-reset`.
@@ -52,7 +61,7 @@ mod limiter;
 mod policy;
 
 pub use backend_limits::BackendLimits;
-pub use client_limits::ClientLimits;
+pub use client_limits::{ClientLimits, KEY_PREFIX, MAX_KEY_LIMITS};
 pub use identity::ClientIdentity;
 #[cfg(feature = "access")]
 pub use layer::{RateLimit, RateLimitLayer};

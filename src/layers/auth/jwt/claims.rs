@@ -12,6 +12,10 @@ pub struct JwtClaims {
     pub subject: String,
     /// `exp` (Unix seconds).
     pub expires: Option<u64>,
+    /// The budget group the token names (the claim
+    /// [`JwtPolicy::budget_group_claim`](super::JwtPolicy::budget_group_claim)
+    /// names), if any.
+    pub budget_group: Option<crate::keys::BudgetGroup>,
 }
 
 impl JwtClaims {

@@ -57,7 +57,7 @@ use std::time::Duration;
 
 pub use claims::{JwtClaims, JwtRejection};
 pub use key::{parse_algorithm, JwtKeyError, ALGORITHMS};
-pub use policy::JwtPolicy;
+pub use policy::{JwtPolicy, MAX_GROUP_LEN};
 
 /// The default leeway on `exp` and `nbf`, for clock skew between the token's
 /// issuer and the proxy.

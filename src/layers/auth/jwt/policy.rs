@@ -11,6 +11,10 @@ use serde_json::{json, Value};
 
 use super::key::{algorithm_name, public_key, JwtKeyError, KeyKind};
 use super::{JwtClaims, JwtRejection, DEFAULT_LEEWAY};
+use crate::keys::BudgetGroup;
+
+/// The longest budget group a token's claim may name.
+pub const MAX_GROUP_LEN: usize = 256;
 
 /// How JWT clients are verified. See the [module docs](crate::layers::jwt).
 #[derive(Clone)]
@@ -24,6 +28,8 @@ pub struct JwtPolicy {
     leeway: Duration,
     secret_len: Option<usize>,
     validation: Validation,
+    /// The claim naming a client's budget group (`budget_group_claim`).
+    budget_group_claim: Option<String>,
 }
 
 impl fmt::Debug for JwtPolicy {
@@ -35,6 +41,7 @@ impl fmt::Debug for JwtPolicy {
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("leeway", &self.leeway)
+            .field("budget_group_claim", &self.budget_group_claim)
             .finish_non_exhaustive()
     }
 }
@@ -120,6 +127,7 @@ impl JwtPolicy {
             leeway: DEFAULT_LEEWAY,
             secret_len,
             validation: Validation::new(algorithm),
+            budget_group_claim: None,
         };
         policy.rebuild();
         policy
@@ -168,6 +176,14 @@ impl JwtPolicy {
         self
     }
 
+    /// Take a client's budget group from this claim (a string of at most
+    /// [`MAX_GROUP_LEN`] characters; a token without it, or with another
+    /// value, has no group).
+    pub fn budget_group_claim(mut self, claim: impl Into<String>) -> Self {
+        self.budget_group_claim = Some(claim.into());
+        self
+    }
+
     /// The accepted algorithm.
     pub fn algorithm(&self) -> Algorithm {
         self.algorithm
@@ -198,6 +214,7 @@ impl JwtPolicy {
             "issuer": self.issuer,
             "audience": self.audience,
             "leeway_secs": self.leeway.as_secs(),
+            "budget_group_claim": self.budget_group_claim,
         })
     }
 
@@ -255,6 +272,21 @@ impl JwtPolicy {
             Some(Value::String(sub)) if !sub.is_empty() => Ok(JwtClaims {
                 subject: sub.clone(),
                 expires: data.claims.get("exp").and_then(Value::as_u64),
+                budget_group: self.budget_group_claim.as_ref().and_then(|claim| {
+                    match data.claims.get(claim) {
+                        Some(Value::String(v))
+                            if !v.is_empty()
+                                && v.chars().count() <= MAX_GROUP_LEN
+                                && !v.chars().any(char::is_control) =>
+                        {
+                            Some(BudgetGroup {
+                                key: claim.clone(),
+                                value: v.clone(),
+                            })
+                        }
+                        _ => None,
+                    }
+                }),
             }),
             _ => Err(JwtRejection::MissingClaim("sub".into())),
         }

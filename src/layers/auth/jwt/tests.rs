@@ -225,3 +225,32 @@ fn ec_keys_infer_the_algorithm() {
     let p = JwtPolicy::hmac(SECRET, None).unwrap();
     assert!(!format!("{p:?}").contains(SECRET));
 }
+
+#[test]
+fn a_claim_may_name_the_budget_group() {
+    let p = policy().budget_group_claim("team");
+    let c = p
+        .verify(&hs(with(good(), "team", json!("platform"))))
+        .unwrap();
+    let group = c.budget_group.unwrap();
+    assert_eq!(
+        (group.key.as_str(), group.value.as_str()),
+        ("team", "platform")
+    );
+    // Absent, not a string, empty or too long: no group (the token is still valid).
+    for v in [
+        Value::Null,
+        json!(7),
+        json!(""),
+        json!("x".repeat(MAX_GROUP_LEN + 1)),
+    ] {
+        let c = p.verify(&hs(with(good(), "team", v.clone()))).unwrap();
+        assert!(c.budget_group.is_none(), "{v}");
+    }
+    // Without the setting, no group whatever the token says.
+    let c = policy()
+        .verify(&hs(with(good(), "team", json!("platform"))))
+        .unwrap();
+    assert!(c.budget_group.is_none());
+    assert_eq!(p.describe()["budget_group_claim"], "team");
+}
