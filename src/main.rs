@@ -127,7 +127,7 @@ fn load(path: Option<&Path>) -> Result<(Source, Loaded), ConfigError> {
 /// With a single CPU (pinned with `taskset`, or a container limited to one
 /// core) the runtime is single-threaded, as an nginx worker is: a
 /// work-stealing scheduler with one worker only adds cross-thread wake-ups
-/// (about 10% of the CPU per request, measured with `benches/load.sh`).
+/// (the README's performance section has the measurement).
 fn runtime_builder() -> tokio::runtime::Builder {
     match std::thread::available_parallelism() {
         Ok(n) if n.get() == 1 => tokio::runtime::Builder::new_current_thread(),

@@ -16,7 +16,11 @@
 //! to a circuit that opened (see
 //! [`CircuitGate`]). The request is replayed
 //! from the parsed value in its extensions — the client's body is never read
-//! again.
+//! again. With `other_targets_first` (the default without a `[retry]`
+//! section, and the shipped config) nothing is retried while another target
+//! is left: failover moves on at once and only the last target is retried. A
+//! target whose model sets its own `retry = { ... }` (`Target::with_retry`)
+//! is retried by that policy instead of the layer's.
 //!
 //! `retry` owns its replay: before the first attempt it keeps a [`Replay`]
 //! of the request (its head and extensions; the body is empty after the

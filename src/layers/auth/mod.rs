@@ -70,6 +70,14 @@
 //! failures (status ≥ 400) per key; keys only ever leave it masked
 //! ([`mask_key`](crate::secret::mask_key)).
 //!
+//! **Where keys come from** (built by the config): `[auth] keys`, the
+//! variables `AUTH_KEY` and `AUTH_KEY_01`..`AUTH_KEY_99`, the lines of
+//! `keys_file` (relative to the config file; blank lines and `#` comments
+//! ignored) and `admin_keys`; the key header may also be named by the variable
+//! `AUTH_HEADER_NAME`. `ENABLE_AUTH=false` in the environment (the switch of the
+//! routers llm-router replaces) takes `auth` out of the order, whatever the
+//! config says.
+//!
 //! ```
 //! use http::{Request, Response};
 //! use tower::{service_fn, Layer, ServiceExt};

@@ -20,6 +20,22 @@
 //! without `model` under a pattern or `"*"` route) is shown as
 //! `backend/*`, the worst state among them.
 //!
+//! **Families:** `llm_router_requests_total{model, backend, status}`, the
+//! latency, first-byte and overhead histograms, `llm_router_tokens_total`,
+//! `llm_router_upstream_errors_total{backend, kind}`,
+//! `llm_router_retries_total{model}`, `llm_router_failovers_total{model}`,
+//! `llm_router_rate_limit_rejections_total` and, at each scrape,
+//! `llm_router_circuit_state{target}` (0 closed, 1 half-open, 2 open).
+//! `GET /metrics` encodes the registry (OpenMetrics text); with `Accept:
+//! application/json` it is a per-backend summary (`total_requests`,
+//! `success_rate`, `avg_response_time`, `error_counts` keyed `http_<status>`,
+//! `timeout`, `connection_error`, `stream_error`, `other`, then `retries`,
+//! `tokens_in`, `tokens_out`) keyed by backend name at the top level — the shape
+//! other routers' dashboards read — and the same under `"backends"`.
+//! `GET /router/stats` adds totals per model, which the registry keeps beside
+//! the Prometheus families (at most 1,000 model names; further ones are counted
+//! as `(other)`).
+//!
 //! [`RequestContext`]: crate::request::RequestContext
 //! [`RouteTable`]: crate::routing::RouteTable
 //!

@@ -28,7 +28,8 @@
 //!   ends, streamed answers included (the upstream is asked for stream usage
 //!   even when the client did not ask, and that extra chunk is kept from the
 //!   client); a client over budget gets a 429 on its next request.
-//! - `concurrency`: requests in flight per client, released when the answer
+//! - `concurrency`: requests in flight per client (checked first, so a
+//!   request refused for it spends no request quota), released when the answer
 //!   (stream included) ends or the client goes away.
 //!
 //! Rejections are answered at once; nothing is parked in `poll_ready`.
