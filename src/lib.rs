@@ -47,6 +47,7 @@ pub mod escape;
 pub mod future;
 pub mod layers;
 pub mod openapi;
+pub(crate) mod pricing;
 pub mod reload;
 pub mod request;
 pub mod routing;

@@ -344,6 +344,9 @@ pub struct Built {
     /// CORS, when `cors` is in the order: it wraps the whole app (endpoints
     /// included), not the LLM stack, since preflights never reach the stack.
     pub cors: Option<CorsLayer>,
+    /// The price catalog the answers are priced with (`[pricing]` over the
+    /// built-in prices).
+    pub pricing: Arc<crate::config::Pricing>,
 }
 
 impl Built {
@@ -357,6 +360,7 @@ impl Built {
             inner: Vec::new(),
             state: RouterState::default(),
             cors: None,
+            pricing: Arc::new(crate::config::Pricing::builtin()),
         }
     }
 }
@@ -475,7 +479,8 @@ pub fn build_with_state(config: &Config, mut state: RouterState) -> Result<Built
 
     // Below the split point: one service per target, each made with its
     // target as a constructor input.
-    let mut per_target = NewLlmService::new(Upstream::new());
+    let pricing = Arc::new(crate::config::Pricing::new(&config.pricing));
+    let mut per_target = NewLlmService::new(Upstream::new().with_pricing(pricing.clone()));
     // Layers that never edit a request: with only these between `retry`
     // and the upstream, the upstream hands each attempt's request back to
     // `retry` and no copy is made (see `RetryLayer::given_back`).
@@ -539,6 +544,7 @@ pub fn build_with_state(config: &Config, mut state: RouterState) -> Result<Built
         inner,
         state,
         cors,
+        pricing,
     })
 }
 

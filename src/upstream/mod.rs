@@ -57,6 +57,7 @@ use tower::Service;
 use crate::service::NewService;
 
 mod backend;
+mod cost;
 pub mod guard;
 mod header_rules;
 pub mod limits;
@@ -68,6 +69,7 @@ mod target;
 pub mod translate;
 
 pub use backend::{Backend, BackendBuilder, BuildError, Credential, UpstreamApi};
+pub use cost::COST_HEADER;
 pub use header_rules::{proxy_owned, BadMatcher, HeaderMatcher, HeaderRules};
 pub(crate) use state_key::is_passthrough;
 pub use state_key::{state_key, target_key, without_credential_tag, CredentialTag};
@@ -79,6 +81,7 @@ pub use pool::{ClientError, PooledBody};
 use crate::body::ProxyBody;
 use crate::classify::{error_kind, AttemptRecord, GiveBack, Outcome, Replay};
 use crate::error::ProxyError;
+use crate::pricing::{Price, Pricing};
 use crate::request::{LlmRequest, RequestContext};
 use crate::upstream::guard::{GuardConfig, StreamFailure, StreamGuard};
 use crate::upstream::provider::{Call, ClientCredential, Outbound};
@@ -234,15 +237,26 @@ impl ServerCertVerifier for NoCertificateCheck {
 
 /// The upstream edge of the stack: makes each target's [`TargetUpstream`].
 /// See the [module docs](crate::upstream).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Upstream {
-    _priv: (),
+    pricing: Option<Arc<Pricing>>,
 }
 
 impl Upstream {
-    /// The upstream edge (stateless: each backend owns its client).
+    /// The upstream edge (stateless: each backend owns its client), without
+    /// prices: answers carry no cost.
     pub fn new() -> Self {
-        Upstream { _priv: () }
+        Upstream { pricing: None }
+    }
+
+    /// Price answers with `pricing`: each answer's
+    /// [`UsageSlot`](crate::usage::UsageSlot) gets the price of the model
+    /// its target was asked for, and a non-streamed JSON answer of a priced
+    /// model is read whole (bounded, see [`limits`]) before its head goes
+    /// out, to carry its cost in [`COST_HEADER`].
+    pub fn with_pricing(mut self, pricing: Arc<Pricing>) -> Self {
+        self.pricing = Some(pricing);
+        self
     }
 }
 
@@ -250,7 +264,8 @@ impl NewService<Target> for Upstream {
     type Service = TargetUpstream;
 
     fn new_service(&self, target: Target) -> TargetUpstream {
-        TargetUpstream { target }
+        let price = cost::PriceOf::new(self.pricing.as_ref(), &target);
+        TargetUpstream { target, price }
     }
 }
 
@@ -258,6 +273,7 @@ impl NewService<Target> for Upstream {
 #[derive(Clone, Debug)]
 pub struct TargetUpstream {
     target: Target,
+    price: cost::PriceOf,
 }
 
 impl TargetUpstream {
@@ -325,6 +341,7 @@ impl<B> Service<Request<B>> for TargetUpstream {
         let usage = Usage {
             wanted: strip_usage || parts.extensions.get::<UsageWanted>().is_some(),
             strip: strip_usage,
+            price: self.price.get(&target, llm.model()),
         };
         let context = parts.extensions.get::<RequestContext>().cloned();
         // Started here, so the future holds only what the answer needs: the
@@ -364,6 +381,12 @@ impl<B> Service<Request<B>> for TargetUpstream {
                 let response = to_client(response, &llm, &target, &provider, native);
                 match finish(response, &llm, &target, usage, first_content_by) {
                     Finish::Done(response) => Ok(response),
+                    Finish::Priced {
+                        parts,
+                        body,
+                        price,
+                        slot,
+                    } => Ok(cost::with_cost(parts, body, price, slot).await),
                     Finish::FirstContent {
                         parts,
                         mut guard,
@@ -522,12 +545,22 @@ struct Usage {
     /// The proxy asked for it on the client's behalf: keep the usage-only
     /// chunk from the client ([`UsageRequestedByProxy`]).
     strip: bool,
+    /// The price of the model asked for.
+    price: Option<Price>,
 }
 
 /// What is left to do with an answer.
 enum Finish {
     /// Nothing: it goes to the client as it is.
     Done(Response<ProxyBody>),
+    /// A non-streamed JSON answer of a priced model: read whole (bounded)
+    /// before its head goes out, which carries its cost.
+    Priced {
+        parts: http::response::Parts,
+        body: ProxyBody,
+        price: Price,
+        slot: Option<UsageSlot>,
+    },
     /// A stream, held until its first content event (the commit point). The
     /// guard is boxed now, and that box becomes the answer's body: the
     /// future that waits holds only a pointer to it.
@@ -538,9 +571,10 @@ enum Finish {
     },
 }
 
-/// When usage is wanted, the answer gets a [`UsageSlot`]. A successful
-/// streamed answer is held until its first content event (the commit point)
-/// and guarded after it; a JSON answer is tapped for its usage when wanted.
+/// When usage is wanted, the answer gets a [`UsageSlot`] with the model's
+/// price. A successful streamed answer is held until its first content event
+/// (the commit point) and guarded after it; a JSON answer of a priced model
+/// is read for its cost, another one tapped for its usage when wanted.
 fn finish(
     response: Response<ProxyBody>,
     llm: &LlmRequest,
@@ -549,7 +583,7 @@ fn finish(
     first_content_by: Instant,
 ) -> Finish {
     let backend = target.backend();
-    let slot = usage.wanted.then(UsageSlot::default);
+    let slot = usage.wanted.then(|| UsageSlot::priced(usage.price));
     let (mut parts, body) = response.into_parts();
     if let Some(slot) = &slot {
         parts.extensions.insert(slot.clone());
@@ -567,6 +601,8 @@ fn finish(
         let config = GuardConfig::new(llm.format()).idle_timeout(backend.idle_timeout());
         let mut guard = StreamGuard::new(body, config);
         if let Some(slot) = slot {
+            // What a stream cut short is charged for its input (see `UsageSlot`).
+            slot.begin_stream(crate::tokens::text_estimate(llm.body()));
             guard = guard.with_usage(slot, usage.strip);
         }
         return Finish::FirstContent {
@@ -576,6 +612,16 @@ fn finish(
         };
     }
     let body = crate::body::IdleTimeout::new(body, backend.idle_timeout());
+    if let Some(price) = usage.price {
+        if !llm.is_stream() && !llm.endpoint().counts_tokens() && cost::is_json(&parts.headers) {
+            return Finish::Priced {
+                parts,
+                body: ProxyBody::new(body),
+                price,
+                slot,
+            };
+        }
+    }
     Finish::Done(Response::from_parts(
         parts,
         match slot {

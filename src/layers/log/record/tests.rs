@@ -266,7 +266,7 @@ fn record() -> Record {
             prompt_tokens: 19,
             completion_tokens: 42,
             total_tokens: 61,
-            cached_tokens: 0,
+            ..Default::default()
         }),
         stack_error: None,
         body_error: None,
