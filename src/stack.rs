@@ -613,8 +613,9 @@ fn layer_of(
                 .unwrap_or_else(|| Arc::new(KeyStore::new(config.auth.clone())));
             let auth = AuthLayer::new(keys);
             #[cfg(feature = "observability")]
-            if config.stack.contains(&LayerName::Log) {
-                // Tells `log` (outside `auth`) whom `auth` let in.
+            if config.stack.contains(&LayerName::Log) || config.stack.contains(&LayerName::Metrics)
+            {
+                // Tells `log` and `metrics` (outside `auth`) whom `auth` let in.
                 return Ok(Arc::new(move |service| {
                     let service = crate::layers::log::IdentityTap::new(service);
                     LlmService::new(auth.layer(service))

@@ -66,18 +66,22 @@ impl Loader<'_> {
                         )),
                     }
                 }
-                "default_max_tokens" => config.default_max_tokens = match value.get_ref() {
-                    toml::Value::Integer(n) if (1..=MAX_DEFAULT_MAX_TOKENS).contains(n) => {
-                        u32::try_from(*n).unwrap_or(u32::MAX)
-                    }
-                    _ => return Err(self.err(
-                        span,
-                        "pricing.default_max_tokens",
-                        format!(
+                "default_max_tokens" => {
+                    config.default_max_tokens = match value.get_ref() {
+                        toml::Value::Integer(n) if (1..=MAX_DEFAULT_MAX_TOKENS).contains(n) => {
+                            u32::try_from(*n).unwrap_or(u32::MAX)
+                        }
+                        _ => {
+                            return Err(self.err(
+                                span,
+                                "pricing.default_max_tokens",
+                                format!(
                             "must be a whole number of tokens from 1 to {MAX_DEFAULT_MAX_TOKENS}"
                         ),
-                    )),
-                },
+                            ))
+                        }
+                    }
+                }
                 _ => {
                     let key = format!("pricing.\"{name}\"");
                     let model = name.trim();
