@@ -30,9 +30,8 @@
 //! ```
 
 mod catalog;
-mod cost;
 
-pub use cost::{Cost, Price};
+pub use crate::usage::{Cost, Price};
 
 use crate::usage::Usage;
 use crate::FastMap;

@@ -58,6 +58,7 @@ use crate::service::NewService;
 
 mod backend;
 mod cost;
+mod finish;
 pub mod guard;
 mod header_rules;
 pub mod limits;
@@ -81,11 +82,12 @@ pub use pool::{ClientError, PooledBody};
 use crate::body::ProxyBody;
 use crate::classify::{error_kind, AttemptRecord, GiveBack, Outcome, Replay};
 use crate::error::ProxyError;
-use crate::pricing::{Price, Pricing};
+use crate::pricing::Pricing;
 use crate::request::{LlmRequest, RequestContext};
-use crate::upstream::guard::{GuardConfig, StreamFailure, StreamGuard};
+use crate::upstream::guard::StreamFailure;
 use crate::upstream::provider::{Call, ClientCredential, Outbound};
-use crate::usage::{UsageRequestedByProxy, UsageSlot, UsageTap, UsageWanted};
+use crate::usage::{UsageRequestedByProxy, UsageWanted};
+use finish::{finish, Finish, Usage};
 use tokio::time::Instant;
 
 /// Connection settings of an [`HttpClient`].
@@ -536,100 +538,6 @@ fn to_client(
 /// The answer header naming the hosted tools removed from a Responses
 /// request that a translated backend could not run.
 pub const DROPPED_HEADER: http::HeaderName = http::HeaderName::from_static("x-llm-router-dropped");
-
-/// What the stack wants of an answer's usage.
-#[derive(Clone, Copy, Debug)]
-struct Usage {
-    /// A layer reads it ([`UsageWanted`]).
-    wanted: bool,
-    /// The proxy asked for it on the client's behalf: keep the usage-only
-    /// chunk from the client ([`UsageRequestedByProxy`]).
-    strip: bool,
-    /// The price of the model asked for.
-    price: Option<Price>,
-}
-
-/// What is left to do with an answer.
-enum Finish {
-    /// Nothing: it goes to the client as it is.
-    Done(Response<ProxyBody>),
-    /// A non-streamed JSON answer of a priced model: read whole (bounded)
-    /// before its head goes out, which carries its cost.
-    Priced {
-        parts: http::response::Parts,
-        body: ProxyBody,
-        price: Price,
-        slot: Option<UsageSlot>,
-    },
-    /// A stream, held until its first content event (the commit point). The
-    /// guard is boxed now, and that box becomes the answer's body: the
-    /// future that waits holds only a pointer to it.
-    FirstContent {
-        parts: http::response::Parts,
-        guard: Box<StreamGuard<ProxyBody>>,
-        left: Duration,
-    },
-}
-
-/// When usage is wanted, the answer gets a [`UsageSlot`] with the model's
-/// price. A successful streamed answer is held until its first content event
-/// (the commit point) and guarded after it; a JSON answer of a priced model
-/// is read for its cost, another one tapped for its usage when wanted.
-fn finish(
-    response: Response<ProxyBody>,
-    llm: &LlmRequest,
-    target: &Target,
-    usage: Usage,
-    first_content_by: Instant,
-) -> Finish {
-    let backend = target.backend();
-    let slot = usage.wanted.then(|| UsageSlot::priced(usage.price));
-    let (mut parts, body) = response.into_parts();
-    if let Some(slot) = &slot {
-        parts.extensions.insert(slot.clone());
-    }
-    if !parts.status.is_success() {
-        return Finish::Done(Response::from_parts(parts, body));
-    }
-    let event_stream = parts
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
-    if llm.is_stream() && event_stream {
-        parts.headers.remove(http::header::CONTENT_LENGTH);
-        let config = GuardConfig::new(llm.format()).idle_timeout(backend.idle_timeout());
-        let mut guard = StreamGuard::new(body, config);
-        if let Some(slot) = slot {
-            // What a stream cut short is charged for its input (see `UsageSlot`).
-            slot.begin_stream(crate::tokens::text_estimate(llm.body()));
-            guard = guard.with_usage(slot, usage.strip);
-        }
-        return Finish::FirstContent {
-            parts,
-            guard: Box::new(guard),
-            left: first_content_by.saturating_duration_since(Instant::now()),
-        };
-    }
-    let body = crate::body::IdleTimeout::new(body, backend.idle_timeout());
-    if let Some(price) = usage.price {
-        if !llm.is_stream() && !llm.endpoint().counts_tokens() && cost::is_json(&parts.headers) {
-            return Finish::Priced {
-                parts,
-                body: ProxyBody::new(body),
-                price,
-                slot,
-            };
-        }
-    }
-    Finish::Done(Response::from_parts(
-        parts,
-        match slot {
-            Some(slot) => ProxyBody::new(UsageTap::new(body, slot, limits::MAX_USAGE_TAP_BYTES)),
-            None => ProxyBody::new(body),
-        },
-    ))
-}
 
 /// A connect timeout is a timeout (504); anything else before the response
 /// head (refused, reset, TLS failure) is a connection error (502).

@@ -46,8 +46,10 @@ use serde::Deserialize;
 
 use crate::body::{opaque_body, BoxError, End, Observe, Observer};
 
+mod cost;
 mod slot;
 
+pub use cost::{Cost, Price};
 pub use slot::UsageSlot;
 
 /// Tokens in and out, normalized across providers (see the [module docs](self)).

@@ -7,8 +7,7 @@
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::Usage;
-use crate::pricing::{Cost, Price};
+use super::{Cost, Price, Usage};
 
 /// Where an answer's usage lands once seen; in the answer's extensions.
 ///

@@ -269,7 +269,7 @@ fn record() -> Record {
             ..Default::default()
         }),
         // claude-sonnet-4: 19 × $3 + 42 × $15 per million.
-        cost: Some(crate::pricing::Cost::from_nano_usd(687_000)),
+        cost: Some(crate::usage::Cost::from_nano_usd(687_000)),
         stack_error: None,
         body_error: None,
         complete: true,

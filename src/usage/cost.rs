@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use crate::usage::Usage;
+use super::Usage;
 
 /// A model's list price, in USD per million tokens, as the providers'
 /// pricing pages give it.
