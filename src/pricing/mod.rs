@@ -10,24 +10,7 @@
 //! `x-llm-router-cost-usd` header, `log`, `metrics`, budgets) reads its cost
 //! for the model that answered.
 //!
-//! ```
-//! use llm_router::config::{Price, Pricing, PricingConfig, UnknownModel};
-//! use llm_router::usage::Usage;
-//!
-//! let pricing = Pricing::new(&PricingConfig {
-//!     prices: vec![("my-model".into(), Price::new(1.0, 4.0))],
-//!     unknown: UnknownModel::Refuse,
-//!     ..PricingConfig::default()
-//! });
-//! // Dated names find their family.
-//! assert_eq!(pricing.price("gpt-4o-2024-08-06"), pricing.price("gpt-4o"));
-//! assert_eq!(pricing.price("claude-sonnet-4-20250514").unwrap().input, 3.0);
-//! assert_eq!(pricing.price("my-model").unwrap().output, 4.0);
-//! assert_eq!(pricing.price("some-other-model"), None);
-//!
-//! let usage = Usage { prompt_tokens: 1_000, completion_tokens: 500, ..Usage::default() };
-//! assert_eq!(pricing.cost("my-model", &usage).unwrap().to_string(), "0.003");
-//! ```
+//! See [`Pricing`] for an example.
 
 mod catalog;
 
@@ -80,7 +63,28 @@ impl Default for PricingConfig {
 /// untrusted: its look-up stays bounded).
 const MAX_NAME: usize = 256;
 
-/// The price catalog. See the [module docs](self).
+/// The price catalog: the built-in list prices of the current OpenAI,
+/// Anthropic and Gemini models with `[pricing]`'s over them (see
+/// [`price`](Pricing::price) for how a model's price is found).
+///
+/// ```
+/// use llm_router::config::{Price, Pricing, PricingConfig, UnknownModel};
+/// use llm_router::usage::Usage;
+///
+/// let pricing = Pricing::new(&PricingConfig {
+///     prices: vec![("my-model".into(), Price::new(1.0, 4.0))],
+///     unknown: UnknownModel::Refuse,
+///     ..PricingConfig::default()
+/// });
+/// // Dated names find their family.
+/// assert_eq!(pricing.price("gpt-4o-2024-08-06"), pricing.price("gpt-4o"));
+/// assert_eq!(pricing.price("claude-sonnet-4-20250514").unwrap().input, 3.0);
+/// assert_eq!(pricing.price("my-model").unwrap().output, 4.0);
+/// assert_eq!(pricing.price("some-other-model"), None);
+///
+/// let usage = Usage { prompt_tokens: 1_000, completion_tokens: 500, ..Usage::default() };
+/// assert_eq!(pricing.cost("my-model", &usage).unwrap().to_string(), "0.003");
+/// ```
 #[derive(Clone, Debug)]
 pub struct Pricing {
     /// By lower-case name: the built-in prices, then the config's over them.

@@ -25,7 +25,7 @@
 //! `completion_tokens_details` or the Responses API's
 //! `output_tokens_details`). Each token is in exactly one of: uncached
 //! prompt, cached, cache-written, answer, reasoning — the split a
-//! [`Price`](crate::config::Price) prices.
+//! [`Price`] prices.
 //!
 //! ```
 //! use llm_router::usage::usage_of_json;

@@ -22,7 +22,7 @@
 //! `overhead_ms` (the proxy's own time), `tokens_in`/`tokens_out` (from the
 //! upstream's usage), `cost_usd` (the answer's cost in USD, from that usage
 //! and the price of the model that answered; null when either is unknown,
-//! see [`UsageSlot`](crate::usage::UsageSlot) for a stream cut short), `complete` (the answer was sent to its end), `error`
+//! see [`UsageSlot`] for a stream cut short), `complete` (the answer was sent to its end), `error`
 //! (`{code, message}` or null) and, with `requests`/`responses` on,
 //! `request` (the request as the client sent it) and `response` (the
 //! JSON answer; for a stream, its text reassembled from the deltas, with
