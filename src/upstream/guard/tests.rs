@@ -406,9 +406,9 @@ async fn a_complete_stream_is_as_reported() {
     assert!(drain(guard).await.ends_with("data: [DONE]\n\n"));
     assert_eq!(slot.get(), None);
     // Responses: deltas read without parsing; `response.completed` settles.
-    let body = ProxyBody::full(concat!(
+    let body = ProxyBody::full(
         "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"abcdefgh\",\"sequence_number\":1}\n\n",
-    ));
+    );
     let (mut guard, slot) = tallied(body, ClientFormat::Responses);
     guard
         .wait_for_first_content(Duration::from_secs(2))
