@@ -49,6 +49,7 @@ mod future;
 mod keys;
 pub mod layers;
 mod openapi;
+mod pricing;
 mod reload;
 mod request;
 pub mod routing;

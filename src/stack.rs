@@ -351,6 +351,9 @@ pub struct Built {
     /// composed in code adds its own with [`LogFlush::include`].
     #[cfg(feature = "observability")]
     pub log_flush: LogFlush,
+    /// The price catalog the answers are priced with (`[pricing]` over the
+    /// built-in prices).
+    pub pricing: Arc<crate::config::Pricing>,
 }
 
 /// The log writers of a stack being built: their [`LogFlush`] (nothing
@@ -373,6 +376,7 @@ impl Built {
             cors: None,
             #[cfg(feature = "observability")]
             log_flush: LogFlush::default(),
+            pricing: Arc::new(crate::config::Pricing::builtin()),
         }
     }
 }
@@ -487,7 +491,8 @@ pub fn build_with_state(config: &Config, mut state: RouterState) -> Result<Built
 
     // Below the split point: one service per target, each made with its
     // target as a constructor input.
-    let mut per_target = NewLlmService::new(Upstream::new());
+    let pricing = Arc::new(crate::config::Pricing::new(&config.pricing));
+    let mut per_target = NewLlmService::new(Upstream::new().with_pricing(pricing.clone()));
     for layer in inner.iter().rev() {
         per_target = match layer {
             #[cfg(feature = "resilience")]
@@ -546,6 +551,7 @@ pub fn build_with_state(config: &Config, mut state: RouterState) -> Result<Built
         cors,
         #[cfg(feature = "observability")]
         log_flush: log_writers,
+        pricing,
     })
 }
 
@@ -616,8 +622,9 @@ fn layer_of(
                 .unwrap_or_else(|| Arc::new(KeyStore::new(config.auth.clone())));
             let auth = AuthLayer::new(keys);
             #[cfg(feature = "observability")]
-            if config.stack.contains(&LayerName::Log) {
-                // Tells `log` (outside `auth`) whom `auth` let in.
+            if config.stack.contains(&LayerName::Log) || config.stack.contains(&LayerName::Metrics)
+            {
+                // Tells `log` and `metrics` (outside `auth`) whom `auth` let in.
                 return Ok(Arc::new(move |service| {
                     let service = crate::layers::log::IdentityTap::new(service);
                     LlmService::new(auth.layer(service))

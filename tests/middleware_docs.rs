@@ -117,7 +117,10 @@ fn middleware_md_includes_each_layers_module_docs() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let path = root.join("middleware.md");
     let doc = std::fs::read_to_string(&path).unwrap();
-    assert!(doc.matches(BEGIN).count() >= 11, "every layer section includes its module docs");
+    assert!(
+        doc.matches(BEGIN).count() >= 11,
+        "every layer section includes its module docs"
+    );
     let expected = with_blocks(&doc, root);
     if std::env::var_os("UPDATE_MIDDLEWARE_DOCS").is_some() {
         std::fs::write(&path, &expected).unwrap();
@@ -147,7 +150,10 @@ fn links_become_plain_text() {
         plain_links("[the spec](https://example.com/x)"),
         "[the spec](https://example.com/x)"
     );
-    assert_eq!(plain_links("`allow_origins = [\"*\"]`"), "`allow_origins = [\"*\"]`");
+    assert_eq!(
+        plain_links("`allow_origins = [\"*\"]`"),
+        "`allow_origins = [\"*\"]`"
+    );
     let source = "//! `x`: one line.\n//!\n//! More.\n//!\n//! ```\n//! code\n//! ```\nuse a;\n";
     assert_eq!(module_prose(source), "`x`: one line.\n\nMore.");
 }

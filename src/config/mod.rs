@@ -31,6 +31,7 @@ mod log;
 mod models;
 mod names;
 pub mod overrides;
+mod pricing;
 mod raw;
 mod resilience;
 mod server;
@@ -42,6 +43,7 @@ mod types;
 mod warnings;
 pub mod zero;
 
+pub use crate::pricing::{Cost, Price, Pricing, PricingConfig, UnknownModel};
 pub use crate::secret::{mask_key, Secret};
 pub use crate::store::{StateConfig, StoreKind};
 pub use error::ConfigError;
@@ -158,6 +160,7 @@ impl Config {
         let pii = loader.pii(raw.pii.as_ref(), &mut stack, stack_explicit)?;
         let state = loader.state(raw.state.as_ref())?;
         let log = loader.log(raw.log.as_ref(), &dir, &mut stack, stack_explicit)?;
+        let pricing = loader.pricing(raw.pricing.as_ref())?;
 
         let mut backends: Vec<BackendConfig> = Vec::new();
         for (i, rb) in raw.backends.iter().enumerate() {
@@ -247,6 +250,7 @@ impl Config {
             pii,
             state,
             log,
+            pricing,
             source_warnings: Vec::new(),
         };
         overrides::apply(&mut config, env)?;

@@ -8,7 +8,7 @@ use super::backends::RawBackend;
 use super::models::RawModel;
 use super::server::RawServer;
 use super::stack::RawStack;
-use super::{auth, cors, headers, keys, log, resilience, state, tools, transforms};
+use super::{auth, cors, headers, keys, log, pricing, resilience, state, tools, transforms};
 
 // ---------------------------------------------------------------------------
 // Raw, serde-facing structs. Every table rejects unknown keys.
@@ -39,6 +39,7 @@ pub(super) struct RawConfig {
     pub(super) tools: Option<tools::RawTools>,
     pub(super) cors: Option<cors::RawCors>,
     pub(super) state: Option<state::RawState>,
+    pub(super) pricing: Option<pricing::RawPricing>,
 }
 
 /// A serde path without the internals of `toml::Spanned`

@@ -49,6 +49,8 @@ pub struct Config {
     /// `[log]` (`None` when absent: see [`Config::log_policy`] for the
     /// defaults that apply when `log` is in the order).
     pub log: Option<super::LogPolicy>,
+    /// `[pricing]` (the built-in prices alone when absent).
+    pub pricing: crate::pricing::PricingConfig,
     /// Warnings from turning another format into this config (a LiteLLM
     /// `config.yaml`: its keys with no equivalent); part of [`Config::warnings`].
     pub source_warnings: Vec<String>,

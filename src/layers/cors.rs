@@ -117,6 +117,7 @@ impl Default for CorsPolicy {
                     "retry-after",
                     "x-llm-router-estimate",
                     "x-llm-router-dropped",
+                    "x-llm-router-cost-usd",
                 ]
                 .into_iter()
                 .map(HeaderName::from_static)

@@ -221,6 +221,42 @@ fn bytes_estimate(len: usize) -> u64 {
     u64::try_from(len.div_ceil(4)).unwrap_or(u64::MAX)
 }
 
+/// The keys whose strings are text a model reads, in every client format:
+/// message `content` and `text` parts, `system`, `instructions`, `input`,
+/// `prompt`, tool call `arguments`, `thinking`, `refusal`, `summary`.
+const TEXT_KEYS: &[&str] = &[
+    "content",
+    "text",
+    "system",
+    "instructions",
+    "input",
+    "prompt",
+    "arguments",
+    "thinking",
+    "refusal",
+    "summary",
+];
+
+/// A quick estimate of a request's input tokens, without the tokenizer: the
+/// bytes of its text ([`TEXT_KEYS`]; not images, files, tool schemas or
+/// parameters) at 4 bytes a token. What a stream cut short before its
+/// upstream reported the prompt's tokens is charged for its input (see
+/// [`UsageSlot`](crate::usage::UsageSlot)). Iterative, linear in the body.
+pub(crate) fn text_estimate(body: &Map<String, Value>) -> u64 {
+    let is_text = |key: &str| TEXT_KEYS.contains(&key);
+    let mut size = 0usize;
+    let mut stack: Vec<(&Value, bool)> = body.iter().map(|(k, v)| (v, is_text(k))).collect();
+    while let Some((value, text)) = stack.pop() {
+        match value {
+            Value::String(s) if text => size = size.saturating_add(s.len()),
+            Value::Array(items) => stack.extend(items.iter().map(|v| (v, text))),
+            Value::Object(map) => stack.extend(map.iter().map(|(k, v)| (v, is_text(k)))),
+            _ => {}
+        }
+    }
+    bytes_estimate(size)
+}
+
 /// Whether the keys and strings of `value` add up to more than `limit` bytes.
 /// Iterative (no recursion), and stops as soon as the limit is passed.
 fn text_exceeds(body: &Map<String, Value>, limit: usize) -> bool {

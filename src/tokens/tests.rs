@@ -578,3 +578,29 @@ fn polled_outside_a_runtime_counts_in_place() {
     let json: Value = serde_json::from_slice(&frame).unwrap();
     assert_eq!(json["input_tokens"], expected);
 }
+
+#[test]
+fn text_estimate_counts_text_not_data() {
+    let body = obj(json!({
+        "model": "a-long-model-name-that-is-not-text",
+        "system": "12345678",
+        "messages": [
+            {"role": "user", "content": "abcd"},
+            {"role": "user", "content": [
+                {"type": "text", "text": "efgh"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAAAAAAAAAAAAAAAAAA"}},
+                {"type": "image", "source": {"type": "base64", "data": "AAAAAAAAAAAAAAAAAAAAAAAA"}}
+            ]},
+            {"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "{\"a\":1}"}}]}
+        ],
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": {"description": "xxxxxxxxxxxxxxxx"}}}],
+        "max_tokens": 100
+    }));
+    // 8 + 4 + 4 + 7 bytes of text: 23 bytes, 6 tokens.
+    assert_eq!(super::text_estimate(&body), 6);
+    assert_eq!(
+        super::text_estimate(&obj(json!({"input": ["ab", "cd"]}))),
+        1
+    );
+    assert_eq!(super::text_estimate(&Map::new()), 0);
+}

@@ -13,7 +13,7 @@
 //! | an error answer collected for translation | [`MAX_ERROR_BODY_BYTES`] | the rest is dropped; the kept start is translated |
 //! | stream preamble held before the commit point | [`MAX_PREAMBLE_BYTES`] | committed early |
 //! | XML tool text held while a tag may still close | [`MAX_XML_TAG_BYTES`] | sent as plain text |
-//! | a JSON answer kept aside to read its usage | [`MAX_USAGE_TAP_BYTES`] | usage not read |
+//! | a JSON answer kept aside to read its usage, or read whole before its head to carry its cost | [`MAX_USAGE_TAP_BYTES`] | usage not read; the answer goes on as it comes, without the cost header |
 //! | one streamed event read by the `log` layer for its record | [`MAX_LOG_EVENT_BYTES`] | the rest of the answer's text not logged |
 //!
 //! Indexes an upstream chooses (OpenAI `choices[].index`, Gemini
@@ -49,7 +49,8 @@ pub const MAX_PREAMBLE_BYTES: usize = 1 << 20;
 /// longer one goes out as plain text.
 pub const MAX_XML_TAG_BYTES: usize = 1 << 20;
 
-/// Largest JSON answer kept aside to read its usage (4 MiB).
+/// Largest JSON answer kept aside to read its usage, or held before its
+/// head to price it (4 MiB).
 pub const MAX_USAGE_TAP_BYTES: usize = 4 << 20;
 
 /// Largest streamed event the `log` layer's tap reads to reassemble an

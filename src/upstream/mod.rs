@@ -57,6 +57,8 @@ use tower::Service;
 use crate::service::NewService;
 
 mod backend;
+mod cost;
+mod finish;
 pub(crate) mod guard;
 mod header_rules;
 pub mod limits;
@@ -68,6 +70,7 @@ mod target;
 pub(crate) mod translate;
 
 pub use backend::{Backend, BackendBuilder, BuildError, Credential, UpstreamApi};
+pub use cost::COST_HEADER;
 pub use header_rules::{proxy_owned, BadMatcher, HeaderMatcher, HeaderRules};
 pub(crate) use state_key::is_passthrough;
 pub use state_key::{state_key, target_key, without_credential_tag, CredentialTag};
@@ -79,10 +82,12 @@ pub use pool::{ClientError, PooledBody};
 use crate::body::ProxyBody;
 use crate::classify::{error_kind, AttemptRecord, Outcome};
 use crate::error::ProxyError;
+use crate::pricing::Pricing;
 use crate::request::{LlmRequest, RequestContext};
-use crate::upstream::guard::{GuardConfig, StreamFailure, StreamGuard};
+use crate::upstream::guard::StreamFailure;
 use crate::upstream::provider::{Call, ClientCredential, Outbound};
-use crate::usage::{UsageRequestedByProxy, UsageSlot, UsageTap, UsageWanted};
+use crate::usage::{UsageRequestedByProxy, UsageWanted};
+use finish::{finish, Finish, Usage};
 use tokio::time::Instant;
 
 /// Connection settings of an [`HttpClient`].
@@ -234,15 +239,26 @@ impl ServerCertVerifier for NoCertificateCheck {
 
 /// The upstream edge of the stack: makes each target's [`TargetUpstream`].
 /// See the [module docs](crate::upstream).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Upstream {
-    _priv: (),
+    pricing: Option<Arc<Pricing>>,
 }
 
 impl Upstream {
-    /// The upstream edge (stateless: each backend owns its client).
+    /// The upstream edge (stateless: each backend owns its client), without
+    /// prices: answers carry no cost.
     pub fn new() -> Self {
-        Upstream { _priv: () }
+        Upstream { pricing: None }
+    }
+
+    /// Price answers with `pricing`: each answer's
+    /// [`UsageSlot`](crate::usage::UsageSlot) gets the price of the model
+    /// its target was asked for, and a non-streamed JSON answer of a priced
+    /// model is read whole (bounded, see [`limits`]) before its head goes
+    /// out, to carry its cost in [`COST_HEADER`].
+    pub fn with_pricing(mut self, pricing: Arc<Pricing>) -> Self {
+        self.pricing = Some(pricing);
+        self
     }
 }
 
@@ -250,7 +266,8 @@ impl NewService<Target> for Upstream {
     type Service = TargetUpstream;
 
     fn new_service(&self, target: Target) -> TargetUpstream {
-        TargetUpstream { target }
+        let price = cost::PriceOf::new(self.pricing.as_ref(), &target);
+        TargetUpstream { target, price }
     }
 }
 
@@ -258,6 +275,7 @@ impl NewService<Target> for Upstream {
 #[derive(Clone, Debug)]
 pub struct TargetUpstream {
     target: Target,
+    price: cost::PriceOf,
 }
 
 impl TargetUpstream {
@@ -317,6 +335,7 @@ impl<B> Service<Request<B>> for TargetUpstream {
         let usage = Usage {
             wanted: strip_usage || parts.extensions.get::<UsageWanted>().is_some(),
             strip: strip_usage,
+            price: self.price.get(&target, llm.model()),
         };
         let context = parts.extensions.get::<RequestContext>().cloned();
         // Started here, so the future holds only what the answer needs: the
@@ -350,6 +369,12 @@ impl<B> Service<Request<B>> for TargetUpstream {
                 let response = to_client(response, &llm, &target, &provider, native);
                 match finish(response, &llm, &target, usage, first_content_by) {
                     Finish::Done(response) => Ok(response),
+                    Finish::Priced {
+                        parts,
+                        body,
+                        price,
+                        slot,
+                    } => Ok(cost::with_cost(parts, body, price, slot).await),
                     Finish::FirstContent {
                         parts,
                         mut guard,
@@ -499,77 +524,6 @@ fn to_client(
 /// The answer header naming the hosted tools removed from a Responses
 /// request that a translated backend could not run.
 pub const DROPPED_HEADER: http::HeaderName = http::HeaderName::from_static("x-llm-router-dropped");
-
-/// What the stack wants of an answer's usage.
-#[derive(Clone, Copy, Debug)]
-struct Usage {
-    /// A layer reads it ([`UsageWanted`]).
-    wanted: bool,
-    /// The proxy asked for it on the client's behalf: keep the usage-only
-    /// chunk from the client ([`UsageRequestedByProxy`]).
-    strip: bool,
-}
-
-/// What is left to do with an answer.
-enum Finish {
-    /// Nothing: it goes to the client as it is.
-    Done(Response<ProxyBody>),
-    /// A stream, held until its first content event (the commit point). The
-    /// guard is boxed now, and that box becomes the answer's body: the
-    /// future that waits holds only a pointer to it.
-    FirstContent {
-        parts: http::response::Parts,
-        guard: Box<StreamGuard<ProxyBody>>,
-        left: Duration,
-    },
-}
-
-/// When usage is wanted, the answer gets a [`UsageSlot`]. A successful
-/// streamed answer is held until its first content event (the commit point)
-/// and guarded after it; a JSON answer is tapped for its usage when wanted.
-fn finish(
-    response: Response<ProxyBody>,
-    llm: &LlmRequest,
-    target: &Target,
-    usage: Usage,
-    first_content_by: Instant,
-) -> Finish {
-    let backend = target.backend();
-    let slot = usage.wanted.then(UsageSlot::default);
-    let (mut parts, body) = response.into_parts();
-    if let Some(slot) = &slot {
-        parts.extensions.insert(slot.clone());
-    }
-    if !parts.status.is_success() {
-        return Finish::Done(Response::from_parts(parts, body));
-    }
-    let event_stream = parts
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
-    if llm.is_stream() && event_stream {
-        parts.headers.remove(http::header::CONTENT_LENGTH);
-        let config = GuardConfig::new(llm.format()).idle_timeout(backend.idle_timeout());
-        let mut guard = StreamGuard::new(body, config);
-        if let Some(slot) = slot {
-            guard = guard.with_usage(slot, usage.strip);
-        }
-        return Finish::FirstContent {
-            parts,
-            guard: Box::new(guard),
-            left: first_content_by.saturating_duration_since(Instant::now()),
-        };
-    }
-    let body = crate::body::IdleTimeout::new(body, backend.idle_timeout());
-    Finish::Done(Response::from_parts(
-        parts,
-        match slot {
-            Some(slot) => ProxyBody::new(UsageTap::new(body, slot, limits::MAX_USAGE_TAP_BYTES)),
-            None => ProxyBody::new(body),
-        },
-    ))
-}
 
 /// A connect timeout is a timeout (504); anything else before the response
 /// head (refused, reset, TLS failure) is a connection error (502).

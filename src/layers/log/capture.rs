@@ -510,7 +510,8 @@ impl Observer for Logged {
         record.latency = started.elapsed();
         record.complete = complete;
         record.body_error = error;
-        record.usage = slot.and_then(|s| s.get());
+        record.usage = slot.as_ref().and_then(UsageSlot::get);
+        record.cost = slot.as_ref().and_then(UsageSlot::cost);
         record.response = self.tap.map(Tap::finish);
         shared.send(record);
     }

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::Instant;
 
-use super::labels::{RouteLabels, TokenLabels};
+use super::labels::{CostLabels, RouteLabels, TokenLabels};
 use super::Metrics;
 use crate::body::{BoxError, ProxyBody};
 use crate::usage::UsageSlot;
@@ -20,14 +20,30 @@ pub(super) struct Done {
     pub(super) route: RouteLabels,
     pub(super) started: Instant,
     pub(super) slot: Option<UsageSlot>,
+    /// The `key` label (see `labels::key_label`).
+    pub(super) key: String,
 }
 
 impl Done {
+    #[cfg(test)]
+    pub(super) fn record_for_test(self) {
+        self.record();
+    }
+
     fn record(self) {
         let m = &self.metrics;
         m.latency
             .get_or_create(&self.route)
             .observe(self.started.elapsed().as_secs_f64());
+        if let Some(cost) = self.slot.as_ref().and_then(UsageSlot::cost) {
+            m.cost
+                .get_or_create(&CostLabels {
+                    model: self.route.model.clone(),
+                    backend: self.route.backend.clone(),
+                    key: self.key,
+                })
+                .inc_by(cost.usd());
+        }
         if let Some(usage) = self.slot.and_then(|s| s.get()) {
             m.with_model(&self.route.model, |s| {
                 s.tokens_in += usage.prompt_tokens;

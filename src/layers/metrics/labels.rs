@@ -48,6 +48,33 @@ pub(super) struct TokenLabels {
     pub(super) direction: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct CostLabels {
+    pub(super) model: String,
+    pub(super) backend: String,
+    pub(super) key: String,
+}
+
+/// The `key` label of a request no key was verified for.
+pub(super) const NO_KEY: &str = "none";
+
+/// The `key` label of a verified client whose name the config does not list.
+pub(super) const OTHER_KEY: &str = "(other)";
+
+/// The `key` label of a request: the verified identity when it is one of
+/// the configured key names, else [`OTHER_KEY`] (a raw key or a JWT
+/// subject never becomes a label), or [`NO_KEY`].
+pub(super) fn key_label(
+    identity: Option<&str>,
+    names: &std::collections::HashSet<String>,
+) -> String {
+    match identity {
+        None => NO_KEY.to_string(),
+        Some(id) if names.contains(id) => id.to_string(),
+        Some(_) => OTHER_KEY.to_string(),
+    }
+}
+
 pub(super) type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 pub(super) fn latency_histogram() -> Histogram {

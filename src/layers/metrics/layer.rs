@@ -1,5 +1,6 @@
 //! [`MetricsLayer`]: applies [`MetricsService`](super::MetricsService).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use tower::Layer;
@@ -12,6 +13,7 @@ use crate::routing::RouteTable;
 pub struct MetricsLayer {
     metrics: Arc<Metrics>,
     routes: Option<Arc<RouteTable>>,
+    key_names: Arc<HashSet<String>>,
 }
 
 impl MetricsLayer {
@@ -22,7 +24,19 @@ impl MetricsLayer {
         MetricsLayer {
             metrics,
             routes: None,
+            key_names: Arc::default(),
         }
+    }
+
+    /// The key names `llm_router_cost_usd_total` may carry in its `key`
+    /// label: a request whose verified identity
+    /// ([`RequestContext::identity`](crate::request::RequestContext::identity))
+    /// is one of them is labelled with it, another verified client
+    /// `"(other)"`, an unverified one `"none"`. Without names, every
+    /// verified client is `"(other)"`: a raw key never becomes a label.
+    pub fn with_key_names(mut self, names: impl IntoIterator<Item = String>) -> Self {
+        self.key_names = Arc::new(names.into_iter().collect());
+        self
     }
 
     /// Label each request by the route of `routes` its model resolves to
@@ -43,6 +57,7 @@ impl<S> Layer<S> for MetricsLayer {
             inner,
             metrics: self.metrics.clone(),
             routes: self.routes.clone(),
+            key_names: self.key_names.clone(),
         }
     }
 }

@@ -5,7 +5,10 @@
 //! latency (until the answer's last byte), time to first byte (the answer's
 //! head — for a stream, its first content event) and the proxy's own overhead
 //! as histograms; tokens in and out from the upstream's usage (streamed
-//! answers included); rate-limit rejections. Per upstream attempt (from the
+//! answers included); the answers' cost in USD (`llm_router_cost_usd_total`,
+//! by model, backend and key: the usage at the price of the model that
+//! answered, read from the answer's [`UsageSlot`](crate::usage::UsageSlot));
+//! rate-limit rejections. Per upstream attempt (from the
 //! [`RequestContext`] the upstream edge records them in): upstream errors by kind, retries
 //! and failovers. At scrape time: each circuit's state. The log layer's dropped
 //! records are counted through [`Metrics::log_records_dropped`].
@@ -18,12 +21,21 @@
 //! [`MetricsLayer::with_routes`]); `backend` is a configured backend's name.
 //! A circuit of a target whose upstream model is the client's name (a target
 //! without `model` under a pattern or `"*"` route) is shown as
-//! `backend/*`, the worst state among them.
+//! `backend/*`, the worst state among them. `key` (of the cost) is the name
+//! of the virtual key (`[[keys]]`) the client presented, or of the key `auth`
+//! verified when it is one of the names given to
+//! [`MetricsLayer::with_key_names`], `"(other)"` for another verified
+//! client (a raw key or a JWT subject is never a label), `"none"` without
+//! one.
 //!
 //! **Families:** `llm_router_requests_total{model, backend, status}`, the
-//! latency, first-byte and overhead histograms, `llm_router_tokens_total`,
+//! latency, first-byte and overhead histograms,
+//! `llm_router_tokens_total{model, backend, direction}`,
+//! `llm_router_cost_usd_total{model, backend, key}` (from the answer's cost;
+//! `key` is a key name the layer was given with `with_key_names`, else
+//! `(other)` for a verified client and `none` without one),
 //! `llm_router_upstream_errors_total{backend, kind}`,
-//! `llm_router_retries_total{model}`, `llm_router_failovers_total{model}`,
+//! `llm_router_retries_total{backend}`, `llm_router_failovers_total{model}`,
 //! `llm_router_rate_limit_rejections_total` and, at each scrape,
 //! `llm_router_circuit_state{target}` (0 closed, 1 half-open, 2 open).
 //! `GET /metrics` encodes the registry (OpenMetrics text); with `Accept:

@@ -1,6 +1,7 @@
 //! [`Metrics`]: the registry of every llm-router metric, and the recording
 //! of one request's upstream attempts.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, MutexGuard};
 
 use prometheus_client::metrics::counter::Counter;
@@ -10,8 +11,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use super::labels::{
-    latency_histogram, overhead_histogram, BackendLabel, CircuitNames, ErrorLabels, Histograms,
-    ModelLabel, RequestLabels, RouteLabels, TargetLabel, TokenLabels,
+    latency_histogram, overhead_histogram, BackendLabel, CircuitNames, CostLabels, ErrorLabels,
+    Histograms, ModelLabel, RequestLabels, RouteLabels, TargetLabel, TokenLabels,
 };
 use super::stats::{error_count_key, BackendStats, ModelStats, MAX_MODELS};
 use crate::classify::AttemptRecord;
@@ -31,6 +32,7 @@ pub struct Metrics {
     pub(super) circuit_state: Family<TargetLabel, Gauge>,
     pub(super) rate_limited: Counter,
     pub(super) tokens: Family<TokenLabels, Counter>,
+    pub(super) cost: Family<CostLabels, Counter<f64, AtomicU64>>,
     pub(super) log_dropped: Counter,
     pub(super) backends: Mutex<FastMap<String, BackendStats>>,
     pub(super) models: Mutex<FastMap<String, ModelStats>>,
@@ -117,6 +119,12 @@ impl Metrics {
             "Tokens by model, backend and direction (in, out), from upstream usage",
             tokens.clone(),
         );
+        let cost = Family::<CostLabels, Counter<f64, AtomicU64>>::default();
+        registry.register(
+            "cost_usd",
+            "Cost of the answers in USD by model, backend and key name, from upstream usage and the price catalog",
+            cost.clone(),
+        );
         let log_dropped = Counter::default();
         registry.register(
             "log_records_dropped",
@@ -135,6 +143,7 @@ impl Metrics {
             circuit_state,
             rate_limited,
             tokens,
+            cost,
             log_dropped,
             backends: Mutex::new(FastMap::default()),
             models: Mutex::new(FastMap::default()),

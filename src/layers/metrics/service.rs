@@ -1,6 +1,7 @@
 //! [`MetricsService`]: labels each request by its route and records its
 //! head, status and attempts; the body records the rest when it ends.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use tokio::time::Instant;
 use tower::Service;
 
 use super::body::{Done, Observed};
-use super::labels::{RequestLabels, RouteLabels};
+use super::labels::{key_label, RequestLabels, RouteLabels};
 use super::{Metrics, UNKNOWN_MODEL};
 use crate::body::ProxyBody;
 use crate::classify::RejectedBy;
@@ -38,6 +39,7 @@ pub struct MetricsService<S> {
     pub(super) inner: S,
     pub(super) metrics: Arc<Metrics>,
     pub(super) routes: Option<Arc<RouteTable>>,
+    pub(super) key_names: Arc<HashSet<String>>,
 }
 
 impl<S> Service<Request<ProxyBody>> for MetricsService<S>
@@ -60,6 +62,7 @@ where
         let context = RequestContext::of(req.extensions_mut()).clone();
         context.record_attempts();
         let metrics = self.metrics.clone();
+        let key_names = self.key_names.clone();
         let future = self.inner.call(req);
         Box::pin(async move {
             let result = future.await;
@@ -116,6 +119,11 @@ where
                 route,
                 started,
                 slot,
+                // A virtual key's name is config-given, so a bounded label.
+                key: match context.client_key().and_then(|k| k.name()) {
+                    Some(name) => name.to_string(),
+                    None => key_label(context.identity(), &key_names),
+                },
             };
             Ok(response.map(|body| {
                 ProxyBody::new(Observed {

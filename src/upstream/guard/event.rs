@@ -5,6 +5,7 @@ use bytes::Bytes;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
+use super::text::{raw_string_len, Text};
 use crate::request::ClientFormat;
 
 /// What one event means for the stream.
@@ -51,9 +52,32 @@ struct OpenAiDelta<'a> {
     #[serde(default, borrow)]
     reasoning_content: Option<std::borrow::Cow<'a, str>>,
     #[serde(default)]
-    tool_calls: Option<IgnoredAny>,
+    tool_calls: Option<Text>,
     #[serde(default)]
-    function_call: Option<IgnoredAny>,
+    function_call: Option<Text>,
+}
+
+impl OpenAiChoice<'_> {
+    /// Bytes of output text in the choice.
+    fn text(&self) -> u64 {
+        let len = |s: &Option<std::borrow::Cow<'_, str>>| {
+            s.as_deref()
+                .map_or(0, |t| u64::try_from(t.len()).unwrap_or(u64::MAX))
+        };
+        let mut n = len(&self.text);
+        if let Some(d) = &self.delta {
+            for part in [
+                len(&d.content),
+                len(&d.refusal),
+                len(&d.reasoning_content),
+                d.tool_calls.map_or(0, |t| t.0),
+                d.function_call.map_or(0, |t| t.0),
+            ] {
+                n = n.saturating_add(part);
+            }
+        }
+        n
+    }
 }
 
 /// After the commit only the end, errors and usage matter: the deltas are
@@ -72,6 +96,11 @@ struct OpenAiChunkTail {
 struct OpenAiChoiceTail {
     #[serde(default)]
     finish_reason: Option<IgnoredAny>,
+    /// Only the length of its text is read.
+    #[serde(default)]
+    delta: Option<Text>,
+    #[serde(default)]
+    text: Option<Text>,
 }
 
 #[derive(Deserialize)]
@@ -86,6 +115,9 @@ struct AnthropicEvent<'a> {
     /// ... and `message_delta` the output tokens here.
     #[serde(default)]
     usage: Option<crate::usage::AnthropicUsage>,
+    /// A `content_block_delta`'s text, thinking or tool input.
+    #[serde(default)]
+    delta: Option<Text>,
 }
 
 /// An event of the Responses API: only what the guard needs of it.
@@ -100,6 +132,9 @@ pub(super) struct ResponsesEvent<'a> {
     message: Option<std::borrow::Cow<'a, str>>,
     #[serde(default)]
     pub(super) response: Option<ResponsesHead>,
+    /// A `*.delta` event's text.
+    #[serde(default)]
+    delta: Option<Text>,
 }
 
 /// The `response` object of `response.*` lifecycle events.
@@ -142,6 +177,8 @@ pub(super) struct Classified {
     /// A Responses event's sequence number, its response head when parsed,
     /// and the text of `response.created` when it was not.
     pub(super) responses: Option<(Option<u64>, Option<ResponsesHead>, Option<Bytes>)>,
+    /// Bytes of output text the event delivers.
+    pub(super) text: u64,
 }
 
 impl From<EventKind> for Classified {
@@ -152,6 +189,7 @@ impl From<EventKind> for Classified {
             anthropic_usage: None,
             usage_only: false,
             responses: None,
+            text: 0,
         }
     }
 }
@@ -177,12 +215,20 @@ pub(super) fn classify(
                 return EventKind::Error(error_message(&error)).into();
             }
             let finished = chunk.choices.iter().any(|c| c.finish_reason.is_some());
+            let text = chunk.choices.iter().fold(0u64, |n, c| {
+                let own = c
+                    .delta
+                    .map_or(0, |t| t.0)
+                    .saturating_add(c.text.map_or(0, |t| t.0));
+                n.saturating_add(own)
+            });
             Classified {
                 kind: EventKind::Content { finished },
                 usage: chunk.usage,
                 anthropic_usage: None,
                 usage_only: chunk.usage.is_some() && chunk.choices.is_empty(),
                 responses: None,
+                text,
             }
         }
         ClientFormat::OpenAi => {
@@ -223,12 +269,17 @@ pub(super) fn classify(
             } else {
                 EventKind::Preamble
             };
+            let text = chunk
+                .choices
+                .iter()
+                .fold(0u64, |n, c| n.saturating_add(c.text()));
             Classified {
                 kind,
                 usage: chunk.usage,
                 anthropic_usage: None,
                 usage_only: chunk.usage.is_some() && chunk.choices.is_empty(),
                 responses: None,
+                text,
             }
         }
         ClientFormat::Anthropic => {
@@ -253,6 +304,7 @@ pub(super) fn classify(
                 anthropic_usage,
                 usage_only: false,
                 responses: None,
+                text: e.delta.map_or(0, |t| t.0),
             }
         }
         ClientFormat::Responses => classify_responses(event, usage_wanted),
@@ -283,12 +335,20 @@ fn classify_responses(event: &crate::sse::SseEvent, usage_wanted: bool) -> Class
         };
         if let Some(kind) = kind {
             let head = (name == "response.created").then(|| event.data.clone());
+            // The text a delta delivers, when a layer reads the usage (for
+            // the charge of a stream cut short), without parsing the event.
+            let text = if usage_wanted && name.ends_with(".delta") {
+                raw_string_len(&event.data, b"\"delta\"")
+            } else {
+                0
+            };
             return Classified {
                 kind,
                 usage: None,
                 anthropic_usage: None,
                 usage_only: false,
                 responses: Some((sequence_number(&event.data), None, head)),
+                text,
             };
         }
     }
@@ -318,6 +378,7 @@ fn classify_responses(event: &crate::sse::SseEvent, usage_wanted: bool) -> Class
         anthropic_usage: None,
         usage_only: false,
         responses: Some((e.sequence_number, e.response, None)),
+        text: e.delta.map_or(0, |t| t.0),
     }
 }
 

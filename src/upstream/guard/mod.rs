@@ -17,7 +17,9 @@
 //!   the stream carries on.
 //! - **Usage** goes into the answer's [`UsageSlot`](crate::usage::UsageSlot):
 //!   OpenAI's usage chunk, or Anthropic's pieces (`message_start`'s input
-//!   tokens, `message_delta`'s output tokens, cache counts included).
+//!   tokens, `message_delta`'s output tokens, cache counts included), and
+//!   the text delivered, for the charge of a stream cut short before its
+//!   final usage (see [`UsageSlot`](crate::usage::UsageSlot)).
 //!
 //! Dropping the guard drops the upstream body, which closes the upstream
 //! connection.
@@ -51,6 +53,7 @@ mod config;
 mod event;
 mod failure;
 mod stream;
+mod text;
 
 pub use config::GuardConfig;
 pub use failure::{error_event, StreamFailure};

@@ -102,14 +102,34 @@ where
                 }
             }
         }
-        if let (Some(usage), Some(slot)) = (c.usage, &self.usage) {
+        let Some(slot) = &self.usage else {
+            return false;
+        };
+        // The final usage: OpenAI's usage chunk, the Responses API's last
+        // event, Anthropic's `message_delta` (its first event's is partial).
+        if let Some(usage) = c.usage {
             slot.set(usage);
+            slot.settle();
         }
-        if let (Some(piece), Some(slot)) = (&c.anthropic_usage, &self.usage) {
+        if let Some(piece) = &c.anthropic_usage {
             self.anthropic_usage.merge(piece);
             slot.set(self.anthropic_usage.usage());
+            if c.kind == (EventKind::Content { finished: true }) {
+                slot.settle();
+            }
         }
-        self.strip_usage && c.usage_only
+        let dropped = self.strip_usage && c.usage_only;
+        if !dropped {
+            slot.delivered(c.text);
+        }
+        dropped
+    }
+
+    /// The stream ended complete: its usage is what the upstream reported.
+    fn settle(&self) {
+        if let Some(slot) = &self.usage {
+            slot.settle();
+        }
     }
 
     /// Drive the stream until its first content event, within `timeout`.
@@ -177,6 +197,7 @@ where
                 // Done before any content: an empty but complete answer.
                 self.committed = true;
                 self.saw_done = true;
+                self.settle();
             }
         }
         if !drop_it {
@@ -228,7 +249,10 @@ where
                 self.warn_malformed(&event.data);
                 return;
             }
-            EventKind::Done => self.saw_done = true,
+            EventKind::Done => {
+                self.saw_done = true;
+                self.settle();
+            }
             EventKind::Content { finished } => self.saw_finish |= finished,
             // The upstream's own error event already tells the client the
             // answer is incomplete: no second one at the end.
@@ -259,6 +283,7 @@ where
         match self.config.format {
             ClientFormat::OpenAi if self.saw_finish => {
                 self.out.push_back(Bytes::from_static(b"data: [DONE]\n\n"));
+                self.settle();
             }
             _ => self.fail(
                 "upstream_stream_incomplete",

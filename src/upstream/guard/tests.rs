@@ -324,3 +324,96 @@ async fn responses_completed_carries_usage() {
         (7, 3, 2)
     );
 }
+
+/// A guard with a stream slot (input estimate: 50 tokens).
+fn tallied(body: ProxyBody, format: ClientFormat) -> (StreamGuard, crate::usage::UsageSlot) {
+    let slot = crate::usage::UsageSlot::default();
+    slot.begin_stream(50);
+    let guard = StreamGuard::new(body, GuardConfig::new(format)).with_usage(slot.clone(), false);
+    (guard, slot)
+}
+
+#[tokio::test]
+async fn a_stream_cut_short_is_charged_its_delivered_text() {
+    // OpenAI: text and a tool call's arguments, then the client goes away.
+    let (tx, body) = channel_body();
+    let (mut guard, slot) = tallied(body, ClientFormat::OpenAi);
+    tx.send(ev(ROLE)).await.unwrap();
+    tx.send(ev(
+        r#"{"choices":[{"index":0,"delta":{"content":"12345678"}}]}"#,
+    ))
+    .await
+    .unwrap();
+    tx.send(ev(r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"a\":1}"}}]}}]}"#))
+        .await
+        .unwrap();
+    guard
+        .wait_for_first_content(Duration::from_secs(2))
+        .await
+        .unwrap();
+    let first = guard.frame().await.unwrap().unwrap();
+    assert!(first.is_data());
+    // Let the guard read the third event.
+    let _ = guard.frame().await;
+    let _ = guard.frame().await;
+    drop(guard);
+    drop(tx);
+    let u = slot.get().unwrap();
+    assert!(slot.is_estimate());
+    // 8 bytes of text + 7 of arguments: 4 tokens; the request's 50 in.
+    assert_eq!((u.prompt_tokens, u.completion_tokens), (50, 4));
+
+    // Anthropic: its first event reports the input; the output is what was delivered.
+    let (tx, body) = channel_body();
+    let (mut guard, slot) = tallied(body, ClientFormat::Anthropic);
+    for e in [
+        r#"{"type":"message_start","message":{"id":"m","usage":{"input_tokens":300,"output_tokens":1}}}"#,
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"0123456789abcdef"}}"#,
+    ] {
+        tx.send(ev(e)).await.unwrap();
+    }
+    guard
+        .wait_for_first_content(Duration::from_secs(2))
+        .await
+        .unwrap();
+    drop(guard);
+    let u = slot.get().unwrap();
+    assert_eq!((u.prompt_tokens, u.completion_tokens), (300, 4));
+}
+
+#[tokio::test]
+async fn a_complete_stream_is_as_reported() {
+    // The usage chunk settles it.
+    let body = ProxyBody::full(format!(
+        "data: {HI}\n\ndata: {STOP}\n\ndata: {}\n\ndata: [DONE]\n\n",
+        r#"{"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":1,"total_tokens":10}}"#
+    ));
+    let (mut guard, slot) = tallied(body, ClientFormat::OpenAi);
+    guard
+        .wait_for_first_content(Duration::from_secs(2))
+        .await
+        .unwrap();
+    drain(guard).await;
+    assert!(!slot.is_estimate());
+    assert_eq!(slot.get().unwrap().total(), 10);
+    // Complete without usage (no `include_usage`): none.
+    let body = ProxyBody::full(format!("data: {HI}\n\ndata: {STOP}\n\n"));
+    let (mut guard, slot) = tallied(body, ClientFormat::OpenAi);
+    guard
+        .wait_for_first_content(Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert!(drain(guard).await.ends_with("data: [DONE]\n\n"));
+    assert_eq!(slot.get(), None);
+    // Responses: deltas read without parsing; `response.completed` settles.
+    let body = ProxyBody::full(
+        "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"abcdefgh\",\"sequence_number\":1}\n\n",
+    );
+    let (mut guard, slot) = tallied(body, ClientFormat::Responses);
+    guard
+        .wait_for_first_content(Duration::from_secs(2))
+        .await
+        .unwrap();
+    drop(guard);
+    assert_eq!(slot.get().unwrap().completion_tokens, 2);
+}

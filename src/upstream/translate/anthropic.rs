@@ -23,7 +23,7 @@
 //! | `response_format` `json_object` / `json_schema` (towards Anthropic) | a system instruction asking for JSON only (with the schema) |
 //! | `response_format` `json_schema` named `output` (towards the pivot) | `output_config.format` (or the beta's top-level `output_format`) `{type: "json_schema", schema}` |
 //! | `finish_reason` `stop` / `length` / `tool_calls` / `content_filter` | `stop_reason` `end_turn` (or `stop_sequence`) / `max_tokens` / `tool_use` / `refusal` |
-//! | `usage.prompt_tokens` (cached included), `prompt_tokens_details.cached_tokens` | `usage.input_tokens` + `cache_read_input_tokens` + `cache_creation_input_tokens` |
+//! | `usage.prompt_tokens` (cached included), `prompt_tokens_details.cached_tokens`, `prompt_tokens_details.cache_write_tokens` | `usage.input_tokens` + `cache_read_input_tokens` + `cache_creation_input_tokens`, `cache_read_input_tokens`, `cache_creation_input_tokens` |
 //! | `reasoning_content` | `thinking` blocks |
 //!
 //! What one side cannot express is a 400 naming it, never silently dropped:

@@ -135,6 +135,8 @@ pub(crate) struct Record {
     pub(crate) ttfb: Duration,
     pub(crate) overhead: Duration,
     pub(crate) usage: Option<Usage>,
+    /// The answer's cost, when its usage and price are known.
+    pub(crate) cost: Option<crate::usage::Cost>,
     pub(crate) stack_error: Option<StackError>,
     /// The answer's body error, if it broke.
     pub(crate) body_error: Option<String>,

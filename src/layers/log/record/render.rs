@@ -160,6 +160,12 @@ impl Record {
         number(out, r.usage.map(|u| u.prompt_tokens));
         out.extend_from_slice(b",\"tokens_out\":");
         number(out, r.usage.map(|u| u.completion_tokens));
+        out.extend_from_slice(b",\"cost_usd\":");
+        match r.cost {
+            // Exact decimal USD, a JSON number.
+            Some(cost) => out.extend_from_slice(cost.to_string().as_bytes()),
+            None => out.extend_from_slice(b"null"),
+        }
         out.extend_from_slice(b",\"complete\":");
         number(out, r.complete);
         out.extend_from_slice(b",\"error\":");

@@ -266,8 +266,10 @@ fn record() -> Record {
             prompt_tokens: 19,
             completion_tokens: 42,
             total_tokens: 61,
-            cached_tokens: 0,
+            ..Default::default()
         }),
+        // claude-sonnet-4: 19 × $3 + 42 × $15 per million.
+        cost: Some(crate::usage::Cost::from_nano_usd(687_000)),
         stack_error: None,
         body_error: None,
         complete: true,
@@ -437,7 +439,7 @@ fn a_record_reads_as_documented() {
             r#"{"backend":"openai","model":"gpt-4o","status":503,"error":"status_5xx","ms":41.234},"#,
             r#"{"backend":"anthropic","model":"claude-sonnet-4-0","status":200,"error":null,"ms":41.234}],"#,
             r#""status":200,"latency_ms":1204.7,"ttfb_ms":431.0,"overhead_ms":0.641,"#,
-            r#""tokens_in":19,"tokens_out":42,"complete":true,"error":null,"#,
+            r#""tokens_in":19,"tokens_out":42,"cost_usd":0.000687,"complete":true,"error":null,"#,
             r#""request":{"model":"gpt-4","messages":[{"role":"user","content":"Mail [EMAIL] the key sk-...xyz"}]},"#,
             r#""response":{"choices":[{"message":{"content":"Done, [EMAIL]."}}]}}"#,
         )

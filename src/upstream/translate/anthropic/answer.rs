@@ -63,15 +63,16 @@ impl Tokens {
     pub(super) fn from_openai(usage: &Value) -> Tokens {
         let get = |v: &Value, k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
         let prompt = get(usage, "prompt_tokens");
-        let cached = usage
-            .get("prompt_tokens_details")
-            .map_or(0, |d| get(d, "cached_tokens"))
-            .min(prompt);
+        let details = usage.get("prompt_tokens_details");
+        let cached = details.map_or(0, |d| get(d, "cached_tokens")).min(prompt);
+        let written = details
+            .map_or(0, |d| get(d, "cache_write_tokens"))
+            .min(prompt.saturating_sub(cached));
         Tokens {
-            input: prompt.saturating_sub(cached),
+            input: prompt.saturating_sub(cached).saturating_sub(written),
             output: get(usage, "completion_tokens"),
             cache_read: cached,
-            cache_creation: 0,
+            cache_creation: written,
         }
     }
 
@@ -87,11 +88,13 @@ impl Tokens {
             "total_tokens": prompt.saturating_add(self.output),
         });
         if self.cache_read > 0 || self.cache_creation > 0 {
-            set(
-                &mut usage,
-                "prompt_tokens_details",
-                json!({"cached_tokens": self.cache_read}),
-            );
+            // Cache writes in OpenAI's shape, as OpenRouter reports them.
+            let details = if self.cache_creation > 0 {
+                json!({"cached_tokens": self.cache_read, "cache_write_tokens": self.cache_creation})
+            } else {
+                json!({"cached_tokens": self.cache_read})
+            };
+            set(&mut usage, "prompt_tokens_details", details);
         }
         usage
     }

@@ -159,6 +159,7 @@ pub(super) fn old_render(r: &Record, redactor: &mut Redactor) -> Rendered {
         "tokens_out".into(),
         json!(r.usage.map(|u| u.completion_tokens)),
     );
+    out.insert("cost_usd".into(), json!(r.cost.map(|c| c.usd())));
     out.insert("complete".into(), json!(r.complete));
     redactor.refresh();
     let cap = r.max_body;

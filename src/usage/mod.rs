@@ -10,28 +10,35 @@
 //! use llm_router::__private::usage::{Usage, UsageSlot};
 //!
 //! let slot = UsageSlot::default();
-//! slot.set(Usage { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5, cached_tokens: 0 });
+//! slot.set(Usage { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5, ..Usage::default() });
 //! assert_eq!(slot.get().unwrap().total_tokens, 5);
 //! ```
 //!
 //! Usage is normalized to OpenAI's terms whatever the dialect: Anthropic's
 //! `input_tokens` exclude cached tokens, so `prompt_tokens` is
-//! `input_tokens + cache_read_input_tokens + cache_creation_input_tokens`,
-//! and `cached_tokens` is OpenAI's `prompt_tokens_details.cached_tokens` or
-//! Anthropic's `cache_read_input_tokens`.
+//! `input_tokens + cache_read_input_tokens + cache_creation_input_tokens`;
+//! `cached_tokens` is OpenAI's `prompt_tokens_details.cached_tokens` or
+//! Anthropic's `cache_read_input_tokens`, `cache_write_tokens` Anthropic's
+//! `cache_creation_input_tokens` (`prompt_tokens_details.cache_write_tokens`
+//! in OpenAI's shape). `completion_tokens` includes the reasoning tokens,
+//! as OpenAI counts them (`reasoning_tokens`, from
+//! `completion_tokens_details` or the Responses API's
+//! `output_tokens_details`). Each token is in exactly one of: uncached
+//! prompt, cached, cache-written, answer, reasoning — the split a
+//! [`Price`] prices.
 //!
 //! ```
 //! use llm_router::__private::usage::usage_of_json;
 //!
-//! let u = usage_of_json(br#"{"usage":{"input_tokens":10,"output_tokens":5,"cache_read_input_tokens":90}}"#).unwrap();
-//! assert_eq!((u.prompt_tokens, u.completion_tokens, u.cached_tokens, u.total()), (100, 5, 90, 105));
+//! let u = usage_of_json(br#"{"usage":{"input_tokens":10,"output_tokens":5,"cache_read_input_tokens":90,"cache_creation_input_tokens":20}}"#).unwrap();
+//! assert_eq!((u.prompt_tokens, u.completion_tokens, u.cached_tokens, u.cache_write_tokens, u.total()), (120, 5, 90, 20, 125));
+//! let u = usage_of_json(br#"{"usage":{"prompt_tokens":9,"completion_tokens":50,"total_tokens":59,"completion_tokens_details":{"reasoning_tokens":40}}}"#).unwrap();
+//! assert_eq!((u.completion_tokens, u.reasoning_tokens), (50, 40));
 //! ```
 
 // Untrusted bytes (clients, upstreams) pass through here: no unchecked
 // indexing, slicing or arithmetic on them.
 #![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
-
-use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use http_body::Body;
@@ -39,19 +46,35 @@ use serde::Deserialize;
 
 use crate::body::{opaque_body, BoxError, End, Observe, Observer};
 
+mod cost;
+mod slot;
+
+pub use cost::{Cost, Price};
+pub use slot::UsageSlot;
+
 /// Tokens in and out, normalized across providers (see the module docs of `usage`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(from = "RawUsage")]
 pub struct Usage {
-    /// Tokens of the prompt, cached ones included.
+    /// Tokens of the prompt, cached and cache-written ones included.
     pub prompt_tokens: u64,
-    /// Tokens of the answer.
+    /// Tokens of the answer, reasoning ones included.
     pub completion_tokens: u64,
     /// Their sum (0 when the upstream left it out; see [`Usage::total`]).
     pub total_tokens: u64,
     /// Prompt tokens read from the provider's prompt cache.
     #[serde(default)]
     pub cached_tokens: u64,
+    /// Prompt tokens written to the provider's prompt cache (Anthropic's
+    /// `cache_creation_input_tokens`).
+    #[serde(default)]
+    pub cache_write_tokens: u64,
+    /// Answer tokens spent reasoning (OpenAI's
+    /// `completion_tokens_details.reasoning_tokens`, the Responses API's
+    /// `output_tokens_details.reasoning_tokens`, Gemini's
+    /// `thoughtsTokenCount`).
+    #[serde(default)]
+    pub reasoning_tokens: u64,
 }
 
 /// Every usage field of the dialects, as received.
@@ -63,13 +86,23 @@ struct RawUsage {
     completion_tokens: Option<u64>,
     #[serde(default)]
     total_tokens: Option<u64>,
+    /// This type's own serialized names.
     #[serde(default)]
     cached_tokens: Option<u64>,
+    #[serde(default)]
+    cache_write_tokens: Option<u64>,
+    #[serde(default)]
+    reasoning_tokens: Option<u64>,
     #[serde(default)]
     prompt_tokens_details: Option<PromptDetails>,
     /// The Responses API's name for it.
     #[serde(default)]
     input_tokens_details: Option<PromptDetails>,
+    #[serde(default)]
+    completion_tokens_details: Option<CompletionDetails>,
+    /// The Responses API's name for it.
+    #[serde(default)]
+    output_tokens_details: Option<CompletionDetails>,
     #[serde(flatten)]
     anthropic: AnthropicUsage,
 }
@@ -78,21 +111,44 @@ struct RawUsage {
 struct PromptDetails {
     #[serde(default)]
     cached_tokens: Option<u64>,
+    /// Cache writes in OpenAI's shape (as OpenRouter reports them, and as
+    /// the proxy's translations carry Anthropic's).
+    #[serde(default, alias = "cache_creation_tokens")]
+    cache_write_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct CompletionDetails {
+    #[serde(default)]
+    reasoning_tokens: Option<u64>,
 }
 
 impl From<RawUsage> for Usage {
     fn from(raw: RawUsage) -> Usage {
         let anthropic = raw.anthropic.usage();
-        let cached = raw
-            .prompt_tokens_details
+        let (prompt, input) = (&raw.prompt_tokens_details, &raw.input_tokens_details);
+        let cached = prompt
+            .as_ref()
             .and_then(|d| d.cached_tokens)
-            .or(raw.input_tokens_details.and_then(|d| d.cached_tokens))
+            .or(input.as_ref().and_then(|d| d.cached_tokens))
             .or(raw.cached_tokens);
+        let written = prompt
+            .as_ref()
+            .and_then(|d| d.cache_write_tokens)
+            .or(input.as_ref().and_then(|d| d.cache_write_tokens))
+            .or(raw.cache_write_tokens);
+        let reasoning = raw
+            .completion_tokens_details
+            .and_then(|d| d.reasoning_tokens)
+            .or(raw.output_tokens_details.and_then(|d| d.reasoning_tokens))
+            .or(raw.reasoning_tokens);
         Usage {
             prompt_tokens: raw.prompt_tokens.unwrap_or(anthropic.prompt_tokens),
             completion_tokens: raw.completion_tokens.unwrap_or(anthropic.completion_tokens),
             total_tokens: raw.total_tokens.unwrap_or(0),
             cached_tokens: cached.unwrap_or(anthropic.cached_tokens),
+            cache_write_tokens: written.unwrap_or(anthropic.cache_write_tokens),
+            reasoning_tokens: reasoning.unwrap_or(0),
         }
     }
 }
@@ -153,18 +209,21 @@ impl AnthropicUsage {
     /// In OpenAI's terms.
     pub fn usage(&self) -> Usage {
         let cached = self.cache_read_input_tokens.unwrap_or(0);
+        let written = self.cache_creation_input_tokens.unwrap_or(0);
         // Upstream numbers: saturating, never overflowing.
         let prompt = self
             .input_tokens
             .unwrap_or(0)
             .saturating_add(cached)
-            .saturating_add(self.cache_creation_input_tokens.unwrap_or(0));
+            .saturating_add(written);
         let completion = self.output_tokens.unwrap_or(0);
         Usage {
             prompt_tokens: prompt,
             completion_tokens: completion,
             total_tokens: prompt.saturating_add(completion),
             cached_tokens: cached,
+            cache_write_tokens: written,
+            reasoning_tokens: 0,
         }
     }
 }
@@ -177,26 +236,6 @@ impl Usage {
         } else {
             self.prompt_tokens.saturating_add(self.completion_tokens)
         }
-    }
-}
-
-/// Where an answer's usage lands once seen; in the answer's extensions.
-///
-/// The upstream edge reads usage out of answers (and puts this slot in
-/// them) only for requests that carry [`UsageWanted`]: a layer that reads
-/// the slot inserts that marker on its way in.
-#[derive(Clone, Debug, Default)]
-pub struct UsageSlot(Arc<Mutex<Option<Usage>>>);
-
-impl UsageSlot {
-    /// Record the usage.
-    pub fn set(&self, usage: Usage) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(usage);
-    }
-
-    /// The usage, if seen.
-    pub fn get(&self) -> Option<Usage> {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -326,9 +365,42 @@ mod tests {
         )
         .unwrap();
         assert_eq!((u.prompt_tokens, u.cached_tokens, u.total()), (60, 30, 65));
+        assert_eq!(u.cache_write_tokens, 20);
         // The serialized form reads back the same.
         let again: Usage = serde_json::from_value(serde_json::to_value(u).unwrap()).unwrap();
         assert_eq!(again, u);
+    }
+
+    #[test]
+    fn reasoning_and_cache_writes_every_dialect() {
+        // Chat Completions.
+        let u = usage_of_json(
+            br#"{"usage":{"prompt_tokens":100,"completion_tokens":80,"total_tokens":180,"prompt_tokens_details":{"cached_tokens":10,"cache_write_tokens":30},"completion_tokens_details":{"reasoning_tokens":64}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (u.cached_tokens, u.cache_write_tokens, u.reasoning_tokens),
+            (10, 30, 64)
+        );
+        // Responses: input includes the cached tokens, output the reasoning.
+        let u = usage_of_json(
+            br#"{"usage":{"input_tokens":100,"input_tokens_details":{"cached_tokens":40},"output_tokens":70,"output_tokens_details":{"reasoning_tokens":50},"total_tokens":170}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                u.prompt_tokens,
+                u.cached_tokens,
+                u.completion_tokens,
+                u.reasoning_tokens
+            ),
+            (100, 40, 70, 50)
+        );
+        let again: Usage = serde_json::from_value(serde_json::to_value(u).unwrap()).unwrap();
+        assert_eq!(again, u);
+        // None reported: zeros.
+        let u = usage_of_json(br#"{"usage":{"prompt_tokens":1,"completion_tokens":2}}"#).unwrap();
+        assert_eq!((u.cache_write_tokens, u.reasoning_tokens), (0, 0));
     }
 
     #[test]
