@@ -82,11 +82,6 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    // Panics go to the `exceptions.json` of each live `log` layer (none
-    // until a stack with `log` is built: until then the hook only passes
-    // them on to the default one).
-    #[cfg(feature = "observability")]
-    llm_router::layers::log::install_panic_hook();
     match cli.command {
         None => serve(cli.serve),
         Some(Command::Serve(args)) => serve(args),
@@ -190,6 +185,10 @@ fn serve(args: ServeArgs) -> ExitCode {
             }
         };
         server.app().set_config_source(source);
+        // Panics go to the `exceptions.json` of each live `log` layer of the
+        // app (those of the stacks its reloads build included).
+        #[cfg(feature = "observability")]
+        llm_router::layers::log::install_panic_hook(&server.app().log_flush());
         if reload && !watched.is_empty() {
             tracing::info!(
                 "--reload: watching {} (every {:?})",

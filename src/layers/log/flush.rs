@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use super::panic::Target;
 use super::writer::Progress;
 
 /// How often [`LogFlush::wait`] looks at the writers' progress.
@@ -37,7 +38,21 @@ const POLL: Duration = Duration::from_millis(2);
 /// ```
 #[derive(Clone, Default)]
 pub struct LogFlush {
-    writers: Arc<Mutex<Vec<Weak<Progress>>>>,
+    writers: Arc<Mutex<Vec<Writer>>>,
+}
+
+/// One layer's writer: its progress, and its `exceptions.json` (where the
+/// panic hook of [`install_panic_hook`](super::install_panic_hook) writes).
+#[derive(Clone)]
+struct Writer {
+    progress: Weak<Progress>,
+    exceptions: Weak<Target>,
+}
+
+impl Writer {
+    fn is_live(&self) -> bool {
+        self.progress.strong_count() > 0
+    }
 }
 
 impl std::fmt::Debug for LogFlush {
@@ -50,13 +65,17 @@ impl std::fmt::Debug for LogFlush {
 
 impl LogFlush {
     /// A handle on one writer.
-    pub(super) fn of(progress: &Arc<Progress>) -> LogFlush {
+    pub(super) fn of(progress: &Arc<Progress>, exceptions: &Arc<Target>) -> LogFlush {
+        let writer = Writer {
+            progress: Arc::downgrade(progress),
+            exceptions: Arc::downgrade(exceptions),
+        };
         LogFlush {
-            writers: Arc::new(Mutex::new(vec![Arc::downgrade(progress)])),
+            writers: Arc::new(Mutex::new(vec![writer])),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Weak<Progress>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Writer>> {
         self.writers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -66,20 +85,40 @@ impl LogFlush {
         if Arc::ptr_eq(&self.writers, &other.writers) {
             return;
         }
-        let theirs = other.live();
+        let theirs: Vec<Writer> = other
+            .lock()
+            .iter()
+            .filter(|w| w.is_live())
+            .cloned()
+            .collect();
         let mut writers = self.lock();
-        writers.retain(|w| w.strong_count() > 0);
-        for progress in theirs {
-            let weak = Arc::downgrade(&progress);
-            if !writers.iter().any(|w| w.ptr_eq(&weak)) {
-                writers.push(weak);
+        writers.retain(Writer::is_live);
+        for writer in theirs {
+            if !writers.iter().any(|w| w.progress.ptr_eq(&writer.progress)) {
+                writers.push(writer);
             }
         }
     }
 
     /// The writers still there.
     fn live(&self) -> Vec<Arc<Progress>> {
-        self.lock().iter().filter_map(Weak::upgrade).collect()
+        self.lock()
+            .iter()
+            .filter_map(|w| w.progress.upgrade())
+            .collect()
+    }
+
+    /// The `exceptions.json` targets of the live layers, for the panic hook:
+    /// nothing when the set is locked (a panic while this thread holds it
+    /// must not deadlock).
+    pub(super) fn exception_targets(&self) -> Vec<Arc<Target>> {
+        match self.writers.try_lock() {
+            Ok(writers) => writers
+                .iter()
+                .filter_map(|w| w.exceptions.upgrade())
+                .collect(),
+            Err(_) => Vec::new(),
+        }
     }
 
     /// Wait until each writer of the set has written (and flushed) every

@@ -7,7 +7,8 @@
 //! answer body that broke, or an error event in a stream — also go to
 //! `router_YYYYMMDD_HHMMSS_<session>_errors.jsonl`, without their bodies
 //! (each body is written once). Panics (once [`install_panic_hook`] has
-//! installed its hook: the binary does at start) and unhandled errors (500 `internal_error`) are appended to
+//! installed its hook with a handle on the layer: the binary does with its
+//! app's) and unhandled errors (500 `internal_error`) are appended to
 //! `<dir>/exceptions.json`, one JSON object a line. Files are created 0600
 //! (unix), and rotated past `max_file_bytes`: renamed `<name>.1` (the
 //! previous `.1` becoming `.2`…, [`LogPolicy::ROTATED_FILES_KEPT`] kept).
@@ -152,8 +153,9 @@ pub(crate) struct Shared {
     /// noted was not authenticated, and is logged without its body.
     auth_inside: bool,
     metrics: Option<Arc<Metrics>>,
-    /// Keeps the directory registered for panics.
-    _exceptions: Arc<panic::Target>,
+    /// The layer's `exceptions.json`, reached by the panic hook through
+    /// [`LogLayer::flush_handle`].
+    exceptions: Arc<panic::Target>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -287,8 +289,8 @@ impl LogLayerBuilder {
         self
     }
 
-    /// The layer. Registers `dir` for panics, which reach it once
-    /// [`install_panic_hook`] has run (see the [module docs](self)).
+    /// The layer. Panics reach its `dir` once [`install_panic_hook`] has run
+    /// with a handle that includes it (see the [module docs](self)).
     pub fn build(self) -> LogLayer {
         let redactor = Redactor::new(
             self.policy.mask_api_keys,
@@ -298,7 +300,7 @@ impl LogLayerBuilder {
         );
         let (tx, rx) = mpsc::channel(self.policy.queue.max(1));
         let (garbage_tx, garbage) = std::sync::mpsc::channel();
-        let exceptions = panic::register(
+        let exceptions = panic::Target::new(
             &self.policy.dir,
             redactor.clone(),
             self.policy.max_file_bytes,
@@ -323,7 +325,7 @@ impl LogLayerBuilder {
                 dropping: AtomicBool::new(false),
                 auth_inside: self.auth_inside,
                 metrics: self.metrics,
-                _exceptions: exceptions,
+                exceptions,
             }),
         }
     }
@@ -396,7 +398,7 @@ impl LogLayer {
     /// are on disk (see [`LogFlush`]); it waits for no other layer's writer
     /// and does not keep this layer alive.
     pub fn flush_handle(&self) -> LogFlush {
-        LogFlush::of(&self.shared.progress)
+        LogFlush::of(&self.shared.progress, &self.shared.exceptions)
     }
 
     /// Records dropped so far because the writer fell behind.

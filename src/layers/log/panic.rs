@@ -1,22 +1,25 @@
 //! `<dir>/exceptions.json`: panics and unhandled errors, one JSON object a
 //! line.
 //!
-//! Building a log layer registers its directory here. [`install_panic_hook`]
-//! (once per process; the binary calls it at start, a layer never does)
-//! installs a panic hook that appends a record for every panic to the
-//! `exceptions.json` of each live log layer, then runs the hook that was in
-//! place before (the default one prints the panic to stderr). A panic is
+//! Building a log layer touches no process-wide state: its directory is a
+//! [`Target`] the layer holds, reachable from its [`LogFlush`] handle.
+//! [`install_panic_hook`] (called by a program, never by a layer; the binary
+//! calls it with its app's handle) installs a panic hook that appends a
+//! record for every panic to the `exceptions.json` of each live log layer of
+//! the handles it was given, then runs the hook that was in place before
+//! (the default one prints the panic to stderr). A panic is
 //! exceptional, so the hook writes at once, from the panicking thread. The
 //! writer thread appends unhandled request errors (a 500 `internal_error`
 //! from the proxy itself) the same way.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Once, Weak};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
 use serde_json::{json, Value};
 
+use super::flush::LogFlush;
 use super::redact::Redactor;
 
 /// A live log layer's directory and how to redact what goes there.
@@ -27,29 +30,39 @@ pub(crate) struct Target {
     max_file_bytes: u64,
 }
 
-static TARGETS: Mutex<Vec<Weak<Target>>> = Mutex::new(Vec::new());
-static HOOK: Once = Once::new();
+/// The handle of the installed hook: the layers whose directories get
+/// panics. Set by the first [`install_panic_hook`]; later calls add theirs.
+static HOOKED: OnceLock<LogFlush> = OnceLock::new();
 
-/// Register `dir`; panics go there while the returned handle lives.
-pub(crate) fn register(dir: &Path, redactor: Redactor, max_file_bytes: u64) -> Arc<Target> {
-    let target = Arc::new(Target {
-        dir: dir.to_path_buf(),
-        redactor: Mutex::new(redactor),
-        max_file_bytes,
-    });
-    let mut targets = TARGETS.lock().unwrap_or_else(|e| e.into_inner());
-    targets.retain(|t| t.strong_count() > 0);
-    targets.push(Arc::downgrade(&target));
-    target
+impl Target {
+    /// The `exceptions.json` of `dir`, with its redaction and file cap.
+    pub(crate) fn new(dir: &Path, redactor: Redactor, max_file_bytes: u64) -> Arc<Target> {
+        Arc::new(Target {
+            dir: dir.to_path_buf(),
+            redactor: Mutex::new(redactor),
+            max_file_bytes,
+        })
+    }
 }
 
-/// Install (once per process; later calls do nothing) the panic hook that
-/// appends every panic to the `exceptions.json` of each live
-/// [`LogLayer`](super::LogLayer), then runs the hook that was in place
-/// before. Building a layer does not install it: a program that wants its
-/// panics in the request logs calls this at start, as `llm-router` does.
-pub fn install_panic_hook() {
-    HOOK.call_once(install_hook);
+/// Send panics to the `exceptions.json` of each live
+/// [`LogLayer`](super::LogLayer) of `logs` (and of the layers later
+/// included in it: an [`App`](crate::App)'s handle gathers those of the
+/// stacks its reloads build), then on to the hook that was in place before.
+/// The hook is installed once per process; a later call adds its handle's
+/// layers. Building a layer never installs it: a program that wants its
+/// panics in the request logs calls this, as `llm-router` does.
+pub fn install_panic_hook(logs: &LogFlush) {
+    let mut installed = false;
+    let hooked = HOOKED.get_or_init(|| {
+        installed = true;
+        logs.clone()
+    });
+    if installed {
+        install_hook();
+    } else {
+        hooked.include(logs);
+    }
 }
 
 fn install_hook() {
@@ -61,11 +74,11 @@ fn install_hook() {
 }
 
 fn record_panic(info: &std::panic::PanicHookInfo<'_>) {
-    if TARGETS
-        .try_lock()
-        .map_or(true, |t| t.iter().all(|w| w.strong_count() == 0))
-    {
-        // No log layer (or a panic while this thread holds the registry).
+    let Some(hooked) = HOOKED.get() else {
+        return;
+    };
+    if hooked.exception_targets().is_empty() {
+        // No live log layer (or a panic while this thread holds the set).
         return;
     }
     let message = info
@@ -84,10 +97,7 @@ fn record_panic(info: &std::panic::PanicHookInfo<'_>) {
         .then(|| backtrace.to_string());
     // The live layers, taken last (the backtrace takes a while): a layer
     // dropped meanwhile gets nothing.
-    let targets: Vec<Arc<Target>> = match TARGETS.try_lock() {
-        Ok(targets) => targets.iter().filter_map(Weak::upgrade).collect(),
-        Err(_) => return,
-    };
+    let targets = hooked.exception_targets();
     let mut seen: Vec<&Path> = Vec::new();
     for target in &targets {
         if seen.contains(&target.dir.as_path()) {

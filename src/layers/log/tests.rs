@@ -412,8 +412,8 @@ impl http_body::Body for Chan {
 #[test]
 fn panics_are_appended_to_exceptions_json() {
     let dir = temp_dir("panic");
-    super::install_panic_hook();
     let layer = LogLayer::new(LogPolicy::new(&dir));
+    super::install_panic_hook(&layer.flush_handle());
     let caught = std::panic::catch_unwind(|| {
         panic!("boom with sk-1234567890abcdef inside");
     });
