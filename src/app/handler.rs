@@ -33,11 +33,7 @@ pub(super) fn path_and_format(uri: &http::Uri) -> (std::borrow::Cow<'_, str>, Cl
         .strip_prefix("/openai/v1")
         .or_else(|| path.strip_prefix("/openai"))
         .filter(|rest| *rest == "/models" || rest.starts_with("/models/"));
-    let format = if path.starts_with("/anthropic") || path.starts_with("/v1/messages") {
-        ClientFormat::Anthropic
-    } else {
-        ClientFormat::OpenAi
-    };
+    let format = crate::request::error_format_of_path(path);
     match models {
         Some(rest) => (format!("/v1{rest}").into(), format),
         None => (path.into(), format),

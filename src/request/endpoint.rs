@@ -103,6 +103,32 @@ impl Endpoint {
     }
 }
 
+/// The format a request's errors are rendered in: its parsed body's, else
+/// its path's ([`error_format_of_path`]).
+pub fn error_format_of<B>(req: &http::Request<B>) -> ClientFormat {
+    match req.extensions().get::<super::LlmRequest>() {
+        Some(llm) => llm.format(),
+        None => error_format_of_path(req.uri().path()),
+    }
+}
+
+/// The format errors for `path` are rendered in before its body is parsed:
+/// Anthropic's for the `/anthropic` paths and `/v1/messages` (and below),
+/// OpenAI's for every other path.
+///
+/// ```
+/// use llm_router::{ClientFormat, __private::request::error_format_of_path};
+/// assert_eq!(error_format_of_path("/v1/messages/count_tokens"), ClientFormat::Anthropic);
+/// assert_eq!(error_format_of_path("/v1/responses"), ClientFormat::OpenAi);
+/// ```
+pub fn error_format_of_path(path: &str) -> ClientFormat {
+    if path.starts_with("/anthropic") || path.starts_with("/v1/messages") {
+        ClientFormat::Anthropic
+    } else {
+        ClientFormat::OpenAi
+    }
+}
+
 /// Marks a request for a path that is no endpoint of the proxy: it goes
 /// through the stack without an [`LlmRequest`] (so `log` records it and
 /// `metrics` counts it) and is answered 404 where a target would be chosen.

@@ -17,7 +17,7 @@ use tower::{Layer, Service};
 use super::{Authenticated, ClientCredential, ClientIdentity, KeyStore};
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
-use crate::request::{ClientFormat, LlmRequest, RequestContext};
+use crate::request::{error_format_of as format_of, LlmRequest, RequestContext};
 use crate::secret::Secret;
 
 /// The outcome of [`KeyStore::authenticate`] for a request's headers,
@@ -97,19 +97,6 @@ fn check_model<B>(client: &Authenticated, req: &Request<B>) -> Option<ProxyError
             model: "(none: the request was not parsed)".into(),
             key: key.name().to_string(),
         }),
-    }
-}
-
-/// The client's format: from the parsed request, else from the path.
-fn format_of<B>(req: &Request<B>) -> ClientFormat {
-    if let Some(llm) = req.extensions().get::<LlmRequest>() {
-        return llm.format();
-    }
-    let path = req.uri().path();
-    if path.starts_with("/anthropic") || path.starts_with("/v1/messages") {
-        ClientFormat::Anthropic
-    } else {
-        ClientFormat::OpenAi
     }
 }
 
