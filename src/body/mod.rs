@@ -47,7 +47,7 @@ mod map;
 mod observe;
 mod sse;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 pub use idle::{IdleTimeout, Stalled};
 pub use map::{MapBody, MapFrames};
