@@ -10,10 +10,10 @@ use http::{Request, Response};
 use tokio::time::Instant;
 use tower::Service;
 
-use super::body::{Done, Observed};
+use super::body::Done;
 use super::labels::{RequestLabels, RouteLabels};
 use super::{Metrics, UNKNOWN_MODEL};
-use crate::body::ProxyBody;
+use crate::body::{Observe, ProxyBody};
 use crate::classify::RejectedBy;
 use crate::error::ProxyError;
 use crate::request::{LlmRequest, RequestContext};
@@ -117,12 +117,7 @@ where
                 started,
                 slot,
             };
-            Ok(response.map(|body| {
-                ProxyBody::new(Observed {
-                    inner: body,
-                    done: Some(done),
-                })
-            }))
+            Ok(response.map(|body| ProxyBody::new(Observe::new(body, done))))
         })
     }
 }
