@@ -458,7 +458,10 @@ mod tests {
         let mut body = MapBody::new(Script::data(&["a"]), Pass(true));
         assert!(!body.is_end_stream());
         assert!(Pin::new(&mut body).poll_frame(&mut cx).is_ready());
-        assert!(body.is_end_stream(), "the last frame is seen to be the last");
+        assert!(
+            body.is_end_stream(),
+            "the last frame is seen to be the last"
+        );
 
         let mut body = MapBody::new(Script::data(&["a"]), Pass(false));
         assert!(Pin::new(&mut body).poll_frame(&mut cx).is_ready());

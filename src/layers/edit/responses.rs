@@ -22,16 +22,12 @@ fn delta_type(channel: Channel) -> &'static str {
 }
 
 impl<E: Editor> EventEdit<E> {
-    pub(super) fn on_responses(&mut self, event: SseEvent, out: &mut VecDeque<Bytes>) {
-        if event.is_done() {
-            self.flush_all(out);
-            out.push_back(event.raw);
-            return;
-        }
-        let Ok(Value::Object(mut doc)) = serde_json::from_slice::<Value>(&event.data) else {
-            out.push_back(event.raw);
-            return;
-        };
+    pub(super) fn on_responses(
+        &mut self,
+        event: SseEvent,
+        mut doc: Map<String, Value>,
+        out: &mut VecDeque<Bytes>,
+    ) {
         let kind = doc
             .get("type")
             .and_then(Value::as_str)

@@ -105,28 +105,35 @@ impl<E: Editor> EventEdit<E> {
         }
     }
 
+    /// One event: an OpenAI or Responses `[DONE]` gives up what is held
+    /// first; an event that is not a JSON object passes as it is.
     fn on_event(&mut self, event: SseEvent, out: &mut VecDeque<Bytes>) {
         if event.data.is_empty() {
             out.push_back(event.raw);
             return;
         }
-        match self.format {
-            ClientFormat::OpenAi => self.on_openai(event, out),
-            ClientFormat::Anthropic => self.on_anthropic(event, out),
-            ClientFormat::Responses => self.on_responses(event, out),
-        }
-    }
-
-    fn on_openai(&mut self, event: SseEvent, out: &mut VecDeque<Bytes>) {
-        if event.is_done() {
+        if self.format != ClientFormat::Anthropic && event.is_done() {
             self.flush_all(out);
             out.push_back(event.raw);
             return;
         }
-        let Ok(Value::Object(mut doc)) = serde_json::from_slice::<Value>(&event.data) else {
+        let Ok(Value::Object(doc)) = serde_json::from_slice::<Value>(&event.data) else {
             out.push_back(event.raw);
             return;
         };
+        match self.format {
+            ClientFormat::OpenAi => self.on_openai(event, doc, out),
+            ClientFormat::Anthropic => self.on_anthropic(event, doc, out),
+            ClientFormat::Responses => self.on_responses(event, doc, out),
+        }
+    }
+
+    fn on_openai(
+        &mut self,
+        event: SseEvent,
+        mut doc: Map<String, Value>,
+        out: &mut VecDeque<Bytes>,
+    ) {
         if doc.contains_key("error") {
             self.flush_all(out);
             out.push_back(event.raw);
@@ -218,11 +225,12 @@ impl<E: Editor> EventEdit<E> {
         changed
     }
 
-    fn on_anthropic(&mut self, event: SseEvent, out: &mut VecDeque<Bytes>) {
-        let Ok(Value::Object(doc)) = serde_json::from_slice::<Value>(&event.data) else {
-            out.push_back(event.raw);
-            return;
-        };
+    fn on_anthropic(
+        &mut self,
+        event: SseEvent,
+        doc: Map<String, Value>,
+        out: &mut VecDeque<Bytes>,
+    ) {
         let kind = doc
             .get("type")
             .and_then(Value::as_str)

@@ -1,23 +1,19 @@
 //! [`MetricsService`]: labels each request by its route and records its
 //! head, status and attempts; the body records the rest when it ends.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use http::{Request, Response};
+use http::Request;
 use tokio::time::Instant;
-use tower::Service;
 
 use super::body::Done;
 use super::labels::{RequestLabels, RouteLabels};
 use super::{Metrics, UNKNOWN_MODEL};
 use crate::body::{Observe, ProxyBody};
 use crate::classify::RejectedBy;
-use crate::error::ProxyError;
 use crate::request::{LlmRequest, RequestContext};
 use crate::routing::{ModelRoute, RouteTable};
+use crate::service::{layer_service, LlmFuture, StackService};
 use crate::usage::UsageSlot;
 
 /// The `model` label of a request: the name of its configured route.
@@ -40,20 +36,11 @@ pub struct MetricsService<S> {
     pub(super) routes: Option<Arc<RouteTable>>,
 }
 
-impl<S> Service<Request<ProxyBody>> for MetricsService<S>
-where
-    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ProxyError>,
-    S::Future: Send + 'static,
-{
-    type Response = Response<ProxyBody>;
-    type Error = ProxyError;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send>>;
+layer_service!(MetricsService<S>, stack);
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<ProxyBody>) -> Self::Future {
+impl<S: StackService> MetricsService<S> {
+    /// The `call` of [`MetricsService`]'s `Service` impl.
+    fn respond(&mut self, mut req: Request<ProxyBody>) -> LlmFuture {
         let started = Instant::now();
         req.extensions_mut().insert(crate::usage::UsageWanted);
         let model = route_label(&req, self.routes.as_deref());

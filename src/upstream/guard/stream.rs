@@ -117,7 +117,10 @@ where
     /// Read the upstream with the rules before the commit point: the body
     /// gives its first frame at the commit, or ends at a failure. Only this
     /// poll reads that way, so a wait given up leaves the body as it was.
-    fn poll_waiting(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_waiting(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.events_mut().waiting = true;
         let polled = Pin::new(&mut self.0).poll_frame(cx);
         self.events_mut().waiting = false;
