@@ -49,13 +49,10 @@ pub trait StackService:
 {
 }
 
-impl<S> StackService for S where
-    S: Service<
-        Request<ProxyBody>,
-        Response = Response<ProxyBody>,
-        Error = ProxyError,
-        Future: Send + 'static,
-    >
+impl<S> StackService for S
+where
+    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ProxyError>,
+    S::Future: Send + 'static,
 {
 }
 
@@ -80,12 +77,37 @@ impl<S> StackService for S where
 )]
 macro_rules! layer_service {
     ($service:ident<S>, stack $(+ $bound:tt)*) => {
-        impl<S: $crate::service::StackService $(+ $bound)*>
-            ::tower::Service<::http::Request<$crate::body::ProxyBody>> for $service<S>
+        $crate::service::layer_service!(@impl $service<S>
+            [::http::Request<$crate::body::ProxyBody>]
+            where [S: $crate::service::StackService $(+ $bound)*]
+            => ::http::Response<$crate::body::ProxyBody>,
+            $crate::error::ProxyError,
+            $crate::service::LlmFuture);
+    };
+    ($service:ident<S>, passing) => {
+        $crate::service::layer_service!(@impl $service<S, B>
+            [::http::Request<B>]
+            where [S: ::tower::Service<::http::Request<B>>]
+            => S::Response, S::Error, S::Future);
+    };
+    ($service:ident<S>, $future:ty) => {
+        $crate::service::layer_service!(@impl $service<S, B>
+            [::http::Request<B>]
+            where [S: ::tower::Service<
+                ::http::Request<B>,
+                Response = ::http::Response<$crate::body::ProxyBody>,
+            >]
+            => ::http::Response<$crate::body::ProxyBody>, S::Error, $future);
+    };
+    (@impl $service:ident<S $(, $b:ident)?> [$request:ty] where [$($bounds:tt)*]
+        => $response:ty, $error:ty, $future:ty) => {
+        impl<S $(, $b)?> ::tower::Service<$request> for $service<S>
+        where
+            $($bounds)*
         {
-            type Response = ::http::Response<$crate::body::ProxyBody>;
-            type Error = $crate::error::ProxyError;
-            type Future = $crate::service::LlmFuture;
+            type Response = $response;
+            type Error = $error;
+            type Future = $future;
 
             fn poll_ready(
                 &mut self,
@@ -94,52 +116,7 @@ macro_rules! layer_service {
                 self.inner.poll_ready(cx)
             }
 
-            fn call(&mut self, req: ::http::Request<$crate::body::ProxyBody>) -> Self::Future {
-                self.respond(req)
-            }
-        }
-    };
-    ($service:ident<S>, passing) => {
-        impl<S, B> ::tower::Service<::http::Request<B>> for $service<S>
-        where
-            S: ::tower::Service<::http::Request<B>>,
-        {
-            type Response = S::Response;
-            type Error = S::Error;
-            type Future = S::Future;
-
-            fn poll_ready(
-                &mut self,
-                cx: &mut ::std::task::Context<'_>,
-            ) -> ::std::task::Poll<Result<(), S::Error>> {
-                self.inner.poll_ready(cx)
-            }
-
-            fn call(&mut self, req: ::http::Request<B>) -> S::Future {
-                self.respond(req)
-            }
-        }
-    };
-    ($service:ident<S>, $future:ty) => {
-        impl<S, B> ::tower::Service<::http::Request<B>> for $service<S>
-        where
-            S: ::tower::Service<
-                ::http::Request<B>,
-                Response = ::http::Response<$crate::body::ProxyBody>,
-            >,
-        {
-            type Response = ::http::Response<$crate::body::ProxyBody>;
-            type Error = S::Error;
-            type Future = $future;
-
-            fn poll_ready(
-                &mut self,
-                cx: &mut ::std::task::Context<'_>,
-            ) -> ::std::task::Poll<Result<(), S::Error>> {
-                self.inner.poll_ready(cx)
-            }
-
-            fn call(&mut self, req: ::http::Request<B>) -> Self::Future {
+            fn call(&mut self, req: $request) -> Self::Future {
                 self.respond(req)
             }
         }

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 
-use super::{BoxError, ProxyBody};
+use super::{BoxError, InnerBody, PollFrame, ProxyBody};
 
 /// Turns the bytes of a body into output frames, a data frame at a time.
 /// [`MapBody`] drives it.
@@ -179,19 +179,11 @@ impl<M, B> fmt::Debug for MapBody<M, B> {
     }
 }
 
-impl<M, B> Body for MapBody<M, B>
-where
-    M: MapFrames + Unpin,
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<BoxError>,
-{
+impl<M: MapFrames + Unpin, B: InnerBody> Body for MapBody<M, B> {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> PollFrame {
         let this = self.get_mut();
         loop {
             if let Some(bytes) = this.out.pop_front() {

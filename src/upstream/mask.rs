@@ -125,8 +125,9 @@ opaque_body!(impl[] MaskedBody);
 
 impl std::fmt::Debug for MaskedBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let held = self.0.mapper().carry.len();
         f.debug_struct("MaskedBody")
-            .field("held", &self.0.mapper().carry.len())
+            .field("held", &held)
             .finish_non_exhaustive()
     }
 }

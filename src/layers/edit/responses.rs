@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use super::sse::EventEdit;
+use super::sse::{event_type, EventEdit};
 use super::{render, Channel, Editor};
 use crate::sse::SseEvent;
 
@@ -28,11 +28,7 @@ impl<E: Editor> EventEdit<E> {
         mut doc: Map<String, Value>,
         out: &mut VecDeque<Bytes>,
     ) {
-        let kind = doc
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
+        let kind = event_type(&doc);
         let index = |key: &str| doc.get(key).and_then(Value::as_u64).unwrap_or(0);
         let (output, content, summary) = (
             index("output_index"),

@@ -231,11 +231,7 @@ impl<E: Editor> EventEdit<E> {
         doc: Map<String, Value>,
         out: &mut VecDeque<Bytes>,
     ) {
-        let kind = doc
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
+        let kind = event_type(&doc);
         let index = doc.get("index").and_then(Value::as_u64).unwrap_or(0);
         match kind.as_str() {
             "content_block_stop" => {
@@ -330,6 +326,14 @@ impl<E: Editor> EventEdit<E> {
 }
 
 /// Append `rest` to the arguments of tool call `ti` in an OpenAI `delta`.
+/// The `type` of an Anthropic or Responses event (empty if it has none).
+pub(super) fn event_type(doc: &Map<String, Value>) -> String {
+    doc.get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string()
+}
+
 fn append_tool_args(delta: &mut Map<String, Value>, ti: u64, rest: &str) {
     let Value::Array(calls) = delta.entry("tool_calls").or_insert_with(|| json!([])) else {
         return;

@@ -13,20 +13,23 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body::{Body, Frame};
+use http_body::Body;
 use tokio::time::{Instant, Sleep};
 
 use super::event::{classify, Classified, EventKind};
 use super::failure::{error_event, responses_failure, ResponsesState};
 use super::{GuardConfig, StreamFailure};
-use crate::body::{opaque_body, BoxError, MapBody, MapEvents, MapFrames, ProxyBody, SseEvents};
+use crate::body::{
+    opaque_body, BoxError, InnerBody, MapBody, MapEvents, MapFrames, PollFrame, ProxyBody,
+    SseEvents,
+};
 use crate::request::ClientFormat;
 use crate::sse::{EventTooLarge, SseEvent};
 
 /// The guarded stream body. See the module docs of `upstream::guard`.
 pub struct StreamGuard<B = ProxyBody>(MapBody<Guard, B>);
 
-opaque_body!(impl[B] StreamGuard<B> where B: Body<Data = Bytes> + Unpin, B::Error: Into<BoxError>);
+opaque_body!(impl[B: InnerBody] StreamGuard<B>);
 
 impl<B> std::fmt::Debug for StreamGuard<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -49,11 +52,7 @@ impl<B> StreamGuard<B> {
     }
 }
 
-impl<B> StreamGuard<B>
-where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<BoxError>,
-{
+impl<B: InnerBody> StreamGuard<B> {
     /// Guard `inner`.
     pub fn new(inner: B, config: GuardConfig) -> Self {
         let idle = Box::pin(tokio::time::sleep(config.idle_timeout));
@@ -117,10 +116,7 @@ where
     /// Read the upstream with the rules before the commit point: the body
     /// gives its first frame at the commit, or ends at a failure. Only this
     /// poll reads that way, so a wait given up leaves the body as it was.
-    fn poll_waiting(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_waiting(&mut self, cx: &mut Context<'_>) -> PollFrame {
         self.events_mut().waiting = true;
         let polled = Pin::new(&mut self.0).poll_frame(cx);
         self.events_mut().waiting = false;
@@ -159,17 +155,6 @@ impl MapFrames for Guard {
         self.events.finish(out)
     }
 
-    fn error(&mut self, error: BoxError, out: &mut VecDeque<Bytes>) -> Result<(), BoxError> {
-        let events = self.reading(out);
-        if events.waiting {
-            events.failure = Some(StreamFailure::Broken(error));
-        } else {
-            let message = format!("The upstream connection broke mid-answer: {error}");
-            events.fail("upstream_stream_interrupted", &message, out);
-        }
-        Ok(())
-    }
-
     fn poll_pending(
         &mut self,
         cx: &mut Context<'_>,
@@ -190,6 +175,17 @@ impl MapFrames for Guard {
         );
         events.fail("upstream_idle_timeout", &message, out);
         Poll::Ready(Ok(()))
+    }
+
+    fn error(&mut self, error: BoxError, out: &mut VecDeque<Bytes>) -> Result<(), BoxError> {
+        let events = self.reading(out);
+        if events.waiting {
+            events.failure = Some(StreamFailure::Broken(error));
+        } else {
+            let message = format!("The upstream connection broke mid-answer: {error}");
+            events.fail("upstream_stream_interrupted", &message, out);
+        }
+        Ok(())
     }
 
     fn is_done(&self) -> bool {
@@ -458,14 +454,16 @@ mod tests {
         Step::Data(Bytes::from(s.to_string()))
     }
 
+    /// How `guard` fails before its commit point.
+    async fn failure(mut guard: StreamGuard<Script>) -> StreamFailure {
+        let waited = guard.wait_for_first_content(Duration::from_secs(1)).await;
+        waited.unwrap_err()
+    }
+
     #[tokio::test]
     async fn every_event_of_the_frame_that_commits_is_checked_before_it() {
         let error = "data: {\"error\":{\"message\":\"overloaded\"}}\n\n";
-        let mut guard = guard([data(&format!("{ROLE}{HI}{error}")), data(STOP)]);
-        let e = guard
-            .wait_for_first_content(Duration::from_secs(1))
-            .await
-            .unwrap_err();
+        let e = failure(guard([data(&format!("{ROLE}{HI}{error}")), data(STOP)])).await;
         assert!(matches!(e, StreamFailure::ErrorEvent(m) if m == "overloaded"));
     }
 
@@ -491,11 +489,11 @@ mod tests {
     async fn too_much_preamble_fails() {
         let mut config = GuardConfig::new(ClientFormat::OpenAi);
         config.max_preamble = ROLE.len();
-        let mut guard = StreamGuard::new(Script::new([data(ROLE), data(ROLE), data(HI)]), config);
-        let e = guard
-            .wait_for_first_content(Duration::from_secs(1))
-            .await
-            .unwrap_err();
+        let e = failure(StreamGuard::new(
+            Script::new([data(ROLE), data(ROLE), data(HI)]),
+            config,
+        ))
+        .await;
         assert!(e.to_string().contains("too much preamble"), "{e}");
     }
 
