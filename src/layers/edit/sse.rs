@@ -325,7 +325,6 @@ impl<E: Editor> EventEdit<E> {
     }
 }
 
-/// Append `rest` to the arguments of tool call `ti` in an OpenAI `delta`.
 /// The `type` of an Anthropic or Responses event (empty if it has none).
 pub(super) fn event_type(doc: &Map<String, Value>) -> String {
     doc.get("type")
@@ -334,6 +333,7 @@ pub(super) fn event_type(doc: &Map<String, Value>) -> String {
         .to_string()
 }
 
+/// Append `rest` to the arguments of tool call `ti` in an OpenAI `delta`.
 fn append_tool_args(delta: &mut Map<String, Value>, ti: u64, rest: &str) {
     let Value::Array(calls) = delta.entry("tool_calls").or_insert_with(|| json!([])) else {
         return;
