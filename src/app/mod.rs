@@ -226,8 +226,9 @@ impl App {
     /// An app around a stack composed in code (see `examples/custom_stack.rs`):
     /// `service` serves the models of `routes`, with the default body limit.
     /// Every llm-router layer, the upstream and any tower middleware whose
-    /// error is [`ProxyError`] fit; the app reads and parses the body, puts
-    /// the [`LlmRequest`](crate::request::LlmRequest) into the extensions, and renders errors.
+    /// error is [`ProxyError`](crate::error::ProxyError) fit; the app reads
+    /// and parses the body, puts the [`LlmRequest`](crate::request::LlmRequest)
+    /// into the extensions, and renders errors.
     ///
     /// ```
     /// use std::sync::Arc;
