@@ -22,6 +22,108 @@ use crate::error::ProxyError;
 /// The future of an [`LlmService`].
 pub type LlmFuture = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send>>;
 
+/// A service of the stack's shape: a request in, a `Response<ProxyBody>` or
+/// a [`ProxyError`] out, through a future that can be sent to another task.
+/// Every [`Service`] of that shape is one: this names the bound once (as
+/// hyper's `HttpService` does) for what the stack is folded from.
+///
+/// ```
+/// use std::sync::Arc;
+/// use llm_router::upstream::provider::mock::Mock;
+/// use llm_router::routing::{Backend, Target};
+/// use llm_router::stack::{NewService, StackService};
+/// use llm_router::upstream::Upstream;
+///
+/// fn of_the_stack(_service: impl StackService) {}
+///
+/// let local = Arc::new(Backend::builder("local", Arc::new(Mock)).build().unwrap());
+/// of_the_stack(Upstream::new().new_service(Target::new(local, None)));
+/// ```
+pub trait StackService:
+    Service<
+    Request<ProxyBody>,
+    Response = Response<ProxyBody>,
+    Error = ProxyError,
+    Future: Send + 'static,
+>
+{
+}
+
+impl<S> StackService for S
+where
+    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ProxyError>,
+    S::Future: Send + 'static,
+{
+}
+
+/// The `impl Service` of a layer's service `$service<S>`, which wraps an
+/// inner service `S` kept in its field `inner`: ready when `inner` is, and
+/// each call made by the service's own method `respond`. Written once here
+/// for the three shapes the layers share:
+///
+/// - `layer_service!(Pii<S>, ResponseFuture<S::Future>)`: requests with any
+///   body `B`, an inner service that answers `Response<ProxyBody>`, its
+///   errors passed on; `respond` returns the layer's own future.
+/// - `layer_service!(Headers<S>, passing)`: requests with any body, the
+///   inner service's own answers, errors and future; `respond` works on the
+///   request only.
+/// - `layer_service!(LogService<S>, stack)`: the stack's requests over a
+///   [`StackService`], with more bounds after a `+` if `respond` needs them
+///   (`stack + Clone`); `respond` returns an [`LlmFuture`].
+// Only the feature-gated layers use it.
+#[cfg_attr(
+    not(any(feature = "observability", feature = "access", feature = "content")),
+    allow(unused_macros)
+)]
+macro_rules! layer_service {
+    ($service:ident<S>, stack $(+ $bound:tt)*) => {
+        $crate::service::layer_service!(@impl $service<S>
+            [::http::Request<$crate::body::ProxyBody>]
+            where [S: $crate::service::StackService $(+ $bound)*]
+            => ::http::Response<$crate::body::ProxyBody>,
+            $crate::error::ProxyError,
+            $crate::service::LlmFuture);
+    };
+    ($service:ident<S>, passing) => {
+        $crate::service::layer_service!(@impl $service<S, B>
+            [::http::Request<B>]
+            where [S: ::tower::Service<::http::Request<B>>]
+            => S::Response, S::Error, S::Future);
+    };
+    ($service:ident<S>, $future:ty) => {
+        $crate::service::layer_service!(@impl $service<S, B>
+            [::http::Request<B>]
+            where [S: ::tower::Service<
+                ::http::Request<B>,
+                Response = ::http::Response<$crate::body::ProxyBody>,
+            >]
+            => ::http::Response<$crate::body::ProxyBody>, S::Error, $future);
+    };
+    (@impl $service:ident<S $(, $b:ident)?> [$request:ty] where [$($bounds:tt)*]
+        => $response:ty, $error:ty, $future:ty) => {
+        impl<S $(, $b)?> ::tower::Service<$request> for $service<S>
+        where
+            $($bounds)*
+        {
+            type Response = $response;
+            type Error = $error;
+            type Future = $future;
+
+            fn poll_ready(
+                &mut self,
+                cx: &mut ::std::task::Context<'_>,
+            ) -> ::std::task::Poll<Result<(), Self::Error>> {
+                self.inner.poll_ready(cx)
+            }
+
+            fn call(&mut self, req: $request) -> Self::Future {
+                self.respond(req)
+            }
+        }
+    };
+}
+pub(crate) use layer_service;
+
 /// The boxed service the configured stack is folded into.
 ///
 /// Unlike [`tower::util::BoxCloneSyncService`], a clone is one reference
@@ -55,12 +157,7 @@ impl LlmService {
     /// Box `service`.
     pub fn new<S>(service: S) -> Self
     where
-        S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ProxyError>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Future: Send + 'static,
+        S: StackService + Clone + Send + Sync + 'static,
     {
         LlmService(Arc::new(Shared(service)))
     }
@@ -82,12 +179,7 @@ struct Shared<S>(S);
 
 impl<S> DynService for Shared<S>
 where
-    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ProxyError>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
+    S: StackService + Clone + Send + Sync + 'static,
 {
     fn call(&self, req: Request<ProxyBody>) -> LlmFuture {
         let mut service = self.0.clone();

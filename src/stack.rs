@@ -55,7 +55,7 @@ use crate::layers::retry::RetryLayer;
 use crate::routing::{Backend, Credential, ModelRoute, RouteLayer, RouteTable, Target};
 use crate::upstream::Upstream;
 
-pub use crate::service::{LlmFuture, LlmService, NewService};
+pub use crate::service::{LlmFuture, LlmService, NewService, StackService};
 
 /// A boxed [`NewService`] of targets, making [`LlmService`]s: what the stack
 /// built from a config folds its per-target layers into.

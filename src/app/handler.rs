@@ -1,18 +1,14 @@
 //! One request's view ([`Handler`]) and the dispatch of a request between
-//! the client API and the operations endpoints; [`Endpoints`], the same as
-//! a service for what wraps the whole app (`cors`).
+//! the client API and the operations endpoints.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::future::Either;
 use http::{Method, Request, Response};
 use http_body::Body;
-use tower::Service;
 
 use super::{App, State};
 use crate::body::{BoxError, ProxyBody};
@@ -88,27 +84,5 @@ impl Handler {
             Some(endpoint) => Either::Left(self.client_api(endpoint, req)),
             None => Either::Right(Box::pin(self.operations(req)) as OperationsFuture),
         }
-    }
-}
-
-/// The endpoints as a service, for what wraps the whole app (`cors`).
-pub(super) struct Endpoints(pub(super) Handler);
-
-impl<B> Service<Request<B>> for Endpoints
-where
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
-    type Response = Response<ProxyBody>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        let app = self.0.clone();
-        Box::pin(async move { Ok(app.handle(req).await) })
     }
 }

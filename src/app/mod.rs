@@ -66,7 +66,6 @@ use tower::{Layer, Service, ServiceExt};
 
 use crate::body::{BoxError, ProxyBody};
 use crate::config::{Config, ConfigError};
-use crate::error::ProxyError;
 use crate::layers::auth::{KeyStore, KeysFileError, ReloadReport};
 use crate::layers::cors::CorsLayer;
 use crate::reload::ConfigSource;
@@ -74,7 +73,7 @@ use crate::request::RequestContext;
 use crate::routing::RouteTable;
 use crate::stack::{Built, LayerName, LlmService, RouterState};
 use crate::timing::{as_millis_header, OVERHEAD_HEADER_NAME};
-use handler::{Endpoints, Handler};
+use handler::Handler;
 
 pub use crate::request::{ClientAddr, RequestId, REQUEST_ID, REQUEST_ID_HEADER};
 
@@ -227,8 +226,9 @@ impl App {
     /// An app around a stack composed in code (see `examples/custom_stack.rs`):
     /// `service` serves the models of `routes`, with the default body limit.
     /// Every llm-router layer, the upstream and any tower middleware whose
-    /// error is [`ProxyError`] fit; the app reads and parses the body, puts
-    /// the [`LlmRequest`](crate::request::LlmRequest) into the extensions, and renders errors.
+    /// error is [`ProxyError`](crate::error::ProxyError) fit; the app reads
+    /// and parses the body, puts the [`LlmRequest`](crate::request::LlmRequest)
+    /// into the extensions, and renders errors.
     ///
     /// ```
     /// use std::sync::Arc;
@@ -255,12 +255,7 @@ impl App {
     /// ```
     pub fn from_service<S>(service: S, routes: Arc<RouteTable>) -> Self
     where
-        S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ProxyError>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Future: Send + 'static,
+        S: crate::stack::StackService + Clone + Send + Sync + 'static,
     {
         App::new(
             Built::new(crate::stack::LlmService::new(service), routes),
@@ -409,12 +404,15 @@ where
         // the request a second time).
         let answer = match handler.state.cors.clone() {
             // CORS wraps the endpoints: a preflight is answered there.
-            Some(cors) => Either::Left(cors.layer(Endpoints(handler)).oneshot(req).map(
-                |r| match r {
+            Some(cors) => {
+                let endpoints = tower::service_fn(move |req| {
+                    handler.clone().handle(req).map(Ok::<_, Infallible>)
+                });
+                Either::Left(cors.layer(endpoints).oneshot(req).map(|r| match r {
                     Ok(response) => response,
                     Err(never) => match never {},
-                },
-            )),
+                }))
+            }
             None => Either::Right(handler.handle(req)),
         };
         let fut = answer.map(move |mut response| {

@@ -8,9 +8,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
+use http_body::{Body, SizeHint};
 
-use super::BoxError;
+use super::{BoxError, InnerBody, PollFrame};
 
 /// A body that fails when its inner body sends nothing for `idle`: a JSON
 /// answer that stalls after its head ends (the connection is aborted, so the
@@ -51,18 +51,11 @@ impl<B> fmt::Debug for IdleTimeout<B> {
 #[error("the upstream sent nothing for {0:?}")]
 pub struct Stalled(pub Duration);
 
-impl<B> Body for IdleTimeout<B>
-where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<BoxError>,
-{
+impl<B: InnerBody> Body for IdleTimeout<B> {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> PollFrame {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
@@ -107,6 +100,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body::Frame;
     use http_body_util::{BodyExt, StreamBody};
 
     #[tokio::test(start_paused = true)]

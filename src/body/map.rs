@@ -16,7 +16,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 
-use super::{BoxError, ProxyBody};
+use super::{BoxError, InnerBody, PollFrame, ProxyBody};
 
 /// Turns the bytes of a body into output frames, a data frame at a time.
 /// [`MapBody`] drives it.
@@ -107,6 +107,15 @@ pub trait MapFrames {
     fn is_done(&self) -> bool {
         false
     }
+
+    /// Whether [`finish`](Self::finish) would append nothing now. If so, the
+    /// body says it has ended as soon as the inner body does, and may be
+    /// left unread from there (`finish` is then not called): a body whose
+    /// inner body is empty from the start is seen to be empty, and its last
+    /// frame is seen to be its last. The default is `false`.
+    fn holds_nothing(&self) -> bool {
+        false
+    }
 }
 
 /// A body mapped frame by frame through a [`MapFrames`].
@@ -121,6 +130,10 @@ pub trait MapFrames {
 ///   closing output.
 /// - Trailers are dropped unless the mapper keeps them
 ///   ([`trailers`](MapFrames::trailers)).
+/// - It says it has ended once the inner body has ended and the mapper has
+///   given all its output, or, with
+///   [`holds_nothing`](MapFrames::holds_nothing), as soon as the inner body
+///   says it has ended.
 /// - With [`EMPTY_WHEN_HELD`](MapFrames::EMPTY_WHEN_HELD) (the default), a
 ///   data frame that gave no output still gives one empty frame. A body
 ///   further out that times idleness then sees an upstream that is busy
@@ -166,19 +179,11 @@ impl<M, B> fmt::Debug for MapBody<M, B> {
     }
 }
 
-impl<M, B> Body for MapBody<M, B>
-where
-    M: MapFrames + Unpin,
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<BoxError>,
-{
+impl<M: MapFrames + Unpin, B: InnerBody> Body for MapBody<M, B> {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> PollFrame {
         let this = self.get_mut();
         loop {
             if let Some(bytes) = this.out.pop_front() {
@@ -236,7 +241,11 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_none() && self.out.is_empty() && self.error.is_none()
+        let inner_ended = match &self.inner {
+            None => true,
+            Some(inner) => self.mapper.holds_nothing() && inner.is_end_stream(),
+        };
+        inner_ended && self.out.is_empty() && self.error.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -412,6 +421,48 @@ mod tests {
         while let Poll::Ready(Some(_)) = Pin::new(&mut body).poll_frame(&mut cx) {}
         assert!(body.is_end_stream());
         assert_eq!(body.size_hint().exact(), Some(0));
+    }
+
+    /// Passes frames on; holds nothing when asked to say so.
+    struct Pass(bool);
+
+    impl MapFrames for Pass {
+        fn push(&mut self, chunk: &[u8], out: &mut VecDeque<Bytes>) -> Result<(), BoxError> {
+            out.push_back(Bytes::copy_from_slice(chunk));
+            Ok(())
+        }
+
+        fn finish(&mut self, _out: &mut VecDeque<Bytes>) -> Result<(), BoxError> {
+            Ok(())
+        }
+
+        fn holds_nothing(&self) -> bool {
+            self.0
+        }
+    }
+
+    #[test]
+    fn a_mapper_that_holds_nothing_ends_with_its_inner_body() {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(MapBody::new(Script::default(), Pass(true)).is_end_stream());
+        assert!(!MapBody::new(Script::default(), Pass(false)).is_end_stream());
+
+        let mut body = MapBody::new(Script::data(&["a"]), Pass(true));
+        assert!(!body.is_end_stream());
+        assert!(Pin::new(&mut body).poll_frame(&mut cx).is_ready());
+        assert!(
+            body.is_end_stream(),
+            "the last frame is seen to be the last"
+        );
+
+        let mut body = MapBody::new(Script::data(&["a"]), Pass(false));
+        assert!(Pin::new(&mut body).poll_frame(&mut cx).is_ready());
+        assert!(!body.is_end_stream(), "finish is still to come");
+        assert!(matches!(
+            Pin::new(&mut body).poll_frame(&mut cx),
+            Poll::Ready(None)
+        ));
+        assert!(body.is_end_stream());
     }
 
     /// An input cut into frames anywhere, with trailers, quiet spells and

@@ -47,7 +47,7 @@ mod map;
 mod observe;
 mod sse;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 pub use idle::{IdleTimeout, Stalled};
 pub use map::{MapBody, MapFrames};
@@ -67,9 +67,7 @@ macro_rules! opaque_body {
             fn poll_frame(
                 self: ::std::pin::Pin<&mut Self>,
                 cx: &mut ::std::task::Context<'_>,
-            ) -> ::std::task::Poll<
-                Option<Result<::http_body::Frame<::bytes::Bytes>, $crate::body::BoxError>>,
-            > {
+            ) -> $crate::body::PollFrame {
                 ::http_body::Body::poll_frame(::std::pin::Pin::new(&mut self.get_mut().0), cx)
             }
 
@@ -87,6 +85,21 @@ pub(crate) use opaque_body;
 
 /// A type-erased error, used for body errors and boxed causes.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What the bodies here give from `poll_frame`.
+pub type PollFrame = Poll<Option<Result<Frame<Bytes>, BoxError>>>;
+
+/// A body the toolkit's bodies wrap: its data [`Bytes`], its errors
+/// anything that becomes a [`BoxError`], and `Unpin` (it is polled in
+/// place). Every [`Body`] of that shape is one.
+pub trait InnerBody: Body<Data = Bytes, Error: Into<BoxError>> + Unpin {}
+
+impl<B> InnerBody for B
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+}
 
 /// The response (and post-parse request) body used throughout llm-router.
 pub struct ProxyBody(Kind);
@@ -168,10 +181,7 @@ impl Body for ProxyBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> PollFrame {
         match &mut self.get_mut().0 {
             Kind::Empty => Poll::Ready(None),
             Kind::Full(data) => Poll::Ready(data.take().map(|b| Ok(Frame::data(b)))),

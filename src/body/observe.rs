@@ -7,9 +7,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
+use http_body::{Body, SizeHint};
 
-use super::BoxError;
+use super::{BoxError, InnerBody, PollFrame};
 
 /// How an observed body ended. See [`Observe`] for when each is told.
 #[derive(Debug)]
@@ -123,19 +123,11 @@ impl<B: Body, O: Observer> Drop for Observe<B, O> {
     }
 }
 
-impl<B, O> Body for Observe<B, O>
-where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<BoxError>,
-    O: Observer + Unpin,
-{
+impl<B: InnerBody, O: Observer + Unpin> Body for Observe<B, O> {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> PollFrame {
         let this = self.get_mut();
         if let Some(observer) = &mut this.observer {
             observer.before_poll();

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame};
 
-use super::BoxError;
+use super::{BoxError, PollFrame};
 
 /// One step of a [`Script`].
 #[derive(Clone, Debug)]
@@ -58,10 +58,7 @@ impl Body for Script {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> PollFrame {
         let this = self.get_mut();
         Poll::Ready(match this.steps.pop_front() {
             None => None,

@@ -55,10 +55,11 @@
 #![cfg_attr(not(feature = "access"), allow(unused_imports, dead_code))]
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use http::Request;
 use tower::{Layer, Service};
+
+use crate::service::layer_service;
 
 pub use crate::upstream::{proxy_owned, BadMatcher, HeaderMatcher, HeaderRules};
 
@@ -100,6 +101,9 @@ pub struct Headers<S> {
 }
 
 #[cfg(feature = "access")]
+layer_service!(Headers<S>, passing);
+
+#[cfg(feature = "access")]
 impl<S> Headers<S> {
     /// The rules.
     pub fn rules(&self) -> &HeaderRules {
@@ -110,22 +114,12 @@ impl<S> Headers<S> {
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
-}
 
-#[cfg(feature = "access")]
-impl<S, B> Service<Request<B>> for Headers<S>
-where
-    S: Service<Request<B>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<B>) -> S::Future {
+    /// The `call` of [`Headers`]' `Service` impl.
+    fn respond<B>(&mut self, mut req: Request<B>) -> S::Future
+    where
+        S: Service<Request<B>>,
+    {
         self.rules.apply(req.headers_mut());
         self.inner.call(req)
     }

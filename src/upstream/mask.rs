@@ -31,15 +31,13 @@
 //! assert_eq!(headers["x-debug"], "key=sk-l...cdef");
 //! ```
 
-use std::pin::Pin;
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue};
-use http_body::{Body, Frame, SizeHint};
 
-use crate::body::{BoxError, ProxyBody};
+use crate::body::{opaque_body, BoxError, MapBody, MapFrames, ProxyBody};
 use crate::secret::KeyMask;
 
 /// Headers of an upstream's answer that identify the company's account or
@@ -121,17 +119,15 @@ pub fn strip_client_account_headers(headers: &mut HeaderMap) -> bool {
 }
 
 /// An answer body with the backend's key masked. See the [module docs](self).
-pub struct MaskedBody {
-    inner: ProxyBody,
-    mask: Arc<KeyMask>,
-    carry: BytesMut,
-    ended: bool,
-}
+pub struct MaskedBody(MapBody<Masking>);
+
+opaque_body!(impl[] MaskedBody);
 
 impl std::fmt::Debug for MaskedBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let held = self.0.mapper().carry.len();
         f.debug_struct("MaskedBody")
-            .field("held", &self.carry.len())
+            .field("held", &held)
             .finish_non_exhaustive()
     }
 }
@@ -139,69 +135,97 @@ impl std::fmt::Debug for MaskedBody {
 impl MaskedBody {
     /// Mask `mask`'s key in `inner`.
     pub fn new(inner: ProxyBody, mask: Arc<KeyMask>) -> Self {
-        MaskedBody {
-            inner,
+        let masking = Masking {
             mask,
             carry: BytesMut::new(),
-            ended: false,
-        }
+        };
+        MaskedBody(MapBody::new(inner, masking))
     }
 }
 
-impl Body for MaskedBody {
-    type Data = Bytes;
-    type Error = BoxError;
+/// Masks each frame as it comes, holding back an end that may begin the
+/// key: one frame out per frame in (possibly shorter, or empty).
+struct Masking {
+    mask: Arc<KeyMask>,
+    carry: BytesMut,
+}
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        if this.ended {
-            return Poll::Ready(None);
-        }
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                // One frame out per frame in (possibly shorter, or empty).
-                Ok(data) => Poll::Ready(Some(Ok(Frame::data(
-                    this.mask.mask_chunk(&mut this.carry, data),
-                )))),
-                Err(frame) => Poll::Ready(Some(Ok(frame))),
-            },
-            Poll::Ready(Some(Err(e))) => {
-                // What was held may begin the key: it is dropped.
-                this.carry.clear();
-                this.ended = true;
-                Poll::Ready(Some(Err(e)))
-            }
-            Poll::Ready(None) => {
-                this.ended = true;
-                let rest = this.mask.finish(&mut this.carry);
-                if rest.is_empty() {
-                    Poll::Ready(None)
-                } else {
-                    Poll::Ready(Some(Ok(Frame::data(rest))))
-                }
-            }
-        }
+impl MapFrames for Masking {
+    fn push(&mut self, chunk: &[u8], out: &mut VecDeque<Bytes>) -> Result<(), BoxError> {
+        self.push_frame(Bytes::copy_from_slice(chunk), out)
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.ended || (self.carry.is_empty() && self.inner.is_end_stream())
+    fn push_frame(&mut self, frame: Bytes, out: &mut VecDeque<Bytes>) -> Result<(), BoxError> {
+        out.push_back(self.mask.mask_chunk(&mut self.carry, frame));
+        Ok(())
     }
 
-    fn size_hint(&self) -> SizeHint {
-        // The length changes when a key is masked.
-        SizeHint::default()
+    fn finish(&mut self, out: &mut VecDeque<Bytes>) -> Result<(), BoxError> {
+        let rest = self.mask.finish(&mut self.carry);
+        if !rest.is_empty() {
+            out.push_back(rest);
+        }
+        Ok(())
+    }
+
+    fn trailers(&mut self, trailers: HeaderMap) -> Option<HeaderMap> {
+        Some(trailers)
+    }
+
+    fn error(&mut self, error: BoxError, _out: &mut VecDeque<Bytes>) -> Result<(), BoxError> {
+        // What was held may begin the key: it is dropped.
+        self.carry.clear();
+        Err(error)
+    }
+
+    fn holds_nothing(&self) -> bool {
+        self.carry.is_empty()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::body::testing::{drain, Got, Script, Step};
     use crate::secret::{mask_key, Secret};
+    use http_body::{Body, Frame};
     use http_body_util::{BodyExt, StreamBody};
+
+    fn mask() -> Arc<KeyMask> {
+        Arc::new(KeyMask::new(&Secret::new("sk-live-0123456789abcdef")).unwrap())
+    }
+
+    #[test]
+    fn a_held_start_of_the_key_is_dropped_at_an_error_and_trailers_pass() {
+        let script = Script::new([
+            Step::Data(Bytes::from_static(b"bad key sk-live")),
+            Step::Trailers,
+            Step::Error("cut"),
+        ]);
+        let got = drain(MaskedBody::new(ProxyBody::new(script), mask()));
+        assert_eq!(
+            got,
+            [
+                Got::Data(Bytes::from_static(b"bad key ")),
+                Got::Trailers,
+                Got::Error("cut".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn its_end_is_known_as_soon_as_the_inner_body_has_ended() {
+        assert!(MaskedBody::new(ProxyBody::empty(), mask()).is_end_stream());
+        let mut body = MaskedBody::new(ProxyBody::full("no key here"), mask());
+        assert!(!body.is_end_stream());
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(std::pin::Pin::new(&mut body).poll_frame(&mut cx).is_ready());
+        assert!(body.is_end_stream());
+        // An end that may begin the key is still to come.
+        let mut body = MaskedBody::new(ProxyBody::full("key: sk-li"), mask());
+        assert!(std::pin::Pin::new(&mut body).poll_frame(&mut cx).is_ready());
+        assert!(!body.is_end_stream());
+    }
 
     #[tokio::test]
     async fn a_body_split_anywhere_has_its_key_masked() {

@@ -19,6 +19,7 @@ use crate::body::ProxyBody;
 use crate::error::ProxyError;
 use crate::request::{error_format_of as format_of, LlmRequest, RequestContext};
 use crate::secret::Secret;
+use crate::service::layer_service;
 
 /// The outcome of [`KeyStore::authenticate`] for a request's headers,
 /// reached before its body was read (by the app, see
@@ -136,6 +137,9 @@ pub struct Auth<S> {
 }
 
 #[cfg(feature = "access")]
+layer_service!(Auth<S>, ResponseFuture<S::Future>);
+
+#[cfg(feature = "access")]
 impl<S> Auth<S> {
     /// The shared key store.
     pub fn keys(&self) -> &Arc<KeyStore> {
@@ -146,22 +150,12 @@ impl<S> Auth<S> {
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
-}
 
-#[cfg(feature = "access")]
-impl<S, B> Service<Request<B>> for Auth<S>
-where
-    S: Service<Request<B>, Response = Response<ProxyBody>>,
-{
-    type Response = Response<ProxyBody>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+    /// The `call` of [`Auth`]'s `Service` impl.
+    fn respond<B>(&mut self, mut req: Request<B>) -> ResponseFuture<S::Future>
+    where
+        S: Service<Request<B>, Response = Response<ProxyBody>>,
+    {
         // A path that is no endpoint is answered 404 whoever asks: there is
         // nothing behind it to protect, and nothing of it goes upstream.
         if req

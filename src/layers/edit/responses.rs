@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use super::sse::EventEdit;
+use super::sse::{event_type, EventEdit};
 use super::{render, Channel, Editor};
 use crate::sse::SseEvent;
 
@@ -22,21 +22,13 @@ fn delta_type(channel: Channel) -> &'static str {
 }
 
 impl<E: Editor> EventEdit<E> {
-    pub(super) fn on_responses(&mut self, event: SseEvent, out: &mut VecDeque<Bytes>) {
-        if event.is_done() {
-            self.flush_all(out);
-            out.push_back(event.raw);
-            return;
-        }
-        let Ok(Value::Object(mut doc)) = serde_json::from_slice::<Value>(&event.data) else {
-            out.push_back(event.raw);
-            return;
-        };
-        let kind = doc
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
+    pub(super) fn on_responses(
+        &mut self,
+        event: SseEvent,
+        mut doc: Map<String, Value>,
+        out: &mut VecDeque<Bytes>,
+    ) {
+        let kind = event_type(&doc);
         let index = |key: &str| doc.get(key).and_then(Value::as_u64).unwrap_or(0);
         let (output, content, summary) = (
             index("output_index"),

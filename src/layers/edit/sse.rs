@@ -105,28 +105,35 @@ impl<E: Editor> EventEdit<E> {
         }
     }
 
+    /// One event: an OpenAI or Responses `[DONE]` gives up what is held
+    /// first; an event that is not a JSON object passes as it is.
     fn on_event(&mut self, event: SseEvent, out: &mut VecDeque<Bytes>) {
         if event.data.is_empty() {
             out.push_back(event.raw);
             return;
         }
-        match self.format {
-            ClientFormat::OpenAi => self.on_openai(event, out),
-            ClientFormat::Anthropic => self.on_anthropic(event, out),
-            ClientFormat::Responses => self.on_responses(event, out),
-        }
-    }
-
-    fn on_openai(&mut self, event: SseEvent, out: &mut VecDeque<Bytes>) {
-        if event.is_done() {
+        if self.format != ClientFormat::Anthropic && event.is_done() {
             self.flush_all(out);
             out.push_back(event.raw);
             return;
         }
-        let Ok(Value::Object(mut doc)) = serde_json::from_slice::<Value>(&event.data) else {
+        let Ok(Value::Object(doc)) = serde_json::from_slice::<Value>(&event.data) else {
             out.push_back(event.raw);
             return;
         };
+        match self.format {
+            ClientFormat::OpenAi => self.on_openai(event, doc, out),
+            ClientFormat::Anthropic => self.on_anthropic(event, doc, out),
+            ClientFormat::Responses => self.on_responses(event, doc, out),
+        }
+    }
+
+    fn on_openai(
+        &mut self,
+        event: SseEvent,
+        mut doc: Map<String, Value>,
+        out: &mut VecDeque<Bytes>,
+    ) {
         if doc.contains_key("error") {
             self.flush_all(out);
             out.push_back(event.raw);
@@ -218,16 +225,13 @@ impl<E: Editor> EventEdit<E> {
         changed
     }
 
-    fn on_anthropic(&mut self, event: SseEvent, out: &mut VecDeque<Bytes>) {
-        let Ok(Value::Object(doc)) = serde_json::from_slice::<Value>(&event.data) else {
-            out.push_back(event.raw);
-            return;
-        };
-        let kind = doc
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
+    fn on_anthropic(
+        &mut self,
+        event: SseEvent,
+        doc: Map<String, Value>,
+        out: &mut VecDeque<Bytes>,
+    ) {
+        let kind = event_type(&doc);
         let index = doc.get("index").and_then(Value::as_u64).unwrap_or(0);
         match kind.as_str() {
             "content_block_stop" => {
@@ -319,6 +323,14 @@ impl<E: Editor> EventEdit<E> {
         doc.insert("choices".into(), Value::Array(vec![choice]));
         render(None, &Value::Object(doc))
     }
+}
+
+/// The `type` of an Anthropic or Responses event (empty if it has none).
+pub(super) fn event_type(doc: &Map<String, Value>) -> String {
+    doc.get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string()
 }
 
 /// Append `rest` to the arguments of tool call `ti` in an OpenAI `delta`.

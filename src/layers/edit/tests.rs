@@ -386,6 +386,29 @@ pub(crate) fn chunked(input: &str, cuts: &[usize]) -> ProxyBody {
     )))
 }
 
+/// `input`, a stream of [`responses_stream`], through `through`: its summary,
+/// output text and tool-call arguments come out as `parts`, and the output
+/// is the same when `input` is cut in two at every third byte.
+pub(crate) async fn check_responses_stream<F, Fut>(input: &str, through: F, parts: [&str; 3])
+where
+    F: Fn(ProxyBody) -> Fut,
+    Fut: std::future::Future<Output = String>,
+{
+    let whole = through(ProxyBody::full(input.to_string())).await;
+    let texts = responses_texts(&whole);
+    let channels = [
+        Channel::Summary(0, 0),
+        Channel::OutputText(1, 0),
+        Channel::CallArgs(2),
+    ];
+    for (channel, part) in channels.iter().zip(parts) {
+        assert_eq!(texts[channel], part, "{channel:?}");
+    }
+    for cut in (0..=input.len()).step_by(3) {
+        assert_eq!(through(chunked(input, &[cut])).await, whole, "cut at {cut}");
+    }
+}
+
 /// The data of the events of an SSE text (comments and blank ones left out).
 pub(crate) fn event_data(out: &str) -> Vec<&str> {
     out.split("\n\n")

@@ -107,14 +107,11 @@ pub use crate::config::LogPolicy;
 pub use flush::LogFlush;
 pub use panic::install_panic_hook;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::SystemTime;
 
-use http::{Request, Response};
+use http::Request;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tower::{Layer, Service};
@@ -127,6 +124,7 @@ use crate::layers::metrics::Metrics;
 use crate::layers::pii::Scrubber;
 use crate::layers::rate_limit::ClientIdentity;
 use crate::request::{ClientAddr, LlmRequest, RequestContext, RequestId, REQUEST_ID_HEADER};
+use crate::service::{layer_service, LlmFuture, StackService};
 use crate::usage::UsageSlot;
 
 use capture::{Done, Logged, Tap};
@@ -432,26 +430,19 @@ pub struct IdentityTap<S> {
     inner: S,
 }
 
+layer_service!(IdentityTap<S>, passing);
+
 impl<S> IdentityTap<S> {
     /// Wrap `inner`.
     pub fn new(inner: S) -> Self {
         IdentityTap { inner }
     }
-}
 
-impl<S, B> Service<Request<B>> for IdentityTap<S>
-where
-    S: Service<Request<B>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<B>) -> S::Future {
+    /// The `call` of [`IdentityTap`]'s `Service` impl.
+    fn respond<B>(&mut self, req: Request<B>) -> S::Future
+    where
+        S: Service<Request<B>>,
+    {
         if let (Some(context), Some(id)) = (
             req.extensions().get::<RequestContext>(),
             req.extensions().get::<ClientIdentity>(),
@@ -462,20 +453,11 @@ where
     }
 }
 
-impl<S> Service<Request<ProxyBody>> for LogService<S>
-where
-    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ProxyError>,
-    S::Future: Send + 'static,
-{
-    type Response = Response<ProxyBody>;
-    type Error = ProxyError;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send>>;
+layer_service!(LogService<S>, stack);
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<ProxyBody>) -> Self::Future {
+impl<S: StackService> LogService<S> {
+    /// The `call` of [`LogService`]'s `Service` impl.
+    fn respond(&mut self, mut req: Request<ProxyBody>) -> LlmFuture {
         let started = Instant::now();
         let time = SystemTime::now();
         req.extensions_mut().insert(crate::usage::UsageWanted);

@@ -1,17 +1,14 @@
-//! The answer's body under the metrics layer: records the latency and the
-//! tokens when it ends or is dropped.
+//! The answer's body under the metrics layer: an
+//! [`Observe`](crate::body::Observe) that records
+//! the latency and the tokens when it ends or is dropped.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
 use tokio::time::Instant;
 
 use super::labels::{CostLabels, RouteLabels, TokenLabels};
 use super::Metrics;
-use crate::body::{BoxError, ProxyBody};
+use crate::body::{End, Observer};
 use crate::usage::UsageSlot;
 
 /// What to record once the answer's body ends.
@@ -27,10 +24,15 @@ pub(super) struct Done {
 impl Done {
     #[cfg(test)]
     pub(super) fn record_for_test(self) {
-        self.record();
+        self.on_end(End::Complete);
     }
+}
 
-    fn record(self) {
+/// Records latency and tokens once the answer's body ends: complete, failed,
+/// or dropped (a client that went away). The body is an
+/// [`Observe`](crate::body::Observe) of it.
+impl Observer for Done {
+    fn on_end(self, _end: End<'_>) {
         let m = &self.metrics;
         m.latency
             .get_or_create(&self.route)
@@ -66,47 +68,5 @@ impl Done {
                     .inc_by(n);
             }
         }
-    }
-}
-
-/// Passes the answer through; records latency and tokens when it ends (or
-/// is dropped: a client that went away).
-pub(super) struct Observed {
-    pub(super) inner: ProxyBody,
-    pub(super) done: Option<Done>,
-}
-
-impl Drop for Observed {
-    fn drop(&mut self) {
-        if let Some(done) = self.done.take() {
-            done.record();
-        }
-    }
-}
-
-impl Body for Observed {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if let Poll::Ready(None) = polled {
-            if let Some(done) = this.done.take() {
-                done.record();
-            }
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }

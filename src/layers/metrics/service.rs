@@ -2,23 +2,19 @@
 //! head, status and attempts; the body records the rest when it ends.
 
 use std::collections::HashSet;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use http::{Request, Response};
+use http::Request;
 use tokio::time::Instant;
-use tower::Service;
 
-use super::body::{Done, Observed};
+use super::body::Done;
 use super::labels::{key_label, RequestLabels, RouteLabels};
 use super::{Metrics, UNKNOWN_MODEL};
-use crate::body::ProxyBody;
+use crate::body::{Observe, ProxyBody};
 use crate::classify::RejectedBy;
-use crate::error::ProxyError;
 use crate::request::{LlmRequest, RequestContext};
 use crate::routing::{ModelRoute, RouteTable};
+use crate::service::{layer_service, LlmFuture, StackService};
 use crate::usage::UsageSlot;
 
 /// The `model` label of a request: the name of its configured route.
@@ -42,20 +38,11 @@ pub struct MetricsService<S> {
     pub(super) key_names: Arc<HashSet<String>>,
 }
 
-impl<S> Service<Request<ProxyBody>> for MetricsService<S>
-where
-    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ProxyError>,
-    S::Future: Send + 'static,
-{
-    type Response = Response<ProxyBody>;
-    type Error = ProxyError;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send>>;
+layer_service!(MetricsService<S>, stack);
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<ProxyBody>) -> Self::Future {
+impl<S: StackService> MetricsService<S> {
+    /// The `call` of [`MetricsService`]'s `Service` impl.
+    fn respond(&mut self, mut req: Request<ProxyBody>) -> LlmFuture {
         let started = Instant::now();
         req.extensions_mut().insert(crate::usage::UsageWanted);
         let model = route_label(&req, self.routes.as_deref());
@@ -125,12 +112,7 @@ where
                     None => key_label(context.identity(), &key_names),
                 },
             };
-            Ok(response.map(|body| {
-                ProxyBody::new(Observed {
-                    inner: body,
-                    done: Some(done),
-                })
-            }))
+            Ok(response.map(|body| ProxyBody::new(Observe::new(body, done))))
         })
     }
 }

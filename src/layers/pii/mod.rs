@@ -95,30 +95,34 @@ mod tests {
 
     use super::*;
     use crate::body::ProxyBody;
-    use crate::layers::edit::tests::{chunked, event_data, responses_stream, responses_texts};
+    use crate::layers::edit::tests::{
+        check_responses_stream, event_data, responses_stream, responses_texts,
+    };
     use crate::layers::edit::Channel;
     use crate::request::{Endpoint, LlmRequest};
 
-    /// Run one request through the layer over an upstream that records what
-    /// it got and answers `answer` with `content_type`.
-    async fn run(
+    /// `answer` as `content_type`, answered to a request `request` at
+    /// `endpoint`, through the layer: what the upstream got and what the
+    /// client gets.
+    async fn through(
         policy: PiiPolicy,
         endpoint: Endpoint,
         request: &str,
         content_type: &'static str,
-        answer: &'static str,
+        answer: ProxyBody,
     ) -> (serde_json::Value, String) {
         let seen = Arc::new(Mutex::new(None));
         let seen2 = seen.clone();
+        let answer = Mutex::new(Some(answer));
         let upstream = service_fn(move |req: Request<ProxyBody>| {
-            let seen = seen2.clone();
+            let llm = req.extensions().get::<LlmRequest>().unwrap();
+            *seen2.lock().unwrap() = Some(serde_json::Value::Object(llm.body().clone()));
+            let body = answer.lock().unwrap().take().unwrap();
             async move {
-                let llm = req.extensions().get::<LlmRequest>().unwrap();
-                *seen.lock().unwrap() = Some(serde_json::Value::Object(llm.body().clone()));
                 Ok::<_, Infallible>(
                     Response::builder()
                         .header("content-type", content_type)
-                        .body(ProxyBody::full(answer))
+                        .body(body)
                         .unwrap(),
                 )
             }
@@ -136,41 +140,26 @@ mod tests {
         (sent, String::from_utf8(body.to_vec()).unwrap())
     }
 
-    /// `answer` streamed to a request `request` at `endpoint`, through the
-    /// layer: what the upstream got and what the client gets.
+    /// One request through the layer, answered `answer` as `content_type`.
+    async fn run(
+        policy: PiiPolicy,
+        endpoint: Endpoint,
+        request: &str,
+        content_type: &'static str,
+        answer: &'static str,
+    ) -> (serde_json::Value, String) {
+        let answer = ProxyBody::full(answer);
+        through(policy, endpoint, request, content_type, answer).await
+    }
+
+    /// `answer` streamed to a request `request` at `endpoint`.
     async fn stream_through(
         policy: PiiPolicy,
         endpoint: Endpoint,
         request: &str,
         answer: ProxyBody,
     ) -> (serde_json::Value, String) {
-        let seen = Arc::new(Mutex::new(None));
-        let seen2 = seen.clone();
-        let answer = Mutex::new(Some(answer));
-        let upstream = service_fn(move |req: Request<ProxyBody>| {
-            let llm = req.extensions().get::<LlmRequest>().unwrap();
-            *seen2.lock().unwrap() = Some(serde_json::Value::Object(llm.body().clone()));
-            let body = answer.lock().unwrap().take().unwrap();
-            async move {
-                Ok::<_, Infallible>(
-                    Response::builder()
-                        .header("content-type", "text/event-stream")
-                        .body(body)
-                        .unwrap(),
-                )
-            }
-        });
-        let llm = LlmRequest::parse(endpoint, request.as_bytes()).unwrap();
-        let mut req = Request::new(ProxyBody::empty());
-        req.extensions_mut().insert(llm);
-        let response = PiiLayer::new(policy)
-            .layer(upstream)
-            .oneshot(req)
-            .await
-            .unwrap();
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        let sent = seen.lock().unwrap().take().unwrap();
-        (sent, String::from_utf8(body.to_vec()).unwrap())
+        through(policy, endpoint, request, "text/event-stream", answer).await
     }
 
     const RESPONSES_REQ: &str =
@@ -194,7 +183,7 @@ mod tests {
             ],
             &["{\"to\":\"<EMAIL_", "1>\",\"ip\":\"<IP_ADDRESS_1>\"}"],
         );
-        let (sent, whole) = stream_through(
+        let (sent, _) = stream_through(
             reversible(),
             Endpoint::Responses,
             RESPONSES_REQ,
@@ -202,29 +191,21 @@ mod tests {
         )
         .await;
         assert_eq!(sent["input"], "me: <EMAIL_1> at <IP_ADDRESS_1>");
-        let texts = responses_texts(&whole);
-        assert_eq!(
-            texts[&Channel::Summary(0, 0)],
-            "The user jo@example.com is at 10.1.2.3."
-        );
-        assert_eq!(
-            texts[&Channel::OutputText(1, 0)],
-            "Hi jo@example.com, your host 10.1.2.3 is up; a < b <EMAIL_9>"
-        );
-        assert_eq!(
-            texts[&Channel::CallArgs(2)],
-            r#"{"to":"jo@example.com","ip":"10.1.2.3"}"#
-        );
-        for cut in (0..=input.len()).step_by(3) {
-            let (_, out) = stream_through(
-                reversible(),
-                Endpoint::Responses,
-                RESPONSES_REQ,
-                chunked(&input, &[cut]),
-            )
-            .await;
-            assert_eq!(out, whole, "cut at {cut}");
-        }
+        let through = |body| async move {
+            let (_, out) =
+                stream_through(reversible(), Endpoint::Responses, RESPONSES_REQ, body).await;
+            out
+        };
+        check_responses_stream(
+            &input,
+            through,
+            [
+                "The user jo@example.com is at 10.1.2.3.",
+                "Hi jo@example.com, your host 10.1.2.3 is up; a < b <EMAIL_9>",
+                r#"{"to":"jo@example.com","ip":"10.1.2.3"}"#,
+            ],
+        )
+        .await;
     }
 
     #[tokio::test]

@@ -6,7 +6,6 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use tower::{Layer, Service};
@@ -17,6 +16,7 @@ use super::scrubber::{Detector, PiiAction, Scrubber, Vault};
 use crate::body::ProxyBody;
 use crate::layers::edit::{edit_answer, edit_strings, AnswerEdit, EditFuture};
 use crate::request::{ClientFormat, LlmRequest};
+use crate::service::layer_service;
 
 /// Which side of the exchange is scrubbed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -136,6 +136,9 @@ pub struct Pii<S> {
 }
 
 #[cfg(feature = "content")]
+layer_service!(Pii<S>, ResponseFuture<S::Future>);
+
+#[cfg(feature = "content")]
 /// Scrub every string value of a parsed request except the top-level
 /// `model` and `data:` URLs (inline images); whether anything changed.
 pub(crate) fn scrub_request(llm: &mut LlmRequest, scrubber: &Scrubber, vault: &mut Vault) -> bool {
@@ -165,19 +168,12 @@ enum Plan {
 }
 
 #[cfg(feature = "content")]
-impl<S, B> Service<Request<B>> for Pii<S>
-where
-    S: Service<Request<B>, Response = Response<ProxyBody>>,
-{
-    type Response = Response<ProxyBody>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+impl<S> Pii<S> {
+    /// The `call` of [`Pii`]'s `Service` impl.
+    fn respond<B>(&mut self, mut req: Request<B>) -> ResponseFuture<S::Future>
+    where
+        S: Service<Request<B>, Response = Response<ProxyBody>>,
+    {
         let reversible = self.policy.action == PiiAction::Reversible;
         let mut format = ClientFormat::OpenAi;
         let mut plan = None;

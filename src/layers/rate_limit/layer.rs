@@ -2,21 +2,19 @@
 //! 429s, and the answer body that holds the concurrency slot and counts the
 //! tokens.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, Request, Response};
 use serde_json::Value;
-use tower::{Layer, Service};
+use tower::Layer;
 
 use super::client_limits::{InFlight, Refusal};
 use super::{ClientLimits, LimitState, WindowLimiter};
 use crate::body::{End, Observe, Observer, ProxyBody};
 use crate::error::ProxyError;
 use crate::request::{ClientFormat, LlmRequest};
+use crate::service::{layer_service, LlmFuture, StackService};
 use crate::usage::{UsageRequestedByProxy, UsageSlot};
 
 /// Applies [`RateLimit`]. See the [module docs](crate::layers::rate_limit).
@@ -125,23 +123,11 @@ impl ClientLimits {
     }
 }
 
-impl<S> Service<Request<ProxyBody>> for RateLimit<S>
-where
-    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ProxyError>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response<ProxyBody>;
-    type Error = ProxyError;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send>>;
+layer_service!(RateLimit<S>, stack + Clone + Send + 'static);
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<ProxyBody>) -> Self::Future {
+impl<S: StackService + Clone + Send + 'static> RateLimit<S> {
+    /// The `call` of [`RateLimit`]'s `Service` impl.
+    fn respond(&mut self, req: Request<ProxyBody>) -> LlmFuture {
         // A virtual key with limits of its own is held to them instead.
         let (limits, key) = self.limits.limits_of(&req);
         if let Some(store) = limits.store.get() {
@@ -179,10 +165,9 @@ fn forward<S>(
     state: Option<LimitState>,
     in_flight: InFlight,
     mut req: Request<ProxyBody>,
-) -> Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send>>
+) -> LlmFuture
 where
-    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = ProxyError>,
-    S::Future: Send + 'static,
+    S: StackService,
 {
     // Token budgets need the usage of streamed answers too.
     if limits.tokens.is_some() {

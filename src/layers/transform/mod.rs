@@ -160,11 +160,13 @@ mod tests {
     use http::{Request, Response, StatusCode};
     use http_body_util::BodyExt;
     use serde_json::json;
-    use tower::{service_fn, Layer, ServiceExt};
+    use tower::{service_fn, Layer, Service, ServiceExt};
 
     use super::*;
     use crate::body::ProxyBody;
-    use crate::layers::edit::tests::{chunked, event_data, responses_stream, responses_texts};
+    use crate::layers::edit::tests::{
+        check_responses_stream, event_data, responses_stream, responses_texts,
+    };
     use crate::layers::edit::Channel;
     use crate::request::{Endpoint, LlmRequest};
 
@@ -265,10 +267,12 @@ mod tests {
         assert!(out.ends_with("data: [DONE]\n\n"));
     }
 
-    /// `body` answered to a streamed request at `endpoint`, through `layer`.
-    async fn stream_through(layer: &TransformLayer, endpoint: Endpoint, body: ProxyBody) -> String {
+    /// An upstream that answers once, with `body` as an event stream.
+    fn streaming(
+        body: ProxyBody,
+    ) -> impl Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = Infallible> {
         let body = std::sync::Mutex::new(Some(body));
-        let upstream = service_fn(move |_req: Request<ProxyBody>| {
+        service_fn(move |_req: Request<ProxyBody>| {
             let body = body.lock().unwrap().take().unwrap();
             async move {
                 Ok::<_, Infallible>(
@@ -278,7 +282,12 @@ mod tests {
                         .unwrap(),
                 )
             }
-        });
+        })
+    }
+
+    /// `body` answered to a streamed request at `endpoint`, through `layer`.
+    async fn stream_through(layer: &TransformLayer, endpoint: Endpoint, body: ProxyBody) -> String {
+        let upstream = streaming(body);
         let llm =
             LlmRequest::parse(endpoint, br#"{"model":"m","stream":true,"input":"hi"}"#).unwrap();
         let mut req = Request::new(ProxyBody::empty());
@@ -349,19 +358,7 @@ mod tests {
                 })
             })
         });
-        let body = ProxyBody::new(http_body_util::StreamBody::new(frames));
-        let upstream = std::sync::Mutex::new(Some(body));
-        let upstream = service_fn(move |_req: Request<ProxyBody>| {
-            let body = upstream.lock().unwrap().take().unwrap();
-            async move {
-                Ok::<_, Infallible>(
-                    Response::builder()
-                        .header("content-type", "text/event-stream")
-                        .body(body)
-                        .unwrap(),
-                )
-            }
-        });
+        let upstream = streaming(ProxyBody::new(http_body_util::StreamBody::new(frames)));
         let response = layer
             .layer(upstream)
             .oneshot(request(r#"{"model":"m","stream":true}"#))
@@ -412,26 +409,18 @@ mod tests {
             &["Sent to jo", "@example.", "com: the se", "cret is safe"],
             &["{\"to\":\"jo@", "example.com\"}"],
         );
-        let whole =
-            stream_through(&layer, Endpoint::Responses, ProxyBody::full(input.clone())).await;
-        let texts = responses_texts(&whole);
-        assert_eq!(
-            texts[&Channel::Summary(0, 0)],
-            "User [EMAIL] wants the [hidden]"
-        );
-        assert_eq!(
-            texts[&Channel::OutputText(1, 0)],
-            "Sent to [EMAIL]: the [hidden] is safe"
-        );
-        assert_eq!(
-            texts[&Channel::CallArgs(2)],
-            "{\"to\":\"jo@example.com\"}",
-            "tool-call arguments are not prose"
-        );
-        for cut in (0..=input.len()).step_by(3) {
-            let out = stream_through(&layer, Endpoint::Responses, chunked(&input, &[cut])).await;
-            assert_eq!(out, whole, "cut at {cut}");
-        }
+        let through = |body| stream_through(&layer, Endpoint::Responses, body);
+        check_responses_stream(
+            &input,
+            through,
+            [
+                "User [EMAIL] wants the [hidden]",
+                "Sent to [EMAIL]: the [hidden] is safe",
+                // Tool-call arguments are not prose.
+                "{\"to\":\"jo@example.com\"}",
+            ],
+        )
+        .await;
     }
 
     #[tokio::test]

@@ -1,7 +1,6 @@
 //! [`TransformLayer`] and the [`Transform`] service.
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use serde_json::Value;
@@ -12,6 +11,7 @@ use super::rule::{Direction, TransformRule};
 use crate::body::ProxyBody;
 use crate::layers::edit::{edit_answer, AnswerEdit, EditFuture};
 use crate::request::{ClientFormat, LlmRequest};
+use crate::service::layer_service;
 
 /// Applies [`Transform`]. See the [module docs](crate::layers::transform).
 #[derive(Clone, Debug)]
@@ -63,6 +63,8 @@ pub struct Transform<S> {
     response: Arc<[TransformRule]>,
 }
 
+layer_service!(Transform<S>, ResponseFuture<S::Future>);
+
 /// Apply `rules` in order to a parsed request.
 pub(crate) fn apply_to_request(llm: &mut LlmRequest, rules: &[TransformRule]) {
     let body = llm.body_mut();
@@ -77,19 +79,12 @@ pub(crate) fn apply_to_request(llm: &mut LlmRequest, rules: &[TransformRule]) {
     }
 }
 
-impl<S, B> Service<Request<B>> for Transform<S>
-where
-    S: Service<Request<B>, Response = Response<ProxyBody>>,
-{
-    type Response = Response<ProxyBody>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+impl<S> Transform<S> {
+    /// The `call` of [`Transform`]'s `Service` impl.
+    fn respond<B>(&mut self, mut req: Request<B>) -> ResponseFuture<S::Future>
+    where
+        S: Service<Request<B>, Response = Response<ProxyBody>>,
+    {
         let mut format = ClientFormat::OpenAi;
         if let Some(llm) = req.extensions_mut().get_mut::<LlmRequest>() {
             format = llm.format();

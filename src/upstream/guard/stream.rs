@@ -1,5 +1,10 @@
 //! [`StreamGuard`]: the guarded body itself — the commit point
 //! ([`StreamGuard::wait_for_first_content`]) and the checks after it.
+//!
+//! It is a [`MapBody`] of the body toolkit, which owns the frame loop: the
+//! event-level rules are an [`SseEvents`] mapper ([`Events`]), and the
+//! frame-level ones (the idle timer, a broken upstream) a [`MapFrames`]
+//! around it ([`Guard`]).
 
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
@@ -8,28 +13,206 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 use tokio::time::{Instant, Sleep};
 
 use super::event::{classify, Classified, EventKind};
 use super::failure::{error_event, responses_failure, ResponsesState};
 use super::{GuardConfig, StreamFailure};
-use crate::body::{BoxError, ProxyBody};
+use crate::body::{
+    opaque_body, BoxError, InnerBody, MapBody, MapEvents, MapFrames, PollFrame, ProxyBody,
+    SseEvents,
+};
 use crate::request::ClientFormat;
-use crate::sse::SseParser;
+use crate::sse::{EventTooLarge, SseEvent};
 
 /// The guarded stream body. See the module docs of `upstream::guard`.
-pub struct StreamGuard<B = ProxyBody> {
-    inner: Option<B>,
-    parser: SseParser,
-    out: VecDeque<Bytes>,
-    config: GuardConfig,
+pub struct StreamGuard<B = ProxyBody>(MapBody<Guard, B>);
+
+opaque_body!(impl[B: InnerBody] StreamGuard<B>);
+
+impl<B> std::fmt::Debug for StreamGuard<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let events = self.events();
+        f.debug_struct("StreamGuard")
+            .field("committed", &events.committed)
+            .field("saw_done", &events.saw_done)
+            .field("malformed", &events.malformed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B> StreamGuard<B> {
+    fn events(&self) -> &Events {
+        self.0.mapper().events.events()
+    }
+
+    fn events_mut(&mut self) -> &mut Events {
+        self.0.mapper_mut().events.events_mut()
+    }
+}
+
+impl<B: InnerBody> StreamGuard<B> {
+    /// Guard `inner`.
+    pub fn new(inner: B, config: GuardConfig) -> Self {
+        let idle = Box::pin(tokio::time::sleep(config.idle_timeout));
+        let events = Events {
+            waiting: false,
+            committed: false,
+            saw_done: false,
+            saw_finish: false,
+            malformed: 0,
+            held: VecDeque::new(),
+            held_bytes: 0,
+            failure: None,
+            failed: false,
+            usage: None,
+            strip_usage: false,
+            anthropic_usage: Default::default(),
+            responses: ResponsesState::default(),
+            config,
+        };
+        let guard = Guard {
+            events: SseEvents::new(events.config.max_event, events),
+            idle,
+        };
+        StreamGuard(MapBody::new(inner, guard))
+    }
+
+    /// Record the stream's usage chunk into `slot`; with `strip`, keep that
+    /// chunk from the client (it was asked for by the proxy, not the client).
+    pub fn with_usage(mut self, slot: crate::usage::UsageSlot, strip: bool) -> Self {
+        let events = self.events_mut();
+        events.usage = Some(slot);
+        events.strip_usage = strip;
+        self
+    }
+
+    /// Drive the stream until its first content event, within `timeout`.
+    /// Preamble events are kept and sent first when the body is read.
+    pub async fn wait_for_first_content(&mut self, timeout: Duration) -> Result<(), StreamFailure> {
+        if self.events().committed {
+            return Ok(());
+        }
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let first = tokio::select! {
+            biased;
+            first = poll_fn(|cx| self.poll_waiting(cx)) => first,
+            () = &mut deadline => return Err(StreamFailure::FirstByteTimeout(timeout)),
+        };
+        let events = self.events_mut();
+        if let Some(failure) = events.failure.take() {
+            return Err(failure);
+        }
+        match first {
+            // The empty frame that tells the commit (see `Events::commit`).
+            _ if events.committed => Ok(()),
+            Some(Err(e)) => Err(StreamFailure::Broken(e)),
+            _ => Err(StreamFailure::EndedEarly),
+        }
+    }
+
+    /// Read the upstream with the rules before the commit point: the body
+    /// gives its first frame at the commit, or ends at a failure. Only this
+    /// poll reads that way, so a wait given up leaves the body as it was.
+    fn poll_waiting(&mut self, cx: &mut Context<'_>) -> PollFrame {
+        self.events_mut().waiting = true;
+        let polled = Pin::new(&mut self.0).poll_frame(cx);
+        self.events_mut().waiting = false;
+        polled
+    }
+}
+
+/// The frame-level rules: the idle timer, a broken upstream.
+struct Guard {
+    events: SseEvents<Events>,
+    /// Reset at each data frame; after the commit, a quiet upstream that
+    /// outlasts it fails the stream.
     idle: Pin<Box<Sleep>>,
+}
+
+impl Guard {
+    /// The event mapper, before a call (see [`Events::unhold`]).
+    fn reading(&mut self, out: &mut VecDeque<Bytes>) -> &mut Events {
+        let events = self.events.events_mut();
+        events.unhold(out);
+        events
+    }
+}
+
+impl MapFrames for Guard {
+    const EMPTY_WHEN_HELD: bool = false;
+
+    fn push(&mut self, chunk: &[u8], out: &mut VecDeque<Bytes>) -> Result<(), BoxError> {
+        let idle_timeout = self.reading(out).config.idle_timeout;
+        self.idle.as_mut().reset(deadline_after(idle_timeout));
+        self.events.push(chunk, out)
+    }
+
+    fn finish(&mut self, out: &mut VecDeque<Bytes>) -> Result<(), BoxError> {
+        self.reading(out);
+        self.events.finish(out)
+    }
+
+    fn poll_pending(
+        &mut self,
+        cx: &mut Context<'_>,
+        out: &mut VecDeque<Bytes>,
+    ) -> Poll<Result<(), BoxError>> {
+        let events = self.events.events_mut();
+        events.unhold(out);
+        if !out.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        // Before the commit, `first_byte_timeout` is the limit.
+        if events.waiting || self.idle.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let message = format!(
+            "The upstream sent nothing for {}",
+            crate::error::humanize(events.config.idle_timeout)
+        );
+        events.fail("upstream_idle_timeout", &message, out);
+        Poll::Ready(Ok(()))
+    }
+
+    fn error(&mut self, error: BoxError, out: &mut VecDeque<Bytes>) -> Result<(), BoxError> {
+        let events = self.reading(out);
+        if events.waiting {
+            events.failure = Some(StreamFailure::Broken(error));
+        } else {
+            let message = format!("The upstream connection broke mid-answer: {error}");
+            events.fail("upstream_stream_interrupted", &message, out);
+        }
+        Ok(())
+    }
+
+    fn is_done(&self) -> bool {
+        let events = self.events.events();
+        events.failed || events.failure.is_some()
+    }
+}
+
+/// The event-level rules: held before the commit point, checked after it.
+struct Events {
+    config: GuardConfig,
+    /// [`StreamGuard::wait_for_first_content`] is reading: events are held
+    /// and a failure is a [`StreamFailure`]. The events of the data frame
+    /// that commits are all taken so.
+    waiting: bool,
     committed: bool,
     saw_done: bool,
     saw_finish: bool,
     malformed: u64,
-    held: usize,
+    /// The events held before the commit, after one empty frame (see
+    /// [`commit`](Self::commit)); `held_bytes` counts them.
+    held: VecDeque<Bytes>,
+    held_bytes: usize,
+    /// Why the stream failed before the commit point.
+    failure: Option<StreamFailure>,
+    /// The guard ended the stream after the commit with an error event.
+    failed: bool,
     usage: Option<crate::usage::UsageSlot>,
     strip_usage: bool,
     /// Anthropic usage seen so far (it comes in pieces).
@@ -38,50 +221,58 @@ pub struct StreamGuard<B = ProxyBody> {
     responses: ResponsesState,
 }
 
-impl<B> std::fmt::Debug for StreamGuard<B> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StreamGuard")
-            .field("committed", &self.committed)
-            .field("saw_done", &self.saw_done)
-            .field("malformed", &self.malformed)
-            .finish_non_exhaustive()
+impl MapEvents for Events {
+    fn event(&mut self, event: SseEvent, out: &mut VecDeque<Bytes>) -> Result<(), BoxError> {
+        if self.failure.is_some() {
+            // Failed before the commit: the rest of the frame is not read.
+        } else if self.waiting {
+            if let Err(failure) = self.take_event(event) {
+                self.failure = Some(failure);
+            }
+        } else {
+            self.pass_event(event, out);
+        }
+        Ok(())
     }
-}
 
-impl<B> StreamGuard<B>
-where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<BoxError>,
-{
-    /// Guard `inner`.
-    pub fn new(inner: B, config: GuardConfig) -> Self {
-        let idle = Box::pin(tokio::time::sleep(config.idle_timeout));
-        StreamGuard {
-            inner: Some(inner),
-            parser: SseParser::new(config.max_event),
-            out: VecDeque::new(),
-            config,
-            idle,
-            committed: false,
-            saw_done: false,
-            saw_finish: false,
-            malformed: 0,
-            held: 0,
-            usage: None,
-            strip_usage: false,
-            anthropic_usage: Default::default(),
-            responses: ResponsesState::default(),
+    fn too_large(
+        &mut self,
+        error: EventTooLarge,
+        _rest: Option<SseEvent>,
+        out: &mut VecDeque<Bytes>,
+    ) -> Result<(), BoxError> {
+        if self.waiting {
+            self.failure.get_or_insert(error.into());
+        } else {
+            self.fail("upstream_event_too_large", &error.to_string(), out);
+        }
+        Ok(())
+    }
+
+    fn end_of_frame(&mut self, out: &mut VecDeque<Bytes>) {
+        if !self.waiting || self.failure.is_some() {
+            return;
+        }
+        if self.committed {
+            self.commit(out);
+        } else if self.held_bytes > self.config.max_preamble {
+            self.failure = Some(StreamFailure::Broken(
+                "the upstream sent too much preamble without content".into(),
+            ));
         }
     }
 
-    /// Record the stream's usage chunk into `slot`; with `strip`, keep that
-    /// chunk from the client (it was asked for by the proxy, not the client).
-    pub fn with_usage(mut self, slot: crate::usage::UsageSlot, strip: bool) -> Self {
-        self.usage = Some(slot);
-        self.strip_usage = strip;
-        self
+    fn finish(&mut self, out: &mut VecDeque<Bytes>) -> Result<(), BoxError> {
+        if !self.waiting {
+            self.end_of_upstream(out);
+        } else if !self.committed && self.failure.is_none() {
+            self.failure = Some(StreamFailure::EndedEarly);
+        }
+        Ok(())
     }
+}
 
+impl Events {
     /// Note the usage an event carries (and a Responses event's numbering);
     /// whether the event is to be dropped.
     fn note_usage(&mut self, c: &Classified) -> bool {
@@ -132,52 +323,8 @@ where
         }
     }
 
-    /// Drive the stream until its first content event, within `timeout`.
-    /// Preamble events are kept and sent first when the body is read.
-    pub async fn wait_for_first_content(&mut self, timeout: Duration) -> Result<(), StreamFailure> {
-        let deadline = tokio::time::sleep(timeout);
-        tokio::pin!(deadline);
-        loop {
-            if self.committed {
-                return Ok(());
-            }
-            let frame = tokio::select! {
-                biased;
-                frame = poll_fn(|cx| self.poll_inner(cx)) => frame,
-                () = &mut deadline => return Err(StreamFailure::FirstByteTimeout(timeout)),
-            };
-            match frame {
-                None => {
-                    self.inner = None;
-                    if let Some(event) = self.parser.finish() {
-                        self.take_event(event)?;
-                        if self.committed {
-                            continue;
-                        }
-                    }
-                    return Err(StreamFailure::EndedEarly);
-                }
-                Some(Err(e)) => {
-                    self.inner = None;
-                    return Err(StreamFailure::Broken(e));
-                }
-                Some(Ok(data)) => {
-                    self.parser.push(&data);
-                    while let Some(event) = self.parser.next_event()? {
-                        self.take_event(event)?;
-                    }
-                    if !self.committed && self.held > self.config.max_preamble {
-                        return Err(StreamFailure::Broken(
-                            "the upstream sent too much preamble without content".into(),
-                        ));
-                    }
-                }
-            }
-        }
-    }
-
     /// Before the commit: hold or commit on one event.
-    fn take_event(&mut self, event: crate::sse::SseEvent) -> Result<(), StreamFailure> {
+    fn take_event(&mut self, event: SseEvent) -> Result<(), StreamFailure> {
         let c = classify(self.config.format, &event, false, self.usage.is_some());
         let drop_it = self.note_usage(&c);
         match c.kind {
@@ -187,7 +334,7 @@ where
                 return Ok(());
             }
             EventKind::Preamble => {
-                self.held = self.held.saturating_add(event.raw.len());
+                self.held_bytes = self.held_bytes.saturating_add(event.raw.len());
             }
             EventKind::Content { finished } => {
                 self.committed = true;
@@ -201,9 +348,42 @@ where
             }
         }
         if !drop_it {
-            self.out.push_back(event.raw);
+            if self.held.is_empty() {
+                self.held.push_back(Bytes::new());
+            }
+            self.held.push_back(event.raw);
         }
         Ok(())
+    }
+
+    /// The commit: the held events go out, after one empty frame that tells
+    /// [`StreamGuard::wait_for_first_content`] the commit came (it keeps
+    /// that frame from the client). `out` is empty here (the body reads the
+    /// upstream only once its output is out): the held queue becomes it.
+    fn commit(&mut self, out: &mut VecDeque<Bytes>) {
+        if self.held.is_empty() {
+            self.held.push_back(Bytes::new());
+        }
+        self.release(out);
+    }
+
+    /// A read outside a wait, after one was given up before the commit,
+    /// sends the events held so far first, as they were read.
+    fn unhold(&mut self, out: &mut VecDeque<Bytes>) {
+        if !self.waiting && !self.held.is_empty() {
+            // The empty frame meant for the wait.
+            self.held.pop_front();
+            self.release(out);
+        }
+    }
+
+    /// Move the held events to `out`.
+    fn release(&mut self, out: &mut VecDeque<Bytes>) {
+        if out.is_empty() {
+            std::mem::swap(out, &mut self.held);
+        } else {
+            out.append(&mut self.held);
+        }
     }
 
     fn warn_malformed(&mut self, data: &[u8]) {
@@ -215,31 +395,8 @@ where
         }
     }
 
-    /// Poll the upstream for its next data chunk, resetting the idle timer.
-    fn poll_inner(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, BoxError>>> {
-        loop {
-            let Some(inner) = self.inner.as_mut() else {
-                return Poll::Ready(None);
-            };
-            match Pin::new(inner).poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => {
-                    if let Ok(data) = frame.into_data() {
-                        self.idle
-                            .as_mut()
-                            .reset(deadline_after(self.config.idle_timeout));
-                        return Poll::Ready(Some(Ok(data)));
-                    }
-                    // Trailers carry nothing for the client: skip.
-                }
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
-                Poll::Ready(None) => return Poll::Ready(None),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-    }
-
     /// After the commit: one event.
-    fn pass_event(&mut self, event: crate::sse::SseEvent) {
+    fn pass_event(&mut self, event: SseEvent, out: &mut VecDeque<Bytes>) {
         let c = classify(self.config.format, &event, true, self.usage.is_some());
         if self.note_usage(&c) {
             return;
@@ -259,100 +416,37 @@ where
             EventKind::Error(_) => self.saw_done = true,
             EventKind::Preamble => {}
         }
-        self.out.push_back(event.raw);
+        out.push_back(event.raw);
     }
 
-    fn fail(&mut self, code: &str, message: &str) {
+    /// End the stream with an error event in the client's format (the
+    /// upstream is not read again).
+    fn fail(&mut self, code: &str, message: &str, out: &mut VecDeque<Bytes>) {
         tracing::warn!(code, message, "streamed answer cut short");
-        self.inner = None;
+        self.failed = true;
         let event = match self.config.format {
             ClientFormat::Responses => responses_failure(&mut self.responses, code, message),
             format => error_event(format, code, message),
         };
-        self.out.push_back(event);
+        out.push_back(event);
     }
 
-    fn end_of_upstream(&mut self) {
-        self.inner = None;
-        if let Some(event) = self.parser.finish() {
-            self.pass_event(event);
-        }
+    /// The upstream ended, after its last event: complete, or not.
+    fn end_of_upstream(&mut self, out: &mut VecDeque<Bytes>) {
         if self.saw_done {
             return;
         }
         match self.config.format {
             ClientFormat::OpenAi if self.saw_finish => {
-                self.out.push_back(Bytes::from_static(b"data: [DONE]\n\n"));
+                out.push_back(Bytes::from_static(b"data: [DONE]\n\n"));
                 self.settle();
             }
             _ => self.fail(
                 "upstream_stream_incomplete",
                 "The upstream ended the stream before the answer was complete",
+                out,
             ),
         }
-    }
-}
-
-impl<B> Body for StreamGuard<B>
-where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<BoxError>,
-{
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        loop {
-            if let Some(bytes) = this.out.pop_front() {
-                return Poll::Ready(Some(Ok(Frame::data(bytes))));
-            }
-            if this.inner.is_none() {
-                return Poll::Ready(None);
-            }
-            match this.poll_inner(cx) {
-                Poll::Ready(Some(Ok(data))) => {
-                    this.parser.push(&data);
-                    loop {
-                        match this.parser.next_event() {
-                            Ok(Some(event)) => this.pass_event(event),
-                            Ok(None) => break,
-                            Err(e) => {
-                                this.fail("upstream_event_too_large", &e.to_string());
-                                break;
-                            }
-                        }
-                    }
-                }
-                Poll::Ready(Some(Err(e))) => {
-                    let message = format!("The upstream connection broke mid-answer: {e}");
-                    this.fail("upstream_stream_interrupted", &message);
-                }
-                Poll::Ready(None) => this.end_of_upstream(),
-                Poll::Pending => {
-                    if this.idle.as_mut().poll(cx).is_ready() {
-                        let message = format!(
-                            "The upstream sent nothing for {}",
-                            crate::error::humanize(this.config.idle_timeout)
-                        );
-                        this.fail("upstream_idle_timeout", &message);
-                        continue;
-                    }
-                    return Poll::Pending;
-                }
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_none() && self.out.is_empty()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
     }
 }
 
@@ -364,4 +458,82 @@ fn deadline_after(d: Duration) -> Instant {
     now.checked_add(d)
         .or_else(|| now.checked_add(FAR))
         .unwrap_or(now)
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
+mod tests {
+    use super::*;
+    use crate::body::testing::{drain, joined, Script, Step};
+
+    const ROLE: &str = "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\"}}]}\n\n";
+    const HI: &str = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n";
+    const STOP: &str =
+        "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n";
+
+    fn guard(steps: impl IntoIterator<Item = Step>) -> StreamGuard<Script> {
+        StreamGuard::new(Script::new(steps), GuardConfig::new(ClientFormat::OpenAi))
+    }
+
+    fn data(s: &str) -> Step {
+        Step::Data(Bytes::from(s.to_string()))
+    }
+
+    /// How `guard` fails before its commit point.
+    async fn failure(mut guard: StreamGuard<Script>) -> StreamFailure {
+        let waited = guard.wait_for_first_content(Duration::from_secs(1)).await;
+        waited.unwrap_err()
+    }
+
+    #[tokio::test]
+    async fn every_event_of_the_frame_that_commits_is_checked_before_it() {
+        let error = "data: {\"error\":{\"message\":\"overloaded\"}}\n\n";
+        let e = failure(guard([data(&format!("{ROLE}{HI}{error}")), data(STOP)])).await;
+        assert!(matches!(e, StreamFailure::ErrorEvent(m) if m == "overloaded"));
+    }
+
+    #[tokio::test]
+    async fn the_commit_sends_what_was_held_and_the_rest_of_its_frame() {
+        let mut guard = guard([
+            data(ROLE),
+            Step::Pending,
+            data(&format!("{HI}{STOP}")),
+            data("data: [DONE]\n\n"),
+        ]);
+        guard
+            .wait_for_first_content(Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(
+            joined(&drain(guard)),
+            format!("{ROLE}{HI}{STOP}data: [DONE]\n\n")
+        );
+    }
+
+    #[tokio::test]
+    async fn too_much_preamble_fails() {
+        let mut config = GuardConfig::new(ClientFormat::OpenAi);
+        config.max_preamble = ROLE.len();
+        let e = failure(StreamGuard::new(
+            Script::new([data(ROLE), data(ROLE), data(HI)]),
+            config,
+        ))
+        .await;
+        assert!(e.to_string().contains("too much preamble"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_wait_given_up_leaves_what_it_held_to_the_body() {
+        let mut guard = guard([data(ROLE), Step::Pending, data(HI), data(STOP)]);
+        {
+            let wait = guard.wait_for_first_content(Duration::from_secs(1));
+            tokio::pin!(wait);
+            let polled = poll_fn(|cx| Poll::Ready(wait.as_mut().poll(cx))).await;
+            assert!(polled.is_pending(), "the role alone does not commit");
+        }
+        assert_eq!(
+            joined(&drain(guard)),
+            format!("{ROLE}{HI}{STOP}data: [DONE]\n\n")
+        );
+    }
 }
