@@ -36,6 +36,9 @@ use crate::error::ProxyError;
 #[cfg(feature = "access")]
 use crate::layers::auth::AuthLayer;
 use crate::layers::auth::KeyStore;
+#[cfg(feature = "access")]
+use crate::layers::budget::BudgetLayer;
+use crate::layers::budget::Budgets;
 use crate::layers::circuit_breaker::Breakers;
 #[cfg(feature = "resilience")]
 use crate::layers::circuit_breaker::CircuitBreakerLayer;
@@ -122,6 +125,9 @@ pub struct RouterState {
     /// The Redis store the limits, cooldowns and circuits above are shared
     /// through (`[state] store = "redis"`); `None` keeps them in memory.
     pub store: Option<Arc<crate::store::RedisStore>>,
+    /// Spend and reservations of the `budget` layer (and where they are
+    /// saved).
+    pub budgets: Arc<Budgets>,
 }
 
 impl Default for RouterState {
@@ -135,6 +141,7 @@ impl Default for RouterState {
             auth: None,
             metrics: Arc::new(crate::layers::metrics::Metrics::new()),
             store: None,
+            budgets: Arc::new(Budgets::new()),
         }
     }
 }
@@ -167,8 +174,10 @@ impl RouterState {
                 .then(|| crate::store::RedisStore::new(config.state.clone())),
             #[cfg(not(feature = "redis"))]
             store: None,
+            budgets: Arc::new(Budgets::with_spend_file(config.spend_file())),
         };
         state.attach_store();
+        state.budgets.start();
         state
     }
 
@@ -181,6 +190,7 @@ impl RouterState {
             self.cooldowns.attach_store(store);
             self.client_limits.attach_store(store);
             self.backend_limits.attach_store(store);
+            self.budgets.attach_store(store);
             store.start(&self.breakers, &self.cooldowns);
         }
     }
@@ -206,7 +216,9 @@ impl RouterState {
     ///   their slot in the old ones);
     /// - backend limits: the same when no backend's limit changed, else new
     ///   ones, each keeping its backend's counts when the window is the same;
-    /// - auth keys: rebuilt from `config` (its keys file is read again).
+    /// - auth keys: rebuilt from `config` (its keys file is read again);
+    /// - budgets: the same (spend and reservations go on; the spend file,
+    ///   like `[state]`, is read at start only).
     ///
     /// Entries of targets that are gone stay until [`RouterState::prune`],
     /// and the new registries are tied to the Redis store (if any) by
@@ -265,6 +277,7 @@ impl RouterState {
             metrics: self.metrics.clone(),
             // `[state]` is read at start only: the store carries over as it is.
             store: self.store.clone(),
+            budgets: self.budgets.clone(),
         };
         // Not attached to the store yet: the build may still fail, and the
         // store must keep feeding the registries in force until the swap.
@@ -601,6 +614,8 @@ fn layer_of(
         ),
         #[cfg(feature = "access")]
         LayerName::RateLimit => boxed(RateLimitLayer::new(state.client_limits.clone())),
+        #[cfg(feature = "access")]
+        LayerName::Budget => boxed(BudgetLayer::new(state.budgets.clone())),
         // Above the split point: no target, so every request goes through.
         #[cfg(feature = "resilience")]
         LayerName::CircuitBreaker => boxed(CircuitBreakerLayer::new(state.breakers.clone())),

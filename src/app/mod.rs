@@ -326,6 +326,24 @@ impl App {
         self.shared.log_flush.clone()
     }
 
+    /// Write the `budget` layer's spend file now (at shutdown, once the
+    /// requests in flight have settled), off the async threads.
+    pub(crate) async fn save_spend(&self) {
+        let budgets = self.current().router.budgets.clone();
+        if budgets.spend_file().is_none() || budgets.ledger().is_empty() {
+            return;
+        }
+        match tokio::task::spawn_blocking(move || budgets.save()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "the budget spend file could not be written at shutdown")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the budget spend file was not written at shutdown")
+            }
+        }
+    }
+
     /// Successful config reloads since start.
     pub fn reloads(&self) -> u64 {
         self.shared.reloads.load(Ordering::Relaxed)

@@ -16,6 +16,7 @@ pub(super) struct RawState {
     redis_url: Option<Spanned<String>>,
     prefix: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
+    spend_file: Option<Spanned<String>>,
 }
 
 /// The longest `timeout` accepted: it bounds what a request may wait on
@@ -23,7 +24,11 @@ pub(super) struct RawState {
 const MAX_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Loader<'_> {
-    pub(super) fn state(&self, raw: Option<&RawState>) -> Result<StateConfig, ConfigError> {
+    pub(super) fn state(
+        &self,
+        raw: Option<&RawState>,
+        dir: &std::path::Path,
+    ) -> Result<StateConfig, ConfigError> {
         let mut config = StateConfig::default();
         let Some(raw) = raw else { return Ok(config) };
         if let Some(store) = &raw.store {
@@ -78,6 +83,17 @@ impl Loader<'_> {
                 ));
             }
             config.prefix = text.clone();
+        }
+        if let Some(file) = &raw.spend_file {
+            let text = file.get_ref().trim();
+            if text.is_empty() || text.ends_with('/') {
+                return Err(self.err(
+                    Some(file.span()),
+                    "state.spend_file",
+                    "must name a file, e.g. \"llm-router-spend.json\" (relative to this file)",
+                ));
+            }
+            config.spend_file = Some(dir.join(text));
         }
         config.timeout = self.duration(&raw.timeout, "state.timeout", config.timeout)?;
         if config.timeout > MAX_TIMEOUT {

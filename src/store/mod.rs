@@ -104,6 +104,9 @@ pub struct StateConfig {
     /// The longest any Redis call may take on a request's path; after it,
     /// the local decision is used.
     pub timeout: Duration,
+    /// `spend_file`: where the `budget` layer saves spend (resolved against
+    /// the config's directory); `None`: `llm-router-spend.json` there.
+    pub spend_file: Option<std::path::PathBuf>,
 }
 
 impl StateConfig {
@@ -127,6 +130,7 @@ impl Default for StateConfig {
             redis_url: Self::DEFAULT_REDIS_URL.into(),
             prefix: Self::DEFAULT_PREFIX.into(),
             timeout: Self::DEFAULT_TIMEOUT,
+            spend_file: None,
         }
     }
 }
@@ -138,6 +142,7 @@ impl fmt::Debug for StateConfig {
             .field("redis_url", &self.redis_url_for_logs())
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
+            .field("spend_file", &self.spend_file)
             .finish()
     }
 }

@@ -1,0 +1,3 @@
+#[cfg(feature = "access")]
+mod layer;
+mod ledger;
