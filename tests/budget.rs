@@ -420,3 +420,119 @@ async fn a_group_shares_one_budget_and_an_unpriced_model_is_refused() {
     assert_eq!(json_of(r).await["error"]["code"], "model_not_priced");
     assert_eq!(up.stats().requests, 2);
 }
+
+/// `[state] store = "redis"` at `redis`.
+fn redis_state(redis: &redis_server::RedisServer) -> String {
+    format!(
+        "[state]\nstore = \"redis\"\nredis_url = \"{}\"\nprefix = \"budget-test\"\ntimeout = \"500ms\"\n",
+        redis.url()
+    )
+}
+
+/// Wait (bounded) until `cond` holds of `path`'s JSON (as `key`).
+async fn wait_for(
+    proxy: &Proxy,
+    path: &str,
+    key: &str,
+    what: &str,
+    cond: impl Fn(&Value) -> bool,
+) -> Value {
+    bounded(what, async {
+        loop {
+            let v = json_of(send(client().get(proxy.at(path)).bearer_auth(key)).await).await;
+            if cond(&v) {
+                return v;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(redis_server),
+    ignore = "needs redis-server on PATH (apt-get install redis-server); CI runs it"
+)]
+async fn two_replicas_sharing_redis_never_pass_one_budget() {
+    let redis = redis_server::RedisServer::start();
+    // Streams whose usage is exactly the proxy's estimate.
+    let up = MockUpstream::with_handler("up", |r: &Recorded| {
+        let body = r.json();
+        let prompt = input_of(&body);
+        let completion = body["max_tokens"].as_u64().unwrap_or(0);
+        Reply::Script(stream_steps(2, prompt, completion, None))
+    })
+    .await;
+    let body = chat_body(25, true);
+    let each = input_of(&body) + 25;
+    let k = 9;
+    let text = config(
+        &up,
+        &format!("{{ tokens = {}, period = \"month\" }}", k * each),
+        &redis_state(&redis),
+    );
+    let (dir_a, dir_b) = (
+        WorkDir::new("budget-redis-a"),
+        WorkDir::new("budget-redis-b"),
+    );
+    let a = start_in(dir_a.path(), &text).await;
+    let b = start_in(dir_b.path(), &text).await;
+    for p in [&a, &b] {
+        wait_for(p, "/health", ADMIN, "the Redis store", |h| {
+            h["state_store"] == "ok"
+        })
+        .await;
+    }
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let url = if i % 2 == 0 {
+            a.at("/v1/chat/completions")
+        } else {
+            b.at("/v1/chat/completions")
+        };
+        let body = body.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = client()
+                .post(url)
+                .bearer_auth(TEAM)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            if status == StatusCode::OK {
+                let text = SseReader::new(r).rest().await;
+                assert!(text.contains("[DONE]"), "{text}");
+                (status, Value::Null)
+            } else {
+                (
+                    status,
+                    r.json::<Value>().await.unwrap()["error"]["code"].clone(),
+                )
+            }
+        }));
+    }
+    let mut passed = 0;
+    for t in tasks {
+        let (status, code) = bounded("a concurrent request", t).await.unwrap();
+        if status == StatusCode::OK {
+            passed += 1;
+        } else {
+            assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+            assert_eq!(code, "budget_exceeded");
+        }
+    }
+    // One budget for both: exactly k answers in all.
+    assert_eq!(passed, k);
+    assert_eq!(up.stats().requests, k as usize);
+    // Both replicas see the shared spend once every settlement is in.
+    for p in [&a, &b] {
+        let info = wait_for(p, "/v1/key/info", TEAM, "the settlements", |v| {
+            v["spend"]["in_flight"] == 0
+        })
+        .await;
+        assert_eq!(info["spend"]["spent"], k * each, "{info}");
+        assert_eq!(info["spend"]["remaining"], 0);
+    }
+}

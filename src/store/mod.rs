@@ -68,7 +68,7 @@ use std::time::Duration;
 pub use local::{LocalCircuits, LocalCooldowns};
 #[cfg(not(feature = "redis"))]
 pub use no_redis::RedisStore;
-pub use ops::{LimitOp, Op, Verdict};
+pub use ops::{BudgetAnswer, BudgetCall, BudgetOp, LimitOp, Op, Verdict};
 #[cfg(feature = "redis")]
 pub use redis_store::RedisStore;
 

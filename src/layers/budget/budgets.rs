@@ -251,7 +251,7 @@ impl Hold {
             .ledger
             .settle(&b.id, &b.spec, self.amount, actual, now);
         if let (Some(store), Some(id)) = (self.budgets.store(), self.shared.take()) {
-            super::shared::settle(store, b, id, self.amount, actual, now);
+            super::shared::settle(store, b, id, actual, now);
         }
     }
 }

@@ -234,6 +234,9 @@ struct Entry {
     reserved: u64,
     /// Reservations in flight.
     holds: u64,
+    /// The other replicas' spend the shared store last reported, and the
+    /// bucket it was current in (it counts while that bucket is current).
+    others: Option<(u64, u64)>,
 }
 
 impl Entry {
@@ -244,7 +247,18 @@ impl Entry {
             buckets: Buckets::default(),
             reserved: 0,
             holds: 0,
+            others: None,
         }
+    }
+
+    /// Spent in the window: this process's spend, plus the other replicas'
+    /// as last reported.
+    fn spent(&self, window: &Window) -> u64 {
+        let others = match self.others {
+            Some((bucket, n)) if bucket == window.current() => n,
+            _ => 0,
+        };
+        self.buckets.total().saturating_add(others)
     }
 
     /// Bring the entry to `spec` at `window`: spend of another unit or
@@ -255,6 +269,7 @@ impl Entry {
             self.unit = unit;
             self.period = spec.period;
             self.buckets = Buckets::default();
+            self.others = None;
         }
         self.buckets.prune(window);
     }
@@ -263,7 +278,7 @@ impl Entry {
         Spend {
             unit: limit.unit,
             limit: limit.amount,
-            spent: self.buckets.total(),
+            spent: self.spent(window),
             reserved: self.reserved,
             in_flight: self.holds,
             resets_at: window.reset(),
@@ -424,7 +439,7 @@ impl Ledger {
         let window = Window::of(spec.period, now);
         e.align(spec, &window);
         let limit = Limit::of(&spec.limit);
-        let spent = e.buckets.total();
+        let spent = e.spent(&window);
         if !admits(spent, e.reserved, amount, limit.amount) {
             let wait = wait_for_room(e.buckets.as_slice(), &window, amount, limit.amount, now);
             return Err(Refusal::Over {
@@ -448,6 +463,20 @@ impl Ledger {
         e.reserved = e.reserved.saturating_add(amount);
         e.holds = e.holds.saturating_add(1);
         true
+    }
+
+    /// Note the spend the shared store reported for budget `id` (every
+    /// replica's): should the store become unavailable, this process
+    /// decides from it plus its own spend since, not from its own alone.
+    pub fn observe(&self, id: &BudgetId, spec: &BudgetSpec, shared_spent: u64, now: u64) {
+        let Some(entry) = self.entry(id, spec, now) else {
+            return;
+        };
+        let mut e = entry.lock().unwrap_or_else(|p| p.into_inner());
+        let window = Window::of(spec.period, now);
+        e.align(spec, &window);
+        let others = shared_spent.saturating_sub(e.buckets.total());
+        e.others = Some((window.current(), others));
     }
 
     /// End a reservation of `reserved`: release it and count `actual` as
@@ -536,6 +565,7 @@ impl Ledger {
                     buckets,
                     reserved: 0,
                     holds: 0,
+                    others: None,
                 })),
             );
         }

@@ -123,4 +123,5 @@ pub use ledger::{
 };
 pub use period::{Window, ROLLING_BUCKETS};
 pub use pricer::{FixedPrices, NoPrices, Pricer};
+pub use shared::HOLD_FOR;
 pub use snapshot::SPEND_FILE;

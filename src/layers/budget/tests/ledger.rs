@@ -243,3 +243,22 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_shared_spend_last_seen_counts_while_deciding_alone() {
+    let ledger = Ledger::new();
+    let spec = tokens(100, "day");
+    let a = key("a");
+    // Redis said 70 were spent, 10 of them here.
+    ledger.reserve(&a, &spec, 10, NOW).unwrap();
+    ledger.settle(&a, &spec, 10, 10, NOW);
+    ledger.observe(&a, &spec, 70, NOW);
+    assert_eq!(ledger.view(&a, &spec, NOW).spent, 70);
+    assert!(ledger.reserve(&a, &spec, 31, NOW).is_err());
+    // This replica's own spend since comes on top.
+    ledger.reserve(&a, &spec, 20, NOW).unwrap();
+    ledger.settle(&a, &spec, 20, 20, NOW);
+    assert_eq!(ledger.view(&a, &spec, NOW).spent, 90);
+    // The next day the others' spend no longer counts.
+    assert_eq!(ledger.view(&a, &spec, NOW + DAY).spent, 0);
+}
