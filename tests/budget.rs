@@ -536,3 +536,38 @@ async fn two_replicas_sharing_redis_never_pass_one_budget() {
         assert_eq!(info["spend"]["remaining"], 0);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_over_request_is_charged_for_the_target_that_answered() {
+    let down = MockUpstream::start(
+        "down",
+        Reply::Json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"error": {"message": "boom"}}),
+        ),
+    )
+    .await;
+    let up = exact_upstream().await;
+    let dir = WorkDir::new("budget-failover");
+    let text = TestConfig::new()
+        .stack(&["auth", "budget", "failover"])
+        .section("auth", &[("admin_keys", &format!("[\"{ADMIN}\"]"))])
+        .backend(BackendToml::openai("down", &down.base_url()))
+        .backend(BackendToml::openai("up", &up.base_url()))
+        .model(ModelToml::new("m").target("down", "m", 1).target("up", "m", 2))
+        .raw(&format!(
+            "[[keys]]\nname = \"team-a\"\nkey = \"{TEAM}\"\nbudget = {{ tokens = 100000, period = \"day\" }}\n"
+        ))
+        .toml();
+    let proxy = start_in(dir.path(), &text).await;
+    let http = client();
+    let body = chat_body(40, false);
+    assert_eq!(
+        chat(&http, &proxy, TEAM, &body).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!((down.stats().requests, up.stats().requests), (1, 1));
+    // The failed attempt reported no usage: only the answer is charged.
+    let s = spend(&http, &proxy, TEAM).await;
+    assert_eq!(s["spent"], input_of(&body) + 40, "{s}");
+}
