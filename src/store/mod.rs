@@ -15,6 +15,9 @@
 //!     count of a client in one call — one round trip per request (plus one
 //!     per tried target whose backend has a `rate_limit`). The local
 //!     counters keep counting this replica's own traffic;
+//!   - **budgets** are decided in Redis too (`budget.lua`): one script per
+//!     reservation, on the request's path, and one per settlement, in the
+//!     background; unavailable, the `budget` layer's ledger decides;
 //!   - **cooldowns and circuits** are read from the local copy, so a healthy
 //!     request never waits on Redis for them. Each transition (circuit
 //!     opened or closed, cooldown started) is written to Redis and published
@@ -38,6 +41,7 @@
 //! | `{prefix}:limit:backend:{<name>}:requests` | a backend's `rate_limit` counters |
 //! | `{prefix}:cooldown:<backend>/<model>` | a target cooling down (TTL = time left) |
 //! | `{prefix}:circuit:<backend>/<model>` | an open circuit (TTL = time left) |
+//! | `{prefix}:budget:{<sha256>}:spend` / `:holds` / `:expiry` | a budget's spend per bucket and reserved total, its reservations in flight, their expiries (`budget.lua`) |
 //! | `{prefix}:events` | the pub/sub channel of transitions |
 //!
 //! Per replica, still: concurrency limits (requests in flight), consecutive
