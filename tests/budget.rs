@@ -108,6 +108,18 @@ async fn messages(http: &reqwest::Client, proxy: &Proxy, key: &str, max: u64) ->
     .await
 }
 
+/// The status of a chat request, once its whole answer was read (so that
+/// the proxy has settled it: the settlement happens as the last byte goes
+/// out).
+async fn chat_status(http: &reqwest::Client, proxy: &Proxy, key: &str, body: &Value) -> StatusCode {
+    let response = chat(http, proxy, key, body).await;
+    let status = response.status();
+    bounded("the answer's body", response.bytes())
+        .await
+        .expect("the answer's body");
+    status
+}
+
 /// The `spend` of `/v1/key/info` for `key`.
 async fn spend(http: &reqwest::Client, proxy: &Proxy, key: &str) -> Value {
     let info = json_of(send(http.get(proxy.at("/v1/key/info")).bearer_auth(key)).await).await;
@@ -142,7 +154,7 @@ async fn a_token_budget_is_spent_then_refused_in_both_formats() {
     let http = client();
     for _ in 0..3 {
         assert_eq!(
-            chat(&http, &proxy, TEAM, &body).await.status(),
+            chat_status(&http, &proxy, TEAM, &body).await,
             StatusCode::OK
         );
     }
@@ -175,7 +187,7 @@ async fn a_token_budget_is_spent_then_refused_in_both_formats() {
     // Nothing refused reached the upstream; a key without a budget is not held.
     assert_eq!(up.stats().requests, 3);
     assert_eq!(
-        chat(&http, &proxy, OTHER, &body).await.status(),
+        chat_status(&http, &proxy, OTHER, &body).await,
         StatusCode::OK
     );
 
@@ -350,7 +362,7 @@ async fn spend_survives_a_restart() {
     let mut proxy = start_in(dir.path(), &text).await;
     for _ in 0..2 {
         assert_eq!(
-            chat(&http, &proxy, TEAM, &body).await.status(),
+            chat_status(&http, &proxy, TEAM, &body).await,
             StatusCode::OK
         );
     }
@@ -369,7 +381,7 @@ async fn spend_survives_a_restart() {
     assert_eq!(s["spent"], 2 * each, "{s}");
     assert_eq!(s["period"], "30d");
     assert_eq!(
-        chat(&http, &proxy, TEAM, &body).await.status(),
+        chat_status(&http, &proxy, TEAM, &body).await,
         StatusCode::OK
     );
     assert_eq!(spend(&http, &proxy, TEAM).await["spent"], 3 * each);
@@ -397,16 +409,16 @@ async fn a_group_shares_one_budget_and_an_unpriced_model_is_refused() {
     let proxy = start_in(dir.path(), &text).await;
     let http = client();
     assert_eq!(
-        chat(&http, &proxy, TEAM, &body).await.status(),
+        chat_status(&http, &proxy, TEAM, &body).await,
         StatusCode::OK
     );
     assert_eq!(
-        chat(&http, &proxy, OTHER, &body).await.status(),
+        chat_status(&http, &proxy, OTHER, &body).await,
         StatusCode::OK
     );
     // The group's budget is used up by its two keys together.
     assert_eq!(
-        chat(&http, &proxy, OTHER, &body).await.status(),
+        chat_status(&http, &proxy, OTHER, &body).await,
         StatusCode::TOO_MANY_REQUESTS
     );
     let s = spend(&http, &proxy, TEAM).await;
@@ -563,7 +575,7 @@ async fn a_failed_over_request_is_charged_for_the_target_that_answered() {
     let http = client();
     let body = chat_body(40, false);
     assert_eq!(
-        chat(&http, &proxy, TEAM, &body).await.status(),
+        chat_status(&http, &proxy, TEAM, &body).await,
         StatusCode::OK
     );
     assert_eq!((down.stats().requests, up.stats().requests), (1, 1));
