@@ -126,7 +126,8 @@ pub struct RouterState {
     /// through (`[state] store = "redis"`); `None` keeps them in memory.
     pub store: Option<Arc<crate::store::RedisStore>>,
     /// Spend and reservations of the `budget` layer (and where they are
-    /// saved).
+    /// saved: [`App::from_config`](crate::App::from_config) loads the spend
+    /// file and starts saving it).
     pub budgets: Arc<Budgets>,
 }
 
@@ -177,7 +178,6 @@ impl RouterState {
             budgets: Arc::new(Budgets::with_spend_file(config.spend_file())),
         };
         state.attach_store();
-        state.budgets.start();
         state
     }
 

@@ -270,8 +270,12 @@ impl App {
 
     /// Build the stack of `config` and wrap it. [`App::reload`] reads the
     /// config again from the same file (see [`App::set_config_source`]).
+    /// The `budget` layer's spend file is read here, and saved from here on
+    /// (see [`Budgets::open`](crate::layers::budget::Budgets::open)).
     pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
         let built = crate::stack::build(config)?;
+        // The budgets' spend, as saved (a reload keeps the budgets).
+        built.state.budgets.open();
         let state = State::new(
             built,
             config.server.body_limit,

@@ -30,6 +30,7 @@ pub struct Budgets {
     /// Where spend is saved, if anywhere.
     spend_file: Option<PathBuf>,
     save_every: Duration,
+    opened: AtomicBool,
     saving: AtomicBool,
     /// With `[state] store = "redis"`: where budgets are decided.
     store: OnceLock<Arc<RedisStore>>,
@@ -48,35 +49,43 @@ impl Budgets {
             ledger: Ledger::new(),
             spend_file: None,
             save_every: SAVE_EVERY,
+            opened: AtomicBool::new(false),
             saving: AtomicBool::new(false),
             store: OnceLock::new(),
         }
     }
 
-    /// Budgets saved to the spend file `path` (see [`Budgets::start`]), with
-    /// the spend it holds loaded. A file that cannot be read is moved aside
-    /// (`<name>.unreadable-<unix time>`, with a warning) and spend starts
-    /// from nothing.
+    /// Budgets saved to the spend file `path`, once [`opened`](Self::open):
+    /// until then nothing is read or written.
     pub fn with_spend_file(path: impl Into<PathBuf>) -> Self {
-        let path = path.into();
-        let budgets = Budgets {
-            spend_file: Some(path.clone()),
+        Budgets {
+            spend_file: Some(path.into()),
             ..Budgets::new()
-        };
+        }
+    }
+
+    /// Load the spend the spend file holds (once) and start saving it
+    /// ([`Budgets::start`]). A file that cannot be read is moved aside
+    /// (`<name>.unreadable-<unix time>`, with a warning) and spend starts
+    /// from nothing. Nothing without a spend file.
+    pub fn open(self: &Arc<Self>) {
+        let Some(path) = &self.spend_file else { return };
+        if self.opened.swap(true, Ordering::Relaxed) {
+            return;
+        }
         let now = unix_now();
-        match snapshot::read(&path) {
+        match snapshot::read(path) {
             Ok(Some(saved)) => {
                 tracing::info!(file = %path.display(), budgets = saved.len(), "budget spend loaded");
-                budgets.ledger.restore(saved, now);
+                self.ledger.restore(saved, now);
             }
             Ok(None) => {}
             Err(why) => {
-                let aside = path.with_file_name(format!(
-                    "{}.unreadable-{now}",
-                    path.file_name()
-                        .map_or_else(|| snapshot::SPEND_FILE.into(), |n| n.to_string_lossy())
-                ));
-                let moved = std::fs::rename(&path, &aside).is_ok();
+                let name = path
+                    .file_name()
+                    .map_or_else(|| snapshot::SPEND_FILE.into(), |n| n.to_string_lossy());
+                let aside = path.with_file_name(format!("{name}.unreadable-{now}"));
+                let moved = std::fs::rename(path, &aside).is_ok();
                 tracing::warn!(
                     file = %path.display(),
                     error = %why,
@@ -85,7 +94,7 @@ impl Budgets {
                 );
             }
         }
-        budgets
+        self.start();
     }
 
     /// Write the spend file every `every` (instead of [`SAVE_EVERY`]) while
