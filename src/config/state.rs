@@ -174,4 +174,24 @@ mod tests {
         let e = parse("[state]\nttl = \"1m\"\n").unwrap_err();
         assert!(e.to_string().contains("ttl"), "{e}");
     }
+
+    #[test]
+    fn the_spend_file_is_next_to_the_config_unless_named() {
+        let at = |text: &str| {
+            Config::parse(
+                &format!("{MIN}\n{text}"),
+                Path::new("/etc/llm/c.toml"),
+                &|_| None,
+            )
+        };
+        let c = at("").unwrap();
+        assert_eq!(c.spend_file(), Path::new("/etc/llm/llm-router-spend.json"));
+        let c = at("[state]\nspend_file = \"state/spend.json\"\n").unwrap();
+        assert_eq!(c.spend_file(), Path::new("/etc/llm/state/spend.json"));
+        let c = at("[state]\nspend_file = \"/var/lib/llm/spend.json\"\n").unwrap();
+        assert_eq!(c.spend_file(), Path::new("/var/lib/llm/spend.json"));
+        let e = at("[state]\nspend_file = \" \"\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("state.spend_file"));
+        assert_eq!(e.line, Some(10));
+    }
 }
