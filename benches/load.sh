@@ -196,6 +196,34 @@ dir = \"$WORK/logs\"
 measure "llm-router, every layer" "$PX" "http://127.0.0.1:$PX_PORT/v1/chat/completions" "$CHAT"
 stop "$PX"
 
+# Spend control: auth alone, then auth with a [[keys]] budget on the same
+# client key (a reservation at admission, a settlement at the end of each
+# answer). Skipped for a binary that predates [[keys]] (BIN=an older build).
+BUDGET_KEY='
+[[keys]]
+name = "bench"
+key = "sk-client-benchmark-key-0001"
+budget = { tokens = 1000000000000, period = "month" }
+'
+printf '[[backends]]\nname = "m"\nprovider = "mock"\n[[models]]\nname = "m"\ntargets = [{ backend = "m" }]\n%s' "$BUDGET_KEY" > "$WORK/keys-check.toml"
+if "$BIN" check --config "$WORK/keys-check.toml" >/dev/null 2>&1; then
+  echo "== llm-router, auth / auth + budget" >&2
+  start_proxy '["auth", "failover", "circuit_breaker", "retry"]' "
+[auth]
+keys = [\"sk-client-benchmark-key-0001\"]
+"
+  measure "llm-router, auth" "$PX" "http://127.0.0.1:$PX_PORT/v1/chat/completions" "$CHAT"
+  stop "$PX"
+  start_proxy '["auth", "budget", "failover", "circuit_breaker", "retry"]' "
+[auth]
+$BUDGET_KEY
+[state]
+spend_file = \"$WORK/spend.json\"
+"
+  measure "llm-router, auth + budget ([[keys]] budget)" "$PX" "http://127.0.0.1:$PX_PORT/v1/chat/completions" "$CHAT"
+  stop "$PX"
+fi
+
 echo "== $STREAMS concurrent slow streams" >&2
 SLOW_STREAM_MS=1000 taskset -c 1 "$UPSTREAM" "127.0.0.1:$SLOW_PORT" >/dev/null & PIDS+=($!)
 wait_port "$SLOW_PORT"

@@ -119,6 +119,25 @@ pub enum ProxyError {
         /// When to come back.
         retry_after: Duration,
     },
+    /// A client's budget has no room for this request's reservation: 429
+    /// `budget_exceeded`, with `Retry-After` until it has (the period's
+    /// reset, at the latest).
+    #[error("{message}")]
+    BudgetExceeded {
+        /// Which budget, and how much of it is spent and reserved.
+        message: String,
+        /// When to come back.
+        retry_after: Duration,
+    },
+    /// A client with a dollar budget asked for a model without a price (its
+    /// cost could not be counted): 400 `model_not_priced`.
+    #[error("The model `{model}` has no price, so the dollar budget of {budget} cannot count its cost; add its price to [pricing] or use a priced model")]
+    ModelNotPriced {
+        /// The model asked for.
+        model: String,
+        /// Whose budget (`key:<name>`, `group:<key>=<value>`).
+        budget: String,
+    },
     /// A target's circuit is open; the call was refused without touching it: 503.
     #[error("The circuit of `{target}` is open")]
     CircuitOpen {
@@ -189,7 +208,10 @@ impl ProxyError {
             ProxyError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ProxyError::UpstreamConnect { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::RateLimited { .. } | ProxyError::BudgetExceeded { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ProxyError::ModelNotPriced { .. } => StatusCode::BAD_REQUEST,
             ProxyError::StreamFailed { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::Unavailable { .. }
             | ProxyError::CircuitOpen { .. }
@@ -214,6 +236,8 @@ impl ProxyError {
             ProxyError::UpstreamConnect { .. } => "upstream_connection_error",
             ProxyError::UpstreamTimeout { .. } => "upstream_timeout",
             ProxyError::RateLimited { .. } => "rate_limit_exceeded",
+            ProxyError::BudgetExceeded { .. } => "budget_exceeded",
+            ProxyError::ModelNotPriced { .. } => "model_not_priced",
             ProxyError::StreamFailed { .. } => "upstream_stream_error",
             ProxyError::CircuitOpen { .. } => "circuit_open",
             ProxyError::CoolingDown { .. } => "target_cooling_down",
@@ -230,6 +254,7 @@ impl ProxyError {
                 Some(retry_after.unwrap_or(Duration::from_secs(1)))
             }
             ProxyError::RateLimited { retry_after, .. }
+            | ProxyError::BudgetExceeded { retry_after, .. }
             | ProxyError::CircuitOpen { retry_after, .. }
             | ProxyError::CoolingDown { retry_after, .. }
             | ProxyError::BackendRateLimited { retry_after, .. } => Some(*retry_after),
@@ -428,6 +453,35 @@ mod tests {
         assert_eq!(v["type"], "error");
         assert_eq!(v["error"]["type"], "permission_error");
         assert!(v["error"]["message"].as_str().unwrap().contains("`team-a`"));
+    }
+
+    #[tokio::test]
+    async fn budget_errors_in_both_formats() {
+        let e = || ProxyError::BudgetExceeded {
+            message: "Budget exceeded".into(),
+            retry_after: Duration::from_secs(3600),
+        };
+        let r = e().to_response(ClientFormat::OpenAi);
+        assert_eq!(r.status(), 429);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "3600");
+        let v = body_json(r).await;
+        assert_eq!(v["error"]["code"], "budget_exceeded");
+        assert_eq!(v["error"]["type"], "rate_limit_error");
+        let r = e().to_response(ClientFormat::Anthropic);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "3600");
+        let v = body_json(r).await;
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["error"]["type"], "rate_limit_error");
+
+        let e = ProxyError::ModelNotPriced {
+            model: "m".into(),
+            budget: "key:team-a".into(),
+        };
+        assert_eq!(e.status(), 400);
+        assert_eq!(e.retry_after(), None);
+        let v = body_json(e.to_response(ClientFormat::OpenAi)).await;
+        assert_eq!(v["error"]["code"], "model_not_priced");
+        assert!(v["error"]["message"].as_str().unwrap().contains("`m`"));
     }
 
     #[test]

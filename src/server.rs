@@ -234,6 +234,8 @@ impl Server {
             _ = permits.acquire_many(max) => tracing::info!("all connections finished"),
             () = tokio::time::sleep(grace) => tracing::warn!("grace period over, closing remaining connections"),
         }
+        // Budgets' spend, settled by the requests that finished.
+        app.save_spend().await;
         // The request log's last records (the `log` layer writes off-thread).
         #[cfg(feature = "observability")]
         if !app.log_flush().wait(Duration::from_secs(5)).await {

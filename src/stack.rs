@@ -36,6 +36,9 @@ use crate::error::ProxyError;
 #[cfg(feature = "access")]
 use crate::layers::auth::AuthLayer;
 use crate::layers::auth::KeyStore;
+#[cfg(feature = "access")]
+use crate::layers::budget::BudgetLayer;
+use crate::layers::budget::Budgets;
 use crate::layers::circuit_breaker::Breakers;
 #[cfg(feature = "resilience")]
 use crate::layers::circuit_breaker::CircuitBreakerLayer;
@@ -122,6 +125,10 @@ pub struct RouterState {
     /// The Redis store the limits, cooldowns and circuits above are shared
     /// through (`[state] store = "redis"`); `None` keeps them in memory.
     pub store: Option<Arc<crate::store::RedisStore>>,
+    /// Spend and reservations of the `budget` layer (and where they are
+    /// saved: [`App::from_config`](crate::App::from_config) loads the spend
+    /// file and starts saving it).
+    pub budgets: Arc<Budgets>,
 }
 
 impl Default for RouterState {
@@ -135,6 +142,7 @@ impl Default for RouterState {
             auth: None,
             metrics: Arc::new(crate::layers::metrics::Metrics::new()),
             store: None,
+            budgets: Arc::new(Budgets::new()),
         }
     }
 }
@@ -167,6 +175,7 @@ impl RouterState {
                 .then(|| crate::store::RedisStore::new(config.state.clone())),
             #[cfg(not(feature = "redis"))]
             store: None,
+            budgets: Arc::new(Budgets::with_spend_file(config.spend_file())),
         };
         state.attach_store();
         state
@@ -181,6 +190,7 @@ impl RouterState {
             self.cooldowns.attach_store(store);
             self.client_limits.attach_store(store);
             self.backend_limits.attach_store(store);
+            self.budgets.attach_store(store);
             store.start(&self.breakers, &self.cooldowns);
         }
     }
@@ -206,7 +216,9 @@ impl RouterState {
     ///   their slot in the old ones);
     /// - backend limits: the same when no backend's limit changed, else new
     ///   ones, each keeping its backend's counts when the window is the same;
-    /// - auth keys: rebuilt from `config` (its keys file is read again).
+    /// - auth keys: rebuilt from `config` (its keys file is read again);
+    /// - budgets: the same (spend and reservations go on; the spend file,
+    ///   like `[state]`, is read at start only).
     ///
     /// Entries of targets that are gone stay until [`RouterState::prune`],
     /// and the new registries are tied to the Redis store (if any) by
@@ -265,6 +277,7 @@ impl RouterState {
             metrics: self.metrics.clone(),
             // `[state]` is read at start only: the store carries over as it is.
             store: self.store.clone(),
+            budgets: self.budgets.clone(),
         };
         // Not attached to the store yet: the build may still fail, and the
         // store must keep feeding the registries in force until the swap.
@@ -505,7 +518,7 @@ pub fn build_with_state(config: &Config, mut state: RouterState) -> Result<Built
             ),
             // A request-level layer named after the split: around each target.
             other => {
-                let wrap = layer_of(*other, config, &state, &routes, &log_writers)?;
+                let wrap = layer_of(*other, config, &state, &routes, &log_writers, &pricing)?;
                 NewLlmService::from_fn(move |target| wrap(per_target.new_service(target)))
             }
         };
@@ -529,7 +542,7 @@ pub fn build_with_state(config: &Config, mut state: RouterState) -> Result<Built
         }
     };
     for layer in outer.iter().rev() {
-        service = layer_of(*layer, config, &state, &routes, &log_writers)?(service);
+        service = layer_of(*layer, config, &state, &routes, &log_writers, &pricing)?(service);
     }
     let cors = if order.contains(&LayerName::Cors) {
         let policy = config.cors.clone().unwrap_or_default();
@@ -598,6 +611,7 @@ fn layer_of(
     state: &RouterState,
     routes: &Arc<RouteTable>,
     log_writers: &LogWriters,
+    pricing: &Arc<crate::config::Pricing>,
 ) -> Result<BoxedLayer, ConfigError> {
     Ok(match layer {
         #[cfg(feature = "observability")]
@@ -607,6 +621,12 @@ fn layer_of(
         ),
         #[cfg(feature = "access")]
         LayerName::RateLimit => boxed(RateLimitLayer::new(state.client_limits.clone())),
+        #[cfg(feature = "access")]
+        LayerName::Budget => boxed(
+            BudgetLayer::new(state.budgets.clone())
+                .pricer(pricing.clone())
+                .default_max_tokens(u64::from(pricing.default_max_tokens())),
+        ),
         // Above the split point: no target, so every request goes through.
         #[cfg(feature = "resilience")]
         LayerName::CircuitBreaker => boxed(CircuitBreakerLayer::new(state.breakers.clone())),

@@ -300,7 +300,10 @@ async fn key_info_and_admin_keys_show_masked_keys() {
     );
     assert_eq!(info["rate_limit"], Value::Null);
     assert_eq!(info["stats"]["requests"], 2, "the chat and this: {info}");
-    assert!(info.get("spend").is_none(), "no budget layer yet: {info}");
+    assert!(
+        info.get("spend").is_none(),
+        "`budget` is not in the order: {info}"
+    );
     assert!(!info.to_string().contains(TEAM), "{info}");
 
     let info = json_of(get(&proxy, "/v1/key/info", Some(WIDE)).await).await;

@@ -265,8 +265,12 @@ impl App {
 
     /// Build the stack of `config` and wrap it. [`App::reload`] reads the
     /// config again from the same file (see [`App::set_config_source`]).
+    /// The `budget` layer's spend file is read here, and saved from here on
+    /// (see [`Budgets::open`](crate::layers::budget::Budgets::open)).
     pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
         let built = crate::stack::build(config)?;
+        // The budgets' spend, as saved (a reload keeps the budgets).
+        built.state.budgets.open();
         let state = State::new(
             built,
             config.server.body_limit,
@@ -319,6 +323,24 @@ impl App {
     #[cfg(feature = "observability")]
     pub fn log_flush(&self) -> crate::layers::log::LogFlush {
         self.shared.log_flush.clone()
+    }
+
+    /// Write the `budget` layer's spend file now (at shutdown, once the
+    /// requests in flight have settled), off the async threads.
+    pub(crate) async fn save_spend(&self) {
+        let budgets = self.current().router.budgets.clone();
+        if budgets.spend_file().is_none() || budgets.ledger().is_empty() {
+            return;
+        }
+        match tokio::task::spawn_blocking(move || budgets.save()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "the budget spend file could not be written at shutdown")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the budget spend file was not written at shutdown")
+            }
+        }
     }
 
     /// Successful config reloads since start.

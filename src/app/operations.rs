@@ -13,7 +13,8 @@ use super::handler::{method_not_allowed, path_and_format, Handler};
 use super::unix_secs;
 use crate::body::{BoxError, ProxyBody};
 use crate::error::{json_response, ProxyError};
-use crate::layers::auth::{is_admin_path, Authenticated};
+use crate::keys::KeyBudget;
+use crate::layers::auth::{is_admin_path, Authenticated, KeyStore};
 use crate::reload::ReloadError;
 use crate::request::ClientFormat;
 use crate::stack::LayerName;
@@ -92,6 +93,35 @@ impl Handler {
                 "half_open_requests": router.breakers.policy().half_open_requests,
             },
         })
+    }
+
+    /// The `spend` object of a budget (`None` without one, or without the
+    /// `budget` layer in the order).
+    async fn spend_of(&self, budget: Option<&KeyBudget>) -> Option<serde_json::Value> {
+        let budget = budget.filter(|_| self.state.stack.contains(&LayerName::Budget))?;
+        let spend = self.state.router.budgets.spend(budget).await;
+        Some(spend.describe(&budget.id, &budget.spec, crate::layers::budget::unix_now()))
+    }
+
+    /// `GET /admin/keys`: every virtual key, each with the spend of the
+    /// budget it spends from (keys of a group show the group's).
+    async fn with_spend(&self, keys: &KeyStore) -> serde_json::Value {
+        let mut info = keys.virtual_keys_info();
+        let set = keys.keys();
+        if let Some(listed) = info.get_mut("keys").and_then(|k| k.as_array_mut()) {
+            for entry in listed {
+                let name = entry.get("name").and_then(|n| n.as_str()).unwrap_or("");
+                let budget = set
+                    .virtual_keys()
+                    .filter_map(|k| k.virtual_key.as_deref())
+                    .find(|k| k.name() == name)
+                    .and_then(|k| set.budget_of(k));
+                if let Some(spend) = self.spend_of(budget.as_ref()).await {
+                    entry["spend"] = spend;
+                }
+            }
+        }
+        info
     }
 
     /// `GET /metrics`: Prometheus text, or the per-backend JSON summary.
@@ -199,25 +229,29 @@ impl Handler {
                 json_response(StatusCode::OK, &self.models_list(client.as_ref()))
             }
             "/v1/key/info" if get => match (&self.state.router.auth, &client) {
-                // Spend: the `budget` layer adds a `spend` object to the
-                // key's description here (absent without it).
-                (Some(keys), Some(client)) => json_response(StatusCode::OK, &keys.key_info(client)),
+                // With the `budget` layer, the spend of the key's budget.
+                (Some(keys), Some(client)) => {
+                    let mut info = keys.key_info(client);
+                    if let Some(spend) = self.spend_of(client.budget.as_ref()).await {
+                        info["spend"] = spend;
+                    }
+                    json_response(StatusCode::OK, &info)
+                }
                 _ => ProxyError::bad_request(
                     "auth_not_enabled",
                     "`auth` is not in [stack] order: requests carry no key to describe",
                 )
                 .to_response(format),
             },
-            // Spend: the `budget` layer adds each key's `spend` (spend,
-            // remaining budget, reservations in flight, reset time) here,
-            // by `name`.
-            "/admin/keys" if get => json_response(
-                StatusCode::OK,
-                &self.state.router.auth.as_ref().map_or_else(
-                    || json!({"enabled": false, "count": 0, "keys": []}),
-                    |k| k.virtual_keys_info(),
-                ),
-            ),
+            // With the `budget` layer, each key's spend (spent, remaining,
+            // reservations in flight, reset time).
+            "/admin/keys" if get => {
+                let info = match &self.state.router.auth {
+                    Some(keys) => self.with_spend(keys).await,
+                    None => json!({"enabled": false, "count": 0, "keys": []}),
+                };
+                json_response(StatusCode::OK, &info)
+            }
             "/router/health" if get => json_response(StatusCode::OK, &self.router_health()),
             "/providers" if get => json_response(
                 StatusCode::OK,

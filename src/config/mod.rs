@@ -150,6 +150,7 @@ impl Config {
             &mut stack,
             stack_explicit,
         )?;
+        loader.budget_order(&mut stack, stack_explicit)?;
         let headers = match &raw.headers {
             Some(h) => loader.header_rules(h, "headers")?,
             None => Default::default(),
@@ -158,7 +159,7 @@ impl Config {
         let tools = loader.tools(raw.tools.as_ref())?;
         let transforms = loader.transforms(&raw.transforms, &mut stack, stack_explicit)?;
         let pii = loader.pii(raw.pii.as_ref(), &mut stack, stack_explicit)?;
-        let state = loader.state(raw.state.as_ref())?;
+        let state = loader.state(raw.state.as_ref(), &dir)?;
         let log = loader.log(raw.log.as_ref(), &dir, &mut stack, stack_explicit)?;
         let pricing = loader.pricing(raw.pricing.as_ref())?;
 

@@ -72,6 +72,35 @@ impl Loader<'_> {
     }
 }
 
+impl Loader<'_> {
+    /// `budget` reads what `auth` resolved, so it comes after it: named
+    /// before `auth`, it is an error; without `auth` in the implicit
+    /// default order (no key anywhere), it is left out too.
+    pub(super) fn budget_order(
+        &self,
+        stack: &mut Vec<LayerName>,
+        stack_explicit: bool,
+    ) -> Result<(), ConfigError> {
+        let auth = stack.iter().position(|l| *l == LayerName::Auth);
+        let budget = stack.iter().position(|l| *l == LayerName::Budget);
+        match (auth, budget) {
+            (None, Some(_)) if !stack_explicit => stack.retain(|l| *l != LayerName::Budget),
+            (Some(a), Some(b)) if b < a => {
+                return Err(ConfigError {
+                    file: self.file.clone(),
+                    line: self.line_of_header("order").or_else(|| self.line_of_header("stack")),
+                    key: Some(format!("stack.order[{b}]")),
+                    message: format!(
+                        "`budget` must come after `auth` (stack.order[{a}]): it enforces the budget `auth` finds for a client's key"
+                    ),
+                })
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
 /// The names `[stack] order` accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LayerName {
@@ -81,6 +110,8 @@ pub enum LayerName {
     Metrics,
     /// Client keys.
     Auth,
+    /// Spend budgets of virtual keys and budget groups.
+    Budget,
     /// Per-client limits.
     RateLimit,
     /// PII scrubbing.
@@ -101,10 +132,11 @@ pub enum LayerName {
 
 impl LayerName {
     /// Every name, in the default order (`cors` last, as it is not in the default).
-    pub const ALL: [LayerName; 11] = [
+    pub const ALL: [LayerName; 12] = [
         LayerName::Log,
         LayerName::Metrics,
         LayerName::Auth,
+        LayerName::Budget,
         LayerName::RateLimit,
         LayerName::Pii,
         LayerName::Transform,
@@ -116,10 +148,11 @@ impl LayerName {
     ];
 
     /// The order used when the config has no `[stack]` section.
-    pub const DEFAULT_ORDER: [LayerName; 10] = [
+    pub const DEFAULT_ORDER: [LayerName; 11] = [
         LayerName::Log,
         LayerName::Metrics,
         LayerName::Auth,
+        LayerName::Budget,
         LayerName::RateLimit,
         LayerName::Pii,
         LayerName::Transform,
@@ -135,6 +168,7 @@ impl LayerName {
             LayerName::Log => "log",
             LayerName::Metrics => "metrics",
             LayerName::Auth => "auth",
+            LayerName::Budget => "budget",
             LayerName::RateLimit => "rate_limit",
             LayerName::Pii => "pii",
             LayerName::Transform => "transform",
@@ -156,9 +190,11 @@ impl LayerName {
     pub fn is_built(self) -> bool {
         match self {
             LayerName::Log | LayerName::Metrics => cfg!(feature = "observability"),
-            LayerName::Auth | LayerName::RateLimit | LayerName::Headers | LayerName::Cors => {
-                cfg!(feature = "access")
-            }
+            LayerName::Auth
+            | LayerName::Budget
+            | LayerName::RateLimit
+            | LayerName::Headers
+            | LayerName::Cors => cfg!(feature = "access"),
             LayerName::Pii | LayerName::Transform => cfg!(feature = "content"),
             LayerName::Failover | LayerName::CircuitBreaker | LayerName::Retry => {
                 cfg!(feature = "resilience")

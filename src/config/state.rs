@@ -16,6 +16,7 @@ pub(super) struct RawState {
     redis_url: Option<Spanned<String>>,
     prefix: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
+    spend_file: Option<Spanned<String>>,
 }
 
 /// The longest `timeout` accepted: it bounds what a request may wait on
@@ -23,7 +24,11 @@ pub(super) struct RawState {
 const MAX_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Loader<'_> {
-    pub(super) fn state(&self, raw: Option<&RawState>) -> Result<StateConfig, ConfigError> {
+    pub(super) fn state(
+        &self,
+        raw: Option<&RawState>,
+        dir: &std::path::Path,
+    ) -> Result<StateConfig, ConfigError> {
         let mut config = StateConfig::default();
         let Some(raw) = raw else { return Ok(config) };
         if let Some(store) = &raw.store {
@@ -78,6 +83,17 @@ impl Loader<'_> {
                 ));
             }
             config.prefix = text.clone();
+        }
+        if let Some(file) = &raw.spend_file {
+            let text = file.get_ref().trim();
+            if text.is_empty() || text.ends_with('/') {
+                return Err(self.err(
+                    Some(file.span()),
+                    "state.spend_file",
+                    "must name a file, e.g. \"llm-router-spend.json\" (relative to this file)",
+                ));
+            }
+            config.spend_file = Some(dir.join(text));
         }
         config.timeout = self.duration(&raw.timeout, "state.timeout", config.timeout)?;
         if config.timeout > MAX_TIMEOUT {
@@ -157,5 +173,25 @@ mod tests {
         assert_eq!(e.key.as_deref(), Some("state.timeout"));
         let e = parse("[state]\nttl = \"1m\"\n").unwrap_err();
         assert!(e.to_string().contains("ttl"), "{e}");
+    }
+
+    #[test]
+    fn the_spend_file_is_next_to_the_config_unless_named() {
+        let at = |text: &str| {
+            Config::parse(
+                &format!("{MIN}\n{text}"),
+                Path::new("/etc/llm/c.toml"),
+                &|_| None,
+            )
+        };
+        let c = at("").unwrap();
+        assert_eq!(c.spend_file(), Path::new("/etc/llm/llm-router-spend.json"));
+        let c = at("[state]\nspend_file = \"state/spend.json\"\n").unwrap();
+        assert_eq!(c.spend_file(), Path::new("/etc/llm/state/spend.json"));
+        let c = at("[state]\nspend_file = \"/var/lib/llm/spend.json\"\n").unwrap();
+        assert_eq!(c.spend_file(), Path::new("/var/lib/llm/spend.json"));
+        let e = at("[state]\nspend_file = \" \"\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("state.spend_file"));
+        assert_eq!(e.line, Some(10));
     }
 }

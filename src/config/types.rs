@@ -214,6 +214,17 @@ pub struct TargetConfig {
 }
 
 impl Config {
+    /// Where the `budget` layer saves spend: `[state] spend_file`, else
+    /// `llm-router-spend.json` next to the config file.
+    pub fn spend_file(&self) -> std::path::PathBuf {
+        self.state.spend_file.clone().unwrap_or_else(|| {
+            self.path
+                .parent()
+                .unwrap_or_else(|| std::path::Path::new(""))
+                .join(crate::layers::budget::SPEND_FILE)
+        })
+    }
+
     /// Apply `--host` / `--port` (they win over the file and the environment).
     pub fn override_listen(&mut self, host: Option<String>, port: Option<u16>) {
         if let Some(host) = host {

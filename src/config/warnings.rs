@@ -57,6 +57,31 @@ impl Config {
                 }
             }
         }
+        let virtual_keys = || {
+            self.auth
+                .keys
+                .iter()
+                .filter_map(|k| k.virtual_key.as_deref())
+        };
+        if let Some(k) = virtual_keys().find(|k| k.budget().is_some()) {
+            if !self.stack.contains(&LayerName::Budget) {
+                out.push(format!(
+                    "key `{}` has a budget but `budget` is not in [stack] order (add it after \"auth\"), so no budget is enforced",
+                    k.name()
+                ));
+            } else if !self.stack.contains(&LayerName::Auth) {
+                out.push(
+                    "`budget` is in [stack] order without `auth`: no client carries a budget, so none is enforced"
+                        .to_string(),
+                );
+            }
+        }
+        for (name, group) in crate::keys::conflicting_group_budgets(virtual_keys()) {
+            out.push(format!(
+                "key `{name}` gives budget group `{}={}` a budget other than the one an earlier key of the group gives it; the group shares the first one",
+                group.key, group.value
+            ));
+        }
         let used: HashSet<&str> = self
             .models
             .iter()

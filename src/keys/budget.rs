@@ -192,6 +192,37 @@ impl fmt::Display for BudgetSpec {
     }
 }
 
+/// Which budget a client spends from: its virtual key's own, or the one its
+/// budget group shares. The `budget` layer keeps one ledger entry per id.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum BudgetId {
+    /// A virtual key's own budget, by the key's name.
+    Key(String),
+    /// A budget shared by every client of a group (keys whose metadata has
+    /// the same value under the group's key, JWTs whose claim names it).
+    Group(super::BudgetGroup),
+}
+
+impl fmt::Display for BudgetId {
+    /// `key:<name>` or `group:<key>=<value>`, as logs show it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BudgetId::Key(name) => write!(f, "key:{name}"),
+            BudgetId::Group(g) => write!(f, "group:{}={}", g.key, g.value),
+        }
+    }
+}
+
+/// The budget a client spends from, resolved by `auth` from the key set in
+/// force: its id and its spec.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeyBudget {
+    /// Which budget.
+    pub id: BudgetId,
+    /// How much, over what period.
+    pub spec: BudgetSpec,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

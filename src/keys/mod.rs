@@ -46,7 +46,9 @@ use serde_json::{json, Value};
 
 use crate::secret::Secret;
 
-pub use budget::{BudgetError, BudgetLimit, BudgetPeriod, BudgetSpec, MAX_ROLLING};
+pub use budget::{
+    BudgetError, BudgetId, BudgetLimit, BudgetPeriod, BudgetSpec, KeyBudget, MAX_ROLLING,
+};
 pub use limits::KeyRateLimit;
 pub use models::{ModelAllowList, ModelPattern, MAX_MODEL_NAME_LEN, MAX_PATTERNS, MAX_PATTERN_LEN};
 
@@ -367,6 +369,27 @@ impl VirtualKey {
         self.budget_group.as_ref()
     }
 
+    /// The budget this key spends from, given the budgets of the groups
+    /// (`group_budget`: the spec a group's keys give it, see
+    /// [`group_budgets`]): a key of a group spends from the group's budget
+    /// (whether it has a `budget` itself or not), another key from its own
+    /// `budget`.
+    pub fn budget_of(
+        &self,
+        group_budget: impl FnOnce(&BudgetGroup) -> Option<BudgetSpec>,
+    ) -> Option<KeyBudget> {
+        match &self.budget_group {
+            Some(group) => group_budget(group).map(|spec| KeyBudget {
+                id: BudgetId::Group(group.clone()),
+                spec,
+            }),
+            None => self.budget.map(|spec| KeyBudget {
+                id: BudgetId::Key(self.name.clone()),
+                spec,
+            }),
+        }
+    }
+
     /// Whether it may ask for `model`.
     pub fn allows(&self, model: &str) -> bool {
         self.models.as_ref().is_none_or(|m| m.allows(model))
@@ -394,6 +417,43 @@ impl VirtualKey {
     }
 }
 
+/// The budget of each group some keys share: the `budget` of the first of
+/// `keys` (in order) that names the group and has one. Keys of one group
+/// that give different budgets are warned about by the config
+/// ([`conflicting_group_budgets`]).
+pub fn group_budgets<'a>(
+    keys: impl IntoIterator<Item = &'a VirtualKey>,
+) -> crate::FastMap<BudgetGroup, BudgetSpec> {
+    let mut out = crate::FastMap::default();
+    for k in keys {
+        if let (Some(group), Some(spec)) = (&k.budget_group, k.budget) {
+            out.entry(group.clone()).or_insert(spec);
+        }
+    }
+    out
+}
+
+/// The keys whose `budget` differs from the one their group already has
+/// (the first key's, see [`group_budgets`]): `(key name, group)`.
+pub fn conflicting_group_budgets<'a>(
+    keys: impl IntoIterator<Item = &'a VirtualKey>,
+) -> Vec<(String, BudgetGroup)> {
+    let mut first: crate::FastMap<&BudgetGroup, BudgetSpec> = crate::FastMap::default();
+    let mut out = Vec::new();
+    for k in keys {
+        if let (Some(group), Some(spec)) = (&k.budget_group, k.budget) {
+            match first.get(group) {
+                Some(f) if *f != spec => out.push((k.name.clone(), group.clone())),
+                Some(_) => {}
+                None => {
+                    first.insert(group, spec);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// What `auth` tells the layers after it about a client beyond its identity:
 /// the virtual key it presented and its budget group. In the request's
 /// extensions and its [`RequestContext`](crate::request::RequestContext)
@@ -406,6 +466,9 @@ pub struct ClientKey {
     /// The budget group: the virtual key's (`budget_group`, from its
     /// metadata) or a JWT's (`[auth] jwt` `budget_group_claim`).
     pub budget_group: Option<BudgetGroup>,
+    /// The budget the client spends from, if any (see
+    /// [`VirtualKey::budget_of`]): what the `budget` layer enforces.
+    pub budget: Option<KeyBudget>,
 }
 
 impl ClientKey {

@@ -244,6 +244,7 @@ fn client_key_names_its_virtual_key() {
     let c = ClientKey {
         budget_group: vk.budget_group().cloned(),
         virtual_key: Some(vk),
+        budget: None,
     };
     assert_eq!(c.name(), Some("team-a"));
     assert_eq!(ClientKey::default().name(), None);

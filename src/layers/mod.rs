@@ -53,6 +53,7 @@
 //! ```
 
 pub mod auth;
+pub mod budget;
 pub mod circuit_breaker;
 pub mod cors;
 mod edit;

@@ -15,6 +15,9 @@
 //!     count of a client in one call — one round trip per request (plus one
 //!     per tried target whose backend has a `rate_limit`). The local
 //!     counters keep counting this replica's own traffic;
+//!   - **budgets** are decided in Redis too (`budget.lua`): one script per
+//!     reservation, on the request's path, and one per settlement, in the
+//!     background; unavailable, the `budget` layer's ledger decides;
 //!   - **cooldowns and circuits** are read from the local copy, so a healthy
 //!     request never waits on Redis for them. Each transition (circuit
 //!     opened or closed, cooldown started) is written to Redis and published
@@ -38,6 +41,7 @@
 //! | `{prefix}:limit:backend:{<name>}:requests` | a backend's `rate_limit` counters |
 //! | `{prefix}:cooldown:<backend>/<model>` | a target cooling down (TTL = time left) |
 //! | `{prefix}:circuit:<backend>/<model>` | an open circuit (TTL = time left) |
+//! | `{prefix}:budget:{<sha256>}:spend` / `:holds` / `:expiry` | a budget's spend per bucket and reserved total, its reservations in flight, their expiries (`budget.lua`) |
 //! | `{prefix}:events` | the pub/sub channel of transitions |
 //!
 //! Per replica, still: concurrency limits (requests in flight), consecutive
@@ -68,7 +72,7 @@ use std::time::Duration;
 pub use local::{LocalCircuits, LocalCooldowns};
 #[cfg(not(feature = "redis"))]
 pub use no_redis::RedisStore;
-pub use ops::{LimitOp, Op, Verdict};
+pub use ops::{BudgetAnswer, BudgetCall, BudgetOp, LimitOp, Op, Verdict};
 #[cfg(feature = "redis")]
 pub use redis_store::RedisStore;
 
@@ -104,6 +108,9 @@ pub struct StateConfig {
     /// The longest any Redis call may take on a request's path; after it,
     /// the local decision is used.
     pub timeout: Duration,
+    /// `spend_file`: where the `budget` layer saves spend (resolved against
+    /// the config's directory); `None`: `llm-router-spend.json` there.
+    pub spend_file: Option<std::path::PathBuf>,
 }
 
 impl StateConfig {
@@ -127,6 +134,7 @@ impl Default for StateConfig {
             redis_url: Self::DEFAULT_REDIS_URL.into(),
             prefix: Self::DEFAULT_PREFIX.into(),
             timeout: Self::DEFAULT_TIMEOUT,
+            spend_file: None,
         }
     }
 }
@@ -138,6 +146,7 @@ impl fmt::Debug for StateConfig {
             .field("redis_url", &self.redis_url_for_logs())
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
+            .field("spend_file", &self.spend_file)
             .finish()
     }
 }

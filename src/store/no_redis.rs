@@ -5,7 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{LimitOp, LocalCircuits, LocalCooldowns, StateConfig, StoreStatus, Verdict};
+use super::{
+    BudgetAnswer, BudgetCall, LimitOp, LocalCircuits, LocalCooldowns, StateConfig, StoreStatus,
+    Verdict,
+};
 
 /// The Redis state store, absent from this build (no `redis` feature): no
 /// value of it exists.
@@ -63,6 +66,14 @@ impl RedisStore {
     }
 
     pub fn count(&self, _key: String, _n: u64, _limit: u64, _window: Duration) {
+        match *self {}
+    }
+
+    pub fn budget_keys(&self, _id: &str) -> [String; 3] {
+        match *self {}
+    }
+
+    pub async fn budget(&self, _call: &BudgetCall, _timeout: Duration) -> Option<BudgetAnswer> {
         match *self {}
     }
 }

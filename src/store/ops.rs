@@ -59,3 +59,69 @@ pub enum Verdict {
         wait: Duration,
     },
 }
+
+/// What a budget decision does (see `budget.lua`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BudgetOp {
+    /// Reserve `amount` if it fits.
+    Reserve,
+    /// End the reservation `hold`, counting `actual` as spent.
+    Settle,
+    /// Read the spend.
+    View,
+}
+
+impl BudgetOp {
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(super) fn code(self) -> &'static str {
+        match self {
+            BudgetOp::Reserve => "r",
+            BudgetOp::Settle => "s",
+            BudgetOp::View => "v",
+        }
+    }
+}
+
+/// One budget decision in the shared store: a budget (by `id`, hashed into
+/// its keys), the period's buckets as the replica computed them, and the
+/// amounts.
+#[derive(Clone, Debug)]
+pub struct BudgetCall {
+    /// What to do.
+    pub op: BudgetOp,
+    /// The budget: its id, unit and period (a budget whose unit or period
+    /// changes starts over under another key).
+    pub id: String,
+    /// The oldest bucket that still counts.
+    pub oldest: u64,
+    /// The bucket spend made now goes to.
+    pub current: u64,
+    /// The limit per period.
+    pub limit: u64,
+    /// The amount to reserve ([`BudgetOp::Reserve`]).
+    pub amount: u64,
+    /// The reservation's id ([`BudgetOp::Reserve`], [`BudgetOp::Settle`]).
+    pub hold: String,
+    /// The amount spent ([`BudgetOp::Settle`]).
+    pub actual: u64,
+    /// How long a reservation is held at most (a replica that died with it
+    /// in flight).
+    pub hold_for: Duration,
+    /// How long the budget's keys live: past the period's end.
+    pub keep_for: Duration,
+}
+
+/// The shared store's answer to a [`BudgetCall`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BudgetAnswer {
+    /// The reservation was made ([`BudgetOp::Reserve`]; true for the others).
+    pub admitted: bool,
+    /// Spent in the period.
+    pub spent: u64,
+    /// Reserved by requests in flight (on every replica).
+    pub reserved: u64,
+    /// Reservations in flight.
+    pub in_flight: u64,
+    /// Spend per bucket that still counts, `(bucket, amount)`.
+    pub buckets: Vec<(u64, u64)>,
+}

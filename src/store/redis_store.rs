@@ -1,11 +1,13 @@
 //! The Redis state store: [`RedisStore`], its link to Redis and its write
 //! queue. See the module docs of `store`. Its parts:
 //!
+//! - `budget`: budget decisions made in Redis ([`BudgetCall`](super::BudgetCall));
 //! - `limits`: limit decisions made in Redis ([`LimitOp`](super::LimitOp), [`Verdict`](super::Verdict));
 //! - `events`: circuit and cooldown transitions, published and applied;
 //! - `connect`: connecting, and exchanging circuits and cooldowns with Redis;
 //! - `task`: the background task (reconnects, pub/sub, batched writes).
 
+mod budget;
 mod connect;
 mod events;
 mod limits;
@@ -76,6 +78,7 @@ pub struct RedisStore {
     channel: String,
     limit_script: Script,
     transition_script: Script,
+    budget_script: Script,
 }
 
 impl fmt::Debug for RedisStore {
@@ -118,6 +121,7 @@ impl RedisStore {
             replica,
             limit_script: Script::new(include_str!("limit.lua")),
             transition_script: Script::new(include_str!("transition.lua")),
+            budget_script: Script::new(include_str!("budget.lua")),
         })
     }
 

@@ -216,8 +216,16 @@ pub fn count_text(text: &str) -> u64 {
     }
 }
 
+/// Whether [`estimate`] of `body` is cheap enough to run inline on a
+/// request's path: the tokenizer is loaded and the body holds at most
+/// [`INLINE_TEXT_LIMIT`] bytes of text. Otherwise count on tokio's blocking
+/// threads, as [`estimate_response`] does.
+pub fn counts_inline(body: &Map<String, Value>) -> bool {
+    tokenizer_loaded() && !text_exceeds(body, INLINE_TEXT_LIMIT)
+}
+
 /// About 4 bytes a token.
-fn bytes_estimate(len: usize) -> u64 {
+pub fn bytes_estimate(len: usize) -> u64 {
     u64::try_from(len.div_ceil(4)).unwrap_or(u64::MAX)
 }
 

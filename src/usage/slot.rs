@@ -104,6 +104,13 @@ impl UsageSlot {
         })
     }
 
+    /// The usage as the upstream reported it, without the estimate
+    /// [`get`](Self::get) makes for a stream cut short (the `budget` layer
+    /// applies its own rule, bounded by its reservation).
+    pub fn reported(&self) -> Option<Usage> {
+        *self.0.usage.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Whether [`get`](Self::get) gives an estimate (a stream cut short).
     pub fn is_estimate(&self) -> bool {
         self.0.stream.load(Ordering::Acquire) == UNDER_WAY

@@ -346,3 +346,55 @@ fn jwt_budget_group_claim() {
     let e = parse(&jwt.replace("\"team\"", "\" \"")).unwrap_err();
     assert_eq!(e.key.as_deref(), Some("auth.jwt.budget_group_claim"), "{e}");
 }
+
+#[test]
+fn budget_follows_auth_in_the_order() {
+    let key = "[[keys]]\nname = \"a\"\nkey = \"sk-a-0123456789\"\nbudget = { tokens = 10, period = \"day\" }\n";
+    // The default order: `budget` right after `auth`.
+    let c = parse(key).unwrap();
+    let at = |l: LayerName| c.stack.iter().position(|x| *x == l);
+    assert_eq!(at(LayerName::Budget), at(LayerName::Auth).map(|a| a + 1));
+    assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+    // No key at all: neither is in the default order.
+    let c = parse("").unwrap();
+    assert!(!c.stack.contains(&LayerName::Budget) && !c.stack.contains(&LayerName::Auth));
+    // Named before `auth`: an error naming both.
+    let e = parse(&format!("[stack]\norder = [\"budget\", \"auth\"]\n\n{key}")).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("stack.order[0]"));
+    assert_eq!(e.line, Some(10));
+    assert!(e.message.contains("after `auth`"), "{e}");
+    // A budget without `budget` in the order: a warning.
+    let c = parse(&format!("[stack]\norder = [\"auth\"]\n\n{key}")).unwrap();
+    assert!(
+        c.warnings()
+            .iter()
+            .any(|w| w.contains("`a` has a budget but `budget` is not in [stack] order")),
+        "{:?}",
+        c.warnings()
+    );
+}
+
+#[test]
+fn a_group_shares_the_budget_its_first_key_gives() {
+    let keys = "[[keys]]\nname = \"a\"\nkey = \"sk-a-0123456789\"\nbudget = { tokens = 10, period = \"day\" }\nmetadata = { team = \"x\" }\nbudget_group = \"team\"\n\n\
+                [[keys]]\nname = \"b\"\nkey = \"sk-b-0123456789\"\nbudget = { tokens = 20, period = \"day\" }\nmetadata = { team = \"x\" }\nbudget_group = \"team\"\n\n\
+                [[keys]]\nname = \"c\"\nkey = \"sk-c-0123456789\"\nmetadata = { team = \"x\" }\nbudget_group = \"team\"\n\n\
+                [[keys]]\nname = \"d\"\nkey = \"sk-d-0123456789\"\nbudget = { tokens = 5, period = \"week\" }\n";
+    let c = parse(keys).unwrap();
+    let keys = virtual_keys(&c);
+    let groups = crate::keys::group_budgets(keys.iter().copied());
+    let budget = |i: usize| keys[i].budget_of(|g| groups.get(g).copied());
+    for i in 0..3 {
+        let b = budget(i).unwrap();
+        assert_eq!(b.id.to_string(), "group:team=x");
+        assert_eq!(b.spec.limit, BudgetLimit::Tokens(10));
+    }
+    assert_eq!(budget(3).unwrap().id.to_string(), "key:d");
+    assert!(
+        c.warnings()
+            .iter()
+            .any(|w| w.contains("key `b` gives budget group `team=x` a budget other")),
+        "{:?}",
+        c.warnings()
+    );
+}

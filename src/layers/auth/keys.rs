@@ -15,7 +15,9 @@ use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
 use super::{merge_keys, read_keys_file, AuthKey, AuthPolicy, KeySource, KeysFileError};
 use crate::error::ProxyError;
-use crate::keys::{BudgetGroup, ClientKey, VirtualKey};
+use crate::keys::{
+    group_budgets, BudgetGroup, BudgetId, BudgetSpec, ClientKey, KeyBudget, VirtualKey,
+};
 use crate::layers::jwt::{looks_like_jwt, JwtPolicy, IDENTITY_PREFIX};
 use crate::secret::{mask_key, Secret};
 use crate::FastMap;
@@ -39,9 +41,49 @@ pub struct KeySet {
     pub(super) client: Vec<AuthKey>,
     pub(super) admin: Vec<Secret>,
     pub(super) loaded_at: SystemTime,
+    /// The budget of each group its virtual keys share.
+    group_budgets: FastMap<BudgetGroup, BudgetSpec>,
 }
 
 impl KeySet {
+    pub(super) fn new(client: Vec<AuthKey>, admin: Vec<Secret>) -> Self {
+        let group_budgets = group_budgets(client.iter().filter_map(|k| k.virtual_key.as_deref()));
+        KeySet {
+            client,
+            admin,
+            loaded_at: SystemTime::now(),
+            group_budgets,
+        }
+    }
+
+    /// The budget the group `group` shares, if a virtual key of it gives
+    /// one (see [`VirtualKey::budget_of`]).
+    pub fn group_budget(&self, group: &BudgetGroup) -> Option<BudgetSpec> {
+        self.group_budgets.get(group).copied()
+    }
+
+    /// The budget the virtual key `key` spends from, if any.
+    pub fn budget_of(&self, key: &VirtualKey) -> Option<KeyBudget> {
+        key.budget_of(|g| self.group_budget(g))
+    }
+
+    /// The budget a client with this virtual key or budget group spends
+    /// from: the key's ([`KeySet::budget_of`]), or, for a JWT, its group's.
+    fn budget_for(
+        &self,
+        key: Option<&VirtualKey>,
+        group: Option<&BudgetGroup>,
+    ) -> Option<KeyBudget> {
+        match (key, group) {
+            (Some(key), _) => self.budget_of(key),
+            (None, Some(group)) => self.group_budget(group).map(|spec| KeyBudget {
+                id: BudgetId::Group(group.clone()),
+                spec,
+            }),
+            (None, None) => None,
+        }
+    }
+
     /// Client keys (admin keys not included).
     pub fn client_keys(&self) -> &[AuthKey] {
         &self.client
@@ -106,6 +148,9 @@ pub struct Authenticated {
     /// Its budget group: the virtual key's, or the JWT's
     /// `budget_group_claim`.
     pub budget_group: Option<BudgetGroup>,
+    /// The budget it spends from, if any (resolved from the key set in
+    /// force: see [`KeySet::budget_of`]).
+    pub budget: Option<KeyBudget>,
 }
 
 impl Authenticated {
@@ -134,6 +179,7 @@ impl Authenticated {
         (self.virtual_key.is_some() || self.budget_group.is_some()).then(|| ClientKey {
             virtual_key: self.virtual_key.clone(),
             budget_group: self.budget_group.clone(),
+            budget: self.budget.clone(),
         })
     }
 
@@ -226,11 +272,7 @@ impl KeyStore {
             .filter(|k| k.source != KeySource::File)
             .cloned()
             .collect();
-        let set = KeySet {
-            client: dedup(policy.keys),
-            admin: policy.admin_keys.clone(),
-            loaded_at: SystemTime::now(),
-        };
+        let set = KeySet::new(dedup(policy.keys), policy.admin_keys.clone());
         KeyStore {
             header: policy.header,
             fixed,
@@ -296,11 +338,7 @@ impl KeyStore {
             from_file: n_file,
             admin_keys: self.admin.len(),
         };
-        let set = Arc::new(KeySet {
-            client,
-            admin: self.admin.clone(),
-            loaded_at: SystemTime::now(),
-        });
+        let set = Arc::new(KeySet::new(client, self.admin.clone()));
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = set;
         self.reloads.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
@@ -347,11 +385,13 @@ impl KeyStore {
                         });
                     }
                 }
+                let budget_group = virtual_key.as_ref().and_then(|k| k.budget_group().cloned());
                 return Ok(Authenticated {
                     key: key.map_or_else(|| Secret::new(presented), |k| k.key.clone()),
                     role,
                     subject: None,
-                    budget_group: virtual_key.as_ref().and_then(|k| k.budget_group().cloned()),
+                    budget: set.budget_for(virtual_key.as_deref(), None),
+                    budget_group,
                     virtual_key,
                 });
             }
@@ -363,6 +403,7 @@ impl KeyStore {
                             role: Role::Client,
                             subject: Some(claims.subject),
                             virtual_key: None,
+                            budget: set.budget_for(None, claims.budget_group.as_ref()),
                             budget_group: claims.budget_group,
                         })
                     }

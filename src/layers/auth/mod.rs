@@ -127,10 +127,11 @@ pub use policy::{
 };
 
 pub use crate::keys::{
-    name_problem, BudgetError, BudgetGroup, BudgetLimit, BudgetPeriod, BudgetSpec, ClientKey,
-    Expiry, KeyError, KeyRateLimit, ModelAllowList, ModelPattern, VirtualKey, MAX_METADATA_ENTRIES,
-    MAX_METADATA_KEY_LEN, MAX_METADATA_VALUE_LEN, MAX_MODEL_NAME_LEN, MAX_NAME_LEN, MAX_PATTERNS,
-    MAX_PATTERN_LEN, MAX_ROLLING,
+    conflicting_group_budgets, group_budgets, name_problem, BudgetError, BudgetGroup, BudgetId,
+    BudgetLimit, BudgetPeriod, BudgetSpec, ClientKey, Expiry, KeyBudget, KeyError, KeyRateLimit,
+    ModelAllowList, ModelPattern, VirtualKey, MAX_METADATA_ENTRIES, MAX_METADATA_KEY_LEN,
+    MAX_METADATA_VALUE_LEN, MAX_MODEL_NAME_LEN, MAX_NAME_LEN, MAX_PATTERNS, MAX_PATTERN_LEN,
+    MAX_ROLLING,
 };
 
 pub use crate::layers::rate_limit::ClientIdentity;

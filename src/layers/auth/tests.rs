@@ -138,14 +138,13 @@ fn constant_time_comparison() {
     assert!(!keys_equal("abc", "abd"));
     assert!(!keys_equal("abc", ""));
     // Every key is compared, the matching one first or last.
-    let set = KeySet {
-        client: ["k1", "k2", "k3"]
+    let set = KeySet::new(
+        ["k1", "k2", "k3"]
             .into_iter()
             .map(|k| AuthKey::plain(Secret::new(k), KeySource::Config))
             .collect(),
-        admin: vec![],
-        loaded_at: SystemTime::now(),
-    };
+        vec![],
+    );
     let which = |k: &str| {
         set.role_of(k)
             .map(|(role, key)| (role, key.map(|k| k.key.expose())))
@@ -489,4 +488,79 @@ fn a_reloaded_file_may_not_reuse_a_name_or_a_key() {
     assert_eq!(c.virtual_key.unwrap().name(), "other");
     assert_eq!(s.virtual_keys_info()["count"], 2);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_budget_a_client_spends_from_is_its_keys_or_its_groups() {
+    use crate::layers::jwt::JwtPolicy;
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    let secret = "0123456789abcdef0123456789abcdef";
+    let spec = |n| BudgetSpec::parse(None, Some(n), Some("day")).unwrap();
+    let grouped = |name: &str, key: &str| {
+        VirtualKey::new(name, key)
+            .unwrap()
+            .with_metadata([("team".to_string(), "data".to_string())].into())
+            .unwrap()
+            .with_budget_group("team")
+            .unwrap()
+    };
+    let store = KeyStore::new(
+        AuthPolicy::new()
+            .key(CLIENT)
+            .virtual_key(grouped("a", TEAM).with_budget(spec(100)))
+            .virtual_key(grouped("b", DONE))
+            .virtual_key(
+                VirtualKey::new("solo", "sk-solo-0123456789")
+                    .unwrap()
+                    .with_budget(spec(7)),
+            )
+            .jwt(
+                JwtPolicy::hmac(secret, None)
+                    .unwrap()
+                    .budget_group_claim("team"),
+            ),
+    );
+    let budget_of = |key: &str| {
+        store
+            .authenticate(&headers(&[("x-api-key", key)]))
+            .unwrap()
+            .client_key()
+            .and_then(|c| c.budget)
+    };
+    let group = BudgetId::Group(BudgetGroup {
+        key: "team".into(),
+        value: "data".into(),
+    });
+    // Both keys of the group spend from the group's budget (b has none of its own).
+    for key in [TEAM, DONE] {
+        let b = budget_of(key).unwrap();
+        assert_eq!((b.id, b.spec), (group.clone(), spec(100)));
+    }
+    assert_eq!(
+        budget_of("sk-solo-0123456789").unwrap().id,
+        BudgetId::Key("solo".into())
+    );
+    assert_eq!(budget_of(CLIENT), None);
+    // A JWT naming the group spends from it; naming another, from none.
+    let token = |team: &str| {
+        let exp = jsonwebtoken::get_current_timestamp() + 60;
+        let claims = serde_json::json!({"sub": "alice", "exp": exp, "team": team});
+        encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    };
+    let jwt = |team: &str| {
+        store
+            .authenticate(&headers(&[(
+                "authorization",
+                &format!("Bearer {}", token(team)),
+            )]))
+            .unwrap()
+    };
+    assert_eq!(jwt("data").budget.unwrap().id, group);
+    let other = jwt("other");
+    assert!(other.budget.is_none() && other.budget_group.is_some());
 }

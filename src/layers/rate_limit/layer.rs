@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, Request, Response};
-use serde_json::Value;
 use tower::Layer;
 
 use super::client_limits::{InFlight, Refusal};
@@ -15,7 +14,7 @@ use crate::body::{End, Observe, Observer, ProxyBody};
 use crate::error::ProxyError;
 use crate::request::{ClientFormat, LlmRequest};
 use crate::service::{layer_service, LlmFuture, StackService};
-use crate::usage::{UsageRequestedByProxy, UsageSlot};
+use crate::usage::UsageSlot;
 
 /// Applies [`RateLimit`]. See the [module docs](crate::layers::rate_limit).
 #[derive(Clone, Debug)]
@@ -171,23 +170,7 @@ where
 {
     // Token budgets need the usage of streamed answers too.
     if limits.tokens.is_some() {
-        req.extensions_mut().insert(crate::usage::UsageWanted);
-        if let Some(llm) = req.extensions_mut().get_mut::<LlmRequest>() {
-            // Responses streams always end with their usage.
-            if llm.is_stream()
-                && llm.format() != crate::request::ClientFormat::Responses
-                && !client_asked_for_usage(llm)
-            {
-                let body = llm.body_mut();
-                let options = body
-                    .entry("stream_options")
-                    .or_insert_with(|| Value::Object(Default::default()));
-                if let Value::Object(o) = options {
-                    o.insert("include_usage".into(), Value::Bool(true));
-                }
-                req.extensions_mut().insert(UsageRequestedByProxy);
-            }
-        }
+        crate::usage::want_usage(req.extensions_mut());
     }
 
     let future = inner.call(req);
@@ -210,14 +193,6 @@ where
             ProxyBody::new(Observe::new(body, accounted))
         }))
     })
-}
-
-fn client_asked_for_usage(llm: &LlmRequest) -> bool {
-    llm.body()
-        .get("stream_options")
-        .and_then(|o| o.get("include_usage"))
-        .and_then(Value::as_bool)
-        == Some(true)
 }
 
 /// Holds the concurrency slot until the answer ends (it is complete, fails,

@@ -32,6 +32,7 @@ impl RedisStore {
         .await?;
         bounded(limit, self.limit_script.load_async(&mut conn)).await?;
         bounded(limit, self.transition_script.load_async(&mut conn)).await?;
+        bounded(limit, self.budget_script.load_async(&mut conn)).await?;
         let mut pubsub = bounded(limit, client.get_async_pubsub()).await?;
         bounded(limit, pubsub.subscribe(&self.channel)).await?;
         self.push_local(&mut conn, limit).await?;

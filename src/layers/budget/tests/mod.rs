@@ -1,0 +1,4 @@
+mod budgets;
+#[cfg(feature = "access")]
+mod layer;
+mod ledger;
