@@ -1,6 +1,8 @@
 //! [`Pricer`]: what a dollar budget needs of a price catalog — the cost of
-//! an estimate and of an answer's usage, in nano-dollars — and two simple
-//! ones: [`NoPrices`] (every model unpriced) and [`FixedPrices`].
+//! an estimate and of an answer's usage, in nano-dollars. The configured
+//! catalog ([`Pricing`](crate::config::Pricing), which the stack gives the
+//! layer) is one; two simple ones are [`NoPrices`] (every model unpriced,
+//! the layer's default when composed in code) and [`FixedPrices`].
 
 use std::collections::HashMap;
 use std::fmt;
