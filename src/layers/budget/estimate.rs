@@ -127,7 +127,7 @@ pub enum Ended {
 /// use llm_router::layers::budget::{charged_usage, Ended, Estimate, Usage};
 ///
 /// let estimate = Estimate { input: 100, output: 1_000 };
-/// let reported = Usage { prompt_tokens: 90, completion_tokens: 40, total_tokens: 130, cached_tokens: 0 };
+/// let reported = Usage { prompt_tokens: 90, completion_tokens: 40, total_tokens: 130, ..Usage::default() };
 /// assert_eq!(charged_usage(Ended::Complete, Some(reported), 9_999, estimate), reported);
 /// // Cancelled after 400 bytes, nothing reported: 100 in, 100 out.
 /// let cut = charged_usage(Ended::Cut, None, 400, estimate);

@@ -19,7 +19,7 @@ use crate::usage::Usage;
 /// // $2 per million input tokens, $8 per million output tokens.
 /// let prices = FixedPrices::new().price("gpt-x", 2.0, 8.0);
 /// assert_eq!(prices.estimate_nanos("gpt-x", 1_000, 500), Some(2_000 * 1_000 + 8_000 * 500));
-/// let usage = Usage { prompt_tokens: 10, completion_tokens: 5, total_tokens: 15, cached_tokens: 0 };
+/// let usage = Usage { prompt_tokens: 10, completion_tokens: 5, total_tokens: 15, ..Usage::default() };
 /// assert_eq!(prices.cost_nanos("gpt-x", &usage), Some(2_000 * 10 + 8_000 * 5));
 /// assert_eq!(prices.cost_nanos("other", &usage), None);
 /// ```
