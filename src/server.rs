@@ -48,7 +48,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use crate::app::{App, ClientAddr};
+use crate::RequestContext;
+
+use crate::app::App;
 use crate::config::{Config, ConfigError};
 
 mod conn;
@@ -424,7 +426,7 @@ fn connection_service(
     activity: Arc<Activity>,
 ) -> TowerToHyperService<impl ConnectionService> {
     TowerToHyperService::new(tower::service_fn(move |mut req: Request<Incoming>| {
-        req.extensions_mut().insert(ClientAddr(peer));
+        RequestContext::of(req.extensions_mut()).note_client_addr(peer);
         let guard = InFlight::start(&activity);
         app.clone().oneshot(req).map(move |answer| {
             answer.map(|response| response.map(|body| TrackedBody::new(body, guard)))

@@ -75,7 +75,7 @@ use crate::stack::{Built, LayerName, LlmService, RouterState};
 use crate::timing::{as_millis_header, OVERHEAD_HEADER_NAME};
 use handler::Handler;
 
-pub use crate::request::{ClientAddr, RequestId, REQUEST_ID, REQUEST_ID_HEADER};
+pub use crate::request::{REQUEST_ID, REQUEST_ID_HEADER};
 
 /// Headers every answer carries: no MIME sniffing, no framing, no
 /// referrer (contract, "Coming from other routers").
@@ -356,12 +356,14 @@ impl App {
         }
         let n = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         // 32 hex digits: the process's random prefix, then a counter.
-        let mut id = [0u8; 32];
+        let word = (u128::from(self.shared.id_prefix) << 64) | u128::from(n);
         let digits = b"0123456789abcdef";
-        for (i, byte) in id.iter_mut().enumerate() {
-            let word = if i < 16 { self.shared.id_prefix } else { n };
-            let shift = 4 * (15 - (i % 16));
-            *byte = digits[((word >> shift) & 0xf) as usize];
+        let mut id = [0u8; 32];
+        for (pair, byte) in id.chunks_exact_mut(2).zip(word.to_be_bytes()) {
+            pair.copy_from_slice(&[
+                digits[usize::from(byte >> 4)],
+                digits[usize::from(byte & 0xf)],
+            ]);
         }
         HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("0"))
     }
@@ -417,10 +419,9 @@ where
             state: self.current(),
         };
         let id = self.request_id(req.headers());
-        let context = RequestContext::default();
         req.headers_mut().insert(REQUEST_ID_HEADER, id.clone());
-        req.extensions_mut().insert(RequestId(id.clone()));
-        req.extensions_mut().insert(context.clone());
+        // The server's, when it put one there with the client's address.
+        let context = RequestContext::of(req.extensions_mut()).clone();
         // Combinators rather than an `async` block, so the future is the
         // endpoint's own plus these few fields (an `async` block would keep
         // the request a second time).

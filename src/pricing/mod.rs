@@ -148,11 +148,23 @@ impl Pricing {
         if model.len() > MAX_NAME {
             return None;
         }
-        let lower = model.to_ascii_lowercase();
-        if let Some(price) = self.prices.get(&lower) {
+        // Copied only when it has capitals: this runs on every answer.
+        let lower: std::borrow::Cow<'_, str> = if model.bytes().any(|b| b.is_ascii_uppercase()) {
+            std::borrow::Cow::Owned(model.to_ascii_lowercase())
+        } else {
+            std::borrow::Cow::Borrowed(model)
+        };
+        if let Some(price) = self.prices.get(&*lower) {
             return Some(*price);
         }
-        let mut name = lower.rsplit('/').next().unwrap_or(&lower);
+        let mut name = match lower.rfind('/') {
+            Some(slash) => lower.get(slash + 1..)?,
+            // Already looked up whole.
+            None => match lower.rfind(['-', '@', ':']) {
+                Some(cut) if cut > 0 => lower.get(..cut)?,
+                _ => return None,
+            },
+        };
         loop {
             if let Some(price) = self.prices.get(name) {
                 return Some(*price);

@@ -2,10 +2,11 @@
 //! learn, on the way back, what happened below them — the time spent
 //! waiting on upstreams (for `x-llm-router-overhead-ms`), the attempts made
 //! (for metrics and logs), and whom `auth` let in (for a `log` outside it;
-//! with a virtual key, its [`ClientKey`](RequestContext::client_key)).
+//! with a virtual key, its [`ClientKey`](RequestContext::client_key)); and
+//! on the way down, the client's address the server noted.
 //!
-//! It is put into the request's extensions once (by `App`, or by the first
-//! layer that reads it) and shared by every copy of the request: retries and
+//! It is put into the request's extensions once (by the server, `App`, or
+//! the first layer that reads it) and shared by every copy of the request: retries and
 //! failover attempts write into the same one.
 //!
 //! ```
@@ -24,6 +25,7 @@
 //! assert_eq!(context.identity(), Some("team-a"));
 //! ```
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -50,6 +52,8 @@ struct Shared {
     identity: OnceLock<String>,
     /// The client's virtual key and budget group, when `auth` found one.
     client_key: OnceLock<ClientKey>,
+    /// The client's address, when the server noted it.
+    client_addr: OnceLock<SocketAddr>,
 }
 
 impl RequestContext {
@@ -118,6 +122,18 @@ impl RequestContext {
     /// `auth` or reads them once the answer is over.
     pub fn client_key(&self) -> Option<&ClientKey> {
         self.0.client_key.get()
+    }
+
+    /// Note the client's address ([`Server`](crate::Server) does, for each
+    /// request of a connection; the first one noted stays).
+    pub fn note_client_addr(&self, addr: SocketAddr) {
+        let _ = self.0.client_addr.set(addr);
+    }
+
+    /// The client's address, when the server noted it (an app served by
+    /// another server has none unless that server notes it).
+    pub fn client_addr(&self) -> Option<SocketAddr> {
+        self.0.client_addr.get().copied()
     }
 }
 

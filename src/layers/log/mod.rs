@@ -52,8 +52,9 @@
 //! [`LogLayer::flush_handle`] waits for the layer's writer (the server waits
 //! on those of the stacks it built on shutdown).
 //!
-//! **Needs:** nothing (reads [`LlmRequest`], [`RequestId`], [`ClientAddr`],
-//! [`ClientIdentity`] when present). **Provides:** the request's
+//! **Needs:** nothing (reads [`LlmRequest`], the `x-request-id` header, the
+//! client's address in the [`RequestContext`], [`ClientIdentity`] when
+//! present). **Provides:** the request's
 //! [`RequestContext`] (when none is there) with its attempts recorded, which
 //! [`IdentityTap`] (placed inside `auth` by the stack) tells the verified
 //! identity.
@@ -123,7 +124,7 @@ use crate::layers::auth::KeyStore;
 use crate::layers::metrics::Metrics;
 use crate::layers::pii::Scrubber;
 use crate::layers::rate_limit::ClientIdentity;
-use crate::request::{ClientAddr, LlmRequest, RequestContext, RequestId, REQUEST_ID_HEADER};
+use crate::request::{LlmRequest, RequestContext, REQUEST_ID_HEADER};
 use crate::service::{layer_service, LlmFuture, StackService};
 use crate::usage::UsageSlot;
 
@@ -467,10 +468,9 @@ impl<S: StackService> LogService<S> {
         // A request refused before its body was read has no body to log.
         let llm = ext.get::<LlmRequest>();
         let body = llm.filter(|l| l.is_body_read());
-        let request_id = ext
-            .get::<RequestId>()
-            .map(|r| &r.0)
-            .or_else(|| req.headers().get(REQUEST_ID_HEADER))
+        let request_id = req
+            .headers()
+            .get(REQUEST_ID_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let presented = crate::upstream::provider::client_key(req.headers()).map(str::to_string);
@@ -479,7 +479,10 @@ impl<S: StackService> LogService<S> {
             time,
             request_id,
             client: None,
-            client_ip: ext.get::<ClientAddr>().map(|a| a.0.ip()),
+            client_ip: ext
+                .get::<RequestContext>()
+                .and_then(RequestContext::client_addr)
+                .map(|a| a.ip()),
             method: req.method().to_string(),
             path: req.uri().path().to_string(),
             endpoint: llm.map(|l| l.endpoint().as_str()),

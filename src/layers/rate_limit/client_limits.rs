@@ -10,7 +10,7 @@ use http::Request;
 
 use super::{ClientIdentity, KeyBy, LimitState, RateLimitPolicy, WindowLimiter};
 use crate::keys::{ClientKey, KeyRateLimit};
-use crate::request::ClientAddr;
+use crate::request::RequestContext;
 use crate::store::{LimitOp, Op, RedisStore, Verdict};
 
 /// The shared state of the client limits.
@@ -174,8 +174,9 @@ impl ClientLimits {
     pub(super) fn key_of<B>(&self, req: &Request<B>) -> String {
         let ip = || {
             req.extensions()
-                .get::<ClientAddr>()
-                .map(|a| format!("ip:{}", a.0.ip()))
+                .get::<RequestContext>()
+                .and_then(RequestContext::client_addr)
+                .map(|a| format!("ip:{}", a.ip()))
                 .unwrap_or_else(|| "ip:unknown".into())
         };
         match self.policy.key {
