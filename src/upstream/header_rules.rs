@@ -179,7 +179,7 @@ impl HeaderRules {
 pub fn proxy_owned(name: &HeaderName) -> Option<&'static str> {
     if crate::upstream::provider::is_hop_by_hop(name, &HeaderMap::new()) {
         Some("it is a hop-by-hop header, which never goes upstream (RFC 9110 §7.6.1)")
-    } else if crate::upstream::provider::CREDENTIAL_HEADERS.contains(&name.as_str()) {
+    } else if crate::upstream::provider::is_credential_header(name.as_str()) {
         Some("it is a credential header: the client's never goes upstream, and a backend's is set by its `api_key`")
     } else if [
         header::HOST,

@@ -192,9 +192,36 @@ const HOP_BY_HOP: &[&str] = &[
 pub const CREDENTIAL_HEADERS: &[&str] =
     &["authorization", "x-api-key", "api-key", "x-goog-api-key"];
 
+/// Whether `name` is one of [`HOP_BY_HOP`]: a `match` (a length switch,
+/// then one comparison) rather than a walk of the list, for every header of
+/// every request and answer.
+fn always_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
+
+/// Whether `name` is one of [`CREDENTIAL_HEADERS`] (a `match`, as
+/// [`always_hop_by_hop`]).
+pub fn is_credential_header(name: &str) -> bool {
+    matches!(
+        name,
+        "authorization" | "x-api-key" | "api-key" | "x-goog-api-key"
+    )
+}
+
 /// Whether `name` is hop-by-hop, either always or because `Connection` lists it.
 pub fn is_hop_by_hop(name: &HeaderName, headers: &HeaderMap) -> bool {
-    HOP_BY_HOP.contains(&name.as_str()) || listed_in_connection(name, headers)
+    always_hop_by_hop(name.as_str()) || listed_in_connection(name, headers)
 }
 
 fn listed_in_connection(name: &HeaderName, headers: &HeaderMap) -> bool {
@@ -211,7 +238,7 @@ fn listed_in_connection(name: &HeaderName, headers: &HeaderMap) -> bool {
 fn hop_by_hop_in(headers: &HeaderMap) -> impl Fn(&HeaderName) -> bool + '_ {
     let connection = headers.contains_key(header::CONNECTION);
     move |name| {
-        HOP_BY_HOP.contains(&name.as_str()) || (connection && listed_in_connection(name, headers))
+        always_hop_by_hop(name.as_str()) || (connection && listed_in_connection(name, headers))
     }
 }
 
@@ -227,7 +254,7 @@ pub fn forward_headers(client: &HeaderMap) -> HeaderMap {
             || name == header::CONTENT_LENGTH
             || name == header::CONTENT_TYPE
             || name == header::ACCEPT_ENCODING
-            || CREDENTIAL_HEADERS.contains(&name.as_str());
+            || is_credential_header(name.as_str());
         if !skip {
             out.append(name.clone(), value.clone());
         }
@@ -331,6 +358,22 @@ pub(crate) fn join_url(base: &str, path: &str) -> Result<http::Uri, ProxyError> 
 #[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_matches_are_the_lists() {
+        for name in HOP_BY_HOP {
+            assert!(always_hop_by_hop(name), "{name}");
+        }
+        for name in CREDENTIAL_HEADERS {
+            assert!(is_credential_header(name), "{name}");
+        }
+        for name in ["x-team", "content-type", "authorizatio", "t", "connections"] {
+            assert!(
+                !always_hop_by_hop(name) && !is_credential_header(name),
+                "{name}"
+            );
+        }
+    }
 
     #[test]
     fn forwarding_drops_credentials_and_hop_by_hop() {
