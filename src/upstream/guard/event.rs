@@ -103,6 +103,24 @@ struct OpenAiChoiceTail {
     text: Option<Text>,
 }
 
+/// [`OpenAiChunkTail`] when no layer reads usage: the delivered text is not
+/// measured (it only matters to charge a cut stream).
+#[derive(Deserialize)]
+struct OpenAiChunkEnd {
+    #[serde(default)]
+    choices: Vec<OpenAiChoiceEnd>,
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+    #[serde(default)]
+    usage: Option<crate::usage::Usage>,
+}
+
+#[derive(Deserialize)]
+struct OpenAiChoiceEnd {
+    #[serde(default)]
+    finish_reason: Option<IgnoredAny>,
+}
+
 #[derive(Deserialize)]
 struct AnthropicEvent<'a> {
     #[serde(rename = "type", borrow)]
@@ -207,6 +225,24 @@ pub(super) fn classify(
         ClientFormat::OpenAi if committed => {
             if event.is_done() {
                 return EventKind::Done.into();
+            }
+            if !usage_wanted {
+                let Ok(chunk) = serde_json::from_slice::<OpenAiChunkEnd>(&event.data) else {
+                    return EventKind::Malformed.into();
+                };
+                if let Some(error) = chunk.error {
+                    return EventKind::Error(error_message(&error)).into();
+                }
+                return Classified {
+                    kind: EventKind::Content {
+                        finished: chunk.choices.iter().any(|c| c.finish_reason.is_some()),
+                    },
+                    usage: chunk.usage,
+                    anthropic_usage: None,
+                    usage_only: chunk.usage.is_some() && chunk.choices.is_empty(),
+                    responses: None,
+                    text: 0,
+                };
             }
             let Ok(chunk) = serde_json::from_slice::<OpenAiChunkTail>(&event.data) else {
                 return EventKind::Malformed.into();
