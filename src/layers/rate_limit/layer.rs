@@ -12,7 +12,7 @@ use super::client_limits::{InFlight, Refusal};
 use super::{ClientLimits, LimitState, WindowLimiter};
 use crate::body::{End, Observe, Observer, ProxyBody};
 use crate::error::ProxyError;
-use crate::request::{ClientFormat, LlmRequest};
+use crate::request::ClientFormat;
 use crate::service::{layer_service, LlmFuture, StackService};
 use crate::usage::UsageSlot;
 
@@ -52,14 +52,6 @@ fn set_headers(headers: &mut HeaderMap, state: &LimitState) {
     headers.insert("x-ratelimit-remaining", HeaderValue::from(state.remaining));
     let reset = state.reset.as_secs() + u64::from(state.reset.subsec_nanos() > 0);
     headers.insert("x-ratelimit-reset", HeaderValue::from(reset));
-}
-
-/// The client's format, for a rejection.
-fn format_of<B>(req: &Request<B>) -> ClientFormat {
-    req.extensions()
-        .get::<LlmRequest>()
-        .map(LlmRequest::format)
-        .unwrap_or(ClientFormat::OpenAi)
 }
 
 fn reject(
@@ -140,14 +132,14 @@ impl<S: StackService + Clone + Send + 'static> RateLimit<S> {
                     Ok((state, in_flight)) => {
                         forward(&mut inner, limits, key, state, in_flight, req).await
                     }
-                    Err(refusal) => Ok(limits.refuse(refusal, &key, format_of(&req))),
+                    Err(refusal) => Ok(limits.refuse(refusal, &key, crate::request::error_format_of(&req))),
                 }
             });
         }
         match limits.decide(&key) {
             Ok((state, in_flight)) => forward(&mut self.inner, limits, key, state, in_flight, req),
             Err(refusal) => {
-                let refused = limits.refuse(refusal, &key, format_of(&req));
+                let refused = limits.refuse(refusal, &key, crate::request::error_format_of(&req));
                 Box::pin(std::future::ready(Ok(refused)))
             }
         }
