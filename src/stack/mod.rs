@@ -383,11 +383,13 @@ fn layer_of(
         #[cfg(feature = "access")]
         LayerName::RateLimit => boxed(RateLimitLayer::new(state.client_limits.clone())),
         #[cfg(feature = "access")]
-        LayerName::Budget => boxed(
+        LayerName::Budget => boxed({
+            // Admissions count input tokens: load the tokenizer now.
+            crate::tokens::warm_up();
             BudgetLayer::new(state.budgets.clone())
                 .pricer(pricing.clone())
-                .default_max_tokens(u64::from(pricing.default_max_tokens())),
-        ),
+                .default_max_tokens(u64::from(pricing.default_max_tokens()))
+        }),
         // Above the split point: no target, so every request goes through.
         #[cfg(feature = "resilience")]
         LayerName::CircuitBreaker => boxed(CircuitBreakerLayer::new(state.breakers.clone())),

@@ -132,7 +132,9 @@ impl<S: StackService + Clone + Send + 'static> RateLimit<S> {
                     Ok((state, in_flight)) => {
                         forward(&mut inner, limits, key, state, in_flight, req).await
                     }
-                    Err(refusal) => Ok(limits.refuse(refusal, &key, crate::request::error_format_of(&req))),
+                    Err(refusal) => {
+                        Ok(limits.refuse(refusal, &key, crate::request::error_format_of(&req)))
+                    }
                 }
             });
         }
