@@ -43,16 +43,59 @@ pub struct KeySet {
     pub(super) loaded_at: SystemTime,
     /// The budget of each group its virtual keys share.
     group_budgets: FastMap<BudgetGroup, BudgetSpec>,
+    /// Where each key is, by its keyed hash: a presented credential is
+    /// compared (in constant time) with the one or two keys of its hash,
+    /// not with every key.
+    index: KeyIndex,
+}
+
+/// The keys of a [`KeySet`] by a hash keyed with a secret drawn when the
+/// set is built (SipHash-1-3, std's `RandomState`): a look-up's timing tells
+/// whether some key has the presented credential's hash, which without that
+/// secret says nothing about the keys.
+#[derive(Debug, Default)]
+struct KeyIndex {
+    hasher: std::hash::RandomState,
+    /// Hash -> the admin keys (`Admin`) and client keys (`Client(i)`) of it.
+    slots: HashMap<u64, Vec<Slot>>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Slot {
+    Admin(usize),
+    Client(usize),
+}
+
+impl KeyIndex {
+    fn new(client: &[AuthKey], admin: &[Secret]) -> Self {
+        let mut index = KeyIndex::default();
+        for (i, k) in admin.iter().enumerate() {
+            let h = index.hash(k.expose().as_bytes());
+            index.slots.entry(h).or_default().push(Slot::Admin(i));
+        }
+        for (i, k) in client.iter().enumerate() {
+            let h = index.hash(k.key.expose().as_bytes());
+            index.slots.entry(h).or_default().push(Slot::Client(i));
+        }
+        index
+    }
+
+    fn hash(&self, key: &[u8]) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(key)
+    }
 }
 
 impl KeySet {
     pub(super) fn new(client: Vec<AuthKey>, admin: Vec<Secret>) -> Self {
         let group_budgets = group_budgets(client.iter().filter_map(|k| k.virtual_key.as_deref()));
+        let index = KeyIndex::new(&client, &admin);
         KeySet {
             client,
             admin,
             loaded_at: SystemTime::now(),
             group_budgets,
+            index,
         }
     }
 
@@ -99,20 +142,34 @@ impl KeySet {
         self.client.iter().filter(|k| k.virtual_key.is_some())
     }
 
-    /// The role of `presented`, comparing it with every key in constant
-    /// time, and for a client key, which one it is.
+    /// The role of `presented`, and for a client key, which one it is: the
+    /// keys of its keyed hash (see [`KeyIndex`]) are compared with it in
+    /// constant time, whatever the number of keys.
     pub(super) fn role_of(&self, presented: &str) -> Option<(Role, Option<&AuthKey>)> {
         let presented = presented.as_bytes();
+        let candidates = self
+            .index
+            .slots
+            .get(&self.index.hash(presented))
+            .map_or(&[][..], Vec::as_slice);
         let mut admin = Choice::from(0);
-        for k in &self.admin {
-            admin |= k.expose().as_bytes().ct_eq(presented);
-        }
         let mut client = Choice::from(0);
         let mut index = 0u64;
-        for (i, k) in self.client.iter().enumerate() {
-            let equal = k.key.expose().as_bytes().ct_eq(presented);
-            index = u64::conditional_select(&index, &(i as u64), equal);
-            client |= equal;
+        for slot in candidates {
+            match *slot {
+                Slot::Admin(i) => {
+                    if let Some(k) = self.admin.get(i) {
+                        admin |= k.expose().as_bytes().ct_eq(presented);
+                    }
+                }
+                Slot::Client(i) => {
+                    if let Some(k) = self.client.get(i) {
+                        let equal = k.key.expose().as_bytes().ct_eq(presented);
+                        index = u64::conditional_select(&index, &(i as u64), equal);
+                        client |= equal;
+                    }
+                }
+            }
         }
         if bool::from(admin) {
             Some((Role::Admin, None))

@@ -1,9 +1,11 @@
 //! `auth`: client keys and admin keys.
 //!
 //! A client presents its key as `Authorization: Bearer K`, `x-api-key: K`,
-//! or in the header named by [`AuthPolicy::header`]. Keys are compared in
-//! constant time (the [`subtle`] crate: every configured key is compared,
-//! with no early exit on a match). Then:
+//! or in the header named by [`AuthPolicy::header`]. The presented key is
+//! looked up by a hash keyed with a per-process secret, and compared with
+//! the key(s) of that hash in constant time (the [`subtle`] crate): the cost
+//! does not grow with the number of keys, and timing tells nothing about
+//! them. Then:
 //!
 //! - **no key** → 401 `missing_api_key`, **an unknown key** → 401
 //!   `invalid_api_key`, in the client's format (OpenAI or Anthropic), with

@@ -137,7 +137,7 @@ fn constant_time_comparison() {
     assert!(keys_equal("abc", "abc"));
     assert!(!keys_equal("abc", "abd"));
     assert!(!keys_equal("abc", ""));
-    // Every key is compared, the matching one first or last.
+    // The matching key first, in the middle or last.
     let set = KeySet::new(
         ["k1", "k2", "k3"]
             .into_iter()
@@ -153,6 +153,34 @@ fn constant_time_comparison() {
     assert_eq!(which("k2"), Some((Role::Client, Some("k2"))));
     assert_eq!(which("k3"), Some((Role::Client, Some("k3"))));
     assert_eq!(which("k4"), None);
+}
+
+#[test]
+fn a_key_is_found_by_its_hash_among_many() {
+    let client: Vec<AuthKey> = (0..10_000)
+        .map(|i| AuthKey::plain(Secret::new(format!("sk-client-{i:05}")), KeySource::Config))
+        .collect();
+    // A key that is both an admin and a client key is an admin key.
+    let set = KeySet::new(
+        client,
+        vec![Secret::new("sk-admin"), Secret::new("sk-client-00042")],
+    );
+    let which = |k: &str| {
+        set.role_of(k)
+            .map(|(role, key)| (role, key.map(|k| k.key.expose().to_string())))
+    };
+    assert_eq!(
+        which("sk-client-09999"),
+        Some((Role::Client, Some("sk-client-09999".into())))
+    );
+    assert_eq!(
+        which("sk-client-00000"),
+        Some((Role::Client, Some("sk-client-00000".into())))
+    );
+    assert_eq!(which("sk-admin"), Some((Role::Admin, None)));
+    assert_eq!(which("sk-client-00042"), Some((Role::Admin, None)));
+    assert_eq!(which("sk-client-10000"), None);
+    assert_eq!(which(""), None);
 }
 
 /// The app's check before the body stands: a refusal is counted once,
