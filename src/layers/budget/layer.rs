@@ -15,7 +15,7 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use super::budgets::{Budgets, Hold};
-use super::estimate::{charged_usage, Ended, Estimate};
+use super::estimate::Estimate;
 use super::ledger::{Limit, Refusal, Unit, MAX_BUDGETS};
 use super::period::rfc3339;
 use super::pricer::{NoPrices, Pricer};
@@ -255,17 +255,24 @@ where
     };
     // An error (no answer) drops the hold: the reservation is released.
     let response = inner.call(req).await?;
-    let slot = response.extensions().get::<UsageSlot>().cloned();
     let failed = !response.status().is_success();
+    // What the answer is charged is its usage slot's rule (a slot of its
+    // own for an answer that brings none): with the reservation, unless it
+    // is an error answer, which costs what its upstream reported.
+    let slot = response
+        .extensions()
+        .get::<UsageSlot>()
+        .cloned()
+        .unwrap_or_default();
+    if !failed {
+        slot.reserve(estimate.input, estimate.output);
+    }
     Ok(response.map(|body| {
         ProxyBody::new(Observe::new(
             body,
             Settle {
                 hold: Some(hold),
                 slot,
-                delivered: 0,
-                estimate,
-                failed,
                 charge,
             },
         ))
@@ -337,39 +344,26 @@ enum Charge {
     },
 }
 
-/// Counts what the answer delivers and settles the reservation when it
-/// ends (complete, failed, or dropped).
+/// Counts what the answer sends and settles the reservation when it ends
+/// (complete, failed, or dropped).
 struct Settle {
     hold: Option<Hold>,
-    slot: Option<UsageSlot>,
-    delivered: u64,
-    estimate: Estimate,
-    /// The answer is an error status.
-    failed: bool,
+    slot: UsageSlot,
     charge: Charge,
 }
 
 impl Observer for Settle {
     fn on_data(&mut self, data: &Bytes) {
-        let n = u64::try_from(data.len()).unwrap_or(u64::MAX);
-        self.delivered = self.delivered.saturating_add(n);
+        self.slot
+            .sent(u64::try_from(data.len()).unwrap_or(u64::MAX));
     }
 
-    fn on_end(mut self, end: End<'_>) {
+    fn on_end(mut self, _end: End<'_>) {
         let Some(hold) = self.hold.take() else { return };
-        let reported = self.slot.as_ref().and_then(UsageSlot::reported);
-        // An error answer costs what the upstream reported, if anything.
-        if self.failed {
-            let actual = reported.map_or(0, |u| self.amount_of(&u, hold.amount()));
-            hold.settle(actual);
-            return;
-        }
-        let ended = match end {
-            End::Complete => Ended::Complete,
-            End::Error(_) | End::Dropped => Ended::Cut,
-        };
-        let usage = charged_usage(ended, reported, self.delivered, self.estimate);
-        let actual = self.amount_of(&usage, hold.amount());
+        let actual = self
+            .slot
+            .get()
+            .map_or(0, |u| self.amount_of(&u, hold.amount()));
         hold.settle(actual);
     }
 }

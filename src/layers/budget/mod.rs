@@ -115,7 +115,7 @@ mod tests;
 pub use crate::usage::Usage;
 pub(crate) use budgets::unix_now;
 pub use budgets::{Budgets, Hold, SAVE_EVERY};
-pub use estimate::{charged_usage, input_tokens, max_output_tokens, Ended, Estimate};
+pub use estimate::{input_tokens, max_output_tokens, Estimate};
 #[cfg(feature = "access")]
 pub use layer::{Budget, BudgetConfig, BudgetLayer, ResponseFuture, DEFAULT_MAX_TOKENS};
 pub use ledger::{
