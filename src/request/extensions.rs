@@ -1,6 +1,7 @@
 //! What the server and the app put into each request: the client's address
 //! ([`ClientAddr`]) and the request id ([`RequestId`], from or into the
-//! [`REQUEST_ID`] header), read by the layers.
+//! [`REQUEST_ID`] header), read by the layers; and what a layer that reads
+//! an answer's usage puts there ([`want_usage`]).
 
 use std::net::SocketAddr;
 
@@ -19,3 +20,39 @@ pub struct ClientAddr(pub SocketAddr);
 /// The request id, also in the request's extensions.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestId(pub HeaderValue);
+
+/// Ask for an answer's usage (a layer that reads its
+/// [`UsageSlot`](crate::usage::UsageSlot)): mark the request
+/// [`UsageWanted`](crate::usage::UsageWanted) and, for a stream whose client
+/// did not ask for usage (Responses streams always end with theirs), ask the
+/// upstream for it (`stream_options.include_usage`) and mark the request
+/// [`UsageRequestedByProxy`](crate::usage::UsageRequestedByProxy), so that
+/// the usage-only chunk is kept from the client.
+pub(crate) fn want_usage(extensions: &mut http::Extensions) {
+    extensions.insert(crate::usage::UsageWanted);
+    let Some(llm) = extensions.get_mut::<super::LlmRequest>() else {
+        return;
+    };
+    if !llm.is_stream() || llm.format() == super::ClientFormat::Responses {
+        return;
+    }
+    let asked = llm
+        .body()
+        .get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(serde_json::Value::as_bool)
+        == Some(true);
+    if asked || extensions.get::<crate::usage::UsageRequestedByProxy>().is_some() {
+        return;
+    }
+    if let Some(llm) = extensions.get_mut::<super::LlmRequest>() {
+        let options = llm
+            .body_mut()
+            .entry("stream_options")
+            .or_insert_with(|| serde_json::Value::Object(Default::default()));
+        if let serde_json::Value::Object(o) = options {
+            o.insert("include_usage".into(), serde_json::Value::Bool(true));
+        }
+    }
+    extensions.insert(crate::usage::UsageRequestedByProxy);
+}

@@ -15,12 +15,13 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use super::budgets::{Budgets, Hold};
+use super::charge::Charge;
 use super::estimate::Estimate;
 use super::ledger::{Limit, Refusal, Unit, MAX_BUDGETS};
 use super::period::rfc3339;
 use super::pricer::{NoPrices, Pricer};
 use crate::body::{End, Observe, Observer, ProxyBody};
-use crate::classify::{Outcome, RejectedBy};
+use crate::classify::RejectedBy;
 use crate::error::ProxyError;
 use crate::keys::{ClientKey, KeyBudget};
 use crate::request::{ClientFormat, LlmRequest, RequestContext};
@@ -239,22 +240,24 @@ where
         Ok(hold) => hold,
         Err(refusal) => return Ok(refuse(&budget, refusal, amount, format)),
     };
-    crate::usage::want_usage(req.extensions_mut());
+    crate::request::want_usage(req.extensions_mut());
+    // The attempts say which target answered (the model priced) and what
+    // those that failed before it reported.
+    let context = RequestContext::of(req.extensions_mut()).clone();
+    context.record_attempts();
     let charge = match limit.unit {
-        Unit::Tokens => Charge::Tokens,
-        Unit::NanoUsd => {
-            // The attempts say which target answered (the model priced).
-            let context = RequestContext::of(req.extensions_mut()).clone();
-            context.record_attempts();
-            Charge::Usd {
-                pricer: config.pricer.clone(),
-                model: llm.model().to_string(),
-                context,
-            }
+        Unit::Tokens => Charge::tokens(context),
+        Unit::NanoUsd => Charge::usd(config.pricer.clone(), llm.model().to_string(), context),
+    };
+    let response = match inner.call(req).await {
+        Ok(response) => response,
+        Err(e) => {
+            // No answer: what the attempts that failed reported, if
+            // anything; the rest of the reservation is released.
+            hold.settle(charge.amount(None, None, 0));
+            return Err(e);
         }
     };
-    // An error (no answer) drops the hold: the reservation is released.
-    let response = inner.call(req).await?;
     let failed = !response.status().is_success();
     // What the answer is charged is its usage slot's rule (a slot of its
     // own for an answer that brings none): with the reservation, unless it
@@ -330,20 +333,6 @@ fn refuse(
     response
 }
 
-/// How an answer's usage becomes an amount of the budget.
-enum Charge {
-    /// Its tokens, input and output.
-    Tokens,
-    /// Its cost, priced at the model of the target that answered (from the
-    /// attempts), else the model asked for; unpriced both ways, the
-    /// reservation.
-    Usd {
-        pricer: Arc<dyn Pricer>,
-        model: String,
-        context: RequestContext,
-    },
-}
-
 /// Counts what the answer sends and settles the reservation when it ends
 /// (complete, failed, or dropped).
 struct Settle {
@@ -361,35 +350,8 @@ impl Observer for Settle {
     fn on_end(mut self, _end: End<'_>) {
         let Some(hold) = self.hold.take() else { return };
         let actual = self
-            .slot
-            .get()
-            .map_or(0, |u| self.amount_of(&u, hold.amount()));
+            .charge
+            .amount(Some(&self.slot), self.slot.get(), hold.amount());
         hold.settle(actual);
-    }
-}
-
-impl Settle {
-    /// The amount `usage` costs (`reserved`: a dollar cost that cannot be
-    /// priced).
-    fn amount_of(&self, usage: &crate::usage::Usage, reserved: u64) -> u64 {
-        match &self.charge {
-            Charge::Tokens => usage.total(),
-            Charge::Usd {
-                pricer,
-                model,
-                context,
-            } => {
-                let answered = context
-                    .attempts()
-                    .into_iter()
-                    .rev()
-                    .find(|a| a.outcome == Outcome::Success)
-                    .map(|a| a.model);
-                answered
-                    .and_then(|m| pricer.cost_nanos(&m, usage))
-                    .or_else(|| pricer.cost_nanos(model, usage))
-                    .unwrap_or(reserved)
-            }
-        }
     }
 }

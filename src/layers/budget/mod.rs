@@ -100,6 +100,7 @@
 #![cfg_attr(not(feature = "access"), allow(unused_imports, dead_code))]
 
 mod budgets;
+mod charge;
 mod estimate;
 #[cfg(feature = "access")]
 mod layer;

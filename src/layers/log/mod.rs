@@ -535,6 +535,8 @@ impl<S: StackService> LogService<S> {
                 Err(e) => {
                     record.status = e.status().as_u16();
                     record.latency = head;
+                    // No answer: what the attempts that failed reported.
+                    record.cost = crate::classify::request_cost(&record.attempts, None);
                     record.stack_error = Some(StackError {
                         code: e.code(),
                         message: capped(&e.to_string(), shared.policy.max_body_bytes),
