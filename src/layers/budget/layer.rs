@@ -249,15 +249,10 @@ where
         Unit::Tokens => Charge::tokens(context),
         Unit::NanoUsd => Charge::usd(config.pricer.clone(), llm.model().to_string(), context),
     };
-    let response = match inner.call(req).await {
-        Ok(response) => response,
-        Err(e) => {
-            // No answer: what the attempts that failed reported, if
-            // anything; the rest of the reservation is released.
-            hold.settle(charge.amount(None, None, 0));
-            return Err(e);
-        }
-    };
+    // Until the answer's head: the inner service failing (no answer), or
+    // the client going away, settles at what failed attempts reported.
+    let mut awaiting = Awaiting(Some((hold, charge)));
+    let response = inner.call(req).await?;
     let failed = !response.status().is_success();
     // What the answer is charged is its usage slot's rule (a slot of its
     // own for an answer that brings none): with the reservation, unless it
@@ -270,16 +265,8 @@ where
     if !failed {
         slot.reserve(estimate.input, estimate.output);
     }
-    Ok(response.map(|body| {
-        ProxyBody::new(Observe::new(
-            body,
-            Settle {
-                hold: Some(hold),
-                slot,
-                charge,
-            },
-        ))
-    }))
+    let pending = awaiting.0.take();
+    Ok(response.map(|body| ProxyBody::new(Observe::new(body, Settle { pending, slot }))))
 }
 
 /// The 429 of a reservation that does not fit, in the client's format.
@@ -333,12 +320,25 @@ fn refuse(
     response
 }
 
+/// The reservation and its charge while the answer's head has not come.
+/// Dropped with them still in (the inner service failed, or the request's
+/// future was dropped: the client went away), it settles at what the
+/// attempts that failed reported, and releases the rest.
+struct Awaiting(Option<(Hold, Charge)>);
+
+impl Drop for Awaiting {
+    fn drop(&mut self) {
+        if let Some((hold, charge)) = self.0.take() {
+            hold.settle(charge.amount(None, None, 0));
+        }
+    }
+}
+
 /// Counts what the answer sends and settles the reservation when it ends
 /// (complete, failed, or dropped).
 struct Settle {
-    hold: Option<Hold>,
+    pending: Option<(Hold, Charge)>,
     slot: UsageSlot,
-    charge: Charge,
 }
 
 impl Observer for Settle {
@@ -348,10 +348,10 @@ impl Observer for Settle {
     }
 
     fn on_end(mut self, _end: End<'_>) {
-        let Some(hold) = self.hold.take() else { return };
-        let actual = self
-            .charge
-            .amount(Some(&self.slot), self.slot.get(), hold.amount());
+        let Some((hold, charge)) = self.pending.take() else {
+            return;
+        };
+        let actual = charge.amount(Some(&self.slot), self.slot.get(), hold.amount());
         hold.settle(actual);
     }
 }

@@ -392,3 +392,44 @@ async fn attempts_that_failed_are_charged_what_they_reported() {
     read(svc.oneshot(chat(50, Some(&b))).await.unwrap()).await;
     assert_eq!(spend(&budgets, &b).spent, 30 * 1_000 + 18 * 2_000);
 }
+
+#[tokio::test]
+async fn a_client_gone_before_the_answer_leaves_the_failed_attempts_charged() {
+    let budgets = Arc::new(Budgets::new());
+    let b = tokens(1_000);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let tx = Arc::new(Mutex::new(Some(tx)));
+    // One attempt failed after reporting (25, 5); the next never answers.
+    let hanging = service_fn(move |req: Request<ProxyBody>| {
+        let context = req.extensions().get::<RequestContext>().cloned().unwrap();
+        let slot = UsageSlot::default();
+        slot.set(usage(25, 5));
+        context.push_attempt(|| AttemptRecord {
+            backend: "b".into(),
+            model: "first".into(),
+            outcome: Outcome::RateLimited,
+            status: Some(429),
+            error_kind: "status_429",
+            elapsed: Default::default(),
+            usage: Some(slot),
+        });
+        let tx = tx.lock().unwrap().take();
+        async move {
+            if let Some(tx) = tx {
+                let _ = tx.send(());
+            }
+            std::future::pending::<Result<Response<ProxyBody>, ProxyError>>().await
+        }
+    });
+    let svc = BudgetLayer::new(budgets.clone()).layer(hanging);
+    let mut call = Box::pin(svc.oneshot(chat(50, Some(&b))));
+    tokio::select! {
+        _ = &mut call => panic!("no answer was to come"),
+        _ = rx => {}
+    }
+    assert_eq!(spend(&budgets, &b).reserved, 58);
+    // The client goes away.
+    drop(call);
+    let s = spend(&budgets, &b);
+    assert_eq!((s.spent, s.reserved, s.in_flight), (30, 0, 0));
+}
