@@ -31,8 +31,8 @@
 //!   bytes sent, framing included, at most the reservation's output). An
 //!   error answer costs what the upstream reported, if anything; no answer
 //!   at all (an upstream error, or the client gone before the answer's
-//!   head) costs only what failed attempts reported (below), and releases
-//!   the rest.
+//!   head) costs what the attempts that failed reported (below), and the
+//!   rest of the reservation is released.
 //! - **Failover and retries**: the answer is the target's that answered,
 //!   and a dollar cost is priced at that target's model. Each attempt that
 //!   did not answer — an error answer failed over or retried (a JSON one is
