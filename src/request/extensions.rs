@@ -42,7 +42,11 @@ pub(crate) fn want_usage(extensions: &mut http::Extensions) {
         .and_then(|o| o.get("include_usage"))
         .and_then(serde_json::Value::as_bool)
         == Some(true);
-    if asked || extensions.get::<crate::usage::UsageRequestedByProxy>().is_some() {
+    if asked
+        || extensions
+            .get::<crate::usage::UsageRequestedByProxy>()
+            .is_some()
+    {
         return;
     }
     if let Some(llm) = extensions.get_mut::<super::LlmRequest>() {

@@ -252,7 +252,7 @@ impl Upstream {
     }
 
     /// Price answers with `pricing`: each answer's
-    /// [`UsageSlot`](crate::usage::UsageSlot) gets the price of the model
+    /// [`UsageSlot`] gets the price of the model
     /// its target was asked for, and a non-streamed JSON answer of a priced
     /// model is read whole (bounded, see [`limits`]) before its head goes
     /// out, to carry its cost in [`COST_HEADER`].

@@ -127,7 +127,10 @@ impl UsageSlot {
             (reported, _, _) => reported.unwrap_or_default(),
         };
         let prompt = match reported.prompt_tokens {
-            0 => reserved.map_or_else(|| self.0.input_estimate.load(Ordering::Relaxed), |r| r.input),
+            0 => reserved.map_or_else(
+                || self.0.input_estimate.load(Ordering::Relaxed),
+                |r| r.input,
+            ),
             n => n,
         };
         let text = self.0.delivered.load(Ordering::Relaxed);
@@ -142,7 +145,9 @@ impl UsageSlot {
             completion_tokens: completion,
             total_tokens: prompt.saturating_add(completion),
             cached_tokens: cached,
-            cache_write_tokens: reported.cache_write_tokens.min(prompt.saturating_sub(cached)),
+            cache_write_tokens: reported
+                .cache_write_tokens
+                .min(prompt.saturating_sub(cached)),
             reasoning_tokens: reported.reasoning_tokens.min(completion),
         })
     }

@@ -23,10 +23,7 @@ pub(super) struct Charge {
 impl Charge {
     /// Charge in tokens.
     pub(super) fn tokens(context: RequestContext) -> Charge {
-        Charge {
-            usd: None,
-            context,
-        }
+        Charge { usd: None, context }
     }
 
     /// Charge in nano-dollars, by `pricer`, for a request asking for `model`.
@@ -76,7 +73,10 @@ impl Charge {
 
 /// The model of the attempt that answered: the one whose slot is the
 /// answer's, else the last that succeeded.
-fn answering_model<'a>(attempts: &'a [AttemptRecord], answer: Option<&UsageSlot>) -> Option<&'a str> {
+fn answering_model<'a>(
+    attempts: &'a [AttemptRecord],
+    answer: Option<&UsageSlot>,
+) -> Option<&'a str> {
     attempts
         .iter()
         .rev()

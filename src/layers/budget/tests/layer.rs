@@ -340,7 +340,7 @@ fn failing_over(
         let second = UsageSlot::default();
         second.set(usage(8, 10));
         let status = answer.map(|s| s.as_u16());
-        let outcome = answer.map_or(Outcome::Timeout, |s| Outcome::of_status(s));
+        let outcome = answer.map_or(Outcome::Timeout, Outcome::of_status);
         context.push_attempt(|| attempt("second", outcome, status, &second));
         async move {
             let Some(status) = answer else {
@@ -359,17 +359,14 @@ async fn attempts_that_failed_are_charged_what_they_reported() {
     let budgets = Arc::new(Budgets::new());
     // Tokens: the answer's 18 and the failed attempt's 30.
     let b = tokens(1_000);
-    let svc = BudgetLayer::new(budgets.clone()).layer(failing_over(
-        Some(usage(25, 5)),
-        Some(StatusCode::OK),
-    ));
+    let svc = BudgetLayer::new(budgets.clone())
+        .layer(failing_over(Some(usage(25, 5)), Some(StatusCode::OK)));
     read(svc.oneshot(chat(50, Some(&b))).await.unwrap()).await;
     let s = spend(&budgets, &b);
     assert_eq!((s.spent, s.reserved), (18 + 30, 0));
     // A failed attempt that reported nothing costs nothing.
     let b = budget(BudgetSpec::parse(None, Some(1_000), Some("week")).unwrap());
-    let svc =
-        BudgetLayer::new(budgets.clone()).layer(failing_over(None, Some(StatusCode::OK)));
+    let svc = BudgetLayer::new(budgets.clone()).layer(failing_over(None, Some(StatusCode::OK)));
     read(svc.oneshot(chat(50, Some(&b))).await.unwrap()).await;
     assert_eq!(spend(&budgets, &b).spent, 18);
     // No answer at all: only what the failed attempts reported (the last
