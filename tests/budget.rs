@@ -649,3 +649,56 @@ async fn a_failed_over_request_is_charged_for_the_target_that_answered() {
     let s = spend(&http, &proxy, TEAM).await;
     assert_eq!(s["spent"], input_of(&body) + 40, "{s}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_attempt_is_charged_the_usage_it_reported() {
+    // The first target's error answer reports what it used.
+    let down = MockUpstream::start(
+        "down",
+        Reply::Json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"error": {"message": "boom"},
+                   "usage": {"prompt_tokens": 17, "completion_tokens": 3, "total_tokens": 20}}),
+        ),
+    )
+    .await;
+    let up = exact_upstream().await;
+    let dir = WorkDir::new("budget-failed-usage");
+    let text = TestConfig::new()
+        .stack(&["metrics", "auth", "budget", "failover"])
+        .section("auth", &[("admin_keys", &format!("[\"{ADMIN}\"]"))])
+        .backend(BackendToml::openai("down", &down.base_url()))
+        .backend(BackendToml::openai("up", &up.base_url()))
+        .model(ModelToml::new("m").target("down", "m", 1).target("up", "m", 2))
+        .raw(&format!(
+            "[[keys]]\nname = \"team-a\"\nkey = \"{TEAM}\"\nbudget = {{ tokens = 100000, period = \"day\" }}\n\n\
+             [pricing]\n\"m\" = {{ input = 1.0, output = 2.0 }}\n"
+        ))
+        .toml();
+    let proxy = start_in(dir.path(), &text).await;
+    let http = client();
+    let body = chat_body(40, false);
+    assert_eq!(
+        chat_status(&http, &proxy, TEAM, &body).await,
+        StatusCode::OK
+    );
+    assert_eq!((down.stats().requests, up.stats().requests), (1, 1));
+    // The answer, and the 20 tokens the failed attempt reported.
+    let s = spend(&http, &proxy, TEAM).await;
+    assert_eq!(s["spent"], input_of(&body) + 40 + 20, "{s}");
+    assert_eq!(s["reserved"], 0, "{s}");
+    // Its cost is counted at its backend: 17 in × $1 + 3 out × $2 per million.
+    let metrics = send(http.get(proxy.at("/metrics")))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let line = r#"llm_router_cost_usd_total{model="m",backend="down",key="team-a"} "#;
+    let cost: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(line))
+        .unwrap_or_else(|| panic!("{metrics}"))
+        .parse()
+        .unwrap();
+    assert!((cost - 0.000023).abs() < 1e-12, "{metrics}");
+}

@@ -17,6 +17,7 @@ use http::{HeaderMap, Response, StatusCode};
 
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
+use crate::usage::{Cost, Usage, UsageSlot};
 
 mod retry_policy;
 
@@ -281,6 +282,61 @@ pub struct AttemptRecord {
     pub error_kind: &'static str,
     /// Time until the answer's head (first content, for a stream).
     pub elapsed: std::time::Duration,
+    /// The attempt's usage slot, when a layer wanted usage. For an attempt
+    /// that did not answer — an error answer retried or failed over (a JSON
+    /// one is read, bounded, for its `usage`), a stream that broke before
+    /// its first content — it holds what the upstream reported: see
+    /// [`failed_usage`](Self::failed_usage).
+    pub usage: Option<UsageSlot>,
+}
+
+impl AttemptRecord {
+    /// The usage this attempt's upstream reported, unless it is the
+    /// attempt that answered (whose slot is `answer`: that answer is charged
+    /// by its slot's rule). Nothing reported, nothing charged.
+    ///
+    /// ```
+    /// use llm_router::__private::classify::{AttemptRecord, Outcome};
+    /// use llm_router::__private::usage::{Usage, UsageSlot};
+    ///
+    /// let failed = UsageSlot::default();
+    /// failed.set(Usage { prompt_tokens: 12, ..Usage::default() });
+    /// let record = AttemptRecord {
+    ///     backend: "b".into(), model: "m".into(), outcome: Outcome::ServerError,
+    ///     status: Some(500), error_kind: "status_5xx", elapsed: Default::default(),
+    ///     usage: Some(failed.clone()),
+    /// };
+    /// let answer = UsageSlot::default();
+    /// assert_eq!(record.failed_usage(Some(&answer)).unwrap().prompt_tokens, 12);
+    /// // The attempt that answered is not one that failed.
+    /// assert_eq!(record.failed_usage(Some(&failed)), None);
+    /// ```
+    pub fn failed_usage(&self, answer: Option<&UsageSlot>) -> Option<Usage> {
+        let slot = self.usage.as_ref()?;
+        if answer == Some(slot) {
+            return None;
+        }
+        slot.reported()
+    }
+
+    /// The cost of [`failed_usage`](Self::failed_usage) at the price of the
+    /// model this attempt was sent to, when it has one.
+    pub fn failed_cost(&self, answer: Option<&UsageSlot>) -> Option<Cost> {
+        let price = self.usage.as_ref()?.price()?;
+        Some(price.cost(&self.failed_usage(answer)?))
+    }
+}
+
+/// What the attempts that did not answer cost (see
+/// [`AttemptRecord::failed_usage`]), added to the cost of the answer whose
+/// slot is `answer`: the cost of the whole request, `None` when no part of
+/// it has a known cost.
+pub fn request_cost(attempts: &[AttemptRecord], answer: Option<&UsageSlot>) -> Option<Cost> {
+    attempts
+        .iter()
+        .filter_map(|a| a.failed_cost(answer))
+        .chain(answer.and_then(UsageSlot::cost))
+        .reduce(Cost::saturating_add)
 }
 
 /// The error kind label of an attempt's result.

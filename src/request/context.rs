@@ -101,6 +101,12 @@ impl RequestContext {
             .clone()
     }
 
+    /// Read the attempts recorded so far without copying them (`f` runs
+    /// under the lock: it must not record an attempt).
+    pub fn with_attempts<R>(&self, f: impl FnOnce(&[AttemptRecord]) -> R) -> R {
+        f(&self.0.attempts.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
     /// Note the identity `auth` verified (the first one noted stays).
     pub fn note_identity(&self, identity: &str) {
         let _ = self.0.identity.set(identity.to_string());
@@ -150,6 +156,7 @@ mod tests {
             status: Some(200),
             error_kind: "none",
             elapsed: Duration::from_millis(5),
+            usage: None,
         }
     }
 

@@ -4,9 +4,12 @@
 //! [`COST_HEADER`].
 //!
 //! The answer is read into memory only when its model has a price and it is
-//! not a stream, and at most [`MAX_USAGE_TAP_BYTES`] of it: a longer answer
+//! not a stream, and at most [`MAX_USAGE_TAP_BYTES`](super::limits::MAX_USAGE_TAP_BYTES) of it: a longer answer
 //! goes on as it comes (what was read first, then the rest, frame by frame)
-//! without the header. A streamed answer gets no header; its cost is in the
+//! without the header. A JSON error answer is read the same way (at most
+//! [`MAX_ERROR_BODY_BYTES`](super::limits::MAX_ERROR_BODY_BYTES)) when a
+//! layer wants usage: an attempt that fails is charged the usage it
+//! reported. A streamed answer gets no header; its cost is in the
 //! log record and the metrics, read from the [`UsageSlot`] once it ends.
 
 // Untrusted bytes (upstreams) pass through here: no unchecked indexing,
@@ -22,7 +25,6 @@ use http::{HeaderName, HeaderValue, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 
-use super::limits::MAX_USAGE_TAP_BYTES;
 use super::Target;
 use crate::body::{BoxError, ProxyBody};
 use crate::pricing::{Price, Pricing};
@@ -78,16 +80,19 @@ pub(super) fn is_json(headers: &http::HeaderMap) -> bool {
         })
 }
 
-/// Read a successful non-streamed JSON answer whole (at most
-/// [`MAX_USAGE_TAP_BYTES`]), record its usage in `slot` and put its cost at
-/// `price` in [`COST_HEADER`]. An answer that is longer, or whose body
-/// fails, goes on as it would have: the bytes read, then the rest (or the
-/// error), without the header.
+/// Read a non-streamed JSON answer whole (at most `cap` bytes: a
+/// successful one [`MAX_USAGE_TAP_BYTES`](super::limits::MAX_USAGE_TAP_BYTES), an error answer
+/// [`MAX_ERROR_BODY_BYTES`](super::limits::MAX_ERROR_BODY_BYTES)), record
+/// its usage in `slot` and, with a `price`, put its cost in
+/// [`COST_HEADER`]. An answer that is longer, or whose body fails, goes on
+/// as it would have: the bytes read, then the rest (or the error), without
+/// the header.
 pub(super) async fn with_cost(
     mut parts: http::response::Parts,
     mut body: ProxyBody,
-    price: Price,
+    price: Option<Price>,
     slot: Option<UsageSlot>,
+    cap: usize,
 ) -> Response<ProxyBody> {
     let mut buf = BytesMut::new();
     loop {
@@ -98,7 +103,7 @@ pub(super) async fn with_cost(
                 let Ok(data) = frame.into_data() else {
                     continue;
                 };
-                if buf.len().saturating_add(data.len()) > MAX_USAGE_TAP_BYTES {
+                if buf.len().saturating_add(data.len()) > cap {
                     let read = Prefixed {
                         read: [Some(buf.freeze()), Some(data)],
                         rest: Rest::Body(body),
@@ -121,9 +126,11 @@ pub(super) async fn with_cost(
         if let Some(slot) = &slot {
             slot.set(usage);
         }
-        let cost = price.cost(&usage).to_string();
-        if let Ok(value) = HeaderValue::try_from(cost) {
-            parts.headers.insert(COST_HEADER, value);
+        if let Some(price) = price {
+            let cost = price.cost(&usage).to_string();
+            if let Ok(value) = HeaderValue::try_from(cost) {
+                parts.headers.insert(COST_HEADER, value);
+            }
         }
     }
     Response::from_parts(parts, ProxyBody::full(bytes))
@@ -197,6 +204,7 @@ impl Body for Prefixed {
 #[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
+    use crate::upstream::limits::MAX_USAGE_TAP_BYTES;
     use futures_util::stream;
     use http_body_util::StreamBody;
 
@@ -224,7 +232,14 @@ mod tests {
             Ok(r#""completion_tokens":100,"total_tokens":1100}}"#),
         ]);
         let slot = UsageSlot::priced(Some(Price::new(2.5, 10.0)));
-        let answer = with_cost(head(), body, Price::new(2.5, 10.0), Some(slot.clone())).await;
+        let answer = with_cost(
+            head(),
+            body,
+            Some(Price::new(2.5, 10.0)),
+            Some(slot.clone()),
+            MAX_USAGE_TAP_BYTES,
+        )
+        .await;
         assert_eq!(answer.headers()[COST_HEADER], "0.0035");
         assert_eq!(slot.get().unwrap().total(), 1100);
         let bytes = answer.into_body().collect().await.unwrap().to_bytes();
@@ -232,15 +247,49 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_error_answer_is_read_for_its_usage() {
+        let body = frames(vec![
+            Ok(r#"{"error":{"message":"overloaded"},"#),
+            Ok(r#""usage":{"prompt_tokens":30,"completion_tokens":2}}"#),
+        ]);
+        let (mut parts, ()) = Response::new(()).into_parts();
+        parts.status = http::StatusCode::SERVICE_UNAVAILABLE;
+        parts.headers = head().headers;
+        let slot = UsageSlot::default();
+        let cap = crate::upstream::limits::MAX_ERROR_BODY_BYTES;
+        // Unpriced: the usage, no header.
+        let answer = with_cost(parts, body, None, Some(slot.clone()), cap).await;
+        assert_eq!(answer.status(), 503);
+        assert!(answer.headers().get(COST_HEADER).is_none());
+        assert_eq!(slot.reported().unwrap().total(), 32);
+        let bytes = answer.into_body().collect().await.unwrap().to_bytes();
+        assert!(bytes.starts_with(b"{\"error\""));
+    }
+
+    #[tokio::test]
     async fn no_usage_no_header() {
-        let answer = with_cost(head(), frames(vec![Ok("{}")]), Price::new(1.0, 1.0), None).await;
+        let answer = with_cost(
+            head(),
+            frames(vec![Ok("{}")]),
+            Some(Price::new(1.0, 1.0)),
+            None,
+            MAX_USAGE_TAP_BYTES,
+        )
+        .await;
         assert!(answer.headers().get(COST_HEADER).is_none());
     }
 
     #[tokio::test]
     async fn a_broken_body_goes_on_as_it_came() {
         let body = frames(vec![Ok("{\"a\":"), Err("reset")]);
-        let answer = with_cost(head(), body, Price::new(1.0, 1.0), None).await;
+        let answer = with_cost(
+            head(),
+            body,
+            Some(Price::new(1.0, 1.0)),
+            None,
+            MAX_USAGE_TAP_BYTES,
+        )
+        .await;
         assert!(answer.headers().get(COST_HEADER).is_none());
         let mut body = answer.into_body();
         let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
@@ -261,7 +310,14 @@ mod tests {
             Ok(Frame::data(Bytes::from(BIG.as_str()))),
             Ok(Frame::data(Bytes::from_static(b"\"}"))),
         ])));
-        let answer = with_cost(head(), body, Price::new(1.0, 1.0), None).await;
+        let answer = with_cost(
+            head(),
+            body,
+            Some(Price::new(1.0, 1.0)),
+            None,
+            MAX_USAGE_TAP_BYTES,
+        )
+        .await;
         assert!(answer.headers().get(COST_HEADER).is_none());
         let bytes = answer.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(bytes.len(), MAX_USAGE_TAP_BYTES + 8);

@@ -1,6 +1,7 @@
 //! What is left to do with an upstream's answer once its head came
 //! ([`finish`]): a stream is guarded, a JSON answer of a priced model read
-//! for its cost, another one tapped for its usage when a layer wants it.
+//! for its cost, another one tapped for its usage when a layer wants it, a
+//! JSON error answer read for its usage when a layer wants it.
 
 use std::time::Duration;
 
@@ -32,13 +33,16 @@ pub(super) struct Usage {
 pub(super) enum Finish {
     /// Nothing: it goes to the client as it is.
     Done(Response<ProxyBody>),
-    /// A non-streamed JSON answer of a priced model: read whole (bounded)
-    /// before its head goes out, which carries its cost.
-    Priced {
+    /// A non-streamed JSON answer read whole (at most `cap` bytes) before
+    /// its head goes out: a successful one of a priced model, whose head
+    /// carries its cost, or an error answer whose usage is wanted (an
+    /// attempt that fails is charged what it reported).
+    Read {
         parts: http::response::Parts,
         body: ProxyBody,
-        price: Price,
+        price: Option<Price>,
         slot: Option<UsageSlot>,
+        cap: usize,
     },
     /// A stream, held until its first content event (the commit point). The
     /// guard is boxed now, and that box becomes the answer's body: the
@@ -50,24 +54,36 @@ pub(super) enum Finish {
     },
 }
 
-/// When usage is wanted, the answer gets a [`UsageSlot`] with the model's
-/// price. A successful streamed answer is held until its first content event
-/// (the commit point) and guarded after it; a JSON answer of a priced model
-/// is read for its cost, another one tapped for its usage when wanted.
+/// When usage is wanted, the answer gets `slot` (a [`UsageSlot`] with the
+/// model's price). A successful streamed answer is held until its first
+/// content event (the commit point) and guarded after it; a JSON answer of a
+/// priced model is read for its cost, another one tapped for its usage when
+/// wanted. A JSON error answer is read for its usage when wanted (at most
+/// [`MAX_ERROR_BODY_BYTES`](limits::MAX_ERROR_BODY_BYTES)).
 pub(super) fn finish(
     response: Response<ProxyBody>,
     llm: &LlmRequest,
     target: &Target,
     usage: Usage,
+    slot: Option<UsageSlot>,
     first_content_by: Instant,
 ) -> Finish {
     let backend = target.backend();
-    let slot = usage.wanted.then(|| UsageSlot::priced(usage.price));
     let (mut parts, body) = response.into_parts();
     if let Some(slot) = &slot {
         parts.extensions.insert(slot.clone());
     }
     if !parts.status.is_success() {
+        if slot.is_some() && cost::is_json(&parts.headers) {
+            let body = crate::body::IdleTimeout::new(body, backend.idle_timeout());
+            return Finish::Read {
+                parts,
+                body: ProxyBody::new(body),
+                price: usage.price,
+                slot,
+                cap: limits::MAX_ERROR_BODY_BYTES,
+            };
+        }
         return Finish::Done(Response::from_parts(parts, body));
     }
     let event_stream = parts
@@ -93,11 +109,12 @@ pub(super) fn finish(
     let body = crate::body::IdleTimeout::new(body, backend.idle_timeout());
     if let Some(price) = usage.price {
         if !llm.is_stream() && !llm.endpoint().counts_tokens() && cost::is_json(&parts.headers) {
-            return Finish::Priced {
+            return Finish::Read {
                 parts,
                 body: ProxyBody::new(body),
-                price,
+                price: Some(price),
                 slot,
+                cap: limits::MAX_USAGE_TAP_BYTES,
             };
         }
     }

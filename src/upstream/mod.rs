@@ -86,7 +86,7 @@ use crate::pricing::Pricing;
 use crate::request::{LlmRequest, RequestContext};
 use crate::upstream::guard::StreamFailure;
 use crate::upstream::provider::{Call, ClientCredential, Outbound};
-use crate::usage::{UsageRequestedByProxy, UsageWanted};
+use crate::usage::{UsageRequestedByProxy, UsageSlot, UsageWanted};
 use finish::{finish, Finish, Usage};
 use tokio::time::Instant;
 
@@ -252,7 +252,7 @@ impl Upstream {
     }
 
     /// Price answers with `pricing`: each answer's
-    /// [`UsageSlot`](crate::usage::UsageSlot) gets the price of the model
+    /// [`UsageSlot`] gets the price of the model
     /// its target was asked for, and a non-streamed JSON answer of a priced
     /// model is read whole (bounded, see [`limits`]) before its head goes
     /// out, to carry its cost in [`COST_HEADER`].
@@ -342,6 +342,9 @@ impl<B> Service<Request<B>> for TargetUpstream {
         // request's headers and body are gone once this returns.
         let sending = start(outbound, &llm, &target);
         drop(headers);
+        // Made before the answer, so that the attempt's record keeps what
+        // the upstream reported even when the attempt fails.
+        let slot = usage.wanted.then(|| UsageSlot::priced(usage.price));
         Box::pin(async move {
             let started = Instant::now();
             let result = async {
@@ -367,14 +370,15 @@ impl<B> Service<Request<B>> for TargetUpstream {
                     }
                 };
                 let response = to_client(response, &llm, &target, &provider, native);
-                match finish(response, &llm, &target, usage, first_content_by) {
+                match finish(response, &llm, &target, usage, slot.clone(), first_content_by) {
                     Finish::Done(response) => Ok(response),
-                    Finish::Priced {
+                    Finish::Read {
                         parts,
                         body,
                         price,
                         slot,
-                    } => Ok(cost::with_cost(parts, body, price, slot).await),
+                        cap,
+                    } => Ok(cost::with_cost(parts, body, price, slot, cap).await),
                     Finish::FirstContent {
                         parts,
                         mut guard,
@@ -408,6 +412,7 @@ impl<B> Service<Request<B>> for TargetUpstream {
                     status: result.as_ref().ok().map(|r| r.status().as_u16()),
                     error_kind: error_kind(&result),
                     elapsed,
+                    usage: slot,
                 });
             }
             result

@@ -250,41 +250,6 @@ pub struct UsageWanted;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct UsageRequestedByProxy;
 
-/// Ask for an answer's usage (a layer that reads its [`UsageSlot`]): mark
-/// the request [`UsageWanted`] and, for a stream whose client did not ask
-/// for usage (Responses streams always end with theirs), ask the upstream
-/// for it (`stream_options.include_usage`) and mark the request
-/// [`UsageRequestedByProxy`], so that the usage-only chunk is kept from the
-/// client.
-pub fn want_usage(extensions: &mut http::Extensions) {
-    extensions.insert(UsageWanted);
-    let Some(llm) = extensions.get_mut::<crate::request::LlmRequest>() else {
-        return;
-    };
-    if !llm.is_stream() || llm.format() == crate::request::ClientFormat::Responses {
-        return;
-    }
-    let asked = llm
-        .body()
-        .get("stream_options")
-        .and_then(|o| o.get("include_usage"))
-        .and_then(serde_json::Value::as_bool)
-        == Some(true);
-    if asked || extensions.get::<UsageRequestedByProxy>().is_some() {
-        return;
-    }
-    if let Some(llm) = extensions.get_mut::<crate::request::LlmRequest>() {
-        let options = llm
-            .body_mut()
-            .entry("stream_options")
-            .or_insert_with(|| serde_json::Value::Object(Default::default()));
-        if let serde_json::Value::Object(o) = options {
-            o.insert("include_usage".into(), serde_json::Value::Bool(true));
-        }
-    }
-    extensions.insert(UsageRequestedByProxy);
-}
-
 #[derive(Deserialize)]
 struct WithUsage {
     #[serde(default)]

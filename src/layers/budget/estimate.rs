@@ -1,11 +1,11 @@
-//! What a request may cost at most, before it is sent ([`Estimate`]), and
-//! what an answer is charged once it ends ([`charged_usage`]).
+//! What a request may cost at most, before it is sent ([`Estimate`]). What
+//! an answer is charged once it ends is its
+//! [`UsageSlot`](crate::usage::UsageSlot)'s rule.
 
 use serde_json::{Map, Value};
 
 use crate::request::{Endpoint, LlmRequest};
 use crate::tokens::{self, CountFormat};
-use crate::usage::Usage;
 
 /// A request's reservation in tokens: its input, counted with the
 /// tokenizer, and the most output it asked for.
@@ -100,66 +100,6 @@ fn texts(value: &Value) -> u64 {
     }
 }
 
-/// How an answer ended, for [`charged_usage`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Ended {
-    /// All of it went out.
-    Complete,
-    /// It failed or was dropped before its end (the client went away).
-    Cut,
-}
-
-/// The usage an answer is charged.
-///
-/// - It went out whole and the upstream reported its usage: that usage.
-/// - Otherwise (a cut or cancelled stream, an answer without usage): the
-///   input the upstream reported, else the reservation's input estimate;
-///   and the larger of the output the upstream reported and the output
-///   *delivered*, estimated as one token per 4 bytes sent to the client
-///   (framing included, so never less than what was delivered), capped at
-///   the reservation's output.
-///
-/// A budget is never charged less than what the upstream reported, and for
-/// a cancelled answer never more than its reservation unless the upstream
-/// reported more.
-///
-/// ```
-/// use llm_router::layers::budget::{charged_usage, Ended, Estimate, Usage};
-///
-/// let estimate = Estimate { input: 100, output: 1_000 };
-/// let reported = Usage { prompt_tokens: 90, completion_tokens: 40, total_tokens: 130, ..Usage::default() };
-/// assert_eq!(charged_usage(Ended::Complete, Some(reported), 9_999, estimate), reported);
-/// // Cancelled after 400 bytes, nothing reported: 100 in, 100 out.
-/// let cut = charged_usage(Ended::Cut, None, 400, estimate);
-/// assert_eq!((cut.prompt_tokens, cut.completion_tokens), (100, 100));
-/// ```
-pub fn charged_usage(
-    ended: Ended,
-    reported: Option<Usage>,
-    delivered_bytes: u64,
-    estimate: Estimate,
-) -> Usage {
-    if let (Ended::Complete, Some(usage)) = (ended, reported) {
-        return usage;
-    }
-    let reported = reported.unwrap_or_default();
-    let prompt = if reported.prompt_tokens > 0 {
-        reported.prompt_tokens
-    } else {
-        estimate.input
-    };
-    let delivered = delivered_bytes.div_ceil(4).min(estimate.output);
-    let completion = reported.completion_tokens.max(delivered);
-    Usage {
-        prompt_tokens: prompt,
-        completion_tokens: completion,
-        total_tokens: prompt.saturating_add(completion),
-        cached_tokens: reported.cached_tokens.min(prompt),
-        cache_write_tokens: reported.cache_write_tokens.min(prompt),
-        reasoning_tokens: reported.reasoning_tokens.min(completion),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -222,34 +162,5 @@ mod tests {
             input_tokens(Endpoint::Completions, &map(json!({"model": "m"}))),
             0
         );
-    }
-
-    #[test]
-    fn charges() {
-        let e = Estimate {
-            input: 100,
-            output: 50,
-        };
-        let u = |p, c| Usage {
-            prompt_tokens: p,
-            completion_tokens: c,
-            total_tokens: p + c,
-            ..Usage::default()
-        };
-        // Complete with usage: the usage, even above the estimate.
-        assert_eq!(
-            charged_usage(Ended::Complete, Some(u(5, 500)), 0, e),
-            u(5, 500)
-        );
-        // Complete without usage: the input estimate and what was delivered.
-        assert_eq!(charged_usage(Ended::Complete, None, 40, e), u(100, 10));
-        // Cut with the input reported (Anthropic's message_start): that input.
-        assert_eq!(charged_usage(Ended::Cut, Some(u(80, 1)), 8, e), u(80, 2));
-        // Delivered more than the reservation's output: capped.
-        assert_eq!(charged_usage(Ended::Cut, None, 1 << 20, e), u(100, 50));
-        // Reported more than that: the reported output.
-        assert_eq!(charged_usage(Ended::Cut, Some(u(0, 70)), 0, e), u(100, 70));
-        // Nothing delivered: the input.
-        assert_eq!(charged_usage(Ended::Cut, None, 0, e), u(100, 0));
     }
 }

@@ -15,12 +15,13 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use super::budgets::{Budgets, Hold};
-use super::estimate::{charged_usage, Ended, Estimate};
+use super::charge::Charge;
+use super::estimate::Estimate;
 use super::ledger::{Limit, Refusal, Unit, MAX_BUDGETS};
 use super::period::rfc3339;
 use super::pricer::{NoPrices, Pricer};
 use crate::body::{End, Observe, Observer, ProxyBody};
-use crate::classify::{Outcome, RejectedBy};
+use crate::classify::RejectedBy;
 use crate::error::ProxyError;
 use crate::keys::{ClientKey, KeyBudget};
 use crate::request::{ClientFormat, LlmRequest, RequestContext};
@@ -239,37 +240,33 @@ where
         Ok(hold) => hold,
         Err(refusal) => return Ok(refuse(&budget, refusal, amount, format)),
     };
-    crate::usage::want_usage(req.extensions_mut());
+    crate::request::want_usage(req.extensions_mut());
+    // The attempts say which target answered (the model priced) and what
+    // those that failed before it reported.
+    let context = RequestContext::of(req.extensions_mut()).clone();
+    context.record_attempts();
     let charge = match limit.unit {
-        Unit::Tokens => Charge::Tokens,
-        Unit::NanoUsd => {
-            // The attempts say which target answered (the model priced).
-            let context = RequestContext::of(req.extensions_mut()).clone();
-            context.record_attempts();
-            Charge::Usd {
-                pricer: config.pricer.clone(),
-                model: llm.model().to_string(),
-                context,
-            }
-        }
+        Unit::Tokens => Charge::tokens(context),
+        Unit::NanoUsd => Charge::usd(config.pricer.clone(), llm.model().to_string(), context),
     };
-    // An error (no answer) drops the hold: the reservation is released.
+    // Until the answer's head: the inner service failing (no answer), or
+    // the client going away, settles at what failed attempts reported.
+    let mut awaiting = Awaiting(Some((hold, charge)));
     let response = inner.call(req).await?;
-    let slot = response.extensions().get::<UsageSlot>().cloned();
     let failed = !response.status().is_success();
-    Ok(response.map(|body| {
-        ProxyBody::new(Observe::new(
-            body,
-            Settle {
-                hold: Some(hold),
-                slot,
-                delivered: 0,
-                estimate,
-                failed,
-                charge,
-            },
-        ))
-    }))
+    // What the answer is charged is its usage slot's rule (a slot of its
+    // own for an answer that brings none): with the reservation, unless it
+    // is an error answer, which costs what its upstream reported.
+    let slot = response
+        .extensions()
+        .get::<UsageSlot>()
+        .cloned()
+        .unwrap_or_default();
+    if !failed {
+        slot.reserve(estimate.input, estimate.output);
+    }
+    let pending = awaiting.0.take();
+    Ok(response.map(|body| ProxyBody::new(Observe::new(body, Settle { pending, slot }))))
 }
 
 /// The 429 of a reservation that does not fit, in the client's format.
@@ -323,79 +320,38 @@ fn refuse(
     response
 }
 
-/// How an answer's usage becomes an amount of the budget.
-enum Charge {
-    /// Its tokens, input and output.
-    Tokens,
-    /// Its cost, priced at the model of the target that answered (from the
-    /// attempts), else the model asked for; unpriced both ways, the
-    /// reservation.
-    Usd {
-        pricer: Arc<dyn Pricer>,
-        model: String,
-        context: RequestContext,
-    },
+/// The reservation and its charge while the answer's head has not come.
+/// Dropped with them still in (the inner service failed, or the request's
+/// future was dropped: the client went away), it settles at what the
+/// attempts that failed reported, and releases the rest.
+struct Awaiting(Option<(Hold, Charge)>);
+
+impl Drop for Awaiting {
+    fn drop(&mut self) {
+        if let Some((hold, charge)) = self.0.take() {
+            hold.settle(charge.amount(None, None, 0));
+        }
+    }
 }
 
-/// Counts what the answer delivers and settles the reservation when it
-/// ends (complete, failed, or dropped).
+/// Counts what the answer sends and settles the reservation when it ends
+/// (complete, failed, or dropped).
 struct Settle {
-    hold: Option<Hold>,
-    slot: Option<UsageSlot>,
-    delivered: u64,
-    estimate: Estimate,
-    /// The answer is an error status.
-    failed: bool,
-    charge: Charge,
+    pending: Option<(Hold, Charge)>,
+    slot: UsageSlot,
 }
 
 impl Observer for Settle {
     fn on_data(&mut self, data: &Bytes) {
-        let n = u64::try_from(data.len()).unwrap_or(u64::MAX);
-        self.delivered = self.delivered.saturating_add(n);
+        self.slot
+            .sent(u64::try_from(data.len()).unwrap_or(u64::MAX));
     }
 
-    fn on_end(mut self, end: End<'_>) {
-        let Some(hold) = self.hold.take() else { return };
-        let reported = self.slot.as_ref().and_then(UsageSlot::reported);
-        // An error answer costs what the upstream reported, if anything.
-        if self.failed {
-            let actual = reported.map_or(0, |u| self.amount_of(&u, hold.amount()));
-            hold.settle(actual);
+    fn on_end(mut self, _end: End<'_>) {
+        let Some((hold, charge)) = self.pending.take() else {
             return;
-        }
-        let ended = match end {
-            End::Complete => Ended::Complete,
-            End::Error(_) | End::Dropped => Ended::Cut,
         };
-        let usage = charged_usage(ended, reported, self.delivered, self.estimate);
-        let actual = self.amount_of(&usage, hold.amount());
+        let actual = charge.amount(Some(&self.slot), self.slot.get(), hold.amount());
         hold.settle(actual);
-    }
-}
-
-impl Settle {
-    /// The amount `usage` costs (`reserved`: a dollar cost that cannot be
-    /// priced).
-    fn amount_of(&self, usage: &crate::usage::Usage, reserved: u64) -> u64 {
-        match &self.charge {
-            Charge::Tokens => usage.total(),
-            Charge::Usd {
-                pricer,
-                model,
-                context,
-            } => {
-                let answered = context
-                    .attempts()
-                    .into_iter()
-                    .rev()
-                    .find(|a| a.outcome == Outcome::Success)
-                    .map(|a| a.model);
-                answered
-                    .and_then(|m| pricer.cost_nanos(&m, usage))
-                    .or_else(|| pricer.cost_nanos(model, usage))
-                    .unwrap_or(reserved)
-            }
-        }
     }
 }

@@ -19,19 +19,27 @@
 //!   flight are in the way). A dollar budget asking for a model without a
 //!   price gets 400 `model_not_priced`: a cost is never counted as zero.
 //! - **Settlement**, when the answer ends (complete, failed, or dropped by
-//!   the client), replaces the reservation by what the answer cost (see
-//!   [`charged_usage`]): the upstream's usage (streamed answers included:
-//!   the upstream is asked for stream usage, and that chunk is kept from a
-//!   client that did not ask for it); for a cancelled stream or an answer
-//!   without usage, the input estimate plus the output delivered (a token
-//!   per 4 bytes sent, at most the reservation's output). An error answer
-//!   costs what the upstream reported, if anything; no answer at all (an
-//!   upstream error, or the client gone before the answer's head) releases
-//!   the reservation.
-//! - **Failover**: the answer is the target's that answered, and a dollar
-//!   cost is priced at that target's model. An attempt that failed before it
-//!   (an error status, a stream that broke before its first content) reports
-//!   no usage the proxy keeps, so it is not charged.
+//!   the client), replaces the reservation by what the request cost. The
+//!   answer is charged by its [`UsageSlot`](crate::usage::UsageSlot)'s rule
+//!   — the one rule, which the log record and the metrics read too — with
+//!   this layer's reservation: the upstream's usage (streamed answers
+//!   included: the upstream is asked for stream usage, and that chunk is
+//!   kept from a client that did not ask for it); for a stream cut short
+//!   before its final usage, or an answer that ended without usage, the
+//!   input the upstream reported, else the reservation's input, plus the
+//!   larger of the output reported and the output delivered (a token per 4
+//!   bytes sent, framing included, at most the reservation's output). An
+//!   error answer costs what the upstream reported, if anything; no answer
+//!   at all (an upstream error, or the client gone before the answer's
+//!   head) costs what the attempts that failed reported (below), and the
+//!   rest of the reservation is released.
+//! - **Failover and retries**: the answer is the target's that answered,
+//!   and a dollar cost is priced at that target's model. Each attempt that
+//!   did not answer — an error answer failed over or retried (a JSON one is
+//!   read, at most 64 KiB, for its `usage`), a stream that broke before its
+//!   first content — is charged the usage its upstream reported, priced at
+//!   that attempt's model; **an attempt that reported nothing costs
+//!   nothing**.
 //!
 //! So N concurrent requests against a budget with room for k never let more
 //! than k through: an answer may still cost more than its estimate (a
@@ -100,6 +108,7 @@
 #![cfg_attr(not(feature = "access"), allow(unused_imports, dead_code))]
 
 mod budgets;
+mod charge;
 mod estimate;
 #[cfg(feature = "access")]
 mod layer;
@@ -115,7 +124,7 @@ mod tests;
 pub use crate::usage::Usage;
 pub(crate) use budgets::unix_now;
 pub use budgets::{Budgets, Hold, SAVE_EVERY};
-pub use estimate::{charged_usage, input_tokens, max_output_tokens, Ended, Estimate};
+pub use estimate::{input_tokens, max_output_tokens, Estimate};
 #[cfg(feature = "access")]
 pub use layer::{Budget, BudgetConfig, BudgetLayer, ResponseFuture, DEFAULT_MAX_TOKENS};
 pub use ledger::{

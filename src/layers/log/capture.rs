@@ -511,7 +511,8 @@ impl Observer for Logged {
         record.complete = complete;
         record.body_error = error;
         record.usage = slot.as_ref().and_then(UsageSlot::get);
-        record.cost = slot.as_ref().and_then(UsageSlot::cost);
+        // The answer's, and what the attempts that failed before it reported.
+        record.cost = crate::classify::request_cost(&record.attempts, slot.as_ref());
         record.response = self.tap.map(Tap::finish);
         shared.send(record);
     }

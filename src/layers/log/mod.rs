@@ -21,9 +21,11 @@
 //! model, status, error kind, ms), `status`, `latency_ms` (to the answer's
 //! last byte), `ttfb_ms` (to its head; for a stream, its first content),
 //! `overhead_ms` (the proxy's own time), `tokens_in`/`tokens_out` (from the
-//! upstream's usage), `cost_usd` (the answer's cost in USD, from that usage
-//! and the price of the model that answered; null when either is unknown,
-//! see [`UsageSlot`] for a stream cut short), `complete` (the answer was sent to its end), `error`
+//! upstream's usage), `cost_usd` (what the request cost in USD: the answer's,
+//! from that usage and the price of the model that answered — see
+//! [`UsageSlot`] for a stream cut short — plus what each attempt that did not
+//! answer reported, at its own model's price; null when no part of it is
+//! known), `complete` (the answer was sent to its end), `error`
 //! (`{code, message}` or null) and, with `requests`/`responses` on,
 //! `request` (the request as the client sent it) and `response` (the
 //! JSON answer; for a stream, its text reassembled from the deltas, with
@@ -538,6 +540,8 @@ impl<S: StackService> LogService<S> {
                 Err(e) => {
                     record.status = e.status().as_u16();
                     record.latency = head;
+                    // No answer: what the attempts that failed reported.
+                    record.cost = crate::classify::request_cost(&record.attempts, None);
                     record.stack_error = Some(StackError {
                         code: e.code(),
                         message: capped(&e.to_string(), shared.policy.max_body_bytes),

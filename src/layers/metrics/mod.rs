@@ -7,8 +7,10 @@
 //! as histograms; tokens in and out from the upstream's usage (streamed
 //! answers included); the answers' cost in USD (`llm_router_cost_usd_total`,
 //! by model, backend and key: the usage at the price of the model that
-//! answered, read from the answer's [`UsageSlot`](crate::usage::UsageSlot));
-//! rate-limit rejections. Per upstream attempt (from the
+//! answered, read from the answer's [`UsageSlot`](crate::usage::UsageSlot);
+//! and what each attempt that did not answer — an error answer retried or
+//! failed over, a stream broken before its first content — reported, at its
+//! own model's price, on its own backend); rate-limit rejections. Per upstream attempt (from the
 //! [`RequestContext`] the upstream edge records them in): upstream errors by kind, retries
 //! and failovers. At scrape time: each circuit's state. The log layer's dropped
 //! records are counted through [`Metrics::log_records_dropped`].
@@ -31,7 +33,8 @@
 //! **Families:** `llm_router_requests_total{model, backend, status}`, the
 //! latency, first-byte and overhead histograms,
 //! `llm_router_tokens_total{model, backend, direction}`,
-//! `llm_router_cost_usd_total{model, backend, key}` (from the answer's cost;
+//! `llm_router_cost_usd_total{model, backend, key}` (from the answer's cost
+//! and the failed attempts';
 //! `key` is a key name the layer was given with `with_key_names`, else
 //! `(other)` for a verified client and `none` without one),
 //! `llm_router_upstream_errors_total{backend, kind}`,

@@ -8,7 +8,7 @@ use http::Request;
 use tokio::time::Instant;
 
 use super::body::Done;
-use super::labels::{key_label, RequestLabels, RouteLabels};
+use super::labels::{key_label, CostLabels, RequestLabels, RouteLabels};
 use super::{Metrics, UNKNOWN_MODEL};
 use crate::body::{Observe, ProxyBody};
 use crate::classify::RejectedBy;
@@ -56,6 +56,29 @@ impl<S: StackService> MetricsService<S> {
             let head = started.elapsed();
             let records = context.attempts();
             metrics.record_attempts(&model, &records);
+            // A virtual key's name is config-given, so a bounded label.
+            let key = || match context.client_key().and_then(|k| k.name()) {
+                Some(name) => name.to_string(),
+                None => key_label(context.identity(), &key_names),
+            };
+            // What the attempts that did not answer reported was spent too,
+            // at their backends.
+            let answer = result
+                .as_ref()
+                .ok()
+                .and_then(|r| r.extensions().get::<UsageSlot>());
+            for a in &records {
+                if let Some(cost) = a.failed_cost(answer) {
+                    metrics
+                        .cost
+                        .get_or_create(&CostLabels {
+                            model: model.clone(),
+                            backend: a.backend.clone(),
+                            key: key(),
+                        })
+                        .inc_by(cost.usd());
+                }
+            }
             let backend = records
                 .last()
                 .map(|a| a.backend.clone())
@@ -106,11 +129,7 @@ impl<S: StackService> MetricsService<S> {
                 route,
                 started,
                 slot,
-                // A virtual key's name is config-given, so a bounded label.
-                key: match context.client_key().and_then(|k| k.name()) {
-                    Some(name) => name.to_string(),
-                    None => key_label(context.identity(), &key_names),
-                },
+                key: key(),
             };
             Ok(response.map(|body| ProxyBody::new(Observe::new(body, done))))
         })

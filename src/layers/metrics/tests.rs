@@ -13,6 +13,7 @@ fn attempt(status: Option<u16>, kind: &'static str) -> AttemptRecord {
         status,
         error_kind: kind,
         elapsed: std::time::Duration::ZERO,
+        usage: None,
     }
 }
 

@@ -164,7 +164,7 @@ where
 {
     // Token budgets need the usage of streamed answers too.
     if limits.tokens.is_some() {
-        crate::usage::want_usage(req.extensions_mut());
+        crate::request::want_usage(req.extensions_mut());
     }
 
     let future = inner.call(req);

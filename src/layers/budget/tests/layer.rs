@@ -88,6 +88,7 @@ impl Upstream {
                     status: Some(200),
                     error_kind: "none",
                     elapsed: Default::default(),
+                    usage: None,
                 });
             }
             seen.lock().unwrap().push(req);
@@ -303,4 +304,129 @@ async fn dollar_budgets_price_the_model_that_answered() {
     let (status, _, v) = read(svc.oneshot(chat(50, Some(&b))).await.unwrap()).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     assert!(v["error"]["message"].as_str().unwrap().contains("$"), "{v}");
+}
+
+/// An inner service that records an attempt which failed after its
+/// upstream reported `failed` (at the model `first`), then answers with
+/// `answer` reporting (8, 10) from the model `second` — or, without
+/// `answer`, fails with no answer.
+fn failing_over(
+    failed: Option<Usage>,
+    answer: Option<StatusCode>,
+) -> impl tower::Service<
+    Request<ProxyBody>,
+    Response = Response<ProxyBody>,
+    Error = ProxyError,
+    Future = impl Send,
+> + Clone
+       + Send
+       + 'static {
+    service_fn(move |req: Request<ProxyBody>| {
+        let context = req.extensions().get::<RequestContext>().cloned().unwrap();
+        let attempt = |model: &str, outcome, status, slot: &UsageSlot| AttemptRecord {
+            backend: "b".into(),
+            model: model.into(),
+            outcome,
+            status,
+            error_kind: "none",
+            elapsed: Default::default(),
+            usage: Some(slot.clone()),
+        };
+        let first = UsageSlot::default();
+        if let Some(u) = failed {
+            first.set(u);
+        }
+        context.push_attempt(|| attempt("first", Outcome::ServerError, Some(500), &first));
+        let second = UsageSlot::default();
+        second.set(usage(8, 10));
+        let status = answer.map(|s| s.as_u16());
+        let outcome = answer.map_or(Outcome::Timeout, Outcome::of_status);
+        context.push_attempt(|| attempt("second", outcome, status, &second));
+        async move {
+            let Some(status) = answer else {
+                return Err(ProxyError::Internal("no answer".into()));
+            };
+            let mut r = Response::new(ProxyBody::full("{}"));
+            *r.status_mut() = status;
+            r.extensions_mut().insert(second);
+            Ok(r)
+        }
+    })
+}
+
+#[tokio::test]
+async fn attempts_that_failed_are_charged_what_they_reported() {
+    let budgets = Arc::new(Budgets::new());
+    // Tokens: the answer's 18 and the failed attempt's 30.
+    let b = tokens(1_000);
+    let svc = BudgetLayer::new(budgets.clone())
+        .layer(failing_over(Some(usage(25, 5)), Some(StatusCode::OK)));
+    read(svc.oneshot(chat(50, Some(&b))).await.unwrap()).await;
+    let s = spend(&budgets, &b);
+    assert_eq!((s.spent, s.reserved), (18 + 30, 0));
+    // A failed attempt that reported nothing costs nothing.
+    let b = budget(BudgetSpec::parse(None, Some(1_000), Some("week")).unwrap());
+    let svc = BudgetLayer::new(budgets.clone()).layer(failing_over(None, Some(StatusCode::OK)));
+    read(svc.oneshot(chat(50, Some(&b))).await.unwrap()).await;
+    assert_eq!(spend(&budgets, &b).spent, 18);
+    // No answer at all: only what the failed attempts reported (the last
+    // one, which timed out, reported (8, 10) too).
+    let b = budget(BudgetSpec::parse(None, Some(1_000), Some("month")).unwrap());
+    let svc = BudgetLayer::new(budgets.clone()).layer(failing_over(Some(usage(25, 5)), None));
+    assert!(svc.oneshot(chat(50, Some(&b))).await.is_err());
+    let s = spend(&budgets, &b);
+    assert_eq!((s.spent, s.reserved, s.in_flight), (30 + 18, 0, 0));
+
+    // Dollars: each attempt at its own model's price.
+    let b = usd(1.0);
+    let prices = FixedPrices::new()
+        .price("m", 1000.0, 1000.0)
+        .price("first", 1.0, 1.0)
+        .price("second", 2.0, 2.0);
+    let svc = BudgetLayer::new(budgets.clone())
+        .pricer(Arc::new(prices))
+        .layer(failing_over(Some(usage(25, 5)), Some(StatusCode::OK)));
+    read(svc.oneshot(chat(50, Some(&b))).await.unwrap()).await;
+    assert_eq!(spend(&budgets, &b).spent, 30 * 1_000 + 18 * 2_000);
+}
+
+#[tokio::test]
+async fn a_client_gone_before_the_answer_leaves_the_failed_attempts_charged() {
+    let budgets = Arc::new(Budgets::new());
+    let b = tokens(1_000);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let tx = Arc::new(Mutex::new(Some(tx)));
+    // One attempt failed after reporting (25, 5); the next never answers.
+    let hanging = service_fn(move |req: Request<ProxyBody>| {
+        let context = req.extensions().get::<RequestContext>().cloned().unwrap();
+        let slot = UsageSlot::default();
+        slot.set(usage(25, 5));
+        context.push_attempt(|| AttemptRecord {
+            backend: "b".into(),
+            model: "first".into(),
+            outcome: Outcome::RateLimited,
+            status: Some(429),
+            error_kind: "status_429",
+            elapsed: Default::default(),
+            usage: Some(slot),
+        });
+        let tx = tx.lock().unwrap().take();
+        async move {
+            if let Some(tx) = tx {
+                let _ = tx.send(());
+            }
+            std::future::pending::<Result<Response<ProxyBody>, ProxyError>>().await
+        }
+    });
+    let svc = BudgetLayer::new(budgets.clone()).layer(hanging);
+    let mut call = Box::pin(svc.oneshot(chat(50, Some(&b))));
+    tokio::select! {
+        _ = &mut call => panic!("no answer was to come"),
+        _ = rx => {}
+    }
+    assert_eq!(spend(&budgets, &b).reserved, 58);
+    // The client goes away.
+    drop(call);
+    let s = spend(&budgets, &b);
+    assert_eq!((s.spent, s.reserved, s.in_flight), (30, 0, 0));
 }

@@ -240,6 +240,7 @@ fn attempt(backend: &str, model: &str, status: Option<u16>, kind: &'static str) 
         status,
         error_kind: kind,
         elapsed: Duration::from_micros(41_234),
+        usage: None,
     }
 }
 
