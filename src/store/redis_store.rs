@@ -3,11 +3,13 @@
 //!
 //! - `budget`: budget decisions made in Redis ([`BudgetCall`](super::BudgetCall));
 //! - `limits`: limit decisions made in Redis ([`LimitOp`](super::LimitOp), [`Verdict`](super::Verdict));
+//! - `call`: one script call on a request's path, bounded by a timeout (limits and budgets);
 //! - `events`: circuit and cooldown transitions, published and applied;
 //! - `connect`: connecting, and exchanging circuits and cooldowns with Redis;
 //! - `task`: the background task (reconnects, pub/sub, batched writes).
 
 mod budget;
+mod call;
 mod connect;
 mod events;
 mod limits;

@@ -4,6 +4,8 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use redis::ScriptInvocation;
+
 use super::{millis, RedisStore};
 use crate::store::{BudgetAnswer, BudgetCall};
 
@@ -29,14 +31,12 @@ impl RedisStore {
     /// unavailable, did not answer in time, or answered nonsense: the caller
     /// decides locally.
     pub async fn budget(&self, call: &BudgetCall, timeout: Duration) -> Option<BudgetAnswer> {
-        if !self.usable().await {
-            return None;
-        }
-        let mut conn = self
-            .conn
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()?;
+        let invocation = self.budget_invocation(call);
+        self.run_script(&invocation, timeout, "budget", parse).await
+    }
+
+    /// The script call of `call`.
+    fn budget_invocation(&self, call: &BudgetCall) -> ScriptInvocation<'_> {
         let mut invocation = self.budget_script.prepare_invoke();
         for key in self.budget_keys(&call.id) {
             invocation.key(key);
@@ -51,28 +51,7 @@ impl RedisStore {
             .arg(call.actual)
             .arg(millis(call.hold_for).max(1))
             .arg(millis(call.keep_for).max(1));
-        let answer =
-            tokio::time::timeout(timeout, invocation.invoke_async::<Vec<i64>>(&mut conn)).await;
-        match answer {
-            Ok(Ok(v)) => match parse(&v) {
-                Some(answer) => Some(answer),
-                None => {
-                    self.script_failed(&format!("unexpected budget answer {v:?}"));
-                    None
-                }
-            },
-            Ok(Err(e)) => {
-                self.call_failed(&e);
-                None
-            }
-            Err(_) => {
-                self.lost(&format!(
-                    "no answer within {}",
-                    crate::error::humanize(timeout)
-                ));
-                None
-            }
-        }
+        invocation
     }
 }
 
