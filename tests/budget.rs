@@ -134,6 +134,76 @@ fn retry_after(response: &reqwest::Response) -> u64 {
         .unwrap()
 }
 
+/// What one of many concurrent chat requests got, its answer read to the
+/// end.
+#[derive(Debug)]
+struct Outcome {
+    status: StatusCode,
+    /// `Retry-After`, in seconds.
+    retry_after: Option<u64>,
+    /// `x-llm-router-cost-usd`.
+    cost: Option<f64>,
+    /// The whole body: a JSON document, or a stream's events.
+    text: String,
+}
+
+/// Send `n` copies of the chat `body` with `key` at once, the i-th to
+/// `urls[i % urls.len()]`, and read each answer to its end: their outcomes.
+async fn fire(urls: &[String], key: &'static str, body: &Value, n: usize) -> Vec<Outcome> {
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let (url, body) = (urls[i % urls.len()].clone(), body.clone());
+            tokio::spawn(async move {
+                let r = client()
+                    .post(url)
+                    .bearer_auth(key)
+                    .json(&body)
+                    .send()
+                    .await
+                    .expect("a concurrent request");
+                let header = |name: &str| {
+                    r.headers()
+                        .get(name)
+                        .map(|v| v.to_str().unwrap().parse().unwrap())
+                };
+                let (retry_after, cost) = (header("retry-after"), header("x-llm-router-cost-usd"));
+                Outcome {
+                    status: r.status(),
+                    retry_after: retry_after.map(|s: f64| s as u64),
+                    cost,
+                    text: r.text().await.expect("a concurrent answer's body"),
+                }
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(n);
+    for t in tasks {
+        out.push(bounded("a concurrent request", t).await.unwrap());
+    }
+    out
+}
+
+/// How many outcomes are 200s, after checking that every other one is a
+/// clear refusal: 429 `budget_exceeded` in the OpenAI format, with
+/// `Retry-After`.
+fn passed(outcomes: &[Outcome]) -> u64 {
+    let mut passed = 0;
+    for o in outcomes {
+        if o.status == StatusCode::OK {
+            passed += 1;
+            continue;
+        }
+        assert_eq!(o.status, StatusCode::TOO_MANY_REQUESTS, "{}", o.text);
+        let v: Value = serde_json::from_str(&o.text).expect("a JSON refusal");
+        assert_eq!(v["error"]["code"], "budget_exceeded", "{v}");
+        assert_eq!(v["error"]["type"], "rate_limit_error", "{v}");
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with("Budget exceeded for key:team-a"), "{v}");
+        assert!(o.retry_after.is_some_and(|s| s >= 1), "{o:?}");
+    }
+    passed
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_budget_is_spent_then_refused_in_both_formats() {
     let up = exact_upstream().await;
@@ -233,32 +303,8 @@ async fn concurrent_requests_never_pass_the_budget() {
         ),
     )
     .await;
-    let mut tasks = Vec::new();
-    for _ in 0..50 {
-        let (url, body) = (proxy.at("/v1/chat/completions"), body.clone());
-        tasks.push(tokio::spawn(async move {
-            let r = client()
-                .post(url)
-                .bearer_auth(TEAM)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            let status = r.status();
-            let code = r.json::<Value>().await.unwrap()["error"]["code"].clone();
-            (status, code)
-        }));
-    }
-    let mut passed = 0;
-    for t in tasks {
-        let (status, code) = bounded("a concurrent request", t).await.unwrap();
-        if status == StatusCode::OK {
-            passed += 1;
-        } else {
-            assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
-            assert_eq!(code, "budget_exceeded");
-        }
-    }
+    let outcomes = fire(&[proxy.at("/v1/chat/completions")], TEAM, &body, 50).await;
+    let passed = passed(&outcomes);
     // Each answer costs exactly its estimate: exactly k fit.
     assert_eq!(passed, k);
     assert_eq!(up.stats().requests, k as usize);
@@ -289,40 +335,11 @@ async fn concurrent_requests_never_pass_a_dollar_budget() {
         ),
     )
     .await;
-    let mut tasks = Vec::new();
-    for _ in 0..50 {
-        let (url, body) = (proxy.at("/v1/chat/completions"), body.clone());
-        tasks.push(tokio::spawn(async move {
-            let r = client()
-                .post(url)
-                .bearer_auth(TEAM)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            let status = r.status();
-            let cost = r
-                .headers()
-                .get("x-llm-router-cost-usd")
-                .map(|v| v.to_str().unwrap().to_string());
-            let code = r.json::<Value>().await.unwrap()["error"]["code"].clone();
-            (status, code, cost)
-        }));
-    }
-    let mut passed = 0;
-    for t in tasks {
-        let (status, code, cost) = bounded("a concurrent request", t).await.unwrap();
-        if status == StatusCode::OK {
-            passed += 1;
-            let cost: f64 = cost
-                .expect("a priced answer carries its cost")
-                .parse()
-                .unwrap();
-            assert!((cost - nanos_each as f64 / 1e9).abs() < 1e-12, "{cost}");
-        } else {
-            assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
-            assert_eq!(code, "budget_exceeded");
-        }
+    let outcomes = fire(&[proxy.at("/v1/chat/completions")], TEAM, &body, 50).await;
+    let passed = passed(&outcomes);
+    for o in outcomes.iter().filter(|o| o.status == StatusCode::OK) {
+        let cost = o.cost.expect("a priced answer carries its cost");
+        assert!((cost - nanos_each as f64 / 1e9).abs() < 1e-12, "{cost}");
     }
     assert_eq!(passed, k);
     assert_eq!(up.stats().requests, k as usize);
@@ -562,44 +579,11 @@ async fn two_replicas_sharing_redis_never_pass_one_budget() {
         })
         .await;
     }
-    let mut tasks = Vec::new();
-    for i in 0..50 {
-        let url = if i % 2 == 0 {
-            a.at("/v1/chat/completions")
-        } else {
-            b.at("/v1/chat/completions")
-        };
-        let body = body.clone();
-        tasks.push(tokio::spawn(async move {
-            let r = client()
-                .post(url)
-                .bearer_auth(TEAM)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            let status = r.status();
-            if status == StatusCode::OK {
-                let text = SseReader::new(r).rest().await;
-                assert!(text.contains("[DONE]"), "{text}");
-                (status, Value::Null)
-            } else {
-                (
-                    status,
-                    r.json::<Value>().await.unwrap()["error"]["code"].clone(),
-                )
-            }
-        }));
-    }
-    let mut passed = 0;
-    for t in tasks {
-        let (status, code) = bounded("a concurrent request", t).await.unwrap();
-        if status == StatusCode::OK {
-            passed += 1;
-        } else {
-            assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
-            assert_eq!(code, "budget_exceeded");
-        }
+    let urls = [a.at("/v1/chat/completions"), b.at("/v1/chat/completions")];
+    let outcomes = fire(&urls, TEAM, &body, 50).await;
+    let passed = passed(&outcomes);
+    for o in outcomes.iter().filter(|o| o.status == StatusCode::OK) {
+        assert!(o.text.contains("[DONE]"), "{}", o.text);
     }
     // One budget for both: exactly k answers in all.
     assert_eq!(passed, k);
