@@ -633,3 +633,143 @@ async fn a_failed_over_request_is_charged_for_the_target_that_answered() {
     let s = spend(&http, &proxy, TEAM).await;
     assert_eq!(s["spent"], input_of(&body) + 40, "{s}");
 }
+
+/// The spend Redis holds under `prefix` for the one budget there: spent
+/// (its buckets' sum), reserved, and the reservations in flight.
+fn redis_spend(redis: &redis_server::RedisServer, prefix: &str) -> (u64, u64, usize) {
+    let mut conn = redis::Client::open(redis.url())
+        .expect("redis url")
+        .get_connection()
+        .expect("connect to the test's redis");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:budget:*:spend"))
+        .query(&mut conn)
+        .expect("KEYS");
+    assert_eq!(keys.len(), 1, "one budget in Redis: {keys:?}");
+    let fields: Vec<(String, u64)> = redis::cmd("HGETALL")
+        .arg(&keys[0])
+        .query(&mut conn)
+        .expect("HGETALL");
+    let reserved = fields.iter().find(|(f, _)| f == "r").map_or(0, |(_, a)| *a);
+    let spent = fields
+        .iter()
+        .filter(|(f, _)| f != "r")
+        .map(|(_, a)| a)
+        .sum();
+    let holds: usize = redis::cmd("HLEN")
+        .arg(keys[0].replace(":spend", ":holds"))
+        .query(&mut conn)
+        .expect("HLEN");
+    (spent, reserved, holds)
+}
+
+/// $1.00 on one key, two replicas sharing one Redis, 50 concurrent streamed
+/// requests split over them: each streams a complete answer or gets a clear
+/// 429, some of each, and the spend both replicas and Redis record stays
+/// within the budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(redis_server),
+    ignore = "needs redis-server on PATH (apt-get install redis-server); CI runs it"
+)]
+async fn fifty_streams_over_two_replicas_stay_within_one_dollar() {
+    const MAX_TOKENS: u64 = 40;
+    // The upstream counts 3 input tokens more than the proxy's estimate, and
+    // its answers stop at 30 output tokens.
+    const MORE_INPUT: u64 = 3;
+    const ANSWERED: u64 = 30;
+    let redis = redis_server::RedisServer::start();
+    let up = MockUpstream::with_handler("up", |r: &Recorded| {
+        let prompt = input_of(&r.json()) + MORE_INPUT;
+        Reply::Script(stream_steps(3, prompt, ANSWERED, None))
+    })
+    .await;
+    let body = chat_body(MAX_TOKENS, true);
+    let input = input_of(&body);
+    // `[pricing]`: $1,000 per million input tokens and $2,000 per million
+    // output tokens, i.e. 1,000,000 and 2,000,000 nano-dollars a token.
+    let (per_input, per_output) = (1_000_000, 2_000_000);
+    let limit: u64 = 1_000_000_000;
+    let estimate = input * per_input + MAX_TOKENS * per_output;
+    let cost = (input + MORE_INPUT) * per_input + ANSWERED * per_output;
+    // Sized so that some fit and, even one after another, not all 50.
+    assert!(estimate <= limit && 50 * cost > limit, "{estimate} {cost}");
+    // The bound. Admission reserves each request's estimate and only admits
+    // while spent + reserved + estimate <= $1.00, so spend can pass $1.00
+    // only by what answers cost beyond their estimates: the estimate error,
+    // cost - estimate when positive. Here the 3 input tokens the estimate
+    // missed ($0.003) are less than the 10 output tokens reserved and not
+    // used ($0.02): the error is 0 and the bound $1.00 exactly.
+    let error = cost.saturating_sub(estimate);
+    let bound = limit + error;
+
+    let text = config(
+        &up,
+        "{ usd = 1.0, period = \"month\" }",
+        &format!(
+            "{}\n[pricing]\n\"m\" = {{ input = 1000.0, output = 2000.0 }}\n",
+            redis_state(&redis)
+        ),
+    );
+    let (dir_a, dir_b) = (
+        WorkDir::new("budget-dollar-a"),
+        WorkDir::new("budget-dollar-b"),
+    );
+    let a = start_in(dir_a.path(), &text).await;
+    let b = start_in(dir_b.path(), &text).await;
+    for p in [&a, &b] {
+        wait_for(p, "/health", ADMIN, "the Redis store", |h| {
+            h["state_store"] == "ok"
+        })
+        .await;
+    }
+
+    let urls = [a.at("/v1/chat/completions"), b.at("/v1/chat/completions")];
+    let outcomes = fire(&urls, TEAM, &body, 50).await;
+    // Every refusal is a 429 budget_exceeded with Retry-After (`passed`);
+    // every answer streamed whole.
+    let passed = passed(&outcomes);
+    for o in outcomes.iter().filter(|o| o.status == StatusCode::OK) {
+        assert!(
+            o.text.contains("word2") && o.text.ends_with("data: [DONE]\n\n"),
+            "{}",
+            o.text
+        );
+        assert!(!o.text.contains("\"error\""), "{}", o.text);
+    }
+    // Some of each; at least as many as fit at their estimates.
+    assert!(passed >= limit / estimate, "{passed} passed");
+    assert!(passed < 50, "{passed} passed");
+    assert_eq!(up.stats().requests, passed as usize);
+
+    // Every settlement is in: both replicas, the admin view and Redis agree
+    // on the spend of the answers, within the bound.
+    let spent = passed * cost;
+    assert!(spent <= bound, "{spent} > {bound}");
+    let usd = |nanos: u64| nanos as f64 / 1e9;
+    for p in [&a, &b] {
+        let info = wait_for(p, "/v1/key/info", TEAM, "the settlements", |v| {
+            v["spend"]["in_flight"] == 0
+        })
+        .await;
+        let s = &info["spend"];
+        assert_eq!(s["unit"], "usd", "{info}");
+        assert!(
+            (s["spent"].as_f64().unwrap() - usd(spent)).abs() < 1e-9,
+            "{info}"
+        );
+        assert_eq!(s["reserved"].as_f64(), Some(0.0), "{info}");
+    }
+    let all = json_of(send(client().get(b.at("/admin/keys")).bearer_auth(ADMIN)).await).await;
+    let team = all["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "team-a")
+        .unwrap();
+    assert!(
+        (team["spend"]["spent"].as_f64().unwrap() - usd(spent)).abs() < 1e-9,
+        "{all}"
+    );
+    assert_eq!(redis_spend(&redis, "budget-test"), (spent, 0, 0));
+}
