@@ -69,7 +69,7 @@ mod redis_store;
 use std::fmt;
 use std::time::Duration;
 
-pub use local::{LocalCircuits, LocalCooldowns};
+pub use local::{LocalCircuits, LocalCooldowns, LocalSpend};
 #[cfg(not(feature = "redis"))]
 pub use no_redis::RedisStore;
 pub use ops::{BudgetAnswer, BudgetCall, BudgetOp, LimitOp, Op, Verdict};

@@ -26,7 +26,7 @@ use redis::aio::ConnectionManager;
 use redis::{RedisError, Script};
 use tokio::sync::{mpsc, watch, Notify};
 
-use super::{LocalCircuits, LocalCooldowns, StateConfig, StoreStatus};
+use super::{LocalCircuits, LocalCooldowns, LocalSpend, StateConfig, StoreStatus};
 use events::Event;
 use task::supervise;
 
@@ -76,6 +76,11 @@ pub struct RedisStore {
     events: mpsc::Sender<Event>,
     receiver: Mutex<Option<mpsc::Receiver<Event>>>,
     local: RwLock<Option<Local>>,
+    /// This replica's budget spend, held weakly (see [`RedisStore::tie_spend`]).
+    spend: RwLock<Option<Weak<dyn LocalSpend>>>,
+    /// The budget epoch of the Redis data this replica last wrote its spend
+    /// to (see `budget.rs`).
+    budget_epoch: Mutex<Option<String>>,
     replica: String,
     channel: String,
     limit_script: Script,
@@ -120,6 +125,8 @@ impl RedisStore {
             events,
             receiver: Mutex::new(Some(receiver)),
             local: RwLock::new(None),
+            spend: RwLock::new(None),
+            budget_epoch: Mutex::new(None),
             replica,
             limit_script: Script::new(include_str!("limit.lua")),
             transition_script: Script::new(include_str!("transition.lua")),

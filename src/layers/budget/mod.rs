@@ -108,6 +108,7 @@ mod period;
 mod pricer;
 mod shared;
 mod snapshot;
+mod sync;
 #[cfg(test)]
 mod tests;
 
@@ -123,5 +124,6 @@ pub use ledger::{
 };
 pub use period::{Window, ROLLING_BUCKETS};
 pub use pricer::{FixedPrices, NoPrices, Pricer};
-pub use shared::HOLD_FOR;
+pub use shared::{HOLD_FOR, RENEW_EVERY};
 pub use snapshot::SPEND_FILE;
+pub use sync::{MAX_LEASES, MAX_UNWRITTEN};
