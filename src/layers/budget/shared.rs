@@ -1,16 +1,23 @@
 //! Budgets decided in the Redis store (`[state] store = "redis"`): one
 //! script call per reservation (on the request's path, bounded by `[state]
-//! timeout`) and per settlement (in the background), on keys that expire
-//! past the period's end. Every replica then shares one spend per budget.
+//! timeout`), per settlement and per round of lease renewals (in the
+//! background), on keys that expire past the period's end. Every replica
+//! then shares one spend per budget.
+//!
+//! A reservation is a lease of [`HOLD_FOR`], renewed by its replica while
+//! its request is in flight ([`Budgets`](super::Budgets) keeps the ids):
+//! one a replica made and could not settle (it died) is released by Redis
+//! one lease after the last renewal.
 //!
 //! Redis unavailable (or slower than `timeout`): the store says so (one
 //! warning per outage, `/health` `"state_store": "degraded"`) and each
 //! replica decides in its own [`Ledger`], from the spend Redis last reported
 //! plus its own since. Replicas may then together pass a budget by what
-//! each admits during the outage; what they spend meanwhile is counted in
-//! their ledgers (and spend files), not in Redis. A reservation a replica
-//! made in Redis and could not settle there (it died, or Redis was away at
-//! the end) is released by Redis after [`HOLD_FOR`].
+//! each admits during the outage. What a replica spends meanwhile is
+//! counted in its ledger (and spend file), and kept as settlements to write
+//! to Redis when it is back (see the store's write-back); a reservation
+//! decided here still names an id, since a call that timed out may have
+//! made it in Redis all the same: its settlement ends it there.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
