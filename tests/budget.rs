@@ -773,3 +773,56 @@ async fn fifty_streams_over_two_replicas_stay_within_one_dollar() {
     );
     assert_eq!(redis_spend(&redis, "budget-test"), (spent, 0, 0));
 }
+
+/// Spend a replica decides alone while Redis is frozen is written back when
+/// Redis answers again: the other replica, and Redis, then count it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(redis_server),
+    ignore = "needs redis-server on PATH (apt-get install redis-server); CI runs it"
+)]
+async fn spend_made_while_redis_is_away_reaches_the_other_replica() {
+    let redis = redis_server::RedisServer::start();
+    let up = exact_upstream().await;
+    let body = chat_body(15, false);
+    let each = input_of(&body) + 15;
+    let text = config(
+        &up,
+        "{ tokens = 100000, period = \"month\" }",
+        &redis_state(&redis),
+    );
+    let (dir_a, dir_b) = (WorkDir::new("budget-away-a"), WorkDir::new("budget-away-b"));
+    let a = start_in(dir_a.path(), &text).await;
+    let b = start_in(dir_b.path(), &text).await;
+    for p in [&a, &b] {
+        wait_for(p, "/health", ADMIN, "the Redis store", |h| {
+            h["state_store"] == "ok"
+        })
+        .await;
+    }
+    let http = client();
+    assert_eq!(chat_status(&http, &a, TEAM, &body).await, StatusCode::OK);
+    wait_for(&b, "/v1/key/info", TEAM, "the first answer's spend", |v| {
+        v["spend"]["spent"] == each
+    })
+    .await;
+
+    // Frozen: replica a waits out `[state] timeout` once, then decides alone.
+    redis.pause();
+    for _ in 0..2 {
+        assert_eq!(chat_status(&http, &a, TEAM, &body).await, StatusCode::OK);
+    }
+    let health = json_of(send(http.get(a.at("/health"))).await).await;
+    assert_eq!(health["state_store"], "degraded", "{health}");
+
+    // Back: a reconnects and writes what it spent meanwhile.
+    redis.resume();
+    for p in [&b, &a] {
+        let info = wait_for(p, "/v1/key/info", TEAM, "the spend written back", |v| {
+            v["spend"]["spent"] == 3 * each && v["spend"]["in_flight"] == 0
+        })
+        .await;
+        assert_eq!(info["spend"]["reserved"], 0, "{info}");
+    }
+    assert_eq!(redis_spend(&redis, "budget-test"), (3 * each, 0, 0));
+}
