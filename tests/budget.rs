@@ -6,7 +6,9 @@
 //! their usage, cancelled ones by the delivered rule; spend survives a
 //! restart (the spend file next to the config); `/v1/key/info` and
 //! `/admin/keys` show it. With `redis-server` on PATH, two servers sharing
-//! one Redis share one budget.
+//! one Redis share one budget (in tokens, and $1.00 under 50 concurrent
+//! streams), and spend one made while Redis was away reaches Redis when it
+//! is back.
 
 #[path = "support/redis_server.rs"]
 mod redis_server;
