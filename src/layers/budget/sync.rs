@@ -4,6 +4,7 @@
 //! "redis"`.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use crate::keys::KeyBudget;
@@ -29,6 +30,8 @@ const RENEW_BATCH: usize = 1000;
 #[derive(Debug, Default)]
 pub(super) struct Unwritten {
     calls: Mutex<FastMap<(String, u64, String), BudgetCall>>,
+    /// Spend was dropped since the last take (warned once).
+    dropped: AtomicBool,
 }
 
 impl Unwritten {
@@ -46,10 +49,12 @@ impl Unwritten {
             return;
         }
         if calls.len() >= MAX_UNWRITTEN {
-            tracing::warn!(
-                max = MAX_UNWRITTEN,
-                "budget spend waiting for Redis: too many budgets, some spend will not reach it"
-            );
+            if !self.dropped.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    max = MAX_UNWRITTEN,
+                    "budget spend waiting for Redis: too many budgets and buckets, some spend will not reach it"
+                );
+            }
             return;
         }
         calls.insert(key, call);
@@ -58,6 +63,7 @@ impl Unwritten {
     /// Take every settlement kept.
     pub(super) fn take(&self) -> Vec<BudgetCall> {
         let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        self.dropped.store(false, Ordering::Relaxed);
         calls.drain().map(|(_, call)| call).collect()
     }
 
