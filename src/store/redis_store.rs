@@ -259,8 +259,8 @@ impl RedisStore {
             redis = %self.url_for_logs,
             prefix = %self.config.prefix,
             error = why,
-            "Redis state store unavailable: rate limits, cooldowns and circuits are per replica \
-             until it is back (reconnecting in the background)"
+            "Redis state store unavailable: rate limits, budgets, cooldowns and circuits are per \
+             replica until it is back (reconnecting in the background)"
         );
     }
 
@@ -269,7 +269,7 @@ impl RedisStore {
         if was == Link::Down {
             tracing::info!(
                 redis = %self.url_for_logs,
-                "Redis state store reconnected: rate limits, cooldowns and circuits are shared again"
+                "Redis state store reconnected: rate limits, budgets, cooldowns and circuits are shared again"
             );
         } else if was == Link::Connecting {
             tracing::info!(redis = %self.url_for_logs, prefix = %self.config.prefix, "Redis state store connected");

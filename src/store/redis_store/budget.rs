@@ -102,7 +102,7 @@ impl RedisStore {
             lost
         };
         let mut calls = spend.take_unwritten(all);
-        if all {
+        if all && !calls.is_empty() {
             tracing::warn!(
                 redis = %self.url_for_logs,
                 budgets = calls.len(),
