@@ -546,6 +546,40 @@ async fn wait_for(
     .await
 }
 
+/// Two replicas of the config `text` (which shares a Redis), each in its
+/// own directory, once both are connected to Redis.
+struct Replicas {
+    a: Proxy,
+    b: Proxy,
+    _dirs: (WorkDir, WorkDir),
+}
+
+impl Replicas {
+    async fn start(name: &str, text: &str) -> Replicas {
+        let dirs = (
+            WorkDir::new(&format!("{name}-a")),
+            WorkDir::new(&format!("{name}-b")),
+        );
+        let a = start_in(dirs.0.path(), text).await;
+        let b = start_in(dirs.1.path(), text).await;
+        for p in [&a, &b] {
+            wait_for(p, "/health", ADMIN, "the Redis store", |h| {
+                h["state_store"] == "ok"
+            })
+            .await;
+        }
+        Replicas { a, b, _dirs: dirs }
+    }
+
+    /// Their chat endpoints.
+    fn chat_urls(&self) -> [String; 2] {
+        [
+            self.a.at("/v1/chat/completions"),
+            self.b.at("/v1/chat/completions"),
+        ]
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(
     not(redis_server),
@@ -569,20 +603,9 @@ async fn two_replicas_sharing_redis_never_pass_one_budget() {
         &format!("{{ tokens = {}, period = \"month\" }}", k * each),
         &redis_state(&redis),
     );
-    let (dir_a, dir_b) = (
-        WorkDir::new("budget-redis-a"),
-        WorkDir::new("budget-redis-b"),
-    );
-    let a = start_in(dir_a.path(), &text).await;
-    let b = start_in(dir_b.path(), &text).await;
-    for p in [&a, &b] {
-        wait_for(p, "/health", ADMIN, "the Redis store", |h| {
-            h["state_store"] == "ok"
-        })
-        .await;
-    }
-    let urls = [a.at("/v1/chat/completions"), b.at("/v1/chat/completions")];
-    let outcomes = fire(&urls, TEAM, &body, 50).await;
+    let replicas = Replicas::start("budget-redis", &text).await;
+    let (a, b) = (&replicas.a, &replicas.b);
+    let outcomes = fire(&replicas.chat_urls(), TEAM, &body, 50).await;
     let passed = passed(&outcomes);
     for o in outcomes.iter().filter(|o| o.status == StatusCode::OK) {
         assert!(o.text.contains("[DONE]"), "{}", o.text);
@@ -591,7 +614,7 @@ async fn two_replicas_sharing_redis_never_pass_one_budget() {
     assert_eq!(passed, k);
     assert_eq!(up.stats().requests, k as usize);
     // Both replicas see the shared spend once every settlement is in.
-    for p in [&a, &b] {
+    for p in [a, b] {
         let info = wait_for(p, "/v1/key/info", TEAM, "the settlements", |v| {
             v["spend"]["in_flight"] == 0
         })
@@ -713,21 +736,10 @@ async fn fifty_streams_over_two_replicas_stay_within_one_dollar() {
             redis_state(&redis)
         ),
     );
-    let (dir_a, dir_b) = (
-        WorkDir::new("budget-dollar-a"),
-        WorkDir::new("budget-dollar-b"),
-    );
-    let a = start_in(dir_a.path(), &text).await;
-    let b = start_in(dir_b.path(), &text).await;
-    for p in [&a, &b] {
-        wait_for(p, "/health", ADMIN, "the Redis store", |h| {
-            h["state_store"] == "ok"
-        })
-        .await;
-    }
+    let replicas = Replicas::start("budget-dollar", &text).await;
+    let (a, b) = (&replicas.a, &replicas.b);
 
-    let urls = [a.at("/v1/chat/completions"), b.at("/v1/chat/completions")];
-    let outcomes = fire(&urls, TEAM, &body, 50).await;
+    let outcomes = fire(&replicas.chat_urls(), TEAM, &body, 50).await;
     // Every refusal is a 429 budget_exceeded with Retry-After (`passed`);
     // every answer streamed whole.
     let passed = passed(&outcomes);
@@ -749,7 +761,7 @@ async fn fifty_streams_over_two_replicas_stay_within_one_dollar() {
     let spent = passed * cost;
     assert!(spent <= bound, "{spent} > {bound}");
     let usd = |nanos: u64| nanos as f64 / 1e9;
-    for p in [&a, &b] {
+    for p in [a, b] {
         let info = wait_for(p, "/v1/key/info", TEAM, "the settlements", |v| {
             v["spend"]["in_flight"] == 0
         })
@@ -793,18 +805,11 @@ async fn spend_made_while_redis_is_away_reaches_the_other_replica() {
         "{ tokens = 100000, period = \"month\" }",
         &redis_state(&redis),
     );
-    let (dir_a, dir_b) = (WorkDir::new("budget-away-a"), WorkDir::new("budget-away-b"));
-    let a = start_in(dir_a.path(), &text).await;
-    let b = start_in(dir_b.path(), &text).await;
-    for p in [&a, &b] {
-        wait_for(p, "/health", ADMIN, "the Redis store", |h| {
-            h["state_store"] == "ok"
-        })
-        .await;
-    }
+    let replicas = Replicas::start("budget-away", &text).await;
+    let (a, b) = (&replicas.a, &replicas.b);
     let http = client();
-    assert_eq!(chat_status(&http, &a, TEAM, &body).await, StatusCode::OK);
-    wait_for(&b, "/v1/key/info", TEAM, "the first answer's spend", |v| {
+    assert_eq!(chat_status(&http, a, TEAM, &body).await, StatusCode::OK);
+    wait_for(b, "/v1/key/info", TEAM, "the first answer's spend", |v| {
         v["spend"]["spent"] == each
     })
     .await;
@@ -812,14 +817,14 @@ async fn spend_made_while_redis_is_away_reaches_the_other_replica() {
     // Frozen: replica a waits out `[state] timeout` once, then decides alone.
     redis.pause();
     for _ in 0..2 {
-        assert_eq!(chat_status(&http, &a, TEAM, &body).await, StatusCode::OK);
+        assert_eq!(chat_status(&http, a, TEAM, &body).await, StatusCode::OK);
     }
     let health = json_of(send(http.get(a.at("/health"))).await).await;
     assert_eq!(health["state_store"], "degraded", "{health}");
 
     // Back: a reconnects and writes what it spent meanwhile.
     redis.resume();
-    for p in [&b, &a] {
+    for p in [b, a] {
         let info = wait_for(p, "/v1/key/info", TEAM, "the spend written back", |v| {
             v["spend"]["spent"] == 3 * each && v["spend"]["in_flight"] == 0
         })
