@@ -6,7 +6,9 @@
 //! their usage, cancelled ones by the delivered rule; spend survives a
 //! restart (the spend file next to the config); `/v1/key/info` and
 //! `/admin/keys` show it. With `redis-server` on PATH, two servers sharing
-//! one Redis share one budget.
+//! one Redis share one budget (in tokens, and $1.00 under 50 concurrent
+//! streams), and spend one made while Redis was away reaches Redis when it
+//! is back.
 
 #[path = "support/redis_server.rs"]
 mod redis_server;
@@ -134,6 +136,76 @@ fn retry_after(response: &reqwest::Response) -> u64 {
         .unwrap()
 }
 
+/// What one of many concurrent chat requests got, its answer read to the
+/// end.
+#[derive(Debug)]
+struct Outcome {
+    status: StatusCode,
+    /// `Retry-After`, in seconds.
+    retry_after: Option<u64>,
+    /// `x-llm-router-cost-usd`.
+    cost: Option<f64>,
+    /// The whole body: a JSON document, or a stream's events.
+    text: String,
+}
+
+/// Send `n` copies of the chat `body` with `key` at once, the i-th to
+/// `urls[i % urls.len()]`, and read each answer to its end: their outcomes.
+async fn fire(urls: &[String], key: &'static str, body: &Value, n: usize) -> Vec<Outcome> {
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let (url, body) = (urls[i % urls.len()].clone(), body.clone());
+            tokio::spawn(async move {
+                let r = client()
+                    .post(url)
+                    .bearer_auth(key)
+                    .json(&body)
+                    .send()
+                    .await
+                    .expect("a concurrent request");
+                let header = |name: &str| {
+                    r.headers()
+                        .get(name)
+                        .map(|v| v.to_str().unwrap().parse().unwrap())
+                };
+                let (retry_after, cost) = (header("retry-after"), header("x-llm-router-cost-usd"));
+                Outcome {
+                    status: r.status(),
+                    retry_after: retry_after.map(|s: f64| s as u64),
+                    cost,
+                    text: r.text().await.expect("a concurrent answer's body"),
+                }
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(n);
+    for t in tasks {
+        out.push(bounded("a concurrent request", t).await.unwrap());
+    }
+    out
+}
+
+/// How many outcomes are 200s, after checking that every other one is a
+/// clear refusal: 429 `budget_exceeded` in the OpenAI format, with
+/// `Retry-After`.
+fn passed(outcomes: &[Outcome]) -> u64 {
+    let mut passed = 0;
+    for o in outcomes {
+        if o.status == StatusCode::OK {
+            passed += 1;
+            continue;
+        }
+        assert_eq!(o.status, StatusCode::TOO_MANY_REQUESTS, "{}", o.text);
+        let v: Value = serde_json::from_str(&o.text).expect("a JSON refusal");
+        assert_eq!(v["error"]["code"], "budget_exceeded", "{v}");
+        assert_eq!(v["error"]["type"], "rate_limit_error", "{v}");
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with("Budget exceeded for key:team-a"), "{v}");
+        assert!(o.retry_after.is_some_and(|s| s >= 1), "{o:?}");
+    }
+    passed
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_budget_is_spent_then_refused_in_both_formats() {
     let up = exact_upstream().await;
@@ -233,32 +305,8 @@ async fn concurrent_requests_never_pass_the_budget() {
         ),
     )
     .await;
-    let mut tasks = Vec::new();
-    for _ in 0..50 {
-        let (url, body) = (proxy.at("/v1/chat/completions"), body.clone());
-        tasks.push(tokio::spawn(async move {
-            let r = client()
-                .post(url)
-                .bearer_auth(TEAM)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            let status = r.status();
-            let code = r.json::<Value>().await.unwrap()["error"]["code"].clone();
-            (status, code)
-        }));
-    }
-    let mut passed = 0;
-    for t in tasks {
-        let (status, code) = bounded("a concurrent request", t).await.unwrap();
-        if status == StatusCode::OK {
-            passed += 1;
-        } else {
-            assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
-            assert_eq!(code, "budget_exceeded");
-        }
-    }
+    let outcomes = fire(&[proxy.at("/v1/chat/completions")], TEAM, &body, 50).await;
+    let passed = passed(&outcomes);
     // Each answer costs exactly its estimate: exactly k fit.
     assert_eq!(passed, k);
     assert_eq!(up.stats().requests, k as usize);
@@ -289,40 +337,11 @@ async fn concurrent_requests_never_pass_a_dollar_budget() {
         ),
     )
     .await;
-    let mut tasks = Vec::new();
-    for _ in 0..50 {
-        let (url, body) = (proxy.at("/v1/chat/completions"), body.clone());
-        tasks.push(tokio::spawn(async move {
-            let r = client()
-                .post(url)
-                .bearer_auth(TEAM)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            let status = r.status();
-            let cost = r
-                .headers()
-                .get("x-llm-router-cost-usd")
-                .map(|v| v.to_str().unwrap().to_string());
-            let code = r.json::<Value>().await.unwrap()["error"]["code"].clone();
-            (status, code, cost)
-        }));
-    }
-    let mut passed = 0;
-    for t in tasks {
-        let (status, code, cost) = bounded("a concurrent request", t).await.unwrap();
-        if status == StatusCode::OK {
-            passed += 1;
-            let cost: f64 = cost
-                .expect("a priced answer carries its cost")
-                .parse()
-                .unwrap();
-            assert!((cost - nanos_each as f64 / 1e9).abs() < 1e-12, "{cost}");
-        } else {
-            assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
-            assert_eq!(code, "budget_exceeded");
-        }
+    let outcomes = fire(&[proxy.at("/v1/chat/completions")], TEAM, &body, 50).await;
+    let passed = passed(&outcomes);
+    for o in outcomes.iter().filter(|o| o.status == StatusCode::OK) {
+        let cost = o.cost.expect("a priced answer carries its cost");
+        assert!((cost - nanos_each as f64 / 1e9).abs() < 1e-12, "{cost}");
     }
     assert_eq!(passed, k);
     assert_eq!(up.stats().requests, k as usize);
@@ -527,6 +546,40 @@ async fn wait_for(
     .await
 }
 
+/// Two replicas of the config `text` (which shares a Redis), each in its
+/// own directory, once both are connected to Redis.
+struct Replicas {
+    a: Proxy,
+    b: Proxy,
+    _dirs: (WorkDir, WorkDir),
+}
+
+impl Replicas {
+    async fn start(name: &str, text: &str) -> Replicas {
+        let dirs = (
+            WorkDir::new(&format!("{name}-a")),
+            WorkDir::new(&format!("{name}-b")),
+        );
+        let a = start_in(dirs.0.path(), text).await;
+        let b = start_in(dirs.1.path(), text).await;
+        for p in [&a, &b] {
+            wait_for(p, "/health", ADMIN, "the Redis store", |h| {
+                h["state_store"] == "ok"
+            })
+            .await;
+        }
+        Replicas { a, b, _dirs: dirs }
+    }
+
+    /// Their chat endpoints.
+    fn chat_urls(&self) -> [String; 2] {
+        [
+            self.a.at("/v1/chat/completions"),
+            self.b.at("/v1/chat/completions"),
+        ]
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(
     not(redis_server),
@@ -550,62 +603,18 @@ async fn two_replicas_sharing_redis_never_pass_one_budget() {
         &format!("{{ tokens = {}, period = \"month\" }}", k * each),
         &redis_state(&redis),
     );
-    let (dir_a, dir_b) = (
-        WorkDir::new("budget-redis-a"),
-        WorkDir::new("budget-redis-b"),
-    );
-    let a = start_in(dir_a.path(), &text).await;
-    let b = start_in(dir_b.path(), &text).await;
-    for p in [&a, &b] {
-        wait_for(p, "/health", ADMIN, "the Redis store", |h| {
-            h["state_store"] == "ok"
-        })
-        .await;
-    }
-    let mut tasks = Vec::new();
-    for i in 0..50 {
-        let url = if i % 2 == 0 {
-            a.at("/v1/chat/completions")
-        } else {
-            b.at("/v1/chat/completions")
-        };
-        let body = body.clone();
-        tasks.push(tokio::spawn(async move {
-            let r = client()
-                .post(url)
-                .bearer_auth(TEAM)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            let status = r.status();
-            if status == StatusCode::OK {
-                let text = SseReader::new(r).rest().await;
-                assert!(text.contains("[DONE]"), "{text}");
-                (status, Value::Null)
-            } else {
-                (
-                    status,
-                    r.json::<Value>().await.unwrap()["error"]["code"].clone(),
-                )
-            }
-        }));
-    }
-    let mut passed = 0;
-    for t in tasks {
-        let (status, code) = bounded("a concurrent request", t).await.unwrap();
-        if status == StatusCode::OK {
-            passed += 1;
-        } else {
-            assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
-            assert_eq!(code, "budget_exceeded");
-        }
+    let replicas = Replicas::start("budget-redis", &text).await;
+    let (a, b) = (&replicas.a, &replicas.b);
+    let outcomes = fire(&replicas.chat_urls(), TEAM, &body, 50).await;
+    let passed = passed(&outcomes);
+    for o in outcomes.iter().filter(|o| o.status == StatusCode::OK) {
+        assert!(o.text.contains("[DONE]"), "{}", o.text);
     }
     // One budget for both: exactly k answers in all.
     assert_eq!(passed, k);
     assert_eq!(up.stats().requests, k as usize);
     // Both replicas see the shared spend once every settlement is in.
-    for p in [&a, &b] {
+    for p in [a, b] {
         let info = wait_for(p, "/v1/key/info", TEAM, "the settlements", |v| {
             v["spend"]["in_flight"] == 0
         })
@@ -701,4 +710,179 @@ async fn a_failed_attempt_is_charged_the_usage_it_reported() {
         .parse()
         .unwrap();
     assert!((cost - 0.000023).abs() < 1e-12, "{metrics}");
+}
+
+/// The spend Redis holds under `prefix` for the one budget there: spent
+/// (its buckets' sum), reserved, and the reservations in flight.
+fn redis_spend(redis: &redis_server::RedisServer, prefix: &str) -> (u64, u64, usize) {
+    let mut conn = redis::Client::open(redis.url())
+        .expect("redis url")
+        .get_connection()
+        .expect("connect to the test's redis");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:budget:*:spend"))
+        .query(&mut conn)
+        .expect("KEYS");
+    assert_eq!(keys.len(), 1, "one budget in Redis: {keys:?}");
+    let fields: Vec<(String, u64)> = redis::cmd("HGETALL")
+        .arg(&keys[0])
+        .query(&mut conn)
+        .expect("HGETALL");
+    let reserved = fields.iter().find(|(f, _)| f == "r").map_or(0, |(_, a)| *a);
+    let spent = fields
+        .iter()
+        .filter(|(f, _)| f != "r")
+        .map(|(_, a)| a)
+        .sum();
+    let holds: usize = redis::cmd("HLEN")
+        .arg(keys[0].replace(":spend", ":holds"))
+        .query(&mut conn)
+        .expect("HLEN");
+    (spent, reserved, holds)
+}
+
+/// $1.00 on one key, two replicas sharing one Redis, 50 concurrent streamed
+/// requests split over them: each streams a complete answer or gets a clear
+/// 429, some of each, and the spend both replicas and Redis record stays
+/// within the budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(redis_server),
+    ignore = "needs redis-server on PATH (apt-get install redis-server); CI runs it"
+)]
+async fn fifty_streams_over_two_replicas_stay_within_one_dollar() {
+    const MAX_TOKENS: u64 = 40;
+    // The upstream counts 3 input tokens more than the proxy's estimate, and
+    // its answers stop at 30 output tokens.
+    const MORE_INPUT: u64 = 3;
+    const ANSWERED: u64 = 30;
+    let redis = redis_server::RedisServer::start();
+    let up = MockUpstream::with_handler("up", |r: &Recorded| {
+        let prompt = input_of(&r.json()) + MORE_INPUT;
+        Reply::Script(stream_steps(3, prompt, ANSWERED, None))
+    })
+    .await;
+    let body = chat_body(MAX_TOKENS, true);
+    let input = input_of(&body);
+    // `[pricing]`: $1,000 per million input tokens and $2,000 per million
+    // output tokens, i.e. 1,000,000 and 2,000,000 nano-dollars a token.
+    let (per_input, per_output) = (1_000_000, 2_000_000);
+    let limit: u64 = 1_000_000_000;
+    let estimate = input * per_input + MAX_TOKENS * per_output;
+    let cost = (input + MORE_INPUT) * per_input + ANSWERED * per_output;
+    // Sized so that some fit and, even one after another, not all 50.
+    assert!(estimate <= limit && 50 * cost > limit, "{estimate} {cost}");
+    // The bound. Admission reserves each request's estimate and only admits
+    // while spent + reserved + estimate <= $1.00, so spend can pass $1.00
+    // only by what answers cost beyond their estimates: the estimate error,
+    // cost - estimate when positive. Here the 3 input tokens the estimate
+    // missed ($0.003) are less than the 10 output tokens reserved and not
+    // used ($0.02): the error is 0 and the bound $1.00 exactly.
+    let error = cost.saturating_sub(estimate);
+    let bound = limit + error;
+
+    let text = config(
+        &up,
+        "{ usd = 1.0, period = \"month\" }",
+        &format!(
+            "{}\n[pricing]\n\"m\" = {{ input = 1000.0, output = 2000.0 }}\n",
+            redis_state(&redis)
+        ),
+    );
+    let replicas = Replicas::start("budget-dollar", &text).await;
+    let (a, b) = (&replicas.a, &replicas.b);
+
+    let outcomes = fire(&replicas.chat_urls(), TEAM, &body, 50).await;
+    // Every refusal is a 429 budget_exceeded with Retry-After (`passed`);
+    // every answer streamed whole.
+    let passed = passed(&outcomes);
+    for o in outcomes.iter().filter(|o| o.status == StatusCode::OK) {
+        assert!(
+            o.text.contains("word2") && o.text.ends_with("data: [DONE]\n\n"),
+            "{}",
+            o.text
+        );
+        assert!(!o.text.contains("\"error\""), "{}", o.text);
+    }
+    // Some of each; at least as many as fit at their estimates.
+    assert!(passed >= limit / estimate, "{passed} passed");
+    assert!(passed < 50, "{passed} passed");
+    assert_eq!(up.stats().requests, passed as usize);
+
+    // Every settlement is in: both replicas, the admin view and Redis agree
+    // on the spend of the answers, within the bound.
+    let spent = passed * cost;
+    assert!(spent <= bound, "{spent} > {bound}");
+    let usd = |nanos: u64| nanos as f64 / 1e9;
+    for p in [a, b] {
+        let info = wait_for(p, "/v1/key/info", TEAM, "the settlements", |v| {
+            v["spend"]["in_flight"] == 0
+        })
+        .await;
+        let s = &info["spend"];
+        assert_eq!(s["unit"], "usd", "{info}");
+        assert!(
+            (s["spent"].as_f64().unwrap() - usd(spent)).abs() < 1e-9,
+            "{info}"
+        );
+        assert_eq!(s["reserved"].as_f64(), Some(0.0), "{info}");
+    }
+    let all = json_of(send(client().get(b.at("/admin/keys")).bearer_auth(ADMIN)).await).await;
+    let team = all["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "team-a")
+        .unwrap();
+    assert!(
+        (team["spend"]["spent"].as_f64().unwrap() - usd(spent)).abs() < 1e-9,
+        "{all}"
+    );
+    assert_eq!(redis_spend(&redis, "budget-test"), (spent, 0, 0));
+}
+
+/// Spend a replica decides alone while Redis is frozen is written back when
+/// Redis answers again: the other replica, and Redis, then count it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(redis_server),
+    ignore = "needs redis-server on PATH (apt-get install redis-server); CI runs it"
+)]
+async fn spend_made_while_redis_is_away_reaches_the_other_replica() {
+    let redis = redis_server::RedisServer::start();
+    let up = exact_upstream().await;
+    let body = chat_body(15, false);
+    let each = input_of(&body) + 15;
+    let text = config(
+        &up,
+        "{ tokens = 100000, period = \"month\" }",
+        &redis_state(&redis),
+    );
+    let replicas = Replicas::start("budget-away", &text).await;
+    let (a, b) = (&replicas.a, &replicas.b);
+    let http = client();
+    assert_eq!(chat_status(&http, a, TEAM, &body).await, StatusCode::OK);
+    wait_for(b, "/v1/key/info", TEAM, "the first answer's spend", |v| {
+        v["spend"]["spent"] == each
+    })
+    .await;
+
+    // Frozen: replica a waits out `[state] timeout` once, then decides alone.
+    redis.pause();
+    for _ in 0..2 {
+        assert_eq!(chat_status(&http, a, TEAM, &body).await, StatusCode::OK);
+    }
+    let health = json_of(send(http.get(a.at("/health"))).await).await;
+    assert_eq!(health["state_store"], "degraded", "{health}");
+
+    // Back: a reconnects and writes what it spent meanwhile.
+    redis.resume();
+    for p in [b, a] {
+        let info = wait_for(p, "/v1/key/info", TEAM, "the spend written back", |v| {
+            v["spend"]["spent"] == 3 * each && v["spend"]["in_flight"] == 0
+        })
+        .await;
+        assert_eq!(info["spend"]["reserved"], 0, "{info}");
+    }
+    assert_eq!(redis_spend(&redis, "budget-test"), (3 * each, 0, 0));
 }

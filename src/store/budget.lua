@@ -8,12 +8,15 @@
 -- KEYS[2]: hash of reservations in flight: field = reservation id, value =
 --          its amount.
 -- KEYS[3]: sorted set of the same ids, scored by when each expires (ms,
---          Redis's clock): a replica that died with a reservation in flight
---          does not hold it for ever.
--- ARGV: op ("r" reserve, "s" settle, "v" view), oldest bucket that still
---       counts, current bucket, limit, amount (reserve), reservation id
---       (reserve, settle), actual cost (settle), reservation lifetime (ms),
---       key lifetime (ms: past the period's end).
+--          Redis's clock): a lease, renewed by the replica that holds it
+--          while its request is in flight, so a replica that died with a
+--          reservation in flight holds it one lease at most.
+-- ARGV: op ("r" reserve, "s" settle, "k" keep: renew leases, "v" view),
+--       oldest bucket that still counts, current bucket (where a settlement
+--       counts), limit, amount (reserve), reservation id (reserve, settle;
+--       empty: a settlement that only adds spend), actual cost (settle),
+--       lease (ms), key lifetime (ms: past the period's end), then (keep)
+--       the ids whose leases to renew: those already released stay so.
 -- Amounts are integers, passed as strings and only ever added by HINCRBY
 -- (exact); sums and comparisons are exact up to 2^53.
 -- Returns {admitted (1/0), spent, reserved, in flight, bucket, amount, ...}
@@ -53,6 +56,10 @@ if op == 's' then
   release(id)
   if actual ~= '0' then
     redis.call('HINCRBY', KEYS[1], ARGV[3], actual)
+  end
+elseif op == 'k' then
+  for i = 10, #ARGV do
+    redis.call('ZADD', KEYS[3], 'XX', now + hold_ms, ARGV[i])
   end
 end
 

@@ -1,10 +1,13 @@
 //! The local copy a [`RedisStore`](super::RedisStore) keeps in step with the
 //! other replicas: what it needs of this replica's circuit and cooldown
-//! registries ([`LocalCircuits`], [`LocalCooldowns`]). The registries of the
-//! `circuit_breaker` and `failover` layers implement these; the store knows
-//! nothing else of them.
+//! registries ([`LocalCircuits`], [`LocalCooldowns`]) and of its budget
+//! spend ([`LocalSpend`]). The registries of the `circuit_breaker`,
+//! `failover` and `budget` layers implement these; the store knows nothing
+//! else of them.
 
 use std::time::Duration;
+
+use super::BudgetCall;
 
 /// This replica's circuits, as the store reads and updates them.
 pub trait LocalCircuits: Send + Sync {
@@ -24,4 +27,17 @@ pub trait LocalCooldowns: Send + Sync {
     /// Another replica put `key` in cooldown with `left` to go (capped by
     /// the registry), not to be published again.
     fn apply_shared(&self, key: &str, left: Duration);
+}
+
+/// This replica's budget spend, as the store writes it back to Redis when
+/// it (re)connects.
+pub trait LocalSpend: Send + Sync {
+    /// Take the spend Redis was not told of (counted while it was
+    /// unavailable, or whose settlement failed), as settlements to make;
+    /// with `all` (Redis lost its data), every budget's spend of this
+    /// replica that still counts instead.
+    fn take_unwritten(&self, all: bool) -> Vec<BudgetCall>;
+    /// Settlements of [`LocalSpend::take_unwritten`] that could not be
+    /// written: kept for the next time.
+    fn put_back(&self, calls: Vec<BudgetCall>);
 }

@@ -16,8 +16,10 @@
 //!     per tried target whose backend has a `rate_limit`). The local
 //!     counters keep counting this replica's own traffic;
 //!   - **budgets** are decided in Redis too (`budget.lua`): one script per
-//!     reservation, on the request's path, and one per settlement, in the
-//!     background; unavailable, the `budget` layer's ledger decides;
+//!     reservation, on the request's path, and one per settlement and per
+//!     round of lease renewals, in the background; unavailable, the `budget`
+//!     layer's ledger decides, and the spend it counted meanwhile
+//!     ([`LocalSpend`]) is written back on reconnect;
 //!   - **cooldowns and circuits** are read from the local copy, so a healthy
 //!     request never waits on Redis for them. Each transition (circuit
 //!     opened or closed, cooldown started) is written to Redis and published
@@ -31,8 +33,9 @@
 //!     background task reconnects with backoff (100 ms doubling to 2 s),
 //!     then resumes. No request waits on Redis longer than `timeout`.
 //!
-//! Keys are namespaced by `prefix` and expire: a limit when its window
-//! ends, a cooldown or an open circuit when it ends. Client keys appear
+//! Keys are namespaced by `prefix` and expire (but the budget epoch): a
+//! limit when its window ends, a cooldown or an open circuit when it ends,
+//! a budget past its period's end. Client keys appear
 //! hashed (SHA-256), never raw.
 //!
 //! | key | what |
@@ -41,7 +44,8 @@
 //! | `{prefix}:limit:backend:{<name>}:requests` | a backend's `rate_limit` counters |
 //! | `{prefix}:cooldown:<backend>/<model>` | a target cooling down (TTL = time left) |
 //! | `{prefix}:circuit:<backend>/<model>` | an open circuit (TTL = time left) |
-//! | `{prefix}:budget:{<sha256>}:spend` / `:holds` / `:expiry` | a budget's spend per bucket and reserved total, its reservations in flight, their expiries (`budget.lua`) |
+//! | `{prefix}:budget:{<sha256>}:spend` / `:holds` / `:expiry` | a budget's spend per bucket and reserved total, its reservations in flight, their leases' ends (`budget.lua`) |
+//! | `{prefix}:budget:epoch` | the budget epoch: written by the first replica to connect to a data set, so replicas tell Redis that lost its data apart (it does not expire) |
 //! | `{prefix}:events` | the pub/sub channel of transitions |
 //!
 //! Per replica, still: concurrency limits (requests in flight), consecutive
@@ -69,7 +73,7 @@ mod redis_store;
 use std::fmt;
 use std::time::Duration;
 
-pub use local::{LocalCircuits, LocalCooldowns};
+pub use local::{LocalCircuits, LocalCooldowns, LocalSpend};
 #[cfg(not(feature = "redis"))]
 pub use no_redis::RedisStore;
 pub use ops::{BudgetAnswer, BudgetCall, BudgetOp, LimitOp, Op, Verdict};

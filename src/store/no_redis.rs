@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{
-    BudgetAnswer, BudgetCall, LimitOp, LocalCircuits, LocalCooldowns, StateConfig, StoreStatus,
-    Verdict,
+    BudgetAnswer, BudgetCall, LimitOp, LocalCircuits, LocalCooldowns, LocalSpend, StateConfig,
+    StoreStatus, Verdict,
 };
 
 /// The Redis state store, absent from this build (no `redis` feature): no
@@ -74,6 +74,10 @@ impl RedisStore {
     }
 
     pub async fn budget(&self, _call: &BudgetCall, _timeout: Duration) -> Option<BudgetAnswer> {
+        match *self {}
+    }
+
+    pub fn tie_spend<S: LocalSpend + 'static>(&self, _spend: &Arc<S>) {
         match *self {}
     }
 }

@@ -65,8 +65,11 @@ pub enum Verdict {
 pub enum BudgetOp {
     /// Reserve `amount` if it fits.
     Reserve,
-    /// End the reservation `hold`, counting `actual` as spent.
+    /// End the reservation `hold` (if still held; none when empty),
+    /// counting `actual` as spent in bucket `current`.
     Settle,
+    /// Renew the leases of the reservations `renew` (those still held).
+    Renew,
     /// Read the spend.
     View,
 }
@@ -77,6 +80,7 @@ impl BudgetOp {
         match self {
             BudgetOp::Reserve => "r",
             BudgetOp::Settle => "s",
+            BudgetOp::Renew => "k",
             BudgetOp::View => "v",
         }
     }
@@ -104,9 +108,11 @@ pub struct BudgetCall {
     pub hold: String,
     /// The amount spent ([`BudgetOp::Settle`]).
     pub actual: u64,
-    /// How long a reservation is held at most (a replica that died with it
-    /// in flight).
+    /// A reservation's lease: how long it is held unless renewed (a replica
+    /// that died with it in flight stops renewing it).
     pub hold_for: Duration,
+    /// The reservations whose leases to renew ([`BudgetOp::Renew`]).
+    pub renew: Vec<String>,
     /// How long the budget's keys live: past the period's end.
     pub keep_for: Duration,
 }

@@ -3,11 +3,13 @@
 //!
 //! - `budget`: budget decisions made in Redis ([`BudgetCall`](super::BudgetCall));
 //! - `limits`: limit decisions made in Redis ([`LimitOp`](super::LimitOp), [`Verdict`](super::Verdict));
+//! - `call`: one script call on a request's path, bounded by a timeout (limits and budgets);
 //! - `events`: circuit and cooldown transitions, published and applied;
 //! - `connect`: connecting, and exchanging circuits and cooldowns with Redis;
 //! - `task`: the background task (reconnects, pub/sub, batched writes).
 
 mod budget;
+mod call;
 mod connect;
 mod events;
 mod limits;
@@ -24,7 +26,7 @@ use redis::aio::ConnectionManager;
 use redis::{RedisError, Script};
 use tokio::sync::{mpsc, watch, Notify};
 
-use super::{LocalCircuits, LocalCooldowns, StateConfig, StoreStatus};
+use super::{LocalCircuits, LocalCooldowns, LocalSpend, StateConfig, StoreStatus};
 use events::Event;
 use task::supervise;
 
@@ -74,6 +76,11 @@ pub struct RedisStore {
     events: mpsc::Sender<Event>,
     receiver: Mutex<Option<mpsc::Receiver<Event>>>,
     local: RwLock<Option<Local>>,
+    /// This replica's budget spend, held weakly (see [`RedisStore::tie_spend`]).
+    spend: RwLock<Option<Weak<dyn LocalSpend>>>,
+    /// The budget epoch of the Redis data this replica last wrote its spend
+    /// to (see `budget.rs`).
+    budget_epoch: Mutex<Option<String>>,
     replica: String,
     channel: String,
     limit_script: Script,
@@ -118,6 +125,8 @@ impl RedisStore {
             events,
             receiver: Mutex::new(Some(receiver)),
             local: RwLock::new(None),
+            spend: RwLock::new(None),
+            budget_epoch: Mutex::new(None),
             replica,
             limit_script: Script::new(include_str!("limit.lua")),
             transition_script: Script::new(include_str!("transition.lua")),
@@ -250,8 +259,8 @@ impl RedisStore {
             redis = %self.url_for_logs,
             prefix = %self.config.prefix,
             error = why,
-            "Redis state store unavailable: rate limits, cooldowns and circuits are per replica \
-             until it is back (reconnecting in the background)"
+            "Redis state store unavailable: rate limits, budgets, cooldowns and circuits are per \
+             replica until it is back (reconnecting in the background)"
         );
     }
 
@@ -260,7 +269,7 @@ impl RedisStore {
         if was == Link::Down {
             tracing::info!(
                 redis = %self.url_for_logs,
-                "Redis state store reconnected: rate limits, cooldowns and circuits are shared again"
+                "Redis state store reconnected: rate limits, budgets, cooldowns and circuits are shared again"
             );
         } else if was == Link::Connecting {
             tracing::info!(redis = %self.url_for_logs, prefix = %self.config.prefix, "Redis state store connected");

@@ -4,14 +4,16 @@
 //! [`Hold`], one request's reservation.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::ledger::{Ledger, Refusal, Spend};
+use super::shared::{self, HOLD_FOR, SETTLE_TIMEOUT};
 use super::snapshot;
+use super::sync::{Leases, Unwritten};
 use crate::keys::KeyBudget;
-use crate::store::RedisStore;
+use crate::store::{BudgetCall, LocalSpend, RedisStore};
 
 /// How often the spend file is written while spend changes.
 pub const SAVE_EVERY: Duration = Duration::from_secs(10);
@@ -34,6 +36,16 @@ pub struct Budgets {
     saving: AtomicBool,
     /// With `[state] store = "redis"`: where budgets are decided.
     store: OnceLock<Arc<RedisStore>>,
+    /// The lease of a reservation in the store.
+    hold_for: Duration,
+    /// Spend the store was not told of yet.
+    unwritten: Unwritten,
+    /// This replica's reservations in flight in the store.
+    leases: Leases,
+    /// The renewing task started.
+    renewing: AtomicBool,
+    /// Rounds of renewals made.
+    rounds: AtomicU64,
 }
 
 impl Default for Budgets {
@@ -52,6 +64,11 @@ impl Budgets {
             opened: AtomicBool::new(false),
             saving: AtomicBool::new(false),
             store: OnceLock::new(),
+            hold_for: HOLD_FOR,
+            unwritten: Unwritten::default(),
+            leases: Leases::default(),
+            renewing: AtomicBool::new(false),
+            rounds: AtomicU64::new(0),
         }
     }
 
@@ -115,10 +132,98 @@ impl Budgets {
     }
 
     /// Decide budgets in `store` (`[state] store = "redis"`), falling back to
-    /// the ledger while it is unavailable; budgets already tied to a store
-    /// keep it.
-    pub fn attach_store(&self, store: &Arc<RedisStore>) {
+    /// the ledger while it is unavailable (and writing the spend counted
+    /// meanwhile back to it when it is back); budgets already tied to a
+    /// store keep it.
+    pub fn attach_store(self: &Arc<Self>, store: &Arc<RedisStore>) {
         let _ = self.store.set(store.clone());
+        if let Some(store) = self.store() {
+            store.tie_spend(self);
+        }
+    }
+
+    /// Reservations in the store get a lease of `hold_for` (instead of
+    /// [`HOLD_FOR`]), renewed every third of it.
+    #[cfg(test)]
+    pub(crate) fn hold_for(mut self, hold_for: Duration) -> Self {
+        self.hold_for = hold_for;
+        self
+    }
+
+    /// Rounds of lease renewals made so far.
+    #[cfg(test)]
+    pub(crate) fn renewal_rounds(&self) -> u64 {
+        self.rounds.load(Ordering::Relaxed)
+    }
+
+    /// Settlements waiting to be written to the store.
+    #[cfg(test)]
+    pub(crate) fn unwritten(&self) -> usize {
+        self.unwritten.len()
+    }
+
+    /// Start renewing, in the background, the leases of this replica's
+    /// reservations in the store (once; outside a tokio runtime, nothing):
+    /// every third of the lease, while it has reservations there; and retry
+    /// writing the spend the store was not told of.
+    fn start_renewing(self: &Arc<Self>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.renewing.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let weak: Weak<Budgets> = Arc::downgrade(self);
+        let every = (self.hold_for / 3).max(Duration::from_millis(10));
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(budgets) = weak.upgrade() else {
+                    return;
+                };
+                budgets.renew().await;
+            }
+        });
+    }
+
+    /// One round: renew every lease, then write the spend kept back.
+    async fn renew(&self) {
+        let Some(store) = self.store() else { return };
+        let now = unix_now();
+        for (budget, ids) in self.leases.due() {
+            let call = shared::renewal(&budget, ids, now, self.hold_for);
+            if store.budget(&call, SETTLE_TIMEOUT).await.is_none() {
+                break;
+            }
+        }
+        self.rounds.fetch_add(1, Ordering::Relaxed);
+        let mut calls = self.unwritten.take().into_iter();
+        while let Some(call) = calls.next() {
+            if store.budget(&call, SETTLE_TIMEOUT).await.is_none() {
+                self.unwritten.add(call);
+                calls.for_each(|c| self.unwritten.add(c));
+                return;
+            }
+        }
+    }
+
+    /// Write `call` (a settlement) to the store in the background; kept to
+    /// write later if it cannot be now.
+    fn write_to(self: &Arc<Self>, store: &Arc<RedisStore>, call: BudgetCall) {
+        self.start_renewing();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.unwritten.add(call);
+            return;
+        };
+        let (budgets, store) = (self.clone(), store.clone());
+        runtime.spawn(async move {
+            if store.budget(&call, SETTLE_TIMEOUT).await.is_none() {
+                budgets.unwritten.add(call);
+            }
+        });
     }
 
     /// The store budgets are decided in, if any.
@@ -186,16 +291,37 @@ impl Budgets {
         amount: u64,
     ) -> Result<Hold, Refusal> {
         let now = unix_now();
-        if let Some(store) = self.store() {
-            if let Some(verdict) =
-                super::shared::reserve(store, &self.ledger, budget, amount, now).await
-            {
-                return verdict.map(|id| Hold::new(self.clone(), budget.clone(), amount, Some(id)));
+        let Some(store) = self.store() else {
+            return self
+                .ledger
+                .reserve(&budget.id, &budget.spec, amount, now)
+                .map(|_| Hold::new(self.clone(), budget.clone(), amount, None));
+        };
+        let id = shared::hold_id(store);
+        let verdict = match shared::reserve(
+            store,
+            &self.ledger,
+            budget,
+            (&id, amount),
+            now,
+            self.hold_for,
+        )
+        .await
+        {
+            Some(verdict) => verdict,
+            // Decided here. Redis may have made the reservation all the
+            // same (a call that timed out): its settlement ends it.
+            None => self
+                .ledger
+                .reserve(&budget.id, &budget.spec, amount, now)
+                .map(|_| ()),
+        };
+        verdict.map(|()| {
+            if self.leases.add(&shared::store_id(budget), budget, &id) {
+                self.start_renewing();
             }
-        }
-        self.ledger
-            .reserve(&budget.id, &budget.spec, amount, now)
-            .map(|_| Hold::new(self.clone(), budget.clone(), amount, None))
+            Hold::new(self.clone(), budget.clone(), amount, Some(id))
+        })
     }
 
     /// The spend of `budget` now: from the shared store when there is one
@@ -203,7 +329,7 @@ impl Budgets {
     pub async fn spend(&self, budget: &KeyBudget) -> Spend {
         let now = unix_now();
         if let Some(store) = self.store() {
-            if let Some(spend) = super::shared::view(store, budget, now).await {
+            if let Some(spend) = shared::view(store, budget, now).await {
                 return spend;
             }
         }
@@ -218,7 +344,8 @@ pub struct Hold {
     budgets: Arc<Budgets>,
     budget: KeyBudget,
     amount: u64,
-    /// The reservation's id in the shared store, when it was made there.
+    /// The reservation's id in the shared store, when there is one (made
+    /// there, or decided here while the store did not answer).
     shared: Option<String>,
     done: bool,
 }
@@ -259,8 +386,33 @@ impl Hold {
         self.budgets
             .ledger
             .settle(&b.id, &b.spec, self.amount, actual, now);
-        if let (Some(store), Some(id)) = (self.budgets.store(), self.shared.take()) {
-            super::shared::settle(store, b, id, actual, now);
+        // With a store, the settlement is written there too, whether the
+        // store or this replica decided (the store counts every replica's
+        // spend).
+        let (Some(store), Some(id)) = (self.budgets.store(), self.shared.take()) else {
+            return;
+        };
+        self.budgets.leases.remove(&shared::store_id(b), &id);
+        let call = shared::settlement(b, id, actual, now, self.budgets.hold_for);
+        self.budgets.write_to(store, call);
+    }
+}
+
+impl LocalSpend for Budgets {
+    fn take_unwritten(&self, all: bool) -> Vec<BudgetCall> {
+        if !all {
+            return self.unwritten.take();
+        }
+        // Redis lost its data: this replica's spend, all of it, replaces
+        // what was kept to write (it is part of it).
+        self.unwritten.clear();
+        let now = unix_now();
+        shared::spend_calls(self.ledger.saved(now), now, self.hold_for)
+    }
+
+    fn put_back(&self, calls: Vec<BudgetCall>) {
+        for call in calls {
+            self.unwritten.add(call);
         }
     }
 }

@@ -56,7 +56,24 @@
 //! to the config) every few seconds while it changes and at shutdown, and
 //! read back at start — spend survives a restart. With `[state] store =
 //! "redis"` budgets are decided in Redis (one script per reservation and
-//! per settlement), shared by every replica.
+//! per settlement), shared by every replica:
+//!
+//! - **Reservation expiry.** A reservation in Redis is a lease of
+//!   [`HOLD_FOR`] (30 s) that its replica renews every [`RENEW_EVERY`]
+//!   (10 s) while the request is in flight: a replica that crashed (or lost
+//!   Redis) with requests in flight holds their budget 30 s past its last
+//!   renewal at most, however long a stream would have lasted.
+//! - **Redis down, then back.** While Redis is unavailable (or slower than
+//!   `[state] timeout`), each replica decides in its [`Ledger`], from the
+//!   spend Redis last reported plus its own since; replicas may then
+//!   together pass a budget by what each admits meanwhile. The spend decided
+//!   meanwhile, and settlements that could not reach Redis, are kept (at
+//!   most [`MAX_UNWRITTEN`]) and written back when the replica reconnects,
+//!   before its requests use Redis again (leftovers: every
+//!   [`RENEW_EVERY`]). Redis that came back empty (a new budget epoch) gets
+//!   all of the replica's spend that still counts instead. A settlement
+//!   whose answer was lost is written again: counted twice at worst, never
+//!   lost.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -117,6 +134,7 @@ mod period;
 mod pricer;
 mod shared;
 mod snapshot;
+mod sync;
 #[cfg(test)]
 mod tests;
 
@@ -132,5 +150,6 @@ pub use ledger::{
 };
 pub use period::{Window, ROLLING_BUCKETS};
 pub use pricer::{FixedPrices, NoPrices, Pricer};
-pub use shared::HOLD_FOR;
+pub use shared::{HOLD_FOR, RENEW_EVERY};
 pub use snapshot::SPEND_FILE;
+pub use sync::{MAX_LEASES, MAX_UNWRITTEN};

@@ -1,50 +1,69 @@
 //! Budgets decided in the Redis store (`[state] store = "redis"`): one
 //! script call per reservation (on the request's path, bounded by `[state]
-//! timeout`) and per settlement (in the background), on keys that expire
-//! past the period's end. Every replica then shares one spend per budget.
+//! timeout`), per settlement and per round of lease renewals (in the
+//! background), on keys that expire past the period's end. Every replica
+//! then shares one spend per budget.
+//!
+//! A reservation is a lease of [`HOLD_FOR`], renewed by its replica while
+//! its request is in flight ([`Budgets`](super::Budgets) keeps the ids):
+//! one a replica made and could not settle (it died) is released by Redis
+//! one lease after the last renewal.
 //!
 //! Redis unavailable (or slower than `timeout`): the store says so (one
 //! warning per outage, `/health` `"state_store": "degraded"`) and each
 //! replica decides in its own [`Ledger`], from the spend Redis last reported
 //! plus its own since. Replicas may then together pass a budget by what
-//! each admits during the outage; what they spend meanwhile is counted in
-//! their ledgers (and spend files), not in Redis. A reservation a replica
-//! made in Redis and could not settle there (it died, or Redis was away at
-//! the end) is released by Redis after [`HOLD_FOR`].
+//! each admits during the outage. What a replica spends meanwhile is
+//! counted in its ledger (and spend file), and kept as settlements to write
+//! to Redis when it is back (see the store's write-back); a reservation
+//! decided here still names an id, since a call that timed out may have
+//! made it in Redis all the same: its settlement ends it there.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::ledger::{wait_for_room, Ledger, Limit, Refusal, Spend};
+use super::ledger::{wait_for_room, Ledger, Limit, Refusal, Saved, Spend, Unit};
 use super::period::Window;
-use crate::keys::{BudgetId, KeyBudget};
+use crate::keys::{BudgetId, BudgetPeriod, KeyBudget};
 use crate::store::{BudgetAnswer, BudgetCall, BudgetOp, RedisStore};
 
-/// The longest Redis holds a reservation: a request still in flight after
-/// it no longer holds room in the shared budget (its settlement still
-/// counts what it cost).
-pub const HOLD_FOR: Duration = Duration::from_secs(3600);
+/// A reservation's lease in Redis: the replica that made it renews it every
+/// [`RENEW_EVERY`] while its request is in flight, so a reservation is held
+/// this long past the last renewal at most (a replica that crashed, or
+/// lost Redis, with requests in flight).
+pub const HOLD_FOR: Duration = Duration::from_secs(30);
 
-/// How long a settlement, made in the background, may wait on Redis.
-const SETTLE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often a replica renews the leases of its reservations in flight (and
+/// retries spend it could not write): a third of [`HOLD_FOR`], so that one
+/// renewal may fail without a lease ending.
+pub const RENEW_EVERY: Duration = Duration::from_secs(10);
+
+/// How long a settlement or renewal, made in the background, may wait on
+/// Redis.
+pub(super) const SETTLE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long a budget's keys outlive the spend in them.
 const KEEP_MARGIN: Duration = Duration::from_secs(3600);
 
 /// The budget's id in the store: its id, unit and period (NUL-separated:
 /// names and metadata hold no control characters).
-fn store_id(budget: &KeyBudget) -> String {
-    let limit = Limit::of(&budget.spec.limit);
-    let who = match &budget.id {
+fn store_id_of(id: &BudgetId, unit: Unit, period: BudgetPeriod) -> String {
+    let who = match id {
         BudgetId::Key(name) => format!("key\0{name}"),
         BudgetId::Group(g) => format!("group\0{}\0{}", g.key, g.value),
     };
-    format!("{who}\0{}\0{}", limit.unit.as_str(), budget.spec.period)
+    format!("{who}\0{}\0{period}", unit.as_str())
+}
+
+/// The store id of `budget`.
+pub(super) fn store_id(budget: &KeyBudget) -> String {
+    let unit = Limit::of(&budget.spec.limit).unit;
+    store_id_of(&budget.id, unit, budget.spec.period)
 }
 
 /// A reservation id unique to this replica and call.
-fn hold_id(store: &RedisStore) -> String {
+pub(super) fn hold_id(store: &RedisStore) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     format!(
         "{}-{}",
@@ -53,19 +72,34 @@ fn hold_id(store: &RedisStore) -> String {
     )
 }
 
-fn call(budget: &KeyBudget, op: BudgetOp, now: u64) -> BudgetCall {
-    let window = Window::of(budget.spec.period, now);
+/// A call of `op` on the budget `id` (of `unit` and `period`) at `now`.
+fn call_of(
+    id: String,
+    period: BudgetPeriod,
+    op: BudgetOp,
+    now: u64,
+    hold_for: Duration,
+) -> BudgetCall {
+    let window = Window::of(period, now);
     BudgetCall {
         op,
-        id: store_id(budget),
+        id,
         oldest: window.oldest(),
         current: window.current(),
-        limit: Limit::of(&budget.spec.limit).amount,
+        limit: 0,
         amount: 0,
         hold: String::new(),
         actual: 0,
-        hold_for: HOLD_FOR,
+        hold_for,
         keep_for: Duration::from_secs(window.reset().saturating_sub(now)) + KEEP_MARGIN,
+        renew: Vec::new(),
+    }
+}
+
+fn call(budget: &KeyBudget, op: BudgetOp, now: u64, hold_for: Duration) -> BudgetCall {
+    BudgetCall {
+        limit: Limit::of(&budget.spec.limit).amount,
+        ..call_of(store_id(budget), budget.spec.period, op, now, hold_for)
     }
 }
 
@@ -83,27 +117,29 @@ fn spend_of(budget: &KeyBudget, answer: &BudgetAnswer, now: u64) -> Spend {
     }
 }
 
-/// Reserve `amount` of `budget` in `store`: the reservation's id (also
-/// held in `ledger`, this replica's copy), or the refusal; `None` when the
-/// store is unavailable (the caller decides in the ledger).
+/// Reserve `amount` of `budget` in `store` as reservation `id` (see
+/// [`hold_id`]), on a lease of `hold_for`: `Ok` when made (and held in
+/// `ledger`, this replica's copy), or the refusal; `None` when the store is
+/// unavailable or did not answer in time (the caller decides in the ledger;
+/// the reservation may still have been made, so its settlement names it).
 pub(super) async fn reserve(
     store: &Arc<RedisStore>,
     ledger: &Ledger,
     budget: &KeyBudget,
-    amount: u64,
+    (id, amount): (&str, u64),
     now: u64,
-) -> Option<Result<String, Refusal>> {
-    let id = hold_id(store);
+    hold_for: Duration,
+) -> Option<Result<(), Refusal>> {
     let request = BudgetCall {
         amount,
-        hold: id.clone(),
-        ..call(budget, BudgetOp::Reserve, now)
+        hold: id.to_string(),
+        ..call(budget, BudgetOp::Reserve, now, hold_for)
     };
     let answer = store.budget(&request, store.config().timeout).await?;
     ledger.observe(&budget.id, &budget.spec, answer.spent, now);
     if answer.admitted {
         ledger.hold(&budget.id, &budget.spec, amount, now);
-        return Some(Ok(id));
+        return Some(Ok(()));
     }
     let window = Window::of(budget.spec.period, now);
     let mut buckets: Vec<(u64, u64)> = answer
@@ -123,35 +159,58 @@ pub(super) async fn reserve(
 /// The spend of `budget` in `store`; `None` when it is unavailable.
 pub(super) async fn view(store: &Arc<RedisStore>, budget: &KeyBudget, now: u64) -> Option<Spend> {
     let answer = store
-        .budget(&call(budget, BudgetOp::View, now), store.config().timeout)
+        .budget(
+            &call(budget, BudgetOp::View, now, HOLD_FOR),
+            store.config().timeout,
+        )
         .await?;
     Some(spend_of(budget, &answer, now))
 }
 
-/// Settle the reservation `id` of `budget` in `store` with `actual`, in the
-/// background (outside a tokio runtime, or with Redis away, it stays
-/// unsettled there until [`HOLD_FOR`]; the ledger has it either way).
-pub(super) fn settle(
-    store: &Arc<RedisStore>,
+/// The settlement of `budget`'s reservation `hold` (ended if Redis holds
+/// it) with `actual`, counted in the bucket current at `now`.
+pub(super) fn settlement(
     budget: &KeyBudget,
-    id: String,
+    hold: String,
     actual: u64,
     now: u64,
-) {
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        return;
-    };
-    let request = BudgetCall {
-        hold: id,
+    hold_for: Duration,
+) -> BudgetCall {
+    BudgetCall {
+        hold,
         actual,
-        ..call(budget, BudgetOp::Settle, now)
-    };
-    let store = store.clone();
-    runtime.spawn(async move {
-        if store.budget(&request, SETTLE_TIMEOUT).await.is_none() {
-            tracing::debug!("a budget settlement could not be written to Redis");
+        ..call(budget, BudgetOp::Settle, now, hold_for)
+    }
+}
+
+/// The renewal of the leases of `budget`'s reservations `ids`.
+pub(super) fn renewal(
+    budget: &KeyBudget,
+    ids: Vec<String>,
+    now: u64,
+    hold_for: Duration,
+) -> BudgetCall {
+    BudgetCall {
+        renew: ids,
+        ..call(budget, BudgetOp::Renew, now, hold_for)
+    }
+}
+
+/// The spend `saved` (this replica's, per budget and bucket) as
+/// settlements that count it (for Redis that lost its data).
+pub(super) fn spend_calls(saved: Vec<Saved>, now: u64, hold_for: Duration) -> Vec<BudgetCall> {
+    let mut calls = Vec::new();
+    for s in saved {
+        let id = store_id_of(&s.id, s.unit, s.period);
+        for &(bucket, amount) in s.buckets.as_slice() {
+            calls.push(BudgetCall {
+                current: bucket,
+                actual: amount,
+                ..call_of(id.clone(), s.period, BudgetOp::Settle, now, hold_for)
+            });
         }
-    });
+    }
+    calls
 }
 
 #[cfg(test)]
@@ -175,7 +234,7 @@ mod tests {
             spec: BudgetSpec::parse(Some(1.0), None, Some("day")).unwrap(),
         };
         assert_eq!(store_id(&group), "group\0team\0a\0usd\0day");
-        let c = call(&group, BudgetOp::View, 86_400 * 10 + 5);
+        let c = call(&group, BudgetOp::View, 86_400 * 10 + 5, HOLD_FOR);
         assert_eq!((c.oldest, c.current), (86_400 * 10, 86_400 * 10));
         assert_eq!(c.limit, 1_000_000_000);
         assert_eq!(c.keep_for, Duration::from_secs(86_400 - 5) + KEEP_MARGIN);

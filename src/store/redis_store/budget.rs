@@ -1,11 +1,25 @@
-//! Budget decisions made in Redis (`budget.lua`): the keys of a budget, and
-//! one script call per reservation, settlement or look.
+//! Budget decisions made in Redis (`budget.lua`): the keys of a budget, one
+//! script call per reservation, settlement, renewal or look, and the spend
+//! written back when Redis comes back.
+//!
+//! Write-back: this replica's spend that Redis was not told of (counted
+//! while Redis was unavailable, or whose settlement failed) is written on
+//! every (re)connect, before requests use Redis again. Redis that lost its
+//! data (restarted without persistence) is told apart by its budget epoch,
+//! `{prefix}:budget:epoch`, a value the first replica to connect to a data
+//! set writes: a replica that finds another epoch than the one it last
+//! wrote to writes all of its spend that still counts instead.
 
 use std::fmt::Write as _;
-use std::time::Duration;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{millis, RedisStore};
-use crate::store::{BudgetAnswer, BudgetCall};
+use redis::aio::ConnectionManager;
+use redis::ScriptInvocation;
+
+use super::connect::bounded;
+use super::{millis, RedisStore, BATCH};
+use crate::store::{BudgetAnswer, BudgetCall, LocalSpend};
 
 impl RedisStore {
     /// The three keys of the budget `id` (hashed: a group's value never
@@ -29,14 +43,12 @@ impl RedisStore {
     /// unavailable, did not answer in time, or answered nonsense: the caller
     /// decides locally.
     pub async fn budget(&self, call: &BudgetCall, timeout: Duration) -> Option<BudgetAnswer> {
-        if !self.usable().await {
-            return None;
-        }
-        let mut conn = self
-            .conn
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()?;
+        let invocation = self.budget_invocation(call);
+        self.run_script(&invocation, timeout, "budget", parse).await
+    }
+
+    /// The script call of `call`.
+    fn budget_invocation(&self, call: &BudgetCall) -> ScriptInvocation<'_> {
         let mut invocation = self.budget_script.prepare_invoke();
         for key in self.budget_keys(&call.id) {
             invocation.key(key);
@@ -51,28 +63,84 @@ impl RedisStore {
             .arg(call.actual)
             .arg(millis(call.hold_for).max(1))
             .arg(millis(call.keep_for).max(1));
-        let answer =
-            tokio::time::timeout(timeout, invocation.invoke_async::<Vec<i64>>(&mut conn)).await;
-        match answer {
-            Ok(Ok(v)) => match parse(&v) {
-                Some(answer) => Some(answer),
-                None => {
-                    self.script_failed(&format!("unexpected budget answer {v:?}"));
-                    None
-                }
-            },
-            Ok(Err(e)) => {
-                self.call_failed(&e);
-                None
-            }
-            Err(_) => {
-                self.lost(&format!(
-                    "no answer within {}",
-                    crate::error::humanize(timeout)
-                ));
-                None
-            }
+        for id in &call.renew {
+            invocation.arg(id);
         }
+        invocation
+    }
+
+    /// Write the spend of `spend` (this replica's budgets, held weakly)
+    /// back to Redis when it (re)connects.
+    pub fn tie_spend<S: LocalSpend + 'static>(&self, spend: &Arc<S>) {
+        let spend: Weak<dyn LocalSpend> = Arc::<S>::downgrade(spend);
+        *self.spend.write().unwrap_or_else(|e| e.into_inner()) = Some(spend);
+    }
+
+    fn local_spend(&self) -> Option<Arc<dyn LocalSpend>> {
+        self.spend
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()?
+            .upgrade()
+    }
+
+    /// Write back the spend Redis was not told of (see the module docs), in
+    /// pipelines; what could not be written is kept for the next time.
+    pub(super) async fn write_back(
+        &self,
+        conn: &mut ConnectionManager,
+        limit: Duration,
+    ) -> Result<(), String> {
+        let Some(spend) = self.local_spend() else {
+            return Ok(());
+        };
+        let epoch = self.budget_epoch(conn, limit).await?;
+        let all = {
+            let mut last = self.budget_epoch.lock().unwrap_or_else(|e| e.into_inner());
+            let lost = last.as_ref().is_some_and(|e| *e != epoch);
+            *last = Some(epoch);
+            lost
+        };
+        let mut calls = spend.take_unwritten(all);
+        if all && !calls.is_empty() {
+            tracing::warn!(
+                redis = %self.url_for_logs,
+                budgets = calls.len(),
+                "Redis lost the budgets' spend (restarted empty?): this replica wrote its own back"
+            );
+        }
+        while !calls.is_empty() {
+            let rest = calls.split_off(calls.len().min(BATCH));
+            let mut pipe = redis::pipe();
+            for call in &calls {
+                pipe.invoke_script(&self.budget_invocation(call)).ignore();
+            }
+            if let Err(e) = bounded(limit, pipe.query_async::<()>(conn)).await {
+                calls.extend(rest);
+                spend.put_back(calls);
+                return Err(e);
+            }
+            calls = rest;
+        }
+        Ok(())
+    }
+
+    /// The budget epoch of the data Redis holds, written now if it has none.
+    async fn budget_epoch(
+        &self,
+        conn: &mut ConnectionManager,
+        limit: Duration,
+    ) -> Result<String, String> {
+        let key = format!("{}:budget:epoch", self.config.prefix);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let fresh = format!("{}-{now:x}", self.replica);
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET").arg(&key).arg(&fresh).arg("NX").ignore();
+        pipe.cmd("GET").arg(&key);
+        let (epoch,): (String,) = bounded(limit, pipe.query_async(conn)).await?;
+        Ok(epoch)
     }
 }
 

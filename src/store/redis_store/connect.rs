@@ -12,7 +12,8 @@ use super::{millis, RedisStore, BACKGROUND_TIMEOUT};
 
 impl RedisStore {
     /// Connect, load the scripts, subscribe, then exchange circuits and
-    /// cooldowns with Redis: push the local ones, load the shared ones.
+    /// cooldowns with Redis (push the local ones, load the shared ones) and
+    /// write back the budget spend Redis was not told of.
     pub(super) async fn connect(
         &self,
     ) -> Result<(ConnectionManager, redis::aio::PubSubStream), String> {
@@ -37,6 +38,7 @@ impl RedisStore {
         bounded(limit, pubsub.subscribe(&self.channel)).await?;
         self.push_local(&mut conn, limit).await?;
         self.pull_shared(&mut conn, limit).await?;
+        self.write_back(&mut conn, limit).await?;
         Ok((conn, pubsub.into_on_message()))
     }
 
@@ -138,7 +140,7 @@ impl RedisStore {
 }
 
 /// Await `fut` for at most `limit`; errors and timeouts as text.
-async fn bounded<T, E: fmt::Display>(
+pub(super) async fn bounded<T, E: fmt::Display>(
     limit: Duration,
     fut: impl std::future::Future<Output = Result<T, E>>,
 ) -> Result<T, String> {

@@ -32,14 +32,9 @@ impl RedisStore {
     /// `None` when Redis is unavailable or did not answer within `timeout`:
     /// the caller decides locally.
     pub async fn decide(&self, ops: &[LimitOp]) -> Option<Verdict> {
-        if ops.is_empty() || !self.usable().await {
+        if ops.is_empty() {
             return None;
         }
-        let mut conn = self
-            .conn
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()?;
         let mut invocation = self.limit_script.prepare_invoke();
         for op in ops {
             invocation
@@ -49,39 +44,8 @@ impl RedisStore {
                 .arg(op.limit)
                 .arg(millis(op.window));
         }
-        let answer = tokio::time::timeout(
-            self.config.timeout,
-            invocation.invoke_async::<Vec<i64>>(&mut conn),
-        )
-        .await;
-        match answer {
-            Ok(Ok(v)) if v.len() == 4 => Some(if v[0] == 1 {
-                Verdict::Allowed {
-                    remaining: v[2].max(0) as u64,
-                    reset: Duration::from_millis(v[3].max(0) as u64),
-                }
-            } else {
-                Verdict::Refused {
-                    index: (v[1].max(1) - 1) as usize,
-                    wait: Duration::from_millis(v[3].max(1) as u64),
-                }
-            }),
-            Ok(Ok(v)) => {
-                self.script_failed(&format!("unexpected answer {v:?}"));
-                None
-            }
-            Ok(Err(e)) => {
-                self.call_failed(&e);
-                None
-            }
-            Err(_) => {
-                self.lost(&format!(
-                    "no answer within {}",
-                    crate::error::humanize(self.config.timeout)
-                ));
-                None
-            }
-        }
+        self.run_script(&invocation, self.config.timeout, "limit", verdict)
+            .await
     }
 
     /// Count `n` on `key` after the fact (tokens of a finished answer), in
@@ -97,4 +61,22 @@ impl RedisStore {
             window_ms: millis(window),
         });
     }
+}
+
+/// `{allowed (1/0), refusing op (1-based), remaining, reset or wait (ms)}`.
+fn verdict(v: &[i64]) -> Option<Verdict> {
+    let &[allowed, index, remaining, ms] = v else {
+        return None;
+    };
+    Some(if allowed == 1 {
+        Verdict::Allowed {
+            remaining: u64::try_from(remaining).unwrap_or(0),
+            reset: Duration::from_millis(u64::try_from(ms).unwrap_or(0)),
+        }
+    } else {
+        Verdict::Refused {
+            index: usize::try_from(index.max(1) - 1).unwrap_or(0),
+            wait: Duration::from_millis(u64::try_from(ms.max(1)).unwrap_or(1)),
+        }
+    })
 }

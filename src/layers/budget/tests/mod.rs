@@ -2,3 +2,5 @@ mod budgets;
 #[cfg(feature = "access")]
 mod layer;
 mod ledger;
+#[cfg(feature = "redis")]
+mod shared;
