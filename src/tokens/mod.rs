@@ -55,6 +55,7 @@
 #![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
 mod anthropic;
+mod cache;
 mod responses;
 #[cfg(test)]
 #[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
@@ -71,6 +72,7 @@ use http_body_util::StreamBody;
 use serde_json::{Map, Value};
 
 use crate::body::{BoxError, ProxyBody};
+pub use cache::CountCache;
 
 /// Tokens of chat framing per message (start and end markers, the role), as
 /// OpenAI's cookbook counts them (3 + 1 for the role).
@@ -222,12 +224,24 @@ fn tokenizer_loaded() -> bool {
     TOKENIZER.get().is_some()
 }
 
-/// The o200k_base token count of `text`. Should the tokenizer ever panic, the
-/// count falls back to a byte estimate (4 bytes a token) instead.
+/// Counts of texts seen lately (agent clients send the conversation again
+/// on every turn).
+static COUNTS: OnceLock<CountCache> = OnceLock::new();
+
+/// The o200k_base token count of `text` (remembered for a while, see
+/// [`CountCache`]). Should the tokenizer ever panic, the count falls back to
+/// a byte estimate (4 bytes a token) instead.
 pub fn count_text(text: &str) -> u64 {
     if text.is_empty() {
         return 0;
     }
+    COUNTS
+        .get_or_init(CountCache::default)
+        .count(text, count_fresh)
+}
+
+/// [`count_text`] without the cache.
+fn count_fresh(text: &str) -> u64 {
     match catch_unwind(AssertUnwindSafe(|| tokenizer().count(text))) {
         Ok(n) => u64::try_from(n).unwrap_or(u64::MAX),
         Err(_) => bytes_estimate(text.len()),
