@@ -14,11 +14,11 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Entries in the table (64 KiB).
-pub const SLOTS: usize = 8192;
+pub(super) const SLOTS: usize = 8192;
 
 /// Texts shorter than this are counted each time (the look-up would cost
 /// about as much as the count).
-pub const MIN_CACHED_BYTES: usize = 64;
+pub(super) const MIN_CACHED_BYTES: usize = 64;
 
 /// Bits of the hash kept to tell texts apart; the rest of the word holds
 /// the count.
@@ -61,8 +61,9 @@ impl CountCache {
         let tag = hash >> (64 - TAG_BITS);
         // A tag of 0 would read as an empty slot.
         let tag = tag.max(1);
-        let slot = usize::try_from(hash % SLOTS as u64)
-            .ok()
+        let slot = hash
+            .checked_rem(SLOTS as u64)
+            .and_then(|i| usize::try_from(i).ok())
             .and_then(|i| self.slots.get(i));
         let Some(slot) = slot else {
             return count(text);
