@@ -61,9 +61,9 @@ TOML
   wait_port "$PX_PORT"
   local oha=(oha --no-tui -c 8 -m POST -H 'content-type: application/json' -H "authorization: Bearer $KEY" -d "$body")
   "${oha[@]}" -n 500 "http://127.0.0.1:$PX_PORT/v1/chat/completions" >/dev/null
-  callgrind_control -z "$px" >/dev/null
+  callgrind_control -z "$px" >/dev/null 2>&1
   "${oha[@]}" -n "$N" --output-format json "http://127.0.0.1:$PX_PORT/v1/chat/completions" > "$dir/oha.json"
-  callgrind_control -d "$px" >/dev/null
+  callgrind_control -d "$px" >/dev/null 2>&1
   kill "$px"; wait "$px" 2>/dev/null || true
   python3 - "$label" "$N" "$dir" <<'PY'
 import glob, json, sys

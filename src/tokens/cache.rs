@@ -25,7 +25,7 @@ pub(super) const MIN_CACHED_BYTES: usize = 64;
 const TAG_BITS: u32 = 40;
 const COUNT_MASK: u64 = (1 << (64 - TAG_BITS)) - 1;
 
-/// The cache (see the [module docs](self)).
+/// The cache: a fixed table of keyed hashes and counts.
 #[derive(Debug)]
 pub struct CountCache {
     hasher: RandomState,

@@ -199,7 +199,7 @@ fn always_hop_by_hop(name: &str) -> bool {
 }
 
 /// Whether `name` is one of [`CREDENTIAL_HEADERS`] (a `match`, as
-/// [`always_hop_by_hop`]).
+/// for the hop-by-hop names).
 pub fn is_credential_header(name: &str) -> bool {
     matches!(
         name,
