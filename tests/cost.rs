@@ -7,45 +7,15 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-
 use http::StatusCode;
 use serde_json::{json, Value};
+use support::log_records::{by_id, records, temp_dir};
 use support::*;
 
 const CLIENT_KEY: &str = "sk-test-client-0123456789abcdef";
 const COST: &str = "x-llm-router-cost-usd";
 /// A virtual key: its name is the cost metric's `key` label.
 const TEAM_KEY: &str = "sk-test-team-a-0123456789abcdef";
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("llm-router-cost-it-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// The log records under `dir`.
-fn records(dir: &Path) -> Vec<Value> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().to_string();
-        if name.starts_with("router_") && !name.ends_with("_errors.jsonl") {
-            for line in std::fs::read_to_string(&path).unwrap().lines() {
-                out.push(serde_json::from_str(line).unwrap());
-            }
-        }
-    }
-    out
-}
-
-fn by_id<'a>(records: &'a [Value], id: &str) -> &'a Value {
-    let found: Vec<&Value> = records.iter().filter(|r| r["request_id"] == id).collect();
-    assert_eq!(found.len(), 1, "one record for {id} in {records:#?}");
-    found[0]
-}
 
 /// A chat completion with this usage.
 fn completion(model: &str, usage: Value) -> Value {
@@ -325,7 +295,7 @@ async fn every_answer_has_its_cost() {
     let mut proxy = proxy;
     proxy.trigger_shutdown();
     proxy.join().await.unwrap();
-    let all = records(&dir.join("logs"));
+    let all = records(&dir.join("logs"), false);
     assert_eq!(by_id(&all, &openai_id)["cost_usd"], json!(0.003));
     assert_eq!(by_id(&all, &anthropic_id)["cost_usd"], json!(0.0156));
     assert_eq!(by_id(&all, &streamed_id)["cost_usd"], json!(0.008));
@@ -384,7 +354,7 @@ async fn a_stream_cut_short_is_charged_what_was_delivered() {
     let mut proxy = proxy;
     proxy.trigger_shutdown();
     proxy.join().await.unwrap();
-    let all = records(&dir.join("logs"));
+    let all = records(&dir.join("logs"), false);
     let r = by_id(&all, &cut_id);
     assert_eq!(
         (&r["tokens_in"], &r["tokens_out"]),

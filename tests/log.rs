@@ -9,56 +9,11 @@ use std::time::Duration;
 
 use http::StatusCode;
 use serde_json::{json, Value};
+use support::log_records::{by_id, files, records, temp_dir};
 use support::*;
 
 const CLIENT_KEY: &str = "sk-test-client-0123456789abcdef";
 const ADMIN_KEY: &str = "sk-test-admin-9876543210fedcba";
-
-/// A fresh directory for one test's config and logs.
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("llm-router-log-it-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Every file under `dir`, recursively.
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(files(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out.sort();
-    out
-}
-
-/// The records of the session files (`errors`: the errors files).
-fn records(dir: &Path, errors: bool) -> Vec<Value> {
-    let mut out = Vec::new();
-    for path in files(dir) {
-        let name = path.file_name().unwrap().to_string_lossy().to_string();
-        if !name.starts_with("router_") || name.ends_with("_errors.jsonl") != errors {
-            continue;
-        }
-        assert!(name.ends_with(".jsonl"), "{name}");
-        for line in std::fs::read_to_string(&path).unwrap().lines() {
-            out.push(serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")));
-        }
-    }
-    out
-}
-
-/// The record of the request `id`.
-fn by_id<'a>(records: &'a [Value], id: &str) -> &'a Value {
-    let found: Vec<&Value> = records.iter().filter(|r| r["request_id"] == id).collect();
-    assert_eq!(found.len(), 1, "one record for {id} in {records:#?}");
-    found[0]
-}
 
 /// An upstream answering by the model it is asked for.
 async fn upstream() -> MockUpstream {

@@ -10,6 +10,7 @@
 
 pub mod binary;
 pub mod config;
+pub mod log_records;
 
 use std::future::Future;
 use std::net::SocketAddr;
