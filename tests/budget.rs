@@ -624,26 +624,31 @@ async fn two_replicas_sharing_redis_never_pass_one_budget() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_over_request_is_charged_for_the_target_that_answered() {
+/// A request to model "m" whose first target ("down") answers 500 with
+/// `down_body`, failed over to an exact upstream: the proxy (its stack
+/// `stack`, `extra` appended to its config) after that one request, with
+/// the requests each target saw checked.
+async fn failed_over(
+    name: &str,
+    down_body: Value,
+    stack: &[&str],
+    extra: &str,
+) -> (reqwest::Client, Proxy, WorkDir, Value) {
     let down = MockUpstream::start(
         "down",
-        Reply::Json(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            json!({"error": {"message": "boom"}}),
-        ),
+        Reply::Json(StatusCode::INTERNAL_SERVER_ERROR, down_body),
     )
     .await;
     let up = exact_upstream().await;
-    let dir = WorkDir::new("budget-failover");
+    let dir = WorkDir::new(name);
     let text = TestConfig::new()
-        .stack(&["auth", "budget", "failover"])
+        .stack(stack)
         .section("auth", &[("admin_keys", &format!("[\"{ADMIN}\"]"))])
         .backend(BackendToml::openai("down", &down.base_url()))
         .backend(BackendToml::openai("up", &up.base_url()))
         .model(ModelToml::new("m").target("down", "m", 1).target("up", "m", 2))
         .raw(&format!(
-            "[[keys]]\nname = \"team-a\"\nkey = \"{TEAM}\"\nbudget = {{ tokens = 100000, period = \"day\" }}\n"
+            "[[keys]]\nname = \"team-a\"\nkey = \"{TEAM}\"\nbudget = {{ tokens = 100000, period = \"day\" }}\n{extra}"
         ))
         .toml();
     let proxy = start_in(dir.path(), &text).await;
@@ -654,6 +659,18 @@ async fn a_failed_over_request_is_charged_for_the_target_that_answered() {
         StatusCode::OK
     );
     assert_eq!((down.stats().requests, up.stats().requests), (1, 1));
+    (http, proxy, dir, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_over_request_is_charged_for_the_target_that_answered() {
+    let (http, proxy, _dir, body) = failed_over(
+        "budget-failover",
+        json!({"error": {"message": "boom"}}),
+        &["auth", "budget", "failover"],
+        "",
+    )
+    .await;
     // The failed attempt reported no usage: only the answer is charged.
     let s = spend(&http, &proxy, TEAM).await;
     assert_eq!(s["spent"], input_of(&body) + 40, "{s}");
@@ -662,36 +679,14 @@ async fn a_failed_over_request_is_charged_for_the_target_that_answered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_attempt_is_charged_the_usage_it_reported() {
     // The first target's error answer reports what it used.
-    let down = MockUpstream::start(
-        "down",
-        Reply::Json(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            json!({"error": {"message": "boom"},
-                   "usage": {"prompt_tokens": 17, "completion_tokens": 3, "total_tokens": 20}}),
-        ),
+    let (http, proxy, _dir, body) = failed_over(
+        "budget-failed-usage",
+        json!({"error": {"message": "boom"},
+               "usage": {"prompt_tokens": 17, "completion_tokens": 3, "total_tokens": 20}}),
+        &["metrics", "auth", "budget", "failover"],
+        "\n[pricing]\n\"m\" = { input = 1.0, output = 2.0 }\n",
     )
     .await;
-    let up = exact_upstream().await;
-    let dir = WorkDir::new("budget-failed-usage");
-    let text = TestConfig::new()
-        .stack(&["metrics", "auth", "budget", "failover"])
-        .section("auth", &[("admin_keys", &format!("[\"{ADMIN}\"]"))])
-        .backend(BackendToml::openai("down", &down.base_url()))
-        .backend(BackendToml::openai("up", &up.base_url()))
-        .model(ModelToml::new("m").target("down", "m", 1).target("up", "m", 2))
-        .raw(&format!(
-            "[[keys]]\nname = \"team-a\"\nkey = \"{TEAM}\"\nbudget = {{ tokens = 100000, period = \"day\" }}\n\n\
-             [pricing]\n\"m\" = {{ input = 1.0, output = 2.0 }}\n"
-        ))
-        .toml();
-    let proxy = start_in(dir.path(), &text).await;
-    let http = client();
-    let body = chat_body(40, false);
-    assert_eq!(
-        chat_status(&http, &proxy, TEAM, &body).await,
-        StatusCode::OK
-    );
-    assert_eq!((down.stats().requests, up.stats().requests), (1, 1));
     // The answer, and the 20 tokens the failed attempt reported.
     let s = spend(&http, &proxy, TEAM).await;
     assert_eq!(s["spent"], input_of(&body) + 40 + 20, "{s}");
