@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Instructions per request: the proxy's user-space instructions per request
-# under callgrind (valgrind), for scenarios of benches/load.sh. CPU time on a
+# under callgrind (valgrind), for scenarios of benches/load.sh (default and
+# production stacks, plain and streamed; auth alone and with a budget). CPU time on a
 # shared (virtual) machine moves by ±10% and more between runs; an
 # instruction count moves by well under 1%, so a change of a few percent
 # shows. It leaves out the kernel's share (the sockets), which is the same
@@ -83,6 +84,11 @@ echo "|---|---|---|"
 DEFAULT='["failover", "circuit_breaker", "retry"]'
 measure "default stack" "$DEFAULT" "" "$CHAT"
 measure "default stack, streamed" "$DEFAULT" "" "$STREAM"
+PRODUCTION='["metrics", "auth", "failover", "circuit_breaker", "retry"]'
+measure "production stack" "$PRODUCTION" "[auth]
+keys = [\"$KEY\"]" "$CHAT"
+measure "production stack, streamed" "$PRODUCTION" "[auth]
+keys = [\"$KEY\"]" "$STREAM"
 if [ -z "${SKIP_BUDGET:-}" ]; then
   measure "auth" '["auth", "failover", "circuit_breaker", "retry"]' "[auth]
 keys = [\"$KEY\"]" "$CHAT"

@@ -174,6 +174,17 @@ measure "llm-router, OpenAI client -> Anthropic, streamed" "$PX" "http://127.0.0
 measure "llm-router, Responses client -> Chat Completions, streamed" "$PX" "http://127.0.0.1:$PX_PORT/v1/responses" "$RESPONSES_STREAM"
 stop "$PX"
 
+# The stack a platform team runs: metrics, client keys, failover, circuit
+# breaker, retry.
+echo "== llm-router, production stack" >&2
+start_proxy '["metrics", "auth", "failover", "circuit_breaker", "retry"]' "
+[auth]
+keys = [\"sk-client-benchmark-key-0001\"]
+"
+measure "llm-router, production stack" "$PX" "http://127.0.0.1:$PX_PORT/v1/chat/completions" "$CHAT"
+measure "llm-router, production stack, streamed" "$PX" "http://127.0.0.1:$PX_PORT/v1/chat/completions" "$STREAM"
+stop "$PX"
+
 echo "== llm-router, every layer on" >&2
 start_proxy '["log", "metrics", "auth", "rate_limit", "pii", "transform", "headers", "failover", "circuit_breaker", "retry"]' "
 [auth]
