@@ -262,8 +262,11 @@ struct WithUsage {
 /// only it is parsed; the whole document is parsed only when that fails.
 pub fn usage_of_json(body: &[u8]) -> Option<Usage> {
     const KEY: &[u8] = b"\"usage\"";
+    // Built once: building a searcher costs about as much as a search.
+    static FINDER: std::sync::LazyLock<memchr::memmem::FinderRev<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::FinderRev::new(KEY));
     let mut before = body;
-    while let Some(at) = memchr::memmem::rfind(before, KEY) {
+    while let Some(at) = FINDER.rfind(before) {
         let (head, rest) = before.split_at_checked(at).unwrap_or((&[], before));
         let rest = rest.get(KEY.len()..).unwrap_or_default();
         let rest = rest.trim_ascii_start();
