@@ -422,7 +422,10 @@ fn classify_responses(event: &crate::sse::SseEvent, usage_wanted: bool) -> Class
 /// (where the Responses API and the proxy put it); `None` when absent.
 fn sequence_number(data: &[u8]) -> Option<u64> {
     const KEY: &[u8] = b"\"sequence_number\":";
-    let at = memchr::memmem::rfind(data, KEY)?;
+    // Built once (per event, building it would cost as much as the search).
+    static FINDER: std::sync::LazyLock<memchr::memmem::FinderRev<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::FinderRev::new(KEY));
+    let at = FINDER.rfind(data)?;
     let digits = data.get(at.checked_add(KEY.len())?..)?;
     let digits = digits.strip_prefix(b" ").unwrap_or(digits);
     let end = digits
