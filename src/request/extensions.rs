@@ -16,6 +16,7 @@ pub const REQUEST_ID_HEADER: http::HeaderName = http::HeaderName::from_static(RE
 /// upstream for it (`stream_options.include_usage`) and mark the request
 /// [`UsageRequestedByProxy`](crate::usage::UsageRequestedByProxy), so that
 /// the usage-only chunk is kept from the client.
+#[cfg(feature = "access")]
 pub(crate) fn want_usage(extensions: &mut http::Extensions) {
     extensions.insert(crate::usage::UsageWanted);
     let Some(llm) = extensions.get_mut::<super::LlmRequest>() else {

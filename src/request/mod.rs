@@ -28,6 +28,7 @@ mod scan;
 pub use crate::client_format::ClientFormat;
 pub use context::RequestContext;
 pub use endpoint::{error_format_of, error_format_of_path, without_request, Endpoint, UnknownPath};
+#[cfg(feature = "access")]
 pub(crate) use extensions::want_usage;
 pub use extensions::{REQUEST_ID, REQUEST_ID_HEADER};
 pub use llm_request::LlmRequest;

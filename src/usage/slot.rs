@@ -206,12 +206,14 @@ impl UsageSlot {
     /// most `output` out for the request: from now on [`get`](Self::get)
     /// estimates with them (see the [type's docs](UsageSlot)). The first
     /// reservation stays. Not for an error answer.
+    #[cfg_attr(not(feature = "access"), allow(dead_code))]
     pub(crate) fn reserve(&self, input: u64, output: u64) {
         let _ = self.0.reserved.set(Reserved { input, output });
     }
 
     /// `bytes` more bytes of the answer went to the client, framing
     /// included (the budget that reserved counts them).
+    #[cfg_attr(not(feature = "access"), allow(dead_code))]
     pub(crate) fn sent(&self, bytes: u64) {
         if bytes > 0 {
             // Wrapping is out of reach: a u64 of bytes.
