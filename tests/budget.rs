@@ -705,6 +705,13 @@ async fn a_failed_attempt_is_charged_the_usage_it_reported() {
         .parse()
         .unwrap();
     assert!((cost - 0.000023).abs() < 1e-12, "{metrics}");
+    // And its tokens, at its backend.
+    for (direction, n) in [("in", 17), ("out", 3)] {
+        let line = format!(
+            r#"llm_router_tokens_total{{model="m",backend="down",direction="{direction}"}} {n}"#
+        );
+        assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+    }
 }
 
 /// The spend Redis holds under `prefix` for the one budget there: spent

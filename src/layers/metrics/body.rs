@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::labels::{CostLabels, RouteLabels, TokenLabels};
+use super::labels::{CostLabels, RouteLabels};
 use super::Metrics;
 use crate::body::{End, Observer};
 use crate::usage::UsageSlot;
@@ -47,26 +47,7 @@ impl Observer for Done {
                 .inc_by(cost.usd());
         }
         if let Some(usage) = self.slot.and_then(|s| s.get()) {
-            m.with_model(&self.route.model, |s| {
-                s.tokens_in += usage.prompt_tokens;
-                s.tokens_out += usage.completion_tokens;
-            });
-            if let Some(b) = m.backends().get_mut(&self.route.backend) {
-                b.tokens_in += usage.prompt_tokens;
-                b.tokens_out += usage.completion_tokens;
-            }
-            for (direction, n) in [
-                ("in", usage.prompt_tokens),
-                ("out", usage.completion_tokens),
-            ] {
-                m.tokens
-                    .get_or_create(&TokenLabels {
-                        model: self.route.model.clone(),
-                        backend: self.route.backend.clone(),
-                        direction: direction.into(),
-                    })
-                    .inc_by(n);
-            }
+            m.count_tokens(&self.route.model, &self.route.backend, &usage);
         }
     }
 }

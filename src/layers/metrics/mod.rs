@@ -32,9 +32,9 @@
 //!
 //! **Families:** `llm_router_requests_total{model, backend, status}`, the
 //! latency, first-byte and overhead histograms,
-//! `llm_router_tokens_total{model, backend, direction}`,
-//! `llm_router_cost_usd_total{model, backend, key}` (from the answer's cost
-//! and the failed attempts';
+//! `llm_router_tokens_total{model, backend, direction}` and
+//! `llm_router_cost_usd_total{model, backend, key}` (both from the answer's
+//! usage and what the failed attempts reported, each at its backend;
 //! `key` is a key name the layer was given with `with_key_names`, else
 //! `(other)` for a verified client and `none` without one),
 //! `llm_router_upstream_errors_total{backend, kind}`,

@@ -172,6 +172,31 @@ impl Metrics {
         f(models.entry(name.to_string()).or_default());
     }
 
+    /// Count `usage`'s tokens for `model` at `backend`: the token counter,
+    /// and the model's and the backend's stats.
+    pub(super) fn count_tokens(&self, model: &str, backend: &str, usage: &crate::usage::Usage) {
+        self.with_model(model, |s| {
+            s.tokens_in += usage.prompt_tokens;
+            s.tokens_out += usage.completion_tokens;
+        });
+        if let Some(b) = self.backends().get_mut(backend) {
+            b.tokens_in += usage.prompt_tokens;
+            b.tokens_out += usage.completion_tokens;
+        }
+        for (direction, n) in [
+            ("in", usage.prompt_tokens),
+            ("out", usage.completion_tokens),
+        ] {
+            self.tokens
+                .get_or_create(&super::labels::TokenLabels {
+                    model: model.to_string(),
+                    backend: backend.to_string(),
+                    direction: direction.into(),
+                })
+                .inc_by(n);
+        }
+    }
+
     /// Count log records dropped by a full log channel.
     pub fn log_records_dropped(&self, n: u64) {
         self.log_dropped.inc_by(n);

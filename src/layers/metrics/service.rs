@@ -62,12 +62,15 @@ impl<S: StackService> MetricsService<S> {
                 None => key_label(context.identity(), &key_names),
             };
             // What the attempts that did not answer reported was spent too,
-            // at their backends.
+            // at their backends: their tokens and their cost.
             let answer = result
                 .as_ref()
                 .ok()
                 .and_then(|r| r.extensions().get::<UsageSlot>());
             for a in &records {
+                if let Some(usage) = a.failed_usage(answer) {
+                    metrics.count_tokens(&model, &a.backend, &usage);
+                }
                 if let Some(cost) = a.failed_cost(answer) {
                     metrics
                         .cost
