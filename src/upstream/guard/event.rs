@@ -83,15 +83,24 @@ impl OpenAiChoice<'_> {
 /// After the commit only the end, errors and usage matter: the deltas are
 /// validated but not looked at.
 #[derive(Deserialize)]
-struct OpenAiChunkTail {
-    #[serde(default)]
-    choices: Vec<OpenAiChoiceTail>,
+struct OpenAiChunkTail<C> {
+    #[serde(default = "Vec::new")]
+    choices: Vec<C>,
     #[serde(default)]
     error: Option<serde_json::Value>,
     #[serde(default)]
     usage: Option<crate::usage::Usage>,
 }
 
+/// What a committed chunk's choice tells: whether it ends the answer, and
+/// the bytes of text it delivers.
+trait ChoiceTail {
+    fn finished(&self) -> bool;
+    fn text(&self) -> u64;
+}
+
+/// A choice read for its text too (a layer reads usage: a cut stream is
+/// charged what it delivered).
 #[derive(Deserialize)]
 struct OpenAiChoiceTail {
     #[serde(default)]
@@ -103,22 +112,56 @@ struct OpenAiChoiceTail {
     text: Option<Text>,
 }
 
-/// [`OpenAiChunkTail`] when no layer reads usage: the delivered text is not
-/// measured (it only matters to charge a cut stream).
-#[derive(Deserialize)]
-struct OpenAiChunkEnd {
-    #[serde(default)]
-    choices: Vec<OpenAiChoiceEnd>,
-    #[serde(default)]
-    error: Option<serde_json::Value>,
-    #[serde(default)]
-    usage: Option<crate::usage::Usage>,
+impl ChoiceTail for OpenAiChoiceTail {
+    fn finished(&self) -> bool {
+        self.finish_reason.is_some()
+    }
+
+    fn text(&self) -> u64 {
+        self.delta
+            .map_or(0, |t| t.0)
+            .saturating_add(self.text.map_or(0, |t| t.0))
+    }
 }
 
+/// A choice read for its end only (no layer reads usage).
 #[derive(Deserialize)]
 struct OpenAiChoiceEnd {
     #[serde(default)]
     finish_reason: Option<IgnoredAny>,
+}
+
+impl ChoiceTail for OpenAiChoiceEnd {
+    fn finished(&self) -> bool {
+        self.finish_reason.is_some()
+    }
+
+    fn text(&self) -> u64 {
+        0
+    }
+}
+
+/// A committed OpenAI chunk, its choices read as `C`.
+fn classify_tail<C: ChoiceTail + serde::de::DeserializeOwned>(data: &[u8]) -> Classified {
+    let Ok(chunk) = serde_json::from_slice::<OpenAiChunkTail<C>>(data) else {
+        return EventKind::Malformed.into();
+    };
+    if let Some(error) = chunk.error {
+        return EventKind::Error(error_message(&error)).into();
+    }
+    Classified {
+        kind: EventKind::Content {
+            finished: chunk.choices.iter().any(ChoiceTail::finished),
+        },
+        usage: chunk.usage,
+        anthropic_usage: None,
+        usage_only: chunk.usage.is_some() && chunk.choices.is_empty(),
+        responses: None,
+        text: chunk
+            .choices
+            .iter()
+            .fold(0u64, |n, c| n.saturating_add(c.text())),
+    }
 }
 
 #[derive(Deserialize)]
@@ -226,45 +269,10 @@ pub(super) fn classify(
             if event.is_done() {
                 return EventKind::Done.into();
             }
-            if !usage_wanted {
-                let Ok(chunk) = serde_json::from_slice::<OpenAiChunkEnd>(&event.data) else {
-                    return EventKind::Malformed.into();
-                };
-                if let Some(error) = chunk.error {
-                    return EventKind::Error(error_message(&error)).into();
-                }
-                return Classified {
-                    kind: EventKind::Content {
-                        finished: chunk.choices.iter().any(|c| c.finish_reason.is_some()),
-                    },
-                    usage: chunk.usage,
-                    anthropic_usage: None,
-                    usage_only: chunk.usage.is_some() && chunk.choices.is_empty(),
-                    responses: None,
-                    text: 0,
-                };
-            }
-            let Ok(chunk) = serde_json::from_slice::<OpenAiChunkTail>(&event.data) else {
-                return EventKind::Malformed.into();
-            };
-            if let Some(error) = chunk.error {
-                return EventKind::Error(error_message(&error)).into();
-            }
-            let finished = chunk.choices.iter().any(|c| c.finish_reason.is_some());
-            let text = chunk.choices.iter().fold(0u64, |n, c| {
-                let own = c
-                    .delta
-                    .map_or(0, |t| t.0)
-                    .saturating_add(c.text.map_or(0, |t| t.0));
-                n.saturating_add(own)
-            });
-            Classified {
-                kind: EventKind::Content { finished },
-                usage: chunk.usage,
-                anthropic_usage: None,
-                usage_only: chunk.usage.is_some() && chunk.choices.is_empty(),
-                responses: None,
-                text,
+            if usage_wanted {
+                classify_tail::<OpenAiChoiceTail>(&event.data)
+            } else {
+                classify_tail::<OpenAiChoiceEnd>(&event.data)
             }
         }
         ClientFormat::OpenAi => {
