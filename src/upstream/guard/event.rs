@@ -80,8 +80,9 @@ impl OpenAiChoice<'_> {
     }
 }
 
-/// After the commit only the end, errors and usage matter: the deltas are
-/// validated but not looked at.
+/// After the commit only the end, errors, usage and (when a layer reads
+/// usage) the length of the text matter: the rest of a delta is validated
+/// but not looked at.
 #[derive(Deserialize)]
 struct OpenAiChunkTail<C> {
     #[serde(default = "Vec::new")]
