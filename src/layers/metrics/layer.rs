@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tower::Layer;
 
+use super::series::SeriesTable;
 use super::{Metrics, MetricsService};
 use crate::routing::RouteTable;
 
@@ -13,6 +14,8 @@ use crate::routing::RouteTable;
 pub struct MetricsLayer {
     metrics: Arc<Metrics>,
     routes: Option<Arc<RouteTable>>,
+    /// The series of the routes' names, resolved once for every request.
+    series: Arc<SeriesTable>,
     key_names: Arc<HashSet<String>>,
 }
 
@@ -24,6 +27,7 @@ impl MetricsLayer {
         MetricsLayer {
             metrics,
             routes: None,
+            series: Arc::new(SeriesTable::of(None)),
             key_names: Arc::default(),
         }
     }
@@ -44,6 +48,7 @@ impl MetricsLayer {
     /// of these routes.
     pub fn with_routes(mut self, routes: Arc<RouteTable>) -> Self {
         self.metrics.set_routes(&routes);
+        self.series = Arc::new(SeriesTable::of(Some(&routes)));
         self.routes = Some(routes);
         self
     }
@@ -57,6 +62,7 @@ impl<S> Layer<S> for MetricsLayer {
             inner,
             metrics: self.metrics.clone(),
             routes: self.routes.clone(),
+            series: self.series.clone(),
             key_names: self.key_names.clone(),
         }
     }

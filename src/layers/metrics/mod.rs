@@ -30,6 +30,15 @@
 //! client (a raw key or a JWT subject is never a label), `"none"` without
 //! one.
 //!
+//! **Recorded without look-ups.** The series of each configured route's
+//! name are found once, when the stack is built
+//! ([`MetricsLayer::with_routes`]); those of a route and a backend are
+//! resolved at the first request that backend answers for it, then kept.
+//! A request then costs a few relaxed atomic adds and its histogram
+//! observations: no label is built, hashed or looked up, and no lock is
+//! taken unless it failed (its error is counted by kind) or was answered
+//! with another status than 200.
+//!
 //! **Families:** `llm_router_requests_total{model, backend, status}`, the
 //! latency, first-byte and overhead histograms,
 //! `llm_router_tokens_total{model, backend, direction}` and
@@ -77,6 +86,7 @@ mod labels;
 #[cfg(feature = "observability")]
 mod layer;
 mod registry;
+mod series;
 #[cfg(feature = "observability")]
 mod service;
 mod stats;

@@ -2,7 +2,7 @@
 //! of one request's upstream attempts.
 
 use std::sync::atomic::AtomicU64;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -14,7 +14,8 @@ use super::labels::{
     latency_histogram, overhead_histogram, BackendLabel, CircuitNames, CostLabels, ErrorLabels,
     Histograms, ModelLabel, RequestLabels, RouteLabels, TargetLabel, TokenLabels,
 };
-use super::stats::{error_count_key, BackendStats, ModelStats, MAX_MODELS};
+use super::series::{PathSeries, RouteSeries};
+use super::stats::{BackendTotals, ModelTotals, MAX_MODELS, MAX_PATHS};
 use crate::classify::AttemptRecord;
 use crate::routing::RouteTable;
 use crate::FastMap;
@@ -34,8 +35,11 @@ pub struct Metrics {
     pub(super) tokens: Family<TokenLabels, Counter>,
     pub(super) cost: Family<CostLabels, Counter<f64, AtomicU64>>,
     pub(super) log_dropped: Counter,
-    pub(super) backends: Mutex<FastMap<String, BackendStats>>,
-    pub(super) models: Mutex<FastMap<String, ModelStats>>,
+    pub(super) backends: Mutex<FastMap<String, Arc<BackendTotals>>>,
+    pub(super) models: Mutex<FastMap<String, Arc<ModelTotals>>>,
+    /// The series of each model and backend pair served so far (route and
+    /// backend names: bounded by the config, and by [`MAX_PATHS`]).
+    pub(super) paths: Mutex<FastMap<(String, String), Arc<PathSeries>>>,
     /// The targets `circuit_state` has a series for (a circuit dropped by a
     /// config reload loses its series at the next scrape).
     pub(super) circuit_targets: Mutex<std::collections::HashSet<String>>,
@@ -147,6 +151,7 @@ impl Metrics {
             log_dropped,
             backends: Mutex::new(FastMap::default()),
             models: Mutex::new(FastMap::default()),
+            paths: Mutex::new(FastMap::default()),
             circuit_targets: Mutex::new(Default::default()),
             circuit_names: Mutex::new(None),
         }
@@ -158,43 +163,61 @@ impl Metrics {
         *self.circuit_names.lock().unwrap_or_else(|e| e.into_inner()) = Some(names);
     }
 
-    pub(super) fn backends(&self) -> MutexGuard<'_, FastMap<String, BackendStats>> {
+    pub(super) fn backends(&self) -> MutexGuard<'_, FastMap<String, Arc<BackendTotals>>> {
         self.backends.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(super) fn with_model(&self, model: &str, f: impl FnOnce(&mut ModelStats)) {
-        let mut models = self.models.lock().unwrap_or_else(|e| e.into_inner());
-        let name = if models.len() >= MAX_MODELS && !models.contains_key(model) {
+    pub(super) fn models(&self) -> MutexGuard<'_, FastMap<String, Arc<ModelTotals>>> {
+        self.models.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The totals of `model` (`"(other)"` past [`MAX_MODELS`] names).
+    pub(super) fn model_totals(&self, model: &str) -> Arc<ModelTotals> {
+        let mut models = self.models();
+        if let Some(totals) = models.get(model) {
+            return totals.clone();
+        }
+        let name = if models.len() >= MAX_MODELS {
             "(other)"
         } else {
             model
         };
-        f(models.entry(name.to_string()).or_default());
+        models.entry(name.to_string()).or_default().clone()
     }
 
-    /// Count `usage`'s tokens for `model` at `backend`: the token counter,
-    /// and the model's and the backend's stats.
-    pub(super) fn count_tokens(&self, model: &str, backend: &str, usage: &crate::usage::Usage) {
-        self.with_model(model, |s| {
-            s.tokens_in += usage.prompt_tokens;
-            s.tokens_out += usage.completion_tokens;
-        });
-        if let Some(b) = self.backends().get_mut(backend) {
-            b.tokens_in += usage.prompt_tokens;
-            b.tokens_out += usage.completion_tokens;
+    /// The totals of `backend` (a configured backend's name).
+    pub(super) fn backend_totals(&self, backend: &str) -> Arc<BackendTotals> {
+        let mut backends = self.backends();
+        match backends.get(backend) {
+            Some(totals) => totals.clone(),
+            None => backends.entry(backend.to_string()).or_default().clone(),
         }
-        for (direction, n) in [
-            ("in", usage.prompt_tokens),
-            ("out", usage.completion_tokens),
-        ] {
-            self.tokens
-                .get_or_create(&super::labels::TokenLabels {
-                    model: model.to_string(),
-                    backend: backend.to_string(),
-                    direction: direction.into(),
-                })
-                .inc_by(n);
+    }
+
+    /// The series of `model` answered by `backend`, made at the first
+    /// request of the pair and kept (past [`MAX_PATHS`] pairs, made anew).
+    pub(super) fn path_series(&self, model: &str, backend: &str) -> Arc<PathSeries> {
+        let mut paths = self.paths.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (model.to_string(), backend.to_string());
+        if let Some(path) = paths.get(&key) {
+            return path.clone();
         }
+        let path = Arc::new(PathSeries::new(self, model, backend));
+        if paths.len() < MAX_PATHS {
+            paths.insert(key, path.clone());
+        }
+        path
+    }
+
+    /// Add `usd` to `llm_router_cost_usd_total` of `model`, `backend` and `key`.
+    pub(super) fn count_cost(&self, model: &str, backend: &str, key: String, usd: f64) {
+        self.cost
+            .get_or_create(&CostLabels {
+                model: model.to_string(),
+                backend: backend.to_string(),
+                key,
+            })
+            .inc_by(usd);
     }
 
     /// Count log records dropped by a full log channel.
@@ -202,19 +225,15 @@ impl Metrics {
         self.log_dropped.inc_by(n);
     }
 
-    /// Record the attempts of one request (errors, retries, failovers, per-backend stats).
-    pub(super) fn record_attempts(&self, model: &str, attempts: &[AttemptRecord]) {
-        let mut backends = self.backends();
+    /// Record the attempts of one request of `route` (errors, retries,
+    /// failovers, per-backend totals).
+    pub(super) fn record_attempts(&self, route: &RouteSeries, attempts: &[AttemptRecord]) {
         let mut failovers = 0;
         let mut previous: Option<(&str, &str)> = None;
         for a in attempts {
-            let stats = backends.entry(a.backend.clone()).or_default();
-            stats.total += 1;
-            stats.total_secs += a.elapsed.as_secs_f64();
-            if a.error_kind == "none" {
-                stats.success += 1;
-            } else {
-                *stats.errors.entry(error_count_key(a)).or_insert(0) += 1;
+            let path = route.path(self, &a.backend);
+            path.backend.count_attempt(a);
+            if a.error_kind != "none" {
                 self.upstream_errors
                     .get_or_create(&ErrorLabels {
                         backend: a.backend.clone(),
@@ -223,27 +242,17 @@ impl Metrics {
                     .inc();
             }
             match previous {
-                Some((b, m)) if b == a.backend && m == a.model => {
-                    stats.retries += 1;
-                    self.retries
-                        .get_or_create(&BackendLabel {
-                            backend: a.backend.clone(),
-                        })
-                        .inc();
-                }
+                Some((b, m)) if b == a.backend && m == a.model => path.count_retry(self),
                 Some(_) => {
                     failovers += 1;
-                    self.failovers
-                        .get_or_create(&ModelLabel {
-                            model: model.to_string(),
-                        })
-                        .inc();
+                    route.failovers(self).inc();
                 }
                 None => {}
             }
             previous = Some((&a.backend, &a.model));
         }
-        drop(backends);
-        self.with_model(model, |m| m.failovers += failovers);
+        if failovers > 0 {
+            route.totals(self).count_failovers(failovers);
+        }
     }
 }

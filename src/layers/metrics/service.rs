@@ -1,5 +1,5 @@
-//! [`MetricsService`]: labels each request by its route and records its
-//! head, status and attempts; the body records the rest when it ends.
+//! [`MetricsService`]: finds each request's series by its route and records
+//! its head, status and attempts; the body records the rest when it ends.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -8,8 +8,8 @@ use http::Request;
 use tokio::time::Instant;
 
 use super::body::Done;
-use super::labels::{key_label, CostLabels, RequestLabels, RouteLabels};
-use super::{Metrics, UNKNOWN_MODEL};
+use super::series::{RouteSeries, SeriesTable};
+use super::Metrics;
 use crate::body::{Observe, ProxyBody};
 use crate::classify::RejectedBy;
 use crate::request::{LlmRequest, RequestContext};
@@ -17,8 +17,12 @@ use crate::routing::{ModelRoute, RouteTable};
 use crate::service::{layer_service, LlmFuture, StackService};
 use crate::usage::UsageSlot;
 
-/// The `model` label of a request: the name of its configured route.
-fn route_label(req: &Request<ProxyBody>, routes: Option<&RouteTable>) -> String {
+/// The series of a request: those of its configured route's name.
+fn series_of(
+    req: &Request<ProxyBody>,
+    routes: Option<&RouteTable>,
+    table: &SeriesTable,
+) -> Arc<RouteSeries> {
     let ext = req.extensions();
     let name = ext.get::<Arc<ModelRoute>>().map(|r| r.name()).or_else(|| {
         let llm = ext.get::<LlmRequest>()?;
@@ -26,7 +30,7 @@ fn route_label(req: &Request<ProxyBody>, routes: Option<&RouteTable>) -> String 
             .resolve_for(llm.model(), llm.format())
             .map(|r| r.name())
     });
-    name.unwrap_or(UNKNOWN_MODEL).to_string()
+    table.get(name)
 }
 
 /// The metrics service. See the [module docs](crate::layers::metrics).
@@ -35,6 +39,7 @@ pub struct MetricsService<S> {
     pub(super) inner: S,
     pub(super) metrics: Arc<Metrics>,
     pub(super) routes: Option<Arc<RouteTable>>,
+    pub(super) series: Arc<SeriesTable>,
     pub(super) key_names: Arc<HashSet<String>>,
 }
 
@@ -45,7 +50,7 @@ impl<S: StackService> MetricsService<S> {
     fn respond(&mut self, mut req: Request<ProxyBody>) -> LlmFuture {
         let started = Instant::now();
         req.extensions_mut().insert(crate::usage::UsageWanted);
-        let model = route_label(&req, self.routes.as_deref());
+        let route = series_of(&req, self.routes.as_deref(), &self.series);
         let context = RequestContext::of(req.extensions_mut()).clone();
         context.record_attempts();
         let metrics = self.metrics.clone();
@@ -54,38 +59,26 @@ impl<S: StackService> MetricsService<S> {
         Box::pin(async move {
             let result = future.await;
             let head = started.elapsed();
-            let records = context.attempts();
-            metrics.record_attempts(&model, &records);
-            // A virtual key's name is config-given, so a bounded label.
-            let key = || match context.client_key().and_then(|k| k.name()) {
-                Some(name) => name.to_string(),
-                None => key_label(context.identity(), &key_names),
-            };
-            // What the attempts that did not answer reported was spent too,
-            // at their backends: their tokens and their cost.
             let answer = result
                 .as_ref()
                 .ok()
                 .and_then(|r| r.extensions().get::<UsageSlot>());
-            for a in &records {
-                if let Some(usage) = a.failed_usage(answer) {
-                    metrics.count_tokens(&model, &a.backend, &usage);
+            let path = context.with_attempts(|records| {
+                metrics.record_attempts(&route, records);
+                // What the attempts that did not answer reported was spent
+                // too, at their backends: their tokens and their cost.
+                for a in records {
+                    if let Some(usage) = a.failed_usage(answer) {
+                        route.count_tokens(&metrics, &a.backend, &usage);
+                    }
+                    if let Some(cost) = a.failed_cost(answer) {
+                        let key = Done::key_label(&context, &key_names);
+                        metrics.count_cost(&route.model, &a.backend, key, cost.usd());
+                    }
                 }
-                if let Some(cost) = a.failed_cost(answer) {
-                    metrics
-                        .cost
-                        .get_or_create(&CostLabels {
-                            model: model.clone(),
-                            backend: a.backend.clone(),
-                            key: key(),
-                        })
-                        .inc_by(cost.usd());
-                }
-            }
-            let backend = records
-                .last()
-                .map(|a| a.backend.clone())
-                .unwrap_or_else(|| "none".into());
+                let backend = records.last().map_or("none", |a| a.backend.as_str());
+                route.path(&metrics, backend)
+            });
             let status = match &result {
                 Ok(r) => r.status().as_u16(),
                 Err(e) => e.status().as_u16(),
@@ -93,33 +86,13 @@ impl<S: StackService> MetricsService<S> {
             metrics
                 .overhead
                 .observe(head.saturating_sub(context.waited()).as_secs_f64());
-            let route = RouteLabels {
-                model: model.clone(),
-                backend: backend.clone(),
-            };
-            metrics
-                .ttfb
-                .get_or_create(&route)
-                .observe(head.as_secs_f64());
-            metrics.with_model(&model, |m| {
-                m.requests += 1;
-                *m.statuses.entry(status).or_insert(0) += 1;
-            });
-            metrics
-                .requests
-                .get_or_create(&RequestLabels {
-                    model: model.clone(),
-                    backend: backend.clone(),
-                    status,
-                })
-                .inc();
+            path.ttfb.observe(head.as_secs_f64());
+            route.totals(&metrics).count_request(status);
+            path.count_status(&metrics, status);
             let response = match result {
                 Ok(r) => r,
                 Err(e) => {
-                    metrics
-                        .latency
-                        .get_or_create(&route)
-                        .observe(head.as_secs_f64());
+                    path.latency.observe(head.as_secs_f64());
                     return Err(e);
                 }
             };
@@ -130,9 +103,11 @@ impl<S: StackService> MetricsService<S> {
             let done = Done {
                 metrics,
                 route,
+                path,
                 started,
                 slot,
-                key: key(),
+                context,
+                key_names,
             };
             Ok(response.map(|body| ProxyBody::new(Observe::new(body, done))))
         })

@@ -42,8 +42,9 @@ fn error_counts_are_keyed_by_status_or_failure() {
 #[test]
 fn json_lists_each_backend_at_the_top_and_under_backends() {
     let metrics = Metrics::new();
+    let route = super::series::SeriesTable::of(None).get(Some("m"));
     metrics.record_attempts(
-        "m",
+        &route,
         &[attempt(Some(429), "status_429"), attempt(None, "timeout")],
     );
     let v = metrics.json();
@@ -67,8 +68,8 @@ fn the_key_label_is_a_configured_name_or_bounded() {
 #[test]
 fn a_priced_answer_counts_its_cost() {
     use super::body::Done;
-    use super::labels::RouteLabels;
     use crate::config::Price;
+    use crate::request::RequestContext;
     use crate::usage::{Usage, UsageSlot};
 
     let metrics = std::sync::Arc::new(Metrics::new());
@@ -78,15 +79,18 @@ fn a_priced_answer_counts_its_cost() {
         completion_tokens: 100,
         ..Usage::default()
     });
+    let route = super::series::SeriesTable::of(None).get(Some("gpt-4o"));
+    let context = RequestContext::default();
+    context.note_identity("team-a");
+    let key_names = std::sync::Arc::new(["team-a".to_string()].into());
     let done = |slot: UsageSlot| Done {
         metrics: metrics.clone(),
-        route: RouteLabels {
-            model: "gpt-4o".into(),
-            backend: "openai".into(),
-        },
+        route: route.clone(),
+        path: route.path(&metrics, "openai"),
         started: tokio::time::Instant::now(),
         slot: Some(slot),
-        key: "team-a".into(),
+        context: context.clone(),
+        key_names: std::sync::Arc::clone(&key_names),
     };
     done(slot.clone()).record_for_test();
     done(slot).record_for_test();
@@ -104,4 +108,54 @@ fn a_priced_answer_counts_its_cost() {
         1,
         "{text}"
     );
+}
+
+#[test]
+fn a_route_finds_its_series_once_and_counts_into_them() {
+    use crate::routing::{ModelRoute, RouteTable};
+    use crate::upstream::provider::mock::Mock;
+    use crate::upstream::{Backend, Target};
+    use std::sync::Arc;
+
+    let metrics = Metrics::new();
+    let backend = Arc::new(Backend::builder("openai", Arc::new(Mock)).build().unwrap());
+    let routes = RouteTable::new(vec![ModelRoute::new(
+        "gpt-4o",
+        vec![Target::new(backend, Some("gpt-4o"))],
+    )]);
+    let table = super::series::SeriesTable::of(Some(&routes));
+    let route = table.get(Some("gpt-4o"));
+    assert!(Arc::ptr_eq(&route, &table.get(Some("gpt-4o"))));
+    let path = route.path(&metrics, "openai");
+    assert!(Arc::ptr_eq(&path, &route.path(&metrics, "openai")));
+    for status in [200, 200, 429] {
+        route.totals(&metrics).count_request(status);
+        path.count_status(&metrics, status);
+    }
+    let summary = metrics.summary();
+    assert_eq!(summary["requests"], 3, "{summary}");
+    assert_eq!(summary["errors"], 1, "{summary}");
+    assert_eq!(
+        summary["models"]["gpt-4o"]["statuses"]["200"], 2,
+        "{summary}"
+    );
+    assert_eq!(
+        summary["models"]["gpt-4o"]["statuses"]["429"], 1,
+        "{summary}"
+    );
+    let text = metrics.encode(None);
+    assert!(
+        text.contains(
+            r#"llm_router_requests_total{model="gpt-4o",backend="openai",status="200"} 2"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"llm_router_requests_total{model="gpt-4o",backend="openai",status="429"} 1"#
+        ),
+        "{text}"
+    );
+    // A request of no route.
+    assert_eq!(table.get(None).model, UNKNOWN_MODEL);
 }
