@@ -309,6 +309,9 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// `x-api-key`, made once (a name given as a string is parsed at each use).
+const X_API_KEY: http::HeaderName = http::HeaderName::from_static("x-api-key");
+
 /// The key a header value carries (`Bearer K` or `K`), if any.
 fn bearer(value: &http::HeaderValue) -> Option<&str> {
     let v = value.to_str().ok()?.trim();
@@ -415,7 +418,7 @@ impl KeyStore {
             .into_iter()
             .flat_map(move |name| headers.get_all(name).iter())
             .chain(headers.get_all(header::AUTHORIZATION).iter())
-            .chain(headers.get_all("x-api-key").iter())
+            .chain(headers.get_all(X_API_KEY).iter())
             .filter_map(bearer)
     }
 
@@ -520,7 +523,7 @@ impl KeyStore {
     /// Remove every header that can carry a client key.
     pub fn strip_credentials(&self, headers: &mut HeaderMap) {
         for name in crate::upstream::provider::CREDENTIAL_HEADERS {
-            headers.remove(*name);
+            headers.remove(name);
         }
         if let Some(name) = &self.header {
             headers.remove(name);

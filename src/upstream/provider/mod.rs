@@ -176,8 +176,13 @@ pub fn by_name(name: &str) -> Option<Arc<dyn Provider>> {
 }
 
 /// Client credential headers: the client's key never goes upstream as is.
-pub const CREDENTIAL_HEADERS: &[&str] =
-    &["authorization", "x-api-key", "api-key", "x-goog-api-key"];
+/// (Names made once: a name given as a string is parsed at each use.)
+pub const CREDENTIAL_HEADERS: [HeaderName; 4] = [
+    header::AUTHORIZATION,
+    HeaderName::from_static("x-api-key"),
+    HeaderName::from_static("api-key"),
+    HeaderName::from_static("x-goog-api-key"),
+];
 
 /// Whether `name` is a hop-by-hop header (RFC 9110 §7.6.1, plus the
 /// `proxy-connection` and `keep-alive` of older clients): a `match` (a
@@ -363,7 +368,7 @@ mod tests {
             assert!(always_hop_by_hop(name), "{name}");
         }
         for name in CREDENTIAL_HEADERS {
-            assert!(is_credential_header(name), "{name}");
+            assert!(is_credential_header(name.as_str()), "{name}");
         }
         for name in ["x-team", "content-type", "authorizatio", "t", "connections"] {
             assert!(
