@@ -179,6 +179,11 @@ impl Server {
             // The connection's driver bounds heads (hyper's own timer would
             // also cut idle keep-alive connections at this bound).
             .header_read_timeout(None)
+            // One buffer per write, not a list of the body's frames: a
+            // streamed answer's events (a frame each, three buffers with
+            // their chunk framing) then leave in one `write` per upstream
+            // read, not one `writev` for every five events.
+            .writev(false)
             .keep_alive(true);
         builder
             .http2()

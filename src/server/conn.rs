@@ -24,6 +24,15 @@
 //!     it does not end within `header_read_timeout`);
 //!   - a request in flight: no deadline here (`body_read_timeout` and the
 //!     backends' timeouts bound it).
+//! - **Writes of a streamed answer are gathered.** An answer's body that
+//!   waits for its upstream ([`TrackedBody`] notes it in the [`Activity`])
+//!   will have more to send soon: hyper's upstream connection hands the
+//!   events of one read over one at a time, each after a task switch. So a
+//!   write of an HTTP/1 connection whose answer is waiting is put off for one
+//!   turn of the scheduler ([`Watched`] wakes its task and tells hyper to try
+//!   again), as long as each turn added bytes, up to [`GATHER_BYTES`] and
+//!   [`GATHER_TURNS`]: the events of one upstream read leave in one write,
+//!   not one write each, and no timer delays anything.
 //! - [`Slot`] holds one of the `max_connections` permits for the
 //!   connection's life and registers it for the server's shutdown.
 //!
@@ -108,6 +117,8 @@ pub(crate) struct Activity {
     /// The server is shutting down (set once, with a wake).
     stop: AtomicBool,
     waker: AtomicWaker,
+    /// An answer's body waited for its upstream since the last write.
+    body_waiting: AtomicBool,
 }
 
 impl Activity {
@@ -120,6 +131,7 @@ impl Activity {
             h2: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             waker: AtomicWaker::new(),
+            body_waiting: AtomicBool::new(false),
         })
     }
 
@@ -244,9 +256,16 @@ impl<B: Body<Data = Bytes>> Body for TrackedBody<B> {
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = self.project();
         let polled = this.inner.poll_frame(cx);
-        if let Poll::Ready(None) = polled {
+        match &polled {
             // Over: the connection may count as idle from now.
-            this.guard.take();
+            Poll::Ready(None) => drop(this.guard.take()),
+            // More is coming: the write of what came so far may wait a turn.
+            Poll::Pending => {
+                if let Some(InFlight(activity)) = this.guard {
+                    activity.body_waiting.store(true, Ordering::Relaxed);
+                }
+            }
+            Poll::Ready(Some(_)) => {}
         }
         polled
     }
@@ -276,8 +295,18 @@ pin_project! {
         activity: Arc<Activity>,
         // Preface bytes matched so far, or `SNIFF_H1` / `SNIFF_H2`.
         sniff: u8,
+        // The length of the write last put off (0: none), and how many
+        // turns in a row were.
+        gathered: usize,
+        turns: u8,
     }
 }
+
+/// A write is put off only while it holds less than this.
+pub(crate) const GATHER_BYTES: usize = 64 * 1024;
+
+/// At most this many turns of the scheduler in a row put a write off.
+pub(crate) const GATHER_TURNS: u8 = 16;
 
 impl<T> Watched<T> {
     pub(crate) fn new(io: T, activity: Arc<Activity>) -> Self {
@@ -285,6 +314,8 @@ impl<T> Watched<T> {
             io,
             activity,
             sniff: 0,
+            gathered: 0,
+            turns: 0,
         }
     }
 }
@@ -329,7 +360,26 @@ impl<T: AsyncWrite> AsyncWrite for Watched<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.project().io.poll_write(cx, buf)
+        let this = self.project();
+        // hyper writes its whole buffer at each flush, and buffers the body's
+        // frames meanwhile (`writev(false)`): a write put off comes back
+        // with what the answer added in between.
+        let activity = &this.activity;
+        if *this.sniff == SNIFF_H1
+            && activity.body_waiting.load(Ordering::Relaxed)
+            && buf.len() > *this.gathered
+            && buf.len() < GATHER_BYTES
+            && *this.turns < GATHER_TURNS
+        {
+            *this.gathered = buf.len();
+            *this.turns += 1;
+            activity.body_waiting.store(false, Ordering::Relaxed);
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        *this.gathered = 0;
+        *this.turns = 0;
+        this.io.poll_write(cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -569,6 +619,75 @@ pub(crate) fn is_connection_error(e: &io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A socket that takes every write whole and counts them.
+    #[derive(Default)]
+    struct Sink(Vec<usize>);
+
+    impl AsyncWrite for Sink {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.0.push(buf.len());
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[derive(Default)]
+    struct Wakes(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn a_waiting_answer_gathers_its_writes_while_they_grow() {
+        let activity = Activity::new(Instant::now());
+        let mut io = Watched::new(Sink::default(), activity.clone());
+        io.sniff = SNIFF_H1;
+        let wakes = Arc::new(Wakes::default());
+        let waker = std::task::Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut write = |io: &mut Watched<Sink>, len: usize| {
+            let buf = vec![b'x'; len];
+            Pin::new(io).poll_write(&mut cx, &buf)
+        };
+        // An answer that is not waiting (a whole body) goes out at once.
+        assert!(matches!(write(&mut io, 10), Poll::Ready(Ok(10))));
+        // A waiting one: put off (its task woken to try again) while it
+        // grows between turns, then out in one write.
+        activity.body_waiting.store(true, Ordering::Relaxed);
+        assert!(write(&mut io, 100).is_pending());
+        activity.body_waiting.store(true, Ordering::Relaxed);
+        assert!(write(&mut io, 200).is_pending());
+        activity.body_waiting.store(true, Ordering::Relaxed);
+        assert!(matches!(write(&mut io, 200), Poll::Ready(Ok(200))));
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 2);
+        // Bounded in turns and in bytes.
+        for turn in 1..=usize::from(GATHER_TURNS) {
+            activity.body_waiting.store(true, Ordering::Relaxed);
+            assert!(write(&mut io, turn).is_pending());
+        }
+        activity.body_waiting.store(true, Ordering::Relaxed);
+        assert!(write(&mut io, 1000).is_ready());
+        activity.body_waiting.store(true, Ordering::Relaxed);
+        assert!(write(&mut io, GATHER_BYTES).is_ready());
+        assert_eq!(io.io.0, [10, 200, 1000, GATHER_BYTES]);
+        // HTTP/2 frames its own writes.
+        io.sniff = SNIFF_H2;
+        activity.body_waiting.store(true, Ordering::Relaxed);
+        assert!(write(&mut io, 10).is_ready());
+    }
 
     #[test]
     fn an_episode_is_logged_once() {
