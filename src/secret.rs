@@ -152,16 +152,14 @@ impl KeyMask {
         };
         // Past the last whole occurrence: a key that ends as it begins must
         // not have its end held (and its start sent unmasked).
-        let last_end = self
-            .finder
-            .find_iter(&data)
-            .last()
-            .map_or(0, |at| at.saturating_add(self.key().len()));
+        let last = self.finder.find_iter(&data).last();
+        let last_end = last.map_or(0, |at| at.saturating_add(self.key().len()));
         let held = self.held_tail(data.get(last_end..).unwrap_or_default());
         let keep = data.len().saturating_sub(held);
         let (body, tail) = data.as_ref().split_at_checked(keep).unwrap_or((&data, &[]));
         carry.extend_from_slice(tail);
-        if !self.is_in(body) {
+        // No occurrence in `data` (one search, not a second one of `body`).
+        if last.is_none() {
             return data.slice(..keep);
         }
         Bytes::from(self.mask_all(body))
