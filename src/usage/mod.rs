@@ -103,8 +103,16 @@ struct RawUsage {
     /// The Responses API's name for it.
     #[serde(default)]
     output_tokens_details: Option<CompletionDetails>,
-    #[serde(flatten)]
-    anthropic: AnthropicUsage,
+    // Anthropic's fields, named here rather than through `#[serde(flatten)]`
+    // (which buffers every field of the object first: twice the work).
+    #[serde(default)]
+    input_tokens: Option<u64>,
+    #[serde(default)]
+    output_tokens: Option<u64>,
+    #[serde(default)]
+    cache_read_input_tokens: Option<u64>,
+    #[serde(default)]
+    cache_creation_input_tokens: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -125,7 +133,13 @@ struct CompletionDetails {
 
 impl From<RawUsage> for Usage {
     fn from(raw: RawUsage) -> Usage {
-        let anthropic = raw.anthropic.usage();
+        let anthropic = AnthropicUsage {
+            input_tokens: raw.input_tokens,
+            output_tokens: raw.output_tokens,
+            cache_read_input_tokens: raw.cache_read_input_tokens,
+            cache_creation_input_tokens: raw.cache_creation_input_tokens,
+        }
+        .usage();
         let (prompt, input) = (&raw.prompt_tokens_details, &raw.input_tokens_details);
         let cached = prompt
             .as_ref()
