@@ -35,3 +35,4 @@ pub use llm_request::LlmRequest;
 pub use read_body::{read_body, read_body_within};
 #[cfg(test)]
 pub(crate) use scan::json_mutations;
+pub(crate) use scan::Scanner;

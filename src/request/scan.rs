@@ -21,11 +21,7 @@ pub(super) struct Top {
 /// top-level key or model, a `\u` surrogate escape, or nesting deeper than
 /// [`LAZY_MAX_DEPTH`].
 pub(super) fn scan(bytes: &[u8]) -> Option<Top> {
-    let mut s = Scanner {
-        b: bytes,
-        i: 0,
-        non_ascii: false,
-    };
+    let mut s = Scanner::new(bytes);
     s.ws();
     if s.peek()? != b'{' {
         return None;
@@ -93,32 +89,61 @@ pub(super) fn scan(bytes: &[u8]) -> Option<Top> {
     Some(top)
 }
 
-/// The cursor of [`scan`].
-struct Scanner<'a> {
+/// The cursor of [`scan`], and of the stream guard's read of a committed
+/// chunk: a validating walk over JSON text that builds nothing.
+pub(crate) struct Scanner<'a> {
     b: &'a [u8],
     i: usize,
     /// A byte ≥ 0x80 was seen in a string: UTF-8 is checked at the end.
     non_ascii: bool,
 }
 
+impl<'a> Scanner<'a> {
+    /// A cursor at the start of `bytes`.
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        Scanner {
+            b: bytes,
+            i: 0,
+            non_ascii: false,
+        }
+    }
+
+    /// Whether the cursor is past the end of the text (after [`ws`](Self::ws))
+    /// and the text is valid UTF-8.
+    pub(crate) fn at_valid_end(&mut self) -> bool {
+        self.ws();
+        self.i == self.b.len() && (!self.non_ascii || std::str::from_utf8(self.b).is_ok())
+    }
+
+    /// The bytes from `start` to the cursor.
+    pub(crate) fn since(&self, start: usize) -> &'a [u8] {
+        self.b.get(start..self.i).unwrap_or_default()
+    }
+
+    /// The cursor's position.
+    pub(crate) fn position(&self) -> usize {
+        self.i
+    }
+}
+
 impl Scanner<'_> {
-    fn peek(&self) -> Option<u8> {
+    pub(crate) fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
     }
 
-    fn next(&mut self) -> Option<u8> {
+    pub(crate) fn next(&mut self) -> Option<u8> {
         let c = self.peek()?;
         self.i += 1;
         Some(c)
     }
 
-    fn ws(&mut self) {
+    pub(crate) fn ws(&mut self) {
         while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.b.get(self.i) {
             self.i += 1;
         }
     }
 
-    fn literal(&mut self, word: &[u8]) -> bool {
+    pub(crate) fn literal(&mut self, word: &[u8]) -> bool {
         let found = self.b.get(self.i..self.i + word.len()) == Some(word);
         if found {
             self.i += word.len();
@@ -127,7 +152,7 @@ impl Scanner<'_> {
     }
 
     /// One value; containers at `depth` (1 for a top-level value's own).
-    fn value(&mut self, depth: usize) -> Option<()> {
+    pub(crate) fn value(&mut self, depth: usize) -> Option<()> {
         match self.peek()? {
             b'"' => self.string().map(|_| ()),
             b'{' => {
@@ -240,7 +265,7 @@ impl Scanner<'_> {
 
     /// At an opening quote: skip the string, leaving the cursor after the
     /// closing quote. `Some(true)` when it held escapes.
-    fn string(&mut self) -> Option<bool> {
+    pub(crate) fn string(&mut self) -> Option<bool> {
         let b = self.b;
         let mut i = self.i + 1;
         let mut escaped = false;

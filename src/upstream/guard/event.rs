@@ -142,6 +142,16 @@ impl ChoiceTail for OpenAiChoiceEnd {
     }
 }
 
+/// A committed OpenAI chunk, read whole: its choices for their text too
+/// when a layer reads usage (`read_text`), else for their end only.
+pub(super) fn classify_committed(data: &[u8], read_text: bool) -> Classified {
+    if read_text {
+        classify_tail::<OpenAiChoiceTail>(data)
+    } else {
+        classify_tail::<OpenAiChoiceEnd>(data)
+    }
+}
+
 /// A committed OpenAI chunk, its choices read as `C`.
 fn classify_tail<C: ChoiceTail + serde::de::DeserializeOwned>(data: &[u8]) -> Classified {
     let Ok(chunk) = serde_json::from_slice::<OpenAiChunkTail<C>>(data) else {
@@ -270,11 +280,13 @@ pub(super) fn classify(
             if event.is_done() {
                 return EventKind::Done.into();
             }
-            if usage_wanted {
-                classify_tail::<OpenAiChoiceTail>(&event.data)
-            } else {
-                classify_tail::<OpenAiChoiceEnd>(&event.data)
+            // Most chunks: read in one pass, without serde.
+            if let Some(text) = super::plain::plain_chunk(&event.data, usage_wanted) {
+                let mut plain = Classified::from(EventKind::Content { finished: false });
+                plain.text = text;
+                return plain;
             }
+            classify_committed(&event.data, usage_wanted)
         }
         ClientFormat::OpenAi => {
             if event.is_done() {

@@ -52,6 +52,7 @@
 mod config;
 mod event;
 mod failure;
+mod plain;
 mod stream;
 mod text;
 
