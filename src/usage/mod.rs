@@ -304,7 +304,7 @@ impl<B: Body> UsageTap<B> {
     /// Tap `inner`, keeping at most `cap` bytes.
     pub fn new(inner: B, slot: UsageSlot, cap: usize) -> Self {
         let read = ReadUsage {
-            buf: Some(BytesMut::new()),
+            kept: Kept::Nothing,
             cap,
             slot,
         };
@@ -314,31 +314,66 @@ impl<B: Body> UsageTap<B> {
 
 opaque_body!(impl[B] UsageTap<B> where B: Body<Data = Bytes> + Unpin, B::Error: Into<BoxError>);
 
-/// Keeps a copy of the answer (none once it grows past `cap`) and reads its
-/// usage when all of it went out; a failed or dropped answer is not read.
+/// Keeps the answer (none once it grows past `cap`) and reads its usage when
+/// all of it went out; a failed or dropped answer is not read.
 #[derive(Debug)]
 struct ReadUsage {
-    buf: Option<BytesMut>,
+    kept: Kept,
     cap: usize,
     slot: UsageSlot,
 }
 
+/// What [`ReadUsage`] kept of the answer so far.
+#[derive(Debug)]
+enum Kept {
+    Nothing,
+    /// The first frame, shared, not copied: most answers come in one.
+    One(Bytes),
+    /// Frames copied together.
+    Many(BytesMut),
+    /// More than the cap: not read.
+    Over,
+}
+
 impl Observer for ReadUsage {
     fn on_data(&mut self, data: &Bytes) {
-        if let Some(buf) = &mut self.buf {
-            if buf.len().saturating_add(data.len()) <= self.cap {
-                buf.extend_from_slice(data);
-            } else {
-                self.buf = None;
-            }
+        let total = match &self.kept {
+            Kept::Nothing => data.len(),
+            Kept::One(kept) => kept.len().saturating_add(data.len()),
+            Kept::Many(kept) => kept.len().saturating_add(data.len()),
+            Kept::Over => return,
+        };
+        if total > self.cap {
+            self.kept = Kept::Over;
+            return;
         }
+        self.kept = match std::mem::replace(&mut self.kept, Kept::Over) {
+            Kept::Nothing => Kept::One(data.clone()),
+            Kept::One(first) => {
+                let mut all = BytesMut::with_capacity(total);
+                all.extend_from_slice(&first);
+                all.extend_from_slice(data);
+                Kept::Many(all)
+            }
+            Kept::Many(mut all) => {
+                all.extend_from_slice(data);
+                Kept::Many(all)
+            }
+            Kept::Over => Kept::Over,
+        };
     }
 
     fn on_end(self, end: End<'_>) {
-        if let (End::Complete, Some(buf)) = (end, self.buf) {
-            if let Some(usage) = usage_of_json(&buf) {
-                self.slot.set(usage);
-            }
+        if !matches!(end, End::Complete) {
+            return;
+        }
+        let usage = match &self.kept {
+            Kept::One(body) => usage_of_json(body),
+            Kept::Many(body) => usage_of_json(body),
+            Kept::Nothing | Kept::Over => None,
+        };
+        if let Some(usage) = usage {
+            self.slot.set(usage);
         }
     }
 }
@@ -349,6 +384,23 @@ mod tests {
     use super::*;
     use crate::body::ProxyBody;
     use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn tap_reads_usage_over_frames_up_to_its_cap() {
+        use crate::body::testing::{Script, Step};
+        let frames = [
+            r#"{"id":"x","usage":{"prompt"#,
+            r#"_tokens":4,"completion_tokens":6}}"#,
+        ];
+        for (cap, read) in [(1024, true), (40, false)] {
+            let slot = UsageSlot::default();
+            let script = Script::new(frames.map(|f| Step::Data(Bytes::from(f))));
+            let tap = UsageTap::new(ProxyBody::new(script), slot.clone(), cap);
+            let out = tap.collect().await.unwrap().to_bytes();
+            assert_eq!(&out[..], frames.concat().as_bytes());
+            assert_eq!(slot.get().map(|u| u.total()), read.then_some(10), "{cap}");
+        }
+    }
 
     #[tokio::test]
     async fn tap_reads_usage_and_passes_bytes() {
