@@ -122,9 +122,8 @@ async fn handle(
     };
     // The index of the first content event (after the preamble).
     let first_content = if anthropic { 2 } else { 1 };
-    let stream = futures_util::stream::unfold(
-        events.into_iter().enumerate(),
-        move |mut it| async move {
+    let stream =
+        futures_util::stream::unfold(events.into_iter().enumerate(), move |mut it| async move {
             let (i, mut next) = it.next()?;
             if !slow.is_zero() {
                 tokio::time::sleep(slow).await;
@@ -139,8 +138,7 @@ async fn handle(
                 };
             }
             Some((Ok::<_, Infallible>(Frame::data(next)), it))
-        },
-    );
+        });
     let mut r = Response::new(ProxyBody::new(StreamBody::new(Box::pin(stream))));
     r.headers_mut().insert(
         "content-type",

@@ -194,7 +194,9 @@ async fn ttfc(uri: Uri, body: Bytes, n: usize, rate: u64) -> Result<(), BoxError
         }
     }
     if samples.is_empty() {
-        return Err("no stamped content event seen (is the upstream run with STAMP_CONTENT=1?)".into());
+        return Err(
+            "no stamped content event seen (is the upstream run with STAMP_CONTENT=1?)".into(),
+        );
     }
     samples.sort_unstable();
     let pick = |q: f64| {

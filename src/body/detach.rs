@@ -57,8 +57,7 @@ pub(crate) fn detach_headers(headers: &mut HeaderMap) {
 
 /// Give a URI storage of its own (hyper's is a slice of the request line).
 pub(crate) fn detach_uri(uri: &mut Uri) {
-    if let Ok(owned) = Uri::from_maybe_shared(Bytes::copy_from_slice(uri.to_string().as_bytes()))
-    {
+    if let Ok(owned) = Uri::from_maybe_shared(Bytes::copy_from_slice(uri.to_string().as_bytes())) {
         *uri = owned;
     }
 }
