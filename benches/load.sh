@@ -13,8 +13,9 @@
 # proxy's utime+stime over the requests served) and peak RSS. A plain hyper
 # reverse proxy (examples/bare_proxy.rs: the same server, client and
 # allocator, nothing else) is measured too: the floor under llm-router.
-# crabllm (another Rust LLM gateway) gets the same two rows when `crabllm` is
-# on PATH (`cargo install crabllm`), else it is skipped with a message.
+# crabllm (another Rust LLM gateway) gets the same two rows, and a time to
+# first content row below, when `crabllm` is on PATH (`cargo install
+# crabllm`), else it is skipped with a message.
 #
 # Then three more measurements:
 #
@@ -211,10 +212,8 @@ stop "$BP"
 
 # crabllm as an OpenAI-compatible proxy to the same upstream (its config
 # format read from the crabllm 0.0.25 sources: an `openai` provider with a
-# base_url, one client key). Not run by the author of these rows: crabllm was
-# not installed where they were written.
-if command -v crabllm >/dev/null; then
-  echo "== crabllm" >&2
+# base_url, one client key; checked with 0.0.25: answers and streams pass).
+crabllm_config() { # $1 = upstream port
   cat > "$WORK/crabllm.toml" <<TOML
 listen = "127.0.0.1:$CRAB_PORT"
 openapi = false
@@ -225,9 +224,13 @@ models = ["*"]
 [providers.up]
 kind = "openai"
 api_key = "sk-upstream-benchmark-key-0000"
-base_url = "http://127.0.0.1:$UP_PORT/v1"
+base_url = "http://127.0.0.1:$1/v1"
 models = ["bench"]
 TOML
+}
+if command -v crabllm >/dev/null; then
+  echo "== crabllm" >&2
+  crabllm_config "$UP_PORT"
   RUST_LOG=warn taskset -c 0 crabllm serve --config "$WORK/crabllm.toml" 2>"$WORK/crabllm.log" & CB=$!; PIDS+=($CB)
   if wait_port "$CRAB_PORT"; then
     measure "crabllm" "$CB" "http://127.0.0.1:$CRAB_PORT/v1/chat/completions" "$CHAT"
@@ -345,6 +348,12 @@ if command -v nginx >/dev/null; then
   wait_port "$NGINX_PORT"
   ttfc "nginx" "http://127.0.0.1:$NGINX_PORT/v1/chat/completions"
   stop "$NG"
+fi
+if command -v crabllm >/dev/null; then
+  crabllm_config "$STAMP_PORT"
+  RUST_LOG=warn taskset -c 0 crabllm serve --config "$WORK/crabllm.toml" 2>"$WORK/crabllm.log" & CB=$!; PIDS+=($CB)
+  wait_port "$CRAB_PORT" && ttfc "crabllm" "http://127.0.0.1:$CRAB_PORT/v1/chat/completions"
+  stop "$CB"
 fi
 start_proxy '["failover", "circuit_breaker", "retry"]' "" "$STAMP_PORT"
 ttfc "llm-router, default stack" "http://127.0.0.1:$PX_PORT/v1/chat/completions"
