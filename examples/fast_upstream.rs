@@ -5,7 +5,11 @@
 //! `POST …/v1/messages` the same way in Anthropic's format. With
 //! `SLOW_STREAM_MS=n` each streamed event waits `n` ms (slow streams for the
 //! memory test); with `FAIL_STATUS=503` every answer is that status with an
-//! OpenAI error body (a failing provider, for `benches/soak.sh`).
+//! OpenAI error body (a failing provider, for `benches/soak.sh`). With
+//! `STAMP_CONTENT=1` the first content event of a stream carries, as its
+//! text, the wall-clock time at which it was made (`t=<ns since the Unix
+//! epoch>;`): `examples/stream_client.rs` reads it to measure the time to
+//! first content through a proxy.
 //!
 //! ```sh
 //! cargo run --release --example fast_upstream -- 127.0.0.1:9001
@@ -54,10 +58,30 @@ fn message_events() -> Vec<Bytes> {
     out
 }
 
+/// Nanoseconds since the Unix epoch (a clock every process on the machine
+/// shares).
+fn now_ns() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+/// The first content event of a chat stream, stamped now.
+fn stamped_chat_event() -> Bytes {
+    Bytes::from(format!("data: {{\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"bench\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"t={};\"}},\"finish_reason\":null}}]}}\n\n", now_ns()))
+}
+
+/// The first content event of a Messages stream, stamped now.
+fn stamped_message_event() -> Bytes {
+    Bytes::from(format!("event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"t={};\"}}}}\n\n", now_ns()))
+}
+
 async fn handle(
     req: Request<Incoming>,
     slow: Duration,
     fail: Option<http::StatusCode>,
+    stamp: bool,
 ) -> Result<Response<ProxyBody>, Infallible> {
     if let Some(status) = fail {
         let mut r = Response::new(ProxyBody::full(
@@ -96,13 +120,25 @@ async fn handle(
     } else {
         chat_events()
     };
-    let stream = futures_util::stream::unfold(events.into_iter(), move |mut it| async move {
-        let next = it.next()?;
-        if !slow.is_zero() {
-            tokio::time::sleep(slow).await;
-        }
-        Some((Ok::<_, Infallible>(Frame::data(next)), it))
-    });
+    // The index of the first content event (after the preamble).
+    let first_content = if anthropic { 2 } else { 1 };
+    let stream =
+        futures_util::stream::unfold(events.into_iter().enumerate(), move |mut it| async move {
+            let (i, mut next) = it.next()?;
+            if !slow.is_zero() {
+                tokio::time::sleep(slow).await;
+            }
+            if stamp && i == first_content {
+                // Stamped when made, after any wait: as close to the write
+                // as this server gets.
+                next = if anthropic {
+                    stamped_message_event()
+                } else {
+                    stamped_chat_event()
+                };
+            }
+            Some((Ok::<_, Infallible>(Frame::data(next)), it))
+        });
     let mut r = Response::new(ProxyBody::new(StreamBody::new(Box::pin(stream))));
     r.headers_mut().insert(
         "content-type",
@@ -126,13 +162,14 @@ async fn main() -> Result<(), llm_router::BoxError> {
         .ok()
         .and_then(|v| v.parse::<u16>().ok())
         .and_then(|v| http::StatusCode::from_u16(v).ok());
+    let stamp = std::env::var("STAMP_CONTENT").is_ok_and(|v| v == "1");
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("fast upstream on http://{}", listener.local_addr()?);
     loop {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| handle(req, slow, fail));
+            let service = hyper::service::service_fn(move |req| handle(req, slow, fail, stamp));
             let _ = auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)
                 .await;

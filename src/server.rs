@@ -2,7 +2,12 @@
 //! connection limits, graceful shutdown.
 //!
 //! Connections are served by hyper-util's auto builder (HTTP/1.1 with
-//! keep-alive, or HTTP/2 by prior knowledge or ALPN). On shutdown the
+//! keep-alive, or HTTP/2 by prior knowledge or ALPN). A connection known to
+//! be HTTP/1.1 before it is served — its first bytes, peeked, cannot start
+//! the HTTP/2 preface, or TLS negotiated `http/1.1` — goes to HTTP/1.1
+//! directly (`h2` by ALPN: HTTP/2 directly): the auto builder's sniffing
+//! reads the first bytes apart and then doubles hyper's read buffer for the
+//! rest of the head, 8 KB more held by each open connection. On shutdown the
 //! listener closes at once, idle keep-alive connections are closed, and
 //! in-flight requests — streams included — may finish within the grace
 //! period (`[server] shutdown_timeout`).
@@ -48,6 +53,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+use crate::body::{detach_headers, detach_uri, Detached};
 use crate::RequestContext;
 
 use crate::app::App;
@@ -189,6 +195,11 @@ impl Server {
             .http2()
             .timer(TokioTimer::new())
             .keep_alive_interval(Some(Duration::from_secs(30)));
+        let builders = Arc::new(Builders {
+            h1: builder.clone().http1_only(),
+            h2: builder.clone().http2_only(),
+            auto: builder,
+        });
         // The backends' model lists for `/v1/models`, kept up to date in the
         // background while the server runs.
         let _catalog = app.start_model_catalog();
@@ -214,12 +225,12 @@ impl Server {
                     // each of many slow streams).
                     match &tls {
                         None => {
-                            tokio::spawn(serve_plain(stream, peer, app, &builder, activity, limits, slot));
+                            tokio::spawn(serve_plain(stream, peer, app, builders.clone(), activity, limits, slot));
                         }
                         Some(acceptor) => {
                             let acceptor = acceptor.clone();
-                            let builder = builder.clone();
-                            tokio::spawn(serve_tls(stream, peer, app, acceptor, builder, activity, limits, slot));
+                            let builders = builders.clone();
+                            tokio::spawn(serve_tls(stream, peer, app, acceptor, builders, activity, limits, slot));
                         }
                     }
                 }
@@ -431,6 +442,11 @@ fn connection_service(
     activity: Arc<Activity>,
 ) -> TowerToHyperService<impl ConnectionService> {
     TowerToHyperService::new(tower::service_fn(move |mut req: Request<Incoming>| {
+        // The head and small body frames, out of hyper's read buffer: the
+        // request is kept until its answer begins (see `body::Detached`).
+        detach_headers(req.headers_mut());
+        detach_uri(req.uri_mut());
+        let mut req = req.map(Detached::new);
         RequestContext::of(req.extensions_mut()).note_client_addr(peer);
         let guard = InFlight::start(&activity);
         app.clone().oneshot(req).map(move |answer| {
@@ -453,22 +469,61 @@ where
     conn.graceful_shutdown();
 }
 
+/// The connection builders: one per protocol known in advance, and the
+/// auto builder, which tells HTTP/2's preface from an HTTP/1.1 head itself.
+struct Builders {
+    h1: auto::Builder<TokioExecutor>,
+    h2: auto::Builder<TokioExecutor>,
+    auto: auto::Builder<TokioExecutor>,
+}
+
+/// Whether a connection whose first bytes are `first` may be HTTP/2 by
+/// prior knowledge: they are a start of the preface (or all of it).
+fn may_be_preface(first: &[u8]) -> bool {
+    conn::PREFACE.starts_with(first) || first.starts_with(conn::PREFACE)
+}
+
 /// Serve one plain-text connection (HTTP/1.1, or HTTP/2 by prior
-/// knowledge). The connection is built here, so the task holds it alone.
-fn serve_plain(
+/// knowledge): its first bytes are peeked (within `header_read_timeout`,
+/// like the head they begin), and a connection that cannot be HTTP/2 is
+/// served as HTTP/1.1 directly. The connection is built here, so the task
+/// holds it alone.
+async fn serve_plain(
     stream: TcpStream,
     peer: SocketAddr,
     app: App,
-    builder: &auto::Builder<TokioExecutor>,
+    builders: Arc<Builders>,
     activity: Arc<Activity>,
     limits: ConnectionLimits,
     slot: Slot,
-) -> impl Future<Output = ()> + Send + 'static {
+) {
+    let due = tokio::time::Instant::now() + limits.header_read_timeout;
+    let mut first = [0u8; conn::PREFACE.len()];
+    let peeked = tokio::select! {
+        peeked = tokio::time::timeout_at(due, stream.peek(&mut first)) => peeked,
+        // The server is shutting down: no request has begun here.
+        () = activity.stopped() => return,
+    };
+    let builder = match peeked {
+        // Closed before a byte.
+        Ok(Ok(0)) => return,
+        Ok(Ok(n)) if !may_be_preface(first.get(..n).unwrap_or_default()) => &builders.h1,
+        Ok(Ok(_)) => &builders.auto,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "connection failed before its first request");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "connection closed: no request head within header_read_timeout");
+            return;
+        }
+    };
     let io = TokioIo::new(Watched::new(stream, activity.clone()));
     let conn = builder
         .serve_connection(io, connection_service(app, peer, activity.clone()))
         .into_owned();
-    Driver::new(conn, graceful::<_, _, _, _>, activity, limits, peer, slot)
+    drop(builders);
+    Driver::new(conn, graceful::<_, _, _, _>, activity, limits, peer, slot).await
 }
 
 /// Serve one TLS connection: the handshake (within `header_read_timeout`
@@ -480,7 +535,7 @@ async fn serve_tls(
     peer: SocketAddr,
     app: App,
     acceptor: TlsAcceptor,
-    builder: auto::Builder<TokioExecutor>,
+    builders: Arc<Builders>,
     activity: Arc<Activity>,
     limits: ConnectionLimits,
     slot: Slot,
@@ -502,10 +557,17 @@ async fn serve_tls(
             return;
         }
     };
+    // ALPN's choice; without one, the first bytes tell.
+    let builder = match stream.get_ref().1.alpn_protocol() {
+        Some(b"h2") => &builders.h2,
+        Some(b"http/1.1") => &builders.h1,
+        _ => &builders.auto,
+    };
     let io = TokioIo::new(Watched::new(stream, activity.clone()));
     let conn = builder
         .serve_connection(io, connection_service(app, peer, activity.clone()))
         .into_owned();
+    drop(builders);
     Driver::new(conn, graceful::<_, _, _, _>, activity, limits, peer, slot).await
 }
 
@@ -598,5 +660,20 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send {
             let _ = tokio::signal::ctrl_c().await;
             tracing::info!("Ctrl-C received");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_start_of_the_preface_may_be_http2() {
+        assert!(may_be_preface(b"P"));
+        assert!(may_be_preface(b"PRI * HTTP/2.0\r\n"));
+        assert!(may_be_preface(conn::PREFACE));
+        assert!(!may_be_preface(b"POST /v1/chat/completions HTTP/1.1\r\n"));
+        assert!(!may_be_preface(b"GET / HTTP/1.1\r\n"));
+        assert!(!may_be_preface(b"PRI * HTTP/1.1\r\n\r\nSM\r\n\r\n"));
     }
 }

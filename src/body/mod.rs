@@ -42,6 +42,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::BodyExt;
 
+mod detach;
 mod idle;
 mod map;
 mod observe;
@@ -49,6 +50,7 @@ mod sse;
 #[cfg(test)]
 pub(crate) mod testing;
 
+pub(crate) use detach::{detach_headers, detach_uri, Detached};
 pub use idle::{IdleTimeout, Stalled};
 pub use map::{MapBody, MapFrames};
 pub use observe::{End, Observe, Observer};

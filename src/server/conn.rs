@@ -280,7 +280,7 @@ impl<B: Body<Data = Bytes>> Body for TrackedBody<B> {
 }
 
 /// The HTTP/2 client preface (RFC 9113 §3.4).
-const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+pub(crate) const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// [`Watched::sniff`] once the first bytes were not the preface.
 const SNIFF_H1: u8 = u8::MAX;
 /// [`Watched::sniff`] once the whole preface arrived.

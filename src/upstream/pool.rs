@@ -257,7 +257,10 @@ impl Pool {
                         }
                     }
                     match sender.try_send_request(req).await {
-                        Ok(response) => return Ok(response.map(PooledBody::unpooled)),
+                        Ok(mut response) => {
+                            crate::body::detach_headers(response.headers_mut());
+                            return Ok(response.map(PooledBody::unpooled));
+                        }
                         Err(mut e) => match e.take_message() {
                             Some(back) if reused => {
                                 tracing::debug!(error = %e.error(), "kept HTTP/2 connection closed; sending again");
@@ -280,7 +283,11 @@ impl Pool {
                         continue;
                     }
                     match sender.try_send_request(req).await {
-                        Ok(response) => {
+                        Ok(mut response) => {
+                            // The head is kept until the client's is
+                            // written: out of hyper's read buffer (see
+                            // `body::Detached`).
+                            crate::body::detach_headers(response.headers_mut());
                             let home = Home {
                                 pool: self,
                                 uri,
