@@ -190,20 +190,24 @@ fn serve(args: ServeArgs) -> ExitCode {
         #[cfg(feature = "observability")]
         llm_router::layers::log::install_panic_hook(&server.app().log_flush());
         if reload && !watched.is_empty() {
-            tracing::info!(
-                "--reload: watching {} (every {:?})",
-                watched
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                llm_router::server::POLL_INTERVAL
-            );
-            tokio::spawn(llm_router::server::watch(
+            let shown = watched
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            // The files are looked at before the line that says they are
+            // watched: an edit made after it is seen.
+            let watch = llm_router::server::watching(
                 server.app().clone(),
                 watched,
                 llm_router::server::POLL_INTERVAL,
-            ));
+            )
+            .await;
+            tokio::spawn(watch);
+            tracing::info!(
+                "--reload: watching {shown} (every {:?})",
+                llm_router::server::POLL_INTERVAL
+            );
         }
         // The signal handlers are installed here, before the address is
         // announced: a supervisor may signal as soon as it sees it.

@@ -66,7 +66,7 @@ pub use conn::ConnectionLimits;
 // Reloading a running server: the config source it re-reads and the file
 // watcher of `serve --reload`.
 pub use crate::reload::{ConfigReload, ConfigSource};
-pub use crate::watch::{watch, POLL_INTERVAL};
+pub use crate::watch::{watch, watching, POLL_INTERVAL};
 use conn::{Activity, Driver, Episode, InFlight, Registry, Slot, TrackedBody, Watched};
 pub use files::{connections_within, RESERVED_FILES};
 

@@ -96,9 +96,31 @@ async fn stamps(files: &[PathBuf]) -> Vec<Option<Stamp>> {
 }
 
 /// Watch `files` and reload `app` when they change (see the module
-/// docs of `watch`); runs until the task is dropped.
+/// docs of `watch`); runs until the task is dropped. The files are first
+/// looked at when this is first polled: to be sure an edit made right after
+/// spawning it is seen, use [`watching`].
 pub async fn watch(app: App, files: Vec<PathBuf>, interval: Duration) {
-    let mut debounce = Debounce::new(stamps(&files).await);
+    watching(app, files, interval).await.await
+}
+
+/// [`watch`], with the files looked at before this returns: every edit made
+/// after it returned reloads `app`, however late the watch that it returns
+/// is first polled.
+pub async fn watching(
+    app: App,
+    files: Vec<PathBuf>,
+    interval: Duration,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let debounce = Debounce::new(stamps(&files).await);
+    watch_from(app, files, interval, debounce)
+}
+
+async fn watch_from(
+    app: App,
+    files: Vec<PathBuf>,
+    interval: Duration,
+    mut debounce: Debounce<Stamp>,
+) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
