@@ -63,55 +63,57 @@ pub(super) fn plain_chunk(data: &[u8], read_text: bool) -> Option<u64> {
     s.at_valid_end().then_some(text)
 }
 
+/// A container at the cursor, opened by `open` and closed by `close`, each
+/// of its items read by `item`.
+fn items<'a>(
+    s: &mut Scanner<'a>,
+    (open, close): (u8, u8),
+    mut item: impl FnMut(&mut Scanner<'a>) -> Option<()>,
+) -> Option<()> {
+    if s.next()? != open {
+        return None;
+    }
+    s.ws();
+    if s.peek()? == close {
+        s.next();
+        return Some(());
+    }
+    loop {
+        s.ws();
+        item(s)?;
+        s.ws();
+        match s.next()? {
+            b',' => continue,
+            c if c == close => return Some(()),
+            _ => return None,
+        }
+    }
+}
+
 /// An object at the cursor, each of its keys (unescaped) given to `field`
 /// with the cursor at the value, which `field` reads.
 fn object<'a>(
     s: &mut Scanner<'a>,
     mut field: impl FnMut(&mut Scanner<'a>, &'a [u8]) -> Option<()>,
 ) -> Option<()> {
-    if s.next()? != b'{' {
-        return None;
-    }
-    s.ws();
-    if s.peek()? == b'}' {
-        s.next();
-        return Some(());
-    }
-    loop {
-        s.ws();
+    items(s, (b'{', b'}'), |s| {
         let start = s.position();
         if s.peek()? != b'"' || s.string()? {
             return None;
         }
-        let key = s.since(start);
-        let key = key.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+        let key = s.since(start).strip_prefix(b"\"")?.strip_suffix(b"\"")?;
         s.ws();
         if s.next()? != b':' {
             return None;
         }
         s.ws();
-        field(s, key)?;
-        s.ws();
-        match s.next()? {
-            b',' => continue,
-            b'}' => return Some(()),
-            _ => return None,
-        }
-    }
+        field(s, key)
+    })
 }
 
 /// `choices`: an array of choice objects, none finished.
 fn choices(s: &mut Scanner<'_>, read_text: bool, text: &mut u64) -> Option<()> {
-    if s.next()? != b'[' {
-        return None;
-    }
-    s.ws();
-    if s.peek()? == b']' {
-        s.next();
-        return Some(());
-    }
-    loop {
-        s.ws();
+    items(s, (b'[', b']'), |s| {
         if s.peek()? != b'{' {
             return None;
         }
@@ -142,14 +144,8 @@ fn choices(s: &mut Scanner<'_>, read_text: bool, text: &mut u64) -> Option<()> {
                     Some(())
                 }
             }
-        })?;
-        s.ws();
-        match s.next()? {
-            b',' => continue,
-            b']' => return Some(()),
-            _ => return None,
-        }
-    }
+        })
+    })
 }
 
 /// A delta object's text: its text keys' strings.
