@@ -55,7 +55,11 @@ impl<B> StreamGuard<B> {
 impl<B: InnerBody> StreamGuard<B> {
     /// Guard `inner`.
     pub fn new(inner: B, config: GuardConfig) -> Self {
-        let idle = Box::pin(tokio::time::sleep(config.idle_timeout));
+        let last_data = Instant::now();
+        let idle = Box::pin(tokio::time::sleep_until(deadline_from(
+            last_data,
+            config.idle_timeout,
+        )));
         let events = Events {
             waiting: false,
             committed: false,
@@ -75,6 +79,7 @@ impl<B: InnerBody> StreamGuard<B> {
         let guard = Guard {
             events: SseEvents::new(events.config.max_event, events),
             idle,
+            last_data,
         };
         StreamGuard(MapBody::new(inner, guard))
     }
@@ -127,9 +132,13 @@ impl<B: InnerBody> StreamGuard<B> {
 /// The frame-level rules: the idle timer, a broken upstream.
 struct Guard {
     events: SseEvents<Events>,
-    /// Reset at each data frame; after the commit, a quiet upstream that
-    /// outlasts it fails the stream.
+    /// After the commit, a quiet upstream that outlasts it fails the
+    /// stream. Not reset at each data frame (a timer reset takes the
+    /// timer wheel's lock): when it fires, it is set again from the last
+    /// data frame if that came since.
     idle: Pin<Box<Sleep>>,
+    /// When the last data frame came.
+    last_data: Instant,
 }
 
 impl Guard {
@@ -145,8 +154,8 @@ impl MapFrames for Guard {
     const EMPTY_WHEN_HELD: bool = false;
 
     fn push(&mut self, chunk: &[u8], out: &mut VecDeque<Bytes>) -> Result<(), BoxError> {
-        let idle_timeout = self.reading(out).config.idle_timeout;
-        self.idle.as_mut().reset(deadline_after(idle_timeout));
+        self.reading(out);
+        self.last_data = Instant::now();
         self.events.push(chunk, out)
     }
 
@@ -166,8 +175,19 @@ impl MapFrames for Guard {
             return Poll::Ready(Ok(()));
         }
         // Before the commit, `first_byte_timeout` is the limit.
-        if events.waiting || self.idle.as_mut().poll(cx).is_pending() {
+        if events.waiting {
             return Poll::Pending;
+        }
+        loop {
+            if self.idle.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            // Data came since the timer was set: it runs from there.
+            let due = deadline_from(self.last_data, events.config.idle_timeout);
+            if due <= Instant::now() {
+                break;
+            }
+            self.idle.as_mut().reset(due);
         }
         let message = format!(
             "The upstream sent nothing for {}",
@@ -450,14 +470,14 @@ impl Events {
     }
 }
 
-/// `d` from now; a duration too long to add is about 30 years (as
+/// `d` after `start`; a duration too long to add is about 30 years (as
 /// [`tokio::time::sleep`] does).
-fn deadline_after(d: Duration) -> Instant {
+fn deadline_from(start: Instant, d: Duration) -> Instant {
     const FAR: Duration = Duration::from_secs(30 * 365 * 86_400);
-    let now = Instant::now();
-    now.checked_add(d)
-        .or_else(|| now.checked_add(FAR))
-        .unwrap_or(now)
+    start
+        .checked_add(d)
+        .or_else(|| start.checked_add(FAR))
+        .unwrap_or(start)
 }
 
 #[cfg(test)]

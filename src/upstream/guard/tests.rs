@@ -132,6 +132,41 @@ async fn idle_timeout_after_commit() {
     drop(tx);
 }
 
+/// The idle timer is not reset at each frame: a stream whose data keeps
+/// coming within `idle_timeout` outlives the timer's first deadline.
+#[tokio::test(start_paused = true)]
+async fn data_within_the_idle_timeout_keeps_a_stream_alive() {
+    const DELTA: &[u8] =
+        b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\"}\n\n";
+    let (tx, body) = channel_body();
+    let config = GuardConfig::new(ClientFormat::Anthropic).idle_timeout(Duration::from_secs(3));
+    let mut guard = StreamGuard::new(body, config);
+    tx.send(Ok(Frame::data(Bytes::from_static(DELTA))))
+        .await
+        .unwrap();
+    guard
+        .wait_for_first_content(Duration::from_secs(2))
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        for _ in 0..4 {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            tx.send(Ok(Frame::data(Bytes::from_static(DELTA))))
+                .await
+                .unwrap();
+        }
+        // Then quiet for longer than the timeout.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        drop(tx);
+    });
+    let started = tokio::time::Instant::now();
+    let out = drain(guard).await;
+    assert_eq!(out.matches("content_block_delta\ndata").count(), 5, "{out}");
+    assert!(out.contains("sent nothing for 3s"), "{out}");
+    // Cut 3 s after the last data (at 8 s), not at the first deadline.
+    assert_eq!(started.elapsed(), Duration::from_secs(11));
+}
+
 #[tokio::test]
 async fn missing_done_after_finish_is_added_and_malformed_skipped() {
     let body = ProxyBody::full(format!("data: {HI}\n\ndata: not json\n\ndata: {STOP}\n\n"));
