@@ -112,32 +112,12 @@ async fn cut_after_commit_ends_with_error_event() {
     assert!(!out.contains("[DONE]"));
 }
 
-#[tokio::test(start_paused = true)]
-async fn idle_timeout_after_commit() {
-    let (tx, body) = channel_body();
-    let config = GuardConfig::new(ClientFormat::Anthropic).idle_timeout(Duration::from_secs(3));
-    let mut guard = StreamGuard::new(body, config);
-    tx.send(Ok(Frame::data(Bytes::from_static(
-        b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\"}\n\n",
-    ))))
-    .await
-    .unwrap();
-    guard
-        .wait_for_first_content(Duration::from_secs(2))
-        .await
-        .unwrap();
-    let out = drain(guard).await;
-    assert!(out.contains("event: error"), "{out}");
-    assert!(out.contains("sent nothing for 3s"), "{out}");
-    drop(tx);
-}
+/// An Anthropic content delta.
+const DELTA: &[u8] = b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\"}\n\n";
 
-/// The idle timer is not reset at each frame: a stream whose data keeps
-/// coming within `idle_timeout` outlives the timer's first deadline.
-#[tokio::test(start_paused = true)]
-async fn data_within_the_idle_timeout_keeps_a_stream_alive() {
-    const DELTA: &[u8] =
-        b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\"}\n\n";
+/// A guard with a 3 s idle timeout, committed on one delta; the sender of
+/// the rest of its upstream.
+async fn committed_with_idle_timeout() -> (Tx, StreamGuard) {
     let (tx, body) = channel_body();
     let config = GuardConfig::new(ClientFormat::Anthropic).idle_timeout(Duration::from_secs(3));
     let mut guard = StreamGuard::new(body, config);
@@ -148,6 +128,23 @@ async fn data_within_the_idle_timeout_keeps_a_stream_alive() {
         .wait_for_first_content(Duration::from_secs(2))
         .await
         .unwrap();
+    (tx, guard)
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_timeout_after_commit() {
+    let (tx, guard) = committed_with_idle_timeout().await;
+    let out = drain(guard).await;
+    assert!(out.contains("event: error"), "{out}");
+    assert!(out.contains("sent nothing for 3s"), "{out}");
+    drop(tx);
+}
+
+/// The idle timer is not reset at each frame: a stream whose data keeps
+/// coming within `idle_timeout` outlives the timer's first deadline.
+#[tokio::test(start_paused = true)]
+async fn data_within_the_idle_timeout_keeps_a_stream_alive() {
+    let (tx, guard) = committed_with_idle_timeout().await;
     tokio::spawn(async move {
         for _ in 0..4 {
             tokio::time::sleep(Duration::from_secs(2)).await;
